@@ -1,0 +1,36 @@
+//! mailbridge-testkit: an emulated Microsoft 365 tenant for tests and for
+//! `mailbridge sandbox`.
+//!
+//! Microsoft's HTTP endpoints are emulated in-process; mail itself lives in real
+//! Dovecot and Postfix instances that the harness starts on free loopback ports, so a
+//! message sent through any surface can be read through every other.
+//!
+//! Parts:
+//! - [`model`]: the tenant model (tenants, users, mailboxes, app registrations,
+//!   consents, Exchange service principals, mailbox permissions, access policies),
+//!   built in code or read from TOML; [`knobs`]: lifetimes, delays, limits, faults.
+//! - [`emulator`]: shared state, the clock, token minting and validation, the request
+//!   log; [`server`]: the HTTP server with every surface.
+//! - [`identity`]: the identity platform v2.0 (§1 of the protocol notes);
+//!   [`graph`]: Graph mail (§3); [`ews`]: EWS (§4); [`autodiscover`]: Autodiscover v2
+//!   (§7.1); [`exchange`]: Exchange's access rules, judged for Dovecot and Postfix.
+//! - [`crypto`]: signing keys, JWTs, the per-run test CA, app certificates;
+//!   [`tokens`]: scopes, resources, access tokens; [`aad`]: identity error answers.
+
+pub mod aad;
+pub mod autodiscover;
+pub mod crypto;
+pub mod emulator;
+pub mod ews;
+pub mod exchange;
+pub mod graph;
+pub mod identity;
+pub mod knobs;
+pub mod model;
+pub mod server;
+pub mod tokens;
+
+pub use emulator::{Emulator, RecordedRequest};
+pub use knobs::{Faults, Knobs};
+pub use model::TenantModel;
+pub use server::EmulatorServer;

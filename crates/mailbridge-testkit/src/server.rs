@@ -1,0 +1,111 @@
+//! The HTTP server: every Microsoft HTTP surface of the emulator on one loopback port,
+//! with a middleware that records each request for inspection.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::emulator::{Emulator, RecordedRequest};
+
+/// Bodies larger than this are not recorded in full.
+const RECORD_LIMIT: usize = 64 * 1024;
+/// Largest request body accepted (upload-session chunks are at most 60 MiB).
+const BODY_LIMIT: usize = 200 * 1024 * 1024;
+
+/// The router with every surface.
+pub fn router(emulator: Emulator) -> Router {
+    Router::new()
+        .merge(crate::identity::router())
+        .merge(crate::graph::router())
+        .merge(crate::ews::router())
+        .merge(crate::autodiscover::router())
+        .merge(crate::exchange::router())
+        .layer(middleware::from_fn_with_state(emulator.clone(), record))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(emulator)
+}
+
+async fn record(State(emulator): State<Emulator>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
+        return Response::builder()
+            .status(413)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let index = emulator.request_count();
+    emulator.record(RecordedRequest {
+        surface: "http".to_owned(),
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&bytes[..bytes.len().min(RECORD_LIMIT)]).into_owned(),
+        status: 0,
+        at: emulator.now(),
+    });
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    emulator.record_status(index, response.status().as_u16());
+    response
+}
+
+/// A running HTTP server for an [`Emulator`].
+#[derive(Debug)]
+pub struct EmulatorServer {
+    pub emulator: Emulator,
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl EmulatorServer {
+    /// Binds `addr` (use `127.0.0.1:0` for a free port) and serves until stopped.
+    pub async fn start(emulator: Emulator, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        emulator.set_base_url(format!("http://{addr}"));
+        let shutdown = CancellationToken::new();
+        let app = router(emulator.clone());
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "emulator HTTP server failed");
+            }
+        });
+        Ok(Self {
+            emulator,
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
