@@ -65,6 +65,7 @@ struct Inner {
     opaque_tokens: Mutex<HashMap<String, AccessToken>>,
     requests: Mutex<Vec<RecordedRequest>>,
     identity: Mutex<crate::identity::IdentityState>,
+    mail_store: OnceLock<crate::mailstore::MailStore>,
 }
 
 /// The emulated Microsoft 365 world. Clone freely.
@@ -99,6 +100,7 @@ impl Emulator {
             opaque_tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             identity: Mutex::new(crate::identity::IdentityState::default()),
+            mail_store: OnceLock::new(),
         })))
     }
 
@@ -236,6 +238,16 @@ impl Emulator {
             .into_iter()
             .filter(|r| r.path().ends_with(suffix))
             .collect()
+    }
+
+    /// Connects the emulator to the mail store (done once by the harness).
+    pub fn attach_mail_store(&self, store: crate::mailstore::MailStore) {
+        let _ = self.0.mail_store.set(store);
+    }
+
+    /// The mail store, when mail servers are attached.
+    pub fn mail_store(&self) -> Option<&crate::mailstore::MailStore> {
+        self.0.mail_store.get()
     }
 
     /// The identity platform's flow state (codes, refresh tokens, device codes, sign-in

@@ -16,6 +16,9 @@
 //!   (§7.1); [`exchange`]: Exchange's access rules, judged for Dovecot and Postfix.
 //! - [`crypto`]: signing keys, JWTs, the per-run test CA, app certificates;
 //!   [`tokens`]: scopes, resources, access tokens; [`aad`]: identity error answers.
+//! - [`mailservers`]: the Dovecot + Postfix harness (IMAP, POP3, SMTP submission, LMTP)
+//!   on free loopback ports with the per-run test CA; [`mailstore`]: the one mail store
+//!   (Dovecot) that Graph and EWS read and write.
 
 pub mod aad;
 pub mod autodiscover;
@@ -26,6 +29,8 @@ pub mod exchange;
 pub mod graph;
 pub mod identity;
 pub mod knobs;
+pub mod mailservers;
+pub mod mailstore;
 pub mod model;
 pub mod server;
 pub mod tokens;
