@@ -1,1 +1,105 @@
-fn main() {}
+//! `mailbridge`: the one program. Today it has `sandbox` (the emulated Microsoft 365
+//! tenant, to try every sign-in and mail flow without a real tenant); sign-in,
+//! accounts, fetch/send and the daemon arrive in later steps.
+//!
+//! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
+//! 2 usage error (from clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use mailbridge_testkit::TenantModel;
+use mailbridge_testkit::sandbox::{Sandbox, SandboxOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mailbridge",
+    version,
+    about = "Connect applications to Microsoft 365 / Exchange and any IMAP/POP3/SMTP mailbox"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the emulated Microsoft 365 tenant (identity platform, Graph, EWS,
+    /// Autodiscover) with demo users and apps, and print how to use it.
+    Sandbox {
+        /// Tenant model (TOML); the built-in sandbox tenant when absent.
+        #[arg(long, env = "MAILBRIDGE_SANDBOX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address for the HTTP endpoints.
+        #[arg(long, default_value = "127.0.0.1:8400")]
+        listen: SocketAddr,
+        /// Print the built-in sandbox tenant model (TOML) and exit.
+        #[arg(long)]
+        print_model: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Sandbox {
+            config,
+            listen,
+            print_model,
+        } => {
+            if print_model {
+                print!("{}", TenantModel::sandbox().to_toml());
+                return Ok(());
+            }
+            sandbox(config, listen).await
+        }
+    }
+}
+
+async fn sandbox(config: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+    let model = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read tenant model {}", path.display()))?;
+            TenantModel::from_toml(&text)
+                .with_context(|| format!("failed to load tenant model {}", path.display()))?
+        }
+        None => TenantModel::sandbox(),
+    };
+    let sandbox = Sandbox::start(SandboxOptions { model, listen })
+        .await
+        .with_context(|| {
+            format!("failed to start the sandbox on {listen} (is the port free? use --listen)")
+        })?;
+    println!("{}", sandbox.summary());
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("failed to wait for Ctrl-C")?;
+    sandbox.stop().await;
+    Ok(())
+}

@@ -32,6 +32,7 @@ pub mod knobs;
 pub mod mailservers;
 pub mod mailstore;
 pub mod model;
+pub mod sandbox;
 pub mod server;
 pub mod tokens;
 

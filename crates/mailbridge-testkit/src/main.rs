@@ -1,3 +1,68 @@
-//! `mailbridge-testkit serve --config tenant.toml`: the emulated tenant as a program.
+//! `mailbridge-testkit serve [--config tenant.toml] [--listen ADDR]`: the emulated
+//! tenant as a program (the same as `mailbridge sandbox`).
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use mailbridge_testkit::TenantModel;
+use mailbridge_testkit::sandbox::{Sandbox, SandboxOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mailbridge-testkit",
+    version,
+    about = "The emulated Microsoft 365 tenant"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the emulated tenant until interrupted.
+    Serve {
+        /// Tenant model (TOML); the built-in sandbox tenant when absent.
+        #[arg(long, env = "MAILBRIDGE_SANDBOX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address for the HTTP endpoints.
+        #[arg(long, default_value = "127.0.0.1:8400")]
+        listen: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => serve(config, listen).await,
+    }
+}
+
+async fn serve(config: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+    let model = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read tenant model {}", path.display()))?;
+            TenantModel::from_toml(&text)
+                .with_context(|| format!("failed to load tenant model {}", path.display()))?
+        }
+        None => TenantModel::sandbox(),
+    };
+    let sandbox = Sandbox::start(SandboxOptions { model, listen })
+        .await
+        .context("failed to start the sandbox")?;
+    println!("{}", sandbox.summary());
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("failed to wait for Ctrl-C")?;
+    sandbox.stop().await;
+    Ok(())
+}

@@ -388,6 +388,12 @@ impl TenantModel {
         TenantModelBuilder::default()
     }
 
+    /// The sandbox tenant (`sandbox.toml` in this crate): the five product scenarios
+    /// with working demo accounts and apps.
+    pub fn sandbox() -> Self {
+        Self::from_toml(include_str!("../sandbox.toml")).unwrap_or_default()
+    }
+
     /// Reads a model from TOML (see `docs/testkit.md` for the format).
     pub fn from_toml(text: &str) -> Result<Self, ModelError> {
         let model: TenantModel = toml::from_str(text)?;
@@ -790,6 +796,20 @@ mod tests {
         assert_eq!(
             back.tenants[0].users[0].object_id,
             model.tenants[0].users[0].object_id
+        );
+    }
+
+    #[test]
+    fn sandbox_tenant_parses_and_has_every_scenario() {
+        let model = TenantModel::from_toml(include_str!("../sandbox.toml")).unwrap();
+        let contoso = model.tenant("contoso.example").unwrap();
+        assert_eq!(contoso.apps.len(), 4);
+        assert!(contoso.user("bob@contoso.example").unwrap().mfa_required);
+        assert!(model.consumers().is_some());
+        assert!(
+            TenantModel::sandbox()
+                .tenant("contoso.onmicrosoft.example")
+                .is_some()
         );
     }
 
