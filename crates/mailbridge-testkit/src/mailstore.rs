@@ -102,7 +102,10 @@ pub struct MailStore {
     config: MailStoreConfig,
 }
 
-#[expect(clippy::unused_async, reason = "bodies arrive with the Dovecot harness")]
+#[expect(
+    clippy::unused_async,
+    reason = "bodies arrive with the Dovecot harness"
+)]
 impl MailStore {
     /// A store over the harness's servers.
     pub fn new(config: MailStoreConfig) -> Self {

@@ -5,7 +5,11 @@
 //! - [`clock`]: the [`Clock`] trait every component reads time from, with a system
 //!   clock and an [`OffsetClock`] that tests move forward to expire tokens and secrets
 //!   without waiting.
+//! - [`error_class`]: [`ErrorClass`], what to do about an error (retry, wait, sign in,
+//!   ask an admin, fix the configuration, give up).
 
 pub mod clock;
+pub mod error_class;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
+pub use error_class::ErrorClass;
