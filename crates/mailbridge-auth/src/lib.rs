@@ -1,9 +1,20 @@
 //! mailbridge-auth: signing in to Microsoft 365 and other OAuth2 providers.
 //!
-//! Parts (this step has the first one; flows, the token cache and SASL arrive next):
+//! Parts:
+//! - [`authority`]: clouds, sign-in hosts and tenant segments (every host injectable);
+//!   [`scopes`]: the scopes of each transport and grant, one resource per request.
+//! - [`credential`]: client secrets and certificates (PS256 / RS256 client assertions).
+//! - [`client`]: the token client: client credentials, authorization code + PKCE,
+//!   refresh (with rotation), device code; [`token`]: token sets and [`token::AuthError`]
+//!   with its [`ErrorClass`](mailbridge_types::ErrorClass).
 //! - [`diagnosis`]: every AADSTS code of the identity platform mapped to an
 //!   [`ErrorClass`](mailbridge_types::ErrorClass), its cause, and the fix in the words
 //!   of the Azure portal or Exchange Online PowerShell; and [`diagnosis::TokenError`],
 //!   the parsed error answer of the token endpoint.
 
+pub mod authority;
+pub mod client;
+pub mod credential;
 pub mod diagnosis;
+pub mod scopes;
+pub mod token;
