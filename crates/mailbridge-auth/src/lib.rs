@@ -13,6 +13,7 @@
 //!   the parsed error answer of the token endpoint.
 
 pub mod authority;
+pub mod cache;
 pub mod client;
 pub mod credential;
 pub mod diagnosis;
