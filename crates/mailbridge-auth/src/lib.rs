@@ -17,5 +17,6 @@ pub mod cache;
 pub mod client;
 pub mod credential;
 pub mod diagnosis;
+pub mod interactive;
 pub mod scopes;
 pub mod token;

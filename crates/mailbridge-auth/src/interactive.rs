@@ -1,0 +1,408 @@
+//! Delegated sign-in where a person is present: authorization code with PKCE S256 on a
+//! loopback redirect (the browser comes back to `http://localhost:<port>/`), and the
+//! paste-the-redirect-URL variant for servers without a browser.
+//!
+//! The loopback listener is a minimal HTTP/1.1 reader written here (it reads one
+//! request line and answers one page); a web framework would be far more than needed.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+use crate::authority::Authority;
+use crate::client::{App, TokenClient};
+use crate::token::{AuthError, TokenSet};
+
+/// A PKCE verifier and its S256 challenge (RFC 7636).
+pub struct Pkce {
+    verifier: SecretString,
+    /// `BASE64URL(SHA256(verifier))`.
+    pub challenge: String,
+}
+
+impl std::fmt::Debug for Pkce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkce")
+            .field("challenge", &self.challenge)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pkce {
+    /// A fresh verifier of 43 characters from 32 random bytes.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        Self::from_verifier(&URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The challenge for a given verifier.
+    pub fn from_verifier(verifier: &str) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        Self {
+            verifier: SecretString::from(verifier.to_owned()),
+            challenge: URL_SAFE_NO_PAD.encode(digest),
+        }
+    }
+
+    /// The verifier, sent when redeeming the code.
+    pub fn verifier(&self) -> &SecretString {
+        &self.verifier
+    }
+}
+
+/// An authorization request in progress.
+#[derive(Debug)]
+pub struct AuthorizationRequest {
+    /// Open this in a browser.
+    pub url: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    state: String,
+    pkce: Pkce,
+}
+
+/// OIDC scopes added to interactive sign-in so the answer names the user.
+const IDENTITY_SCOPES: [&str; 2] = ["openid", "profile"];
+
+impl AuthorizationRequest {
+    /// Builds the `/authorize` URL with PKCE S256 and a random `state`.
+    pub fn new(
+        client_id: &str,
+        authority: &Authority,
+        scopes: &[String],
+        redirect_uri: &str,
+        login_hint: Option<&str>,
+    ) -> Self {
+        let pkce = Pkce::generate();
+        let mut state_bytes = [0u8; 16];
+        let _ = aws_lc_rs::rand::fill(&mut state_bytes);
+        let state = URL_SAFE_NO_PAD.encode(state_bytes);
+        let mut all_scopes: Vec<String> = scopes.to_vec();
+        for s in IDENTITY_SCOPES {
+            if !all_scopes.iter().any(|x| x == s) {
+                all_scopes.push(s.to_owned());
+            }
+        }
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("response_mode", "query")
+            .append_pair("scope", &all_scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("prompt", "select_account");
+        if let Some(hint) = login_hint {
+            query.append_pair("login_hint", hint);
+        }
+        Self {
+            url: format!("{}?{}", authority.authorize_endpoint(), query.finish()),
+            redirect_uri: redirect_uri.to_owned(),
+            scopes: all_scopes,
+            state,
+            pkce,
+        }
+    }
+
+    /// Reads the code from the URL the browser was sent back to (or its query string),
+    /// checking `state` and turning an `error` into a clear message.
+    pub fn code_from_redirect(&self, redirected: &str) -> Result<SecretString, AuthError> {
+        let query = redirected
+            .split_once('?')
+            .map_or(redirected, |(_, q)| q)
+            .split('#')
+            .next()
+            .unwrap_or_default();
+        let mut code = None;
+        let mut state = None;
+        let mut error = None;
+        let mut description = None;
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "code" => code = Some(v.into_owned()),
+                "state" => state = Some(v.into_owned()),
+                "error" => error = Some(v.into_owned()),
+                "error_description" => description = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        if let Some(error) = error {
+            let description = description.unwrap_or_default();
+            let headline = description.lines().next().unwrap_or_default().to_owned();
+            let fix = crate::diagnosis::TokenError::parse(
+                serde_json::json!({"error": error, "error_description": description})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .map(|e| e.diagnose().to_string())
+            .unwrap_or_default();
+            return Err(AuthError::Interaction(format!("{error}: {headline} {fix}")));
+        }
+        if state.as_deref() != Some(self.state.as_str()) {
+            return Err(AuthError::Interaction(
+                "the answer's state does not match this sign-in (a stale or forged redirect); start again".into(),
+            ));
+        }
+        code.map(SecretString::from).ok_or_else(|| {
+            AuthError::Interaction(
+                "the redirect URL carries no code; paste the whole URL from the address bar".into(),
+            )
+        })
+    }
+
+    /// Redeems the code.
+    pub async fn redeem(
+        &self,
+        client: &TokenClient,
+        app: &App,
+        authority: &Authority,
+        code: &SecretString,
+    ) -> Result<TokenSet, AuthError> {
+        client
+            .redeem_code(
+                app,
+                authority,
+                code,
+                &self.redirect_uri,
+                self.pkce.verifier(),
+                &self.scopes,
+            )
+            .await
+    }
+}
+
+/// The user named by an ID token (`preferred_username`), read without verification:
+/// it is only shown back to the person who just signed in.
+pub fn id_token_user(id_token: &str) -> Option<String> {
+    let payload = id_token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("preferred_username")
+        .or_else(|| v.get("upn"))
+        .or_else(|| v.get("email"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Runs the loopback sign-in: listens on `127.0.0.1:<ephemeral>`, hands the URL to
+/// `open` (which opens a browser or prints it), waits up to `timeout` for the browser to
+/// come back, redeems the code, and answers the browser with "Signed in as <user>. You
+/// can close this tab." or an error page.
+pub async fn loopback_sign_in(
+    client: &TokenClient,
+    app: &App,
+    authority: &Authority,
+    scopes: &[String],
+    login_hint: Option<&str>,
+    timeout: Duration,
+    open: impl FnOnce(&str),
+) -> Result<TokenSet, AuthError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| AuthError::Interaction(format!("cannot listen on a loopback port: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| AuthError::Interaction(format!("cannot read the loopback port: {e}")))?
+        .port();
+    let request = AuthorizationRequest::new(
+        &app.client_id,
+        authority,
+        scopes,
+        &format!("http://localhost:{port}/"),
+        login_hint,
+    );
+    open(&request.url);
+    let wait = async {
+        loop {
+            let (mut stream, _) = listener
+                .accept()
+                .await
+                .map_err(|e| AuthError::Interaction(format!("loopback listener failed: {e}")))?;
+            let Some(target) = read_request_target(&mut stream).await else {
+                continue;
+            };
+            if !target.contains("code=") && !target.contains("error=") {
+                let _ = respond(
+                    &mut stream,
+                    404,
+                    "Not found",
+                    "This is mailbridge's sign-in listener.",
+                )
+                .await;
+                continue;
+            }
+            let outcome = match request.code_from_redirect(&target) {
+                Ok(code) => request.redeem(client, app, authority, &code).await,
+                Err(e) => Err(e),
+            };
+            match &outcome {
+                Ok(tokens) => {
+                    let user = tokens
+                        .id_token
+                        .as_deref()
+                        .and_then(id_token_user)
+                        .unwrap_or_else(|| "your account".to_owned());
+                    let _ = respond(
+                        &mut stream,
+                        200,
+                        "Signed in",
+                        &format!(
+                            "Signed in as {}. You can close this tab.",
+                            html_escape(&user)
+                        ),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    let _ = respond(
+                        &mut stream,
+                        400,
+                        "Sign-in failed",
+                        &format!("Sign-in failed: {}", html_escape(&e.to_string())),
+                    )
+                    .await;
+                }
+            }
+            return outcome;
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.unwrap_or_else(|_| {
+        Err(AuthError::Interaction(format!(
+            "no answer from the browser within {} s; run the sign-in again, or use --device-code or --paste",
+            timeout.as_secs()
+        )))
+    })
+}
+
+/// Reads one request head and returns its target (`/?code=...`); `None` when it is not
+/// a GET request line. Reads at most 16 KiB.
+async fn read_request_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(chunk.get(..n)?);
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let line = head.lines().next()?;
+    let mut parts = line.split(' ');
+    if parts.next()? != "GET" {
+        return None;
+    }
+    parts.next().map(str::to_owned)
+}
+
+async fn respond(
+    stream: &mut tokio::net::TcpStream,
+    status: u16,
+    title: &str,
+    text: &str,
+) -> std::io::Result<()> {
+    let body = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title} - mailbridge</title></head>\
+         <body style=\"font-family:sans-serif;margin:3em\"><h1>{title}</h1><p>{text}</p></body></html>"
+    );
+    let reason = if status == 200 { "OK" } else { "Error" };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::TenantSegment;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn pkce_matches_the_rfc_vector_from_the_notes() {
+        let p = Pkce::from_verifier("M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag");
+        assert_eq!(p.challenge, "qjrzSW9gMiUgpUvqgEPE4_-8swvyCtfOVvg55o5S_es");
+        assert_eq!(Pkce::generate().verifier().expose_secret().len(), 43);
+    }
+
+    fn request() -> AuthorizationRequest {
+        let authority = Authority::new("http://127.0.0.1:1", TenantSegment::Organizations).unwrap();
+        AuthorizationRequest::new(
+            "6731de76-14a6-49ae-97bc-6eba6914391e",
+            &authority,
+            &[
+                "https://outlook.office.com/IMAP.AccessAsUser.All".into(),
+                "offline_access".into(),
+            ],
+            "http://localhost:5000/",
+            Some("alice@contoso.example"),
+        )
+    }
+
+    #[test]
+    fn authorize_url_has_pkce_state_and_identity_scopes() {
+        let r = request();
+        assert!(
+            r.url
+                .starts_with("http://127.0.0.1:1/organizations/oauth2/v2.0/authorize?")
+        );
+        let q: std::collections::BTreeMap<_, _> =
+            url::form_urlencoded::parse(r.url.split_once('?').unwrap().1.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["code_challenge"], r.pkce.challenge);
+        assert_eq!(q["state"], r.state);
+        assert!(q["scope"].contains("openid"));
+        assert_eq!(q["login_hint"], "alice@contoso.example");
+    }
+
+    #[test]
+    fn pasted_redirects_are_checked() {
+        let r = request();
+        let ok = format!("http://localhost:5000/?code=0.AXoA&state={}", r.state);
+        assert_eq!(r.code_from_redirect(&ok).unwrap().expose_secret(), "0.AXoA");
+        assert!(
+            r.code_from_redirect("http://localhost:5000/?code=x&state=forged")
+                .is_err()
+        );
+        assert!(r.code_from_redirect(&format!("state={}", r.state)).is_err());
+        let declined = format!(
+            "http://localhost:5000/?error=access_denied&error_description=AADSTS65004%3A+User+declined+to+consent+to+access+the+app.&state={}",
+            r.state
+        );
+        let err = r.code_from_redirect(&declined).unwrap_err().to_string();
+        assert!(err.contains("AADSTS65004"), "{err}");
+        assert!(err.contains("press Accept"), "{err}");
+    }
+
+    #[test]
+    fn id_token_user_reads_preferred_username() {
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"preferred_username":"alice@contoso.example"}"#);
+        assert_eq!(
+            id_token_user(&format!("e30.{payload}.sig")).unwrap(),
+            "alice@contoso.example"
+        );
+        assert!(id_token_user("garbage").is_none());
+    }
+}
