@@ -1,0 +1,17 @@
+//! mailbridge-store: what mailbridge keeps between runs.
+//!
+//! Parts:
+//! - [`master_key`]: the master key, kept outside the database: from
+//!   `MAILBRIDGE_MASTER_KEY`, from a key file created on first run with mode 0600, or
+//!   derived from a passphrase with Argon2id.
+//! - [`sealed`]: sealing with XChaCha20-Poly1305 (random 192-bit nonce, the record id
+//!   as associated data), so a sealed value cannot be moved to another record.
+//! - [`store`]: the SQLite store (embedded default; PostgreSQL follows) with
+//!   migrations, sealed secrets and master-key rotation.
+
+pub mod master_key;
+pub mod sealed;
+pub mod store;
+
+pub use master_key::MasterKey;
+pub use store::{SecretKind, SecretMeta, Store, StoreError};
