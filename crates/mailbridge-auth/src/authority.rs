@@ -8,41 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// A national cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Cloud {
-    /// Worldwide, including GCC.
-    #[default]
-    Global,
-    /// US Government L4 (GCC High).
-    UsGovHigh,
-    /// US Government L5 (DoD).
-    UsGovDod,
-    /// China, operated by 21Vianet.
-    China,
-}
-
-impl Cloud {
-    /// The sign-in host.
-    pub fn login_host(self) -> &'static str {
-        match self {
-            Cloud::Global => "https://login.microsoftonline.com",
-            Cloud::UsGovHigh | Cloud::UsGovDod => "https://login.microsoftonline.us",
-            Cloud::China => "https://login.partner.microsoftonline.cn",
-        }
-    }
-
-    /// The Graph root.
-    pub fn graph_root(self) -> &'static str {
-        match self {
-            Cloud::Global => "https://graph.microsoft.com",
-            Cloud::UsGovHigh => "https://graph.microsoft.us",
-            Cloud::UsGovDod => "https://dod-graph.microsoft.us",
-            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
-        }
-    }
-}
+pub use mailbridge_types::config::Cloud;
 
 /// The tenant segment of the authority.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

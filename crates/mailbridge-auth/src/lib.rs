@@ -7,6 +7,10 @@
 //! - [`client`]: the token client: client credentials, authorization code + PKCE,
 //!   refresh (with rotation), device code; [`token`]: token sets and [`token::AuthError`]
 //!   with its [`ErrorClass`](mailbridge_types::ErrorClass).
+//! - [`cache`]: the access-token cache (5-minute margin, `refresh_in`, single flight,
+//!   bounded backoff); [`session`]: tokens per account with refresh-token rotation
+//!   persisted through a [`session::TokenStore`], and "needs sign-in" marking;
+//!   [`interactive`]: PKCE, the loopback browser sign-in and paste-the-URL.
 //! - [`diagnosis`]: every AADSTS code of the identity platform mapped to an
 //!   [`ErrorClass`](mailbridge_types::ErrorClass), its cause, and the fix in the words
 //!   of the Azure portal or Exchange Online PowerShell; and [`diagnosis::TokenError`],
@@ -19,4 +23,5 @@ pub mod credential;
 pub mod diagnosis;
 pub mod interactive;
 pub mod scopes;
+pub mod session;
 pub mod token;

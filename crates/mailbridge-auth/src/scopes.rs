@@ -3,16 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A mail transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Graph,
-    Imap,
-    Pop3,
-    Smtp,
-    Ews,
-}
+pub use mailbridge_types::config::Transport;
 
 /// Delegated (a user signs in) or app-only (client credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -7,11 +7,13 @@
 //! - [`sealed`]: sealing with XChaCha20-Poly1305 (random 192-bit nonce, the record id
 //!   as associated data), so a sealed value cannot be moved to another record.
 //! - [`store`]: the SQLite store (embedded default; PostgreSQL follows) with
-//!   migrations, sealed secrets and master-key rotation.
+//!   migrations, sealed secrets, account sign-in state and master-key rotation;
+//!   [`token_store`]: the store as `mailbridge-auth`'s refresh-token store.
 
 pub mod master_key;
 pub mod sealed;
 pub mod store;
+pub mod token_store;
 
 pub use master_key::MasterKey;
-pub use store::{SecretKind, SecretMeta, Store, StoreError};
+pub use store::{AccountState, SecretKind, SecretMeta, Store, StoreError};

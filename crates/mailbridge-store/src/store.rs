@@ -16,6 +16,13 @@ use crate::sealed::Sealer;
 const KEY_CHECK_ID: &str = "meta:key_check";
 const KEY_CHECK_TEXT: &[u8] = b"mailbridge master key check v1";
 
+/// Whether an account can get tokens without a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    SignedIn,
+    NeedsSignIn { reason: String },
+}
+
 /// What a secret is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -81,6 +88,7 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     sealer: std::sync::Arc<std::sync::RwLock<Sealer>>,
+    clock: std::sync::Arc<dyn mailbridge_types::Clock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,7 +145,75 @@ impl Store {
         Ok(Self {
             pool,
             sealer: std::sync::Arc::new(std::sync::RwLock::new(sealer)),
+            clock: std::sync::Arc::new(mailbridge_types::SystemClock),
         })
+    }
+
+    /// Uses `clock` for timestamps (tests move it to age refresh tokens).
+    #[must_use]
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn mailbridge_types::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time by the store's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Records the sign-in state of an account.
+    pub async fn set_account_state(
+        &self,
+        account: &str,
+        state: AccountState,
+    ) -> Result<(), StoreError> {
+        let (name, reason) = match &state {
+            AccountState::SignedIn => ("signed-in", None),
+            AccountState::NeedsSignIn { reason } => ("needs-sign-in", Some(reason.as_str())),
+        };
+        sqlx::query(
+            "INSERT INTO account_state (account, state, reason, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(account) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+               updated_at = excluded.updated_at",
+        )
+        .bind(account)
+        .bind(name)
+        .bind(reason)
+        .bind(unix(self.now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The sign-in state of an account; `None` when it never signed in.
+    pub async fn account_state(&self, account: &str) -> Result<Option<AccountState>, StoreError> {
+        let row = sqlx::query("SELECT state, reason FROM account_state WHERE account = ?")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| {
+            let state: String = r.try_get("state").unwrap_or_default();
+            if state == "needs-sign-in" {
+                AccountState::NeedsSignIn {
+                    reason: r
+                        .try_get::<Option<String>, _>("reason")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                }
+            } else {
+                AccountState::SignedIn
+            }
+        }))
+    }
+
+    /// Forgets an account's sign-in state.
+    pub async fn clear_account_state(&self, account: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM account_state WHERE account = ?")
+            .bind(account)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     fn seal(&self, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {

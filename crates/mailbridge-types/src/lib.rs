@@ -7,8 +7,11 @@
 //!   without waiting.
 //! - [`error_class`]: [`ErrorClass`], what to do about an error (retry, wait, sign in,
 //!   ask an admin, fix the configuration, give up).
+//! - [`config`]: apps (tenant, client id, cloud, endpoints, credential) and accounts
+//!   (address, sign-in method, app, transports), as read from the configuration file.
 
 pub mod clock;
+pub mod config;
 pub mod error_class;
 
 pub use clock::{Clock, OffsetClock, SystemClock};

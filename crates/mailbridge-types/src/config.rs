@@ -1,0 +1,201 @@
+//! The first notion of *app* and *account*, shared by every crate. Step 3 extends the
+//! account with its incoming and outgoing sides; the fields here stay.
+//!
+//! Secrets are never part of these types: they live sealed in the store under the ids
+//! [`AppConfig::secret_id`] and [`AccountConfig::refresh_token_id`] /
+//! [`AccountConfig::password_id`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A national cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    /// Worldwide, including GCC.
+    #[default]
+    Global,
+    /// US Government L4 (GCC High).
+    UsGovHigh,
+    /// US Government L5 (DoD).
+    UsGovDod,
+    /// China, operated by 21Vianet.
+    China,
+}
+
+impl Cloud {
+    /// The sign-in host.
+    pub fn login_host(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://login.microsoftonline.com",
+            Cloud::UsGovHigh | Cloud::UsGovDod => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.partner.microsoftonline.cn",
+        }
+    }
+
+    /// The Graph root (the resource of Graph scopes).
+    pub fn graph_root(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://graph.microsoft.com",
+            Cloud::UsGovHigh => "https://graph.microsoft.us",
+            Cloud::UsGovDod => "https://dod-graph.microsoft.us",
+            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+}
+
+/// A mail transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Graph,
+    Imap,
+    Pop3,
+    Smtp,
+    Ews,
+}
+
+/// How an account signs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignInMethod {
+    /// Basic: a user name and password (other servers, on-premises Exchange).
+    Password,
+    /// A user signs in (browser with PKCE, device code, or paste-the-URL).
+    Delegated,
+    /// The app signs in as itself (client credentials).
+    AppOnly,
+}
+
+/// How the app proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AppCredentialConfig {
+    /// A public client: no credential (device code, loopback sign-in).
+    #[default]
+    None,
+    /// A client secret, sealed in the store under [`AppConfig::secret_id`]. The expiry
+    /// is what the portal showed when it was created.
+    Secret {
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        expires: Option<OffsetDateTime>,
+    },
+    /// A certificate; the key file is read when needed (or sealed in the store).
+    Certificate {
+        certificate_file: PathBuf,
+        key_file: PathBuf,
+        /// `PS256` + `x5t#S256` (default) or `RS256` + `x5t`.
+        #[serde(default)]
+        rs256: bool,
+    },
+}
+
+/// An app registration as mailbridge uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Local name, used by accounts.
+    pub name: String,
+    /// Directory (tenant) ID, a verified domain, or `common` / `organizations` / `consumers`.
+    pub tenant: String,
+    /// Application (client) ID.
+    pub client_id: String,
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Sign-in host override (national clouds, the sandbox): replaces the cloud's.
+    #[serde(default)]
+    pub authority_host: Option<String>,
+    /// Graph root override.
+    #[serde(default)]
+    pub graph_root: Option<String>,
+    /// Extra trusted CA certificates (PEM file), added to the system roots.
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub credential: AppCredentialConfig,
+}
+
+impl AppConfig {
+    /// The sign-in host in force.
+    pub fn authority_host(&self) -> &str {
+        self.authority_host
+            .as_deref()
+            .unwrap_or(self.cloud.login_host())
+    }
+
+    /// The Graph root in force.
+    pub fn graph_root(&self) -> &str {
+        self.graph_root
+            .as_deref()
+            .unwrap_or(self.cloud.graph_root())
+    }
+
+    /// Store id of the client secret.
+    pub fn secret_id(&self) -> String {
+        format!("app:{}:client-secret", self.name)
+    }
+}
+
+/// An account: one mailbox address and how it signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Local name (defaults to the address).
+    pub name: String,
+    /// The mailbox address.
+    pub address: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub sign_in: SignInMethod,
+    /// The app (by name) for delegated and app-only sign-in.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The transports the account's tokens are for (one token per resource).
+    #[serde(default = "default_transports")]
+    pub transports: Vec<Transport>,
+    /// User name for password sign-in, when it is not the address.
+    #[serde(default)]
+    pub login: Option<String>,
+}
+
+fn default_transports() -> Vec<Transport> {
+    vec![Transport::Graph]
+}
+
+impl AccountConfig {
+    /// Store id of the account's refresh token.
+    pub fn refresh_token_id(&self) -> String {
+        format!("account:{}:refresh-token", self.name)
+    }
+
+    /// Store id of the account's password.
+    pub fn password_id(&self) -> String {
+        format!("account:{}:password", self.name)
+    }
+}
+
+/// A configuration file of apps and accounts (until `mailbridge account add` exists).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default, rename = "app")]
+    pub apps: Vec<AppConfig>,
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl ConfigFile {
+    /// The app with this name.
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    /// The account with this name or address.
+    pub fn account(&self, name_or_address: &str) -> Option<&AccountConfig> {
+        self.accounts
+            .iter()
+            .find(|a| a.name == name_or_address || a.address.eq_ignore_ascii_case(name_or_address))
+    }
+}
