@@ -224,3 +224,114 @@ impl ClientCredential {
         })
     }
 }
+
+/// The `notAfter` of the first certificate in a PEM text, read with a small bounded DER
+/// walk (Certificate -> tbsCertificate -> validity); `None` when it cannot be read.
+pub fn certificate_not_after(pem: &str) -> Option<OffsetDateTime> {
+    let der = rustls_pemfile::certs(&mut pem.as_bytes()).find_map(Result::ok)?;
+    let (_, cert_body, _) = der_item(der.as_ref())?;
+    let (_, tbs, _) = der_item(cert_body)?;
+    let mut rest = tbs;
+    // Optional [0] version, then serial, signature algorithm, issuer, validity.
+    let (tag, _, after) = der_item(rest)?;
+    if tag == 0xA0 {
+        rest = after;
+    }
+    for _ in 0..3 {
+        let (_, _, after) = der_item(rest)?;
+        rest = after;
+    }
+    let (_, validity, _) = der_item(rest)?;
+    let (_, _, after_not_before) = der_item(validity)?;
+    let (tag, time, _) = der_item(after_not_before)?;
+    parse_der_time(tag, time)
+}
+
+/// One DER item: (tag, contents, rest).
+fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (len_bytes, rest) = rest.split_at(n);
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(len);
+    Some((tag, contents, rest))
+}
+
+/// UTCTime (0x17, `YYMMDDHHMMSSZ`) or GeneralizedTime (0x18, `YYYYMMDDHHMMSSZ`).
+fn parse_der_time(tag: u8, bytes: &[u8]) -> Option<OffsetDateTime> {
+    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
+    let full = match tag {
+        0x17 => {
+            let yy: i32 = text.get(0..2)?.parse().ok()?;
+            format!("{}{}", if yy >= 50 { 19 } else { 20 }, text)
+        }
+        0x18 => text.to_owned(),
+        _ => return None,
+    };
+    let num = |r: std::ops::Range<usize>| -> Option<u32> { full.get(r)?.parse().ok() };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(num(6..8)?).ok()?).ok()?;
+    let t = time::Time::from_hms(
+        u8::try_from(num(8..10)?).ok()?,
+        u8::try_from(num(10..12)?).ok()?,
+        u8::try_from(num(12..14)?).ok()?,
+    )
+    .ok()?;
+    Some(date.with_time(t).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_after_is_read_from_a_real_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 7, 15);
+        let cert = params.self_signed(&key).unwrap();
+        let not_after = certificate_not_after(&cert.pem()).unwrap();
+        assert_eq!(not_after.date(), time::macros::date!(2031 - 07 - 15));
+        let mut params = rcgen::CertificateParams::new(vec!["x".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2051, 1, 2);
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(certificate_not_after(&cert.pem()).unwrap().year(), 2051);
+    }
+
+    #[test]
+    fn garbage_certificates_give_none() {
+        assert!(certificate_not_after("").is_none());
+        assert!(
+            certificate_not_after("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
+                .is_none()
+        );
+        for bytes in [
+            &b"\x30\x84\xff\xff\xff\xff"[..],
+            b"\x30",
+            b"\x30\x03\x30\x01",
+        ] {
+            assert!(der_item(bytes).is_none_or(|(_, c, _)| c.len() <= bytes.len()));
+        }
+    }
+
+    #[test]
+    fn debug_of_credentials_shows_no_secret() {
+        let c = ClientCredential::Secret(SecretString::from("very-secret-value"));
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}

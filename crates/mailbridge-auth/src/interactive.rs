@@ -78,6 +78,20 @@ impl AuthorizationRequest {
         redirect_uri: &str,
         login_hint: Option<&str>,
     ) -> Self {
+        Self::with_extra_consent(client_id, authority, scopes, &[], redirect_uri, login_hint)
+    }
+
+    /// Like [`AuthorizationRequest::new`], also asking consent for `extra_consent`
+    /// (scopes of other resources, redeemed later with the refresh token: a token
+    /// request names one resource, `/authorize` may name several).
+    pub fn with_extra_consent(
+        client_id: &str,
+        authority: &Authority,
+        scopes: &[String],
+        extra_consent: &[String],
+        redirect_uri: &str,
+        login_hint: Option<&str>,
+    ) -> Self {
         let pkce = Pkce::generate();
         let mut state_bytes = [0u8; 16];
         let _ = aws_lc_rs::rand::fill(&mut state_bytes);
@@ -88,13 +102,19 @@ impl AuthorizationRequest {
                 all_scopes.push(s.to_owned());
             }
         }
+        let mut consent = all_scopes.clone();
+        for s in extra_consent {
+            if !consent.contains(s) {
+                consent.push(s.clone());
+            }
+        }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query
             .append_pair("client_id", client_id)
             .append_pair("response_type", "code")
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("response_mode", "query")
-            .append_pair("scope", &all_scopes.join(" "))
+            .append_pair("scope", &consent.join(" "))
             .append_pair("state", &state)
             .append_pair("code_challenge", &pkce.challenge)
             .append_pair("code_challenge_method", "S256")
@@ -195,11 +215,16 @@ pub fn id_token_user(id_token: &str) -> Option<String> {
 /// `open` (which opens a browser or prints it), waits up to `timeout` for the browser to
 /// come back, redeems the code, and answers the browser with "Signed in as <user>. You
 /// can close this tab." or an error page.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per front end; a struct would only rename them"
+)]
 pub async fn loopback_sign_in(
     client: &TokenClient,
     app: &App,
     authority: &Authority,
     scopes: &[String],
+    extra_consent: &[String],
     login_hint: Option<&str>,
     timeout: Duration,
     open: impl FnOnce(&str),
@@ -211,10 +236,11 @@ pub async fn loopback_sign_in(
         .local_addr()
         .map_err(|e| AuthError::Interaction(format!("cannot read the loopback port: {e}")))?
         .port();
-    let request = AuthorizationRequest::new(
+    let request = AuthorizationRequest::with_extra_consent(
         &app.client_id,
         authority,
         scopes,
+        extra_consent,
         &format!("http://localhost:{port}/"),
         login_hint,
     );

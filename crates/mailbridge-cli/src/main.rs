@@ -1,6 +1,9 @@
-//! `mailbridge`: the one program. Today it has `sandbox` (the emulated Microsoft 365
-//! tenant, to try every sign-in and mail flow without a real tenant); sign-in,
-//! accounts, fetch/send and the daemon arrive in later steps.
+//! `mailbridge`: the one program.
+//!
+//! Commands: `sandbox` (the emulated Microsoft 365 tenant, to try every sign-in and
+//! mail flow without a real tenant), `auth` (sign accounts in, status, tokens for
+//! scripts), `secrets` (client secrets, master-key rotation). Accounts, fetch/send and
+//! the daemon arrive in later steps.
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
 //! 2 usage error (from clap).
@@ -14,6 +17,10 @@ use clap::{Parser, Subcommand};
 use mailbridge_testkit::TenantModel;
 use mailbridge_testkit::sandbox::{Sandbox, SandboxOptions};
 
+mod auth_cmd;
+mod context;
+mod secrets_cmd;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "mailbridge",
@@ -21,6 +28,8 @@ use mailbridge_testkit::sandbox::{Sandbox, SandboxOptions};
     about = "Connect applications to Microsoft 365 / Exchange and any IMAP/POP3/SMTP mailbox"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: context::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +49,12 @@ enum Command {
         #[arg(long)]
         print_model: bool,
     },
+    /// Sign accounts in and out, show what expires, print tokens for scripts.
+    #[command(subcommand)]
+    Auth(auth_cmd::AuthCommand),
+    /// Client secrets and the master key.
+    #[command(subcommand)]
+    Secrets(secrets_cmd::SecretsCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             sandbox(config, listen).await
         }
+        Command::Auth(command) => auth_cmd::run(&cli.global, command).await,
+        Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
     }
 }
 

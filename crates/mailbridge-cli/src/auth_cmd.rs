@@ -1,0 +1,409 @@
+//! `mailbridge auth login|status|logout|token`.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use mailbridge_auth::cache::RetryPolicy;
+use mailbridge_auth::interactive::{AuthorizationRequest, id_token_user, loopback_sign_in};
+use mailbridge_auth::scopes::{Grant, scopes_for};
+use mailbridge_auth::session::Sessions;
+use mailbridge_store::token_store::refresh_token_id;
+use mailbridge_store::{AccountState, Store};
+use mailbridge_types::config::{AppCredentialConfig, Transport};
+use secrecy::ExposeSecret as _;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::context::{self, GlobalArgs};
+
+/// How a person signs in.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum LoginMethod {
+    /// Open the system browser; it comes back to a loopback port (default).
+    #[default]
+    Browser,
+    /// Show a code to enter at the verification page on any device.
+    DeviceCode,
+    /// Print the sign-in URL; paste the URL the browser ends on.
+    Paste,
+}
+
+/// `mailbridge auth ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum AuthCommand {
+    /// Sign an account in (delegated accounts; app-only accounts are checked).
+    Login {
+        account: String,
+        #[arg(long, value_enum, default_value_t)]
+        method: LoginMethod,
+        /// Shorthand for --method device-code.
+        #[arg(long, conflicts_with = "method")]
+        device_code: bool,
+        /// Shorthand for --method paste.
+        #[arg(long, conflicts_with_all = ["method", "device_code"])]
+        paste: bool,
+        /// Do not try to open a browser; print the URL instead.
+        #[arg(long)]
+        no_open: bool,
+        /// Seconds to wait for the browser or the device-code sign-in.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Show every account's sign-in state and what expires soon.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget an account's tokens.
+    Logout { account: String },
+    /// Print a current access token (for scripts).
+    Token {
+        account: String,
+        /// Which resource the token is for.
+        #[arg(long, value_enum)]
+        transport: Option<TransportArg>,
+        /// Print even when standard output is a terminal.
+        #[arg(long)]
+        show: bool,
+    },
+}
+
+/// A transport on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TransportArg {
+    Graph,
+    Imap,
+    Pop3,
+    Smtp,
+    Ews,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Graph => Transport::Graph,
+            TransportArg::Imap => Transport::Imap,
+            TransportArg::Pop3 => Transport::Pop3,
+            TransportArg::Smtp => Transport::Smtp,
+            TransportArg::Ews => Transport::Ews,
+        }
+    }
+}
+
+/// Runs an auth command.
+pub async fn run(global: &GlobalArgs, command: AuthCommand) -> anyhow::Result<()> {
+    let config = context::load_config(&global.config)?;
+    let store = context::open_store(global).await?;
+    match command {
+        AuthCommand::Login {
+            account,
+            method,
+            device_code,
+            paste,
+            no_open,
+            timeout,
+        } => {
+            let method = if device_code {
+                LoginMethod::DeviceCode
+            } else if paste {
+                LoginMethod::Paste
+            } else {
+                method
+            };
+            login(
+                &config,
+                &store,
+                &account,
+                method,
+                no_open,
+                Duration::from_secs(timeout),
+            )
+            .await
+        }
+        AuthCommand::Status { json } => status(&config, &store, json).await,
+        AuthCommand::Logout { account } => {
+            let Some(acc) = config.account(&account) else {
+                bail!("no account named {account:?} in the configuration");
+            };
+            let removed = store.delete_secret(&refresh_token_id(&acc.name)).await?;
+            store.clear_account_state(&acc.name).await?;
+            println!(
+                "{}: {}",
+                acc.name,
+                if removed {
+                    "signed out (refresh token deleted)"
+                } else {
+                    "was not signed in"
+                }
+            );
+            Ok(())
+        }
+        AuthCommand::Token {
+            account,
+            transport,
+            show,
+        } => {
+            if std::io::stdout().is_terminal() && !show {
+                bail!("refusing to print an access token to a terminal; pipe it, or add --show");
+            }
+            let (acc, app) = context::account_and_app(&config, &account)?;
+            let transport = transport
+                .map(Transport::from)
+                .or_else(|| acc.transports.first().copied())
+                .unwrap_or(Transport::Graph);
+            let sign_in = context::account_sign_in(acc, app, &store, transport).await?;
+            let sessions = Sessions::new(
+                context::token_client(app)?,
+                context::shared(&store),
+                RetryPolicy::default(),
+            );
+            let token = sessions.access_token(&sign_in).await.map_err(explain)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", token.expose_secret())?;
+            Ok(())
+        }
+    }
+}
+
+fn explain(e: mailbridge_auth::token::AuthError) -> anyhow::Error {
+    let class = e.class();
+    anyhow::Error::new(e).context(format!("sign-in failed ({class})"))
+}
+
+fn open_browser(url: &str, no_open: bool) {
+    eprintln!("Sign in in your browser. If it does not open, visit:\n\n  {url}\n");
+    if no_open {
+        return;
+    }
+    for opener in ["xdg-open", "open"] {
+        if std::process::Command::new(opener)
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+async fn login(
+    config: &mailbridge_types::config::ConfigFile,
+    store: &Store,
+    account: &str,
+    method: LoginMethod,
+    no_open: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let (acc, app) = context::account_and_app(config, account)?;
+    let client = context::token_client(app)?;
+    let first = acc.transports.first().copied().unwrap_or(Transport::Graph);
+    let sign_in = context::account_sign_in(acc, app, store, first).await?;
+    let sessions = Sessions::new(
+        client.clone(),
+        context::shared(store),
+        RetryPolicy::default(),
+    );
+    if context::grant(acc)? == Grant::AppOnly {
+        sessions.access_token(&sign_in).await.map_err(explain)?;
+        println!(
+            "{}: app-only sign-in works (client id {}).",
+            acc.name, app.client_id
+        );
+        return Ok(());
+    }
+    let extra: Vec<String> = acc
+        .transports
+        .iter()
+        .skip(1)
+        .flat_map(|t| scopes_for(*t, Grant::Delegated, app.graph_root()))
+        .collect();
+    let tokens = match method {
+        LoginMethod::Browser => loopback_sign_in(
+            &client,
+            &sign_in.app,
+            &sign_in.authority,
+            &sign_in.scopes,
+            &extra,
+            Some(&acc.address),
+            timeout,
+            |url| open_browser(url, no_open),
+        )
+        .await
+        .map_err(explain)?,
+        LoginMethod::DeviceCode => {
+            let mut scopes = sign_in.scopes.clone();
+            scopes.extend(extra);
+            let code = client
+                .start_device_code(&sign_in.app, &sign_in.authority, &scopes)
+                .await
+                .map_err(explain)?;
+            eprintln!("{}", code.message);
+            client
+                .poll_device_code(&sign_in.app, &sign_in.authority, &code)
+                .await
+                .map_err(explain)?
+        }
+        LoginMethod::Paste => {
+            let request = AuthorizationRequest::with_extra_consent(
+                &app.client_id,
+                &sign_in.authority,
+                &sign_in.scopes,
+                &extra,
+                "http://localhost/",
+                Some(&acc.address),
+            );
+            eprintln!(
+                "Open this URL in a browser on any machine and sign in:\n\n  {}\n\nThe browser ends on a page that does not load (http://localhost/?code=...). Copy that whole address and paste it here:",
+                request.url
+            );
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("failed to read the pasted URL")?;
+            let code = request.code_from_redirect(line.trim()).map_err(explain)?;
+            request
+                .redeem(&client, &sign_in.app, &sign_in.authority, &code)
+                .await
+                .map_err(explain)?
+        }
+    };
+    sessions
+        .persist(&acc.name, &tokens)
+        .await
+        .map_err(explain)?;
+    let user = tokens
+        .id_token
+        .as_deref()
+        .and_then(id_token_user)
+        .unwrap_or_else(|| acc.address.clone());
+    println!("{}: signed in as {user}.", acc.name);
+    Ok(())
+}
+
+const EXPIRY_WARNING_DAYS: i64 = 30;
+const IDLE_WARNING_DAYS: i64 = 60;
+
+async fn status(
+    config: &mailbridge_types::config::ConfigFile,
+    store: &Store,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let now = store.now();
+    let secrets = store.secrets().await?;
+    let mut apps = Vec::new();
+    for app in &config.apps {
+        let (kind, expires) = match &app.credential {
+            AppCredentialConfig::None => ("none", None),
+            AppCredentialConfig::Secret { expires } => ("client-secret", *expires),
+            AppCredentialConfig::Certificate {
+                certificate_file, ..
+            } => (
+                "certificate",
+                std::fs::read_to_string(certificate_file)
+                    .ok()
+                    .and_then(|pem| certificate_not_after(&pem)),
+            ),
+        };
+        let days = expires.map(|e| (e - now).whole_days());
+        let mut warnings = Vec::new();
+        if let Some(d) = days {
+            if d < 0 {
+                warnings.push(format!(
+                    "the {kind} expired {} days ago: create a new one in App registrations -> Certificates & secrets",
+                    -d
+                ));
+            } else if d <= EXPIRY_WARNING_DAYS {
+                warnings.push(format!(
+                    "the {kind} expires in {d} days: create a new one in App registrations -> Certificates & secrets before then"
+                ));
+            }
+        }
+        if kind == "client-secret" && !secrets.iter().any(|s| s.id == app.secret_id()) {
+            warnings.push(format!(
+                "no client secret stored: run `mailbridge secrets set-app-secret {}`",
+                app.name
+            ));
+        }
+        apps.push(json!({
+            "name": app.name, "client_id": app.client_id, "tenant": app.tenant,
+            "credential": kind, "expires": expires.map(rfc3339), "expires_in_days": days, "warnings": warnings,
+        }));
+    }
+    let mut accounts = Vec::new();
+    for acc in &config.accounts {
+        let state = store.account_state(&acc.name).await?;
+        let rt = secrets.iter().find(|s| s.id == refresh_token_id(&acc.name));
+        let last_used = rt.and_then(|s| s.last_used_at.or(Some(s.updated_at)));
+        let idle_days = last_used.map(|t| (now - t).whole_days());
+        let (state_name, reason) = match (&state, acc.sign_in) {
+            (_, mailbridge_types::config::SignInMethod::Password) => ("password", None),
+            (_, mailbridge_types::config::SignInMethod::AppOnly) => ("app-only", None),
+            (Some(AccountState::NeedsSignIn { reason }), _) => {
+                ("needs-sign-in", Some(reason.clone()))
+            }
+            (Some(AccountState::SignedIn), _) if rt.is_some() => ("signed-in", None),
+            _ => ("never-signed-in", None),
+        };
+        let mut warnings = Vec::new();
+        if let Some(d) = idle_days.filter(|d| *d > IDLE_WARNING_DAYS) {
+            warnings.push(format!(
+                "the refresh token has not been used for {d} days; Microsoft expires it after 90 days of inactivity"
+            ));
+        }
+        if state_name == "needs-sign-in" || state_name == "never-signed-in" {
+            warnings.push(format!("run `mailbridge auth login {}`", acc.name));
+        }
+        accounts.push(json!({
+            "name": acc.name, "address": acc.address, "sign_in": acc.sign_in, "app": acc.app,
+            "state": state_name, "reason": reason, "refresh_token_last_used": last_used.map(rfc3339),
+            "refresh_token_idle_days": idle_days, "warnings": warnings,
+        }));
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"apps": apps, "accounts": accounts}))?
+        );
+        return Ok(());
+    }
+    for a in &apps {
+        println!(
+            "app {:<24} {:<14} expires {}",
+            a["name"].as_str().unwrap_or_default(),
+            a["credential"].as_str().unwrap_or_default(),
+            a["expires"].as_str().unwrap_or("-")
+        );
+        for w in a["warnings"].as_array().into_iter().flatten() {
+            println!("  ! {}", w.as_str().unwrap_or_default());
+        }
+    }
+    for a in &accounts {
+        println!(
+            "account {:<20} {:<32} {}",
+            a["name"].as_str().unwrap_or_default(),
+            a["address"].as_str().unwrap_or_default(),
+            a["state"].as_str().unwrap_or_default()
+        );
+        if let Some(r) = a["reason"].as_str() {
+            println!("  reason: {r}");
+        }
+        for w in a["warnings"].as_array().into_iter().flatten() {
+            println!("  ! {}", w.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The notAfter of the first certificate in a PEM text.
+fn certificate_not_after(pem: &str) -> Option<OffsetDateTime> {
+    mailbridge_auth::credential::certificate_not_after(pem)
+}
