@@ -16,6 +16,7 @@
 //!   (§7.1); [`exchange`]: Exchange's access rules, judged for Dovecot and Postfix.
 //! - [`crypto`]: signing keys, JWTs, the per-run test CA, app certificates;
 //!   [`tokens`]: scopes, resources, access tokens; [`aad`]: identity error answers.
+//! - [`robot`]: a scripted person who signs in through the emulator's pages over HTTP.
 //! - [`mailservers`]: the Dovecot + Postfix harness (IMAP, POP3, SMTP submission, LMTP)
 //!   on free loopback ports with the per-run test CA; [`mailstore`]: the one mail store
 //!   (Dovecot) that Graph and EWS read and write.
@@ -32,6 +33,7 @@ pub mod knobs;
 pub mod mailservers;
 pub mod mailstore;
 pub mod model;
+pub mod robot;
 pub mod sandbox;
 pub mod server;
 pub mod tokens;
