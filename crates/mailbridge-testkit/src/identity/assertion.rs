@@ -110,7 +110,7 @@ pub(crate) fn validate(
     let nbf = jwt.claim_i64("nbf");
     let skew = emulator.knobs().clock_skew_secs;
     let unix = now.unix_timestamp();
-    if unix > exp + skew || nbf.is_some_and(|n| unix + skew < n) {
+    if unix > exp.saturating_add(skew) || nbf.is_some_and(|n| unix.saturating_add(skew) < n) {
         let from = nbf.or_else(|| jwt.claim_i64("iat")).unwrap_or(0);
         return Err(errors::assertion_time_range(
             &dotnet_time(now),
