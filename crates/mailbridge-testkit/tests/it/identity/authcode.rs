@@ -721,3 +721,36 @@ async fn redirect_uri_without_path_comes_back_with_a_trailing_slash() {
         "{back}"
     );
 }
+
+#[tokio::test]
+async fn logout_ends_single_sign_on() {
+    let w = world().await;
+    let client = browser();
+    let scope = "https://outlook.office.com/IMAP.AccessAsUser.All";
+    authorize_code(&w, &client, &w.tid, scope, "alice@contoso.example", None).await;
+    let (s, h, _) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "none")]),
+    )
+    .await;
+    assert!(query(&location(s, &h), "code").is_some());
+    let (s, h, _) = get(
+        &client,
+        &w.url(&format!(
+            "/{}/oauth2/v2.0/logout?client_id={}&post_logout_redirect_uri=http://localhost:53682/bye",
+            w.tid, w.desktop.client_id
+        )),
+    )
+    .await;
+    assert_eq!(s, 200, "an unregistered logout URI is not followed");
+    assert!(!h.contains_key("location"));
+    let (s, h, _) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "none")]),
+    )
+    .await;
+    assert_eq!(
+        query(&location(s, &h), "error").as_deref(),
+        Some("login_required")
+    );
+}
