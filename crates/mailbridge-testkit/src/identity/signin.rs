@@ -624,7 +624,9 @@ fn issue_code(emulator: &Emulator, flow: &Flow, a: &AuthorizeRequest, user: Sign
             user,
             scope: a.scope.clone(),
             nonce: a.nonce.clone(),
-            expires: emulator.now() + time::Duration::seconds(lifetime),
+            expires: emulator
+                .now()
+                .saturating_add(time::Duration::seconds(lifetime)),
             redeemed: false,
         },
     );
