@@ -110,7 +110,7 @@ pub(crate) fn validate(
     let nbf = jwt.claim_i64("nbf");
     let skew = emulator.knobs().clock_skew_secs;
     let unix = now.unix_timestamp();
-    if unix > exp + skew || nbf.is_some_and(|n| unix + skew < n) {
+    if unix > exp.saturating_add(skew) || nbf.is_some_and(|n| unix.saturating_add(skew) < n) {
         let from = nbf.or_else(|| jwt.claim_i64("iat")).unwrap_or(0);
         return Err(errors::assertion_time_range(
             &dotnet_time(now),
@@ -129,4 +129,76 @@ pub(crate) fn validate(
         st.assertions.insert(key, exp);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, OnceLock};
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::crypto::CertificateCredential;
+    use crate::model::{Tenant, TenantModel};
+
+    fn fixture() -> &'static (Emulator, AppRegistration, Arc<CertificateCredential>) {
+        static F: OnceLock<(Emulator, AppRegistration, Arc<CertificateCredential>)> =
+            OnceLock::new();
+        F.get_or_init(|| {
+            let cert = Arc::new(CertificateCredential::generate("t").unwrap());
+            let app = AppRegistration::new("a").with_certificate(
+                &cert.certificate_pem,
+                OffsetDateTime::now_utc() + time::Duration::days(1),
+            );
+            let model = TenantModel::builder()
+                .tenant(Tenant::new("T", "t.example").with_app(app.clone()))
+                .build()
+                .unwrap();
+            (Emulator::new(model).unwrap(), app, cert)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any claims, however extreme, give an answer, never a panic.
+        #[test]
+        fn arbitrary_claims_never_panic(
+            exp in any::<i64>(),
+            nbf in proptest::option::of(any::<i64>()),
+            iat in proptest::option::of(any::<i64>()),
+            iss in proptest::option::of(".{0,40}"),
+            aud in proptest::option::of(".{0,40}"),
+            jti in ".{0,10}",
+            pss in any::<bool>(),
+        ) {
+            let (emulator, app, cert) = fixture();
+            let header = if pss {
+                json!({"alg": "PS256", "x5t#S256": cert.x5t_s256()})
+            } else {
+                json!({"alg": "RS256", "x5t": cert.x5t_sha1()})
+            };
+            // `None` stands for the right value, so the time checks are reached too.
+            let iss = iss.unwrap_or_else(|| app.client_id.to_string());
+            let aud = aud.unwrap_or_else(|| format!("{}/t.example/oauth2/v2.0/token", emulator.base_url()));
+            let claims = json!({"exp": exp, "nbf": nbf, "iat": iat, "iss": iss, "sub": iss, "aud": aud, "jti": jti});
+            let token = cert.sign_jwt(&header, &claims, pss).unwrap();
+            let _ = validate(emulator, app, None, "t.example", Some(JWT_BEARER), &token);
+        }
+
+        /// Garbage assertions are refused, never a panic.
+        #[test]
+        fn garbage_assertions_are_refused(text in ".{0,200}") {
+            let (emulator, app, _) = fixture();
+            prop_assert!(validate(emulator, app, None, "t.example", Some(JWT_BEARER), &text).is_err());
+        }
+    }
+
+    #[test]
+    fn dotnet_time_has_seven_fraction_digits() {
+        let t = time::macros::datetime!(2023-03-17 12:00:00 UTC);
+        assert_eq!(dotnet_time(t), "2023-03-17T12:00:00.0000000Z");
+        assert_eq!(unix_time(i64::MAX), i64::MAX.to_string());
+    }
 }

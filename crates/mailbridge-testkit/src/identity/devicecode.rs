@@ -70,7 +70,9 @@ fn start(emulator: &Emulator, tenant: &str, body: &str) -> Result<serde_json::Va
             client_id: app.client_id,
             segment,
             scope: scope.to_owned(),
-            expires: emulator.now() + time::Duration::seconds(knobs.device_code_expires_secs),
+            expires: emulator
+                .now()
+                .saturating_add(time::Duration::seconds(knobs.device_code_expires_secs)),
             status: DeviceStatus::Pending,
         },
     );

@@ -48,6 +48,7 @@ pub fn router() -> Router<Emulator> {
         .route("/{tenant}/discovery/v2.0/keys", get(jwks::keys))
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .route("/{tenant}/oauth2/v2.0/logout", get(signin::logout))
         .route(
             "/{tenant}/oauth2/v2.0/devicecode",
             post(devicecode::devicecode),

@@ -31,16 +31,21 @@ use crate::tokens::ScopeSet;
 /// Name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "ESTSAUTH";
 
-/// The session named by the request's `ESTSAUTH` cookie.
-pub(crate) fn session_from(emulator: &Emulator, headers: &HeaderMap) -> Option<Session> {
-    let id = headers
+/// The value of the request's `ESTSAUTH` cookie.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_owned())?;
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The session named by the request's `ESTSAUTH` cookie.
+pub(crate) fn session_from(emulator: &Emulator, headers: &HeaderMap) -> Option<Session> {
+    let id = session_id(headers)?;
     emulator.identity_state().sessions.get(&id).cloned()
 }
 
@@ -310,15 +315,7 @@ pub async fn mfa_submit(
     user.mfa_done = true;
     flow.user = Some(user.clone());
     // Mark the browser session as having passed MFA.
-    let cookie_session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_owned());
-    if let Some(id) = cookie_session
+    if let Some(id) = session_id(&headers)
         && let Some(s) = emulator.identity_state().sessions.get_mut(&id)
         && s.upn.eq_ignore_ascii_case(&user.upn)
     {
@@ -627,7 +624,9 @@ fn issue_code(emulator: &Emulator, flow: &Flow, a: &AuthorizeRequest, user: Sign
             user,
             scope: a.scope.clone(),
             nonce: a.nonce.clone(),
-            expires: emulator.now() + time::Duration::seconds(lifetime),
+            expires: emulator
+                .now()
+                .saturating_add(time::Duration::seconds(lifetime)),
             redeemed: false,
         },
     );
@@ -637,4 +636,40 @@ fn issue_code(emulator: &Emulator, flow: &Flow, a: &AuthorizeRequest, user: Sign
     }
     params.push(("session_state", uuid::Uuid::new_v4().to_string()));
     redirect_to_client(&a.redirect_uri, a.response_mode, &params)
+}
+
+/// `GET /{tenant}/oauth2/v2.0/logout`: ends the browser session; goes back to
+/// `post_logout_redirect_uri` when it is a redirect URI registered for `client_id`.
+pub async fn logout(
+    State(emulator): State<Emulator>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let p = super::authorize::params(query.as_deref().unwrap_or_default());
+    if let Some(id) = session_id(&headers) {
+        emulator.identity_state().sessions.remove(&id);
+    }
+    let back = match (p.get("post_logout_redirect_uri"), p.get("client_id")) {
+        (Some(uri), Some(client_id)) => emulator
+            .read(|m| {
+                m.app(client_id)
+                    .is_some_and(|(_, a)| a.redirect_platform(uri).is_some())
+            })
+            .then(|| uri.clone()),
+        _ => None,
+    };
+    let mut resp = match back {
+        Some(uri) => found(&uri),
+        None => pages::page(
+            StatusCode::OK,
+            "Sign out",
+            "<h1>You signed out of your account</h1>\n<p id=\"done\">It's a good idea to close all browser windows.</p>",
+        ),
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+    )) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }

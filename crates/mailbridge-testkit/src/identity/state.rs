@@ -54,7 +54,8 @@ impl IdentityState {
         self.flows.retain(|_, f| now - f.created < hour);
         self.codes.retain(|_, c| now - c.expires < hour);
         let unix = now.unix_timestamp();
-        self.assertions.retain(|_, exp| *exp + 3600 > unix);
+        self.assertions
+            .retain(|_, exp| exp.saturating_add(3600) > unix);
     }
 }
 

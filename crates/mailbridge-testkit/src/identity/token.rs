@@ -324,6 +324,21 @@ fn refresh_token(emulator: &Emulator, c: &ClientContext<'_>) -> Result<Value, An
     if rt.revoked {
         return Err(errors::refresh_token_revoked().into());
     }
+    // A refresh token is redeemed where its user can sign in: a personal account's on
+    // `consumers`/`common`, a work account's on its tenant, `organizations` or `common`.
+    let personal = emulator.read(|m| {
+        m.tenant(&rt.user.tenant_id.to_string())
+            .is_some_and(|t| t.personal)
+    });
+    let admitted = match c.segment {
+        Segment::Common => true,
+        Segment::Consumers => personal,
+        Segment::Organizations => !personal,
+        Segment::Tenant(t) => t == rt.user.tenant_id,
+    };
+    if !admitted {
+        return Err(errors::invalid_refresh_token().into());
+    }
     if (now - rt.last_used).whole_seconds() > knobs.refresh_token_idle_secs {
         return Err(errors::refresh_token_idle(
             &dotnet_time(rt.issued),

@@ -630,3 +630,127 @@ async fn app_and_audience_errors_render_pages_not_redirects() {
         )
     );
 }
+
+#[tokio::test]
+async fn prompt_login_consent_and_none_with_mfa() {
+    let w = world().await;
+    let client = browser();
+    let scope = "https://outlook.office.com/IMAP.AccessAsUser.All";
+    // Bob signs in with MFA and consents.
+    let back = authorize_code(
+        &w,
+        &client,
+        &w.tid,
+        scope,
+        "bob@contoso.example",
+        Some("123456"),
+    )
+    .await;
+    assert!(query(&back, "code").is_some());
+    // prompt=consent shows the consent page again even though consent exists.
+    let (s, _, page) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "consent")]),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(page.contains("Permissions requested"), "{page}");
+    // prompt=login asks for the password again.
+    let (_, _, page) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "login")]),
+    )
+    .await;
+    assert!(page.contains("name=\"passwd\""));
+    // A session without MFA for a user who now needs it: prompt=none -> interaction_required.
+    let client = browser();
+    let back = authorize_code(&w, &client, &w.tid, scope, "alice@contoso.example", None).await;
+    assert!(query(&back, "code").is_some());
+    w.emulator()
+        .update(|m| m.tenants[0].users[0].mfa_required = true);
+    let (s, h, _) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "none")]),
+    )
+    .await;
+    let back = location(s, &h);
+    assert_eq!(
+        query(&back, "error").as_deref(),
+        Some("interaction_required")
+    );
+    assert!(
+        query(&back, "error_description")
+            .unwrap()
+            .starts_with("AADSTS50076: ")
+    );
+    // Without prompt=none the same session is asked for the second factor.
+    let (s, _, page) = get(&client, &authorize_url(&w, &w.tid, scope, &[])).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("action=\"/login/mfa\""), "{page}");
+}
+
+#[tokio::test]
+async fn personal_only_app_on_a_tenant_endpoint_is_9002331() {
+    let w = world_with(|m| {
+        m.tenants[0].apps[0].audience = mailbridge_testkit::model::SignInAudience::PersonalOnly;
+    })
+    .await;
+    let (s, _, html) = get(&browser(), &authorize_url(&w, &w.tid, IMAP_SCOPE, &[])).await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        page_error(&html).unwrap(),
+        format!(
+            "AADSTS9002331: Application '{}'(Mail connector) is configured for use by Microsoft Account users only. Please use the /consumers endpoint to serve this request.",
+            w.desktop.client_id
+        )
+    );
+}
+
+#[tokio::test]
+async fn redirect_uri_without_path_comes_back_with_a_trailing_slash() {
+    let w = world().await;
+    let client = browser();
+    let url = authorize_url(&w, &w.tid, IMAP_SCOPE, &[])
+        .replace("localhost%3A53682%2F", "localhost%3A40000");
+    let (_, _, html) = get(&client, &url).await;
+    let (_, _, consent) = sign_in(&client, &w, &html, "alice@contoso.example", None).await;
+    let (s, h, _) = submit(&client, &w.base, &consent, &[("accept", "true")]).await;
+    let back = location(s, &h);
+    assert!(
+        back.as_str().starts_with("http://localhost:40000/?code="),
+        "{back}"
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_single_sign_on() {
+    let w = world().await;
+    let client = browser();
+    let scope = "https://outlook.office.com/IMAP.AccessAsUser.All";
+    authorize_code(&w, &client, &w.tid, scope, "alice@contoso.example", None).await;
+    let (s, h, _) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "none")]),
+    )
+    .await;
+    assert!(query(&location(s, &h), "code").is_some());
+    let (s, h, _) = get(
+        &client,
+        &w.url(&format!(
+            "/{}/oauth2/v2.0/logout?client_id={}&post_logout_redirect_uri=http://localhost:53682/bye",
+            w.tid, w.desktop.client_id
+        )),
+    )
+    .await;
+    assert_eq!(s, 200, "an unregistered logout URI is not followed");
+    assert!(!h.contains_key("location"));
+    let (s, h, _) = get(
+        &client,
+        &authorize_url(&w, &w.tid, scope, &[("prompt", "none")]),
+    )
+    .await;
+    assert_eq!(
+        query(&location(s, &h), "error").as_deref(),
+        Some("login_required")
+    );
+}

@@ -513,3 +513,39 @@ async fn other_token_endpoint_errors() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn refresh_token_of_a_work_account_is_refused_on_consumers_and_another_tenant() {
+    let w = world().await;
+    let rt = alice_refresh_token(&w).await;
+    for (seg, code) in [("consumers", 9_002_332), ("fabrikam.example", 9_002_313)] {
+        let resp = token(
+            &w,
+            seg,
+            &[
+                ("client_id", &w.desktop.client_id.to_string()),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &rt),
+            ],
+        )
+        .await;
+        // The desktop app is multi-tenant, so the request reaches the grant on fabrikam;
+        // on consumers an org-only app is refused first (AADSTS9002332).
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error_codes"][0], code, "{seg}: {body}");
+    }
+    // Through organizations and common it works.
+    for seg in ["organizations", "common"] {
+        let resp = token(
+            &w,
+            seg,
+            &[
+                ("client_id", &w.desktop.client_id.to_string()),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &rt),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{seg}");
+    }
+}
