@@ -231,10 +231,6 @@ fn summary(mailbox: &str, folder: &str, uid_validity: u32, f: &Fetch) -> Option<
     })
 }
 
-#[expect(
-    clippy::unused_async,
-    reason = "bodies arrive with the Dovecot harness"
-)]
 impl MailStore {
     /// A store over the harness's servers.
     pub fn new(config: MailStoreConfig) -> Self {
