@@ -40,11 +40,14 @@ enum Command {
     /// Autodiscover) with demo users and apps, and print how to use it.
     Sandbox {
         /// Tenant model (TOML); the built-in sandbox tenant when absent.
-        #[arg(long, env = "MAILBRIDGE_SANDBOX_CONFIG")]
-        config: Option<PathBuf>,
+        #[arg(long, env = "MAILBRIDGE_SANDBOX_TENANT")]
+        tenant: Option<PathBuf>,
         /// Address for the HTTP endpoints.
         #[arg(long, default_value = "127.0.0.1:8400")]
         listen: SocketAddr,
+        /// Serve only the HTTP endpoints (no Dovecot/Postfix, so no mailboxes).
+        #[arg(long)]
+        no_mail_servers: bool,
         /// Print the built-in sandbox tenant model (TOML) and exit.
         #[arg(long)]
         print_model: bool,
@@ -82,22 +85,27 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sandbox {
-            config,
+            tenant: config,
             listen,
+            no_mail_servers,
             print_model,
         } => {
             if print_model {
                 print!("{}", TenantModel::sandbox().to_toml());
                 return Ok(());
             }
-            sandbox(config, listen).await
+            sandbox(config, listen, no_mail_servers).await
         }
         Command::Auth(command) => auth_cmd::run(&cli.global, command).await,
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
     }
 }
 
-async fn sandbox(config: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+async fn sandbox(
+    config: Option<PathBuf>,
+    listen: SocketAddr,
+    no_mail_servers: bool,
+) -> anyhow::Result<()> {
     let model = match config {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -107,16 +115,18 @@ async fn sandbox(config: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<
         }
         None => TenantModel::sandbox(),
     };
-    let sandbox = Sandbox::start(SandboxOptions { model, listen })
-        .await
-        .with_context(|| {
-            format!("failed to start the sandbox on {listen} (is the port free? use --listen)")
-        })?;
+    let sandbox = Sandbox::start(SandboxOptions {
+        model,
+        listen,
+        mail_servers: !no_mail_servers,
+    })
+    .await
+    .with_context(|| {
+        format!("failed to start the sandbox on {listen} (is the port free? use --listen)")
+    })?;
     println!("{}", sandbox.summary());
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("failed to wait for Ctrl-C")?;
+    mailbridge_testkit::sandbox::wait_for_shutdown_signal().await;
     sandbox.stop().await;
     Ok(())
 }

@@ -25,11 +25,14 @@ enum Command {
     /// Serve the emulated tenant until interrupted.
     Serve {
         /// Tenant model (TOML); the built-in sandbox tenant when absent.
-        #[arg(long, env = "MAILBRIDGE_SANDBOX_CONFIG")]
-        config: Option<PathBuf>,
+        #[arg(long, env = "MAILBRIDGE_SANDBOX_TENANT")]
+        tenant: Option<PathBuf>,
         /// Address for the HTTP endpoints.
         #[arg(long, default_value = "127.0.0.1:8400")]
         listen: SocketAddr,
+        /// Serve only the HTTP endpoints (no Dovecot/Postfix, so no mailboxes).
+        #[arg(long)]
+        no_mail_servers: bool,
     },
 }
 
@@ -41,11 +44,19 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Serve {
+            tenant: config,
+            listen,
+            no_mail_servers,
+        } => serve(config, listen, no_mail_servers).await,
     }
 }
 
-async fn serve(config: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    config: Option<PathBuf>,
+    listen: SocketAddr,
+    no_mail_servers: bool,
+) -> anyhow::Result<()> {
     let model = match config {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -55,14 +66,16 @@ async fn serve(config: Option<PathBuf>, listen: SocketAddr) -> anyhow::Result<()
         }
         None => TenantModel::sandbox(),
     };
-    let sandbox = Sandbox::start(SandboxOptions { model, listen })
-        .await
-        .context("failed to start the sandbox")?;
+    let sandbox = Sandbox::start(SandboxOptions {
+        model,
+        listen,
+        mail_servers: !no_mail_servers,
+    })
+    .await
+    .context("failed to start the sandbox")?;
     println!("{}", sandbox.summary());
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("failed to wait for Ctrl-C")?;
+    mailbridge_testkit::sandbox::wait_for_shutdown_signal().await;
     sandbox.stop().await;
     Ok(())
 }

@@ -4,7 +4,11 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use anyhow::Context as _;
+
+use crate::crypto::TestCa;
 use crate::emulator::Emulator;
+use crate::mailservers::MailServers;
 use crate::model::{PermissionKind, TenantModel};
 use crate::server::EmulatorServer;
 
@@ -14,20 +18,51 @@ pub struct SandboxOptions {
     pub model: TenantModel,
     /// Where the HTTP endpoints listen (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
+    /// Start Dovecot and Postfix behind IMAP, POP3, SMTP, Graph and EWS.
+    pub mail_servers: bool,
 }
 
 /// A running sandbox.
 #[derive(Debug)]
 pub struct Sandbox {
     server: EmulatorServer,
+    mail: Option<MailServers>,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Sandbox {
-    /// Starts the HTTP endpoints.
+    /// Starts the HTTP endpoints, and the mail servers when asked.
     pub async fn start(options: SandboxOptions) -> anyhow::Result<Self> {
         let emulator = Emulator::new(options.model)?;
         let server = EmulatorServer::start(emulator, options.listen).await?;
-        Ok(Self { server })
+        let (mail, ca_file) = if options.mail_servers {
+            let ca = TestCa::generate()?;
+            let mail = match MailServers::start(&server.emulator, &ca).await {
+                Ok(m) => m,
+                Err(e) => {
+                    server.stop().await;
+                    return Err(anyhow::Error::new(e).context(
+                        "failed to start Dovecot and Postfix for the sandbox (install them with scripts/install-deps and run as root, or pass --no-mail-servers for the HTTP endpoints alone)",
+                    ));
+                }
+            };
+            let ca_file = mail.root().join("sandbox-ca.pem");
+            std::fs::write(&ca_file, mail.ca_pem())
+                .with_context(|| format!("failed to write {}", ca_file.display()))?;
+            (Some(mail), Some(ca_file))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            server,
+            mail,
+            ca_file,
+        })
+    }
+
+    /// The mail servers, when running.
+    pub fn mail_servers(&self) -> Option<&MailServers> {
+        self.mail.as_ref()
     }
 
     /// The emulator.
@@ -51,6 +86,32 @@ impl Sandbox {
             out,
             "  Autodiscover     {base}/autodiscover/autodiscover.json"
         );
+        if let (Some(mail), Some(ca)) = (&self.mail, &self.ca_file) {
+            let _ = writeln!(
+                out,
+                "  IMAP             {} (STARTTLS), {} (TLS)",
+                mail.imap(),
+                mail.imaps()
+            );
+            let _ = writeln!(
+                out,
+                "  POP3             {} (STLS), {} (TLS)",
+                mail.pop3(),
+                mail.pop3s()
+            );
+            let _ = writeln!(out, "  SMTP submission  {} (STARTTLS)", mail.submission());
+            let _ = writeln!(
+                out,
+                "  trusted CA       {}   (add it as the extra CA file; TLS name {})",
+                ca.display(),
+                mail.tls_name()
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  (no mail servers: Graph and EWS have no mailboxes to serve)"
+            );
+        }
         self.server.emulator.read(|m| {
             for t in &m.tenants {
                 let _ = writeln!(out);
@@ -111,6 +172,29 @@ impl Sandbox {
 
     /// Stops everything.
     pub async fn stop(self) {
+        if let Some(mail) = self.mail {
+            mail.stop().await;
+        }
         self.server.stop().await;
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM, so the mail servers are stopped (not orphaned) however
+/// the sandbox is ended.
+pub async fn wait_for_shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut hup = signal(SignalKind::hangup()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            () = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
