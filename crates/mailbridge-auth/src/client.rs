@@ -140,10 +140,7 @@ impl TokenClient {
             .body(body)
             .send()
             .await
-            .map_err(|source| AuthError::Http {
-                url: url.to_owned(),
-                source,
-            })?;
+            .map_err(|source| AuthError::from_reqwest(url, source))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -108,6 +108,14 @@ pub struct IdentityFailure {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
+    #[error(
+        "the certificate of the sign-in service at {url} is not trusted: if it uses a private CA, set the app's extra_ca_file (certificate checks stay on)"
+    )]
+    Certificate {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("could not reach the sign-in service at {url}")]
     Http {
         url: String,
@@ -132,6 +140,31 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Wraps a transport error, telling certificate failures apart.
+    pub(crate) fn from_reqwest(url: &str, source: reqwest::Error) -> Self {
+        let mut cause: Option<&dyn std::error::Error> = Some(&source);
+        let mut certificate = false;
+        while let Some(c) = cause {
+            let text = c.to_string().to_ascii_lowercase();
+            if text.contains("certificate") || text.contains("unknownissuer") {
+                certificate = true;
+                break;
+            }
+            cause = c.source();
+        }
+        if certificate {
+            AuthError::Certificate {
+                url: url.to_owned(),
+                source,
+            }
+        } else {
+            AuthError::Http {
+                url: url.to_owned(),
+                source,
+            }
+        }
+    }
+
     /// What to do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -153,7 +186,9 @@ impl AuthError {
                 500..=599 | 408 => ErrorClass::Transient,
                 _ => ErrorClass::Permanent,
             },
-            AuthError::Credential(_) | AuthError::Authority(_) => ErrorClass::Misconfigured,
+            AuthError::Credential(_) | AuthError::Authority(_) | AuthError::Certificate { .. } => {
+                ErrorClass::Misconfigured
+            }
             AuthError::Interaction(_) => ErrorClass::NeedsSignIn,
         }
     }

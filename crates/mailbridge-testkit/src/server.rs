@@ -102,14 +102,93 @@ impl EmulatorServer {
         })
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    /// Like [`EmulatorServer::start`], over HTTPS with a certificate for `localhost`
+    /// and `127.0.0.1` from `ca`, as Microsoft's endpoints are HTTPS: clients then
+    /// trust `ca` as an extra CA, with certificate checks on. The base URL is
+    /// `https://localhost:<port>`.
+    pub async fn start_https(
+        emulator: Emulator,
+        addr: SocketAddr,
+        ca: &crate::crypto::TestCa,
+    ) -> std::io::Result<Self> {
+        let cert = ca
+            .issue(&["localhost", "127.0.0.1"])
+            .map_err(std::io::Error::other)?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut cert.certificate_pem.as_bytes())
+            .collect::<Result<_, _>>()?;
+        let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())?
+            .ok_or_else(|| std::io::Error::other("no key in the issued certificate"))?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(std::io::Error::other)?;
+        let tcp = TcpListener::bind(addr).await?;
+        let addr = tcp.local_addr()?;
+        emulator.set_base_url(format!("https://localhost:{}", addr.port()));
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        };
+        let shutdown = CancellationToken::new();
+        let app = router(emulator.clone());
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "emulator HTTPS server failed");
+            }
+        });
+        Ok(Self {
+            emulator,
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234` (or `https://localhost:41234`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.emulator.base_url()
     }
 
     /// Stops the server and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// A TLS listener for `axum::serve`: accepts TCP connections and completes the TLS
+/// handshake (with a timeout, so a silent client cannot hold the listener).
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, peer)) = self.tcp.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let handshake = self.acceptor.accept(stream);
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await
+            {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }

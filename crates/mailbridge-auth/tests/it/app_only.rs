@@ -203,3 +203,44 @@ async fn throttled_token_endpoint_is_retried_after_retry_after() {
         "waited Retry-After"
     );
 }
+
+#[tokio::test]
+async fn https_authority_is_trusted_through_an_extra_ca_and_not_otherwise() {
+    use mailbridge_auth::authority::{Authority, TenantSegment};
+    use mailbridge_auth::client::{HttpOptions, TokenClient};
+    use mailbridge_testkit::crypto::TestCa;
+    use mailbridge_testkit::{Emulator, EmulatorServer};
+
+    let w = world().await;
+    let model = w.emulator().read(Clone::clone);
+    let ca = TestCa::generate().unwrap();
+    let server = EmulatorServer::start_https(
+        Emulator::new(model).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ca,
+    )
+    .await
+    .unwrap();
+    assert!(server.base_url().starts_with("https://localhost:"));
+    let authority = Authority::new(
+        &server.base_url(),
+        TenantSegment::parse("contoso.example").unwrap(),
+    )
+    .unwrap();
+    let trusting = TokenClient::new(&HttpOptions {
+        extra_ca_pem: Some(ca.certificate_pem.clone()),
+        timeout: None,
+    })
+    .unwrap();
+    trusting
+        .client_credentials(&w.daemon_app(SECRET), &authority, &exchange_scopes())
+        .await
+        .unwrap();
+    let plain = TokenClient::new(&HttpOptions::default()).unwrap();
+    let err = plain
+        .client_credentials(&w.daemon_app(SECRET), &authority, &exchange_scopes())
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Misconfigured, "{err}");
+    assert!(err.to_string().contains("extra_ca_file"), "{err}");
+}
