@@ -1,0 +1,302 @@
+//! The `mailbridge` binary against the emulated tenant: secrets, app-only and
+//! device-code sign-in, status, token, logout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use mailbridge_testkit::model::{
+    Api, AppRegistration, PermissionKind, Platform, Tenant, TenantModel, User,
+};
+use mailbridge_testkit::robot::Person;
+use mailbridge_testkit::{Emulator, EmulatorServer};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::Command;
+
+const PASSWORD: &str = "Correct-Horse-1";
+const SECRET: &str = "Qx~8Q~cli.daemon.secret-value-0123456789";
+
+struct Fixture {
+    server: EmulatorServer,
+    dir: tempfile::TempDir,
+    daemon: AppRegistration,
+}
+
+impl Fixture {
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("mailbridge.toml")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mailbridge"));
+        c.args(args)
+            .env("MAILBRIDGE_CONFIG", self.config())
+            .env("MAILBRIDGE_DATA_DIR", self.data())
+            .env_remove("MAILBRIDGE_MASTER_KEY")
+            .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut c = self.cmd(args);
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        let mut child = c.spawn().unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .await
+                .unwrap();
+        }
+        let out = child.wait_with_output().await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+async fn fixture(secret_expires_in_days: i64) -> Fixture {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(secret_expires_in_days);
+    let daemon = AppRegistration::new("Mail daemon")
+        .with_secret(SECRET, expires)
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "IMAP.AccessAsApp",
+        )
+        .consented();
+    let docs = AppRegistration::new("Document system")
+        .public()
+        .with_redirect(Platform::MobileDesktop, "http://localhost")
+        .with_permission(
+            Api::Graph,
+            PermissionKind::Delegated,
+            "IMAP.AccessAsUser.All",
+        )
+        .with_permission(Api::Graph, PermissionKind::Delegated, "offline_access");
+    let model = TenantModel::builder()
+        .tenant(
+            Tenant::new("Contoso", "contoso.example")
+                .with_user(User::new("alice@contoso.example", "Alice", PASSWORD))
+                .with_app(daemon.clone())
+                .with_app(docs.clone()),
+        )
+        .build()
+        .unwrap();
+    let server = EmulatorServer::start(
+        Emulator::new(model).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let expires_text = expires
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let config = format!(
+        r#"
+[[app]]
+name = "daemon"
+tenant = "contoso.example"
+client_id = "{daemon_id}"
+authority_host = "{base}"
+credential = {{ type = "secret", expires = "{expires_text}" }}
+
+[[app]]
+name = "docs"
+tenant = "contoso.example"
+client_id = "{docs_id}"
+authority_host = "{base}"
+
+[[account]]
+name = "helpdesk"
+address = "helpdesk@contoso.example"
+sign_in = "app-only"
+app = "daemon"
+transports = ["imap"]
+
+[[account]]
+name = "alice"
+address = "alice@contoso.example"
+sign_in = "delegated"
+app = "docs"
+transports = ["imap"]
+"#,
+        daemon_id = daemon.client_id,
+        docs_id = docs.client_id,
+        base = server.base_url(),
+    );
+    std::fs::write(dir.path().join("mailbridge.toml"), config).unwrap();
+    Fixture {
+        server,
+        dir,
+        daemon,
+    }
+}
+
+fn db_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file()
+            && p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mailbridge.db")
+        {
+            out.extend(std::fs::read(p).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn app_only_account_end_to_end_and_expiry_warning() {
+    let f = fixture(20).await;
+    // Without the secret, login says what to run.
+    let (ok, _, err) = f.run(&["auth", "login", "helpdesk"], None).await;
+    assert!(!ok);
+    assert!(
+        err.contains("mailbridge secrets set-app-secret daemon"),
+        "{err}"
+    );
+    // Pasting the Secret ID instead of the Value is caught by Microsoft with the fix.
+    let secret_id = f.daemon.secrets[0].id.to_string();
+    let (ok, _, err) = f
+        .run(
+            &["secrets", "set-app-secret", "daemon"],
+            Some(&format!("{secret_id}\n")),
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(err.contains("looks like a Secret ID"), "{err}");
+    let (ok, _, err) = f.run(&["auth", "login", "helpdesk"], None).await;
+    assert!(!ok);
+    assert!(err.contains("AADSTS7000215"), "{err}");
+    assert!(
+        err.contains("copy the secret's Value, not its Secret ID"),
+        "{err}"
+    );
+    // The right value works.
+    let (ok, _, err) = f
+        .run(
+            &["secrets", "set-app-secret", "daemon"],
+            Some(&format!("{SECRET}\n")),
+        )
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = f.run(&["auth", "login", "helpdesk"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("app-only sign-in works"), "{out}");
+    let (ok, token, err) = f.run(&["auth", "token", "helpdesk"], None).await;
+    assert!(ok, "{err}");
+    let claims = mailbridge_testkit::crypto::Jwt::parse(token.trim())
+        .unwrap()
+        .claims;
+    assert_eq!(claims["roles"], serde_json::json!(["IMAP.AccessAsApp"]));
+    let (ok, status, _) = f.run(&["auth", "status", "--json"], None).await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let daemon = &v["apps"][0];
+    assert_eq!(daemon["credential"], "client-secret");
+    assert!(daemon["expires_in_days"].as_i64().unwrap() <= 20);
+    assert!(
+        daemon["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Certificates & secrets"),
+        "{daemon}"
+    );
+    // The secret is sealed: not in the database files.
+    let bytes = db_bytes(&f.data());
+    assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+}
+
+#[tokio::test]
+async fn delegated_device_code_login_status_and_logout() {
+    let f = fixture(365).await;
+    let mut child = f
+        .cmd(&["auth", "login", "alice", "--device-code"])
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let message = stderr.next_line().await.unwrap().unwrap();
+    assert!(message.contains("enter the code"), "{message}");
+    let user_code = message
+        .split_whitespace()
+        .skip_while(|w| *w != "code")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let uri = format!("{}/devicelogin", f.server.base_url());
+    let done = Person::new("alice@contoso.example", PASSWORD)
+        .device_login(&uri, &user_code)
+        .await
+        .unwrap();
+    assert!(done.body.contains("You may now close this window"));
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("alice: signed in as alice@contoso.example"),
+        "{stdout}"
+    );
+
+    let (_, status, _) = f.run(&["auth", "status", "--json"], None).await;
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let alice = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "alice")
+        .unwrap();
+    assert_eq!(alice["state"], "signed-in");
+
+    let (ok, token, err) = f.run(&["auth", "token", "alice"], None).await;
+    assert!(ok, "{err}");
+    let claims = mailbridge_testkit::crypto::Jwt::parse(token.trim())
+        .unwrap()
+        .claims;
+    assert_eq!(claims["upn"], "alice@contoso.example");
+
+    let (ok, out, _) = f.run(&["auth", "logout", "alice"], None).await;
+    assert!(ok);
+    assert!(out.contains("signed out"), "{out}");
+    let (ok, _, err) = f.run(&["auth", "token", "alice"], None).await;
+    assert!(!ok);
+    assert!(err.contains("mailbridge auth login alice"), "{err}");
+}
+
+#[tokio::test]
+async fn rotate_key_keeps_secrets_readable() {
+    let f = fixture(365).await;
+    let (ok, _, err) = f
+        .run(
+            &["secrets", "set-app-secret", "daemon"],
+            Some(&format!("{SECRET}\n")),
+        )
+        .await;
+    assert!(ok, "{err}");
+    let old_key = std::fs::read_to_string(f.data().join("master.key")).unwrap();
+    let (ok, out, err) = f.run(&["secrets", "rotate-key"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("re-sealed 1 secrets"), "{out}");
+    let new_key = std::fs::read_to_string(f.data().join("master.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    let (ok, _, err) = f.run(&["auth", "login", "helpdesk"], None).await;
+    assert!(ok, "{err}");
+}
