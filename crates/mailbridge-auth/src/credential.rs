@@ -225,6 +225,15 @@ impl ClientCredential {
     }
 }
 
+/// The SHA-1 thumbprint (upper-case hex, as the portal's "Certificates & secrets" page
+/// shows it) of the first certificate in a PEM text.
+pub fn certificate_thumbprint(pem: &str) -> Option<String> {
+    let der = rustls_pemfile::certs(&mut pem.as_bytes()).find_map(Result::ok)?;
+    Some(hex_upper(
+        digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref()).as_ref(),
+    ))
+}
+
 /// The `notAfter` of the first certificate in a PEM text, read with a small bounded DER
 /// walk (Certificate -> tbsCertificate -> validity); `None` when it cannot be read.
 pub fn certificate_not_after(pem: &str) -> Option<OffsetDateTime> {

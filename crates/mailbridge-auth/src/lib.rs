@@ -11,6 +11,8 @@
 //!   bounded backoff); [`session`]: tokens per account with refresh-token rotation
 //!   persisted through a [`session::TokenStore`], and "needs sign-in" marking;
 //!   [`interactive`]: PKCE, the loopback browser sign-in and paste-the-URL.
+//! - [`claims`]: an access token's claims read without trusting them, to name the
+//!   missing admin consent or the wrong scope.
 //! - [`diagnosis`]: every AADSTS code of the identity platform mapped to an
 //!   [`ErrorClass`](mailbridge_types::ErrorClass), its cause, and the fix in the words
 //!   of the Azure portal or Exchange Online PowerShell; and [`diagnosis::TokenError`],
@@ -18,6 +20,7 @@
 
 pub mod authority;
 pub mod cache;
+pub mod claims;
 pub mod client;
 pub mod credential;
 pub mod diagnosis;

@@ -207,11 +207,28 @@ async fn login(
         RetryPolicy::default(),
     );
     if context::grant(acc)? == Grant::AppOnly {
-        sessions.access_token(&sign_in).await.map_err(explain)?;
+        let token = sessions.access_token(&sign_in).await.map_err(explain)?;
         println!(
             "{}: app-only sign-in works (client id {}).",
             acc.name, app.client_id
         );
+        if let AppCredentialConfig::Certificate {
+            certificate_file, ..
+        } = &app.credential
+            && let Some(t) = std::fs::read_to_string(certificate_file)
+                .ok()
+                .and_then(|pem| mailbridge_auth::credential::certificate_thumbprint(&pem))
+        {
+            println!("  certificate thumbprint {t}");
+        }
+        // Name what the token itself says is missing (admin consent, wrong API).
+        if let Some(claims) = mailbridge_auth::claims::TokenClaims::decode(token.expose_secret()) {
+            for t in &acc.transports {
+                for problem in claims.problems(*t, Grant::AppOnly) {
+                    println!("  ! {problem}");
+                }
+            }
+        }
         return Ok(());
     }
     let extra: Vec<String> = acc
@@ -296,17 +313,22 @@ async fn status(
     let secrets = store.secrets().await?;
     let mut apps = Vec::new();
     for app in &config.apps {
+        let mut thumbprint = None;
         let (kind, expires) = match &app.credential {
             AppCredentialConfig::None => ("none", None),
             AppCredentialConfig::Secret { expires } => ("client-secret", *expires),
             AppCredentialConfig::Certificate {
                 certificate_file, ..
-            } => (
-                "certificate",
-                std::fs::read_to_string(certificate_file)
-                    .ok()
-                    .and_then(|pem| certificate_not_after(&pem)),
-            ),
+            } => {
+                let pem = std::fs::read_to_string(certificate_file).ok();
+                thumbprint = pem
+                    .as_deref()
+                    .and_then(mailbridge_auth::credential::certificate_thumbprint);
+                (
+                    "certificate",
+                    pem.as_deref().and_then(certificate_not_after),
+                )
+            }
         };
         let days = expires.map(|e| (e - now).whole_days());
         let mut warnings = Vec::new();
@@ -330,7 +352,7 @@ async fn status(
         }
         apps.push(json!({
             "name": app.name, "client_id": app.client_id, "tenant": app.tenant,
-            "credential": kind, "expires": expires.map(rfc3339), "expires_in_days": days, "warnings": warnings,
+            "credential": kind, "thumbprint": thumbprint, "expires": expires.map(rfc3339), "expires_in_days": days, "warnings": warnings,
         }));
     }
     let mut accounts = Vec::new();
@@ -377,6 +399,9 @@ async fn status(
             a["credential"].as_str().unwrap_or_default(),
             a["expires"].as_str().unwrap_or("-")
         );
+        if let Some(t) = a["thumbprint"].as_str() {
+            println!("  thumbprint {t} (match it in App registrations -> Certificates & secrets)");
+        }
         for w in a["warnings"].as_array().into_iter().flatten() {
             println!("  ! {}", w.as_str().unwrap_or_default());
         }

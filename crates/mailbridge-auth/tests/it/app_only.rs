@@ -244,3 +244,82 @@ async fn https_authority_is_trusted_through_an_extra_ca_and_not_otherwise() {
     assert_eq!(err.class(), ErrorClass::Misconfigured, "{err}");
     assert!(err.to_string().contains("extra_ca_file"), "{err}");
 }
+
+#[tokio::test]
+async fn token_without_roles_is_explained_as_missing_admin_consent() {
+    use mailbridge_auth::claims::TokenClaims;
+    let w = crate::support::world_with(|m| {
+        m.tenants[0].apps[1].admin_consent_granted = false;
+    })
+    .await;
+    let set = w
+        .client()
+        .client_credentials(
+            &w.daemon_app(SECRET),
+            &w.authority("contoso.example"),
+            &exchange_scopes(),
+        )
+        .await
+        .unwrap();
+    let claims = TokenClaims::decode(set.access_token.expose_secret()).unwrap();
+    let problems = claims.problems(Transport::Imap, Grant::AppOnly);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(text.contains("carries no roles"), "{text}");
+    assert!(text.contains("Grant admin consent"), "{text}");
+    assert!(text.contains("Office 365 Exchange Online"), "{text}");
+    // With consent the same request yields a token without problems.
+    w.emulator()
+        .update(|m| m.tenants[0].apps[1].admin_consent_granted = true);
+    let set = w
+        .client()
+        .client_credentials(
+            &w.daemon_app(SECRET),
+            &w.authority("contoso.example"),
+            &exchange_scopes(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        TokenClaims::decode(set.access_token.expose_secret())
+            .unwrap()
+            .problems(Transport::Imap, Grant::AppOnly)
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn debug_output_of_credentials_and_tokens_shows_no_secret() {
+    use mailbridge_auth::interactive::Pkce;
+    let w = world().await;
+    let set = w
+        .client()
+        .client_credentials(
+            &w.daemon_app(SECRET),
+            &w.authority("contoso.example"),
+            &exchange_scopes(),
+        )
+        .await
+        .unwrap();
+    let token = set.access_token.expose_secret().to_owned();
+    let cert = CertificateCredential::from_pem(
+        &w.certificate.certificate_pem,
+        &w.certificate.key_pem,
+        "c",
+        "k",
+    )
+    .unwrap();
+    let pkce = Pkce::from_verifier("M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag");
+    let outputs = [
+        format!("{set:?}"),
+        format!("{:?}", w.daemon_app(SECRET)),
+        format!("{:?}", ClientCredential::Certificate(cert)),
+        format!("{pkce:?}"),
+    ];
+    for out in &outputs {
+        assert!(!out.contains(SECRET), "{out}");
+        assert!(!out.contains(&token[..40]), "{out}");
+        assert!(!out.contains("BEGIN PRIVATE KEY"), "{out}");
+        assert!(!out.contains("M25iVXpKU3pu"), "{out}");
+    }
+}

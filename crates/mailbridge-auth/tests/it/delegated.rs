@@ -331,3 +331,54 @@ async fn mfa_turned_on_after_sign_in_needs_a_new_sign_in() {
     assert!(err.to_string().contains("AADSTS50076"), "{err}");
     assert!(store.needs_sign_in.lock().unwrap().contains_key("alice"));
 }
+
+#[tokio::test]
+async fn personal_outlook_account_signs_in_through_consumers_with_an_opaque_token() {
+    use mailbridge_testkit::model::{SignInAudience, Tenant, User};
+    let w = crate::support::world_with(|m| {
+        m.tenants[0].apps[0].audience = SignInAudience::MultiTenantAndPersonal;
+        m.tenants.push(
+            Tenant::personal_accounts("outlook.example").with_user(User::new(
+                "pat@outlook.example",
+                "Pat",
+                PASSWORD,
+            )),
+        );
+    })
+    .await;
+    let request = AuthorizationRequest::new(
+        &w.desktop.client_id.to_string(),
+        &w.authority("consumers"),
+        &imap_scopes(),
+        "http://localhost/",
+        None,
+    );
+    let page = Person::new("pat@outlook.example", PASSWORD)
+        .authorize(&request.url)
+        .await
+        .unwrap();
+    let code = request.code_from_redirect(&page.url).unwrap();
+    let tokens = request
+        .redeem(
+            &w.client(),
+            &w.desktop_app(),
+            &w.authority("consumers"),
+            &code,
+        )
+        .await
+        .unwrap();
+    let access = tokens.access_token.expose_secret();
+    assert!(access.starts_with("EwB"), "opaque personal-account token");
+    assert!(mailbridge_auth::claims::TokenClaims::decode(access).is_none());
+    // Its refresh token works on consumers.
+    let rt = tokens.refresh_token.unwrap();
+    w.client()
+        .refresh(
+            &w.desktop_app(),
+            &w.authority("consumers"),
+            &rt,
+            &imap_scopes(),
+        )
+        .await
+        .unwrap();
+}

@@ -300,3 +300,52 @@ async fn rotate_key_keeps_secrets_readable() {
     let (ok, _, err) = f.run(&["auth", "login", "helpdesk"], None).await;
     assert!(ok, "{err}");
 }
+
+#[tokio::test]
+async fn certificate_app_shows_thumbprint_and_expiry_and_signs_in() {
+    let f = fixture(365).await;
+    let cert =
+        mailbridge_testkit::crypto::CertificateCredential::generate("mailbridge cli").unwrap();
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    f.server.emulator.update(|m| {
+        m.tenants[0].apps[0]
+            .certificates
+            .push(mailbridge_testkit::model::AppCertificate {
+                certificate_pem: cert.certificate_pem.clone(),
+                expires,
+            });
+    });
+    std::fs::write(f.dir.path().join("app.crt"), &cert.certificate_pem).unwrap();
+    std::fs::write(f.dir.path().join("app.key"), &cert.key_pem).unwrap();
+    let config = std::fs::read_to_string(f.config()).unwrap().replacen(
+        "credential = { type = \"secret\", expires = ",
+        &format!(
+            "credential = {{ type = \"certificate\", certificate_file = \"{}\", key_file = \"{}\" }}\n# was: ",
+            f.dir.path().join("app.crt").display(),
+            f.dir.path().join("app.key").display()
+        ),
+        1,
+    );
+    std::fs::write(f.config(), config).unwrap();
+    let (ok, out, err) = f.run(&["auth", "login", "helpdesk"], None).await;
+    assert!(ok, "{err}");
+    let thumbprint =
+        mailbridge_auth::credential::certificate_thumbprint(&cert.certificate_pem).unwrap();
+    assert!(
+        out.contains(&format!("certificate thumbprint {thumbprint}")),
+        "{out}"
+    );
+    let (ok, status, _) = f.run(&["auth", "status", "--json"], None).await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["apps"][0]["credential"], "certificate");
+    assert_eq!(v["apps"][0]["thumbprint"], thumbprint.as_str());
+    assert!(
+        v["apps"][0]["expires_in_days"].as_i64().unwrap() > 300,
+        "read from the certificate"
+    );
+    // The assertion went over the wire, never the key.
+    let request = &f.server.emulator.requests_to("/oauth2/v2.0/token")[0];
+    assert!(request.param("client_assertion").is_some());
+    assert!(!request.body.contains("PRIVATE KEY"));
+}

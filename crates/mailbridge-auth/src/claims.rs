@@ -1,0 +1,212 @@
+//! Reading an access token's claims (without trusting them) to explain trouble: a
+//! token without the role a transport needs means admin consent is missing for that
+//! permission on that API; a token for another audience means the wrong scope was
+//! requested. Personal-account tokens are opaque and are not decoded.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::scopes::{Grant, Transport};
+
+/// What a token says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// `aud`.
+    pub audience: String,
+    /// `roles` (app-only).
+    pub roles: Vec<String>,
+    /// `scp` (delegated), split.
+    pub scopes: Vec<String>,
+    /// `upn` / `preferred_username`, when present.
+    pub user: Option<String>,
+    /// `appid` / `azp`.
+    pub app_id: Option<String>,
+    /// `exp`.
+    pub expires: Option<i64>,
+}
+
+/// A problem found in a token, with the fix in the portal's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenProblem {
+    pub what: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for TokenProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}. Fix: {}", self.what, self.fix)
+    }
+}
+
+impl TokenClaims {
+    /// Decodes a JWT access token's payload; `None` for opaque tokens (personal
+    /// accounts) or anything that is not a JWT.
+    pub fn decode(token: &str) -> Option<Self> {
+        let mut parts = token.split('.');
+        let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            audience: s("aud")?,
+            roles: v
+                .get("roles")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            scopes: s("scp")
+                .map(|scp| scp.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            user: s("upn").or_else(|| s("preferred_username")),
+            app_id: s("appid").or_else(|| s("azp")),
+            expires: v.get("exp").and_then(Value::as_i64),
+        })
+    }
+
+    /// What is wrong with this token for `transport` under `grant`, if anything.
+    pub fn problems(&self, transport: Transport, grant: Grant) -> Vec<TokenProblem> {
+        let mut out = Vec::new();
+        let graph = transport == Transport::Graph;
+        let aud = self.audience.trim_end_matches('/').to_ascii_lowercase();
+        let aud_is_graph = aud.contains("graph.") || aud == "00000003-0000-0000-c000-000000000000";
+        let aud_is_exchange = aud.starts_with("https://outlook.office")
+            || aud == "00000002-0000-0ff1-ce00-000000000000";
+        if graph && !aud_is_graph {
+            out.push(TokenProblem {
+                what: format!("the token is for {} but Microsoft Graph needs a Graph token", self.audience),
+                fix: "request https://graph.microsoft.com/.default (app-only) or Graph permissions such as Mail.ReadWrite (delegated)".into(),
+            });
+            return out;
+        }
+        if !graph && !aud_is_exchange {
+            out.push(TokenProblem {
+                what: format!(
+                    "the token is for {} but {} needs an Exchange Online token (https://outlook.office365.com)",
+                    self.audience,
+                    transport_name(transport)
+                ),
+                fix: "request https://outlook.office365.com/.default (app-only), or the fully qualified https://outlook.office.com/... scopes (delegated): a bare IMAP.AccessAsUser.All is read as a Graph scope".into(),
+            });
+            return out;
+        }
+        let (needed, api) = needed_permission(transport, grant);
+        match grant {
+            Grant::AppOnly => {
+                if !needed.iter().any(|n| self.roles.iter().any(|r| r == n)) {
+                    let what = if self.roles.is_empty() {
+                        "the app-only token carries no roles at all".to_owned()
+                    } else {
+                        format!(
+                            "the app-only token has the roles {} but not {}",
+                            self.roles.join(", "),
+                            needed.join(" or ")
+                        )
+                    };
+                    out.push(TokenProblem {
+                        what,
+                        fix: format!(
+                            "in App registrations -> API permissions -> Add a permission -> {api} -> Application permissions add {}, then press \"Grant admin consent for <tenant>\" (a permission listed but not consented gives a token without the role)",
+                            needed.join(" or ")
+                        ),
+                    });
+                }
+            }
+            Grant::Delegated => {
+                if !needed.iter().any(|n| self.scopes.iter().any(|s| s == n)) {
+                    out.push(TokenProblem {
+                        what: format!(
+                            "the delegated token's scopes ({}) do not include {}",
+                            self.scopes.join(" "),
+                            needed.join(" or ")
+                        ),
+                        fix: format!(
+                            "add the delegated permission {} ({api}) in App registrations -> API permissions and sign in again so the user (or an admin) consents",
+                            needed.join(" or ")
+                        ),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Graph => "Microsoft Graph",
+        Transport::Imap => "IMAP",
+        Transport::Pop3 => "POP",
+        Transport::Smtp => "SMTP",
+        Transport::Ews => "EWS",
+    }
+}
+
+fn needed_permission(t: Transport, g: Grant) -> (Vec<&'static str>, &'static str) {
+    const EXO: &str = "APIs my organization uses -> Office 365 Exchange Online";
+    match (t, g) {
+        (Transport::Graph, _) => (vec!["Mail.ReadWrite", "Mail.Read"], "Microsoft Graph"),
+        (Transport::Imap, Grant::AppOnly) => (vec!["IMAP.AccessAsApp"], EXO),
+        (Transport::Pop3, Grant::AppOnly) => (vec!["POP.AccessAsApp"], EXO),
+        (Transport::Smtp, Grant::AppOnly) => (vec!["SMTP.SendAsApp"], EXO),
+        (Transport::Ews, Grant::AppOnly) => (vec!["full_access_as_app"], EXO),
+        (Transport::Imap, Grant::Delegated) => (vec!["IMAP.AccessAsUser.All"], "Microsoft Graph"),
+        (Transport::Pop3, Grant::Delegated) => (vec!["POP.AccessAsUser.All"], "Microsoft Graph"),
+        (Transport::Smtp, Grant::Delegated) => (vec!["SMTP.Send"], "Microsoft Graph"),
+        (Transport::Ews, Grant::Delegated) => (vec!["EWS.AccessAsUser.All"], EXO),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(payload: &str) -> String {
+        format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    #[test]
+    fn opaque_tokens_are_not_decoded() {
+        assert!(TokenClaims::decode("EwBIA+l3BAAU...").is_none());
+        assert!(TokenClaims::decode("a.b").is_none());
+        assert!(TokenClaims::decode(&jwt("not json")).is_none());
+    }
+
+    #[test]
+    fn graph_token_at_imap_is_a_wrong_scope() {
+        let c = TokenClaims::decode(&jwt(
+            r#"{"aud":"https://graph.microsoft.com","scp":"IMAP.AccessAsUser.All"}"#,
+        ))
+        .unwrap();
+        let p = c.problems(Transport::Imap, Grant::Delegated);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].to_string()
+                .contains("bare IMAP.AccessAsUser.All is read as a Graph scope"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn good_tokens_have_no_problems() {
+        let c = TokenClaims::decode(&jwt(
+            r#"{"aud":"https://outlook.office365.com","roles":["IMAP.AccessAsApp"]}"#,
+        ))
+        .unwrap();
+        assert!(c.problems(Transport::Imap, Grant::AppOnly).is_empty());
+        let c = TokenClaims::decode(&jwt(
+            r#"{"aud":"https://outlook.office.com","scp":"SMTP.Send IMAP.AccessAsUser.All"}"#,
+        ))
+        .unwrap();
+        assert!(c.problems(Transport::Smtp, Grant::Delegated).is_empty());
+    }
+}
