@@ -1,0 +1,565 @@
+//! Autodetection: from a mail address to a provider, tenant and endpoints.
+//!
+//! Steps, in order, each with a timeout; every base URL and the DNS resolver are
+//! injectable so tests (and national clouds, and on-premises setups) can point them
+//! anywhere:
+//! 1. the domain -> provider table;
+//! 2. MX records (`*.mail.protection.outlook.com`, `*.mx.microsoft` -> Microsoft 365;
+//!    `*.olc.protection.outlook.com` -> Outlook.com; Google -> Gmail);
+//! 3. the tenant's `/{domain}/v2.0/.well-known/openid-configuration` (tenant id, cloud);
+//! 4. Autodiscover v2 (EWS URL; an on-premises URL means Exchange on-premises);
+//! 5. Thunderbird autoconfig (`autoconfig.<domain>`, then the ISPDB);
+//! 6. SRV records (RFC 6186).
+//!
+//! The result names the step that decided and keeps the outcome of every step.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use mailbridge_types::config::{Cloud, Transport};
+use serde::Serialize;
+
+use crate::provider::{Endpoint, ProviderTable, TlsMode};
+
+/// A step of autodetection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    DomainTable,
+    Mx,
+    OpenIdConfiguration,
+    AutodiscoverV2,
+    Autoconfig,
+    Srv,
+}
+
+/// What one step found.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: Step,
+    /// What happened, for a person.
+    pub outcome: String,
+    pub elapsed_ms: u128,
+}
+
+/// The result.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Detection {
+    pub address: String,
+    /// The provider id, when some step decided.
+    pub provider: Option<String>,
+    pub decided_by: Option<Step>,
+    /// The Entra tenant id, when the domain belongs to one.
+    pub tenant_id: Option<String>,
+    pub cloud: Option<Cloud>,
+    /// Endpoints found (EWS URL from Autodiscover, IMAP/POP/SMTP from autoconfig or SRV).
+    pub endpoints: Vec<Endpoint>,
+    pub steps: Vec<StepReport>,
+}
+
+/// An SRV record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvRecord {
+    pub priority: u16,
+    pub port: u16,
+    pub target: String,
+}
+
+/// DNS lookups autodetection needs.
+pub trait DnsLookup: Send + Sync {
+    /// MX records as (preference, exchange host).
+    fn mx(&self, domain: &str) -> impl Future<Output = Result<Vec<(u16, String)>, String>> + Send;
+    /// SRV records of a full name such as `_imaps._tcp.example.com`.
+    fn srv(&self, name: &str) -> impl Future<Output = Result<Vec<SrvRecord>, String>> + Send;
+}
+
+/// The system resolver (`/etc/resolv.conf`), through hickory.
+#[derive(Debug)]
+pub struct SystemDns(hickory_resolver::TokioResolver);
+
+impl SystemDns {
+    /// A resolver with the system configuration.
+    pub fn new() -> Result<Self, String> {
+        let builder =
+            hickory_resolver::TokioResolver::builder_tokio().map_err(|e| e.to_string())?;
+        Ok(Self(builder.build().map_err(|e| e.to_string())?))
+    }
+}
+
+impl DnsLookup for SystemDns {
+    async fn mx(&self, domain: &str) -> Result<Vec<(u16, String)>, String> {
+        let lookup = self.0.mx_lookup(domain).await.map_err(|e| e.to_string())?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_resolver::proto::rr::RData::MX(mx) => Some((
+                    mx.preference,
+                    mx.exchange.to_ascii().trim_end_matches('.').to_owned(),
+                )),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn srv(&self, name: &str) -> Result<Vec<SrvRecord>, String> {
+        let lookup = self.0.srv_lookup(name).await.map_err(|e| e.to_string())?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_resolver::proto::rr::RData::SRV(srv) => Some(SrvRecord {
+                    priority: srv.priority,
+                    port: srv.port,
+                    target: srv.target.to_ascii().trim_end_matches('.').to_owned(),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// Fixed answers, for tests and for air-gapped setups.
+#[derive(Debug, Clone, Default)]
+pub struct StaticDns {
+    pub mx: BTreeMap<String, Vec<(u16, String)>>,
+    pub srv: BTreeMap<String, Vec<SrvRecord>>,
+}
+
+impl DnsLookup for StaticDns {
+    async fn mx(&self, domain: &str) -> Result<Vec<(u16, String)>, String> {
+        Ok(self.mx.get(domain).cloned().unwrap_or_default())
+    }
+
+    async fn srv(&self, name: &str) -> Result<Vec<SrvRecord>, String> {
+        Ok(self.srv.get(name).cloned().unwrap_or_default())
+    }
+}
+
+/// Where the HTTP steps go.
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    /// Sign-in host for the OpenID configuration step.
+    pub authority_host: String,
+    /// Autodiscover v2 base (`.../autodiscover/autodiscover.json`).
+    pub autodiscover_url: String,
+    /// Autoconfig URL templates tried in order; `{domain}` and `{email}` are replaced.
+    pub autoconfig_urls: Vec<String>,
+    /// Timeout of each step.
+    pub step_timeout: Duration,
+    /// Extra trusted CA (PEM) for the HTTP steps.
+    pub extra_ca_pem: Option<String>,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self {
+            authority_host: "https://login.microsoftonline.com".into(),
+            autodiscover_url: "https://outlook.office365.com/autodiscover/autodiscover.json".into(),
+            autoconfig_urls: vec![
+                "https://autoconfig.{domain}/mail/config-v1.1.xml?emailaddress={email}".into(),
+                "https://{domain}/.well-known/autoconfig/mail/config-v1.1.xml".into(),
+                "https://autoconfig.thunderbird.net/v1.1/{domain}".into(),
+            ],
+            step_timeout: Duration::from_secs(5),
+            extra_ca_pem: None,
+        }
+    }
+}
+
+/// Error before any step ran.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetectError {
+    #[error("{0:?} is not a mail address (expected name@domain)")]
+    NotAnAddress(String),
+    #[error("failed to build the HTTP client")]
+    Http(#[from] reqwest::Error),
+}
+
+fn microsoft_mx(host: &str) -> Option<(&'static str, Cloud)> {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h.ends_with(".olc.protection.outlook.com") {
+        Some(("outlook-com", Cloud::Global))
+    } else if h.ends_with(".mail.protection.outlook.com") || h.ends_with(".mx.microsoft") {
+        Some(("microsoft365-graph", Cloud::Global))
+    } else if h.ends_with(".mail.protection.office365.us") {
+        Some(("microsoft365-graph", Cloud::UsGovHigh))
+    } else if h.ends_with(".mail.protection.partner.outlook.cn") {
+        Some(("microsoft365-graph", Cloud::China))
+    } else if h.ends_with(".google.com") || h.ends_with(".googlemail.com") {
+        Some(("gmail", Cloud::Global))
+    } else {
+        None
+    }
+}
+
+/// Runs autodetection for `address`.
+pub async fn detect(
+    address: &str,
+    table: &ProviderTable,
+    dns: &impl DnsLookup,
+    options: &DetectOptions,
+) -> Result<Detection, DetectError> {
+    let address = address.trim();
+    let Some((_, domain)) = address
+        .rsplit_once('@')
+        .filter(|(l, d)| !l.is_empty() && d.contains('.'))
+    else {
+        return Err(DetectError::NotAnAddress(address.to_owned()));
+    };
+    let domain = domain.to_ascii_lowercase();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(options.step_timeout)
+        .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &options.extra_ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let http = builder.build()?;
+    let mut d = Detection {
+        address: address.to_owned(),
+        ..Detection::default()
+    };
+    let decide = |d: &mut Detection, provider: &str, step: Step| {
+        if d.provider.is_none() {
+            d.provider = Some(provider.to_owned());
+            d.decided_by = Some(step);
+        }
+    };
+
+    // 1. Domain table.
+    let start = Instant::now();
+    let outcome = match table.for_domain(&domain) {
+        Some(p) => {
+            decide(&mut d, &p.id, Step::DomainTable);
+            format!("{domain} is mapped to {}", p.name)
+        }
+        None => format!("{domain} is not in the domain table"),
+    };
+    d.steps.push(report(Step::DomainTable, outcome, start));
+
+    // 2. MX.
+    let start = Instant::now();
+    let outcome = match tokio::time::timeout(options.step_timeout, dns.mx(&domain)).await {
+        Err(_) => "timed out".to_owned(),
+        Ok(Err(e)) => format!("lookup failed: {e}"),
+        Ok(Ok(mut records)) if !records.is_empty() => {
+            records.sort();
+            let hosts: Vec<&str> = records.iter().map(|(_, h)| h.as_str()).collect();
+            match records.iter().find_map(|(_, h)| microsoft_mx(h)) {
+                Some((provider, cloud)) => {
+                    decide(&mut d, provider, Step::Mx);
+                    if provider != "gmail" {
+                        d.cloud = Some(cloud);
+                    }
+                    format!("MX {} points to {provider}", hosts.join(", "))
+                }
+                None => format!("MX {} matches no known provider", hosts.join(", ")),
+            }
+        }
+        Ok(Ok(_)) => "no MX records".to_owned(),
+    };
+    d.steps.push(report(Step::Mx, outcome, start));
+
+    // 3. OpenID configuration of the domain's tenant.
+    let start = Instant::now();
+    let url = format!(
+        "{}/{domain}/v2.0/.well-known/openid-configuration",
+        options.authority_host.trim_end_matches('/')
+    );
+    let outcome = match http.get(&url).send().await {
+        Err(e) => format!("{url} could not be reached: {e}"),
+        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(v) => {
+                let issuer = v.get("issuer").and_then(|i| i.as_str()).unwrap_or_default();
+                let tenant = issuer
+                    .split('/')
+                    .find(|s| s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4)
+                    .map(str::to_owned);
+                let cloud = match v.get("cloud_instance_name").and_then(|c| c.as_str()) {
+                    Some("microsoftonline.us") => Cloud::UsGovHigh,
+                    Some(c) if c.contains(".cn") => Cloud::China,
+                    _ => Cloud::Global,
+                };
+                d.cloud = Some(d.cloud.unwrap_or(cloud));
+                d.tenant_id.clone_from(&tenant);
+                decide(&mut d, "microsoft365-graph", Step::OpenIdConfiguration);
+                format!(
+                    "{domain} belongs to Entra tenant {}",
+                    tenant.unwrap_or_else(|| "?".into())
+                )
+            }
+            Err(e) => format!("{url} answered JSON mailbridge does not understand: {e}"),
+        },
+        Ok(r) => format!(
+            "{domain} is not an Entra tenant (HTTP {})",
+            r.status().as_u16()
+        ),
+    };
+    d.steps
+        .push(report(Step::OpenIdConfiguration, outcome, start));
+
+    // 4. Autodiscover v2, for Microsoft or still undecided domains.
+    if d.provider
+        .as_deref()
+        .is_none_or(|p| p.starts_with("microsoft365") || p == "exchange-onpremises")
+    {
+        let start = Instant::now();
+        let url = format!(
+            "{}/v1.0/{address}?Protocol=EWS",
+            options.autodiscover_url.trim_end_matches('/')
+        );
+        let outcome = match http.get(&url).send().await {
+            Err(e) => format!("{url} could not be reached: {e}"),
+            Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+                Ok(v) => match v.get("Url").and_then(|u| u.as_str()) {
+                    Some(ews) => {
+                        let exchange_online =
+                            d.tenant_id.is_some() || ews.contains("outlook.office365.com");
+                        decide(
+                            &mut d,
+                            if exchange_online {
+                                "microsoft365-graph"
+                            } else {
+                                "exchange-onpremises"
+                            },
+                            Step::AutodiscoverV2,
+                        );
+                        d.endpoints.push(Endpoint {
+                            transport: Transport::Ews,
+                            host: ews.to_owned(),
+                            port: 443,
+                            tls: TlsMode::Implicit,
+                        });
+                        format!("EWS at {ews}")
+                    }
+                    None => "answer has no Url".to_owned(),
+                },
+                Err(e) => format!("answer is not JSON: {e}"),
+            },
+            Ok(r) if r.status().is_redirection() => {
+                "no Exchange Online mailbox for this address (redirected)".to_owned()
+            }
+            Ok(r) => format!("HTTP {}", r.status().as_u16()),
+        };
+        d.steps.push(report(Step::AutodiscoverV2, outcome, start));
+    }
+
+    // 5. Thunderbird autoconfig, when still undecided.
+    if d.provider.is_none() {
+        let start = Instant::now();
+        let mut outcome = "no autoconfig document found".to_owned();
+        for template in &options.autoconfig_urls {
+            let url = template
+                .replace("{domain}", &domain)
+                .replace("{email}", address);
+            let Ok(r) = http.get(&url).send().await else {
+                continue;
+            };
+            if !r.status().is_success() {
+                continue;
+            }
+            let Ok(text) = r.text().await else { continue };
+            let endpoints = parse_autoconfig(&text);
+            if !endpoints.is_empty() {
+                decide(&mut d, "generic-imap", Step::Autoconfig);
+                outcome = format!("{url}: {}", describe(&endpoints));
+                d.endpoints.extend(endpoints);
+                break;
+            }
+        }
+        d.steps.push(report(Step::Autoconfig, outcome, start));
+    }
+
+    // 6. SRV records (RFC 6186), when still undecided.
+    if d.provider.is_none() {
+        let start = Instant::now();
+        let mut found = Vec::new();
+        for (service, transport, tls) in [
+            ("_imaps._tcp", Transport::Imap, TlsMode::Implicit),
+            ("_imap._tcp", Transport::Imap, TlsMode::StartTls),
+            ("_pop3s._tcp", Transport::Pop3, TlsMode::Implicit),
+            ("_submissions._tcp", Transport::Smtp, TlsMode::Implicit),
+            ("_submission._tcp", Transport::Smtp, TlsMode::StartTls),
+        ] {
+            let name = format!("{service}.{domain}");
+            if let Ok(Ok(mut records)) =
+                tokio::time::timeout(options.step_timeout, dns.srv(&name)).await
+            {
+                records.sort_by_key(|r| r.priority);
+                // A target of "." means "not offered" (RFC 6186 §3.4).
+                if let Some(r) = records
+                    .into_iter()
+                    .find(|r| !r.target.is_empty() && r.target != ".")
+                    && !found.iter().any(|e: &Endpoint| e.transport == transport)
+                {
+                    found.push(Endpoint {
+                        transport,
+                        host: r.target,
+                        port: r.port,
+                        tls,
+                    });
+                }
+            }
+        }
+        let outcome = if found.is_empty() {
+            "no SRV records".to_owned()
+        } else {
+            decide(&mut d, "generic-imap", Step::Srv);
+            describe(&found)
+        };
+        d.endpoints.extend(found);
+        d.steps.push(report(Step::Srv, outcome, start));
+    }
+    Ok(d)
+}
+
+fn report(step: Step, outcome: String, start: Instant) -> StepReport {
+    StepReport {
+        step,
+        outcome,
+        elapsed_ms: start.elapsed().as_millis(),
+    }
+}
+
+fn describe(endpoints: &[Endpoint]) -> String {
+    endpoints
+        .iter()
+        .map(|e| format!("{:?} {}:{} {:?}", e.transport, e.host, e.port, e.tls))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads the IMAP, POP3 and SMTP servers of a Thunderbird autoconfig document
+/// (unknown server types such as `ews` or `graph` are skipped).
+pub fn parse_autoconfig(xml: &str) -> Vec<Endpoint> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let mut out = Vec::new();
+    let mut current: Option<(Transport, BTreeMap<String, String>)> = None;
+    let mut field: Option<String> = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                if name == "incomingServer" || name == "outgoingServer" {
+                    let kind = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == b"type")
+                        .map(|a| String::from_utf8_lossy(&a.value).into_owned());
+                    current = match kind.as_deref() {
+                        Some("imap") => Some((Transport::Imap, BTreeMap::new())),
+                        Some("pop3") => Some((Transport::Pop3, BTreeMap::new())),
+                        Some("smtp") => Some((Transport::Smtp, BTreeMap::new())),
+                        _ => None,
+                    };
+                } else if current.is_some() {
+                    field = Some(name);
+                }
+            }
+            Ok(Event::Text(t)) => {
+                if let (Some((_, fields)), Some(f)) = (current.as_mut(), field.as_ref())
+                    && let Ok(text) = t.decode()
+                {
+                    fields.insert(f.clone(), text.into_owned());
+                }
+            }
+            Ok(Event::End(e)) => {
+                let name = e.name();
+                if (name.as_ref() == b"incomingServer" || name.as_ref() == b"outgoingServer")
+                    && let Some((transport, fields)) = current.take()
+                {
+                    let port = fields.get("port").and_then(|p| p.parse().ok());
+                    let tls = match fields.get("socketType").map(String::as_str) {
+                        Some("SSL") => Some(TlsMode::Implicit),
+                        Some("STARTTLS") => Some(TlsMode::StartTls),
+                        Some("plain") => Some(TlsMode::None),
+                        _ => None,
+                    };
+                    if let (Some(host), Some(port), Some(tls)) = (fields.get("hostname"), port, tls)
+                    {
+                        out.push(Endpoint {
+                            transport,
+                            host: host.clone(),
+                            port,
+                            tls,
+                        });
+                    }
+                }
+                field = None;
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn office365_ispdb_entry_yields_imap_pop_and_smtp() {
+        let xml = r#"<clientConfig version="1.1"><emailProvider id="office365.com">
+          <domain>office365.com</domain>
+          <incomingServer type="imap"><hostname>outlook.office365.com</hostname><port>993</port><socketType>SSL</socketType><authentication>OAuth2</authentication></incomingServer>
+          <incomingServer type="pop3"><hostname>outlook.office365.com</hostname><port>995</port><socketType>SSL</socketType></incomingServer>
+          <incomingServer type="ews"><username>%EMAILADDRESS</username><url>https://outlook.office365.com/ews/exchange.asmx</url></incomingServer>
+          <!-- a comment -->
+          <outgoingServer type="smtp"><hostname>smtp.office365.com</hostname><port>587</port><socketType>STARTTLS</socketType></outgoingServer>
+        </emailProvider></clientConfig>"#;
+        let e = parse_autoconfig(xml);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].host, "outlook.office365.com");
+        assert_eq!(e[0].tls, TlsMode::Implicit);
+        assert_eq!(e[2].transport, Transport::Smtp);
+        assert_eq!(e[2].tls, TlsMode::StartTls);
+    }
+
+    #[test]
+    fn hostile_autoconfig_documents_give_nothing_and_do_not_panic() {
+        for xml in [
+            "",
+            "<",
+            "<incomingServer type=\"imap\"><port>99999</port>",
+            "\u{0}\u{1}",
+            "<a><b></a>",
+        ] {
+            let _ = parse_autoconfig(xml);
+        }
+        assert!(parse_autoconfig("<incomingServer type=\"imap\"><hostname>x</hostname><port>abc</port><socketType>SSL</socketType></incomingServer>").is_empty());
+    }
+
+    #[test]
+    fn mx_patterns() {
+        assert_eq!(
+            microsoft_mx("contoso-com.mail.protection.outlook.com")
+                .unwrap()
+                .0,
+            "microsoft365-graph"
+        );
+        assert_eq!(
+            microsoft_mx("contoso-com.a1b2-v1.mx.microsoft.").unwrap().0,
+            "microsoft365-graph"
+        );
+        assert_eq!(
+            microsoft_mx("x.mail.protection.office365.us").unwrap().1,
+            Cloud::UsGovHigh
+        );
+        assert_eq!(
+            microsoft_mx("hotmail-com.olc.protection.outlook.com")
+                .unwrap()
+                .0,
+            "outlook-com"
+        );
+        assert_eq!(microsoft_mx("aspmx.l.google.com").unwrap().0, "gmail");
+        assert!(microsoft_mx("mx.example.net").is_none());
+    }
+}

@@ -1,0 +1,15 @@
+//! mailbridge-mailbox: one Mailbox API over every transport, with accounts, providers
+//! and autodetection.
+//!
+//! Parts (this step has providers and autodetection; the Mailbox API, accounts in the
+//! store and "test receive / test send" follow):
+//! - [`provider`]: built-in providers (Microsoft 365 over Graph, IMAP/SMTP, POP/SMTP;
+//!   Outlook.com; Exchange on-premises over EWS; Gmail; generic IMAP/SMTP) and the
+//!   domain -> provider table.
+//! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain
+//!   table, MX, the tenant's OpenID configuration, Autodiscover v2, Thunderbird
+//!   autoconfig, SRV records), each with a timeout and an injectable base URL or
+//!   resolver; the result says which step decided.
+
+pub mod autodetect;
+pub mod provider;

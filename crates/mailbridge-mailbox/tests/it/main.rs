@@ -1,0 +1,199 @@
+//! Autodetection against the emulated tenant (OpenID configuration, Autodiscover v2),
+//! a local autoconfig server and fixed DNS answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
+use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
+use mailbridge_testkit::model::{Tenant, TenantModel, User};
+use mailbridge_testkit::{Emulator, EmulatorServer};
+use mailbridge_types::config::Transport;
+
+async fn tenant() -> EmulatorServer {
+    let model = TenantModel::builder()
+        .tenant(
+            Tenant::new("Contoso", "contoso.example").with_user(User::new(
+                "alice@contoso.example",
+                "Alice",
+                "pw",
+            )),
+        )
+        .build()
+        .unwrap();
+    EmulatorServer::start(
+        Emulator::new(model).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn options(server: &EmulatorServer, autoconfig: Vec<String>) -> DetectOptions {
+    DetectOptions {
+        authority_host: server.base_url(),
+        autodiscover_url: format!("{}/autodiscover/autodiscover.json", server.base_url()),
+        autoconfig_urls: autoconfig,
+        ..DetectOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn microsoft_365_by_mx_with_the_tenant_from_openid_configuration() {
+    let server = tenant().await;
+    let mut dns = StaticDns::default();
+    dns.mx.insert(
+        "contoso.example".into(),
+        vec![(0, "contoso-example.mail.protection.outlook.com".into())],
+    );
+    let d = detect(
+        "alice@contoso.example",
+        &ProviderTable::default(),
+        &dns,
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.provider.as_deref(), Some("microsoft365-graph"));
+    assert_eq!(d.decided_by, Some(Step::Mx));
+    let tid = server.emulator.read(|m| m.tenants[0].id.to_string());
+    assert_eq!(d.tenant_id.as_deref(), Some(tid.as_str()));
+    let steps: Vec<Step> = d.steps.iter().map(|s| s.step).collect();
+    assert_eq!(
+        &steps[..3],
+        [Step::DomainTable, Step::Mx, Step::OpenIdConfiguration]
+    );
+}
+
+#[tokio::test]
+async fn tenant_domain_without_mx_is_decided_by_openid_configuration() {
+    let server = tenant().await;
+    let d = detect(
+        "alice@contoso.example",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decided_by, Some(Step::OpenIdConfiguration));
+    assert!(d.steps[1].outcome.contains("no MX"), "{:?}", d.steps);
+}
+
+async fn autoconfig_server(xml: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/mail/config-v1.1.xml",
+        axum::routing::get(move || async move { ([("content-type", "text/xml")], xml) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (
+        format!("http://{addr}/mail/config-v1.1.xml?emailaddress={{email}}"),
+        task,
+    )
+}
+
+#[tokio::test]
+async fn other_domain_is_decided_by_autoconfig() {
+    let server = tenant().await;
+    let (url, _task) = autoconfig_server(
+        r#"<clientConfig version="1.1"><emailProvider id="example.org">
+        <incomingServer type="imap"><hostname>imap.example.org</hostname><port>993</port><socketType>SSL</socketType></incomingServer>
+        <outgoingServer type="smtp"><hostname>smtp.example.org</hostname><port>587</port><socketType>STARTTLS</socketType></outgoingServer>
+        </emailProvider></clientConfig>"#,
+    )
+    .await;
+    let d = detect(
+        "bob@example.org",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options(&server, vec!["http://127.0.0.1:1/unreachable".into(), url]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decided_by, Some(Step::Autoconfig));
+    assert_eq!(d.provider.as_deref(), Some("generic-imap"));
+    assert_eq!(d.endpoints.len(), 2);
+    assert_eq!(d.endpoints[0].host, "imap.example.org");
+    let openid = d
+        .steps
+        .iter()
+        .find(|s| s.step == Step::OpenIdConfiguration)
+        .unwrap();
+    assert!(
+        openid.outcome.contains("not an Entra tenant (HTTP 400)"),
+        "{}",
+        openid.outcome
+    );
+}
+
+#[tokio::test]
+async fn srv_records_decide_when_nothing_else_does() {
+    let server = tenant().await;
+    let mut dns = StaticDns::default();
+    dns.srv.insert(
+        "_imaps._tcp.example.net".into(),
+        vec![SrvRecord {
+            priority: 0,
+            port: 993,
+            target: "mail.example.net".into(),
+        }],
+    );
+    dns.srv.insert(
+        "_submission._tcp.example.net".into(),
+        vec![SrvRecord {
+            priority: 0,
+            port: 587,
+            target: "mail.example.net".into(),
+        }],
+    );
+    dns.srv.insert(
+        "_pop3s._tcp.example.net".into(),
+        vec![SrvRecord {
+            priority: 0,
+            port: 0,
+            target: ".".into(),
+        }],
+    );
+    let d = detect(
+        "carol@example.net",
+        &ProviderTable::default(),
+        &dns,
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decided_by, Some(Step::Srv));
+    assert_eq!(d.endpoints.len(), 2, "POP3 not offered ('.' target)");
+    assert_eq!(d.endpoints[0].transport, Transport::Imap);
+    assert_eq!(d.endpoints[0].tls, TlsMode::Implicit);
+    assert_eq!(d.endpoints[1].tls, TlsMode::StartTls);
+}
+
+#[tokio::test]
+async fn domain_table_decides_first_and_bad_addresses_are_refused() {
+    let server = tenant().await;
+    let d = detect(
+        "x@gmail.com",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decided_by, Some(Step::DomainTable));
+    assert_eq!(d.provider.as_deref(), Some("gmail"));
+    for bad in ["", "no-at-sign", "@example.com", "x@localhost"] {
+        let err = detect(
+            bad,
+            &ProviderTable::default(),
+            &StaticDns::default(),
+            &options(&server, vec![]),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("not a mail address"), "{err}");
+    }
+}
