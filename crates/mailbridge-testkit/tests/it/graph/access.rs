@@ -244,3 +244,45 @@ async fn unknown_segments_and_upload_urls_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn fifth_request_in_flight_for_one_mailbox_is_throttled() {
+    let w = World::start().await;
+    w.emulator().update_knobs(|k| k.graph_retry_after_secs = 3);
+    let token = w.app_token(&["Mail.ReadWrite"]);
+    let hold = mailbridge_testkit::graph::hold_requests(w.emulator());
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let request = w
+            .http
+            .get(w.url(&format!("users/{ALICE}/mailFolders")))
+            .bearer_auth(&token)
+            .send();
+        held.push(tokio::spawn(request));
+    }
+    while mailbridge_testkit::graph::in_flight(w.emulator(), ALICE) < 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = w.get(&token, &format!("users/{ALICE}/mailFolders")).await;
+    assert_eq!(r.headers()["retry-after"], "3");
+    let (s, code, msg) = error_of(r).await;
+    assert_eq!((s, code.as_str()), (429, "ApplicationThrottled"));
+    assert_eq!(msg, "Application is over its MailboxConcurrency limit.");
+    // Another mailbox has its own four slots.
+    let other = w
+        .http
+        .get(w.url(&format!("users/{BOB}/mailFolders")))
+        .bearer_auth(&token)
+        .send();
+    let other = tokio::spawn(other);
+    while mailbridge_testkit::graph::in_flight(w.emulator(), BOB) < 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(hold);
+    for h in held {
+        assert_ne!(h.await.unwrap().unwrap().status(), 429);
+    }
+    assert_ne!(other.await.unwrap().unwrap().status(), 429);
+    assert_eq!(mailbridge_testkit::graph::in_flight(w.emulator(), ALICE), 0);
+    assert_ne!(w.get(&token, &format!("users/{ALICE}/mailFolders")).await.status(), 429);
+}
