@@ -233,16 +233,15 @@ pub async fn patch(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let sid = parse_id(&opened.mailbox, id)?;
     let body = ctx.json_body()?;
     let store = ctx.store()?;
-    match body.get("isRead") {
-        Some(Value::Bool(read)) if !store.set_seen(&sid, *read).await? => {
+    if let Some(v) = body.get("isRead") {
+        let read = v.as_bool().ok_or_else(|| {
+            GraphError::invalid_body(
+                "Cannot convert the literal to the expected type 'Edm.Boolean'.",
+            )
+        })?;
+        if !store.set_seen(&sid, read).await? {
             return Err(GraphError::item_not_found());
         }
-        Some(_) => {
-            return Err(GraphError::invalid_body(
-                "Cannot convert the literal to the expected type 'Edm.Boolean'.",
-            ));
-        }
-        None => {}
     }
     answer_message(ctx, &store, &opened.mailbox, &sid, StatusCode::OK).await
 }

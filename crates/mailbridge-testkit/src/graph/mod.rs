@@ -134,7 +134,11 @@ impl Ctx {
         if self.body.is_empty() {
             return Err(GraphError::invalid_body("empty body"));
         }
-        serde_json::from_slice(&self.body).map_err(GraphError::invalid_body)
+        serde_json::from_slice(&self.body).map_err(|_| {
+            GraphError::bad_request(
+                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+            )
+        })
     }
 
     /// `@odata.context` prefix for this mailbox: `{root}/$metadata#users('x')`.
