@@ -130,8 +130,13 @@ pub fn open_mailbox(
         let tenant = model.tenant(&token.tenant_id.to_string())?;
         let user = tenant.user_by_id_or_upn(&user_key)?;
         let own = user.object_id == token.object_id();
-        let full_access = tenant.mailbox_permissions.iter().any(|p| {
-            p.right == MailboxRight::FullAccess
+        let right = if need == Need::Send {
+            MailboxRight::SendAs
+        } else {
+            MailboxRight::FullAccess
+        };
+        let delegated_right = tenant.mailbox_permissions.iter().any(|p| {
+            p.right == right
                 && p.mailbox.eq_ignore_ascii_case(&user.upn)
                 && token
                     .upn()
@@ -163,7 +168,7 @@ pub fn open_mailbox(
                 },
             },
             own,
-            full_access,
+            delegated_right,
             policies,
             user.mailbox.licensed,
         ))
@@ -176,7 +181,7 @@ pub fn open_mailbox(
     } else if !permitted(need.permissions()) && !permitted(need.shared_scopes()) {
         return Err(GraphError::access_denied());
     }
-    let Some((mailbox, own, full_access, policies, licensed)) = snapshot else {
+    let Some((mailbox, own, delegated_right, policies, licensed)) = snapshot else {
         return Err(GraphError::new(
             StatusCode::NOT_FOUND,
             "ErrorInvalidUser",
@@ -196,7 +201,13 @@ pub fn open_mailbox(
         if denied || (restricted && !allowed) {
             return Err(GraphError::odata_disabled());
         }
-    } else if !own && (!full_access || !permitted(need.shared_scopes())) {
+    } else if !own && need == Need::Send && !delegated_right {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ErrorSendAsDenied",
+            "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account.",
+        ));
+    } else if !own && (!delegated_right || !permitted(need.shared_scopes())) {
         return Err(GraphError::access_denied());
     }
     if !licensed {

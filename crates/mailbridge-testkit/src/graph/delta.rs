@@ -153,7 +153,7 @@ pub async fn delta(ctx: &Ctx, folder: Option<&str>) -> Result<Response, GraphErr
         let config = SyncConfig {
             mailbox: mb.upn.clone(),
             folder: folder_name.clone(),
-            select: parse_select(&ctx.query),
+            select: parse_select(&ctx.query)?,
             received: filter.received,
             change_type: change_type(param(&ctx.query, "changeType"))?,
             page_size: prefer

@@ -271,6 +271,53 @@ pub fn message_json(
     Some(m)
 }
 
+/// Every property of Graph's `message` type (`$select` may name any of them).
+pub const MESSAGE_PROPERTIES: [&str; 35] = [
+    "attachments",
+    "bccRecipients",
+    "body",
+    "bodyPreview",
+    "categories",
+    "ccRecipients",
+    "changeKey",
+    "conversationId",
+    "conversationIndex",
+    "createdDateTime",
+    "extensions",
+    "flag",
+    "from",
+    "hasAttachments",
+    "id",
+    "importance",
+    "inferenceClassification",
+    "internetMessageHeaders",
+    "internetMessageId",
+    "isDeliveryReceiptRequested",
+    "isDraft",
+    "isRead",
+    "isReadReceiptRequested",
+    "lastModifiedDateTime",
+    "multiValueExtendedProperties",
+    "parentFolderId",
+    "receivedDateTime",
+    "replyTo",
+    "sender",
+    "sentDateTime",
+    "singleValueExtendedProperties",
+    "subject",
+    "toRecipients",
+    "uniqueBody",
+    "webLink",
+];
+
+/// The first `$select`ed name that is not a `message` property.
+pub fn unknown_property(select: &[String]) -> Option<&str> {
+    select
+        .iter()
+        .map(String::as_str)
+        .find(|f| !MESSAGE_PROPERTIES.iter().any(|p| p.eq_ignore_ascii_case(f)))
+}
+
 /// Keeps only the `$select`ed properties (plus `id` and `@odata.etag`, which Graph always
 /// sends). Names match case-insensitively, as Graph's do.
 pub fn select(mut full: Map<String, Value>, select: Option<&[String]>) -> Map<String, Value> {

@@ -178,7 +178,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let v = message_value(ctx, &store, &s)
         .await?
         .ok_or_else(GraphError::item_not_found)?;
-    let sel = super::query::parse_select(&ctx.query);
+    let sel = super::query::parse_select(&ctx.query)?;
     let mut v = select(v, sel.as_deref());
     v.insert(
         "@odata.context".into(),
@@ -376,7 +376,17 @@ fn folder_rank(name: &str) -> usize {
 /// `GET mailFolders`.
 pub async fn folders(ctx: &Ctx) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Read).await?;
-    let q = ListQuery::parse(ctx.query.clone())?;
+    // Paging only: `$select`/`$filter` name folder properties, not message ones.
+    let paging: Vec<(String, String)> = ctx
+        .query
+        .iter()
+        .filter(|(k, _)| {
+            let bare = k.trim_start_matches('$').to_ascii_lowercase();
+            matches!(bare.as_str(), "top" | "skip" | "skiptoken")
+        })
+        .cloned()
+        .collect();
+    let q = ListQuery::parse(paging)?;
     let store = ctx.store()?;
     let mut list = store.folders(&opened.mailbox.upn).await?;
     list.sort_by(|a, b| (folder_rank(&a.name), &a.name).cmp(&(folder_rank(&b.name), &b.name)));

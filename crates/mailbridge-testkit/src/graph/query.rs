@@ -166,14 +166,22 @@ pub fn pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `$select` as a list of property names.
-pub fn parse_select(pairs: &[(String, String)]) -> Option<Vec<String>> {
-    param(pairs, "$select").map(|s| {
-        s.split(',')
-            .map(|f| f.trim().to_owned())
-            .filter(|f| !f.is_empty())
-            .collect()
-    })
+/// `$select` as a list of property names; an unknown property is Graph's 400.
+pub fn parse_select(pairs: &[(String, String)]) -> Result<Option<Vec<String>>, GraphError> {
+    let Some(s) = param(pairs, "$select") else {
+        return Ok(None);
+    };
+    let fields: Vec<String> = s
+        .split(',')
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect();
+    if let Some(bad) = super::json::unknown_property(&fields) {
+        return Err(GraphError::bad_request(format!(
+            "Could not find a property named '{bad}' on type 'microsoft.graph.message'."
+        )));
+    }
+    Ok(Some(fields))
 }
 
 impl ListQuery {
@@ -227,7 +235,7 @@ impl ListQuery {
             }
         };
         Ok(Self {
-            select: parse_select(&pairs),
+            select: parse_select(&pairs)?,
             top,
             skip,
             filter,
@@ -354,6 +362,10 @@ mod tests {
         assert!(next.contains("%24skip=1005"), "{next}");
         assert!(!next.contains("skip=5&"), "{next}");
         assert_eq!(q("$top=x").unwrap_err().code, "BadRequest");
+        assert_eq!(
+            q("$select=subject,bogus").unwrap_err().message,
+            "Could not find a property named 'bogus' on type 'microsoft.graph.message'."
+        );
     }
 
     #[test]

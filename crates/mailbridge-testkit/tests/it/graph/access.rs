@@ -284,5 +284,31 @@ async fn fifth_request_in_flight_for_one_mailbox_is_throttled() {
     }
     assert_ne!(other.await.unwrap().unwrap().status(), 429);
     assert_eq!(mailbridge_testkit::graph::in_flight(w.emulator(), ALICE), 0);
-    assert_ne!(w.get(&token, &format!("users/{ALICE}/mailFolders")).await.status(), 429);
+    assert_ne!(
+        w.get(&token, &format!("users/{ALICE}/mailFolders"))
+            .await
+            .status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn delegated_send_from_another_mailbox_needs_send_as() {
+    let w = World::start().await;
+    let token = w.user_token(ALICE, &["Mail.Send", "Mail.Send.Shared"]);
+    let (s, code, msg) = error_of(
+        w.send_json(
+            reqwest::Method::POST,
+            &token,
+            &format!("users/{BOB}/sendMail"),
+            &json!({"message": {"toRecipients": [{"emailAddress": {"address": ALICE}}]}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (403, "ErrorSendAsDenied"));
+    assert_eq!(
+        msg,
+        "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account."
+    );
 }
