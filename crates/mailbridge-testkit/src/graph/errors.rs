@@ -66,6 +66,8 @@ pub struct GraphError {
     pub message: String,
     /// Extra headers (`Retry-After`, `WWW-Authenticate`, `Location`).
     pub headers: Vec<(HeaderName, String)>,
+    /// The mail store connection broke (worth one more try for a read).
+    pub transient: bool,
 }
 
 impl GraphError {
@@ -76,6 +78,7 @@ impl GraphError {
             code: code.to_owned(),
             message: message.into(),
             headers: Vec::new(),
+            transient: false,
         }
     }
 
@@ -168,12 +171,14 @@ impl GraphError {
     /// The mail store failed: 503 `ServiceNotAvailable` (clients retry).
     pub fn store(error: &MailStoreError) -> Self {
         tracing::warn!(error = %error, "graph: mail store failed");
-        Self::new(
+        let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceNotAvailable",
             format!("The mailbox store is not available: {error}"),
         )
-        .with_header(header::RETRY_AFTER, "1")
+        .with_header(header::RETRY_AFTER, "1");
+        e.transient = matches!(error, MailStoreError::Io(_));
+        e
     }
 
     /// The answer, with the envelope of §3.7.

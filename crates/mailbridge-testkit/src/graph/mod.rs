@@ -308,41 +308,54 @@ async fn handle(emulator: Emulator, request: Request) -> Result<Response, GraphE
         body,
         path,
     };
-    let m = &parts.method;
-    match route {
-        Route::Messages { folder } if m == Method::GET => {
-            messages::list(&ctx, folder.as_deref()).await
+    let first = run(&ctx, &route).await;
+    // A read whose store connection broke (Dovecot restarts a crashed process) is
+    // tried once more, as Exchange retries internally.
+    match first {
+        Err(e) if e.transient && ctx.method == Method::GET => {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            run(&ctx, &route).await
         }
-        Route::Messages { folder: None } if m == Method::POST => messages::create_draft(&ctx).await,
-        Route::Delta { folder } if m == Method::GET => delta::delta(&ctx, folder.as_deref()).await,
-        Route::Message(id) if m == Method::GET => messages::get(&ctx, &id).await,
-        Route::Message(id) if m == Method::PATCH => messages::patch(&ctx, &id).await,
-        Route::Message(id) if m == Method::DELETE => messages::delete(&ctx, &id).await,
-        Route::MessageValue(id) if m == Method::GET => messages::value(&ctx, &id).await,
+        other => other,
+    }
+}
+
+async fn run(ctx: &Ctx, route: &Route) -> Result<Response, GraphError> {
+    let m = &ctx.method;
+    match route.clone() {
+        Route::Messages { folder } if m == Method::GET => {
+            messages::list(ctx, folder.as_deref()).await
+        }
+        Route::Messages { folder: None } if m == Method::POST => messages::create_draft(ctx).await,
+        Route::Delta { folder } if m == Method::GET => delta::delta(ctx, folder.as_deref()).await,
+        Route::Message(id) if m == Method::GET => messages::get(ctx, &id).await,
+        Route::Message(id) if m == Method::PATCH => messages::patch(ctx, &id).await,
+        Route::Message(id) if m == Method::DELETE => messages::delete(ctx, &id).await,
+        Route::MessageValue(id) if m == Method::GET => messages::value(ctx, &id).await,
         Route::Action(id, "move") if m == Method::POST => {
-            messages::move_or_copy(&ctx, &id, true).await
+            messages::move_or_copy(ctx, &id, true).await
         }
         Route::Action(id, "copy") if m == Method::POST => {
-            messages::move_or_copy(&ctx, &id, false).await
+            messages::move_or_copy(ctx, &id, false).await
         }
         Route::Action(id, "permanentDelete") if m == Method::POST => {
-            messages::permanent_delete(&ctx, &id).await
+            messages::permanent_delete(ctx, &id).await
         }
-        Route::Action(id, "send") if m == Method::POST => send::send_draft(&ctx, &id).await,
-        Route::Attachments(id) if m == Method::GET => attachments::list(&ctx, &id).await,
-        Route::Attachments(id) if m == Method::POST => attachments::add(&ctx, &id).await,
+        Route::Action(id, "send") if m == Method::POST => send::send_draft(ctx, &id).await,
+        Route::Attachments(id) if m == Method::GET => attachments::list(ctx, &id).await,
+        Route::Attachments(id) if m == Method::POST => attachments::add(ctx, &id).await,
         Route::UploadSession(id) if m == Method::POST => {
-            attachments::create_upload_session(&ctx, &id).await
+            attachments::create_upload_session(ctx, &id).await
         }
         Route::Attachment(id, att) if m == Method::GET => {
-            attachments::get(&ctx, &id, &att, false).await
+            attachments::get(ctx, &id, &att, false).await
         }
         Route::AttachmentValue(id, att) if m == Method::GET => {
-            attachments::get(&ctx, &id, &att, true).await
+            attachments::get(ctx, &id, &att, true).await
         }
-        Route::Folders if m == Method::GET => messages::folders(&ctx).await,
-        Route::Folder(f) if m == Method::GET => messages::folder(&ctx, &f).await,
-        Route::SendMail if m == Method::POST => send::send_mail(&ctx).await,
+        Route::Folders if m == Method::GET => messages::folders(ctx).await,
+        Route::Folder(f) if m == Method::GET => messages::folder(ctx, &f).await,
+        Route::SendMail if m == Method::POST => send::send_mail(ctx).await,
         _ => Err(method_not_allowed()),
     }
 }

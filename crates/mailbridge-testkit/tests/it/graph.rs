@@ -2,4 +2,5 @@
 //! emulator on a free port, tokens minted for the emulated tenant, plain HTTP.
 
 mod access;
+mod mail;
 mod support;

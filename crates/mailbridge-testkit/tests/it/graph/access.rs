@@ -250,7 +250,7 @@ async fn fifth_request_in_flight_for_one_mailbox_is_throttled() {
     let w = World::start().await;
     w.emulator().update_knobs(|k| k.graph_retry_after_secs = 3);
     let token = w.app_token(&["Mail.ReadWrite"]);
-    let hold = mailbridge_testkit::graph::hold_requests(w.emulator());
+    let gate = mailbridge_testkit::graph::hold_requests(w.emulator());
     let mut held = Vec::new();
     for _ in 0..4 {
         let request = w
@@ -278,7 +278,7 @@ async fn fifth_request_in_flight_for_one_mailbox_is_throttled() {
     while mailbridge_testkit::graph::in_flight(w.emulator(), BOB) < 1 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    drop(hold);
+    drop(gate);
     for h in held {
         assert_ne!(h.await.unwrap().unwrap().status(), 429);
     }

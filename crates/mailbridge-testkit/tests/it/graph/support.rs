@@ -3,6 +3,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use mailbridge_testkit::crypto::TestCa;
+use mailbridge_testkit::mailservers::MailServers;
+use mailbridge_testkit::mailservers::wire::{self, LineClient};
 use mailbridge_testkit::model::{Api, AppRegistration, PermissionKind, Tenant, User};
 use mailbridge_testkit::tokens::{Resource, Subject, TokenGrant};
 use mailbridge_testkit::{Emulator, EmulatorServer, TenantModel};
@@ -21,6 +24,8 @@ pub struct World {
     pub tenant_id: Uuid,
     pub app: AppRegistration,
     pub http: reqwest::Client,
+    /// Dovecot and Postfix, when the test needs mail.
+    pub mail: Option<MailServers>,
 }
 
 impl World {
@@ -53,6 +58,7 @@ impl World {
             tenant_id,
             app,
             http,
+            mail: None,
         }
     }
 
@@ -164,4 +170,137 @@ pub async fn error_of(r: reqwest::Response) -> (u16, String, String) {
             .unwrap_or_default()
             .to_owned(),
     )
+}
+
+impl World {
+    /// A world with Dovecot and Postfix attached.
+    pub async fn start_with_mail() -> Self {
+        let mut w = Self::start().await;
+        let ca = TestCa::generate().unwrap();
+        w.mail = Some(MailServers::start(w.emulator(), &ca).await.unwrap());
+        w
+    }
+
+    /// A delegated Exchange Online token for `upn` (IMAP).
+    pub fn imap_token(&self, upn: &str) -> String {
+        let object_id = self
+            .emulator()
+            .read(|m| m.user(upn).map(|(_, u)| u.object_id))
+            .unwrap();
+        let mut g = self.grant(
+            Resource {
+                api: Api::ExchangeOnline,
+                uri: "https://outlook.office.com".to_owned(),
+            },
+            Subject::User {
+                object_id,
+                upn: upn.to_owned(),
+                name: upn.to_owned(),
+            },
+        );
+        g.scopes = BTreeSet::from(["IMAP.AccessAsUser.All".to_owned()]);
+        self.emulator().issue_access_token(&g, false)
+    }
+
+    /// Every message of IMAP `folder` in `mailbox`, read over IMAPS as its owner with
+    /// XOAUTH2 (literals inlined, lossily decoded).
+    pub async fn imap_messages(&self, mailbox: &str, folder: &str) -> Vec<String> {
+        let mail = self.mail.as_ref().unwrap();
+        let mut c = LineClient::connect_tls(mail.imaps(), mail.tls_config(), "localhost")
+            .await
+            .unwrap();
+        let greeting = c.read_line().await.unwrap();
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        let token = self.imap_token(mailbox);
+        let r = c
+            .imap_command(
+                "a1",
+                &format!("AUTHENTICATE XOAUTH2 {}", wire::xoauth2(mailbox, &token)),
+            )
+            .await
+            .unwrap();
+        assert!(r.last().unwrap().starts_with("a1 OK"), "{r:?}");
+        let r = c
+            .imap_command("a2", &format!("SELECT \"{folder}\""))
+            .await
+            .unwrap();
+        assert!(r.last().unwrap().starts_with("a2 OK"), "{r:?}");
+        let exists = r
+            .iter()
+            .any(|l| l.ends_with(" EXISTS") && !l.starts_with("* 0 "));
+        if !exists {
+            return Vec::new();
+        }
+        let r = c.imap_command("a3", "FETCH 1:* BODY.PEEK[]").await.unwrap();
+        assert!(r.last().unwrap().starts_with("a3 OK"), "{r:?}");
+        r.into_iter().filter(|l| l.starts_with("* ")).collect()
+    }
+
+    /// The mail store.
+    pub fn store(&self) -> &mailbridge_testkit::mailstore::MailStore {
+        self.emulator().mail_store().unwrap()
+    }
+
+    /// Delivers a message to `to` through the store (as Exchange transport would).
+    pub async fn deliver(&self, to: &str, raw: &[u8]) {
+        self.store()
+            .deliver("sender@example.org", &[to.to_owned()], raw)
+            .await
+            .unwrap();
+    }
+
+    /// GETs a JSON document, asserting 200.
+    pub async fn get_json(&self, token: &str, path_or_url: &str) -> Value {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            self.url(path_or_url)
+        };
+        let r = self.http.get(url).bearer_auth(token).send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Waits (bounded) until `folder` of `mailbox` holds at least `n` messages; returns
+    /// them as Graph lists them.
+    pub async fn wait_for_messages(
+        &self,
+        token: &str,
+        mailbox: &str,
+        folder: &str,
+        n: usize,
+    ) -> Vec<Value> {
+        for _ in 0..300 {
+            let v = self
+                .get_json(
+                    token,
+                    &format!("users/{mailbox}/mailFolders/{folder}/messages?$top=100"),
+                )
+                .await;
+            let list = v["value"].as_array().cloned().unwrap_or_default();
+            if list.len() >= n {
+                return list;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{mailbox}/{folder} never held {n} messages");
+    }
+}
+
+/// A small text message.
+pub fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: =?UTF-8?B?{}?= <sender@example.org>\r\nTo: {ALICE}\r\nSubject: {}\r\nDate: Tue, 14 May 2024 11:20:00 +0200\r\nMessage-ID: <{}@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n",
+        base64_encode("Søren Sender".as_bytes()),
+        mailbridge_testkit::graph::compose::encode_word(subject),
+        uuid::Uuid::new_v4().simple()
+    )
+    .into_bytes()
+}
+
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
