@@ -288,44 +288,56 @@ async fn upload(emulator: &Emulator, request: Request) -> Result<Response, Graph
         .await
         .map_err(|_| invalid_range("A chunk may not be larger than 4 MB."))?;
     let (start, end, total) = range;
-    let mut sessions = lock(uploads);
-    let Some(session) = sessions.get_mut(&token) else {
-        return Err(GraphError::item_not_found());
-    };
-    let received = session.data.len() as u64;
-    if total != session.size {
-        return Err(invalid_range(format!(
-            "The total size in Content-Range ({total}) differs from the session's size ({}).",
-            session.size
-        )));
-    }
-    if start != received {
-        return Err(GraphError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "ErrorInvalidRequest",
-            format!("The Content-Range starts at {start}; the next expected range is {received}-."),
-        ));
-    }
-    if chunk.len() as u64 != end - start + 1 {
-        return Err(invalid_range(
-            "The body length differs from the length given in Content-Range.",
-        ));
-    }
-    session.data.extend_from_slice(&chunk);
-    let received = session.data.len() as u64;
     let base = emulator.base_url();
-    if received < session.size {
-        let body = json!({
-            "@odata.context": format!("{base}/api/v2.0/$metadata#{}/AttachmentSessions/$entity", session.resource),
-            "ExpirationDateTime": graph_date(session.expires),
-            "NextExpectedRanges": [received.to_string()],
-        });
-        return Ok(json_response(StatusCode::OK, &body));
-    }
-    let Some(session) = sessions.remove(&token) else {
-        return Err(GraphError::item_not_found());
+    let session = {
+        let mut sessions = lock(uploads);
+        let Some(session) = sessions.get_mut(&token) else {
+            return Err(GraphError::item_not_found());
+        };
+        let received = session.data.len() as u64;
+        if total != session.size {
+            return Err(invalid_range(format!(
+                "The total size in Content-Range ({total}) differs from the session's size ({}).",
+                session.size
+            )));
+        }
+        if start != received {
+            return Err(GraphError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "ErrorInvalidRequest",
+                format!(
+                    "The Content-Range starts at {start}; the next expected range is {received}-."
+                ),
+            ));
+        }
+        if chunk.len() as u64 != end - start + 1 {
+            return Err(invalid_range(
+                "The body length differs from the length given in Content-Range.",
+            ));
+        }
+        session.data.extend_from_slice(&chunk);
+        let received = session.data.len() as u64;
+        if received < session.size {
+            let body = json!({
+                "@odata.context": format!("{base}/api/v2.0/$metadata#{}/AttachmentSessions/$entity", session.resource),
+                "ExpirationDateTime": graph_date(session.expires),
+                "NextExpectedRanges": [received.to_string()],
+            });
+            return Ok(json_response(StatusCode::OK, &body));
+        }
+        let Some(session) = sessions.remove(&token) else {
+            return Err(GraphError::item_not_found());
+        };
+        session
     };
-    drop(sessions);
+    // Attachment ids count the MIME's own attachments first.
+    let in_mime = match emulator.mail_store() {
+        Some(store) => store
+            .fetch(&session.message)
+            .await?
+            .map_or(0, |raw| attachments(&raw).len()),
+        None => 0,
+    };
     let mut pending = lock(&emulator.graph_state().pending);
     let held = pending.entry(session.message.clone()).or_default();
     held.push(Attachment {
@@ -335,9 +347,7 @@ async fn upload(emulator: &Emulator, request: Request) -> Result<Response, Graph
         content_id: session.content_id,
         bytes: session.data,
     });
-    // The id's index counts the MIME's own attachments too, which only the store knows;
-    // the Location names the attachment by its place among those added through Graph.
-    let index = u32::try_from(held.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    let index = u32::try_from(in_mime + held.len().saturating_sub(1)).unwrap_or(u32::MAX);
     drop(pending);
     let location = format!(
         "{base}/api/v2.0/{}/Attachments('{}')",

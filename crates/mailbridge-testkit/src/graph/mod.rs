@@ -308,16 +308,19 @@ async fn handle(emulator: Emulator, request: Request) -> Result<Response, GraphE
         body,
         path,
     };
-    let first = run(&ctx, &route).await;
     // A read whose store connection broke (Dovecot restarts a crashed process) is
-    // tried once more, as Exchange retries internally.
-    match first {
-        Err(e) if e.transient && ctx.method == Method::GET => {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            run(&ctx, &route).await
+    // tried again, as Exchange retries internally.
+    let mut result = run(&ctx, &route).await;
+    for attempt in 1..=3u64 {
+        match &result {
+            Err(e) if e.transient && ctx.method == Method::GET => {
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                result = run(&ctx, &route).await;
+            }
+            _ => break,
         }
-        other => other,
     }
+    result
 }
 
 async fn run(ctx: &Ctx, route: &Route) -> Result<Response, GraphError> {

@@ -4,7 +4,7 @@
 use mailbridge_testkit::model::{AccessPolicyMode, ApplicationAccessPolicy};
 use serde_json::{Value, json};
 
-use super::support::{ALICE, BOB, CAROL, World, error_of};
+use super::support::{ALICE, BOB, CAROL, PAT, World, error_of};
 
 const ACCESS_DENIED: &str = "Access is denied. Check credentials and try again.";
 
@@ -310,5 +310,19 @@ async fn delegated_send_from_another_mailbox_needs_send_as() {
     assert_eq!(
         msg,
         "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account."
+    );
+}
+
+#[tokio::test]
+async fn expired_personal_account_ticket_is_a_compact_token_failure() {
+    let w = World::start().await;
+    let token = w.personal_token(PAT, &["Mail.Read"]);
+    assert!(token.starts_with("EwB"), "{token}");
+    w.clock.advance(time::Duration::hours(2));
+    let (s, code, msg) = error_of(w.get(&token, "me/messages").await).await;
+    assert_eq!((s, code.as_str()), (401, "InvalidAuthenticationToken"));
+    assert_eq!(
+        msg,
+        "CompactToken validation failed with reason code: 80049228."
     );
 }

@@ -7,7 +7,7 @@ use mailbridge_testkit::model::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::support::{ALICE, BOB, CAROL, World, base64_encode, error_of, message};
+use super::support::{ALICE, BOB, CAROL, PAT, World, base64_encode, error_of, message};
 
 fn ids(list: &[Value]) -> Vec<String> {
     list.iter()
@@ -474,7 +474,9 @@ async fn twenty_megabyte_attachment_through_an_upload_session_arrives_intact() {
             &token,
             &format!("users/{ALICE}/messages"),
             &json!({"subject": "big one", "body": {"contentType": "Text", "content": "see attached"},
-                    "toRecipients": [{"emailAddress": {"address": BOB}}]}),
+                    "toRecipients": [{"emailAddress": {"address": BOB}}],
+                    "attachments": [{"@odata.type": "#microsoft.graph.fileAttachment", "name": "note.txt",
+                                     "contentType": "text/plain", "contentBytes": "bm90ZQ=="}]}),
         )
         .await;
     assert_eq!(r.status(), 201);
@@ -515,6 +517,7 @@ async fn twenty_megabyte_attachment_through_an_upload_session_arrives_intact() {
 
     let chunk = 4 * 1024 * 1024;
     let mut start = 0;
+    let mut location = String::new();
     while start < size {
         let end = (start + chunk).min(size);
         let r = w
@@ -535,15 +538,35 @@ async fn twenty_megabyte_attachment_through_an_upload_session_arrives_intact() {
             assert_eq!(v["NextExpectedRanges"], json!([end.to_string()]));
         } else {
             assert_eq!(r.status(), 201);
-            assert!(
-                r.headers()["location"]
-                    .to_str()
-                    .unwrap()
-                    .contains("/Attachments('")
-            );
+            r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .clone_into(&mut location);
         }
         start = end;
     }
+
+    // The Location names the new attachment of the draft.
+    let attachment_id = location
+        .split("/Attachments('")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("')");
+    let on_draft = w
+        .get_json(
+            &token,
+            &format!("users/{ALICE}/messages/{draft_id}/attachments/{attachment_id}"),
+        )
+        .await;
+    assert_eq!(on_draft["name"], "data.bin");
+    assert_eq!(on_draft["size"], size);
+    let draft_now = w
+        .get_json(
+            &token,
+            &format!("users/{ALICE}/messages/{draft_id}?$select=hasAttachments"),
+        )
+        .await;
+    assert_eq!(draft_now["hasAttachments"], true);
 
     let r = w
         .http
@@ -566,7 +589,14 @@ async fn twenty_megabyte_attachment_through_an_upload_session_arrives_intact() {
             ),
         )
         .await;
-    let att = &list["value"][0];
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["note.txt", "data.bin"]);
+    let att = &list["value"][1];
     assert_eq!(att["name"], "data.bin");
     assert_eq!(att["size"], size);
     let r = w
@@ -657,6 +687,8 @@ async fn permission_added_under_graph_instead_of_exchange_still_works_on_graph()
 async fn throttled_requests_leave_the_admitted_ones_working() {
     let w = World::start_with_mail().await;
     let token = w.app_token(&["Mail.Read"]);
+    // The mailbox exists before the burst (its first opening creates the folders).
+    w.get_json(&token, &format!("users/{ALICE}/messages")).await;
     let gate = mailbridge_testkit::graph::hold_requests(w.emulator());
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -680,4 +712,41 @@ async fn throttled_requests_leave_the_admitted_ones_working() {
         let text = r.text().await.unwrap();
         assert_eq!(status, 200, "{text}\n{}", w.mail.as_ref().unwrap().logs());
     }
+}
+
+#[tokio::test]
+async fn body_type_preference_and_personal_accounts() {
+    let w = World::start_with_mail().await;
+    let html = format!(
+        "From: news@example.org\r\nTo: {PAT}\r\nSubject: newsletter\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+Plain words\r\n--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Rich <b>words</b></p>\r\n--b--\r\n"
+    );
+    w.deliver(PAT, html.as_bytes()).await;
+    let token = w.personal_token(PAT, &["Mail.Read"]);
+    let list = w.wait_for_messages(&token, "me", "inbox", 1).await;
+    assert_eq!(list[0]["body"]["contentType"], "html");
+    assert!(
+        list[0]["body"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<b>words</b>")
+    );
+    let id = list[0]["id"].as_str().unwrap();
+    let r = w
+        .http
+        .get(w.url(&format!("me/messages/{id}")))
+        .bearer_auth(&token)
+        .header("Prefer", "outlook.body-content-type=\"text\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["preference-applied"],
+        "outlook.body-content-type=\"text\""
+    );
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["body"]["contentType"], "text");
+    assert_eq!(m["body"]["content"].as_str().unwrap().trim(), "Plain words");
 }

@@ -17,6 +17,8 @@ pub const ALICE: &str = "alice@contoso.example";
 pub const BOB: &str = "bob@contoso.example";
 /// Has no Exchange Online licence.
 pub const CAROL: &str = "carol@contoso.example";
+/// A personal Microsoft account (opaque `EwB…` tokens).
+pub const PAT: &str = "pat@outlook.example";
 
 pub struct World {
     pub server: EmulatorServer,
@@ -42,7 +44,16 @@ impl World {
             .with_user(carol)
             .with_app(app.clone());
         let tenant_id = tenant.id;
-        let model = TenantModel::builder().tenant(tenant).build().unwrap();
+        let personal = Tenant::personal_accounts("outlook.example").with_user(User::new(
+            PAT,
+            "Pat Personal",
+            "pw",
+        ));
+        let model = TenantModel::builder()
+            .tenant(tenant)
+            .tenant(personal)
+            .build()
+            .unwrap();
         let clock = Arc::new(OffsetClock::new());
         let emulator = Emulator::with_clock(model, clock.clone()).unwrap();
         let server = EmulatorServer::start(emulator, "127.0.0.1:0".parse().unwrap())
@@ -121,6 +132,25 @@ impl World {
         );
         g.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
         self.emulator().issue_access_token(&g, false)
+    }
+
+    /// An opaque personal-account Graph token for `upn` with these scopes.
+    pub fn personal_token(&self, upn: &str, scopes: &[&str]) -> String {
+        let (tenant_id, object_id) = self
+            .emulator()
+            .read(|m| m.user(upn).map(|(t, u)| (t.id, u.object_id)))
+            .unwrap();
+        let mut g = self.grant(
+            Resource::graph(),
+            Subject::User {
+                object_id,
+                upn: upn.to_owned(),
+                name: upn.to_owned(),
+            },
+        );
+        g.tenant_id = tenant_id;
+        g.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.emulator().issue_access_token(&g, true)
     }
 
     /// `{base}/v1.0/{path}`.
@@ -276,7 +306,11 @@ impl World {
             let v = self
                 .get_json(
                     token,
-                    &format!("users/{mailbox}/mailFolders/{folder}/messages?$top=100"),
+                    &if mailbox == "me" {
+                        format!("me/mailFolders/{folder}/messages?$top=100")
+                    } else {
+                        format!("users/{mailbox}/mailFolders/{folder}/messages?$top=100")
+                    },
                 )
                 .await;
             let list = v["value"].as_array().cloned().unwrap_or_default();
