@@ -457,6 +457,28 @@ JVBERi0xLjQK\r\n\
         assert_eq!(keys, ["@odata.etag", "id", "isRead", "subject"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = message_json(&raw, &meta(), Some(BodyPreference::Text));
+            let _ = attachments(&raw);
+            let _ = crate::graph::compose::without_bcc(&raw);
+            let _ = crate::graph::compose::add_attachments(&raw, &[Attachment {
+                name: "a".into(),
+                content_type: "text/plain".into(),
+                is_inline: false,
+                content_id: None,
+                bytes: raw.clone(),
+            }]);
+        }
+
+        #[test]
+        fn header_shaped_input_never_panics(raw in "(From|To|Cc|Subject|Content-Type|Date): [ -~]{0,40}\r\n(\r\n)?[ -~]{0,40}") {
+            let _ = message_json(raw.as_bytes(), &meta(), None);
+            let _ = crate::graph::send::mime_recipients(raw.as_bytes());
+        }
+    }
+
     #[test]
     fn garbage_never_panics() {
         for raw in [

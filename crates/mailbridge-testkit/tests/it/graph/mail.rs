@@ -681,6 +681,13 @@ async fn permission_added_under_graph_instead_of_exchange_still_works_on_graph()
     let token = w.app_token(&["Mail.ReadWrite"]);
     let list = w.wait_for_messages(&token, ALICE, "inbox", 1).await;
     assert_eq!(list[0]["subject"], "graph works");
+    // The mailbox answers under the user's object id too.
+    let oid = w
+        .emulator()
+        .read(|m| m.user(ALICE).map(|(_, u)| u.object_id))
+        .unwrap();
+    let by_id = w.get_json(&token, &format!("users/{oid}/messages")).await;
+    assert_eq!(by_id["value"][0]["id"], list[0]["id"]);
 }
 
 #[tokio::test]
