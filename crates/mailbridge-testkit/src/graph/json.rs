@@ -268,6 +268,14 @@ pub fn message_json(
     put("bccRecipients", json!(recipients(message.bcc())));
     put("replyTo", json!(recipients(message.reply_to())));
     put("flag", json!({"flagStatus": "notFlagged"}));
+    let headers: Vec<Value> = message
+        .headers_raw()
+        .map(|(name, value)| {
+            let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            json!({"name": name, "value": value})
+        })
+        .collect();
+    put("internetMessageHeaders", json!(headers));
     Some(m)
 }
 
@@ -320,8 +328,11 @@ pub fn unknown_property(select: &[String]) -> Option<&str> {
 
 /// Keeps only the `$select`ed properties (plus `id` and `@odata.etag`, which Graph always
 /// sends). Names match case-insensitively, as Graph's do.
+///
+/// `internetMessageHeaders` is only sent when selected, as Graph does.
 pub fn select(mut full: Map<String, Value>, select: Option<&[String]>) -> Map<String, Value> {
     let Some(fields) = select else {
+        full.remove("internetMessageHeaders");
         return full;
     };
     full.retain(|k, _| {
@@ -451,10 +462,20 @@ JVBERi0xLjQK\r\n\
     #[test]
     fn select_keeps_id_and_etag() {
         let m = message_json(PLAIN, &meta(), None).unwrap();
-        let s = select(m, Some(&["subject".to_owned(), "ISREAD".to_owned()]));
+        let s = select(
+            m.clone(),
+            Some(&["subject".to_owned(), "ISREAD".to_owned()]),
+        );
         let mut keys: Vec<_> = s.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, ["@odata.etag", "id", "isRead", "subject"]);
+        assert!(!select(m.clone(), None).contains_key("internetMessageHeaders"));
+        let h = select(m, Some(&["internetMessageHeaders".to_owned()]));
+        let headers = h["internetMessageHeaders"].as_array().unwrap();
+        assert!(
+            headers.contains(&json!({"name": "Importance", "value": "High"})),
+            "{headers:?}"
+        );
     }
 
     proptest::proptest! {

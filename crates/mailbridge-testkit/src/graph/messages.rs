@@ -216,9 +216,10 @@ async fn answer_message(
     status: StatusCode,
 ) -> Result<Response, GraphError> {
     let s = summary(store, sid).await?;
-    let mut v = message_value(ctx, store, &s)
+    let v = message_value(ctx, store, &s)
         .await?
         .ok_or_else(GraphError::item_not_found)?;
+    let mut v = select(v, None);
     v.insert(
         "@odata.context".into(),
         json!(format!("{}/messages/$entity", ctx.context_prefix(mailbox))),
