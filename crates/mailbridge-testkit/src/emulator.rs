@@ -66,6 +66,7 @@ struct Inner {
     requests: Mutex<Vec<RecordedRequest>>,
     identity: Mutex<crate::identity::IdentityState>,
     mail_store: OnceLock<crate::mailstore::MailStore>,
+    graph: crate::graph::GraphState,
 }
 
 /// The emulated Microsoft 365 world. Clone freely.
@@ -101,6 +102,7 @@ impl Emulator {
             requests: Mutex::new(Vec::new()),
             identity: Mutex::new(crate::identity::IdentityState::default()),
             mail_store: OnceLock::new(),
+            graph: crate::graph::GraphState::default(),
         })))
     }
 
@@ -248,6 +250,11 @@ impl Emulator {
     /// The mail store, when mail servers are attached.
     pub fn mail_store(&self) -> Option<&crate::mailstore::MailStore> {
         self.0.mail_store.get()
+    }
+
+    /// Graph's state (throttling counters, delta sync state, upload sessions).
+    pub fn graph_state(&self) -> &crate::graph::GraphState {
+        &self.0.graph
     }
 
     /// The identity platform's flow state (codes, refresh tokens, device codes, sign-in
