@@ -66,6 +66,7 @@ struct Inner {
     requests: Mutex<Vec<RecordedRequest>>,
     identity: Mutex<crate::identity::IdentityState>,
     mail_store: OnceLock<crate::mailstore::MailStore>,
+    ews: Mutex<crate::ews::EwsState>,
 }
 
 /// The emulated Microsoft 365 world. Clone freely.
@@ -101,6 +102,7 @@ impl Emulator {
             requests: Mutex::new(Vec::new()),
             identity: Mutex::new(crate::identity::IdentityState::default()),
             mail_store: OnceLock::new(),
+            ews: Mutex::new(crate::ews::EwsState::default()),
         })))
     }
 
@@ -254,5 +256,10 @@ impl Emulator {
     /// sessions).
     pub fn identity_state(&self) -> MutexGuard<'_, crate::identity::IdentityState> {
         lock(&self.0.identity)
+    }
+
+    /// EWS state (SyncFolderItems sync states).
+    pub fn ews_state(&self) -> MutexGuard<'_, crate::ews::EwsState> {
+        lock(&self.0.ews)
     }
 }

@@ -65,6 +65,10 @@ impl Cloud {
 /// A Microsoft Entra directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each bool is one tenant-wide switch"
+)]
 pub struct Tenant {
     /// Tenant GUID.
     #[serde(default = "Uuid::new_v4")]
@@ -80,6 +84,10 @@ pub struct Tenant {
     /// Tenant-wide `Set-TransportConfig -SmtpClientAuthenticationDisabled`.
     #[serde(default)]
     pub smtp_auth_disabled: bool,
+    /// Basic (password) authentication is accepted, as on an on-premises Exchange;
+    /// Exchange Online refuses it (the default).
+    #[serde(default)]
+    pub basic_auth_enabled: bool,
     /// Whether users may consent to apps themselves (else admin approval is required).
     #[serde(default = "yes")]
     pub user_consent_allowed: bool,
@@ -585,6 +593,7 @@ impl Tenant {
             cloud: Cloud::Global,
             personal: false,
             smtp_auth_disabled: false,
+            basic_auth_enabled: false,
             user_consent_allowed: true,
             conditional_access_blocked_apps: Vec::new(),
             users: Vec::new(),
