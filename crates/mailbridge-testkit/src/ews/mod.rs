@@ -4,13 +4,15 @@
 //! caller and decides the mailbox ([`auth`]), answers `ErrorServerBusy` when the
 //! `ews_server_busy` fault fires, and runs one operation, each in its own file:
 //! [`find_item`], [`get_item`], [`create_item`], [`sync_folder_items`],
-//! [`update_item`], [`move_item`], [`delete_item`]. Item and folder ids are in [`ids`];
+//! [`update_item`], [`move_item`], [`delete_item`], and [`get_folder`] (which clients
+//! call first to open a folder). Item and folder ids are in [`ids`];
 //! the `t:Message` rendering shared by the operations is in [`item`].
 
 pub mod auth;
 pub mod create_item;
 pub mod delete_item;
 pub mod find_item;
+pub mod get_folder;
 pub mod get_item;
 pub mod ids;
 pub mod item;
@@ -119,6 +121,7 @@ async fn exchange_asmx(
     let result = match op.name.as_str() {
         "FindItem" => find_item::run(&ctx, op).await,
         "GetItem" => get_item::run(&ctx, op).await,
+        "GetFolder" => get_folder::run(&ctx, op).await,
         "CreateItem" => create_item::run(&ctx, op).await,
         "SyncFolderItems" => sync_folder_items::run(&ctx, op).await,
         "UpdateItem" => update_item::run(&ctx, op).await,

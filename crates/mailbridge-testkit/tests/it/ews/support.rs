@@ -1,6 +1,9 @@
 //! A fresh emulated tenant per test, tokens, and a small SOAP client.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mailbridge_types::OffsetClock;
 
 use mailbridge_testkit::model::{
     AccessPolicyMode, Api, AppRegistration, ApplicationAccessPolicy, PermissionKind, Tenant, User,
@@ -25,6 +28,8 @@ pub const FRANK_PASSWORD: &str = "Fr4nk-pw";
 pub struct World {
     pub server: EmulatorServer,
     pub emulator: Emulator,
+    /// The emulator's clock, to let Exchange-side changes propagate or tokens expire.
+    pub clock: Arc<OffsetClock>,
     pub tenant_id: Uuid,
     /// The daemon app: `full_access_as_app`, consented.
     pub app: AppRegistration,
@@ -78,7 +83,8 @@ impl World {
     /// Starts a given model.
     pub async fn with(model: TenantModel, app: AppRegistration) -> Self {
         let tenant_id = model.tenants[0].id;
-        let emulator = Emulator::new(model).unwrap();
+        let clock = Arc::new(OffsetClock::new());
+        let emulator = Emulator::with_clock(model, clock.clone()).unwrap();
         let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -89,6 +95,7 @@ impl World {
         Self {
             server,
             emulator,
+            clock,
             tenant_id,
             app,
             http,
