@@ -67,7 +67,7 @@ impl Cloud {
 #[serde(deny_unknown_fields)]
 #[expect(
     clippy::struct_excessive_bools,
-    reason = "each bool is one tenant-wide switch"
+    reason = "each bool is one tenant-wide admin switch"
 )]
 pub struct Tenant {
     /// Tenant GUID.
@@ -84,8 +84,8 @@ pub struct Tenant {
     /// Tenant-wide `Set-TransportConfig -SmtpClientAuthenticationDisabled`.
     #[serde(default)]
     pub smtp_auth_disabled: bool,
-    /// Basic (password) authentication is accepted, as on an on-premises Exchange;
-    /// Exchange Online refuses it (the default).
+    /// Whether IMAP, POP and SMTP accept passwords (PLAIN/LOGIN). Exchange Online has
+    /// Basic auth off (the default); turn it on to model an on-premises or generic server.
     #[serde(default)]
     pub basic_auth_enabled: bool,
     /// Whether users may consent to apps themselves (else admin approval is required).
