@@ -348,8 +348,10 @@ async fn create_one(
     if disposition == Disposition::SendOnly {
         return Ok(Ok("<m:Items />".to_owned()));
     }
+    // A saved item is read unless the request says `<t:IsRead>false</t:IsRead>`.
+    let seen = !matches!(message.child_text(Ns::Types, "IsRead"), Some("false" | "0"));
     let id = store
-        .append(&target_mailbox, &target_folder, &outgoing.raw, true)
+        .append(&target_mailbox, &target_folder, &outgoing.raw, seen)
         .await
         .map_err(|e| store_fault(&e))?;
     if disposition == Disposition::SaveOnly {

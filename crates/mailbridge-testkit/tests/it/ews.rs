@@ -4,4 +4,5 @@
 mod auth;
 mod autodiscover;
 mod faults;
+mod mailbox;
 mod support;

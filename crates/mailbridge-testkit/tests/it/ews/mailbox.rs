@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mailbridge_testkit::model::{AccessPolicyMode, MailboxRight, MailboxPermission};
+use mailbridge_testkit::model::{AccessPolicyMode, MailboxPermission, MailboxRight};
 
 use super::support::{
     ALICE, Answer, BOB, FRANK, FRANK_PASSWORD, World, attrs, envelope, find_item, impersonation,
@@ -31,6 +31,7 @@ async fn save(world: &World, mailbox: &str, folder: &str, raw: &str) -> String {
       <m:Items>
         <t:Message>
           <t:MimeContent CharacterSet="UTF-8">{}</t:MimeContent>
+          <t:IsRead>false</t:IsRead>
         </t:Message>
       </m:Items>
     </m:CreateItem>"#,
@@ -120,23 +121,37 @@ async fn subjects_when(world: &World, mailbox: &str, folder: &str, expect: &str)
 #[tokio::test]
 async fn find_get_update_move_delete_end_to_end() {
     let world = World::start_with_mail().await;
-    let raws = [mime("First", "one"), mime("Second", "two"), mime("Third", "three")];
+    let raws = [
+        mime("First", "one"),
+        mime("Second", "two"),
+        mime("Third", "three"),
+    ];
     let mut ids = Vec::new();
     for raw in &raws {
         ids.push(save(&world, ALICE, "inbox", raw).await);
     }
 
     // Paging, newest first.
-    let page = world.as_app(ALICE, &find_item("inbox", "IdOnly", 2, 0)).await;
+    let page = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 2, 0))
+        .await;
     ok(&page);
     assert_eq!(texts(&page.body, "Subject"), vec!["Third", "Second"]);
-    assert_eq!(attrs(&page.body, "RootFolder", "TotalItemsInView"), vec!["3"]);
-    assert_eq!(attrs(&page.body, "RootFolder", "IndexedPagingOffset"), vec!["2"]);
+    assert_eq!(
+        attrs(&page.body, "RootFolder", "TotalItemsInView"),
+        vec!["3"]
+    );
+    assert_eq!(
+        attrs(&page.body, "RootFolder", "IndexedPagingOffset"),
+        vec!["2"]
+    );
     assert_eq!(
         attrs(&page.body, "RootFolder", "IncludesLastItemInRange"),
         vec!["false"]
     );
-    let rest = world.as_app(ALICE, &find_item("inbox", "IdOnly", 2, 2)).await;
+    let rest = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 2, 2))
+        .await;
     assert_eq!(texts(&rest.body, "Subject"), vec!["First"]);
     assert_eq!(
         attrs(&rest.body, "RootFolder", "IncludesLastItemInRange"),
@@ -144,7 +159,9 @@ async fn find_get_update_move_delete_end_to_end() {
     );
     assert_eq!(texts(&rest.body, "IsRead"), vec!["false"]);
     // Ids are stable across calls.
-    let again = world.as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await;
+    let again = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await;
     let listed = attrs(&again.body, "ItemId", "Id");
     assert_eq!(listed, vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]);
     // AllProperties brings the sender along.
@@ -161,12 +178,22 @@ async fn find_get_update_move_delete_end_to_end() {
         .decode(texts(&got.body, "MimeContent")[0].as_bytes())
         .unwrap();
     assert_eq!(String::from_utf8(mime_back).unwrap(), raws[0]);
-    assert_eq!(texts(&got.body, "Body")[0].trim(), "one");
+    let body = got
+        .body
+        .split(r#"<t:Body BodyType="Text">"#)
+        .nth(1)
+        .unwrap();
+    assert_eq!(body.split("</t:Body>").next().unwrap().trim(), "one");
 
     // UpdateItem IsRead.
     ok(&world.as_app(ALICE, &set_read(&ids[0], true)).await);
-    let listed = world.as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await;
-    assert_eq!(texts(&listed.body, "IsRead"), vec!["false", "false", "true"]);
+    let listed = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await;
+    assert_eq!(
+        texts(&listed.body, "IsRead"),
+        vec!["false", "false", "true"]
+    );
 
     // MoveItem: a new id; the old one is gone.
     let moved = world
@@ -222,9 +249,14 @@ async fn find_get_update_move_delete_end_to_end() {
     assert_eq!(texts(&trash.body, "Subject"), vec!["Second"]);
 
     // A malformed id is an item-level error, not a fault.
-    let bad = world.as_app(ALICE, &get_item("AAMkAGI2TG93AAA=", false)).await;
+    let bad = world
+        .as_app(ALICE, &get_item("AAMkAGI2TG93AAA=", false))
+        .await;
     assert_eq!(bad.status.as_u16(), 200);
-    assert_eq!(texts(&bad.body, "ResponseCode"), vec!["ErrorInvalidIdMalformed"]);
+    assert_eq!(
+        texts(&bad.body, "ResponseCode"),
+        vec!["ErrorInvalidIdMalformed"]
+    );
     assert_eq!(texts(&bad.body, "MessageText"), vec!["Id is malformed."]);
 }
 
@@ -266,8 +298,14 @@ async fn send_and_save_copy_reaches_the_recipient_and_sent_items() {
         .iter()
         .find(|m| m.contains("Subject: Hello from EWS"))
         .unwrap();
-    assert!(message.contains(&format!("From: Alice Anders <{ALICE}>")), "{message}");
-    assert!(message.contains("SGkgQm9i"), "base64 of the body: {message}");
+    assert!(
+        message.contains(&format!("From: Alice Anders <{ALICE}>")),
+        "{message}"
+    );
+    assert!(
+        message.contains("SGkgQm9i"),
+        "base64 of the body: {message}"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +327,9 @@ async fn send_only_leaves_no_copy_and_mime_send_strips_bcc() {
     subjects_when(&world, BOB, "inbox", "Raw MIME").await;
     // The Bcc recipient got it, without the Bcc header.
     subjects_when(&world, ALICE, "inbox", "Raw MIME").await;
-    let listed = world.as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await;
+    let listed = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await;
     let id = attrs(&listed.body, "ItemId", "Id").remove(0);
     let got = world.as_app(ALICE, &get_item(&id, true)).await;
     let delivered = String::from_utf8(
@@ -302,7 +342,10 @@ async fn send_only_leaves_no_copy_and_mime_send_strips_bcc() {
     let sent = world
         .as_app(ALICE, &find_item("sentitems", "IdOnly", 10, 0))
         .await;
-    assert_eq!(attrs(&sent.body, "RootFolder", "TotalItemsInView"), vec!["0"]);
+    assert_eq!(
+        attrs(&sent.body, "RootFolder", "TotalItemsInView"),
+        vec!["0"]
+    );
 }
 
 #[tokio::test]
@@ -321,7 +364,10 @@ async fn sending_as_someone_else_needs_send_as() {
         )
         .await;
     assert_eq!(answer.status.as_u16(), 200);
-    assert_eq!(texts(&answer.body, "ResponseCode"), vec!["ErrorSendAsDenied"]);
+    assert_eq!(
+        texts(&answer.body, "ResponseCode"),
+        vec!["ErrorSendAsDenied"]
+    );
 }
 
 #[tokio::test]
@@ -368,20 +414,28 @@ async fn sync_folder_items_initial_and_incremental() {
     let delete = body.split("<t:Delete>").nth(1).unwrap();
     assert!(delete.contains(&b), "{body}");
     let read = body.split("<t:ReadFlagChange>").nth(1).unwrap();
-    assert!(read.contains(&a) && read.contains("<t:IsRead>true</t:IsRead>"), "{body}");
+    assert!(
+        read.contains(&a) && read.contains("<t:IsRead>true</t:IsRead>"),
+        "{body}"
+    );
 
     // A state the server never issued.
     let bad = world
         .as_app(ALICE, &sync("inbox", Some("H4sIAAAAAAAEAO29B2bogus"), 10))
         .await;
     assert_eq!(bad.status.as_u16(), 200);
-    assert_eq!(texts(&bad.body, "ResponseCode"), vec!["ErrorInvalidSyncStateData"]);
+    assert_eq!(
+        texts(&bad.body, "ResponseCode"),
+        vec!["ErrorInvalidSyncStateData"]
+    );
 }
 
 #[tokio::test]
 async fn app_only_works_with_and_without_anchor_mailbox() {
     let world = World::start_with_mail().await;
-    let with_anchor = world.as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await;
+    let with_anchor = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await;
     ok(&with_anchor);
     let token = world.daemon_token();
     let without = world
@@ -393,7 +447,9 @@ async fn app_only_works_with_and_without_anchor_mailbox() {
         .await;
     ok(&without);
     // An app with full_access_as_app may impersonate any licensed mailbox.
-    ok(&world.as_app(BOB, &find_item("inbox", "IdOnly", 10, 0)).await);
+    ok(&world
+        .as_app(BOB, &find_item("inbox", "IdOnly", 10, 0))
+        .await);
 }
 
 #[tokio::test]
@@ -403,13 +459,17 @@ async fn access_policy_takes_effect_after_the_propagation_delay() {
         .emulator
         .update_knobs(|k| k.exchange_propagation_delay_secs = 3600);
     world.add_policy(AccessPolicyMode::RestrictAccess, &[BOB], true);
-    ok(&world.as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await);
-    world
-        .clock
-        .advance(time::Duration::seconds(3601));
-    let answer = world.as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await;
+    ok(&world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await);
+    world.clock.advance(time::Duration::seconds(3601));
+    let answer = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await;
     answer.assert_fault(500, "ErrorAccessDenied");
-    ok(&world.as_app(BOB, &find_item("inbox", "IdOnly", 10, 0)).await);
+    ok(&world
+        .as_app(BOB, &find_item("inbox", "IdOnly", 10, 0))
+        .await);
 }
 
 fn bobs_inbox() -> String {
@@ -427,10 +487,15 @@ fn bobs_inbox() -> String {
 async fn delegated_user_opens_own_mailbox_and_full_access_ones() {
     let world = World::start_with_mail().await;
     save(&world, BOB, "inbox", &mime("For Bob", "x")).await;
-    ok(&world.as_user(ALICE, &find_item("inbox", "IdOnly", 10, 0)).await);
+    ok(&world
+        .as_user(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await);
     let denied = world.as_user(ALICE, &bobs_inbox()).await;
     assert_eq!(denied.status.as_u16(), 200);
-    assert_eq!(texts(&denied.body, "ResponseCode"), vec!["ErrorAccessDenied"]);
+    assert_eq!(
+        texts(&denied.body, "ResponseCode"),
+        vec!["ErrorAccessDenied"]
+    );
     world.emulator.update(|m| {
         m.tenants[0].mailbox_permissions.push(MailboxPermission {
             mailbox: BOB.to_owned(),
@@ -441,7 +506,10 @@ async fn delegated_user_opens_own_mailbox_and_full_access_ones() {
     });
     let allowed = world.as_user(ALICE, &bobs_inbox()).await;
     ok(&allowed);
-    assert_eq!(attrs(&allowed.body, "RootFolder", "TotalItemsInView"), vec!["1"]);
+    assert_eq!(
+        attrs(&allowed.body, "RootFolder", "TotalItemsInView"),
+        vec!["1"]
+    );
 }
 
 #[tokio::test]
@@ -456,5 +524,8 @@ async fn basic_auth_works_on_an_on_premises_tenant() {
         )
         .await;
     ok(&answer);
-    assert_eq!(attrs(&answer.body, "RootFolder", "TotalItemsInView"), vec!["0"]);
+    assert_eq!(
+        attrs(&answer.body, "RootFolder", "TotalItemsInView"),
+        vec!["0"]
+    );
 }

@@ -3,6 +3,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use mailbridge_testkit::crypto::TestCa;
+use mailbridge_testkit::mailservers::MailServers;
+use mailbridge_testkit::mailservers::wire::{self, LineClient};
 use mailbridge_types::OffsetClock;
 
 use mailbridge_testkit::model::{
@@ -34,6 +37,8 @@ pub struct World {
     /// The daemon app: `full_access_as_app`, consented.
     pub app: AppRegistration,
     pub http: reqwest::Client,
+    /// Dovecot and Postfix, for tests that touch mail.
+    pub mail: Option<MailServers>,
 }
 
 /// The standard tenant: Contoso (Exchange Online) with Alice, Bob, unlicensed Carol,
@@ -99,7 +104,50 @@ impl World {
             tenant_id,
             app,
             http,
+            mail: None,
         }
+    }
+
+    /// Starts the standard tenant with real Dovecot and Postfix behind it.
+    pub async fn start_with_mail() -> Self {
+        let mut world = Self::start().await;
+        let ca = TestCa::generate().unwrap();
+        world.mail = Some(MailServers::start(&world.emulator, &ca).await.unwrap());
+        world
+    }
+
+    /// Every message in `upn`'s mailbox as POP3 `RETR` returns it (signing in with
+    /// XOAUTH2 and a delegated `POP.AccessAsUser.All` token), polling until one
+    /// contains `expect` (delivery through Postfix is asynchronous).
+    pub async fn pop3_messages(&self, upn: &str, expect: &str) -> Vec<String> {
+        let mail = self.mail.as_ref().unwrap();
+        let mut last = Vec::new();
+        for _ in 0..100 {
+            let token = self.user_token(upn, &["POP.AccessAsUser.All"]);
+            let mut c = LineClient::connect_tls(mail.pop3s(), mail.tls_config(), "localhost")
+                .await
+                .unwrap();
+            let greeting = c.read_line().await.unwrap();
+            assert!(greeting.starts_with("+OK"), "{greeting}");
+            let cont = c.pop_command("AUTH XOAUTH2").await.unwrap();
+            assert!(cont.starts_with('+'), "{cont}");
+            let done = c.pop_command(&wire::xoauth2(upn, &token)).await.unwrap();
+            assert!(done.starts_with("+OK"), "{done}\n{}", c.transcript());
+            let stat = c.pop_command("STAT").await.unwrap();
+            let messages: usize = stat.split(' ').nth(1).unwrap().parse().unwrap();
+            last.clear();
+            for n in 1..=messages {
+                let status = c.pop_command(&format!("RETR {n}")).await.unwrap();
+                assert!(status.starts_with("+OK"), "{status}");
+                last.push(c.read_pop_multiline().await.unwrap().join("\r\n"));
+            }
+            let _ = c.pop_command("QUIT").await;
+            if last.iter().any(|m| m.contains(expect)) {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("{expect:?} never reached {upn} over POP3; saw {last:?}");
     }
 
     fn grant(&self, resource: Resource, subject: Subject) -> TokenGrant {
@@ -136,10 +184,17 @@ impl World {
 
     /// A delegated Exchange Online token for `upn` with these scopes.
     pub fn user_token(&self, upn: &str, scopes: &[&str]) -> String {
+        let object_id = self
+            .emulator
+            .read(|m| m.user(upn).map(|(_, u)| u.object_id))
+            .unwrap_or_else(Uuid::new_v4);
         let mut grant = self.grant(
-            Resource::exchange(),
+            Resource {
+                api: Api::ExchangeOnline,
+                uri: "https://outlook.office.com".to_owned(),
+            },
             Subject::User {
-                object_id: Uuid::new_v4(),
+                object_id,
                 upn: upn.to_owned(),
                 name: upn.to_owned(),
             },
