@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
@@ -97,14 +97,32 @@ async fn exchange_asmx(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match auth::authenticate(&emulator, &headers) {
+    let mut response = handle(emulator, &headers, &body).await;
+    // Exchange Online front ends stamp every answer with a `request-id`, and echo
+    // `client-request-id` when asked to (§4.1, §4.2).
+    let out = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        out.insert("request-id", id);
+    }
+    let echo = headers
+        .get("return-client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if echo && let Some(id) = headers.get("client-request-id") {
+        out.insert("client-request-id", id.clone());
+    }
+    response
+}
+
+async fn handle(emulator: Emulator, headers: &HeaderMap, body: &[u8]) -> Response {
+    let caller = match auth::authenticate(&emulator, headers) {
         Ok(c) => c,
         Err(response) => return *response,
     };
     if emulator.take_fault(|f| &mut f.ews_server_busy) {
         return Fault::server_busy(emulator.knobs().ews_backoff_ms).into_response();
     }
-    let envelope = match soap::parse_envelope(&body) {
+    let envelope = match soap::parse_envelope(body) {
         Ok(e) => e,
         Err(e) => return Fault::schema(e).into_response(),
     };

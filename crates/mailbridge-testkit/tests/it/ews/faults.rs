@@ -98,3 +98,46 @@ async fn an_operation_the_emulator_lacks_is_said_plainly() {
     answer.assert_fault(500, "ErrorInvalidRequest");
     assert!(answer.body.contains("ResolveNames"));
 }
+
+#[tokio::test]
+async fn restrictions_are_refused_rather_than_ignored() {
+    let world = World::start().await;
+    let answer = world
+        .as_app(
+            ALICE,
+            r#"<m:FindItem Traversal="Shallow">
+      <m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>
+      <m:Restriction><t:IsEqualTo><t:FieldURI FieldURI="message:IsRead" /><t:FieldURIOrConstant><t:Constant Value="false" /></t:FieldURIOrConstant></t:IsEqualTo></m:Restriction>
+      <m:ParentFolderIds><t:DistinguishedFolderId Id="inbox" /></m:ParentFolderIds>
+    </m:FindItem>"#,
+        )
+        .await;
+    assert_eq!(answer.status.as_u16(), 200, "{}", answer.body);
+    assert!(answer.body.contains(r#"ResponseClass="Error""#));
+    assert_eq!(
+        texts(&answer.body, "ResponseCode"),
+        vec!["ErrorUnsupportedQueryFilter"]
+    );
+}
+
+#[tokio::test]
+async fn answers_carry_request_id_and_echo_client_request_id() {
+    let world = World::start().await;
+    let token = world.daemon_token();
+    let answer = world
+        .post(
+            Some(&format!("Bearer {token}")),
+            &[
+                ("X-AnchorMailbox", ALICE),
+                ("client-request-id", "4f1c6f0e-0000-4000-8000-000000000001"),
+                ("return-client-request-id", "true"),
+            ],
+            envelope("", &find_item("inbox", "IdOnly", 10, 0)),
+        )
+        .await;
+    assert!(answer.header("request-id").is_some());
+    assert_eq!(
+        answer.header("client-request-id"),
+        Some("4f1c6f0e-0000-4000-8000-000000000001")
+    );
+}

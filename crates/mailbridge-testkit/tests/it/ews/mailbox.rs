@@ -529,3 +529,62 @@ async fn basic_auth_works_on_an_on_premises_tenant() {
         vec!["0"]
     );
 }
+
+#[tokio::test]
+async fn get_folder_reports_counts() {
+    let world = World::start_with_mail().await;
+    let read = save(&world, ALICE, "inbox", &mime("Read one", "r")).await;
+    save(&world, ALICE, "inbox", &mime("Unread one", "u")).await;
+    ok(&world.as_app(ALICE, &set_read(&read, true)).await);
+    let answer = world
+        .as_app(
+            ALICE,
+            r#"<m:GetFolder>
+      <m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>
+      <m:FolderIds><t:DistinguishedFolderId Id="inbox" /></m:FolderIds>
+    </m:GetFolder>"#,
+        )
+        .await;
+    ok(&answer);
+    assert_eq!(texts(&answer.body, "DisplayName"), vec!["Inbox"]);
+    assert_eq!(texts(&answer.body, "TotalCount"), vec!["2"]);
+    assert_eq!(texts(&answer.body, "UnreadCount"), vec!["1"]);
+    // The FolderId it hands out lists the same folder.
+    let folder_id = attrs(&answer.body, "FolderId", "Id").remove(0);
+    let listed = world
+        .as_app(
+            ALICE,
+            &format!(
+                r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:FolderId Id="{folder_id}" /></m:ParentFolderIds></m:FindItem>"#
+            ),
+        )
+        .await;
+    ok(&listed);
+    assert_eq!(
+        attrs(&listed.body, "RootFolder", "TotalItemsInView"),
+        vec!["2"]
+    );
+}
+
+#[tokio::test]
+async fn update_of_other_fields_is_refused_not_ignored() {
+    let world = World::start_with_mail().await;
+    let id = save(&world, ALICE, "inbox", &mime("Keep", "k")).await;
+    let answer = world
+        .as_app(
+            ALICE,
+            &format!(
+                r#"<m:UpdateItem MessageDisposition="SaveOnly" ConflictResolution="AlwaysOverwrite"><m:ItemChanges><t:ItemChange><t:ItemId Id="{id}" /><t:Updates><t:SetItemField><t:FieldURI FieldURI="item:Subject" /><t:Message><t:Subject>Changed</t:Subject></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#
+            ),
+        )
+        .await;
+    assert_eq!(answer.status.as_u16(), 200);
+    assert_eq!(
+        texts(&answer.body, "ResponseCode"),
+        vec!["ErrorInvalidPropertySet"]
+    );
+    let listed = world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await;
+    assert_eq!(texts(&listed.body, "Subject"), vec!["Keep"]);
+}
