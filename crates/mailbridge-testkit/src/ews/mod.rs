@@ -126,7 +126,7 @@ async fn handle(emulator: Emulator, headers: &HeaderMap, body: &[u8]) -> Respons
         Ok(e) => e,
         Err(e) => return Fault::schema(e).into_response(),
     };
-    let access = match auth::resolve(&emulator, caller, envelope.impersonation.as_ref(), &headers) {
+    let access = match auth::resolve(&emulator, caller, envelope.impersonation.as_ref(), headers) {
         Ok(a) => a,
         Err(fault) => return fault.into_response(),
     };
