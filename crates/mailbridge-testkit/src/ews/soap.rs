@@ -400,9 +400,20 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, SchemaError> {
     })
 }
 
-/// Escapes text and attribute values.
+/// Escapes text and attribute values, replacing characters XML 1.0 cannot carry
+/// (control characters from a message header, say) with U+FFFD.
 pub fn esc(text: &str) -> std::borrow::Cow<'_, str> {
-    quick_xml::escape::escape(text)
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{fffe}' | '\u{ffff}'))
+    };
+    if text.chars().all(allowed) {
+        return quick_xml::escape::escape(text);
+    }
+    let cleaned: String = text
+        .chars()
+        .map(|c| if allowed(c) { c } else { '\u{fffd}' })
+        .collect();
+    std::borrow::Cow::Owned(quick_xml::escape::escape(cleaned.as_str()).into_owned())
 }
 
 /// The `ServerVersionInfo` header Exchange Online sends.
@@ -682,16 +693,58 @@ mod tests {
         parse_document(busy.as_bytes()).unwrap();
     }
 
+    #[test]
+    fn escaping_drops_characters_xml_cannot_carry() {
+        assert_eq!(esc("a\u{1}b<\t"), "a\u{fffd}b&lt;\t");
+        let fault = Fault::schema(SchemaError::new("'\0' is an undeclared prefix.")).body();
+        assert!(!fault.contains('\0'));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted() {
+        let text = format!("\u{feff}{FIND}");
+        assert_eq!(
+            parse_envelope(text.as_bytes()).unwrap().operation.name,
+            "FindItem"
+        );
+    }
+
+    /// The fault for a refused request is itself well-formed XML without characters
+    /// XML 1.0 forbids.
+    fn fault_parses(err: SchemaError) {
+        let body = Fault::schema(err).body();
+        assert!(
+            !body
+                .chars()
+                .any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r')),
+            "{body:?}"
+        );
+        let root = parse_document(body.as_bytes()).unwrap();
+        assert_eq!(root.name, "Envelope");
+    }
+
     proptest::proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let _ = parse_envelope(&bytes);
+            if let Err(e) = parse_envelope(&bytes) {
+                fault_parses(e);
+            }
         }
 
         #[test]
-        fn truncated_envelopes_never_panic(cut in 0usize..FIND.len()) {
+        fn random_text_never_panics(text in "[<>/a-z:=\"' &;#x0-9!\\[\\]-]{0,300}") {
+            if let Err(e) = parse_envelope(text.as_bytes()) {
+                fault_parses(e);
+            }
+        }
+
+        #[test]
+        fn truncated_envelopes_are_faults(cut in 0usize..FIND.len()) {
             let r = parse_envelope(FIND.as_bytes().get(..cut).unwrap_or_default());
             proptest::prop_assert!(r.is_err());
+            if let Err(e) = r {
+                fault_parses(e);
+            }
         }
     }
 }
