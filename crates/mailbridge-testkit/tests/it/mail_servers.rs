@@ -7,4 +7,7 @@
 )]
 mod fixture;
 
+mod auth;
+mod delivery;
+mod matrix;
 mod store;

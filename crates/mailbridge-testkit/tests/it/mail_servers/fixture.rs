@@ -137,6 +137,25 @@ impl World {
         )
     }
 
+    /// The app-only Exchange token the identity platform would issue for the connector
+    /// app as the model stands: the app's Office 365 Exchange Online application
+    /// permissions as `roles` when admin consent is granted, none otherwise.
+    pub fn app_token_from_model(&self) -> String {
+        let client_id = self.app.client_id.to_string();
+        let roles: Vec<String> = self.emulator().read(|m| {
+            let (_, app) = m.app(&client_id).unwrap();
+            if app.admin_consent_granted {
+                app.permissions_for(Api::ExchangeOnline, PermissionKind::Application)
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        });
+        let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+        self.app_token(&roles)
+    }
+
     /// An app-only token for Microsoft Graph with `roles`.
     pub fn graph_app_token(&self, roles: &[&str]) -> String {
         self.grant(

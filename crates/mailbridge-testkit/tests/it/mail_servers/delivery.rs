@@ -1,0 +1,155 @@
+//! One loop, every protocol real: SMTP submission -> Postfix -> LMTP -> Dovecot ->
+//! IMAP and POP; and Exchange's SendAs rule at the end of DATA.
+
+use mailbridge_testkit::mailservers::wire::LineClient;
+use mailbridge_testkit::model::{MailboxPermission, MailboxRight};
+
+use super::fixture::{
+    ALICE, BOB, SHARED, World, imap_xoauth2, message, pop_xoauth2, smtp_xoauth2, world, world_with,
+};
+
+const APP_ROLES: &[&str] = &["IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp"];
+
+/// Authenticates as `user` with an app-only token and sends `raw` from `from` to `to`;
+/// the reply to the end of DATA.
+async fn submit(
+    w: &World,
+    c: &mut LineClient,
+    user: &str,
+    from: &str,
+    to: &str,
+    raw: &[u8],
+) -> String {
+    let token = w.app_token(APP_ROLES);
+    let r = smtp_xoauth2(c, user, &token).await;
+    assert_eq!(r.code, 235, "{}", c.transcript());
+    let r = c
+        .smtp_command(&format!("MAIL FROM:<{from}>"))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 250, "{}", c.transcript());
+    let r = c.smtp_command(&format!("RCPT TO:<{to}>")).await.unwrap();
+    assert_eq!(r.code, 250, "{}", c.transcript());
+    let r = c.smtp_command("DATA").await.unwrap();
+    assert_eq!(r.code, 354, "{}", c.transcript());
+    c.send_raw(&mailbridge_testkit::mailservers::wire::dot_stuff(raw))
+        .await
+        .unwrap();
+    c.read_smtp_reply().await.unwrap().last().to_owned()
+}
+
+/// Waits (bounded) until `mailbox`'s INBOX holds `n` messages.
+async fn wait_for_inbox(w: &World, mailbox: &str, n: usize) {
+    let store = w.mail.mail_store();
+    for _ in 0..300 {
+        if store.list(mailbox, "INBOX").await.unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{mailbox} did not receive {n} message(s)\n{}",
+        w.mail.logs()
+    );
+}
+
+#[tokio::test]
+async fn smtp_submission_is_read_over_imap_and_pop() {
+    let w = world_with(|t, app| {
+        t.mailbox_permissions.push(MailboxPermission {
+            mailbox: BOB.into(),
+            trustee: app.client_id.to_string(),
+            right: MailboxRight::FullAccess,
+            added_at: None,
+        });
+    })
+    .await;
+    let (mut c, _) = w.submission().await;
+    let raw = message(ALICE, BOB, "Across the loop");
+    let reply = submit(&w, &mut c, ALICE, ALICE, BOB, &raw).await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    wait_for_inbox(&w, BOB, 1).await;
+
+    // IMAP, as the app with FullAccess on bob (trustee by app id).
+    let mut imap = w.imaps().await;
+    assert!(
+        imap_xoauth2(&mut imap, BOB, &w.app_token(APP_ROLES))
+            .await
+            .starts_with("a1 OK")
+    );
+    let r = imap.imap_command("a2", "SELECT INBOX").await.unwrap();
+    assert!(r.iter().any(|l| l == "* 1 EXISTS"), "{r:?}");
+    let r = imap
+        .imap_command("a3", "UID FETCH 1:* (BODY.PEEK[])")
+        .await
+        .unwrap();
+    let body = r.join("\n");
+    assert!(body.contains("Subject: Across the loop"), "{body}");
+    assert!(body.contains("\r\n.leading dot line\r\n"), "{body}");
+
+    // POP, delegated as bob.
+    let mut pop = w.pop3s().await;
+    let ok = pop_xoauth2(&mut pop, BOB, &w.user_token(BOB, &["POP.AccessAsUser.All"])).await;
+    assert!(ok.starts_with("+OK"), "{}", pop.transcript());
+    assert!(pop.pop_command("STAT").await.unwrap().starts_with("+OK 1 "));
+    assert!(pop.pop_command("RETR 1").await.unwrap().starts_with("+OK"));
+    let lines = pop.read_pop_multiline().await.unwrap();
+    assert!(
+        lines.iter().any(|l| l == "Subject: Across the loop"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == ".leading dot line"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn sending_as_another_mailbox_needs_send_as() {
+    let w = world().await;
+    let (mut c, _) = w.submission().await;
+    let reply = submit(
+        &w,
+        &mut c,
+        ALICE,
+        SHARED,
+        BOB,
+        &message(SHARED, BOB, "Spoof"),
+    )
+    .await;
+    // Exchange: "554 5.2.252 SendAsDenied; ..."; Postfix inserts its policy-reject
+    // prefix after the status codes (documented in docs/testkit-mail.md).
+    assert_eq!(
+        reply,
+        format!(
+            "554 5.2.252 <END-OF-MESSAGE>: End-of-data rejected: SendAsDenied; {ALICE} not allowed to send as {SHARED}; STOREDRV.Submit; Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.[EndDiagnosticData] [Hostname=SN4PR0501CA0123.namprd05.prod.outlook.com]"
+        )
+    );
+    let denied = w
+        .emulator()
+        .requests()
+        .into_iter()
+        .rfind(|r| r.surface == "smtp-sendas")
+        .unwrap();
+    assert_eq!(denied.header("x-verdict"), Some("deny"));
+
+    // Add-RecipientPermission shared -Trustee <app> -AccessRights SendAs
+    let app_id = w.app.client_id.to_string();
+    w.emulator().update(|m| {
+        m.tenants[0].mailbox_permissions.push(MailboxPermission {
+            mailbox: SHARED.into(),
+            trustee: app_id,
+            right: MailboxRight::SendAs,
+            added_at: None,
+        });
+    });
+    let (mut c, _) = w.submission().await;
+    let reply = submit(
+        &w,
+        &mut c,
+        ALICE,
+        SHARED,
+        BOB,
+        &message(SHARED, BOB, "Allowed"),
+    )
+    .await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    wait_for_inbox(&w, BOB, 1).await;
+}
