@@ -122,7 +122,10 @@ async fn handle(emulator: Emulator, headers: &HeaderMap, body: &[u8]) -> Respons
     if emulator.take_fault(|f| &mut f.ews_server_busy) {
         return Fault::server_busy(emulator.knobs().ews_backoff_ms).into_response();
     }
-    let envelope = match soap::parse_envelope(body) {
+    let envelope = match soap::parse_envelope(body).and_then(|e| {
+        check_distinguished_ids(&e.operation)?;
+        Ok(e)
+    }) {
         Ok(e) => e,
         Err(e) => return Fault::schema(e).into_response(),
     };
@@ -156,6 +159,68 @@ async fn handle(emulator: Emulator, headers: &HeaderMap, body: &[u8]) -> Respons
         Ok(inner) => soap::response(&inner),
         Err(fault) => fault.into_response(),
     }
+}
+
+/// The values of EWS's `DistinguishedFolderIdNameType` (case-sensitive, as the schema
+/// is), plus `archive`, which the store has and Graph names so.
+const DISTINGUISHED_FOLDERS: [&str; 41] = [
+    "calendar",
+    "contacts",
+    "deleteditems",
+    "drafts",
+    "inbox",
+    "journal",
+    "notes",
+    "outbox",
+    "sentitems",
+    "tasks",
+    "msgfolderroot",
+    "publicfoldersroot",
+    "root",
+    "junkemail",
+    "searchfolders",
+    "voicemail",
+    "recoverableitemsroot",
+    "recoverableitemsdeletions",
+    "recoverableitemsversions",
+    "recoverableitemspurges",
+    "archiveroot",
+    "archivemsgfolderroot",
+    "archivedeleteditems",
+    "archiveinbox",
+    "archiverecoverableitemsroot",
+    "archiverecoverableitemsdeletions",
+    "archiverecoverableitemsversions",
+    "archiverecoverableitemspurges",
+    "syncissues",
+    "conflicts",
+    "localfailures",
+    "serverfailures",
+    "recipientcache",
+    "quickcontacts",
+    "conversationhistory",
+    "adminauditlogs",
+    "todosearch",
+    "mycontacts",
+    "directory",
+    "favorites",
+    "archive",
+];
+
+/// Every `DistinguishedFolderId/@Id` in the request must be one of the schema's names.
+fn check_distinguished_ids(element: &Element) -> Result<(), SchemaError> {
+    if element.ns == Ns::Types && element.name == "DistinguishedFolderId" {
+        let id = element.attr("Id").unwrap_or_default();
+        if !DISTINGUISHED_FOLDERS.contains(&id) {
+            return Err(SchemaError::new(format!(
+                "The 'Id' attribute is invalid - The value '{id}' is invalid according to its datatype 'http://schemas.microsoft.com/exchange/services/2006/types:DistinguishedFolderIdNameType' - The Enumeration constraint failed."
+            )));
+        }
+    }
+    element
+        .children
+        .iter()
+        .try_for_each(check_distinguished_ids)
 }
 
 /// A required attribute, or a schema error naming it.

@@ -141,3 +141,27 @@ async fn answers_carry_request_id_and_echo_client_request_id() {
         Some("4f1c6f0e-0000-4000-8000-000000000001")
     );
 }
+
+#[tokio::test]
+async fn distinguished_folder_names_are_the_schema_enumeration() {
+    let world = World::start().await;
+    // Case matters, as in the schema.
+    let answer = world
+        .as_app(ALICE, &find_item("Inbox", "IdOnly", 10, 0))
+        .await;
+    answer.assert_fault(500, "ErrorSchemaValidation");
+    assert!(
+        answer.body.contains("DistinguishedFolderIdNameType"),
+        "{}",
+        answer.body
+    );
+    // A real name the emulated store has no folder for.
+    let answer = world
+        .as_app(ALICE, &find_item("calendar", "IdOnly", 10, 0))
+        .await;
+    assert_eq!(answer.status.as_u16(), 200);
+    assert_eq!(
+        texts(&answer.body, "ResponseCode"),
+        vec!["ErrorFolderNotFound"]
+    );
+}
