@@ -292,3 +292,21 @@ async fn basic_auth_with_a_wrong_password_is_refused_on_premises() {
     // Authenticated; without mail servers the operation itself cannot run.
     answer.assert_fault(500, "ErrorInternalServerError");
 }
+
+#[tokio::test]
+async fn token_of_an_unknown_tenant_is_2000004() {
+    let world = World::start().await;
+    let token = world.daemon_token();
+    let old = world.tenant_id;
+    // The tenant is gone by the time the token is presented.
+    world
+        .emulator
+        .update(|m| m.tenants[0].id = uuid::Uuid::new_v4());
+    let answer = find_inbox_with(&world, Some(&format!("Bearer {token}"))).await;
+    assert_401(
+        &answer,
+        Some(&format!(
+            r#"2000004;reason="The tenant for tenant guid '{old}' does not exist.";error_category="invalid_tenant""#
+        )),
+    );
+}
