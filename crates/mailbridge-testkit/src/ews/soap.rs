@@ -649,6 +649,17 @@ mod tests {
     }
 
     #[test]
+    fn default_namespaces_and_other_prefixes_read_the_same() {
+        let text = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetItem xmlns="http://schemas.microsoft.com/exchange/services/2006/messages"><ItemShape><BaseShape xmlns="http://schemas.microsoft.com/exchange/services/2006/types">IdOnly</BaseShape></ItemShape></GetItem></s:Body></s:Envelope>"#;
+        let env = parse_envelope(text.as_bytes()).unwrap();
+        assert_eq!(env.operation.name, "GetItem");
+        let shape = env.operation.child(Ns::Messages, "ItemShape").unwrap();
+        assert_eq!(shape.child_text(Ns::Types, "BaseShape"), Some("IdOnly"));
+        // The same element in the wrong namespace is not found.
+        assert!(shape.child(Ns::Messages, "BaseShape").is_none());
+    }
+
+    #[test]
     fn entities_and_cdata_are_text() {
         let root = parse_document(b"<a>x &amp; &#x41;<![CDATA[<b>]]></a>").unwrap();
         assert_eq!(root.text, "x & A<b>");
