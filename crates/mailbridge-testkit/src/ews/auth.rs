@@ -9,6 +9,8 @@
 //!   header; the impersonated mailbox is then checked against the application access
 //!   policies. Delegated tokens need `EWS.AccessAsUser.All` and open the user's own
 //!   mailbox, or one the user has FullAccess on.
+//! - `Set-OrganizationConfig` switches (`Tenant::ews`): EWS off, or the app outside the
+//!   EWS allow list / on the block list, is `ErrorAccessDenied` (HTTP 403).
 //! - Basic authentication works only for a tenant with `basic_auth_enabled` (an
 //!   on-premises-style Exchange); Exchange Online answers 401.
 
@@ -20,7 +22,7 @@ use uuid::Uuid;
 
 use super::soap::{ConnectingSid, Fault, ItemError};
 use crate::emulator::Emulator;
-use crate::model::{AccessPolicyMode, Api, MailboxRight};
+use crate::model::{AccessPolicyMode, Api, EwsAppPolicy, MailboxRight};
 use crate::tokens::{AccessToken, TokenRejection};
 
 /// The application permission app-only EWS needs.
@@ -276,6 +278,33 @@ pub fn has_send_as(emulator: &Emulator, tenant_id: Uuid, mailbox: &str, trustee:
         .any(|at| emulator.exchange_change_effective(at))
 }
 
+/// `Set-OrganizationConfig` EWS switches: EWS off for the organisation, or the app not
+/// allowed by the allow/block list, is `ErrorAccessDenied` with HTTP 403 (§4.9).
+fn organization_allows(emulator: &Emulator, caller: &Caller) -> Result<(), Fault> {
+    let (tenant_id, app_id) = match caller {
+        Caller::App { tenant_id, app_id }
+        | Caller::Delegated {
+            tenant_id, app_id, ..
+        } => (*tenant_id, Some(*app_id)),
+        Caller::Basic { tenant_id, .. } => (*tenant_id, None),
+    };
+    let config = emulator.read(|m| m.tenant(&tenant_id.to_string()).map(|t| t.ews.clone()));
+    let Some(config) = config else {
+        return Ok(());
+    };
+    let app_allowed = match (config.app_policy, app_id) {
+        (Some(EwsAppPolicy::EnforceAllowList), Some(app)) => config.allowed_app_ids.contains(&app),
+        (Some(EwsAppPolicy::EnforceBlockList), Some(app)) => !config.blocked_app_ids.contains(&app),
+        _ => true,
+    };
+    if config.enabled == Some(false) || !app_allowed {
+        let mut fault = Fault::new("ErrorAccessDenied");
+        fault.status = StatusCode::FORBIDDEN;
+        return Err(fault);
+    }
+    Ok(())
+}
+
 /// Decides which mailbox a request acts on, from the caller, the impersonation header
 /// and `X-AnchorMailbox`.
 pub fn resolve(
@@ -284,6 +313,7 @@ pub fn resolve(
     impersonation: Option<&ConnectingSid>,
     headers: &HeaderMap,
 ) -> Result<Access, Fault> {
+    organization_allows(emulator, &caller)?;
     match &caller {
         Caller::App { tenant_id, app_id } => {
             let Some(sid) = impersonation else {

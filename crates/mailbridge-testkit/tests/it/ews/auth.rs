@@ -310,3 +310,46 @@ async fn token_of_an_unknown_tenant_is_2000004() {
         )),
     );
 }
+
+async fn find_alice_inbox(world: &World) -> super::support::Answer {
+    world
+        .as_app(ALICE, &find_item("inbox", "IdOnly", 10, 0))
+        .await
+}
+
+#[tokio::test]
+async fn organization_ews_switches_block_apps() {
+    use mailbridge_testkit::model::EwsAppPolicy;
+    let world = World::start().await;
+    let app_id = world.app.client_id;
+    // Off for the organisation.
+    world
+        .emulator
+        .update(|m| m.tenants[0].ews.enabled = Some(false));
+    find_alice_inbox(&world)
+        .await
+        .assert_fault(403, "ErrorAccessDenied");
+    // On, but the app is not on the allow list (what Microsoft's retirement enforces).
+    world.emulator.update(|m| {
+        m.tenants[0].ews.enabled = Some(true);
+        m.tenants[0].ews.app_policy = Some(EwsAppPolicy::EnforceAllowList);
+    });
+    find_alice_inbox(&world)
+        .await
+        .assert_fault(403, "ErrorAccessDenied");
+    // On the allow list: past the check (no mail servers here, so the operation fails).
+    world
+        .emulator
+        .update(|m| m.tenants[0].ews.allowed_app_ids.push(app_id));
+    find_alice_inbox(&world)
+        .await
+        .assert_fault(500, "ErrorInternalServerError");
+    // A block list naming the app.
+    world.emulator.update(|m| {
+        m.tenants[0].ews.app_policy = Some(EwsAppPolicy::EnforceBlockList);
+        m.tenants[0].ews.blocked_app_ids.push(app_id);
+    });
+    find_alice_inbox(&world)
+        .await
+        .assert_fault(403, "ErrorAccessDenied");
+}
