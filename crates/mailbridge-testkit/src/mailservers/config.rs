@@ -22,7 +22,7 @@ pub struct Ports {
     pub lmtp: u16,
     pub submission: u16,
     pub delivery: u16,
-    pub policy: u16,
+    pub milter: u16,
 }
 
 /// The IMAP special-use flag Exchange's folder maps to, if any.
@@ -174,8 +174,10 @@ line_length_limit = 65536
 message_size_limit = 157286400
 virtual_mailbox_domains = {domains}
 virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
-default_transport = error:5.4.4 mailbridge-testkit delivers only to the tenant model's verified domains
-relay_transport = error:5.4.4 mailbridge-testkit delivers only to the tenant model's verified domains
+# No internet: mail for other domains is kept in Dovecot too, in a mailbox named by
+# the recipient, so tests can read what went out.
+default_transport = lmtp:inet:127.0.0.1:{lmtp}
+relay_transport = lmtp:inet:127.0.0.1:{lmtp}
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = {r}/run/auth-postfix
 smtpd_sasl_auth_enable = no
@@ -183,14 +185,15 @@ smtpd_tls_cert_file = {r}/tls/cert.pem
 smtpd_tls_key_file = {r}/tls/key.pem
 smtpd_tls_security_level = may
 smtpd_tls_auth_only = yes
-smtpd_policy_service_default_action = 451 4.3.5 policy service unavailable
+milter_protocol = 6
+milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}}
 ",
         lmtp = ports.lmtp,
     )
 }
 
 /// Postfix `master.cf`: the submission listener (STARTTLS required, Dovecot SASL, the
-/// SendAs policy service at end of data), the loopback delivery listener, and the
+/// SendAs milter), the loopback delivery listener, and the
 /// internal services, none chrooted.
 pub fn postfix_master_cf(ports: &Ports) -> String {
     format!(
@@ -202,7 +205,8 @@ pub fn postfix_master_cf(ports: &Ports) -> String {
   -o smtpd_client_restrictions=
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_end_of_data_restrictions=check_policy_service,inet:127.0.0.1:{policy}
+  -o smtpd_milters=inet:127.0.0.1:{milter}
+  -o milter_default_action=tempfail
 127.0.0.1:{delivery} inet n - n - - smtpd
   -o syslog_name=postfix/delivery
   -o smtpd_tls_security_level=none
@@ -234,7 +238,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 ",
         submission = ports.submission,
         delivery = ports.delivery,
-        policy = ports.policy,
+        milter = ports.milter,
     )
 }
 
@@ -264,7 +268,7 @@ mod tests {
             lmtp: 5,
             submission: 6,
             delivery: 7,
-            policy: 8,
+            milter: 8,
         }
     }
 
@@ -290,7 +294,7 @@ mod tests {
         assert!(main.contains("virtual_mailbox_domains = a.example, b.example\n"));
         assert!(main.contains("virtual_transport = lmtp:inet:127.0.0.1:5\n"));
         let master = postfix_master_cf(&ports());
-        assert!(master.contains("check_policy_service,inet:127.0.0.1:8"));
+        assert!(master.contains("smtpd_milters=inet:127.0.0.1:8"));
         assert!(master.starts_with("# Generated"));
     }
 

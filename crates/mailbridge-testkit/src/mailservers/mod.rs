@@ -6,12 +6,12 @@
 //! every port is picked free for this instance, and the processes are stopped by
 //! [`MailServers::stop`] or on drop. Dovecot asks the emulator's judge
 //! ([`crate::exchange`]) about every credential through a Lua passdb; Postfix
-//! authenticates through Dovecot and asks [`policy`] about SendAs at the end of `DATA`.
-//! Parts: [`config`] (the generated configuration), [`policy`] (the SendAs policy
-//! service), [`wire`] (a raw IMAP/POP/SMTP line client for tests).
+//! authenticates through Dovecot and asks [`milter`] about SendAs at the end of `DATA`.
+//! Parts: [`config`] (the generated configuration), [`milter`] (the SendAs milter),
+//! [`wire`] (a raw IMAP/POP/SMTP line client for tests).
 
 pub mod config;
-pub mod policy;
+pub mod milter;
 pub mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -75,8 +75,8 @@ pub struct MailServers {
     ports: Ports,
     dovecot: Option<Child>,
     postfix: Option<Child>,
-    policy_stop: CancellationToken,
-    policy_task: Option<JoinHandle<()>>,
+    milter_stop: CancellationToken,
+    milter_task: Option<JoinHandle<()>>,
     ca_pem: String,
     store: MailStore,
 }
@@ -123,8 +123,8 @@ fn free_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn pick_ports(policy: u16) -> std::io::Result<Ports> {
-    let mut seen = std::collections::BTreeSet::from([policy]);
+fn pick_ports(milter: u16) -> std::io::Result<Ports> {
+    let mut seen = std::collections::BTreeSet::from([milter]);
     let mut next = || -> std::io::Result<u16> {
         loop {
             let p = free_port()?;
@@ -141,7 +141,7 @@ fn pick_ports(policy: u16) -> std::io::Result<Ports> {
         lmtp: next()?,
         submission: next()?,
         delivery: next()?,
-        policy,
+        milter,
     })
 }
 
@@ -262,10 +262,10 @@ impl MailServers {
         )?;
         write(&layout.path("deny.lua"), config::deny_lua(), 0o644)?;
 
-        let policy_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        let milter_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(prepare_err(&root))?;
-        let policy_port = policy_listener
+        let milter_port = milter_listener
             .local_addr()
             .map_err(prepare_err(&root))?
             .port();
@@ -277,16 +277,26 @@ impl MailServers {
                 .collect()
         });
 
+        // Postfix talks to the milter as soon as a client connects, readiness probes included.
+        let milter_stop = CancellationToken::new();
+        let milter_task = tokio::spawn(milter::serve(
+            milter_listener,
+            emulator.clone(),
+            milter_stop.clone(),
+        ));
+
         let mut attempt = 0;
         let (ports, dovecot, postfix) = loop {
             attempt += 1;
-            let ports = pick_ports(policy_port).map_err(prepare_err(&root))?;
+            let ports = pick_ports(milter_port).map_err(prepare_err(&root))?;
             match launch(&layout, &ports, &domains, &dovecot_bin, &postfix_bin).await {
                 Ok((d, p)) => break (ports, d, p),
                 Err(e) => {
                     let collision = matches!(&e, MailServersError::Start { excerpt, .. }
                         if excerpt.contains("Address already in use") || excerpt.contains("address already in use"));
                     if !collision || attempt >= START_ATTEMPTS {
+                        milter_stop.cancel();
+                        let _ = milter_task.await;
                         return Err(e);
                     }
                     tracing::warn!(attempt, "mail server port collision, retrying");
@@ -302,13 +312,6 @@ impl MailServers {
         });
         emulator.attach_mail_store(store.clone());
 
-        let policy_stop = CancellationToken::new();
-        let policy_task = tokio::spawn(policy::serve(
-            policy_listener,
-            emulator.clone(),
-            policy_stop.clone(),
-        ));
-
         Ok(Self {
             emulator: emulator.clone(),
             dir: Some(dir),
@@ -316,8 +319,8 @@ impl MailServers {
             ports,
             dovecot: Some(dovecot),
             postfix: Some(postfix),
-            policy_stop,
-            policy_task: Some(policy_task),
+            milter_stop,
+            milter_task: Some(milter_task),
             ca_pem: ca.certificate_pem.clone(),
             store,
         })
@@ -412,10 +415,10 @@ impl MailServers {
         &self.emulator
     }
 
-    /// Stops both servers and the policy service and waits for them.
+    /// Stops both servers and the milter and waits for them.
     pub async fn stop(mut self) {
-        self.policy_stop.cancel();
-        if let Some(task) = self.policy_task.take() {
+        self.milter_stop.cancel();
+        if let Some(task) = self.milter_task.take() {
             let _ = task.await;
         }
         self.store.close().await;
@@ -477,7 +480,7 @@ impl Drop for MailServers {
         if self.dovecot.is_none() && self.postfix.is_none() {
             return;
         }
-        self.policy_stop.cancel();
+        self.milter_stop.cancel();
         self.send_term();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {

@@ -288,3 +288,30 @@ async fn judgements_never_record_the_token() {
         assert!(!format!("{r:?}").contains(&token), "token recorded: {r:?}");
     }
 }
+
+#[tokio::test]
+async fn smtp_offers_auth_only_after_starttls() {
+    let w = world().await;
+    let mut c = wire::LineClient::connect(w.mail.submission())
+        .await
+        .unwrap();
+    assert_eq!(c.read_smtp_reply().await.unwrap().code, 220);
+    let ehlo = c.smtp_command("EHLO client.example").await.unwrap();
+    assert!(
+        ehlo.has_keyword("STARTTLS") && !ehlo.has_keyword("AUTH"),
+        "{ehlo}"
+    );
+    assert!(
+        ehlo.lines.iter().any(|l| l == "250-SIZE 157286400"),
+        "{ehlo}"
+    );
+    let r = c
+        .smtp_command(&format!("AUTH XOAUTH2 {}", wire::xoauth2(ALICE, "x")))
+        .await
+        .unwrap();
+    assert_eq!(r.last(), "530 5.7.0 Must issue a STARTTLS command first");
+    assert!(
+        w.judge_reasons("smtp").is_empty(),
+        "nothing reached the judge"
+    );
+}

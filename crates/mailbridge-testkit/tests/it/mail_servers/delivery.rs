@@ -114,12 +114,10 @@ async fn sending_as_another_mailbox_needs_send_as() {
         &message(SHARED, BOB, "Spoof"),
     )
     .await;
-    // Exchange: "554 5.2.252 SendAsDenied; ..."; Postfix inserts its policy-reject
-    // prefix after the status codes (documented in docs/testkit-mail.md).
     assert_eq!(
         reply,
         format!(
-            "554 5.2.252 <END-OF-MESSAGE>: End-of-data rejected: SendAsDenied; {ALICE} not allowed to send as {SHARED}; STOREDRV.Submit; Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.[EndDiagnosticData] [Hostname=SN4PR0501CA0123.namprd05.prod.outlook.com]"
+            "554 5.2.252 SendAsDenied; {ALICE} not allowed to send as {SHARED}; STOREDRV.Submit; Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.[EndDiagnosticData] [Hostname=SN4PR0501CA0123.namprd05.prod.outlook.com]"
         )
     );
     let denied = w

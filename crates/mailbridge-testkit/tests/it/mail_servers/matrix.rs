@@ -202,7 +202,7 @@ async fn send_as_missing() {
     let reply = c.read_smtp_reply().await.unwrap();
     assert!(
         reply.last().starts_with(&format!(
-            "554 5.2.252 <END-OF-MESSAGE>: End-of-data rejected: SendAsDenied; {BOB} not allowed to send as {ALICE}; STOREDRV.Submit;"
+            "554 5.2.252 SendAsDenied; {BOB} not allowed to send as {ALICE}; STOREDRV.Submit;"
         )),
         "{reply}"
     );

@@ -114,3 +114,25 @@ async fn the_store_secret_is_judged_and_recorded_without_the_secret() {
         assert!(!text.contains(&secret), "secret recorded in {text}");
     }
 }
+
+#[tokio::test]
+async fn mail_to_other_domains_is_kept_in_a_mailbox_named_by_the_recipient() {
+    let w = world().await;
+    let store = w.mail.mail_store();
+    let outside = "someone@elsewhere.example";
+    store
+        .deliver(
+            ALICE,
+            &[outside.to_owned()],
+            &message(ALICE, outside, "Outbound"),
+        )
+        .await
+        .unwrap();
+    let inbox = store.list(outside, "INBOX").await.unwrap();
+    assert_eq!(inbox.len(), 1, "{}", w.mail.logs());
+    assert!(String::from_utf8_lossy(&inbox[0].header).contains("Subject: Outbound"));
+    assert!(
+        store.list(ALICE, "INBOX").await.unwrap().is_empty(),
+        "no bounce"
+    );
+}
