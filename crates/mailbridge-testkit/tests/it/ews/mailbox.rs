@@ -588,3 +588,79 @@ async fn update_of_other_fields_is_refused_not_ignored() {
         .await;
     assert_eq!(texts(&listed.body, "Subject"), vec!["Keep"]);
 }
+
+#[tokio::test]
+async fn send_as_permission_lets_a_user_send_from_another_mailbox() {
+    let world = World::start_with_mail().await;
+    world.emulator.update(|m| {
+        m.tenants[0].mailbox_permissions.push(MailboxPermission {
+            mailbox: BOB.to_owned(),
+            trustee: ALICE.to_owned(),
+            right: MailboxRight::SendAs,
+            added_at: None,
+        });
+    });
+    let answer = world
+        .as_user(
+            ALICE,
+            &format!(
+                r#"<m:CreateItem MessageDisposition="SendOnly"><m:Items><t:Message>
+          <t:Subject>On behalf of the team</t:Subject>
+          <t:Body BodyType="HTML">&lt;p&gt;Hi&lt;/p&gt;</t:Body>
+          <t:ToRecipients><t:Mailbox><t:EmailAddress>{ALICE}</t:EmailAddress></t:Mailbox></t:ToRecipients>
+          <t:From><t:Mailbox><t:EmailAddress>{BOB}</t:EmailAddress></t:Mailbox></t:From>
+        </t:Message></m:Items></m:CreateItem>"#
+            ),
+        )
+        .await;
+    ok(&answer);
+    subjects_when(&world, ALICE, "inbox", "On behalf of the team").await;
+    let listed = world
+        .as_user(ALICE, &find_item("inbox", "AllProperties", 1, 0))
+        .await;
+    let from = listed.body.split("<t:From>").nth(1).unwrap();
+    assert!(
+        from.contains(&format!("<t:EmailAddress>{BOB}</t:EmailAddress>")),
+        "{from}"
+    );
+    let id = attrs(&listed.body, "ItemId", "Id").remove(0);
+    let got = world.as_user(ALICE, &get_item(&id, false)).await;
+    assert!(
+        got.body
+            .contains(r#"<t:Body BodyType="HTML">&lt;p&gt;Hi&lt;/p&gt;"#),
+        "{}",
+        got.body
+    );
+}
+
+#[tokio::test]
+async fn sync_ignores_listed_items_and_refuses_another_folders_state() {
+    let world = World::start_with_mail().await;
+    let a = save(&world, ALICE, "inbox", &mime("A", "a")).await;
+    let b = save(&world, ALICE, "inbox", &mime("B", "b")).await;
+    let answer = world
+        .as_app(
+            ALICE,
+            &format!(
+                r#"<m:SyncFolderItems>
+      <m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>
+      <m:SyncFolderId><t:DistinguishedFolderId Id="inbox" /></m:SyncFolderId>
+      <m:Ignore><t:ItemId Id="{a}" /></m:Ignore>
+      <m:MaxChangesReturned>512</m:MaxChangesReturned>
+    </m:SyncFolderItems>"#
+            ),
+        )
+        .await;
+    ok(&answer);
+    assert_eq!(attrs(&answer.body, "ItemId", "Id"), vec![b]);
+    let state = texts(&answer.body, "SyncState").remove(0);
+    let other = world
+        .as_app(ALICE, &sync("sentitems", Some(&state), 10))
+        .await;
+    assert_eq!(
+        texts(&other.body, "ResponseCode"),
+        vec!["ErrorInvalidSyncStateData"]
+    );
+    let out_of_range = world.as_app(ALICE, &sync("inbox", Some(&state), 513)).await;
+    out_of_range.assert_fault(500, "ErrorSchemaValidation");
+}
