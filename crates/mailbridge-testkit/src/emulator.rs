@@ -67,6 +67,7 @@ struct Inner {
     identity: Mutex<crate::identity::IdentityState>,
     mail_store: OnceLock<crate::mailstore::MailStore>,
     graph: crate::graph::GraphState,
+    ews: Mutex<crate::ews::EwsState>,
 }
 
 /// The emulated Microsoft 365 world. Clone freely.
@@ -103,6 +104,7 @@ impl Emulator {
             identity: Mutex::new(crate::identity::IdentityState::default()),
             mail_store: OnceLock::new(),
             graph: crate::graph::GraphState::default(),
+            ews: Mutex::new(crate::ews::EwsState::default()),
         })))
     }
 
@@ -261,5 +263,10 @@ impl Emulator {
     /// sessions).
     pub fn identity_state(&self) -> MutexGuard<'_, crate::identity::IdentityState> {
         lock(&self.0.identity)
+    }
+
+    /// EWS state (SyncFolderItems sync states).
+    pub fn ews_state(&self) -> MutexGuard<'_, crate::ews::EwsState> {
+        lock(&self.0.ews)
     }
 }

@@ -41,6 +41,9 @@ pub struct Knobs {
     pub graph_retry_after_secs: u64,
     /// EWS `BackOffMilliseconds` in `ErrorServerBusy`.
     pub ews_backoff_ms: u64,
+    /// Refuse app-only EWS requests without `X-AnchorMailbox` (Exchange Online usually
+    /// routes them anyway, so the default is `false`).
+    pub ews_require_anchor_mailbox: bool,
     /// Faults to inject.
     pub faults: Faults,
 }
@@ -63,6 +66,7 @@ impl Default for Knobs {
             graph_budget_window_secs: 600,
             graph_retry_after_secs: 2,
             ews_backoff_ms: 1_000,
+            ews_require_anchor_mailbox: false,
             faults: Faults::default(),
         }
     }

@@ -108,6 +108,35 @@ pub struct Tenant {
     /// `New-ApplicationAccessPolicy` / RBAC for Applications scopes for app-only Graph and EWS.
     #[serde(default, rename = "access_policy")]
     pub access_policies: Vec<ApplicationAccessPolicy>,
+    /// `Set-OrganizationConfig` EWS switches.
+    #[serde(default)]
+    pub ews: EwsOrganizationConfig,
+}
+
+/// `Set-OrganizationConfig -EwsEnabled -EwsApplicationAccessPolicy -EwsAllowedAppIDs
+/// -EwsBlockedAppIDs` (`microsoft-protocols.md` §4.9).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EwsOrganizationConfig {
+    /// `-EwsEnabled`: `None` (not set) leaves EWS on.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `-EwsApplicationAccessPolicy`.
+    #[serde(default)]
+    pub app_policy: Option<EwsAppPolicy>,
+    /// `-EwsAllowedAppIDs` (client ids), read under `EnforceAllowList`.
+    #[serde(default)]
+    pub allowed_app_ids: Vec<Uuid>,
+    /// `-EwsBlockedAppIDs` (client ids), read under `EnforceBlockList`.
+    #[serde(default)]
+    pub blocked_app_ids: Vec<Uuid>,
+}
+
+/// `-EwsApplicationAccessPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EwsAppPolicy {
+    EnforceAllowList,
+    EnforceBlockList,
 }
 
 fn yes() -> bool {
@@ -608,6 +637,7 @@ impl Tenant {
             exchange_service_principals: Vec::new(),
             mailbox_permissions: Vec::new(),
             access_policies: Vec::new(),
+            ews: EwsOrganizationConfig::default(),
         }
     }
 
