@@ -213,7 +213,7 @@ pub fn id_token_user(id_token: &str) -> Option<String> {
 
 /// Runs the loopback sign-in: listens on `127.0.0.1:<ephemeral>`, hands the URL to
 /// `open` (which opens a browser or prints it), waits up to `timeout` for the browser to
-/// come back, redeems the code, and answers the browser with "Signed in as <user>. You
+/// come back, redeems the code, and answers the browser with "Signed in as &lt;user&gt;. You
 /// can close this tab." or an error page.
 #[expect(
     clippy::too_many_arguments,

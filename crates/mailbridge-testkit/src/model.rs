@@ -249,7 +249,7 @@ pub struct AppRegistration {
     pub redirect_uris: Vec<RedirectUri>,
     #[serde(default, rename = "permission")]
     pub permissions: Vec<RequiredPermission>,
-    /// "Grant admin consent for <tenant>" was pressed for the listed permissions.
+    /// "Grant admin consent for &lt;tenant&gt;" was pressed for the listed permissions.
     #[serde(default)]
     pub admin_consent_granted: bool,
 }

@@ -197,3 +197,38 @@ async fn domain_table_decides_first_and_bad_addresses_are_refused() {
         assert!(err.to_string().contains("not a mail address"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn autodiscover_v2_gives_the_ews_url_of_the_tenant() {
+    let server = tenant().await;
+    let d = detect(
+        "alice@contoso.example",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
+    let ews = d
+        .endpoints
+        .iter()
+        .find(|e| e.transport == Transport::Ews)
+        .unwrap();
+    assert_eq!(ews.host, format!("{}/EWS/Exchange.asmx", server.base_url()));
+    // An address without a mailbox is redirected: no EWS endpoint.
+    let d = detect(
+        "nobody@contoso.example",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
+    assert!(d.endpoints.is_empty());
+    let step = d
+        .steps
+        .iter()
+        .find(|s| s.step == Step::AutodiscoverV2)
+        .unwrap();
+    assert!(step.outcome.contains("redirected"), "{}", step.outcome);
+}

@@ -1,7 +1,7 @@
 //! The device-code flow (`microsoft-protocols.md` §1.3.5): `POST
 //! /{tenant}/oauth2/v2.0/devicecode` hands out a user code and a device code; the user
 //! enters the code at `GET /devicelogin`, signs in (MFA, "Are you trying to sign in to
-//! <app>?", consent) while the client polls the token endpoint.
+//! &lt;app&gt;?", consent) while the client polls the token endpoint.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -230,7 +230,7 @@ pub fn device_entry_page(message: Option<&str>) -> Response {
     page(StatusCode::OK, "Enter code", &body)
 }
 
-/// "Are you trying to sign in to <app>?"
+/// "Are you trying to sign in to &lt;app&gt;?"
 pub fn device_confirm_page(flow: &str, app_name: &str, upn: &str) -> Response {
     let body = format!(
         "<h1>Are you trying to sign in to {}?</h1>\n<p class=\"small\">{}</p>\n\

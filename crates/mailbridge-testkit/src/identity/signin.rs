@@ -494,7 +494,7 @@ pub struct DecisionForm {
     accept: String,
 }
 
-/// `POST /login/confirm` (device flow: "Are you trying to sign in to <app>?").
+/// `POST /login/confirm` (device flow: "Are you trying to sign in to &lt;app&gt;?").
 pub async fn confirm_submit(
     State(emulator): State<Emulator>,
     axum::Form(form): axum::Form<DecisionForm>,
