@@ -4,10 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use mailbridge_testkit::TenantModel;
-use mailbridge_testkit::sandbox::{Sandbox, SandboxOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,29 +50,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(
-    config: Option<PathBuf>,
+    tenant: Option<PathBuf>,
     listen: SocketAddr,
     no_mail_servers: bool,
 ) -> anyhow::Result<()> {
-    let model = match config {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("failed to read tenant model {}", path.display()))?;
-            TenantModel::from_toml(&text)
-                .with_context(|| format!("failed to load tenant model {}", path.display()))?
-        }
-        None => TenantModel::sandbox(),
-    };
-    let sandbox = Sandbox::start(SandboxOptions {
-        model,
-        listen,
-        mail_servers: !no_mail_servers,
-    })
-    .await
-    .context("failed to start the sandbox")?;
-    println!("{}", sandbox.summary());
-    println!("Press Ctrl-C to stop.");
-    mailbridge_testkit::sandbox::wait_for_shutdown_signal().await;
-    sandbox.stop().await;
-    Ok(())
+    mailbridge_testkit::sandbox::run(tenant.as_deref(), listen, !no_mail_servers).await
 }

@@ -198,3 +198,36 @@ pub async fn wait_for_shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Loads the tenant model (`tenant` TOML, or the built-in sandbox tenant), starts the
+/// sandbox, prints its summary, and serves until Ctrl-C or SIGTERM: the whole of
+/// `mailbridge sandbox` and `mailbridge-testkit serve`.
+pub async fn run(
+    tenant: Option<&std::path::Path>,
+    listen: SocketAddr,
+    mail_servers: bool,
+) -> anyhow::Result<()> {
+    let model = match tenant {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read tenant model {}", path.display()))?;
+            TenantModel::from_toml(&text)
+                .with_context(|| format!("failed to load tenant model {}", path.display()))?
+        }
+        None => TenantModel::sandbox(),
+    };
+    let sandbox = Sandbox::start(SandboxOptions {
+        model,
+        listen,
+        mail_servers,
+    })
+    .await
+    .with_context(|| {
+        format!("failed to start the sandbox on {listen} (is the port free? use --listen)")
+    })?;
+    println!("{}", sandbox.summary());
+    println!("Press Ctrl-C to stop.");
+    wait_for_shutdown_signal().await;
+    sandbox.stop().await;
+    Ok(())
+}

@@ -85,21 +85,7 @@ impl EmulatorServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         emulator.set_base_url(format!("http://{addr}"));
-        let shutdown = CancellationToken::new();
-        let app = router(emulator.clone());
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "emulator HTTP server failed");
-            }
-        });
-        Ok(Self {
-            emulator,
-            addr,
-            shutdown,
-            task,
-        })
+        Ok(Self::serve(emulator, addr, listener))
     }
 
     /// Like [`EmulatorServer::start`], over HTTPS with a certificate for `localhost`
@@ -133,21 +119,29 @@ impl EmulatorServer {
             tcp,
             acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
         };
+        Ok(Self::serve(emulator, addr, listener))
+    }
+
+    fn serve<L>(emulator: Emulator, addr: SocketAddr, listener: L) -> Self
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let shutdown = CancellationToken::new();
         let app = router(emulator.clone());
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(e) = serve.await {
-                tracing::error!(error = %e, "emulator HTTPS server failed");
+                tracing::error!(error = %e, "emulator HTTP server failed");
             }
         });
-        Ok(Self {
+        Self {
             emulator,
             addr,
             shutdown,
             task,
-        })
+        }
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234` (or `https://localhost:41234`).
