@@ -315,3 +315,39 @@ async fn smtp_offers_auth_only_after_starttls() {
         "nothing reached the judge"
     );
 }
+
+#[tokio::test]
+async fn imap_capability_after_login_is_exchanges() {
+    let w = world().await;
+    let mut c = w.imaps().await;
+    assert!(
+        imap_xoauth2(&mut c, ALICE, &w.app_token(IMAP_ALL))
+            .await
+            .starts_with("a1 OK")
+    );
+    let r = c.imap_command("a2", "CAPABILITY").await.unwrap();
+    assert_eq!(
+        r.first().unwrap(),
+        "* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CLIENTACCESSRULES CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE CHILDREN IDLE NAMESPACE LITERAL+"
+    );
+}
+
+#[tokio::test]
+async fn smtp_ehlo_after_starttls_lists_what_exchange_lists() {
+    let w = world().await;
+    let (_, ehlo) = w.submission().await;
+    for keyword in [
+        "SIZE",
+        "PIPELINING",
+        "DSN",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "CHUNKING",
+        "AUTH",
+    ] {
+        assert!(ehlo.has_keyword(keyword), "{keyword} missing: {ehlo}");
+    }
+    for keyword in ["VRFY", "ETRN", "STARTTLS"] {
+        assert!(!ehlo.has_keyword(keyword), "{keyword} offered: {ehlo}");
+    }
+}
