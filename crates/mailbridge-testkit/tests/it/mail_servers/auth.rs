@@ -117,10 +117,7 @@ async fn smtp_xoauth2_continuation_form() {
     assert_eq!(r.code, 235, "{}", c.transcript());
 }
 
-#[tokio::test]
-async fn oauthbearer_at_imap_and_smtp() {
-    let w = world().await;
-    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All", "SMTP.Send"]);
+async fn oauthbearer_imap(w: &World, token: &str) -> String {
     let mut c = w.imaps().await;
     let port = w.mail.imaps().port();
     let r = c
@@ -128,23 +125,47 @@ async fn oauthbearer_at_imap_and_smtp() {
             "a1",
             &format!(
                 "AUTHENTICATE OAUTHBEARER {}",
-                wire::oauthbearer(ALICE, "localhost", port, &token)
+                wire::oauthbearer(ALICE, "localhost", port, token)
             ),
         )
         .await
         .unwrap();
-    assert!(r.last().unwrap().starts_with("a1 OK"), "{}", c.transcript());
+    r.last().unwrap().clone()
+}
 
+async fn oauthbearer_smtp(w: &World, token: &str) -> wire::SmtpReply {
     let (mut c, _) = w.submission().await;
     let port = w.mail.submission().port();
-    let r = c
-        .smtp_command(&format!(
-            "AUTH OAUTHBEARER {}",
-            wire::oauthbearer(ALICE, "localhost", port, &token)
-        ))
-        .await
-        .unwrap();
-    assert_eq!(r.code, 235, "{}", c.transcript());
+    c.smtp_command(&format!(
+        "AUTH OAUTHBEARER {}",
+        wire::oauthbearer(ALICE, "localhost", port, token)
+    ))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn oauthbearer_is_refused_by_exchange_online() {
+    let w = world().await;
+    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All", "SMTP.Send"]);
+    assert_eq!(
+        oauthbearer_imap(&w, &token).await,
+        "a1 NO [CONTACTADMIN] AUTHENTICATE failed."
+    );
+    assert_eq!(w.last_reason("imap"), "unsupported-mechanism");
+    assert_eq!(
+        oauthbearer_smtp(&w, &token).await.last(),
+        "535 5.7.8 Error: authentication failed: 5.7.3 Authentication unsuccessful [SN4PR0501CA0123.namprd05.prod.outlook.com]"
+    );
+}
+
+#[tokio::test]
+async fn oauthbearer_works_for_a_generic_server() {
+    let w = world_with(|t, _| t.basic_auth_enabled = true).await;
+    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All", "SMTP.Send"]);
+    let reply = oauthbearer_imap(&w, &token).await;
+    assert!(reply.starts_with("a1 OK"), "{reply}");
+    assert_eq!(oauthbearer_smtp(&w, &token).await.code, 235);
 }
 
 #[tokio::test]
