@@ -372,3 +372,30 @@ async fn smtp_ehlo_after_starttls_lists_what_exchange_lists() {
         assert!(!ehlo.has_keyword(keyword), "{keyword} offered: {ehlo}");
     }
 }
+
+#[tokio::test]
+async fn personal_account_with_an_opaque_token() {
+    let w = super::fixture::world_with_personal().await;
+    let token = w.personal_token(
+        super::fixture::PERSONAL,
+        &["IMAP.AccessAsUser.All", "SMTP.Send"],
+    );
+    assert!(token.starts_with("EwB"), "{token}");
+    let mut c = w.imaps().await;
+    let reply = imap_xoauth2(&mut c, super::fixture::PERSONAL, &token).await;
+    assert!(reply.starts_with("a1 OK"), "{}", c.transcript());
+    let (mut c, _) = w.submission().await;
+    assert_eq!(
+        smtp_xoauth2(&mut c, super::fixture::PERSONAL, &token)
+            .await
+            .code,
+        235
+    );
+    // The same token cannot open a work mailbox.
+    let mut c = w.imaps().await;
+    assert_eq!(
+        imap_xoauth2(&mut c, ALICE, &token).await,
+        "a1 NO [CONTACTADMIN] AUTHENTICATE failed."
+    );
+    assert_eq!(w.last_reason("imap"), "mailbox-not-found");
+}
