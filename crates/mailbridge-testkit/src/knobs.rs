@@ -44,6 +44,9 @@ pub struct Knobs {
     /// Refuse app-only EWS requests without `X-AnchorMailbox` (Exchange Online usually
     /// routes them anyway, so the default is `false`).
     pub ews_require_anchor_mailbox: bool,
+    /// Concurrent SMTP submission sessions per mailbox before `432 4.3.2` at the end of
+    /// DATA (Microsoft: 3; 0 = unlimited).
+    pub smtp_concurrency_per_mailbox: u32,
     /// Faults to inject.
     pub faults: Faults,
 }
@@ -67,6 +70,7 @@ impl Default for Knobs {
             graph_retry_after_secs: 2,
             ews_backoff_ms: 1_000,
             ews_require_anchor_mailbox: false,
+            smtp_concurrency_per_mailbox: 3,
             faults: Faults::default(),
         }
     }
