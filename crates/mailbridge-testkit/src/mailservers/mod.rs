@@ -412,6 +412,31 @@ impl MailServers {
         )
     }
 
+    /// Fault: drops the open IMAP and POP3 sessions of `user` (every user when
+    /// `None`), as Exchange does when it recycles a backend or throttles a client.
+    /// Clients see the connection end (Dovecot sends `* BYE` first) and must reconnect
+    /// with a fresh token. Returns how many sessions were dropped.
+    pub async fn drop_sessions(&self, user: Option<&str>) -> Result<usize, MailServersError> {
+        let doveadm = find_program("doveadm")?;
+        let conf = self.root.join("dovecot.conf");
+        let mut cmd = tokio::process::Command::new(&doveadm);
+        cmd.arg("-c")
+            .arg(&conf)
+            .arg("kick")
+            .arg(user.unwrap_or("*"));
+        let out = cmd.output().await.map_err(|e| MailServersError::Start {
+            server: "doveadm",
+            reason: format!("cannot run {}: {e}", doveadm.display()),
+            log: self.dovecot_log(),
+            excerpt: String::new(),
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Dovecot 2.3 prints the kicked users and "kicked connections from the
+        // following users:" (in either order); count the addresses.
+        let count = text.split_whitespace().filter(|w| w.contains('@')).count();
+        Ok(count)
+    }
+
     /// The mail store over these servers (also attached to the emulator).
     pub fn mail_store(&self) -> MailStore {
         self.store.clone()

@@ -399,3 +399,36 @@ async fn personal_account_with_an_opaque_token() {
     );
     assert_eq!(w.last_reason("imap"), "mailbox-not-found");
 }
+
+#[tokio::test]
+async fn dropped_sessions_end_and_a_new_login_works() {
+    let w = world().await;
+    let mut c = w.imaps().await;
+    let token = w.app_token(IMAP_ALL);
+    assert!(
+        imap_xoauth2(&mut c, ALICE, &token)
+            .await
+            .starts_with("a1 OK")
+    );
+    assert_imap_session_works(&mut c).await;
+    let dropped = w.mail.drop_sessions(Some(ALICE)).await.unwrap();
+    assert!(dropped >= 1, "dropped {dropped}");
+    // The session is gone: the next command gets BYE or the connection closes.
+    let after = c.imap_command("a3", "NOOP").await;
+    if let Ok(lines) = after {
+        assert!(
+            lines.iter().any(|l| l.starts_with("* BYE"))
+                || !lines.iter().any(|l| l.starts_with("a3 OK")),
+            "{}",
+            c.transcript()
+        );
+    }
+    // A new connection with a fresh token works.
+    let mut again = w.imaps().await;
+    assert!(
+        imap_xoauth2(&mut again, ALICE, &w.app_token(IMAP_ALL))
+            .await
+            .starts_with("a1 OK")
+    );
+    assert_imap_session_works(&mut again).await;
+}
