@@ -455,7 +455,7 @@ mod tests {
             is_read: true,
             is_draft: false,
             received: OffsetDateTime::UNIX_EPOCH,
-            extra_attachments: 0,
+            revision: 0,
         }
     }
 

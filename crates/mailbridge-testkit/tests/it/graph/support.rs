@@ -232,6 +232,18 @@ impl World {
         self.emulator().issue_access_token(&g, false)
     }
 
+    /// [`World::imap_messages`] once `folder` holds at least `n` messages (bounded wait).
+    pub async fn imap_messages_when(&self, mailbox: &str, folder: &str, n: usize) -> Vec<String> {
+        for _ in 0..300 {
+            let list = self.imap_messages(mailbox, folder).await;
+            if list.len() >= n {
+                return list;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{mailbox}/{folder} never held {n} messages over IMAP");
+    }
+
     /// Every message of IMAP `folder` in `mailbox`, read over IMAPS as its owner with
     /// XOAUTH2 (literals inlined, lossily decoded).
     pub async fn imap_messages(&self, mailbox: &str, folder: &str) -> Vec<String> {
