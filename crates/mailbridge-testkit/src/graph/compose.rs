@@ -453,6 +453,7 @@ mod tests {
             id: "x".into(),
             parent_folder_id: "f".into(),
             is_read: true,
+            flagged: false,
             is_draft: false,
             received: OffsetDateTime::UNIX_EPOCH,
             revision: 0,

@@ -47,7 +47,7 @@ pub(crate) struct SyncConfig {
 
 /// The state after a round: every message of the folder (by the id Graph shows) with its
 /// read state and the UID it is stored under (a rewritten draft is an update).
-pub(crate) type Known = BTreeMap<(u32, u32), (bool, u32)>;
+pub(crate) type Known = BTreeMap<(u32, u32), (bool, bool, u32)>;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Entry {
@@ -245,10 +245,11 @@ async fn round(
     let mut next = Known::new();
     for s in &current {
         let shown = key(&super::messages::exposed(ctx, &s.id));
-        next.insert(shown, (s.seen, s.id.uid));
+        let state = (s.seen, super::messages::has_flag(s, "\\Flagged"), s.id.uid);
+        next.insert(shown, state);
         let report = match known.get(&shown) {
             None => matches!(config.change_type, ChangeType::All | ChangeType::Created),
-            Some(state) if *state != (s.seen, s.id.uid) => {
+            Some(before) if *before != state => {
                 matches!(config.change_type, ChangeType::All | ChangeType::Updated)
             }
             Some(_) => false,

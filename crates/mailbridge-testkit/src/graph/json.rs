@@ -17,6 +17,8 @@ pub struct MessageMeta {
     /// Graph id of the folder.
     pub parent_folder_id: String,
     pub is_read: bool,
+    /// IMAP `\Flagged` (Outlook's follow-up flag).
+    pub flagged: bool,
     pub is_draft: bool,
     /// INTERNALDATE.
     pub received: OffsetDateTime,
@@ -218,6 +220,7 @@ pub fn message_json(
     let change_key = super::ids::change_key(&[
         meta.id.as_bytes(),
         if meta.is_read { b"1" } else { b"0" },
+        if meta.flagged { b"F" } else { b"-" },
         &meta.revision.to_be_bytes(),
     ]);
     let web_link = format!(
@@ -265,7 +268,10 @@ pub fn message_json(
     put("ccRecipients", json!(recipients(message.cc())));
     put("bccRecipients", json!(recipients(message.bcc())));
     put("replyTo", json!(recipients(message.reply_to())));
-    put("flag", json!({"flagStatus": "notFlagged"}));
+    put(
+        "flag",
+        json!({"flagStatus": if meta.flagged { "flagged" } else { "notFlagged" }}),
+    );
     let headers: Vec<Value> = message
         .headers_raw()
         .map(|(name, value)| {
@@ -348,6 +354,7 @@ mod tests {
             id: "AAMkADtest".into(),
             parent_folder_id: "AQMkADinbox".into(),
             is_read: false,
+            flagged: false,
             is_draft: false,
             received: time::macros::datetime!(2024-05-14 09:21:37.5 UTC),
             revision: 0,

@@ -85,10 +85,15 @@ pub async fn summary(
     store: &MailStore,
     id: &StoredMessageId,
 ) -> Result<MessageSummary, GraphError> {
-    let list = store.list(&id.mailbox, &id.folder).await?;
-    list.into_iter()
-        .find(|s| s.id.uid == id.uid && s.id.uid_validity == id.uid_validity)
+    store
+        .summary(id)
+        .await?
         .ok_or_else(GraphError::item_not_found)
+}
+
+/// Whether a summary carries an IMAP flag.
+pub fn has_flag(s: &MessageSummary, flag: &str) -> bool {
+    s.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
 }
 
 /// The message's metadata for [`message_json`].
@@ -97,7 +102,8 @@ pub fn meta(ctx: &Ctx, s: &MessageSummary) -> MessageMeta {
         id: ids::message_id(&exposed(ctx, &s.id)),
         parent_folder_id: ids::folder_id(&s.id.mailbox, &s.id.folder),
         is_read: s.seen,
-        is_draft: s.id.folder == DRAFTS,
+        flagged: has_flag(s, "\\Flagged"),
+        is_draft: s.id.folder == DRAFTS || has_flag(s, "\\Draft"),
         received: s.received,
         revision: s.id.uid,
     }
@@ -250,13 +256,31 @@ async fn answer_message(
     Ok(json_response(status, &Value::Object(v)))
 }
 
-/// `PATCH messages/{id}`: `isRead` is applied; other properties are accepted and
-/// ignored.
+/// `PATCH messages/{id}`: `isRead` and `flag.flagStatus` (IMAP `\Flagged`) are applied;
+/// other properties are accepted and ignored.
 pub async fn patch(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Write).await?;
     let sid = parse_id(ctx, &opened.mailbox, id)?;
     let body = ctx.json_body()?;
     let store = ctx.store()?;
+    if let Some(flag) = body.get("flag") {
+        let status = flag
+            .get("flagStatus")
+            .and_then(Value::as_str)
+            .ok_or_else(|| GraphError::invalid_body("flag.flagStatus is required"))?;
+        let on = match status.to_ascii_lowercase().as_str() {
+            "flagged" => true,
+            "notflagged" | "complete" => false,
+            _ => {
+                return Err(GraphError::invalid_body(format!(
+                    "The value '{status}' is not valid for flagStatus."
+                )));
+            }
+        };
+        if !store.set_flag(&sid, "\\Flagged", on).await? {
+            return Err(GraphError::item_not_found());
+        }
+    }
     if let Some(v) = body.get("isRead") {
         let read = v.as_bool().ok_or_else(|| {
             GraphError::invalid_body(

@@ -112,6 +112,28 @@ async fn list_get_value_patch_move_delete() {
     assert_eq!(unread["value"].as_array().unwrap().len(), 2);
     assert!(!ids(unread["value"].as_array().unwrap()).contains(&id));
 
+    // Follow-up flag is IMAP's \Flagged.
+    let r = w
+        .send_json(
+            Method::PATCH,
+            &token,
+            &format!("users/{ALICE}/messages/{id}"),
+            &json!({"flag": {"flagStatus": "flagged"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["flag"]["flagStatus"],
+        "flagged"
+    );
+    let over_imap = w.imap_messages(ALICE, "INBOX").await;
+    let flagged: Vec<&String> = over_imap
+        .iter()
+        .filter(|m| m.contains("\\Flagged"))
+        .collect();
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0].contains("\\Seen"), "{}", flagged[0]);
+
     // Move to Archive: 201, new id, old id gone.
     let r = w
         .send_json(
