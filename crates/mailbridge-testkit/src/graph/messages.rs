@@ -462,3 +462,54 @@ pub async fn folder(ctx: &Ctx, folder: &str) -> Result<Response, GraphError> {
     ));
     Ok(json_response(StatusCode::OK, &v))
 }
+
+/// `POST mailFolders` `{"displayName": …}`: 201 with the new folder.
+pub async fn create_folder(ctx: &Ctx) -> Result<Response, GraphError> {
+    let opened = ctx.open(Need::Write).await?;
+    let body = ctx.json_body()?;
+    let name = body
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| GraphError::invalid_body("displayName is required"))?;
+    let store = ctx.store()?;
+    let info = match store.create_folder(&opened.mailbox.upn, name).await {
+        Ok(info) => info,
+        Err(crate::mailstore::MailStoreError::FolderExists(_)) => {
+            return Err(GraphError::new(
+                StatusCode::CONFLICT,
+                "ErrorFolderExists",
+                "A folder with the specified name already exists.",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut v = folder_json(&opened.mailbox, &info);
+    v["@odata.context"] = json!(format!(
+        "{}/mailFolders/$entity",
+        ctx.context_prefix(&opened.mailbox)
+    ));
+    Ok(json_response(StatusCode::CREATED, &v))
+}
+
+/// `DELETE mailFolders/{id}`: 204; well-known folders cannot be deleted.
+pub async fn delete_folder(ctx: &Ctx, folder: &str) -> Result<Response, GraphError> {
+    let opened = ctx.open(Need::Write).await?;
+    let name = resolve_folder(&opened.mailbox, folder)?;
+    if WELL_KNOWN_FOLDERS
+        .iter()
+        .any(|(_, f)| f.eq_ignore_ascii_case(&name))
+    {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ErrorDeleteDistinguishedFolder",
+            "Distinguished folders cannot be deleted.",
+        ));
+    }
+    let store = ctx.store()?;
+    if !store.delete_folder(&opened.mailbox.upn, &name).await? {
+        return Err(GraphError::item_not_found());
+    }
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}

@@ -399,7 +399,9 @@ async fn run(ctx: &Ctx, route: &Route) -> Result<Response, GraphError> {
             attachments::get(ctx, &id, &att, true).await
         }
         Route::Folders if m == Method::GET => messages::folders(ctx).await,
+        Route::Folders if m == Method::POST => messages::create_folder(ctx).await,
         Route::Folder(f) if m == Method::GET => messages::folder(ctx, &f).await,
+        Route::Folder(f) if m == Method::DELETE => messages::delete_folder(ctx, &f).await,
         Route::SendMail if m == Method::POST => send::send_mail(ctx).await,
         _ => Err(method_not_allowed()),
     }

@@ -877,3 +877,84 @@ async fn attachment_added_to_a_draft_is_in_its_mime_and_keeps_its_id() {
     let bob = w.imap_messages_when(BOB, "INBOX", 1).await;
     assert!(bob[0].contains("small.txt"), "{}", bob[0]);
 }
+
+#[tokio::test]
+async fn folders_can_be_created_used_and_deleted() {
+    let w = World::start_with_mail().await;
+    let token = w.app_token(&["Mail.ReadWrite"]);
+    let r = w
+        .send_json(
+            Method::POST,
+            &token,
+            &format!("users/{ALICE}/mailFolders"),
+            &json!({"displayName": "Rechnungen 2024 ✓"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let folder: Value = r.json().await.unwrap();
+    assert_eq!(folder["displayName"], "Rechnungen 2024 ✓");
+    let folder_id = folder["id"].as_str().unwrap().to_owned();
+    let (s, code, _) = error_of(
+        w.send_json(
+            Method::POST,
+            &token,
+            &format!("users/{ALICE}/mailFolders"),
+            &json!({"displayName": "Rechnungen 2024 ✓"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (409, "ErrorFolderExists"));
+
+    w.deliver(ALICE, &message("invoice", "x")).await;
+    let inbox = w.wait_for_messages(&token, ALICE, "inbox", 1).await;
+    let r = w
+        .send_json(
+            Method::POST,
+            &token,
+            &format!(
+                "users/{ALICE}/messages/{}/move",
+                inbox[0]["id"].as_str().unwrap()
+            ),
+            &json!({"destinationId": folder_id}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let moved = w.wait_for_messages(&token, ALICE, &folder_id, 1).await;
+    assert_eq!(moved[0]["subject"], "invoice");
+    assert_eq!(moved[0]["parentFolderId"], folder_id.as_str());
+    // Over IMAP the folder has its modified UTF-7 name and holds the message.
+    let imap_name = mailbridge_testkit::mailstore::mutf7::encode("Rechnungen 2024 ✓");
+    let there = w.imap_messages(ALICE, &imap_name).await;
+    assert_eq!(there.len(), 1);
+    assert!(there[0].contains("Subject: invoice"), "{}", there[0]);
+
+    let (s, code, _) = error_of(
+        w.http
+            .delete(w.url(&format!("users/{ALICE}/mailFolders/inbox")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (403, "ErrorDeleteDistinguishedFolder"));
+    let r = w
+        .http
+        .delete(w.url(&format!("users/{ALICE}/mailFolders/{folder_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let folders = w
+        .get_json(&token, &format!("users/{ALICE}/mailFolders?$top=50"))
+        .await;
+    assert!(
+        folders["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["id"] != folder_id.as_str())
+    );
+}
