@@ -344,7 +344,7 @@ impl MailStore {
         mailbox.to_ascii_lowercase()
     }
 
-    async fn connect(&self, mailbox: &str) -> Result<Session, MailStoreError> {
+    async fn connect_once(&self, mailbox: &str) -> Result<Session, MailStoreError> {
         let stream = TcpStream::connect(self.config.imap).await?;
         let mut client = async_imap::Client::new(stream);
         // The greeting.
@@ -356,11 +356,29 @@ impl MailStore {
             .login(mailbox, &self.config.store_secret)
             .await
             .map_err(|(e, _)| match e {
+                async_imap::error::Error::No(text) if text.contains("UNAVAILABLE") => {
+                    MailStoreError::Unavailable(format!("login to {mailbox}: {text}"))
+                }
                 async_imap::error::Error::No(text) => {
                     MailStoreError::Server(format!("login to {mailbox} refused: {text}"))
                 }
                 other => other.into(),
             })
+    }
+
+    /// Logs in to `mailbox`, retrying transient failures (a busy auth worker or judge
+    /// under load answers `[UNAVAILABLE]`).
+    async fn connect(&self, mailbox: &str) -> Result<Session, MailStoreError> {
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            match self.connect_once(mailbox).await {
+                Err(MailStoreError::Io(_) | MailStoreError::Unavailable(_)) if attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A session for `mailbox`: a pooled one that still answers, or a new one.

@@ -166,6 +166,9 @@ fn judge_credential(
 ) -> Result<Principal, Denial> {
     let effective = effective_fn(emulator);
     match mechanism {
+        "OAUTHBEARER" if !generic_server(emulator, user) => Err(Denial::UnsupportedMechanism(
+            "OAUTHBEARER (Exchange Online takes XOAUTH2 only)".to_owned(),
+        )),
         "XOAUTH2" | "OAUTHBEARER" => {
             let token = emulator
                 .validate_access_token(credential)
@@ -199,6 +202,12 @@ fn judge_credential(
         }
         other => Err(Denial::UnsupportedMechanism(other.to_owned())),
     }
+}
+
+/// Whether `user`'s tenant models a generic (non-Exchange-Online) server: Basic auth on,
+/// and OAUTHBEARER (RFC 7628) accepted besides XOAUTH2.
+fn generic_server(emulator: &Emulator, user: &str) -> bool {
+    emulator.read(|m| m.user(user).is_some_and(|(t, _)| t.basic_auth_enabled))
 }
 
 /// The principal that most recently authenticated to SMTP as `mailbox` (from the

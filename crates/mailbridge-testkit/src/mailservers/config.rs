@@ -9,6 +9,9 @@ use std::path::Path;
 
 use crate::mailstore::WELL_KNOWN_FOLDERS;
 
+/// What Exchange Online's IMAP answers to `CAPABILITY` after authentication.
+pub const EXCHANGE_IMAP_CAPABILITY: &str = "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CLIENTACCESSRULES CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE CHILDREN IDLE NAMESPACE LITERAL+";
+
 /// The system user that owns the mail folders (created by `scripts/install-deps`).
 pub const VMAIL_USER: &str = "mailbridge-vmail";
 
@@ -86,6 +89,9 @@ userdb {{
 }}
 protocol imap {{
   mail_max_userip_connections = 1000
+  # Exchange Online's post-login CAPABILITY (notes §2.3): no CONDSTORE, QRESYNC,
+  # ENABLE, SPECIAL-USE, COMPRESS, so a client cannot come to depend on them here.
+  imap_capability = {EXCHANGE_IMAP_CAPABILITY}
 }}
 protocol pop3 {{
   mail_max_userip_connections = 1000
@@ -185,6 +191,8 @@ smtpd_tls_cert_file = {r}/tls/cert.pem
 smtpd_tls_key_file = {r}/tls/key.pem
 smtpd_tls_security_level = may
 smtpd_tls_auth_only = yes
+# Exchange advertises neither.
+smtpd_discard_ehlo_keywords = vrfy, etrn
 milter_protocol = 6
 milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}}
 ",

@@ -290,9 +290,14 @@ impl MailServers {
         let mut attempt = 0;
         let (ports, dovecot, postfix) = loop {
             attempt += 1;
-            let ports = pick_ports(milter_port).map_err(prepare_err(&root))?;
-            match launch(&layout, &ports, &domains, &dovecot_bin, &postfix_bin).await {
-                Ok((d, p)) => break (ports, d, p),
+            let launched = match pick_ports(milter_port) {
+                Ok(ports) => launch(&layout, &ports, &domains, &dovecot_bin, &postfix_bin)
+                    .await
+                    .map(|(d, p)| (ports, d, p)),
+                Err(e) => Err(prepare_err(&root)(e)),
+            };
+            match launched {
+                Ok(running) => break running,
                 Err(e) => {
                     let collision = matches!(&e, MailServersError::Start { excerpt, .. }
                         if excerpt.contains("Address already in use") || excerpt.contains("address already in use"));
@@ -444,16 +449,19 @@ impl MailServers {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    /// Asks both servers to stop. Postfix's master gets the signal, not the
+    /// `postfix-script` shell we started: the shell waits for the master, reaps it and
+    /// exits, so nothing is left as an orphan or a zombie.
     fn send_term(&self) {
-        if let Some(pid) = self.postfix_master_pid() {
-            signal(&pid.to_string(), "-TERM");
+        if let Some(pid) = self.dovecot.as_ref().and_then(Child::id) {
+            signal(&format!("-{pid}"), "-TERM");
         }
-        for child in [self.dovecot.as_ref(), self.postfix.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(pid) = child.id() {
-                signal(&format!("-{pid}"), "-TERM");
+        match self.postfix_master_pid() {
+            Some(pid) => signal(&pid.to_string(), "-TERM"),
+            None => {
+                if let Some(pid) = self.postfix.as_ref().and_then(Child::id) {
+                    signal(&format!("-{pid}"), "-TERM");
+                }
             }
         }
     }

@@ -9,5 +9,6 @@ mod fixture;
 
 mod auth;
 mod delivery;
+mod harness;
 mod matrix;
 mod store;

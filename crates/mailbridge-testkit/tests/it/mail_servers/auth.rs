@@ -117,10 +117,7 @@ async fn smtp_xoauth2_continuation_form() {
     assert_eq!(r.code, 235, "{}", c.transcript());
 }
 
-#[tokio::test]
-async fn oauthbearer_at_imap_and_smtp() {
-    let w = world().await;
-    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All", "SMTP.Send"]);
+async fn oauthbearer_imap(w: &World, token: &str) -> String {
     let mut c = w.imaps().await;
     let port = w.mail.imaps().port();
     let r = c
@@ -128,23 +125,47 @@ async fn oauthbearer_at_imap_and_smtp() {
             "a1",
             &format!(
                 "AUTHENTICATE OAUTHBEARER {}",
-                wire::oauthbearer(ALICE, "localhost", port, &token)
+                wire::oauthbearer(ALICE, "localhost", port, token)
             ),
         )
         .await
         .unwrap();
-    assert!(r.last().unwrap().starts_with("a1 OK"), "{}", c.transcript());
+    r.last().unwrap().clone()
+}
 
+async fn oauthbearer_smtp(w: &World, token: &str) -> wire::SmtpReply {
     let (mut c, _) = w.submission().await;
     let port = w.mail.submission().port();
-    let r = c
-        .smtp_command(&format!(
-            "AUTH OAUTHBEARER {}",
-            wire::oauthbearer(ALICE, "localhost", port, &token)
-        ))
-        .await
-        .unwrap();
-    assert_eq!(r.code, 235, "{}", c.transcript());
+    c.smtp_command(&format!(
+        "AUTH OAUTHBEARER {}",
+        wire::oauthbearer(ALICE, "localhost", port, token)
+    ))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn oauthbearer_is_refused_by_exchange_online() {
+    let w = world().await;
+    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All", "SMTP.Send"]);
+    assert_eq!(
+        oauthbearer_imap(&w, &token).await,
+        "a1 NO [CONTACTADMIN] AUTHENTICATE failed."
+    );
+    assert_eq!(w.last_reason("imap"), "unsupported-mechanism");
+    assert_eq!(
+        oauthbearer_smtp(&w, &token).await.last(),
+        "535 5.7.8 Error: authentication failed: 5.7.3 Authentication unsuccessful [SN4PR0501CA0123.namprd05.prod.outlook.com]"
+    );
+}
+
+#[tokio::test]
+async fn oauthbearer_works_for_a_generic_server() {
+    let w = world_with(|t, _| t.basic_auth_enabled = true).await;
+    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All", "SMTP.Send"]);
+    let reply = oauthbearer_imap(&w, &token).await;
+    assert!(reply.starts_with("a1 OK"), "{reply}");
+    assert_eq!(oauthbearer_smtp(&w, &token).await.code, 235);
 }
 
 #[tokio::test]
@@ -314,4 +335,67 @@ async fn smtp_offers_auth_only_after_starttls() {
         w.judge_reasons("smtp").is_empty(),
         "nothing reached the judge"
     );
+}
+
+#[tokio::test]
+async fn imap_capability_after_login_is_exchanges() {
+    let w = world().await;
+    let mut c = w.imaps().await;
+    assert!(
+        imap_xoauth2(&mut c, ALICE, &w.app_token(IMAP_ALL))
+            .await
+            .starts_with("a1 OK")
+    );
+    let r = c.imap_command("a2", "CAPABILITY").await.unwrap();
+    assert_eq!(
+        r.first().unwrap(),
+        "* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CLIENTACCESSRULES CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE CHILDREN IDLE NAMESPACE LITERAL+"
+    );
+}
+
+#[tokio::test]
+async fn smtp_ehlo_after_starttls_lists_what_exchange_lists() {
+    let w = world().await;
+    let (_, ehlo) = w.submission().await;
+    for keyword in [
+        "SIZE",
+        "PIPELINING",
+        "DSN",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "CHUNKING",
+        "AUTH",
+    ] {
+        assert!(ehlo.has_keyword(keyword), "{keyword} missing: {ehlo}");
+    }
+    for keyword in ["VRFY", "ETRN", "STARTTLS"] {
+        assert!(!ehlo.has_keyword(keyword), "{keyword} offered: {ehlo}");
+    }
+}
+
+#[tokio::test]
+async fn personal_account_with_an_opaque_token() {
+    let w = super::fixture::world_with_personal().await;
+    let token = w.personal_token(
+        super::fixture::PERSONAL,
+        &["IMAP.AccessAsUser.All", "SMTP.Send"],
+    );
+    assert!(token.starts_with("EwB"), "{token}");
+    let mut c = w.imaps().await;
+    let reply = imap_xoauth2(&mut c, super::fixture::PERSONAL, &token).await;
+    assert!(reply.starts_with("a1 OK"), "{}", c.transcript());
+    let (mut c, _) = w.submission().await;
+    assert_eq!(
+        smtp_xoauth2(&mut c, super::fixture::PERSONAL, &token)
+            .await
+            .code,
+        235
+    );
+    // The same token cannot open a work mailbox.
+    let mut c = w.imaps().await;
+    assert_eq!(
+        imap_xoauth2(&mut c, ALICE, &token).await,
+        "a1 NO [CONTACTADMIN] AUTHENTICATE failed."
+    );
+    assert_eq!(w.last_reason("imap"), "mailbox-not-found");
 }

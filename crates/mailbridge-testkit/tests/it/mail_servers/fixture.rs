@@ -18,6 +18,8 @@ pub const ALICE: &str = "alice@contoso.example";
 pub const BOB: &str = "bob@contoso.example";
 pub const SHARED: &str = "shared@contoso.example";
 pub const PASSWORD: &str = "Passw0rd!";
+/// A personal Microsoft account (Outlook.com style), in the `consumers` directory.
+pub const PERSONAL: &str = "pat@outlook.example";
 
 /// One test's world: the emulator's HTTP server, the mail servers, the clock.
 pub struct World {
@@ -66,10 +68,25 @@ pub fn contoso(app: &AppRegistration) -> Tenant {
 
 /// A world with the default tenant, changed by `adjust` before start.
 pub async fn world_with(adjust: impl FnOnce(&mut Tenant, &AppRegistration)) -> World {
+    build(adjust, false).await
+}
+
+/// A world with the default tenant and the personal-account directory (`PERSONAL`).
+pub async fn world_with_personal() -> World {
+    build(|_, _| {}, true).await
+}
+
+async fn build(adjust: impl FnOnce(&mut Tenant, &AppRegistration), personal: bool) -> World {
     let app = connector_app();
     let mut tenant = contoso(&app);
     adjust(&mut tenant, &app);
-    let model = TenantModel::builder().tenant(tenant).build().unwrap();
+    let mut model = TenantModel::builder().tenant(tenant);
+    if personal {
+        let mut consumers = Tenant::personal_accounts("outlook.example");
+        consumers.users.push(User::new(PERSONAL, "Pat", PASSWORD));
+        model = model.tenant(consumers);
+    }
+    let model = model.build().unwrap();
     let clock = Arc::new(OffsetClock::new());
     let emulator = Emulator::with_clock(model, clock.clone()).unwrap();
     let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
@@ -190,6 +207,37 @@ impl World {
             &[],
             scopes,
         )
+    }
+
+    /// An opaque `EwB...` access token for a personal account, as Outlook.com issues.
+    pub fn personal_token(&self, upn: &str, scopes: &[&str]) -> String {
+        let emulator = self.emulator();
+        let (tenant_id, object_id, name) = emulator
+            .read(|m| {
+                m.user(upn)
+                    .map(|(t, u)| (t.id, u.object_id, u.display_name.clone()))
+            })
+            .unwrap();
+        let grant = TokenGrant {
+            resource: Resource {
+                api: Api::ExchangeOnline,
+                uri: "https://outlook.office.com".to_owned(),
+            },
+            tenant_id,
+            app_id: self.app.client_id,
+            app_display_name: self.app.display_name.clone(),
+            client_auth: 0,
+            subject: Subject::User {
+                object_id,
+                upn: upn.to_owned(),
+                name,
+            },
+            roles: BTreeSet::new(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            issued_at: emulator.clock().now().unix_timestamp(),
+            lifetime_secs: 3600,
+        };
+        emulator.issue_access_token(&grant, true)
     }
 
     /// An IMAP connection over implicit TLS, greeting read.
