@@ -41,6 +41,9 @@ pub struct Knobs {
     pub graph_retry_after_secs: u64,
     /// EWS `BackOffMilliseconds` in `ErrorServerBusy`.
     pub ews_backoff_ms: u64,
+    /// Concurrent SMTP submission sessions per mailbox before `432 4.3.2` at the end of
+    /// DATA (Microsoft: 3; 0 = unlimited).
+    pub smtp_concurrency_per_mailbox: u32,
     /// Faults to inject.
     pub faults: Faults,
 }
@@ -63,6 +66,7 @@ impl Default for Knobs {
             graph_budget_window_secs: 600,
             graph_retry_after_secs: 2,
             ews_backoff_ms: 1_000,
+            smtp_concurrency_per_mailbox: 3,
             faults: Faults::default(),
         }
     }

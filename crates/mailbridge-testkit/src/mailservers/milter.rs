@@ -1,6 +1,8 @@
 //! A minimal milter (Sendmail milter protocol version 6) that applies Exchange's
-//! SendAs rule at the end of `DATA`: the envelope sender must be the authenticated
-//! mailbox, or a mailbox the authenticated principal has SendAs on.
+//! SendAs rule at the end of `DATA` (the envelope sender must be the authenticated
+//! mailbox, or a mailbox the authenticated principal has SendAs on) and its limit on
+//! concurrent SMTP sessions per mailbox (`knobs.smtp_concurrency_per_mailbox`,
+//! `432 4.3.2` at the end of `DATA`).
 //!
 //! A milter, unlike a Postfix policy service, can set the whole SMTP reply
 //! (`SMFIR_REPLYCODE`), so the client sees Exchange's `554 5.2.252 SendAsDenied; ...`
@@ -9,7 +11,8 @@
 //!
 //! Packets: a 4-byte big-endian length, a command byte, the data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,9 +28,68 @@ const VERSION: u32 = 6;
 /// unknown commands, DATA.
 const SKIP_STEPS: u32 = 0x01 | 0x02 | 0x08 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200;
 
+/// The last session id handed out, and the open sessions' ids per mailbox.
+#[derive(Debug, Default)]
+struct SessionTable {
+    last_id: u64,
+    open: HashMap<String, BTreeSet<u64>>,
+}
+
+/// Open submission sessions per authenticated mailbox (lower-case), by arrival.
+#[derive(Debug, Default, Clone)]
+struct Sessions(Arc<Mutex<SessionTable>>);
+
+/// One session's place in [`Sessions`]; released when the connection ends.
+struct SessionSlot {
+    sessions: Sessions,
+    mailbox: String,
+    id: u64,
+}
+
+impl Sessions {
+    fn enter(&self, mailbox: &str) -> SessionSlot {
+        let mailbox = mailbox.to_ascii_lowercase();
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.last_id += 1;
+        let id = guard.last_id;
+        guard.open.entry(mailbox.clone()).or_default().insert(id);
+        SessionSlot {
+            sessions: self.clone(),
+            mailbox,
+            id,
+        }
+    }
+
+    /// How many sessions of the slot's mailbox are open, and how many opened before it.
+    fn position(&self, slot: &SessionSlot) -> (usize, usize) {
+        let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .open
+            .get(&slot.mailbox)
+            .map_or((0, 0), |ids| (ids.len(), ids.range(..slot.id).count()))
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut guard = self
+            .sessions
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(ids) = guard.open.get_mut(&self.mailbox) {
+            ids.remove(&self.id);
+            if ids.is_empty() {
+                guard.open.remove(&self.mailbox);
+            }
+        }
+    }
+}
+
 /// Serves milter connections until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, emulator: Emulator, stop: CancellationToken) {
     let tasks = tokio_util::task::TaskTracker::new();
+    let sessions = Sessions::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -35,10 +97,11 @@ pub async fn serve(listener: TcpListener, emulator: Emulator, stop: Cancellation
                 let Ok((stream, _)) = accepted else { continue };
                 let emulator = emulator.clone();
                 let stop = stop.clone();
+                let sessions = sessions.clone();
                 tasks.spawn(async move {
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        r = connection(stream, &emulator) => {
+                        r = connection(stream, &emulator, &sessions) => {
                             if let Err(e) = r {
                                 tracing::debug!(error = %e, "milter connection ended");
                             }
@@ -98,8 +161,14 @@ struct Message {
     sender: Option<String>,
 }
 
-async fn connection(mut stream: TcpStream, emulator: &Emulator) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    emulator: &Emulator,
+    sessions: &Sessions,
+) -> std::io::Result<()> {
     let mut message = Message::default();
+    // This SMTP session's slot, taken at its first MAIL FROM after AUTH.
+    let mut slot: Option<SessionSlot> = None;
     while let Some((cmd, data)) = read_packet(&mut stream).await? {
         match cmd {
             b'O' => {
@@ -118,6 +187,14 @@ async fn connection(mut stream: TcpStream, emulator: &Emulator) -> std::io::Resu
                 }
             }
             b'M' => {
+                if slot.is_none()
+                    && let Some(user) = message
+                        .macros
+                        .get("{auth_authen}")
+                        .filter(|u| !u.is_empty())
+                {
+                    slot = Some(sessions.enter(user));
+                }
                 let sender = strings(&data).into_iter().next().unwrap_or_default();
                 message.sender = Some(
                     sender
@@ -128,7 +205,11 @@ async fn connection(mut stream: TcpStream, emulator: &Emulator) -> std::io::Resu
                 write_packet(&mut stream, b'c', &[]).await?;
             }
             b'E' => {
-                let verdict = decide(emulator, &message);
+                let verdict = decide(
+                    emulator,
+                    slot.as_ref().map(|s| sessions.position(s)),
+                    &message,
+                );
                 message = Message::default();
                 match verdict {
                     None => write_packet(&mut stream, b'c', &[]).await?,
@@ -148,11 +229,35 @@ async fn connection(mut stream: TcpStream, emulator: &Emulator) -> std::io::Resu
 }
 
 /// `None` to let the message through, or the SMTP reply that refuses it.
-fn decide(emulator: &Emulator, message: &Message) -> Option<String> {
+///
+/// `position` is (open sessions of the mailbox, sessions opened before this one): the
+/// earliest `knobs.smtp_concurrency_per_mailbox` sessions proceed, later ones are deferred.
+fn decide(
+    emulator: &Emulator,
+    position: Option<(usize, usize)>,
+    message: &Message,
+) -> Option<String> {
     let user = message
         .macros
         .get("{auth_authen}")
         .filter(|u| !u.is_empty())?;
+    let limit = emulator.knobs().smtp_concurrency_per_mailbox as usize;
+    let (open, before) = position.unwrap_or_default();
+    if limit > 0 && before >= limit {
+        emulator.record(crate::emulator::RecordedRequest {
+            surface: "smtp-throttle".to_owned(),
+            method: "DATA".to_owned(),
+            uri: format!("smtp://{}", user.to_ascii_lowercase()),
+            headers: vec![("x-open-sessions".to_owned(), open.to_string())],
+            body: format!("{open} concurrent sessions, limit {limit}"),
+            status: 432,
+            at: emulator.now(),
+        });
+        return Some(format!(
+            "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname={}]",
+            crate::exchange::rules::FRONTEND_HOST
+        ));
+    }
     let sender = message.sender.as_deref().unwrap_or_default();
     crate::exchange::check_send_as(emulator, user, sender).err()
 }

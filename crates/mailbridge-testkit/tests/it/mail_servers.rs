@@ -1,10 +1,6 @@
 //! Tests of the mail servers surface: real Dovecot and Postfix judged by the emulator
 //! with Exchange Online's rules, and the mail store over them.
 
-#[allow(
-    dead_code,
-    reason = "helpers shared by the submodules; not each uses all"
-)]
 mod fixture;
 
 mod auth;

@@ -151,3 +151,71 @@ async fn sending_as_another_mailbox_needs_send_as() {
     assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
     wait_for_inbox(&w, BOB, 1).await;
 }
+
+/// Authenticates as alice and starts a message to bob (MAIL, RCPT).
+async fn open_session(w: &World) -> LineClient {
+    let (mut c, _) = w.submission().await;
+    let r = smtp_xoauth2(&mut c, ALICE, &w.app_token(APP_ROLES)).await;
+    assert_eq!(r.code, 235, "{}", c.transcript());
+    assert_eq!(
+        c.smtp_command(&format!("MAIL FROM:<{ALICE}>"))
+            .await
+            .unwrap()
+            .code,
+        250
+    );
+    assert_eq!(
+        c.smtp_command(&format!("RCPT TO:<{BOB}>"))
+            .await
+            .unwrap()
+            .code,
+        250
+    );
+    c
+}
+
+async fn send_data(c: &mut LineClient) -> String {
+    assert_eq!(c.smtp_command("DATA").await.unwrap().code, 354);
+    c.send_raw(&mailbridge_testkit::mailservers::wire::dot_stuff(&message(
+        ALICE, BOB, "Busy",
+    )))
+    .await
+    .unwrap();
+    c.read_smtp_reply().await.unwrap().last().to_owned()
+}
+
+#[tokio::test]
+async fn a_fourth_concurrent_session_for_a_mailbox_is_deferred() {
+    let w = world().await;
+    let mut first = open_session(&w).await;
+    let _second = open_session(&w).await;
+    let _third = open_session(&w).await;
+    let mut fourth = open_session(&w).await;
+    assert_eq!(
+        send_data(&mut fourth).await,
+        "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=SN4PR0501CA0123.namprd05.prod.outlook.com]"
+    );
+    let throttled = w
+        .emulator()
+        .requests()
+        .into_iter()
+        .rfind(|r| r.surface == "smtp-throttle");
+    assert_eq!(throttled.unwrap().header("x-open-sessions"), Some("4"));
+
+    // One session ends; a new one goes through.
+    assert!(send_data(&mut first).await.starts_with("250 "));
+    assert_eq!(first.smtp_command("QUIT").await.unwrap().code, 221);
+    drop(fourth);
+    for _ in 0..100 {
+        let mut c = open_session(&w).await;
+        let reply = send_data(&mut c).await;
+        if reply.starts_with("250 ") {
+            return;
+        }
+        // The closed sessions' milter connections may take a moment to end.
+        assert!(reply.starts_with("432 "), "{reply}");
+        let _ = c.smtp_command("QUIT").await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("sessions were not released");
+}

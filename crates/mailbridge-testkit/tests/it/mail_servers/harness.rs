@@ -70,3 +70,69 @@ async fn one_mail_server_pair_per_emulator() {
     second.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_judge_route_answers_in_plain_text_and_keeps_credentials_out_of_the_log() {
+    let app = super::fixture::connector_app();
+    let model = TenantModel::builder()
+        .tenant(super::fixture::contoso(&app))
+        .build()
+        .unwrap();
+    let emulator = Emulator::new(model).unwrap();
+    let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let post = |form: Vec<(&'static str, &'static str)>| {
+        client
+            .post(format!("{}/_testkit/judge", server.base_url()))
+            .form(&form)
+            .send()
+    };
+    let text = post(vec![
+        ("user", super::fixture::ALICE),
+        ("service", "smtp"),
+        ("mechanism", "PLAIN"),
+        ("credential", "s3cret-password"),
+    ])
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("deny"));
+    assert_eq!(
+        lines.next(),
+        Some(
+            "5.7.139 Authentication unsuccessful, basic authentication is disabled. [SN4PR0501CA0123.namprd05.prod.outlook.com]"
+        )
+    );
+    assert!(lines.next().unwrap().contains("Basic authentication"));
+
+    let text = post(vec![
+        ("user", super::fixture::ALICE),
+        ("service", "imap"),
+        ("mechanism", "XOAUTH2"),
+        ("credential", "not-a-token"),
+    ])
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(text.starts_with("deny\nAUTHENTICATE failed.\n"), "{text}");
+
+    let requests = emulator.requests();
+    let surfaces: Vec<&str> = requests.iter().map(|r| r.surface.as_str()).collect();
+    assert_eq!(surfaces, ["smtp-judge", "imap-judge"]);
+    assert_eq!(requests[1].header("x-reason"), Some("token-invalid"));
+    for r in &requests {
+        let text = format!("{r:?}");
+        assert!(
+            !text.contains("s3cret-password") && !text.contains("not-a-token"),
+            "{text}"
+        );
+    }
+    server.stop().await;
+}
