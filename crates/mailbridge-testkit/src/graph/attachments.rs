@@ -2,8 +2,9 @@
 //! (< 3 MB in one request) and upload sessions for 3-150 MB, whose `uploadUrl` is served
 //! here without a bearer token, as Outlook's is.
 //!
-//! Attachments added through Graph are held by the emulator and written into the MIME
-//! when the draft is sent (Exchange writes them into the item at once).
+//! Attachments are added to drafts only: the draft's MIME is rewritten in the store at
+//! once (a new UID in Dovecot, the same Graph id through [`super::Aliases`]), so IMAP
+//! sees them as Exchange's clients would.
 //!
 //! <https://learn.microsoft.com/graph/outlook-large-attachments>,
 //! <https://learn.microsoft.com/graph/api/attachment-createuploadsession>
@@ -16,10 +17,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::auth::Need;
-use super::compose::FileAttachment;
+use super::compose::{FileAttachment, add_attachments};
 use super::errors::{GraphError, RequestIds};
 use super::json::{Attachment, attachments, graph_date};
-use super::messages::{parse_id, summary};
+use super::messages::{DRAFTS, exposed, parse_id, rewrite, summary};
 use super::{Ctx, empty_response, ids, json_response, lock};
 use crate::emulator::Emulator;
 use crate::mailstore::StoredMessageId;
@@ -36,6 +37,7 @@ const SESSION_LIFETIME: time::Duration = time::Duration::hours(6);
 /// An open upload session.
 #[derive(Debug, Clone)]
 pub struct UploadSession {
+    /// The draft, by the id Graph shows for it.
     pub message: StoredMessageId,
     /// The `Users('…')/Messages('…')` part of the upload URL.
     pub resource: String,
@@ -48,31 +50,54 @@ pub struct UploadSession {
     pub expires: OffsetDateTime,
 }
 
-/// Every attachment of a message: those in its MIME, then those held by the emulator.
+/// Every attachment of a message, in MIME order.
 async fn all_attachments(ctx: &Ctx, sid: &StoredMessageId) -> Result<Vec<Attachment>, GraphError> {
     let store = ctx.store()?;
     let raw = store
         .fetch(sid)
         .await?
         .ok_or_else(GraphError::item_not_found)?;
-    let mut list = attachments(&raw);
-    if let Some(held) = lock(&ctx.emulator.graph_state().pending).get(sid) {
-        list.extend(held.iter().cloned());
+    Ok(attachments(&raw))
+}
+
+/// Adds an attachment to a draft by rewriting its MIME; the attachment's index.
+async fn attach_to_draft(
+    emulator: &Emulator,
+    current: &StoredMessageId,
+    attachment: Attachment,
+) -> Result<u32, GraphError> {
+    if current.folder != DRAFTS {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidOperation",
+            "Attachments can only be added to draft messages.",
+        ));
     }
-    Ok(list)
+    let store = emulator
+        .mail_store()
+        .cloned()
+        .ok_or_else(GraphError::item_not_found)?;
+    let raw = store
+        .fetch(current)
+        .await?
+        .ok_or_else(GraphError::item_not_found)?;
+    let index = attachments(&raw).len();
+    let raw = add_attachments(&raw, &[attachment]);
+    rewrite(emulator, &store, current, &raw).await?;
+    Ok(u32::try_from(index).unwrap_or(u32::MAX))
 }
 
 /// `GET messages/{id}/attachments`.
 pub async fn list(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Read).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let store = ctx.store()?;
     let s = summary(&store, &sid).await?;
     let values: Vec<Value> = all_attachments(ctx, &sid)
         .await?
         .iter()
         .zip(0u32..)
-        .map(|(a, i)| a.to_json(&ids::attachment_id(&sid, i), s.received))
+        .map(|(a, i)| a.to_json(&ids::attachment_id(&exposed(ctx, &sid), i), s.received))
         .collect();
     Ok(json_response(
         StatusCode::OK,
@@ -86,10 +111,13 @@ pub async fn list(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
 /// `GET messages/{id}/attachments/{id}` and `.../$value`.
 pub async fn get(ctx: &Ctx, id: &str, attachment: &str, raw: bool) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Read).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let (owner, index) =
         ids::parse_attachment_id(attachment).ok_or_else(GraphError::malformed_id)?;
-    if owner.uid != sid.uid || owner.uid_validity != sid.uid_validity || owner.folder != sid.folder
+    let shown = exposed(ctx, &sid);
+    if owner.uid != shown.uid
+        || owner.uid_validity != shown.uid_validity
+        || owner.folder != shown.folder
     {
         return Err(GraphError::item_not_found());
     }
@@ -121,7 +149,7 @@ pub async fn add(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     if ctx.body.len() > super::REQUEST_LIMIT {
         return Err(super::send::too_large());
     }
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let file: FileAttachment =
         serde_json::from_value(ctx.json_body()?).map_err(GraphError::invalid_body)?;
     let attachment = file.decode().ok_or_else(|| {
@@ -129,15 +157,10 @@ pub async fn add(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     })?;
     let store = ctx.store()?;
     let s = summary(&store, &sid).await?;
-    let index = all_attachments(ctx, &sid).await?.len();
-    let mut v = attachment.to_json(
-        &ids::attachment_id(&sid, u32::try_from(index).unwrap_or(u32::MAX)),
-        s.received,
-    );
-    lock(&ctx.emulator.graph_state().pending)
-        .entry(sid)
-        .or_default()
-        .push(attachment);
+    let shown = exposed(ctx, &sid);
+    let json_of = attachment.clone();
+    let index = attach_to_draft(&ctx.emulator, &sid, attachment).await?;
+    let mut v = json_of.to_json(&ids::attachment_id(&shown, index), s.received);
     v["@odata.context"] = json!(format!(
         "{}/messages('{id}')/attachments/$entity",
         ctx.context_prefix(&opened.mailbox)
@@ -148,7 +171,7 @@ pub async fn add(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
 /// `POST messages/{id}/attachments/createUploadSession`: 201 with the `uploadUrl`.
 pub async fn create_upload_session(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Write).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let body = ctx.json_body()?;
     let item = body
         .get("AttachmentItem")
@@ -181,6 +204,13 @@ pub async fn create_upload_session(ctx: &Ctx, id: &str) -> Result<Response, Grap
     }
     let store = ctx.store()?;
     summary(&store, &sid).await?;
+    if sid.folder != DRAFTS {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidOperation",
+            "Attachments can only be added to draft messages.",
+        ));
+    }
     let now = ctx.emulator.now();
     let mb = &opened.mailbox;
     let resource = format!(
@@ -199,7 +229,7 @@ pub async fn create_upload_session(ctx: &Ctx, id: &str) -> Result<Response, Grap
     lock(&ctx.emulator.graph_state().uploads).insert(
         auth_token,
         UploadSession {
-            message: sid,
+            message: exposed(ctx, &sid),
             resource,
             name,
             content_type: s("contentType").unwrap_or_else(|| "application/octet-stream".to_owned()),
@@ -330,25 +360,19 @@ async fn upload(emulator: &Emulator, request: Request) -> Result<Response, Graph
         };
         session
     };
-    // Attachment ids count the MIME's own attachments first.
-    let in_mime = match emulator.mail_store() {
-        Some(store) => store
-            .fetch(&session.message)
-            .await?
-            .map_or(0, |raw| attachments(&raw).len()),
-        None => 0,
-    };
-    let mut pending = lock(&emulator.graph_state().pending);
-    let held = pending.entry(session.message.clone()).or_default();
-    held.push(Attachment {
-        name: session.name,
-        content_type: session.content_type,
-        is_inline: session.is_inline,
-        content_id: session.content_id,
-        bytes: session.data,
-    });
-    let index = u32::try_from(in_mime + held.len().saturating_sub(1)).unwrap_or(u32::MAX);
-    drop(pending);
+    let current = lock(&emulator.graph_state().aliases).current(&session.message);
+    let index = attach_to_draft(
+        emulator,
+        &current,
+        Attachment {
+            name: session.name,
+            content_type: session.content_type,
+            is_inline: session.is_inline,
+            content_id: session.content_id,
+            bytes: session.data,
+        },
+    )
+    .await?;
     let location = format!(
         "{base}/api/v2.0/{}/Attachments('{}')",
         session.resource,

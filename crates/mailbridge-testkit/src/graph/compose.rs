@@ -453,9 +453,10 @@ mod tests {
             id: "x".into(),
             parent_folder_id: "f".into(),
             is_read: true,
+            flagged: false,
             is_draft: false,
             received: OffsetDateTime::UNIX_EPOCH,
-            extra_attachments: 0,
+            revision: 0,
         }
     }
 

@@ -45,8 +45,9 @@ pub(crate) struct SyncConfig {
     page_size_preferred: bool,
 }
 
-/// The state after a round: every message of the folder with its read state.
-pub(crate) type Known = BTreeMap<(u32, u32), bool>;
+/// The state after a round: every message of the folder (by the id Graph shows) with its
+/// read state and the UID it is stored under (a rewritten draft is an update).
+pub(crate) type Known = BTreeMap<(u32, u32), (bool, bool, u32)>;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Entry {
@@ -243,10 +244,12 @@ async fn round(
     let mut entries = Vec::new();
     let mut next = Known::new();
     for s in &current {
-        next.insert(key(&s.id), s.seen);
-        let report = match known.get(&key(&s.id)) {
+        let shown = key(&super::messages::exposed(ctx, &s.id));
+        let state = (s.seen, super::messages::has_flag(s, "\\Flagged"), s.id.uid);
+        next.insert(shown, state);
+        let report = match known.get(&shown) {
             None => matches!(config.change_type, ChangeType::All | ChangeType::Created),
-            Some(seen) if *seen != s.seen => {
+            Some(before) if *before != state => {
                 matches!(config.change_type, ChangeType::All | ChangeType::Updated)
             }
             Some(_) => false,

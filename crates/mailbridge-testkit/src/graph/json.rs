@@ -17,12 +17,13 @@ pub struct MessageMeta {
     /// Graph id of the folder.
     pub parent_folder_id: String,
     pub is_read: bool,
+    /// IMAP `\Flagged` (Outlook's follow-up flag).
+    pub flagged: bool,
     pub is_draft: bool,
     /// INTERNALDATE.
     pub received: OffsetDateTime,
-    /// Attachments the emulator holds for this message beyond those in its MIME
-    /// (added through Graph to a draft, written into the MIME when it is sent).
-    pub extra_attachments: usize,
+    /// Changes whenever the stored item is rewritten (its UID), for the change key.
+    pub revision: u32,
 }
 
 /// Which body form the caller asked for with `Prefer: outlook.body-content-type`.
@@ -199,8 +200,7 @@ pub fn message_json(
         let s = recipients(message.sender());
         if s.is_empty() { from.clone() } else { s }
     };
-    let has_attachments =
-        meta.extra_attachments > 0 || message.attachments().any(|p| !is_inline(p));
+    let has_attachments = message.attachments().any(|p| !is_inline(p));
     let internet_message_id = message.message_id().map(|id| format!("<{id}>"));
     let thread_root = message
         .references()
@@ -220,7 +220,8 @@ pub fn message_json(
     let change_key = super::ids::change_key(&[
         meta.id.as_bytes(),
         if meta.is_read { b"1" } else { b"0" },
-        &meta.extra_attachments.to_be_bytes(),
+        if meta.flagged { b"F" } else { b"-" },
+        &meta.revision.to_be_bytes(),
     ]);
     let web_link = format!(
         "https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem",
@@ -267,7 +268,10 @@ pub fn message_json(
     put("ccRecipients", json!(recipients(message.cc())));
     put("bccRecipients", json!(recipients(message.bcc())));
     put("replyTo", json!(recipients(message.reply_to())));
-    put("flag", json!({"flagStatus": "notFlagged"}));
+    put(
+        "flag",
+        json!({"flagStatus": if meta.flagged { "flagged" } else { "notFlagged" }}),
+    );
     let headers: Vec<Value> = message
         .headers_raw()
         .map(|(name, value)| {
@@ -350,9 +354,10 @@ mod tests {
             id: "AAMkADtest".into(),
             parent_folder_id: "AQMkADinbox".into(),
             is_read: false,
+            flagged: false,
             is_draft: false,
             received: time::macros::datetime!(2024-05-14 09:21:37.5 UTC),
-            extra_attachments: 0,
+            revision: 0,
         }
     }
 

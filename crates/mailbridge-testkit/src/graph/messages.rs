@@ -44,14 +44,40 @@ pub fn resolve_folder(mailbox: &Mailbox, folder: &str) -> Result<String, GraphEr
     Err(GraphError::malformed_id())
 }
 
-/// A Graph message id of this mailbox, parsed.
-pub fn parse_id(mailbox: &Mailbox, id: &str) -> Result<StoredMessageId, GraphError> {
+/// A Graph message id of this mailbox, parsed: where the message is stored now.
+pub fn parse_id(ctx: &Ctx, mailbox: &Mailbox, id: &str) -> Result<StoredMessageId, GraphError> {
     let mut stored = ids::parse_message_id(id).ok_or_else(GraphError::malformed_id)?;
     if !stored.mailbox.eq_ignore_ascii_case(&mailbox.upn) {
         return Err(GraphError::item_not_found());
     }
     stored.mailbox.clone_from(&mailbox.upn);
-    Ok(stored)
+    Ok(lock(&ctx.emulator.graph_state().aliases).current(&stored))
+}
+
+/// The stored id Graph shows for the message stored at `current`.
+pub fn exposed(ctx: &Ctx, current: &StoredMessageId) -> StoredMessageId {
+    lock(&ctx.emulator.graph_state().aliases).exposed(current)
+}
+
+/// Replaces a draft's MIME in the store, keeping its Graph id.
+pub async fn rewrite(
+    emulator: &crate::emulator::Emulator,
+    store: &MailStore,
+    current: &StoredMessageId,
+    raw: &[u8],
+) -> Result<StoredMessageId, GraphError> {
+    let s = summary(store, current).await?;
+    let new = store
+        .append(&current.mailbox, &current.folder, raw, s.seen)
+        .await?;
+    store.delete(current).await?;
+    lock(&emulator.graph_state().aliases).rewritten(current, &new);
+    Ok(new)
+}
+
+/// The message at `current` moved or went away.
+fn forget(ctx: &Ctx, current: &StoredMessageId) {
+    lock(&ctx.emulator.graph_state().aliases).forget(current);
 }
 
 /// The summary of a stored message, `ErrorItemNotFound` when it is gone.
@@ -59,24 +85,27 @@ pub async fn summary(
     store: &MailStore,
     id: &StoredMessageId,
 ) -> Result<MessageSummary, GraphError> {
-    let list = store.list(&id.mailbox, &id.folder).await?;
-    list.into_iter()
-        .find(|s| s.id.uid == id.uid && s.id.uid_validity == id.uid_validity)
+    store
+        .summary(id)
+        .await?
         .ok_or_else(GraphError::item_not_found)
+}
+
+/// Whether a summary carries an IMAP flag.
+pub fn has_flag(s: &MessageSummary, flag: &str) -> bool {
+    s.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
 }
 
 /// The message's metadata for [`message_json`].
 pub fn meta(ctx: &Ctx, s: &MessageSummary) -> MessageMeta {
-    let extra = lock(&ctx.emulator.graph_state().pending)
-        .get(&s.id)
-        .map_or(0, Vec::len);
     MessageMeta {
-        id: ids::message_id(&s.id),
+        id: ids::message_id(&exposed(ctx, &s.id)),
         parent_folder_id: ids::folder_id(&s.id.mailbox, &s.id.folder),
         is_read: s.seen,
-        is_draft: s.id.folder == DRAFTS,
+        flagged: has_flag(s, "\\Flagged"),
+        is_draft: s.id.folder == DRAFTS || has_flag(s, "\\Draft"),
         received: s.received,
-        extra_attachments: extra,
+        revision: s.id.uid,
     }
 }
 
@@ -172,7 +201,7 @@ pub async fn list(ctx: &Ctx, folder: Option<&str>) -> Result<Response, GraphErro
 /// `GET messages/{id}`.
 pub async fn get(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Read).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let store = ctx.store()?;
     let s = summary(&store, &sid).await?;
     let v = message_value(ctx, &store, &s)
@@ -195,7 +224,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
 /// `GET messages/{id}/$value`: the MIME, served as `text/plain` as Graph does.
 pub async fn value(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Read).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let store = ctx.store()?;
     let raw = store
         .fetch(&sid)
@@ -227,13 +256,31 @@ async fn answer_message(
     Ok(json_response(status, &Value::Object(v)))
 }
 
-/// `PATCH messages/{id}`: `isRead` is applied; other properties are accepted and
-/// ignored.
+/// `PATCH messages/{id}`: `isRead` and `flag.flagStatus` (IMAP `\Flagged`) are applied;
+/// other properties are accepted and ignored.
 pub async fn patch(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Write).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let body = ctx.json_body()?;
     let store = ctx.store()?;
+    if let Some(flag) = body.get("flag") {
+        let status = flag
+            .get("flagStatus")
+            .and_then(Value::as_str)
+            .ok_or_else(|| GraphError::invalid_body("flag.flagStatus is required"))?;
+        let on = match status.to_ascii_lowercase().as_str() {
+            "flagged" => true,
+            "notflagged" | "complete" => false,
+            _ => {
+                return Err(GraphError::invalid_body(format!(
+                    "The value '{status}' is not valid for flagStatus."
+                )));
+            }
+        };
+        if !store.set_flag(&sid, "\\Flagged", on).await? {
+            return Err(GraphError::item_not_found());
+        }
+    }
     if let Some(v) = body.get("isRead") {
         let read = v.as_bool().ok_or_else(|| {
             GraphError::invalid_body(
@@ -247,23 +294,10 @@ pub async fn patch(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     answer_message(ctx, &store, &opened.mailbox, &sid, StatusCode::OK).await
 }
 
-/// Re-keys attachments held for a message that moved.
-fn rekey_pending(ctx: &Ctx, from: &StoredMessageId, to: &StoredMessageId, keep: bool) {
-    let mut pending = lock(&ctx.emulator.graph_state().pending);
-    let held = if keep {
-        pending.get(from).cloned()
-    } else {
-        pending.remove(from)
-    };
-    if let Some(h) = held {
-        pending.insert(to.clone(), h);
-    }
-}
-
 /// `POST messages/{id}/move` and `/copy`: 201 with the message in its new folder.
 pub async fn move_or_copy(ctx: &Ctx, id: &str, is_move: bool) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Write).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let body = ctx.json_body()?;
     let dest = body
         .get("destinationId")
@@ -287,26 +321,28 @@ pub async fn move_or_copy(ctx: &Ctx, id: &str, is_move: bool) -> Result<Response
             .append(&opened.mailbox.upn, &folder, &raw, s.seen)
             .await?
     };
-    rekey_pending(ctx, &sid, &new_id, !is_move);
+    if is_move {
+        forget(ctx, &sid);
+    }
     answer_message(ctx, &store, &opened.mailbox, &new_id, StatusCode::CREATED).await
 }
 
 /// `DELETE messages/{id}`: moves to Deleted Items (or removes it from there), 204.
 pub async fn delete(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Write).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let store = ctx.store()?;
     if sid.folder == DELETED_ITEMS {
         if !store.delete(&sid).await? {
             return Err(GraphError::item_not_found());
         }
-        lock(&ctx.emulator.graph_state().pending).remove(&sid);
+        forget(ctx, &sid);
     } else {
-        let new_id = store
+        store
             .move_to(&sid, DELETED_ITEMS)
             .await?
             .ok_or_else(GraphError::item_not_found)?;
-        rekey_pending(ctx, &sid, &new_id, false);
+        forget(ctx, &sid);
     }
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
@@ -314,12 +350,12 @@ pub async fn delete(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
 /// `POST messages/{id}/permanentDelete`: gone for good, 204.
 pub async fn permanent_delete(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Write).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let store = ctx.store()?;
     if !store.delete(&sid).await? {
         return Err(GraphError::item_not_found());
     }
-    lock(&ctx.emulator.graph_state().pending).remove(&sid);
+    forget(ctx, &sid);
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
@@ -425,4 +461,55 @@ pub async fn folder(ctx: &Ctx, folder: &str) -> Result<Response, GraphError> {
         ctx.context_prefix(&opened.mailbox)
     ));
     Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `POST mailFolders` `{"displayName": …}`: 201 with the new folder.
+pub async fn create_folder(ctx: &Ctx) -> Result<Response, GraphError> {
+    let opened = ctx.open(Need::Write).await?;
+    let body = ctx.json_body()?;
+    let name = body
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| GraphError::invalid_body("displayName is required"))?;
+    let store = ctx.store()?;
+    let info = match store.create_folder(&opened.mailbox.upn, name).await {
+        Ok(info) => info,
+        Err(crate::mailstore::MailStoreError::FolderExists(_)) => {
+            return Err(GraphError::new(
+                StatusCode::CONFLICT,
+                "ErrorFolderExists",
+                "A folder with the specified name already exists.",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut v = folder_json(&opened.mailbox, &info);
+    v["@odata.context"] = json!(format!(
+        "{}/mailFolders/$entity",
+        ctx.context_prefix(&opened.mailbox)
+    ));
+    Ok(json_response(StatusCode::CREATED, &v))
+}
+
+/// `DELETE mailFolders/{id}`: 204; well-known folders cannot be deleted.
+pub async fn delete_folder(ctx: &Ctx, folder: &str) -> Result<Response, GraphError> {
+    let opened = ctx.open(Need::Write).await?;
+    let name = resolve_folder(&opened.mailbox, folder)?;
+    if WELL_KNOWN_FOLDERS
+        .iter()
+        .any(|(_, f)| f.eq_ignore_ascii_case(&name))
+    {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ErrorDeleteDistinguishedFolder",
+            "Distinguished folders cannot be deleted.",
+        ));
+    }
+    let store = ctx.store()?;
+    if !store.delete_folder(&opened.mailbox.upn, &name).await? {
+        return Err(GraphError::item_not_found());
+    }
+    Ok(empty_response(StatusCode::NO_CONTENT))
 }

@@ -49,13 +49,55 @@ const BODY_LIMIT: usize = 16 * 1024 * 1024;
 pub const REQUEST_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Graph's per-emulator state: throttling counters, delta sync state, upload sessions
-/// and attachments added to drafts.
+/// and the ids of rewritten drafts.
 #[derive(Debug, Default)]
 pub struct GraphState {
     pub(crate) throttle: throttle::Throttle,
     pub(crate) delta: Mutex<HashMap<String, delta::DeltaToken>>,
     pub(crate) uploads: Mutex<HashMap<String, attachments::UploadSession>>,
-    pub(crate) pending: Mutex<HashMap<StoredMessageId, Vec<json::Attachment>>>,
+    pub(crate) aliases: Mutex<Aliases>,
+}
+
+/// Drafts rewritten in the store (an attachment added) get a new UID; Graph keeps
+/// their id. `forward` maps the id Graph exposes to where the message is now,
+/// `reverse` the other way.
+#[derive(Debug, Default)]
+pub struct Aliases {
+    forward: HashMap<StoredMessageId, StoredMessageId>,
+    reverse: HashMap<StoredMessageId, StoredMessageId>,
+}
+
+impl Aliases {
+    /// Where the message Graph calls `exposed` is now.
+    pub(crate) fn current(&self, exposed: &StoredMessageId) -> StoredMessageId {
+        self.forward
+            .get(exposed)
+            .cloned()
+            .unwrap_or_else(|| exposed.clone())
+    }
+
+    /// The id Graph shows for the message stored at `current`.
+    pub(crate) fn exposed(&self, current: &StoredMessageId) -> StoredMessageId {
+        self.reverse
+            .get(current)
+            .cloned()
+            .unwrap_or_else(|| current.clone())
+    }
+
+    /// The message at `old` was rewritten to `new`.
+    pub(crate) fn rewritten(&mut self, old: &StoredMessageId, new: &StoredMessageId) {
+        let exposed = self.exposed(old);
+        self.reverse.remove(old);
+        self.reverse.insert(new.clone(), exposed.clone());
+        self.forward.insert(exposed, new.clone());
+    }
+
+    /// The message at `current` moved or was deleted: it gets a new Graph id.
+    pub(crate) fn forget(&mut self, current: &StoredMessageId) {
+        if let Some(exposed) = self.reverse.remove(current) {
+            self.forward.remove(&exposed);
+        }
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -357,7 +399,9 @@ async fn run(ctx: &Ctx, route: &Route) -> Result<Response, GraphError> {
             attachments::get(ctx, &id, &att, true).await
         }
         Route::Folders if m == Method::GET => messages::folders(ctx).await,
+        Route::Folders if m == Method::POST => messages::create_folder(ctx).await,
         Route::Folder(f) if m == Method::GET => messages::folder(ctx, &f).await,
+        Route::Folder(f) if m == Method::DELETE => messages::delete_folder(ctx, &f).await,
         Route::SendMail if m == Method::POST => send::send_mail(ctx).await,
         _ => Err(method_not_allowed()),
     }

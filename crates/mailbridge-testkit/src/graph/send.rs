@@ -149,24 +149,19 @@ pub async fn send_mail(ctx: &Ctx) -> Result<Response, GraphError> {
 /// moves it to Sent Items; 202.
 pub async fn send_draft(ctx: &Ctx, id: &str) -> Result<Response, GraphError> {
     let opened = ctx.open(Need::Send).await?;
-    let sid = parse_id(&opened.mailbox, id)?;
+    let sid = parse_id(ctx, &opened.mailbox, id)?;
     let store = ctx.store()?;
     let raw = store
         .fetch(&sid)
         .await?
         .ok_or_else(GraphError::item_not_found)?;
-    let extra = lock(&ctx.emulator.graph_state().pending)
-        .get(&sid)
-        .cloned()
-        .unwrap_or_default();
-    let raw = compose::add_attachments(&raw, &extra);
     let recipients = mime_recipients(&raw);
     if recipients.is_empty() {
         return Err(no_recipients());
     }
     submit(ctx, &opened.mailbox.upn, &recipients, &raw, true).await?;
     store.delete(&sid).await?;
-    lock(&ctx.emulator.graph_state().pending).remove(&sid);
+    lock(&ctx.emulator.graph_state().aliases).forget(&sid);
     Ok(empty_response(StatusCode::ACCEPTED))
 }
 

@@ -112,6 +112,28 @@ async fn list_get_value_patch_move_delete() {
     assert_eq!(unread["value"].as_array().unwrap().len(), 2);
     assert!(!ids(unread["value"].as_array().unwrap()).contains(&id));
 
+    // Follow-up flag is IMAP's \Flagged.
+    let r = w
+        .send_json(
+            Method::PATCH,
+            &token,
+            &format!("users/{ALICE}/messages/{id}"),
+            &json!({"flag": {"flagStatus": "flagged"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["flag"]["flagStatus"],
+        "flagged"
+    );
+    let over_imap = w.imap_messages(ALICE, "INBOX").await;
+    let flagged: Vec<&String> = over_imap
+        .iter()
+        .filter(|m| m.contains("\\Flagged"))
+        .collect();
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0].contains("\\Seen"), "{}", flagged[0]);
+
     // Move to Archive: 201, new id, old id gone.
     let r = w
         .send_json(
@@ -756,4 +778,183 @@ Plain words\r\n--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Rich <b>w
     let m: Value = r.json().await.unwrap();
     assert_eq!(m["body"]["contentType"], "text");
     assert_eq!(m["body"]["content"].as_str().unwrap().trim(), "Plain words");
+}
+
+#[tokio::test]
+async fn attachment_added_to_a_draft_is_in_its_mime_and_keeps_its_id() {
+    let w = World::start_with_mail().await;
+    let token = w.app_token(&["Mail.ReadWrite", "Mail.Send"]);
+    let r = w
+        .send_json(
+            Method::POST,
+            &token,
+            &format!("users/{ALICE}/messages"),
+            &json!({"subject": "draft with file", "toRecipients": [{"emailAddress": {"address": BOB}}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let draft: Value = r.json().await.unwrap();
+    let draft_id = draft["id"].as_str().unwrap().to_owned();
+    assert_eq!(draft["hasAttachments"], false);
+    let delta = w
+        .get_json(
+            &token,
+            &format!("users/{ALICE}/mailFolders/drafts/messages/delta"),
+        )
+        .await;
+    assert_eq!(delta["value"].as_array().unwrap().len(), 1);
+    let delta_link = delta["@odata.deltaLink"].as_str().unwrap().to_owned();
+
+    let r = w
+        .send_json(
+            Method::POST,
+            &token,
+            &format!("users/{ALICE}/messages/{draft_id}/attachments"),
+            &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "small.txt",
+                    "contentType": "text/plain", "contentBytes": base64_encode(b"tiny file")}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let att: Value = r.json().await.unwrap();
+    assert_eq!(att["name"], "small.txt");
+
+    // Same Graph id, now with the attachment, also in the MIME Dovecot holds.
+    let now = w
+        .get_json(&token, &format!("users/{ALICE}/messages/{draft_id}"))
+        .await;
+    assert_eq!(now["hasAttachments"], true);
+    assert_ne!(now["changeKey"], draft["changeKey"]);
+    let got = w
+        .get_json(
+            &token,
+            &format!(
+                "users/{ALICE}/messages/{draft_id}/attachments/{}",
+                att["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(got["contentBytes"], base64_encode(b"tiny file"));
+    let drafts = w.imap_messages(ALICE, "Drafts").await;
+    assert_eq!(drafts.len(), 1);
+    assert!(drafts[0].contains("small.txt"), "{}", drafts[0]);
+
+    // Delta reports it as an update of the same message, not a removal.
+    let changes = w.get_json(&token, &delta_link).await;
+    let changes = changes["value"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0]["id"], draft_id.as_str());
+    assert!(changes[0].get("@removed").is_none());
+
+    // Received messages take no attachments.
+    w.deliver(ALICE, &message("received", "x")).await;
+    let inbox = w.wait_for_messages(&token, ALICE, "inbox", 1).await;
+    let (s, code, _) = error_of(
+        w.send_json(
+            Method::POST,
+            &token,
+            &format!(
+                "users/{ALICE}/messages/{}/attachments",
+                inbox[0]["id"].as_str().unwrap()
+            ),
+            &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x.txt",
+                    "contentBytes": base64_encode(b"x")}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (400, "ErrorInvalidOperation"));
+
+    // Sending delivers the attachment.
+    let r = w
+        .http
+        .post(w.url(&format!("users/{ALICE}/messages/{draft_id}/send")))
+        .bearer_auth(&token)
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let bob = w.imap_messages_when(BOB, "INBOX", 1).await;
+    assert!(bob[0].contains("small.txt"), "{}", bob[0]);
+}
+
+#[tokio::test]
+async fn folders_can_be_created_used_and_deleted() {
+    let w = World::start_with_mail().await;
+    let token = w.app_token(&["Mail.ReadWrite"]);
+    let r = w
+        .send_json(
+            Method::POST,
+            &token,
+            &format!("users/{ALICE}/mailFolders"),
+            &json!({"displayName": "Rechnungen 2024 ✓"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let folder: Value = r.json().await.unwrap();
+    assert_eq!(folder["displayName"], "Rechnungen 2024 ✓");
+    let folder_id = folder["id"].as_str().unwrap().to_owned();
+    let (s, code, _) = error_of(
+        w.send_json(
+            Method::POST,
+            &token,
+            &format!("users/{ALICE}/mailFolders"),
+            &json!({"displayName": "Rechnungen 2024 ✓"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (409, "ErrorFolderExists"));
+
+    w.deliver(ALICE, &message("invoice", "x")).await;
+    let inbox = w.wait_for_messages(&token, ALICE, "inbox", 1).await;
+    let r = w
+        .send_json(
+            Method::POST,
+            &token,
+            &format!(
+                "users/{ALICE}/messages/{}/move",
+                inbox[0]["id"].as_str().unwrap()
+            ),
+            &json!({"destinationId": folder_id}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let moved = w.wait_for_messages(&token, ALICE, &folder_id, 1).await;
+    assert_eq!(moved[0]["subject"], "invoice");
+    assert_eq!(moved[0]["parentFolderId"], folder_id.as_str());
+    // Over IMAP the folder has its modified UTF-7 name and holds the message.
+    let imap_name = mailbridge_testkit::mailstore::mutf7::encode("Rechnungen 2024 ✓");
+    let there = w.imap_messages(ALICE, &imap_name).await;
+    assert_eq!(there.len(), 1);
+    assert!(there[0].contains("Subject: invoice"), "{}", there[0]);
+
+    let (s, code, _) = error_of(
+        w.http
+            .delete(w.url(&format!("users/{ALICE}/mailFolders/inbox")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (403, "ErrorDeleteDistinguishedFolder"));
+    let r = w
+        .http
+        .delete(w.url(&format!("users/{ALICE}/mailFolders/{folder_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let folders = w
+        .get_json(&token, &format!("users/{ALICE}/mailFolders?$top=50"))
+        .await;
+    assert!(
+        folders["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["id"] != folder_id.as_str())
+    );
 }

@@ -232,8 +232,20 @@ impl World {
         self.emulator().issue_access_token(&g, false)
     }
 
-    /// Every message of IMAP `folder` in `mailbox`, read over IMAPS as its owner with
-    /// XOAUTH2 (literals inlined, lossily decoded).
+    /// [`World::imap_messages`] once `folder` holds at least `n` messages (bounded wait).
+    pub async fn imap_messages_when(&self, mailbox: &str, folder: &str, n: usize) -> Vec<String> {
+        for _ in 0..300 {
+            let list = self.imap_messages(mailbox, folder).await;
+            if list.len() >= n {
+                return list;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{mailbox}/{folder} never held {n} messages over IMAP");
+    }
+
+    /// Every message of IMAP `folder` in `mailbox` with its flags, read over IMAPS as its
+    /// owner with XOAUTH2 (literals inlined, lossily decoded).
     pub async fn imap_messages(&self, mailbox: &str, folder: &str) -> Vec<String> {
         let mail = self.mail.as_ref().unwrap();
         let mut c = LineClient::connect_tls(mail.imaps(), mail.tls_config(), "localhost")
@@ -261,7 +273,10 @@ impl World {
         if !exists {
             return Vec::new();
         }
-        let r = c.imap_command("a3", "FETCH 1:* BODY.PEEK[]").await.unwrap();
+        let r = c
+            .imap_command("a3", "FETCH 1:* (FLAGS BODY.PEEK[])")
+            .await
+            .unwrap();
         assert!(r.last().unwrap().starts_with("a3 OK"), "{r:?}");
         r.into_iter().filter(|l| l.starts_with("* ")).collect()
     }
