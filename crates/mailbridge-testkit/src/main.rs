@@ -22,7 +22,7 @@ enum Command {
     /// Serve the emulated tenant until interrupted.
     Serve {
         /// Tenant model (TOML); the built-in sandbox tenant when absent.
-        #[arg(long, env = "MAILBRIDGE_SANDBOX_TENANT")]
+        #[arg(long, visible_alias = "config", env = "MAILBRIDGE_SANDBOX_TENANT")]
         tenant: Option<PathBuf>,
         /// Address for the HTTP endpoints.
         #[arg(long, default_value = "127.0.0.1:8400")]

@@ -219,3 +219,76 @@ async fn a_fourth_concurrent_session_for_a_mailbox_is_deferred() {
     }
     panic!("sessions were not released");
 }
+
+#[tokio::test]
+async fn smtp_submission_is_read_through_graph_and_ews() {
+    let w = world().await;
+    let (mut c, _) = w.submission().await;
+    let raw = message(ALICE, BOB, "Seen by every surface");
+    let reply = submit(&w, &mut c, ALICE, ALICE, BOB, &raw).await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    wait_for_inbox(&w, BOB, 1).await;
+    let http = reqwest::Client::new();
+    let base = w.server.base_url();
+
+    // Graph, app-only with Mail.Read.
+    let graph = w.graph_app_token(&["Mail.Read"]);
+    let list: serde_json::Value = http
+        .get(format!(
+            "{base}/v1.0/users/{BOB}/mailFolders/inbox/messages"
+        ))
+        .bearer_auth(&graph)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = &list["value"][0];
+    assert_eq!(message["subject"], "Seen by every surface", "{list}");
+    assert_eq!(message["from"]["emailAddress"]["address"], ALICE);
+    let id = message["id"].as_str().unwrap();
+    let mime = http
+        .get(format!("{base}/v1.0/users/{BOB}/messages/{id}/$value"))
+        .bearer_auth(&graph)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(mime.contains("Subject: Seen by every surface"), "{mime}");
+
+    // EWS, app-only with full_access_as_app and impersonation.
+    let ews = w.app_token(&["full_access_as_app"]);
+    let find = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
+  xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"
+  xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages">
+  <soap:Header>
+    <t:RequestServerVersion Version="Exchange2016" />
+    <t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{BOB}</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>
+  </soap:Header>
+  <soap:Body>
+    <m:FindItem Traversal="Shallow">
+      <m:ItemShape><t:BaseShape>AllProperties</t:BaseShape></m:ItemShape>
+      <m:ParentFolderIds><t:DistinguishedFolderId Id="inbox" /></m:ParentFolderIds>
+    </m:FindItem>
+  </soap:Body>
+</soap:Envelope>"#
+    );
+    let answer = http
+        .post(format!("{base}/EWS/Exchange.asmx"))
+        .bearer_auth(&ews)
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("X-AnchorMailbox", BOB)
+        .body(find)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let xml = answer.text().await.unwrap();
+    assert!(xml.contains("ResponseClass=\"Success\""), "{xml}");
+    assert!(xml.contains("Seen by every surface"), "{xml}");
+}
