@@ -225,8 +225,14 @@ pub async fn run(
     .with_context(|| {
         format!("failed to start the sandbox on {listen} (is the port free? use --listen)")
     })?;
-    println!("{}", sandbox.summary());
-    println!("Press Ctrl-C to stop.");
+    {
+        // A closed stdout (`| head`) must not stop the sandbox.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", sandbox.summary());
+        let _ = writeln!(out, "Press Ctrl-C to stop.");
+        let _ = out.flush();
+    }
     wait_for_shutdown_signal().await;
     sandbox.stop().await;
     Ok(())
