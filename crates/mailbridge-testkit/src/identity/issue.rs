@@ -135,8 +135,9 @@ fn scope_string(resource: &Resource, scp: &BTreeSet<String>, oidc: &BTreeSet<Str
     parts.join(" ")
 }
 
-/// Mints the token answer of a delegated grant, checking consent (AADSTS65001) and,
-/// with `check_mfa`, that MFA has not been turned on since sign-in (AADSTS50076).
+/// Mints the token answer of a delegated grant, checking Conditional Access (the user's
+/// tenant blocks the app: AADSTS53003), consent (AADSTS65001) and, with `check_mfa`,
+/// that MFA has not been turned on since sign-in (AADSTS50076).
 /// `always_refresh` returns a refresh token even without `offline_access` (refresh grant).
 pub(crate) fn delegated_token(
     emulator: &Emulator,
@@ -178,11 +179,18 @@ pub(crate) fn delegated_token(
                 .into_iter()
                 .filter(|v| consented(m, tenant.id, &user.upn, app, resource.api, v)),
         );
-        Some((tenant.personal, user, app.clone(), missing, scp))
+        let blocked = tenant
+            .conditional_access_blocked_apps
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&app.client_id.to_string()));
+        Some((tenant.personal, user, app.clone(), missing, scp, blocked))
     });
-    let Some((personal, user, app, missing, scp)) = looked_up else {
+    let Some((personal, user, app, missing, scp, blocked)) = looked_up else {
         return Err(errors::user_not_found(&d.user.upn, &directory));
     };
+    if blocked {
+        return Err(errors::conditional_access_blocked());
+    }
     if !missing.is_empty() {
         return Err(errors::consent_required(
             &app.client_id.to_string(),

@@ -295,6 +295,24 @@ async fn conditional_access_block_is_53003_message_only() {
 }
 
 #[tokio::test]
+async fn conditional_access_block_applies_to_delegated_refresh_too() {
+    let w = world().await;
+    let rt = alice_refresh_token(&w).await;
+    let id = w.desktop.client_id.to_string();
+    w.emulator()
+        .update(|m| m.tenants[0].conditional_access_blocked_apps.push(id));
+    let body = assert_aad(
+        refresh(&w, &rt).await,
+        400,
+        "interaction_required",
+        53003,
+        None,
+    )
+    .await;
+    assert_eq!(body["suberror"], "message_only");
+}
+
+#[tokio::test]
 async fn mfa_newly_required_on_refresh_is_50076_with_claims() {
     let w = world().await;
     let rt = alice_refresh_token(&w).await;
