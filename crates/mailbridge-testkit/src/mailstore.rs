@@ -69,6 +69,8 @@ pub struct MessageSummary {
     pub id: StoredMessageId,
     /// `\Seen` is set.
     pub seen: bool,
+    /// Every flag as IMAP writes it (`\Seen`, `\Flagged`, `\Draft`, `$Forwarded`, ...).
+    pub flags: Vec<String>,
     /// The IMAP INTERNALDATE (Graph `receivedDateTime`).
     pub received: OffsetDateTime,
     /// RFC822.SIZE.
@@ -90,6 +92,9 @@ pub enum MailStoreError {
     /// The folder does not exist in the mailbox.
     #[error("no folder {0}")]
     NoSuchFolder(String),
+    /// A folder of that name already exists.
+    #[error("folder {0} already exists")]
+    FolderExists(String),
 }
 
 impl From<async_imap::error::Error> for MailStoreError {
@@ -179,8 +184,97 @@ impl std::fmt::Debug for MailStore {
     }
 }
 
-/// Quotes a folder name for IMAP (ASCII names only: the store creates no others).
+/// The IMAP form of a flag.
+fn flag_name(flag: &Flag<'_>) -> String {
+    match flag {
+        Flag::Seen => "\\Seen".to_owned(),
+        Flag::Answered => "\\Answered".to_owned(),
+        Flag::Flagged => "\\Flagged".to_owned(),
+        Flag::Deleted => "\\Deleted".to_owned(),
+        Flag::Draft => "\\Draft".to_owned(),
+        Flag::Recent => "\\Recent".to_owned(),
+        Flag::MayCreate => "\\*".to_owned(),
+        Flag::Custom(c) => c.to_string(),
+    }
+}
+
+/// Modified UTF-7 (RFC 3501 §5.1.3), the IMAP form of folder names.
+pub mod mutf7 {
+    use base64::Engine as _;
+
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::IMAP_MUTF7,
+        base64::engine::general_purpose::NO_PAD,
+    );
+
+    /// Encodes a folder name for the wire.
+    pub fn encode(name: &str) -> String {
+        let mut out = String::with_capacity(name.len());
+        let mut pending: Vec<u16> = Vec::new();
+        let flush = |pending: &mut Vec<u16>, out: &mut String| {
+            if pending.is_empty() {
+                return;
+            }
+            let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+            out.push('&');
+            out.push_str(&ENGINE.encode(bytes));
+            out.push('-');
+            pending.clear();
+        };
+        for c in name.chars() {
+            if (' '..='~').contains(&c) {
+                flush(&mut pending, &mut out);
+                if c == '&' {
+                    out.push_str("&-");
+                } else {
+                    out.push(c);
+                }
+            } else {
+                let mut buf = [0u16; 2];
+                pending.extend_from_slice(c.encode_utf16(&mut buf));
+            }
+        }
+        flush(&mut pending, &mut out);
+        out
+    }
+
+    /// Decodes a folder name from the wire; `None` when it is not valid modified UTF-7.
+    pub fn decode(wire: &str) -> Option<String> {
+        let mut out = String::with_capacity(wire.len());
+        let mut rest = wire;
+        while let Some(start) = rest.find('&') {
+            out.push_str(rest.get(..start)?);
+            let after = rest.get(start + 1..)?;
+            let end = after.find('-')?;
+            let chunk = after.get(..end)?;
+            if chunk.is_empty() {
+                out.push('&');
+            } else {
+                let bytes = ENGINE.decode(chunk).ok()?;
+                if bytes.len() % 2 != 0 {
+                    return None;
+                }
+                let units: Vec<u16> = bytes
+                    .chunks_exact(2)
+                    .map(|p| {
+                        Some(u16::from_be_bytes([
+                            p.first().copied()?,
+                            p.get(1).copied()?,
+                        ]))
+                    })
+                    .collect::<Option<Vec<u16>>>()?;
+                out.push_str(&String::from_utf16(&units).ok()?);
+            }
+            rest = after.get(end + 1..)?;
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+}
+
+/// Quotes a folder name for IMAP (after modified UTF-7 encoding).
 fn quote(name: &str) -> Result<String, MailStoreError> {
+    let name = mutf7::encode(name);
     if name.is_empty() || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(MailStoreError::Server(format!(
             "folder name {name:?} is not supported by the mail store"
@@ -225,6 +319,7 @@ fn summary(mailbox: &str, folder: &str, uid_validity: u32, f: &Fetch) -> Option<
             uid,
         },
         seen: f.flags().any(|fl| fl == Flag::Seen),
+        flags: f.flags().map(|fl| flag_name(&fl)).collect(),
         received,
         size: u64::from(f.size.unwrap_or_default()),
         header: f.header().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -313,30 +408,119 @@ impl MailStore {
                         .iter()
                         .any(|a| matches!(a, NameAttribute::NoSelect))
                 })
-                .map(|n| n.name().to_owned())
+                .map(|n| mutf7::decode(n.name()).unwrap_or_else(|| n.name().to_owned()))
                 .collect();
             names.sort_by_key(|n| (n != "INBOX", n.clone()));
             let mut out = Vec::with_capacity(names.len());
             for name in names {
-                let st = s
-                    .status(&name, "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)")
-                    .await?;
-                out.push(FolderInfo {
-                    name,
-                    uid_validity: st.uid_validity.unwrap_or_default(),
-                    uid_next: st.uid_next.unwrap_or_default(),
-                    total: st.exists,
-                    unread: st.unseen.unwrap_or_default(),
-                });
+                out.push(Self::folder_info(s, name).await?);
             }
             Ok(out)
         })
         .await
     }
 
+    async fn folder_info(s: &mut Session, name: String) -> Result<FolderInfo, MailStoreError> {
+        let st = s
+            .status(
+                mutf7::encode(&name),
+                "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)",
+            )
+            .await?;
+        Ok(FolderInfo {
+            name,
+            uid_validity: st.uid_validity.unwrap_or_default(),
+            uid_next: st.uid_next.unwrap_or_default(),
+            total: st.exists,
+            unread: st.unseen.unwrap_or_default(),
+        })
+    }
+
+    /// Creates (and subscribes) a folder; `/` separates levels (`Inbox/Projects`).
+    pub async fn create_folder(
+        &self,
+        mailbox: &str,
+        name: &str,
+    ) -> Result<FolderInfo, MailStoreError> {
+        quote(name)?;
+        self.with_session(mailbox, async |s| {
+            match s.create(mutf7::encode(name)).await {
+                Ok(()) => {}
+                Err(async_imap::error::Error::No(text)) => {
+                    return Err(
+                        if text.contains("ALREADYEXISTS") || text.contains("already exists") {
+                            MailStoreError::FolderExists(name.to_owned())
+                        } else {
+                            MailStoreError::Server(text)
+                        },
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+            s.subscribe(mutf7::encode(name)).await?;
+            Self::folder_info(s, name.to_owned()).await
+        })
+        .await
+    }
+
+    /// Renames a folder (also moves it under another parent). False when it does not exist.
+    pub async fn rename_folder(
+        &self,
+        mailbox: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, MailStoreError> {
+        quote(from)?;
+        quote(to)?;
+        self.with_session(mailbox, async |s| {
+            match s.rename(mutf7::encode(from), mutf7::encode(to)).await {
+                Ok(()) => {
+                    let _ = s.unsubscribe(mutf7::encode(from)).await;
+                    s.subscribe(mutf7::encode(to)).await?;
+                    Ok(true)
+                }
+                Err(async_imap::error::Error::No(text)) => {
+                    if text.contains("NONEXISTENT") || text.contains("doesn't exist") {
+                        Ok(false)
+                    } else if text.contains("ALREADYEXISTS") || text.contains("already exists") {
+                        Err(MailStoreError::FolderExists(to.to_owned()))
+                    } else {
+                        Err(MailStoreError::Server(text))
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Deletes a folder and its messages. False when it does not exist.
+    pub async fn delete_folder(&self, mailbox: &str, name: &str) -> Result<bool, MailStoreError> {
+        quote(name)?;
+        self.with_session(mailbox, async |s| {
+            // A selected folder cannot be deleted cleanly; select INBOX first.
+            let _ = s.select("INBOX").await;
+            match s.delete(mutf7::encode(name)).await {
+                Ok(()) => {
+                    let _ = s.unsubscribe(mutf7::encode(name)).await;
+                    Ok(true)
+                }
+                Err(async_imap::error::Error::No(text)) => {
+                    if text.contains("NONEXISTENT") || text.contains("doesn't exist") {
+                        Ok(false)
+                    } else {
+                        Err(MailStoreError::Server(text))
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
     /// Selects `folder`; its UIDVALIDITY and message count.
     async fn select(s: &mut Session, folder: &str) -> Result<(u32, u32), MailStoreError> {
-        match s.select(folder).await {
+        match s.select(mutf7::encode(folder)).await {
             Ok(mb) => Ok((mb.uid_validity.unwrap_or_default(), mb.exists)),
             Err(async_imap::error::Error::No(text)) => {
                 if text.contains("NONEXISTENT") || text.contains("doesn't exist") {
@@ -433,15 +617,32 @@ impl MailStore {
 
     /// Sets or clears `\Seen`. False when the message no longer exists.
     pub async fn set_seen(&self, id: &StoredMessageId, seen: bool) -> Result<bool, MailStoreError> {
+        self.set_flag(id, "\\Seen", seen).await
+    }
+
+    /// Sets or clears any flag (`\Flagged`, `\Answered`, `\Draft`, `$Forwarded`, ...).
+    /// False when the message no longer exists.
+    pub async fn set_flag(
+        &self,
+        id: &StoredMessageId,
+        flag: &str,
+        on: bool,
+    ) -> Result<bool, MailStoreError> {
+        let valid = flag.strip_prefix('\\').unwrap_or(flag);
+        if valid.is_empty()
+            || !valid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'$' || b == b'_' || b == b'-')
+        {
+            return Err(MailStoreError::Server(format!(
+                "flag {flag:?} is not valid"
+            )));
+        }
         self.with_session(&id.mailbox, async |s| {
             if !Self::select_for(s, id).await? {
                 return Ok(false);
             }
-            let op = if seen {
-                "+FLAGS (\\Seen)"
-            } else {
-                "-FLAGS (\\Seen)"
-            };
+            let op = format!("{}FLAGS ({flag})", if on { '+' } else { '-' });
             let fetches: Vec<Fetch> = s
                 .uid_store(id.uid.to_string(), op)
                 .await?
@@ -674,5 +875,33 @@ async fn wait_for_removal(log: &std::path::Path, queue_id: &str) -> Result<(), M
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mutf7;
+
+    #[test]
+    fn modified_utf7_known_answers() {
+        for (name, wire) in [
+            ("INBOX", "INBOX"),
+            ("Sent Items", "Sent Items"),
+            ("Entwürfe", "Entw&APw-rfe"),
+            ("Tom & Jerry", "Tom &- Jerry"),
+            ("日本語", "&ZeVnLIqe-"),
+            ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),
+        ] {
+            assert_eq!(mutf7::encode(name), wire, "{name}");
+            assert_eq!(mutf7::decode(wire).as_deref(), Some(name), "{wire}");
+        }
+    }
+
+    #[test]
+    fn malformed_modified_utf7_is_refused_without_panicking() {
+        for wire in ["&", "&ZeVn", "&Z-", "&AAA-", "a&--"] {
+            let _ = mutf7::decode(wire);
+        }
+        assert_eq!(mutf7::decode("&ZeVn"), None);
     }
 }

@@ -243,9 +243,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 }
 
 /// The Lua passdb that asks the emulator's judge.
-pub fn judge_lua(curl: &Path, judge_url: &str, spool: &Path) -> String {
+pub fn judge_lua(curl: &Path, mktemp: &Path, judge_url: &str, spool: &Path) -> String {
     include_str!("judge.lua")
         .replace("@CURL@", &curl.display().to_string())
+        .replace("@MKTEMP@", &mktemp.display().to_string())
         .replace("@URL@", judge_url)
         .replace("@SPOOL@", &spool.display().to_string())
 }
@@ -302,10 +303,11 @@ mod tests {
     fn judge_lua_has_no_placeholders_left() {
         let lua = judge_lua(
             Path::new("/usr/bin/curl"),
+            Path::new("/usr/bin/mktemp"),
             "http://127.0.0.1:1/_testkit/judge",
             Path::new("/r/spool"),
         );
-        for p in ["@CURL@", "@URL@", "@SPOOL@"] {
+        for p in ["@CURL@", "@MKTEMP@", "@URL@", "@SPOOL@"] {
             assert!(!lua.contains(p), "{lua}");
         }
         assert!(lua.contains("\"http://127.0.0.1:1/_testkit/judge\""));

@@ -2,6 +2,7 @@
 -- The credential goes into a private temporary file (never onto a command line), curl
 -- posts it, and the emulator answers "allow" or "deny\n<client text>\n<log reason>".
 local curl = "@CURL@"
+local mktemp = "@MKTEMP@"
 local judge_url = "@URL@"
 local spool = "@SPOOL@"
 
@@ -19,7 +20,7 @@ function script_deinit()
 end
 
 function auth_password_verify(req, pass)
-  local mk = io.popen("/bin/mktemp " .. spool .. "/judge.XXXXXXXX", "r")
+  local mk = io.popen(mktemp .. " " .. spool .. "/judge.XXXXXXXX", "r")
   if mk == nil then
     return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, "judge: mktemp failed"
   end

@@ -222,6 +222,7 @@ impl MailServers {
         let dovecot_bin = find_program("dovecot")?;
         let postfix_bin = find_program("postfix")?;
         let curl = find_program("curl")?;
+        let mktemp = find_program("mktemp")?;
         let vmail = system_user(config::VMAIL_USER)?;
         let postfix_user = system_user("postfix")?;
         let base_url = emulator.base_url();
@@ -255,6 +256,7 @@ impl MailServers {
             &layout.path("judge.lua"),
             &config::judge_lua(
                 &curl,
+                &mktemp,
                 &format!("{base_url}{}", crate::exchange::JUDGE_PATH),
                 &layout.path("spool"),
             ),

@@ -136,3 +136,122 @@ async fn mail_to_other_domains_is_kept_in_a_mailbox_named_by_the_recipient() {
         "no bounce"
     );
 }
+
+#[tokio::test]
+async fn folders_can_be_created_renamed_and_deleted_with_any_name() {
+    let w = world().await;
+    let store = w.mail.mail_store();
+    let created = store
+        .create_folder(ALICE, "Entwürfe & 日本語")
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.name.as_str(), created.total),
+        ("Entwürfe & 日本語", 0)
+    );
+    assert!(matches!(
+        store.create_folder(ALICE, "Entwürfe & 日本語").await,
+        Err(MailStoreError::FolderExists(_))
+    ));
+    let raw = message(ALICE, BOB, "In a non-ASCII folder");
+    let id = store
+        .append(ALICE, "Entwürfe & 日本語", &raw, true)
+        .await
+        .unwrap();
+    assert_eq!(store.fetch(&id).await.unwrap().unwrap(), raw);
+
+    // Seen from IMAP in modified UTF-7.
+    let mut c = w.imaps().await;
+    let token = w.user_token(ALICE, &["IMAP.AccessAsUser.All"]);
+    assert!(
+        super::fixture::imap_xoauth2(&mut c, ALICE, &token)
+            .await
+            .starts_with("a1 OK")
+    );
+    let r = c.imap_command("a2", "LIST \"\" \"*\"").await.unwrap();
+    assert!(
+        r.iter()
+            .any(|l| l.ends_with("\"Entw&APw-rfe &- &ZeVnLIqe-\"")),
+        "{r:?}"
+    );
+
+    store.create_folder(ALICE, "INBOX/Projects").await.unwrap();
+    assert!(
+        store
+            .rename_folder(ALICE, "INBOX/Projects", "Archive/Projects")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .rename_folder(ALICE, "INBOX/Projects", "X")
+            .await
+            .unwrap()
+    );
+    let names: Vec<String> = store
+        .folders(ALICE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert!(names.contains(&"Archive/Projects".to_owned()), "{names:?}");
+    assert!(!names.contains(&"INBOX/Projects".to_owned()), "{names:?}");
+
+    assert!(
+        store
+            .delete_folder(ALICE, "Entwürfe & 日本語")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_folder(ALICE, "Entwürfe & 日本語")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.fetch(&id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn flags_are_listed_and_set() {
+    let w = world().await;
+    let store = w.mail.mail_store();
+    let id = store
+        .append(ALICE, "INBOX", &message(BOB, ALICE, "Flag me"), false)
+        .await
+        .unwrap();
+    assert!(store.set_flag(&id, "\\Flagged", true).await.unwrap());
+    assert!(store.set_flag(&id, "$Forwarded", true).await.unwrap());
+    let m = store.summary(&id).await.unwrap().unwrap();
+    assert!(m.flags.contains(&"\\Flagged".to_owned()), "{:?}", m.flags);
+    assert!(m.flags.contains(&"$Forwarded".to_owned()), "{:?}", m.flags);
+    assert!(!m.seen);
+    assert!(store.set_flag(&id, "\\Flagged", false).await.unwrap());
+    let m = store.summary(&id).await.unwrap().unwrap();
+    assert!(!m.flags.contains(&"\\Flagged".to_owned()), "{:?}", m.flags);
+    assert!(store.set_flag(&id, "bad flag)", true).await.is_err());
+}
+
+#[tokio::test]
+async fn concurrent_operations_on_one_mailbox() {
+    let w = world().await;
+    let store = w.mail.mail_store();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let raw = message(ALICE, BOB, &format!("Parallel {i}"));
+                let id = store.append(ALICE, "INBOX", &raw, false).await.unwrap();
+                assert_eq!(store.fetch(&id).await.unwrap().unwrap(), raw);
+                store.list(ALICE, "INBOX").await.unwrap();
+                id
+            })
+        })
+        .collect();
+    let mut uids = std::collections::BTreeSet::new();
+    for t in tasks {
+        assert!(uids.insert(t.await.unwrap().uid));
+    }
+    assert_eq!(store.list(ALICE, "INBOX").await.unwrap().len(), 12);
+}
