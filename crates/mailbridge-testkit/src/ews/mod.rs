@@ -21,7 +21,7 @@ pub mod soap;
 pub mod sync_folder_items;
 pub mod update_item;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,11 +40,35 @@ pub fn router() -> Router<Emulator> {
     Router::new().route("/EWS/Exchange.asmx", post(exchange_asmx))
 }
 
+/// Sync states kept; the oldest is forgotten beyond this (its token then answers
+/// `ErrorInvalidSyncStateData` and the client resyncs, as with a stale Exchange state).
+const MAX_SYNC_STATES: usize = 1024;
+
 /// What the server remembers between EWS calls.
 #[derive(Debug, Default)]
 pub struct EwsState {
     /// SyncFolderItems states by their opaque token.
-    pub(crate) sync_states: HashMap<String, SyncSnapshot>,
+    sync_states: HashMap<String, SyncSnapshot>,
+    /// Tokens oldest first.
+    sync_order: VecDeque<String>,
+}
+
+impl EwsState {
+    /// The snapshot behind a sync state token.
+    pub(crate) fn sync_state(&self, token: &str) -> Option<&SyncSnapshot> {
+        self.sync_states.get(token)
+    }
+
+    /// Remembers a snapshot under a new token, forgetting the oldest beyond the limit.
+    pub(crate) fn remember_sync_state(&mut self, token: String, snapshot: SyncSnapshot) {
+        self.sync_order.push_back(token.clone());
+        self.sync_states.insert(token, snapshot);
+        while self.sync_order.len() > MAX_SYNC_STATES {
+            if let Some(old) = self.sync_order.pop_front() {
+                self.sync_states.remove(&old);
+            }
+        }
+    }
 }
 
 /// What a client had seen of a folder when a sync state was handed out.
@@ -311,4 +335,27 @@ pub async fn find_summary(
         Err(e) => return Err(e),
     };
     Ok(list.into_iter().find(|m| m.id == *id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_sync_states_are_forgotten() {
+        let mut state = EwsState::default();
+        for n in 0..=MAX_SYNC_STATES {
+            state.remember_sync_state(
+                format!("t{n}"),
+                SyncSnapshot {
+                    mailbox: "a@b".into(),
+                    folder: "INBOX".into(),
+                    items: BTreeMap::new(),
+                },
+            );
+        }
+        assert!(state.sync_state("t0").is_none());
+        assert!(state.sync_state("t1").is_some());
+        assert!(state.sync_state(&format!("t{MAX_SYNC_STATES}")).is_some());
+    }
 }

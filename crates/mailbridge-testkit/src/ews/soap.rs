@@ -288,8 +288,8 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
 pub struct Envelope {
     /// `RequestServerVersion/@Version`, when sent.
     pub version: Option<String>,
-    /// The `ExchangeImpersonation/ConnectingSID` address, when the header is present:
-    /// `Some(None)` when it is present without a usable address.
+    /// The `ExchangeImpersonation/ConnectingSID` account, when the header is present
+    /// (a header without exactly one account is a schema error).
     pub impersonation: Option<ConnectingSid>,
     /// The operation element inside `Body`.
     pub operation: Element,

@@ -87,8 +87,7 @@ pub async fn run(ctx: &Ctx, op: &Element) -> OpResult {
         Some(token) => ctx
             .emulator
             .ews_state()
-            .sync_states
-            .get(token)
+            .sync_state(token)
             .filter(|s| s.mailbox.eq_ignore_ascii_case(&mailbox) && s.folder == folder)
             .map(|s| s.items.clone()),
     };
@@ -181,7 +180,7 @@ pub async fn run(ctx: &Ctx, op: &Element) -> OpResult {
         }
     }
     let token = new_token();
-    ctx.emulator.ews_state().sync_states.insert(
+    ctx.emulator.ews_state().remember_sync_state(
         token.clone(),
         SyncSnapshot {
             mailbox,
