@@ -1,0 +1,613 @@
+//! The SMTP submission client: connect (plain, STARTTLS, implicit TLS), EHLO,
+//! authenticate, send with `DATA` streamed from a reader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mailbridge_types::ErrorClass;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufStream,
+};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::reply::{MAX_LINE, MAX_LINES, Meaning, Reply, parse_line};
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS (only for trusted networks and tests).
+    None,
+    /// STARTTLS after the first EHLO (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// The name the certificate must carry (default: `host`).
+    pub tls_name: Option<String>,
+    /// An extra trusted CA (PEM), added to the system's roots: a private CA, or the
+    /// test CA. Certificate checks are never switched off.
+    pub extra_ca_pem: Option<String>,
+    /// The name sent with EHLO.
+    pub ehlo_name: String,
+    /// Timeout for each read (the server's answer to one command).
+    pub timeout: Duration,
+}
+
+impl SmtpConfig {
+    /// A configuration with a 60 s timeout and `mailbridge.localhost` as EHLO name.
+    pub fn new(host: &str, port: u16, tls: TlsMode) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            tls,
+            tls_name: None,
+            extra_ca_pem: None,
+            ehlo_name: "mailbridge.localhost".to_owned(),
+            timeout: Duration::from_mins(1),
+        }
+    }
+}
+
+/// How to sign in.
+pub enum Credentials {
+    /// `AUTH XOAUTH2`: the mailbox (`user=`) and an access token.
+    XOAuth2 { user: String, token: SecretString },
+    /// `AUTH PLAIN`.
+    Plain {
+        user: String,
+        password: SecretString,
+    },
+    /// `AUTH LOGIN`.
+    Login {
+        user: String,
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, user) = match self {
+            Credentials::XOAuth2 { user, .. } => ("XOAuth2", user),
+            Credentials::Plain { user, .. } => ("Plain", user),
+            Credentials::Login { user, .. } => ("Login", user),
+        };
+        f.debug_struct(kind)
+            .field("user", user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What failed, with the server's reply and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmtpError {
+    #[error("could not connect to {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "TLS with {host} failed (if it uses a private CA, add it as the extra CA file; certificate checks stay on)"
+    )]
+    Tls {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connection to the SMTP server failed during {step}")]
+    Io {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the SMTP server sent something that is not SMTP during {step}: {detail}")]
+    Protocol { step: &'static str, detail: String },
+    #[error("{step} was refused: {} {}. {}", reply.code, reply.text(), reply.meaning().fix())]
+    Refused { step: &'static str, reply: Reply },
+    #[error("the server does not offer {0} (it offers: {1})")]
+    Unsupported(String, String),
+}
+
+impl SmtpError {
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SmtpError::Connect { .. } | SmtpError::Io { .. } | SmtpError::Protocol { .. } => {
+                ErrorClass::Transient
+            }
+            SmtpError::Tls { .. } | SmtpError::Unsupported(..) => ErrorClass::Misconfigured,
+            SmtpError::Refused { reply, .. } => reply.meaning().class(),
+        }
+    }
+
+    /// The meaning of the server's refusal, if it refused.
+    pub fn meaning(&self) -> Option<Meaning> {
+        match self {
+            SmtpError::Refused { reply, .. } => Some(reply.meaning()),
+            _ => None,
+        }
+    }
+}
+
+enum Conn {
+    Plain(BufStream<TcpStream>),
+    Tls(Box<BufStream<TlsStream<TcpStream>>>),
+}
+
+/// A connected SMTP session.
+pub struct SmtpClient {
+    conn: Conn,
+    timeout: Duration,
+    /// EHLO keywords after the last EHLO (`AUTH PLAIN LOGIN XOAUTH2`, `SIZE 35882577`, ...).
+    pub capabilities: Vec<String>,
+}
+
+impl std::fmt::Debug for SmtpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpClient")
+            .field("tls", &matches!(self.conn, Conn::Tls(_)))
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tls_connector(config: &SmtpConfig) -> Result<tokio_rustls::TlsConnector, SmtpError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // The system's trusted roots, plus the extra CA when one is configured.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = &config.extra_ca_pem {
+        for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SmtpError::Tls {
+            host: config.host.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+}
+
+async fn tls_handshake(
+    config: &SmtpConfig,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, SmtpError> {
+    let name = config
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| config.host.clone());
+    let server_name =
+        rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| SmtpError::Tls {
+            host: name.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    tls_connector(config)?
+        .connect(server_name, tcp)
+        .await
+        .map_err(|source| SmtpError::Tls { host: name, source })
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when asked.
+    pub async fn connect(config: &SmtpConfig) -> Result<Self, SmtpError> {
+        let addr = format!("{}:{}", config.host, config.port);
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| SmtpError::Connect {
+                addr: addr.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            })?
+            .map_err(|source| SmtpError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let conn = if config.tls == TlsMode::Implicit {
+            Conn::Tls(Box::new(BufStream::new(tls_handshake(config, tcp).await?)))
+        } else {
+            Conn::Plain(BufStream::new(tcp))
+        };
+        let mut client = Self {
+            conn,
+            timeout: config.timeout,
+            capabilities: Vec::new(),
+        };
+        let greeting = client.read_reply("greeting").await?;
+        if greeting.code != 220 {
+            return Err(SmtpError::Refused {
+                step: "the greeting",
+                reply: greeting,
+            });
+        }
+        client.ehlo(&config.ehlo_name).await?;
+        if config.tls == TlsMode::StartTls {
+            if !client.has_capability("STARTTLS") {
+                return Err(SmtpError::Unsupported(
+                    "STARTTLS".into(),
+                    client.capabilities.join(", "),
+                ));
+            }
+            client.command("STARTTLS", "STARTTLS", 220).await?;
+            let Conn::Plain(plain) = client.conn else {
+                return Err(SmtpError::Protocol {
+                    step: "STARTTLS",
+                    detail: "already TLS".into(),
+                });
+            };
+            let tcp = plain.into_inner();
+            client.conn = Conn::Tls(Box::new(BufStream::new(tls_handshake(config, tcp).await?)));
+            client.ehlo(&config.ehlo_name).await?;
+        }
+        Ok(client)
+    }
+
+    /// True when EHLO listed `keyword` (case-insensitive, first word).
+    pub fn has_capability(&self, keyword: &str) -> bool {
+        self.capabilities.iter().any(|c| {
+            c.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
+        })
+    }
+
+    /// The SASL mechanisms offered after `AUTH`.
+    pub fn auth_mechanisms(&self) -> Vec<String> {
+        self.capabilities
+            .iter()
+            .filter_map(|c| {
+                let mut words = c.split_whitespace();
+                (words.next()?.eq_ignore_ascii_case("AUTH"))
+                    .then(|| words.map(str::to_ascii_uppercase).collect::<Vec<_>>())
+            })
+            .flatten()
+            .collect()
+    }
+
+    async fn ehlo(&mut self, name: &str) -> Result<(), SmtpError> {
+        let reply = self.command(&format!("EHLO {name}"), "EHLO", 250).await?;
+        self.capabilities = reply.lines.into_iter().skip(1).collect();
+        Ok(())
+    }
+
+    /// Signs in.
+    pub async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), SmtpError> {
+        let offered = self.auth_mechanisms();
+        let need = match credentials {
+            Credentials::XOAuth2 { .. } => "XOAUTH2",
+            Credentials::Plain { .. } => "PLAIN",
+            Credentials::Login { .. } => "LOGIN",
+        };
+        if !offered.iter().any(|m| m == need) {
+            return Err(SmtpError::Unsupported(
+                format!("AUTH {need}"),
+                offered.join(" "),
+            ));
+        }
+        match credentials {
+            Credentials::XOAuth2 { user, token } => {
+                let blob = STANDARD.encode(format!(
+                    "user={user}\x01auth=Bearer {}\x01\x01",
+                    token.expose_secret()
+                ));
+                // Exchange accepts the initial response on the AUTH line (RFC 4954 allows
+                // 12,288 octets); a JSON error challenge (334) is answered empty.
+                self.write_line(&format!("AUTH XOAUTH2 {blob}"), "AUTH")
+                    .await?;
+                let mut reply = self.read_reply("AUTH").await?;
+                if reply.code == 334 {
+                    self.write_line("", "AUTH").await?;
+                    reply = self.read_reply("AUTH").await?;
+                }
+                expect(reply, "AUTH XOAUTH2", 235).map(|_| ())
+            }
+            Credentials::Plain { user, password } => {
+                let blob = STANDARD.encode(format!("\0{user}\0{}", password.expose_secret()));
+                self.write_line(&format!("AUTH PLAIN {blob}"), "AUTH")
+                    .await?;
+                let reply = self.read_reply("AUTH").await?;
+                expect(reply, "AUTH PLAIN", 235).map(|_| ())
+            }
+            Credentials::Login { user, password } => {
+                self.command("AUTH LOGIN", "AUTH LOGIN", 334).await?;
+                self.command(&STANDARD.encode(user), "AUTH LOGIN", 334)
+                    .await?;
+                self.write_line(&STANDARD.encode(password.expose_secret()), "AUTH")
+                    .await?;
+                let reply = self.read_reply("AUTH").await?;
+                expect(reply, "AUTH LOGIN", 235).map(|_| ())
+            }
+        }
+    }
+
+    /// Sends one message: `MAIL FROM`, `RCPT TO` for each recipient, `DATA` streamed
+    /// from `body` (dot-stuffed, bare LF made CRLF). Returns the server's final reply.
+    pub async fn send<R: AsyncRead + Unpin>(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        mut body: R,
+    ) -> Result<Reply, SmtpError> {
+        self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)
+            .await?;
+        for r in recipients {
+            self.command(&format!("RCPT TO:<{r}>"), "RCPT TO", 250)
+                .await?;
+        }
+        self.command("DATA", "DATA", 354).await?;
+        let mut stuffer = DotStuffer::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut out = Vec::with_capacity(70 * 1024);
+        loop {
+            let n = body.read(&mut buf).await.map_err(|source| SmtpError::Io {
+                step: "reading the message",
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.clear();
+            stuffer.push(buf.get(..n).unwrap_or_default(), &mut out);
+            self.write_raw(&out, "DATA").await?;
+        }
+        out.clear();
+        stuffer.finish(&mut out);
+        self.write_raw(&out, "DATA").await?;
+        self.flush("DATA").await?;
+        let reply = self.read_reply("end of DATA").await?;
+        expect(reply, "the message (end of DATA)", 250)
+    }
+
+    /// `RSET`, to reuse the connection for the next message after a failure.
+    pub async fn reset(&mut self) -> Result<(), SmtpError> {
+        self.command("RSET", "RSET", 250).await.map(|_| ())
+    }
+
+    /// `QUIT`.
+    pub async fn quit(mut self) -> Result<(), SmtpError> {
+        self.command("QUIT", "QUIT", 221).await.map(|_| ())
+    }
+
+    async fn command(
+        &mut self,
+        line: &str,
+        step: &'static str,
+        want: u16,
+    ) -> Result<Reply, SmtpError> {
+        self.write_line(line, step).await?;
+        let reply = self.read_reply(step).await?;
+        expect(reply, step, want)
+    }
+
+    async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), SmtpError> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.write_raw(&bytes, step).await?;
+        self.flush(step).await
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8], step: &'static str) -> Result<(), SmtpError> {
+        let r = match &mut self.conn {
+            Conn::Plain(s) => s.write_all(bytes).await,
+            Conn::Tls(s) => s.write_all(bytes).await,
+        };
+        r.map_err(|source| SmtpError::Io { step, source })
+    }
+
+    async fn flush(&mut self, step: &'static str) -> Result<(), SmtpError> {
+        let r = match &mut self.conn {
+            Conn::Plain(s) => s.flush().await,
+            Conn::Tls(s) => s.flush().await,
+        };
+        r.map_err(|source| SmtpError::Io { step, source })
+    }
+
+    async fn read_line(&mut self, step: &'static str) -> Result<String, SmtpError> {
+        let mut line = Vec::new();
+        let read = async {
+            match &mut self.conn {
+                Conn::Plain(s) => {
+                    (&mut *s)
+                        .take(MAX_LINE as u64 + 2)
+                        .read_until(b'\n', &mut line)
+                        .await
+                }
+                Conn::Tls(s) => {
+                    (&mut **s)
+                        .take(MAX_LINE as u64 + 2)
+                        .read_until(b'\n', &mut line)
+                        .await
+                }
+            }
+        };
+        let n = tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| SmtpError::Io {
+                step,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server did not answer in time",
+                ),
+            })?
+            .map_err(|source| SmtpError::Io { step, source })?;
+        if n == 0 {
+            return Err(SmtpError::Io {
+                step,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ),
+            });
+        }
+        if !line.ends_with(b"\n") {
+            return Err(SmtpError::Protocol {
+                step,
+                detail: format!("a reply line longer than {MAX_LINE} bytes"),
+            });
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    async fn read_reply(&mut self, step: &'static str) -> Result<Reply, SmtpError> {
+        let mut lines = Vec::new();
+        let mut code = None;
+        loop {
+            let line = self.read_line(step).await?;
+            let (c, last, text) = parse_line(&line).map_err(|e| SmtpError::Protocol {
+                step,
+                detail: e.to_string(),
+            })?;
+            if code.is_some_and(|k| k != c) {
+                return Err(SmtpError::Protocol {
+                    step,
+                    detail: format!("reply codes change within one reply ({line:?})"),
+                });
+            }
+            code = Some(c);
+            lines.push(text.to_owned());
+            if last {
+                return Ok(Reply { code: c, lines });
+            }
+            if lines.len() >= MAX_LINES {
+                return Err(SmtpError::Protocol {
+                    step,
+                    detail: format!("a reply of more than {MAX_LINES} lines"),
+                });
+            }
+        }
+    }
+}
+
+fn expect(reply: Reply, step: &'static str, want: u16) -> Result<Reply, SmtpError> {
+    if reply.code == want {
+        Ok(reply)
+    } else {
+        Err(SmtpError::Refused { step, reply })
+    }
+}
+
+/// Dot stuffing (RFC 5321 §4.5.2) and CRLF line ends, across chunk boundaries.
+#[derive(Debug)]
+struct DotStuffer {
+    at_line_start: bool,
+    last_was_cr: bool,
+    wrote_anything: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        Self {
+            at_line_start: true,
+            last_was_cr: false,
+            wrote_anything: false,
+        }
+    }
+}
+
+impl DotStuffer {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            match b {
+                b'\n' => {
+                    if !self.last_was_cr {
+                        out.push(b'\r');
+                    }
+                    out.push(b'\n');
+                    self.at_line_start = true;
+                    self.last_was_cr = false;
+                }
+                b'\r' => {
+                    if self.last_was_cr {
+                        // A lone CR before: keep it as a line break.
+                        out.push(b'\n');
+                        self.at_line_start = true;
+                    }
+                    out.push(b'\r');
+                    self.last_was_cr = true;
+                }
+                _ => {
+                    if self.last_was_cr {
+                        out.push(b'\n');
+                        self.at_line_start = true;
+                        self.last_was_cr = false;
+                    }
+                    if self.at_line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.at_line_start = false;
+                }
+            }
+            self.wrote_anything = true;
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.last_was_cr {
+            out.push(b'\n');
+        } else if !self.at_line_start || !self.wrote_anything {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stuff(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut s = DotStuffer::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            s.push(c, &mut out);
+        }
+        s.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn dots_are_stuffed_and_line_ends_normalised_across_chunks() {
+        assert_eq!(stuff(&[b"a\r\n.b\r\n"]), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(stuff(&[b"a\r", b"\n.", b"b"]), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(stuff(&[b".x\nbare\n"]), b"..x\r\nbare\r\n.\r\n");
+        assert_eq!(stuff(&[b""]), b"\r\n.\r\n");
+        assert_eq!(stuff(&[b"end\r"]), b"end\r\n.\r\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stuffed_output_never_has_a_lone_dot_line_before_the_end(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), split in 0usize..400) {
+            let split = split.min(input.len());
+            let (a, b) = input.split_at(split);
+            let out = stuff(&[a, b]);
+            let body = &out[..out.len() - 3];
+            proptest::prop_assert!(!body.windows(5).any(|w| w == b"\r\n.\r\n"));
+            proptest::prop_assert!(out.ends_with(b"\r\n.\r\n"));
+            // Every LF is preceded by CR.
+            for (i, &c) in out.iter().enumerate() {
+                if c == b'\n' { proptest::prop_assert_eq!(out.get(i.wrapping_sub(1)), Some(&b'\r')); }
+            }
+        }
+    }
+}
