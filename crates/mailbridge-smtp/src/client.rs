@@ -1,18 +1,15 @@
 //! The SMTP submission client: connect (plain, STARTTLS, implicit TLS), EHLO,
 //! authenticate, send with `DATA` streamed from a reader.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use mailbridge_tls::{MailStream, TlsSettings};
 use mailbridge_types::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{
-    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufStream,
-};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use crate::reply::{MAX_LINE, MAX_LINES, Meaning, Reply, parse_line};
 
@@ -141,14 +138,9 @@ impl SmtpError {
     }
 }
 
-enum Conn {
-    Plain(BufStream<TcpStream>),
-    Tls(Box<BufStream<TlsStream<TcpStream>>>),
-}
-
 /// A connected SMTP session.
 pub struct SmtpClient {
-    conn: Conn,
+    conn: MailStream,
     timeout: Duration,
     /// EHLO keywords after the last EHLO (`AUTH PLAIN LOGIN XOAUTH2`, `SIZE 35882577`, ...).
     pub capabilities: Vec<String>,
@@ -157,52 +149,26 @@ pub struct SmtpClient {
 impl std::fmt::Debug for SmtpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpClient")
-            .field("tls", &matches!(self.conn, Conn::Tls(_)))
+            .field("tls", &self.conn.is_tls())
             .field("capabilities", &self.capabilities)
             .finish_non_exhaustive()
     }
 }
 
-fn tls_connector(config: &SmtpConfig) -> Result<tokio_rustls::TlsConnector, SmtpError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // The system's trusted roots, plus the extra CA when one is configured.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(pem) = &config.extra_ca_pem {
-        for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
-            let _ = roots.add(cert);
+impl SmtpConfig {
+    fn tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            extra_ca_pem: self.extra_ca_pem.clone(),
+            server_name: self.tls_name.clone(),
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SmtpError::Tls {
-            host: config.host.clone(),
-            source: std::io::Error::other(e),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(tls)))
 }
 
-async fn tls_handshake(
-    config: &SmtpConfig,
-    tcp: TcpStream,
-) -> Result<TlsStream<TcpStream>, SmtpError> {
-    let name = config
-        .tls_name
-        .clone()
-        .unwrap_or_else(|| config.host.clone());
-    let server_name =
-        rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| SmtpError::Tls {
-            host: name.clone(),
-            source: std::io::Error::other(e),
-        })?;
-    tls_connector(config)?
-        .connect(server_name, tcp)
-        .await
-        .map_err(|source| SmtpError::Tls { host: name, source })
+fn tls_error(e: mailbridge_tls::TlsError) -> SmtpError {
+    SmtpError::Tls {
+        host: e.name,
+        source: e.source,
+    }
 }
 
 impl SmtpClient {
@@ -220,9 +186,11 @@ impl SmtpClient {
                 source,
             })?;
         let conn = if config.tls == TlsMode::Implicit {
-            Conn::Tls(Box::new(BufStream::new(tls_handshake(config, tcp).await?)))
+            MailStream::implicit(&config.tls_settings(), &config.host, tcp)
+                .await
+                .map_err(tls_error)?
         } else {
-            Conn::Plain(BufStream::new(tcp))
+            MailStream::plain(tcp)
         };
         let mut client = Self {
             conn,
@@ -245,14 +213,11 @@ impl SmtpClient {
                 ));
             }
             client.command("STARTTLS", "STARTTLS", 220).await?;
-            let Conn::Plain(plain) = client.conn else {
-                return Err(SmtpError::Protocol {
-                    step: "STARTTLS",
-                    detail: "already TLS".into(),
-                });
-            };
-            let tcp = plain.into_inner();
-            client.conn = Conn::Tls(Box::new(BufStream::new(tls_handshake(config, tcp).await?)));
+            let conn = std::mem::replace(&mut client.conn, MailStream::Closed);
+            client.conn = conn
+                .upgrade(&config.tls_settings(), &config.host)
+                .await
+                .map_err(tls_error)?;
             client.ehlo(&config.ehlo_name).await?;
         }
         Ok(client)
@@ -404,39 +369,23 @@ impl SmtpClient {
     }
 
     async fn write_raw(&mut self, bytes: &[u8], step: &'static str) -> Result<(), SmtpError> {
-        let r = match &mut self.conn {
-            Conn::Plain(s) => s.write_all(bytes).await,
-            Conn::Tls(s) => s.write_all(bytes).await,
-        };
-        r.map_err(|source| SmtpError::Io { step, source })
+        self.conn
+            .write_all(bytes)
+            .await
+            .map_err(|source| SmtpError::Io { step, source })
     }
 
     async fn flush(&mut self, step: &'static str) -> Result<(), SmtpError> {
-        let r = match &mut self.conn {
-            Conn::Plain(s) => s.flush().await,
-            Conn::Tls(s) => s.flush().await,
-        };
-        r.map_err(|source| SmtpError::Io { step, source })
+        self.conn
+            .flush()
+            .await
+            .map_err(|source| SmtpError::Io { step, source })
     }
 
     async fn read_line(&mut self, step: &'static str) -> Result<String, SmtpError> {
         let mut line = Vec::new();
-        let read = async {
-            match &mut self.conn {
-                Conn::Plain(s) => {
-                    (&mut *s)
-                        .take(MAX_LINE as u64 + 2)
-                        .read_until(b'\n', &mut line)
-                        .await
-                }
-                Conn::Tls(s) => {
-                    (&mut **s)
-                        .take(MAX_LINE as u64 + 2)
-                        .read_until(b'\n', &mut line)
-                        .await
-                }
-            }
-        };
+        let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
+        let read = limited.read_until(b'\n', &mut line);
         let n = tokio::time::timeout(self.timeout, read)
             .await
             .map_err(|_| SmtpError::Io {

@@ -1,0 +1,200 @@
+//! mailbridge-tls: client TLS for the mail protocols (SMTP, POP3, IMAP).
+//!
+//! - [`TlsSettings`]: which certificates are trusted (the system's roots plus an
+//!   optional extra CA, for private CAs and the sandbox) and which name the server's
+//!   certificate must carry. Certificate checks are never switched off.
+//! - [`MailStream`]: a TCP connection that is plain or TLS, and can be upgraded in
+//!   place (STARTTLS, STLS), buffered for line-based protocols.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// Who is trusted.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// An extra trusted CA (PEM), added to the system's roots.
+    pub extra_ca_pem: Option<String>,
+    /// The name the certificate must carry (default: the host connected to).
+    pub server_name: Option<String>,
+}
+
+/// TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "TLS with {name} failed (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
+)]
+pub struct TlsError {
+    pub name: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl TlsSettings {
+    fn connector(&self, name: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = &self.extra_ca_pem {
+            for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
+                let _ = roots.add(cert);
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError {
+                name: name.to_owned(),
+                source: std::io::Error::other(e),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+
+    /// Runs the TLS handshake on `tcp` for `host`.
+    pub async fn handshake(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, TlsError> {
+        let name = self.server_name.clone().unwrap_or_else(|| host.to_owned());
+        let server_name =
+            rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| TlsError {
+                name: name.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        self.connector(&name)?
+            .connect(server_name, tcp)
+            .await
+            .map_err(|source| TlsError { name, source })
+    }
+}
+
+/// A buffered connection, plain or TLS.
+pub enum MailStream {
+    Plain(BufStream<TcpStream>),
+    Tls(Box<BufStream<TlsStream<TcpStream>>>),
+    /// Taken out for an upgrade, or after a failed one: every operation fails.
+    Closed,
+}
+
+impl std::fmt::Debug for MailStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_tls() {
+            "MailStream(TLS)"
+        } else {
+            "MailStream(plain)"
+        })
+    }
+}
+
+impl MailStream {
+    /// True once TLS is on.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MailStream::Tls(_))
+    }
+
+    /// A plain connection.
+    pub fn plain(tcp: TcpStream) -> Self {
+        MailStream::Plain(BufStream::new(tcp))
+    }
+
+    /// A TLS connection from the first byte.
+    pub async fn implicit(
+        settings: &TlsSettings,
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<Self, TlsError> {
+        Ok(MailStream::Tls(Box::new(BufStream::new(
+            settings.handshake(host, tcp).await?,
+        ))))
+    }
+
+    /// Upgrades a plain connection (after the server agreed to STARTTLS / STLS).
+    /// Bytes the server sent before the handshake are discarded, as RFC 3207 requires.
+    pub async fn upgrade(self, settings: &TlsSettings, host: &str) -> Result<Self, TlsError> {
+        match self {
+            MailStream::Plain(plain) => {
+                let tcp = plain.into_inner();
+                Self::implicit(settings, host, tcp).await
+            }
+            tls @ MailStream::Tls(_) => Ok(tls),
+            MailStream::Closed => Err(TlsError {
+                name: host.to_owned(),
+                source: closed(),
+            }),
+        }
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection is closed")
+}
+
+impl AsyncRead for MailStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MailStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncBufRead for MailStream {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_fill_buf(cx),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_fill_buf(cx),
+            MailStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).consume(amt),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).consume(amt),
+            MailStream::Closed => {}
+        }
+    }
+}
+
+impl AsyncWrite for MailStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MailStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MailStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MailStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
