@@ -1,0 +1,677 @@
+//! The IMAP client.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mailbridge_tls::{MailStream, TlsSettings};
+use mailbridge_types::ErrorClass;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _,
+};
+use tokio::net::TcpStream;
+
+use crate::response::{
+    Completion, CompletionStatus, MAX_INLINE_LITERAL, MAX_LINE, Meaning, parse_completion,
+    response_code, trailing_literal, untagged_number,
+};
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS (trusted networks and tests only).
+    None,
+    /// `STARTTLS` after the greeting (port 143).
+    StartTls,
+    /// TLS from the first byte (port 993).
+    Implicit,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub trust: TlsSettings,
+    /// Timeout for each server answer (not for IDLE, which has its own).
+    pub timeout: Duration,
+}
+
+impl ImapConfig {
+    /// A configuration with a 60 s timeout and the system's roots.
+    pub fn new(host: &str, port: u16, tls: TlsMode) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            tls,
+            trust: TlsSettings::default(),
+            timeout: Duration::from_mins(1),
+        }
+    }
+}
+
+/// How to sign in.
+pub enum Credentials {
+    /// `AUTHENTICATE XOAUTH2`: the mailbox to open (`user=`) and an access token.
+    XOAuth2 { user: String, token: SecretString },
+    /// `AUTHENTICATE OAUTHBEARER` (RFC 7628), for providers other than Microsoft.
+    OAuthBearer { user: String, token: SecretString },
+    /// `LOGIN`.
+    Login {
+        user: String,
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, user) = match self {
+            Credentials::XOAuth2 { user, .. } => ("XOAuth2", user),
+            Credentials::OAuthBearer { user, .. } => ("OAuthBearer", user),
+            Credentials::Login { user, .. } => ("Login", user),
+        };
+        f.debug_struct(kind)
+            .field("user", user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImapError {
+    #[error("could not connect to {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] mailbridge_tls::TlsError),
+    #[error("connection to the IMAP server failed during {step}")]
+    Io {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the IMAP server sent something that is not IMAP during {step}: {detail}")]
+    Protocol { step: &'static str, detail: String },
+    #[error("{step} was refused: {text}. {}", Meaning::of(text).fix())]
+    Refused { step: &'static str, text: String },
+    #[error("the server closed the session: {0}")]
+    Bye(String),
+}
+
+impl ImapError {
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ImapError::Connect { .. }
+            | ImapError::Io { .. }
+            | ImapError::Protocol { .. }
+            | ImapError::Bye(_) => ErrorClass::Transient,
+            ImapError::Tls(_) => ErrorClass::Misconfigured,
+            ImapError::Refused { text, .. } => Meaning::of(text).class(),
+        }
+    }
+
+    /// The meaning of a refusal.
+    pub fn meaning(&self) -> Option<Meaning> {
+        match self {
+            ImapError::Refused { text, .. } => Some(Meaning::of(text)),
+            _ => None,
+        }
+    }
+}
+
+/// A selected folder's identity and size: the checkpoint is (`uid_validity`, last UID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folder {
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub exists: u32,
+}
+
+/// A connected IMAP session.
+#[derive(Debug)]
+pub struct ImapClient {
+    conn: MailStream,
+    next_tag: u32,
+    timeout: Duration,
+    /// Capabilities from the greeting or the last `CAPABILITY`.
+    pub capabilities: Vec<String>,
+}
+
+fn quote(s: &str) -> Result<String, ImapError> {
+    if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(ImapError::Protocol {
+            step: "quoting",
+            detail: "a name or password with a line break".into(),
+        });
+    }
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+impl ImapClient {
+    /// Connects, reads the greeting, and upgrades with STARTTLS when asked.
+    pub async fn connect(config: &ImapConfig) -> Result<Self, ImapError> {
+        let addr = format!("{}:{}", config.host, config.port);
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| ImapError::Connect {
+                addr: addr.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            })?
+            .map_err(|source| ImapError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let conn = if config.tls == TlsMode::Implicit {
+            MailStream::implicit(&config.trust, &config.host, tcp).await?
+        } else {
+            MailStream::plain(tcp)
+        };
+        let mut client = Self {
+            conn,
+            next_tag: 1,
+            timeout: config.timeout,
+            capabilities: Vec::new(),
+        };
+        let greeting = client.read_line("the greeting").await?;
+        if greeting.starts_with("* BYE") {
+            return Err(ImapError::Bye(greeting));
+        }
+        if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
+            return Err(ImapError::Protocol {
+                step: "the greeting",
+                detail: greeting.chars().take(200).collect(),
+            });
+        }
+        client.capability().await?;
+        if config.tls == TlsMode::StartTls {
+            client.run("STARTTLS", "STARTTLS").await?;
+            let conn = std::mem::replace(&mut client.conn, MailStream::Closed);
+            client.conn = conn.upgrade(&config.trust, &config.host).await?;
+            client.capability().await?;
+        }
+        Ok(client)
+    }
+
+    /// True when `CAPABILITY` listed `name` (case-insensitive).
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    async fn capability(&mut self) -> Result<(), ImapError> {
+        let (untagged, _) = self.run("CAPABILITY", "CAPABILITY").await?;
+        if let Some(line) = untagged
+            .iter()
+            .find(|l| l.to_ascii_uppercase().starts_with("* CAPABILITY "))
+        {
+            self.capabilities = line.split_whitespace().skip(2).map(str::to_owned).collect();
+        }
+        Ok(())
+    }
+
+    /// Signs in.
+    pub async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), ImapError> {
+        match credentials {
+            Credentials::XOAuth2 { user, token } => {
+                let blob = STANDARD.encode(format!(
+                    "user={user}\x01auth=Bearer {}\x01\x01",
+                    token.expose_secret()
+                ));
+                self.sasl("XOAUTH2", &blob).await
+            }
+            Credentials::OAuthBearer { user, token } => {
+                let blob = STANDARD.encode(format!(
+                    "n,a={user},\x01auth=Bearer {}\x01\x01",
+                    token.expose_secret()
+                ));
+                self.sasl("OAUTHBEARER", &blob).await
+            }
+            Credentials::Login { user, password } => {
+                let command = format!(
+                    "LOGIN {} {}",
+                    quote(user)?,
+                    quote(password.expose_secret())?
+                );
+                self.run(&command, "LOGIN").await.map(|_| ())
+            }
+        }?;
+        // Capabilities often change after login.
+        self.capability().await
+    }
+
+    async fn sasl(&mut self, mechanism: &str, blob: &str) -> Result<(), ImapError> {
+        let tag = self.tag();
+        if self.has_capability("SASL-IR") {
+            self.write_line(
+                &format!("{tag} AUTHENTICATE {mechanism} {blob}"),
+                "AUTHENTICATE",
+            )
+            .await?;
+        } else {
+            self.write_line(&format!("{tag} AUTHENTICATE {mechanism}"), "AUTHENTICATE")
+                .await?;
+            let line = self.read_line("AUTHENTICATE").await?;
+            if !line.starts_with('+') {
+                return self.finish_sasl(&tag, Some(line)).await;
+            }
+            self.write_line(blob, "AUTHENTICATE").await?;
+        }
+        self.finish_sasl(&tag, None).await
+    }
+
+    async fn finish_sasl(
+        &mut self,
+        tag: &str,
+        mut pending: Option<String>,
+    ) -> Result<(), ImapError> {
+        loop {
+            let line = match pending.take() {
+                Some(l) => l,
+                None => self.read_line("AUTHENTICATE").await?,
+            };
+            if line.starts_with('+') {
+                // An error challenge (Gmail's JSON): answer empty to get the NO.
+                self.write_line("", "AUTHENTICATE").await?;
+                continue;
+            }
+            if let Some(c) = parse_completion(&line, tag) {
+                return match c.status {
+                    CompletionStatus::Ok => Ok(()),
+                    _ => Err(ImapError::Refused {
+                        step: "AUTHENTICATE",
+                        text: c.text,
+                    }),
+                };
+            }
+        }
+    }
+
+    /// `SELECT` a folder.
+    pub async fn select(&mut self, folder: &str) -> Result<Folder, ImapError> {
+        let (untagged, done) = self
+            .run(&format!("SELECT {}", quote(folder)?), "SELECT")
+            .await?;
+        let mut f = Folder {
+            uid_validity: 0,
+            uid_next: 0,
+            exists: 0,
+        };
+        for line in untagged
+            .iter()
+            .map(String::as_str)
+            .chain([done.text.as_str()])
+        {
+            if let Some(v) = response_code(line, "UIDVALIDITY").and_then(|v| v.parse().ok()) {
+                f.uid_validity = v;
+            }
+            if let Some(v) = response_code(line, "UIDNEXT").and_then(|v| v.parse().ok()) {
+                f.uid_next = v;
+            }
+            if let Some(n) = untagged_number(line, "EXISTS") {
+                f.exists = n;
+            }
+        }
+        if f.uid_validity == 0 {
+            return Err(ImapError::Protocol {
+                step: "SELECT",
+                detail: "no UIDVALIDITY".into(),
+            });
+        }
+        Ok(f)
+    }
+
+    /// UIDs of the selected folder above `last_uid` (the checkpoint), ascending.
+    pub async fn uids_after(&mut self, last_uid: u32) -> Result<Vec<u32>, ImapError> {
+        let from = last_uid.saturating_add(1);
+        let (untagged, _) = self
+            .run(&format!("UID SEARCH UID {from}:*"), "UID SEARCH")
+            .await?;
+        let mut uids: Vec<u32> = untagged
+            .iter()
+            .filter(|l| l.to_ascii_uppercase().starts_with("* SEARCH"))
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .skip(2)
+                    .filter_map(|n| n.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .filter(|u| *u > last_uid)
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// `UID FETCH uid BODY.PEEK[]`, streamed into `sink`; the message's size, or `None`
+    /// when there is no message with that UID.
+    pub async fn fetch<W: AsyncWrite + Unpin>(
+        &mut self,
+        uid: u32,
+        sink: &mut W,
+    ) -> Result<Option<u64>, ImapError> {
+        let tag = self.tag();
+        self.write_line(
+            &format!("{tag} UID FETCH {uid} (UID BODY.PEEK[])"),
+            "UID FETCH",
+        )
+        .await?;
+        let mut size = None;
+        loop {
+            let line = self.read_line("UID FETCH").await?;
+            if let Some(c) = parse_completion(&line, &tag) {
+                return match c.status {
+                    CompletionStatus::Ok => Ok(size),
+                    _ => Err(ImapError::Refused {
+                        step: "UID FETCH",
+                        text: c.text,
+                    }),
+                };
+            }
+            if line.starts_with("* BYE") {
+                return Err(ImapError::Bye(line));
+            }
+            let Some(n) = trailing_literal(&line) else {
+                continue;
+            };
+            let upper = line.to_ascii_uppercase();
+            if upper.contains(" FETCH ") && upper.contains("BODY[]") && size.is_none() {
+                self.stream_literal(n, sink).await?;
+                size = Some(n);
+            } else {
+                self.skip_literal(n).await?;
+            }
+            // The rest of the response after the literal (`)` or more items).
+            let _ = self.read_line_with_literals("UID FETCH").await?;
+        }
+    }
+
+    /// Sets or clears `\Seen`.
+    pub async fn set_seen(&mut self, uid: u32, seen: bool) -> Result<(), ImapError> {
+        let op = if seen {
+            "+FLAGS.SILENT"
+        } else {
+            "-FLAGS.SILENT"
+        };
+        self.run(&format!("UID STORE {uid} {op} (\\Seen)"), "UID STORE")
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves a message to another folder (`UID MOVE`, or copy + delete + expunge).
+    pub async fn move_to(&mut self, uid: u32, folder: &str) -> Result<(), ImapError> {
+        let target = quote(folder)?;
+        if self.has_capability("MOVE") {
+            return self
+                .run(&format!("UID MOVE {uid} {target}"), "UID MOVE")
+                .await
+                .map(|_| ());
+        }
+        self.run(&format!("UID COPY {uid} {target}"), "UID COPY")
+            .await?;
+        self.delete(uid).await
+    }
+
+    /// Deletes a message (`\Deleted` then `UID EXPUNGE` of that UID only).
+    pub async fn delete(&mut self, uid: u32) -> Result<(), ImapError> {
+        self.run(
+            &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
+            "UID STORE",
+        )
+        .await?;
+        if self.has_capability("UIDPLUS") {
+            self.run(&format!("UID EXPUNGE {uid}"), "UID EXPUNGE")
+                .await
+                .map(|_| ())
+        } else {
+            self.run("EXPUNGE", "EXPUNGE").await.map(|_| ())
+        }
+    }
+
+    /// `APPEND` a message of `size` bytes read from `message` (a Sent copy); the new
+    /// UID when the server reports it (`APPENDUID`).
+    pub async fn append<R: AsyncRead + Unpin>(
+        &mut self,
+        folder: &str,
+        seen: bool,
+        size: u64,
+        message: &mut R,
+    ) -> Result<Option<u32>, ImapError> {
+        let tag = self.tag();
+        let flags = if seen { " (\\Seen)" } else { "" };
+        self.write_line(
+            &format!("{tag} APPEND {}{flags} {{{size}}}", quote(folder)?),
+            "APPEND",
+        )
+        .await?;
+        let line = self.read_line("APPEND").await?;
+        if !line.starts_with('+') {
+            let text = parse_completion(&line, &tag).map_or(line, |c| c.text);
+            return Err(ImapError::Refused {
+                step: "APPEND",
+                text,
+            });
+        }
+        let copied = tokio::io::copy(&mut message.take(size), &mut self.conn)
+            .await
+            .map_err(|source| ImapError::Io {
+                step: "APPEND",
+                source,
+            })?;
+        if copied != size {
+            return Err(ImapError::Protocol {
+                step: "APPEND",
+                detail: format!("the message had {copied} bytes, not the {size} announced"),
+            });
+        }
+        self.write_line("", "APPEND").await?;
+        let (_, done) = self.collect(&tag, "APPEND").await?;
+        Ok(response_code(&done.text, "APPENDUID")
+            .and_then(|v| v.split_whitespace().nth(1)?.parse().ok()))
+    }
+
+    /// `IDLE` until the server reports new mail (`EXISTS`) or `wait` passes; true when
+    /// new mail arrived.
+    pub async fn idle(&mut self, wait: Duration) -> Result<bool, ImapError> {
+        let tag = self.tag();
+        self.write_line(&format!("{tag} IDLE"), "IDLE").await?;
+        let first = self.read_line("IDLE").await?;
+        if !first.starts_with('+') {
+            let text = parse_completion(&first, &tag).map_or(first, |c| c.text);
+            return Err(ImapError::Refused { step: "IDLE", text });
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut new_mail = false;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let mut line = Vec::new();
+            let read = async {
+                let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
+                limited.read_until(b'\n', &mut line).await
+            };
+            match tokio::time::timeout(remaining, read).await {
+                Err(_) => break,
+                Ok(Err(source)) => {
+                    return Err(ImapError::Io {
+                        step: "IDLE",
+                        source,
+                    });
+                }
+                Ok(Ok(0)) => {
+                    return Err(ImapError::Bye(
+                        "the server closed the connection during IDLE".into(),
+                    ));
+                }
+                Ok(Ok(_)) => {
+                    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    if text.starts_with("* BYE") {
+                        return Err(ImapError::Bye(text));
+                    }
+                    if untagged_number(&text, "EXISTS").is_some()
+                        || untagged_number(&text, "RECENT").is_some()
+                    {
+                        new_mail = true;
+                        break;
+                    }
+                }
+            }
+        }
+        self.write_line("DONE", "IDLE").await?;
+        self.collect(&tag, "IDLE").await?;
+        Ok(new_mail)
+    }
+
+    /// `LOGOUT`.
+    pub async fn logout(mut self) -> Result<(), ImapError> {
+        self.run("LOGOUT", "LOGOUT").await.map(|_| ())
+    }
+
+    fn tag(&mut self) -> String {
+        let t = format!("m{}", self.next_tag);
+        self.next_tag += 1;
+        t
+    }
+
+    /// Sends a command and reads its untagged responses and completion.
+    async fn run(
+        &mut self,
+        command: &str,
+        step: &'static str,
+    ) -> Result<(Vec<String>, Completion), ImapError> {
+        let tag = self.tag();
+        self.write_line(&format!("{tag} {command}"), step).await?;
+        self.collect(&tag, step).await
+    }
+
+    async fn collect(
+        &mut self,
+        tag: &str,
+        step: &'static str,
+    ) -> Result<(Vec<String>, Completion), ImapError> {
+        let mut untagged = Vec::new();
+        loop {
+            let line = self.read_line_with_literals(step).await?;
+            if let Some(c) = parse_completion(&line, tag) {
+                return match c.status {
+                    CompletionStatus::Ok => Ok((untagged, c)),
+                    _ => Err(ImapError::Refused { step, text: c.text }),
+                };
+            }
+            if line.starts_with("* BYE") && step != "LOGOUT" {
+                return Err(ImapError::Bye(line));
+            }
+            if untagged.len() < 100_000 {
+                untagged.push(line);
+            }
+        }
+    }
+
+    /// A response line with any (small) literals read inline.
+    async fn read_line_with_literals(&mut self, step: &'static str) -> Result<String, ImapError> {
+        let mut line = self.read_line(step).await?;
+        while let Some(n) = trailing_literal(&line) {
+            if n > MAX_INLINE_LITERAL {
+                return Err(ImapError::Protocol {
+                    step,
+                    detail: format!("a literal of {n} bytes where a short value was expected"),
+                });
+            }
+            let mut buf = Vec::new();
+            self.stream_literal(n, &mut buf).await?;
+            line.push_str(&String::from_utf8_lossy(&buf));
+            line.push_str(&self.read_line(step).await?);
+        }
+        Ok(line)
+    }
+
+    async fn stream_literal<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: u64,
+        sink: &mut W,
+    ) -> Result<(), ImapError> {
+        let mut limited = (&mut self.conn).take(n);
+        let copied = tokio::time::timeout(self.timeout, tokio::io::copy(&mut limited, sink))
+            .await
+            .map_err(|_| ImapError::Io {
+                step: "reading a message",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server stopped sending",
+                ),
+            })?
+            .map_err(|source| ImapError::Io {
+                step: "reading a message",
+                source,
+            })?;
+        if copied == n {
+            Ok(())
+        } else {
+            Err(ImapError::Io {
+                step: "reading a message",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the message was cut short",
+                ),
+            })
+        }
+    }
+
+    async fn skip_literal(&mut self, n: u64) -> Result<(), ImapError> {
+        self.stream_literal(n, &mut tokio::io::sink()).await
+    }
+
+    async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), ImapError> {
+        let io = |source| ImapError::Io { step, source };
+        self.conn.write_all(line.as_bytes()).await.map_err(io)?;
+        self.conn.write_all(b"\r\n").await.map_err(io)?;
+        self.conn.flush().await.map_err(io)
+    }
+
+    async fn read_line(&mut self, step: &'static str) -> Result<String, ImapError> {
+        let mut line = Vec::new();
+        let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
+        let read = limited.read_until(b'\n', &mut line);
+        let n = tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| ImapError::Io {
+                step,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server did not answer in time",
+                ),
+            })?
+            .map_err(|source| ImapError::Io { step, source })?;
+        if n == 0 {
+            return Err(ImapError::Io {
+                step,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ),
+            });
+        }
+        if !line.ends_with(b"\n") {
+            return Err(ImapError::Protocol {
+                step,
+                detail: format!("a line longer than {MAX_LINE} bytes"),
+            });
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+}
