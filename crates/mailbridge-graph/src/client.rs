@@ -1,0 +1,400 @@
+//! The Graph mail client.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures::StreamExt as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::Semaphore;
+
+use crate::error::{GraphError, Meaning};
+
+/// Which mailbox: app-only addresses a user by object id or UPN; delegated uses `/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mailbox {
+    Me,
+    User(String),
+}
+
+impl Mailbox {
+    fn path(&self) -> String {
+        match self {
+            Mailbox::Me => "/me".to_owned(),
+            Mailbox::User(id) => format!("/users/{}", percent_encode(id)),
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// The Graph root including the version, e.g. `https://graph.microsoft.com/v1.0`.
+    pub root: String,
+    /// Extra trusted CA (PEM).
+    pub extra_ca_pem: Option<String>,
+    /// Requests in flight per mailbox (Graph allows 4).
+    pub concurrency_per_mailbox: usize,
+    /// Attempts for throttled or transient answers.
+    pub attempts: u32,
+    /// Longest wait honoured from `Retry-After`.
+    pub max_retry_after: Duration,
+    pub timeout: Duration,
+}
+
+impl GraphConfig {
+    /// Microsoft's defaults for `root`.
+    pub fn new(root: &str) -> Self {
+        Self {
+            root: root.trim_end_matches('/').to_owned(),
+            extra_ca_pem: None,
+            concurrency_per_mailbox: 4,
+            attempts: 4,
+            max_retry_after: Duration::from_mins(2),
+            timeout: Duration::from_secs(100),
+        }
+    }
+}
+
+/// One entry of a delta page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaItem {
+    pub id: String,
+    /// `@removed`: deleted or moved out of the folder.
+    pub removed: bool,
+    pub is_read: Option<bool>,
+    pub subject: Option<String>,
+    pub received: Option<String>,
+}
+
+/// A page of a delta sync.
+#[derive(Debug, Clone)]
+pub struct DeltaPage {
+    pub items: Vec<DeltaItem>,
+    /// Fetch this for the next page (`@odata.nextLink`).
+    pub next_link: Option<String>,
+    /// Store this as the checkpoint; fetch it for the next round (`@odata.deltaLink`).
+    pub delta_link: Option<String>,
+}
+
+/// The client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    config: GraphConfig,
+    limits: Arc<Mutex<HashMap<Mailbox, Arc<Semaphore>>>>,
+}
+
+/// Error of the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("could not reach Microsoft Graph at {url}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Microsoft Graph sent an answer mailbridge does not understand: {0}")]
+    Protocol(String),
+    #[error("writing the message failed")]
+    Sink(#[source] std::io::Error),
+}
+
+impl ClientError {
+    /// What to do about it.
+    pub fn class(&self) -> mailbridge_types::ErrorClass {
+        match self {
+            ClientError::Graph(g) => g.class(),
+            ClientError::Http { .. } | ClientError::Protocol(_) | ClientError::Sink(_) => {
+                mailbridge_types::ErrorClass::Transient
+            }
+        }
+    }
+}
+
+impl GraphClient {
+    /// A client.
+    pub fn new(config: GraphConfig) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| ClientError::Protocol(format!("extra CA is not PEM: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Protocol(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            config,
+            limits: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn limiter(&self, mailbox: &Mailbox) -> Arc<Semaphore> {
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits
+            .entry(mailbox.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency_per_mailbox.max(1))))
+            .clone()
+    }
+
+    /// Sends a request built by `build`, at most N in flight per mailbox, retrying
+    /// throttled and transient answers after `Retry-After` (bounded).
+    async fn send(
+        &self,
+        mailbox: &Mailbox,
+        token: &SecretString,
+        url: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let limiter = self.limiter(mailbox);
+        let _permit = limiter
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Protocol("limiter closed".into()))?;
+        let mut attempt = 1;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let response = build(&self.http)
+                .bearer_auth(token.expose_secret())
+                .send()
+                .await
+                .map_err(|source| ClientError::Http {
+                    url: url.to_owned(),
+                    source,
+                })?;
+            let status = response.status().as_u16();
+            if status < 400 {
+                return Ok(response);
+            }
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let request_id = response
+                .headers()
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = response.bytes().await.unwrap_or_default();
+            let error = GraphError::from_answer(status, retry_after, request_id, &body);
+            let retryable = matches!(error.meaning, Meaning::Throttled | Meaning::Transient);
+            if !retryable || attempt >= self.config.attempts {
+                return Err(error.into());
+            }
+            let wait = retry_after
+                .unwrap_or(backoff)
+                .min(self.config.max_retry_after);
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+
+    async fn json(
+        &self,
+        mailbox: &Mailbox,
+        token: &SecretString,
+        url: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Value, ClientError> {
+        let response = self.send(mailbox, token, url, build).await?;
+        let bytes = response.bytes().await.map_err(|source| ClientError::Http {
+            url: url.to_owned(),
+            source,
+        })?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("{url}: {e}")))
+    }
+
+    fn folder_url(&self, mailbox: &Mailbox, folder: &str, rest: &str) -> String {
+        format!(
+            "{}{}/mailFolders/{}/{rest}",
+            self.config.root,
+            mailbox.path(),
+            percent_encode(folder)
+        )
+    }
+
+    /// One page of a folder's delta sync: from the start (`from = None`), or from a
+    /// stored `@odata.nextLink` / `@odata.deltaLink`.
+    pub async fn delta(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        folder: &str,
+        from: Option<&str>,
+        page_size: u32,
+    ) -> Result<DeltaPage, ClientError> {
+        let url = from.map_or_else(
+            || {
+                self.folder_url(
+                    mailbox,
+                    folder,
+                    "messages/delta?$select=subject,isRead,receivedDateTime",
+                )
+            },
+            str::to_owned,
+        );
+        let prefer = format!("odata.maxpagesize={page_size}");
+        let v = self
+            .json(mailbox, token, &url, |h| {
+                h.get(&url).header("Prefer", &prefer)
+            })
+            .await?;
+        let items = v["value"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| {
+                        Some(DeltaItem {
+                            id: m["id"].as_str()?.to_owned(),
+                            removed: m.get("@removed").is_some(),
+                            is_read: m["isRead"].as_bool(),
+                            subject: m["subject"].as_str().map(str::to_owned),
+                            received: m["receivedDateTime"].as_str().map(str::to_owned),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(DeltaPage {
+            items,
+            next_link: v["@odata.nextLink"].as_str().map(str::to_owned),
+            delta_link: v["@odata.deltaLink"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// The message's MIME (`$value`), streamed into `sink`; its size.
+    pub async fn fetch_mime<W: AsyncWrite + Unpin>(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        id: &str,
+        sink: &mut W,
+    ) -> Result<u64, ClientError> {
+        let url = format!(
+            "{}{}/messages/{}/$value",
+            self.config.root,
+            mailbox.path(),
+            percent_encode(id)
+        );
+        let response = self.send(mailbox, token, &url, |h| h.get(&url)).await?;
+        let mut stream = response.bytes_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
+            sink.write_all(&chunk).await.map_err(ClientError::Sink)?;
+            total += chunk.len() as u64;
+        }
+        sink.flush().await.map_err(ClientError::Sink)?;
+        Ok(total)
+    }
+
+    /// Marks a message read or unread.
+    pub async fn set_read(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        id: &str,
+        read: bool,
+    ) -> Result<(), ClientError> {
+        let url = format!(
+            "{}{}/messages/{}",
+            self.config.root,
+            mailbox.path(),
+            percent_encode(id)
+        );
+        let body = json!({ "isRead": read });
+        self.json(mailbox, token, &url, |h| h.patch(&url).json(&body))
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves a message to a folder (id or well-known name); the moved message's new id.
+    pub async fn move_to(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        id: &str,
+        destination: &str,
+    ) -> Result<String, ClientError> {
+        let url = format!(
+            "{}{}/messages/{}/move",
+            self.config.root,
+            mailbox.path(),
+            percent_encode(id)
+        );
+        let body = json!({ "destinationId": destination });
+        let v = self
+            .json(mailbox, token, &url, |h| h.post(&url).json(&body))
+            .await?;
+        v["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Protocol("move answered without an id".into()))
+    }
+
+    /// Deletes a message (to Deleted Items, as Graph does).
+    pub async fn delete(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        id: &str,
+    ) -> Result<(), ClientError> {
+        let url = format!(
+            "{}{}/messages/{}",
+            self.config.root,
+            mailbox.path(),
+            percent_encode(id)
+        );
+        self.json(mailbox, token, &url, |h| h.delete(&url))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a MIME message (`sendMail` with `Content-Type: text/plain`, base64), which
+    /// Graph accepts up to about 4 MB; a copy goes to Sent Items.
+    pub async fn send_mime(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        mime: &[u8],
+    ) -> Result<(), ClientError> {
+        let url = format!("{}{}/sendMail", self.config.root, mailbox.path());
+        let body = STANDARD.encode(mime);
+        self.json(mailbox, token, &url, |h| {
+            h.post(&url)
+                .header("content-type", "text/plain")
+                .body(body.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+}

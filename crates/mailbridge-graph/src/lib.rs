@@ -1,0 +1,17 @@
+//! mailbridge-graph: Microsoft Graph v1.0 mail, with our own serde types for the
+//! dozen endpoints mailbridge needs (there is no maintained Rust Graph SDK).
+//!
+//! Parts:
+//! - [`error`]: Graph's error envelope and what each answer means (throttled with
+//!   `Retry-After`, token problems, missing admin consent or access policy,
+//!   unlicensed mailbox, delta state lost) with the admin's fix.
+//! - [`client`]: the client: a mailbox addressed by object id or UPN (app-only) or
+//!   `/me` (delegated); per-folder delta sync; `$value` MIME streamed into a writer;
+//!   mark read, move, delete; `sendMail` with MIME; at most 4 requests in flight per
+//!   mailbox and 429/503 retried after `Retry-After`, a bounded number of times.
+
+pub mod client;
+pub mod error;
+
+pub use client::{ClientError, DeltaItem, DeltaPage, GraphClient, GraphConfig, Mailbox};
+pub use error::{GraphError, Meaning};
