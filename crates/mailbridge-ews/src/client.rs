@@ -1,0 +1,536 @@
+//! The EWS client.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mailbridge_types::ErrorClass;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::xml::{Element, escape, parse};
+
+/// When EWS in Exchange Online is blocked by default, and when it is switched off.
+pub const EXCHANGE_ONLINE_EWS_BLOCKED: &str = "2026-10-01";
+pub const EXCHANGE_ONLINE_EWS_OFF: &str = "2027-04-01";
+
+/// A warning for accounts that use EWS against Exchange Online.
+pub fn exchange_online_notice(ews_url: &str) -> Option<String> {
+    let host = ews_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    (host.ends_with("outlook.office365.com") || host.ends_with("outlook.office.com")).then(|| {
+        format!(
+            "EWS in Exchange Online is blocked by default from {EXCHANGE_ONLINE_EWS_BLOCKED} and switched off on {EXCHANGE_ONLINE_EWS_OFF}: move this account to Microsoft Graph (add Microsoft Graph Mail.ReadWrite and Mail.Send application permissions to the same app, grant admin consent, and change the account's transport to graph)"
+        )
+    })
+}
+
+/// Where EWS lives.
+#[derive(Debug, Clone)]
+pub struct EwsConfig {
+    /// `https://mail.contoso.com/EWS/Exchange.asmx`.
+    pub url: String,
+    pub extra_ca_pem: Option<String>,
+    pub server_version: String,
+    pub timeout: Duration,
+    /// Attempts for `ErrorServerBusy`.
+    pub attempts: u32,
+}
+
+impl EwsConfig {
+    /// Defaults for `url`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            extra_ca_pem: None,
+            server_version: "Exchange2013_SP1".to_owned(),
+            timeout: Duration::from_secs(100),
+            attempts: 3,
+        }
+    }
+}
+
+/// How requests are authorised.
+pub enum EwsAuth {
+    /// A delegated token: the user's own mailbox (or one it has FullAccess on).
+    Bearer { token: SecretString },
+    /// An app-only token (`full_access_as_app`) acting on `mailbox` through
+    /// `ExchangeImpersonation` and `X-AnchorMailbox`.
+    AppOnly {
+        token: SecretString,
+        mailbox: String,
+    },
+    /// Basic, for on-premises Exchange.
+    Basic {
+        user: String,
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for EwsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EwsAuth::Bearer { .. } => f.write_str("Bearer"),
+            EwsAuth::AppOnly { mailbox, .. } => f
+                .debug_struct("AppOnly")
+                .field("mailbox", mailbox)
+                .finish_non_exhaustive(),
+            EwsAuth::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EwsError {
+    #[error("could not reach EWS at {url}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("EWS refused the credentials (HTTP 401{}). {}", diagnostics.as_deref().map(|d| format!(", {d}")).unwrap_or_default(), unauthorized_fix(diagnostics.as_deref()))]
+    Unauthorized { diagnostics: Option<String> },
+    #[error("EWS answered {code}: {message}. {}", response_fix(code))]
+    Response {
+        code: String,
+        message: String,
+        back_off: Option<Duration>,
+    },
+    #[error("EWS answered HTTP {status} without a SOAP answer")]
+    Status { status: u16 },
+    #[error("EWS sent an answer mailbridge does not understand: {0}")]
+    Protocol(String),
+}
+
+fn unauthorized_fix(diagnostics: Option<&str>) -> &'static str {
+    match diagnostics.and_then(|d| d.split(';').next()).map(str::trim) {
+        Some("2000008") => {
+            "the token carries no EWS permission: add Office 365 Exchange Online full_access_as_app (application) or EWS.AccessAsUser.All (delegated) in App registrations -> API permissions and grant admin consent"
+        }
+        Some("2000003") => {
+            "the token is for another audience: request https://outlook.office365.com/.default (app-only) or https://outlook.office365.com/EWS.AccessAsUser.All (delegated)"
+        }
+        Some("2000005") => "the token has expired: get a new one",
+        _ => "check the credentials; Exchange Online accepts only OAuth tokens",
+    }
+}
+
+fn response_fix(code: &str) -> &'static str {
+    match code {
+        "ErrorNonExistentMailbox" => {
+            "no Exchange mailbox for this address (unlicensed, or on another server): check the address and the licence"
+        }
+        "ErrorAccessDenied" | "ErrorImpersonateUserDenied" => {
+            "the app may not open this mailbox: an application access policy or RBAC scope excludes it, or impersonation is not allowed (`Test-ApplicationAccessPolicy`, `New-ManagementRoleAssignment -Role ApplicationImpersonation`)"
+        }
+        "ErrorServerBusy" => "the server is throttling: wait the BackOffMilliseconds it gave",
+        "ErrorInvalidSyncStateData" => "the sync state is no longer valid: start the sync over",
+        "ErrorItemNotFound" => "the item no longer exists",
+        "ErrorSendAsDenied" => {
+            "the mailbox may not send as this address: grant SendAs (`Add-RecipientPermission … -AccessRights SendAs`)"
+        }
+        _ => "see the server's message",
+    }
+}
+
+impl EwsError {
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EwsError::Http { .. } | EwsError::Protocol(_) => ErrorClass::Transient,
+            EwsError::Unauthorized { diagnostics } => {
+                match diagnostics.as_deref().and_then(|d| d.split(';').next()) {
+                    Some("2000008") => ErrorClass::NeedsAdmin,
+                    Some("2000005") => ErrorClass::Transient,
+                    _ => ErrorClass::Misconfigured,
+                }
+            }
+            EwsError::Response { code, back_off, .. } => match code.as_str() {
+                "ErrorServerBusy" => ErrorClass::Throttled {
+                    retry_after: *back_off,
+                },
+                "ErrorAccessDenied"
+                | "ErrorImpersonateUserDenied"
+                | "ErrorNonExistentMailbox"
+                | "ErrorSendAsDenied" => ErrorClass::NeedsAdmin,
+                _ => ErrorClass::Permanent,
+            },
+            EwsError::Status { status } if *status >= 500 => ErrorClass::Transient,
+            EwsError::Status { .. } => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// A change reported by SyncFolderItems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+    ReadFlagChange,
+}
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub id: String,
+    pub change_key: Option<String>,
+    pub is_read: Option<bool>,
+}
+
+/// One SyncFolderItems answer.
+#[derive(Debug, Clone)]
+pub struct SyncPage {
+    pub changes: Vec<Change>,
+    /// Store this as the checkpoint.
+    pub sync_state: String,
+    /// False: call again with `sync_state` for more.
+    pub includes_last: bool,
+}
+
+/// The client.
+#[derive(Debug, Clone)]
+pub struct EwsClient {
+    http: reqwest::Client,
+    config: EwsConfig,
+}
+
+impl EwsClient {
+    /// A client.
+    pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.extra_ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| EwsError::Protocol(format!("extra CA is not PEM: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Self {
+            http: builder
+                .build()
+                .map_err(|e| EwsError::Protocol(e.to_string()))?,
+            config,
+        })
+    }
+
+    fn envelope(&self, auth: &EwsAuth, body: &str) -> String {
+        let impersonation = match auth {
+            EwsAuth::AppOnly { mailbox, .. } => format!(
+                "<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{}</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>",
+                escape(mailbox)
+            ),
+            _ => String::new(),
+        };
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages">
+<soap:Header><t:RequestServerVersion Version="{}" />{impersonation}</soap:Header>
+<soap:Body>{body}</soap:Body>
+</soap:Envelope>"#,
+            escape(&self.config.server_version)
+        )
+    }
+
+    /// Posts an operation and returns its response message element (after checking
+    /// `ResponseClass`), retrying `ErrorServerBusy` after its back-off.
+    async fn call(&self, auth: &EwsAuth, body: &str, message: &str) -> Result<Element, EwsError> {
+        let envelope = self.envelope(auth, body);
+        let mut attempt = 1;
+        loop {
+            let mut request = self
+                .http
+                .post(&self.config.url)
+                .header("content-type", "text/xml; charset=utf-8")
+                .body(envelope.clone());
+            request = match auth {
+                EwsAuth::Bearer { token } => request.bearer_auth(token.expose_secret()),
+                EwsAuth::AppOnly { token, mailbox } => request
+                    .bearer_auth(token.expose_secret())
+                    .header("X-AnchorMailbox", mailbox),
+                EwsAuth::Basic { user, password } => {
+                    request.basic_auth(user, Some(password.expose_secret()))
+                }
+            };
+            let response = request.send().await.map_err(|source| EwsError::Http {
+                url: self.config.url.clone(),
+                source,
+            })?;
+            let status = response.status().as_u16();
+            if status == 401 {
+                let diagnostics = response
+                    .headers()
+                    .get("x-ms-diagnostics")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                return Err(EwsError::Unauthorized { diagnostics });
+            }
+            let text = response.text().await.map_err(|source| EwsError::Http {
+                url: self.config.url.clone(),
+                source,
+            })?;
+            let Ok(root) = parse(&text) else {
+                return Err(EwsError::Status { status });
+            };
+            let result = read_response(&root, message);
+            match result {
+                Err(EwsError::Response {
+                    ref code,
+                    back_off: Some(wait),
+                    ..
+                }) if code == "ErrorServerBusy" && attempt < self.config.attempts => {
+                    tokio::time::sleep(wait.min(Duration::from_mins(1))).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One round of SyncFolderItems on a distinguished folder (`inbox`, ...), from
+    /// `sync_state` (none for the first round).
+    pub async fn sync_folder_items(
+        &self,
+        auth: &EwsAuth,
+        folder: &str,
+        sync_state: Option<&str>,
+        max_changes: u32,
+    ) -> Result<SyncPage, EwsError> {
+        let state = sync_state.map_or_else(String::new, |s| {
+            format!("<m:SyncState>{}</m:SyncState>", escape(s))
+        });
+        let body = format!(
+            r#"<m:SyncFolderItems><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:SyncFolderId><t:DistinguishedFolderId Id="{}" /></m:SyncFolderId>{state}<m:MaxChangesReturned>{}</m:MaxChangesReturned></m:SyncFolderItems>"#,
+            escape(folder),
+            max_changes.clamp(1, 512)
+        );
+        let msg = self
+            .call(auth, &body, "SyncFolderItemsResponseMessage")
+            .await?;
+        let sync_state = msg
+            .child("SyncState")
+            .map(|s| s.text.clone())
+            .ok_or_else(|| {
+                EwsError::Protocol("SyncFolderItems answered without SyncState".into())
+            })?;
+        let includes_last = msg
+            .child("IncludesLastItemInRange")
+            .is_none_or(|e| e.text == "true");
+        let mut changes = Vec::new();
+        if let Some(list) = msg.child("Changes") {
+            for c in &list.children {
+                let kind = match c.name.as_str() {
+                    "Create" => ChangeKind::Create,
+                    "Update" => ChangeKind::Update,
+                    "Delete" => ChangeKind::Delete,
+                    "ReadFlagChange" => ChangeKind::ReadFlagChange,
+                    _ => continue,
+                };
+                let Some(item_id) = c.find("ItemId") else {
+                    continue;
+                };
+                let Some(id) = item_id.attr("Id") else {
+                    continue;
+                };
+                changes.push(Change {
+                    kind,
+                    id: id.to_owned(),
+                    change_key: item_id.attr("ChangeKey").map(str::to_owned),
+                    is_read: c.find("IsRead").map(|e| e.text == "true"),
+                });
+            }
+        }
+        Ok(SyncPage {
+            changes,
+            sync_state,
+            includes_last,
+        })
+    }
+
+    /// The item's MIME (GetItem with `IncludeMimeContent`).
+    pub async fn get_mime(&self, auth: &EwsAuth, id: &str) -> Result<Vec<u8>, EwsError> {
+        let body = format!(
+            r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:IncludeMimeContent>true</t:IncludeMimeContent></m:ItemShape><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:GetItem>"#,
+            escape(id)
+        );
+        let msg = self.call(auth, &body, "GetItemResponseMessage").await?;
+        let mime = msg
+            .find("MimeContent")
+            .ok_or_else(|| EwsError::Protocol("GetItem answered without MimeContent".into()))?;
+        let compact: String = mime.text.chars().filter(|c| !c.is_whitespace()).collect();
+        STANDARD
+            .decode(compact)
+            .map_err(|e| EwsError::Protocol(format!("MimeContent is not base64: {e}")))
+    }
+
+    /// Marks an item read or unread.
+    pub async fn set_read(
+        &self,
+        auth: &EwsAuth,
+        id: &str,
+        change_key: Option<&str>,
+        read: bool,
+    ) -> Result<(), EwsError> {
+        let ck = change_key.map_or_else(String::new, |k| format!(r#" ChangeKey="{}""#, escape(k)));
+        let body = format!(
+            r#"<m:UpdateItem MessageDisposition="SaveOnly" ConflictResolution="AlwaysOverwrite"><m:ItemChanges><t:ItemChange><t:ItemId Id="{}"{ck} /><t:Updates><t:SetItemField><t:FieldURI FieldURI="message:IsRead" /><t:Message><t:IsRead>{read}</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#,
+            escape(id)
+        );
+        self.call(auth, &body, "UpdateItemResponseMessage")
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves an item to a distinguished folder; the new item id.
+    pub async fn move_item(
+        &self,
+        auth: &EwsAuth,
+        id: &str,
+        folder: &str,
+    ) -> Result<Option<String>, EwsError> {
+        let body = format!(
+            r#"<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="{}" /></m:ToFolderId><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:MoveItem>"#,
+            escape(folder),
+            escape(id)
+        );
+        let msg = self.call(auth, &body, "MoveItemResponseMessage").await?;
+        Ok(msg
+            .find("ItemId")
+            .and_then(|e| e.attr("Id"))
+            .map(str::to_owned))
+    }
+
+    /// Deletes an item (`HardDelete`, or `MoveToDeletedItems`).
+    pub async fn delete_item(&self, auth: &EwsAuth, id: &str, hard: bool) -> Result<(), EwsError> {
+        let kind = if hard {
+            "HardDelete"
+        } else {
+            "MoveToDeletedItems"
+        };
+        let body = format!(
+            r#"<m:DeleteItem DeleteType="{kind}"><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:DeleteItem>"#,
+            escape(id)
+        );
+        self.call(auth, &body, "DeleteItemResponseMessage")
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a MIME message (CreateItem `SendAndSaveCopy`, or `SendOnly`).
+    pub async fn send_mime(
+        &self,
+        auth: &EwsAuth,
+        mime: &[u8],
+        save_copy: bool,
+    ) -> Result<(), EwsError> {
+        let disposition = if save_copy {
+            "SendAndSaveCopy"
+        } else {
+            "SendOnly"
+        };
+        let saved = if save_copy {
+            r#"<m:SavedItemFolderId><t:DistinguishedFolderId Id="sentitems" /></m:SavedItemFolderId>"#
+        } else {
+            ""
+        };
+        let body = format!(
+            r#"<m:CreateItem MessageDisposition="{disposition}">{saved}<m:Items><t:Message><t:MimeContent CharacterSet="UTF-8">{}</t:MimeContent></t:Message></m:Items></m:CreateItem>"#,
+            STANDARD.encode(mime)
+        );
+        self.call(auth, &body, "CreateItemResponseMessage")
+            .await
+            .map(|_| ())
+    }
+}
+
+/// `BackOffMilliseconds` from `<t:Value Name="BackOffMilliseconds">` (or an element of
+/// that name).
+fn back_off_ms(el: &Element) -> Option<Duration> {
+    let mut values = Vec::new();
+    el.find_all("Value", &mut values);
+    values
+        .into_iter()
+        .find(|v| v.attr("Name") == Some("BackOffMilliseconds"))
+        .or_else(|| el.find("BackOffMilliseconds"))
+        .and_then(|e| e.text.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
+/// Reads the response message `message` from an answer: a SOAP fault or an item error
+/// becomes [`EwsError::Response`].
+fn read_response(root: &Element, message: &str) -> Result<Element, EwsError> {
+    if let Some(fault) = root.find("Fault") {
+        let code = fault
+            .find("ResponseCode")
+            .map(|e| e.text.clone())
+            .or_else(|| fault.find("faultcode").map(|e| e.text.clone()))
+            .unwrap_or_default();
+        let message = fault
+            .find("Message")
+            .or_else(|| fault.find("faultstring"))
+            .map(|e| e.text.clone())
+            .unwrap_or_default();
+        let back_off = back_off_ms(fault);
+        return Err(EwsError::Response {
+            code,
+            message,
+            back_off,
+        });
+    }
+    let msg = root
+        .find(message)
+        .ok_or_else(|| EwsError::Protocol(format!("no {message} in the answer")))?;
+    if msg.attr("ResponseClass") == Some("Error") {
+        let code = msg
+            .child("ResponseCode")
+            .map(|e| e.text.clone())
+            .unwrap_or_default();
+        let text = msg
+            .child("MessageText")
+            .map(|e| e.text.clone())
+            .unwrap_or_default();
+        let back_off = back_off_ms(msg);
+        return Err(EwsError::Response {
+            code,
+            message: text,
+            back_off,
+        });
+    }
+    Ok(msg.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchange_online_gets_the_retirement_notice() {
+        let n = exchange_online_notice("https://outlook.office365.com/EWS/Exchange.asmx").unwrap();
+        assert!(
+            n.contains("2026-10-01") && n.contains("2027-04-01") && n.contains("Microsoft Graph")
+        );
+        assert!(exchange_online_notice("https://mail.contoso.com/EWS/Exchange.asmx").is_none());
+    }
+
+    #[test]
+    fn faults_and_item_errors_are_read() {
+        let fault = parse(r#"<s:Envelope xmlns:s="x"><s:Body><s:Fault><faultcode>a:ErrorServerBusy</faultcode><faultstring>The server cannot service this request right now. Try again later.</faultstring><detail><e:ResponseCode xmlns:e="y">ErrorServerBusy</e:ResponseCode><e:MessageXml xmlns:e="y"><t:Value xmlns:t="z" Name="BackOffMilliseconds">297749</t:Value></e:MessageXml></detail></s:Fault></s:Body></s:Envelope>"#).unwrap();
+        let err = read_response(&fault, "GetItemResponseMessage").unwrap_err();
+        assert!(matches!(err.class(), ErrorClass::Throttled { .. }), "{err}");
+        let item = parse(r#"<E><B><m:GetItemResponseMessage ResponseClass="Error"><m:MessageText>The specified object was not found in the store.</m:MessageText><m:ResponseCode>ErrorItemNotFound</m:ResponseCode></m:GetItemResponseMessage></B></E>"#).unwrap();
+        let err = read_response(&item, "GetItemResponseMessage").unwrap_err();
+        assert!(err.to_string().contains("ErrorItemNotFound"));
+    }
+}
