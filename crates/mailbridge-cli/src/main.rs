@@ -18,6 +18,7 @@ use mailbridge_testkit::TenantModel;
 mod auth_cmd;
 mod context;
 mod secrets_cmd;
+mod test_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,6 +57,9 @@ enum Command {
     /// Client secrets and the master key.
     #[command(subcommand)]
     Secrets(secrets_cmd::SecretsCommand),
+    /// Check an account's incoming or outgoing side step by step.
+    #[command(subcommand)]
+    Test(test_cmd::TestCommand),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Auth(command) => auth_cmd::run(&cli.global, command).await,
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
+        Command::Test(command) => test_cmd::run(&cli.global, command).await,
     }
 }
 

@@ -6,10 +6,13 @@
 //! - [`provider`]: built-in providers (Microsoft 365 over Graph, IMAP/SMTP, POP/SMTP;
 //!   Outlook.com; Exchange on-premises over EWS; Gmail; generic IMAP/SMTP) and the
 //!   domain -> provider table.
+//! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
+//!   times, naming the cause and fix from the token's claims and the server's reply.
 //! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain
 //!   table, MX, the tenant's OpenID configuration, Autodiscover v2, Thunderbird
 //!   autoconfig, SRV records), each with a timeout and an injectable base URL or
 //!   resolver; the result says which step decided.
 
 pub mod autodetect;
+pub mod check;
 pub mod provider;

@@ -158,6 +158,64 @@ pub struct AccountConfig {
     /// User name for password sign-in, when it is not the address.
     #[serde(default)]
     pub login: Option<String>,
+    /// Where mail is downloaded from (IMAP/POP server, or the Graph/EWS endpoint).
+    #[serde(default)]
+    pub incoming: Option<EndpointConfig>,
+    /// Where mail is sent (SMTP server); for Graph and EWS the incoming side.
+    #[serde(default)]
+    pub outgoing: Option<EndpointConfig>,
+}
+
+/// How a connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// No TLS (trusted networks and tests only).
+    None,
+    /// STARTTLS / STLS after the greeting.
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+/// One side of an account: a transport and where it connects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub transport: Transport,
+    /// Host name (IMAP/POP/SMTP) or URL (Graph root, EWS URL).
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: Option<TlsMode>,
+    /// The name the server certificate must carry, when not `host`.
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// Extra trusted CA (PEM file).
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl EndpointConfig {
+    /// The TLS mode in force (implicit unless set).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.unwrap_or(TlsMode::Implicit)
+    }
+
+    /// The port in force: the transport's standard port for the TLS mode.
+    pub fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(match (self.transport, self.tls_mode()) {
+                (Transport::Imap, TlsMode::Implicit) => 993,
+                (Transport::Imap, _) => 143,
+                (Transport::Pop3, TlsMode::Implicit) => 995,
+                (Transport::Pop3, _) => 110,
+                (Transport::Smtp, TlsMode::Implicit) => 465,
+                (Transport::Smtp, _) => 587,
+                (Transport::Graph | Transport::Ews, _) => 443,
+            })
+    }
 }
 
 fn default_transports() -> Vec<Transport> {

@@ -349,3 +349,101 @@ async fn certificate_app_shows_thumbprint_and_expiry_and_signs_in() {
     assert!(request.param("client_assertion").is_some());
     assert!(!request.body.contains("PRIVATE KEY"));
 }
+
+#[tokio::test]
+async fn test_receive_and_send_report_each_step_and_name_the_fix() {
+    use mailbridge_testkit::crypto::TestCa;
+    use mailbridge_testkit::mailservers::MailServers;
+    use mailbridge_testkit::model::MailboxRight;
+    let f = fixture(365).await;
+    // The daemon app gets SMTP too; Exchange registration done with the app
+    // registration's object id: the classic mistake.
+    let daemon = f.daemon.clone();
+    f.server.emulator.update(|m| {
+        let t = &mut m.tenants[0];
+        t.apps[0]
+            .permissions
+            .push(mailbridge_testkit::model::RequiredPermission {
+                api: Api::ExchangeOnline,
+                kind: PermissionKind::Application,
+                value: "SMTP.SendAsApp".into(),
+            });
+        t.exchange_service_principals
+            .push(mailbridge_testkit::model::ExchangeServicePrincipal {
+                app_id: daemon.client_id,
+                object_id: daemon.object_id,
+                added_at: None,
+            });
+        t.users
+            .push(User::new("helpdesk@contoso.example", "Helpdesk", PASSWORD));
+        t.mailbox_permissions
+            .push(mailbridge_testkit::model::MailboxPermission {
+                mailbox: "helpdesk@contoso.example".into(),
+                trustee: daemon.client_id.to_string(),
+                right: MailboxRight::FullAccess,
+                added_at: None,
+            });
+    });
+    let mail = MailServers::start(&f.server.emulator, &TestCa::generate().unwrap())
+        .await
+        .unwrap();
+    let ca = f.dir.path().join("ca.pem");
+    std::fs::write(&ca, mail.ca_pem()).unwrap();
+    let mut config = std::fs::read_to_string(f.config()).unwrap();
+    config = config.replacen(
+        "transports = [\"imap\"]\n",
+        &format!(
+            "transports = [\"imap\"]\nincoming = {{ transport = \"imap\", host = \"127.0.0.1\", port = {}, tls = \"implicit\", tls_name = \"{}\", extra_ca_file = \"{}\" }}\noutgoing = {{ transport = \"smtp\", host = \"127.0.0.1\", port = {}, tls = \"starttls\", tls_name = \"{}\", extra_ca_file = \"{}\" }}\n",
+            mail.imaps().port(),
+            mail.tls_name(),
+            ca.display(),
+            mail.submission().port(),
+            mail.tls_name(),
+            ca.display()
+        ),
+        1,
+    );
+    std::fs::write(f.config(), config).unwrap();
+    let (ok, _, err) = f
+        .run(
+            &["secrets", "set-app-secret", "daemon"],
+            Some(&format!("{SECRET}\n")),
+        )
+        .await;
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = f.run(&["test", "receive", "helpdesk"], None).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("✓ get token"), "{out}");
+    assert!(out.contains("✗ authenticate"), "{out}");
+    assert!(
+        out.contains("Enterprise applications, not from App registrations"),
+        "{out}"
+    );
+    assert!(
+        err.contains("the receive check of account helpdesk failed"),
+        "{err}"
+    );
+
+    // The admin fixes it: New-ServicePrincipal with the enterprise application's id.
+    f.server.emulator.update(|m| {
+        m.tenants[0].exchange_service_principals[0].object_id = daemon.service_principal_id;
+    });
+    let (ok, out, err) = f
+        .run(&["test", "receive", "helpdesk", "--json"], None)
+        .await;
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 5);
+
+    let (ok, out, _) = f
+        .run(
+            &["test", "send", "helpdesk", "--to", "alice@contoso.example"],
+            None,
+        )
+        .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("✓ send"), "{out}");
+    mail.stop().await;
+}

@@ -1,0 +1,138 @@
+//! `mailbridge test receive|send <account>`: check an account's incoming or outgoing
+//! side step by step, naming the cause and the fix of a failure.
+
+use anyhow::bail;
+use mailbridge_auth::cache::RetryPolicy;
+use mailbridge_auth::session::Sessions;
+use mailbridge_mailbox::check::{Report, SignIn, receive_imap, send_smtp};
+use mailbridge_types::config::{SignInMethod, Transport};
+use secrecy::SecretString;
+
+use crate::context::{self, GlobalArgs};
+
+/// `mailbridge test ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum TestCommand {
+    /// Sign in to the incoming side and open the inbox.
+    Receive {
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in to the outgoing side and send a test message.
+    Send {
+        account: String,
+        /// Recipient (the account itself when absent).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a test command; fails (exit 1) when the check fails.
+pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()> {
+    let config = context::load_config(&global.config)?;
+    let store = context::open_store(global).await?;
+    let (name, json, receive, to) = match &command {
+        TestCommand::Receive { account, json } => (account, *json, true, None),
+        TestCommand::Send { account, to, json } => (account, *json, false, to.clone()),
+    };
+    let Some(account) = config.account(name) else {
+        bail!("no account named {name:?} in the configuration");
+    };
+    let side = if receive {
+        account.incoming.clone()
+    } else {
+        account
+            .outgoing
+            .clone()
+            .or_else(|| account.incoming.clone())
+    };
+    let Some(endpoint) = side else {
+        bail!(
+            "account {} has no {} side configured ([account.{}] in the configuration)",
+            account.name,
+            if receive { "incoming" } else { "outgoing" },
+            if receive { "incoming" } else { "outgoing" }
+        );
+    };
+    let report = match account.sign_in {
+        SignInMethod::Password => {
+            let Some(password) = store.get_secret(&account.password_id()).await? else {
+                bail!("account {} has no password stored", account.name);
+            };
+            let sign_in =
+                SignIn::<fn() -> std::future::Ready<Result<SecretString, String>>>::Password {
+                    user: account
+                        .login
+                        .clone()
+                        .unwrap_or_else(|| account.address.clone()),
+                    password,
+                };
+            check(receive, &endpoint, &account.address, to.as_deref(), sign_in).await?
+        }
+        SignInMethod::Delegated | SignInMethod::AppOnly => {
+            let (_, app) = context::account_and_app(&config, &account.name)?;
+            let sign_in_spec =
+                context::account_sign_in(account, app, &store, endpoint.transport).await?;
+            let grant = context::grant(account)?;
+            let sessions = Sessions::new(
+                context::token_client(app)?,
+                context::shared(&store),
+                RetryPolicy::default(),
+            );
+            let get = || async move {
+                sessions
+                    .access_token(&sign_in_spec)
+                    .await
+                    .map_err(|e| format!("{e} [{}]", e.class()))
+            };
+            check(
+                receive,
+                &endpoint,
+                &account.address,
+                to.as_deref(),
+                SignIn::Token { grant, get },
+            )
+            .await?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        bail!(
+            "the {} check of account {} failed (see the fix above)",
+            if receive { "receive" } else { "send" },
+            account.name
+        )
+    }
+}
+
+async fn check<F, Fut>(
+    receive: bool,
+    endpoint: &mailbridge_types::config::EndpointConfig,
+    address: &str,
+    to: Option<&str>,
+    sign_in: SignIn<F>,
+) -> anyhow::Result<Report>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<SecretString, String>>,
+{
+    match (receive, endpoint.transport) {
+        (true, Transport::Imap) => Ok(receive_imap(endpoint, address, sign_in).await),
+        (false, Transport::Smtp) => {
+            Ok(send_smtp(endpoint, address, to.unwrap_or(address), sign_in).await)
+        }
+        (r, t) => bail!(
+            "test {} over {t:?} is not available yet (IMAP receive and SMTP send are)",
+            if r { "receive" } else { "send" }
+        ),
+    }
+}
