@@ -447,3 +447,51 @@ async fn test_receive_and_send_report_each_step_and_name_the_fix() {
     assert!(out.contains("✓ send"), "{out}");
     mail.stop().await;
 }
+
+#[tokio::test]
+async fn status_warns_about_a_refresh_token_idle_for_over_60_days() {
+    use mailbridge_auth::session::TokenStore as _;
+    let f = fixture(365).await;
+    // First run creates the data directory and the master key.
+    let (ok, _, err) = f.run(&["auth", "status"], None).await;
+    assert!(ok, "{err}");
+    // A refresh token last used 70 days ago (the store's clock set back).
+    let key =
+        mailbridge_store::MasterKey::load_or_create_file(&f.data().join("master.key")).unwrap();
+    let clock = std::sync::Arc::new(mailbridge_types::OffsetClock::new());
+    clock.advance(time::Duration::days(-70));
+    let store = mailbridge_store::Store::open(&f.data().join("mailbridge.db"), &key)
+        .await
+        .unwrap()
+        .with_clock(clock);
+    store
+        .save_refresh_token(
+            "alice",
+            &secrecy::SecretString::from("0.AXoA-old-refresh-token"),
+        )
+        .await
+        .unwrap();
+    store.mark_signed_in("alice").await.unwrap();
+    store.close().await;
+    let (ok, status, _) = f.run(&["auth", "status", "--json"], None).await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let alice = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "alice")
+        .unwrap();
+    assert_eq!(alice["state"], "signed-in");
+    assert!(
+        alice["refresh_token_idle_days"].as_i64().unwrap() >= 70,
+        "{alice}"
+    );
+    assert!(
+        alice["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("90 days of inactivity"),
+        "{alice}"
+    );
+}
