@@ -6,6 +6,8 @@
 //! - [`provider`]: built-in providers (Microsoft 365 over Graph, IMAP/SMTP, POP/SMTP;
 //!   Outlook.com; Exchange on-premises over EWS; Gmail; generic IMAP/SMTP) and the
 //!   domain -> provider table.
+//! - [`mailbox`]: the [`mailbox::Mailbox`] trait (new since a checkpoint, fetch MIME
+//!   streamed, mark read, move, delete) over IMAP and Graph so far.
 //! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
 //!   times, naming the cause and fix from the token's claims and the server's reply.
 //! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain
@@ -15,4 +17,5 @@
 
 pub mod autodetect;
 pub mod check;
+pub mod mailbox;
 pub mod provider;

@@ -1,0 +1,288 @@
+//! One Mailbox API over the transports: list what is new since a checkpoint, fetch a
+//! message's MIME into a writer, mark it read, move it, delete it.
+//!
+//! The checkpoint is transport-specific and opaque to callers: IMAP keeps
+//! (UIDVALIDITY, last UID), POP the UIDL set, Graph the delta link, EWS the sync
+//! state. Callers store it after each batch; a lost or invalid one means a resync.
+
+use std::future::Future;
+
+use mailbridge_graph::{GraphClient, Mailbox as GraphMailbox};
+use mailbridge_imap::ImapClient;
+use mailbridge_types::ErrorClass;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWrite;
+
+/// Where a sync stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Checkpoint {
+    /// Nothing seen yet.
+    Start,
+    /// IMAP: the folder's UIDVALIDITY and the highest UID handed out.
+    Imap { uid_validity: u32, last_uid: u32 },
+    /// Graph: the `@odata.deltaLink` of the last round.
+    Graph { delta_link: String },
+}
+
+/// A message as the Mailbox API names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    /// Transport id (IMAP UID as text, Graph message id).
+    pub id: String,
+}
+
+/// What a sync round returns.
+#[derive(Debug, Clone)]
+pub struct NewMessages {
+    pub messages: Vec<MessageRef>,
+    /// Store after the messages are handled.
+    pub checkpoint: Checkpoint,
+    /// The checkpoint was invalid (UIDVALIDITY changed, delta state lost): everything
+    /// in the folder is listed again.
+    pub resynced: bool,
+}
+
+/// An error of any transport, with its class.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct MailboxError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl From<mailbridge_imap::ImapError> for MailboxError {
+    fn from(e: mailbridge_imap::ImapError) -> Self {
+        Self {
+            class: e.class(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<mailbridge_graph::ClientError> for MailboxError {
+    fn from(e: mailbridge_graph::ClientError) -> Self {
+        Self {
+            class: e.class(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The operations every incoming transport offers.
+pub trait Mailbox {
+    /// Messages of `folder` new since `checkpoint`.
+    fn new_since(
+        &mut self,
+        folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<NewMessages, MailboxError>> + Send;
+    /// The message's MIME, streamed into `sink`; its size.
+    fn fetch<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        message: &MessageRef,
+        sink: &mut W,
+    ) -> impl Future<Output = Result<u64, MailboxError>> + Send;
+    /// Marks it read.
+    fn mark_read(
+        &mut self,
+        message: &MessageRef,
+    ) -> impl Future<Output = Result<(), MailboxError>> + Send;
+    /// Moves it to `folder` (IMAP folder name or Graph id / well-known name).
+    fn move_to(
+        &mut self,
+        message: &MessageRef,
+        folder: &str,
+    ) -> impl Future<Output = Result<(), MailboxError>> + Send;
+    /// Deletes it.
+    fn delete(
+        &mut self,
+        message: &MessageRef,
+    ) -> impl Future<Output = Result<(), MailboxError>> + Send;
+}
+
+/// IMAP: one signed-in session with a selected folder.
+#[derive(Debug)]
+pub struct ImapMailbox {
+    client: ImapClient,
+}
+
+impl ImapMailbox {
+    /// Wraps a signed-in session.
+    pub fn new(client: ImapClient) -> Self {
+        Self { client }
+    }
+}
+
+fn uid(message: &MessageRef) -> Result<u32, MailboxError> {
+    message.id.parse().map_err(|_| MailboxError {
+        class: ErrorClass::Permanent,
+        message: format!("{:?} is not an IMAP UID", message.id),
+    })
+}
+
+impl Mailbox for ImapMailbox {
+    async fn new_since(
+        &mut self,
+        folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<NewMessages, MailboxError> {
+        let f = self.client.select(folder).await?;
+        let (last, resynced) = match checkpoint {
+            Checkpoint::Imap {
+                uid_validity,
+                last_uid,
+            } if *uid_validity == f.uid_validity => (*last_uid, false),
+            Checkpoint::Imap { .. } => (0, true),
+            _ => (0, false),
+        };
+        let uids = self.client.uids_after(last).await?;
+        let last_uid = uids.last().copied().unwrap_or(last);
+        Ok(NewMessages {
+            messages: uids
+                .iter()
+                .map(|u| MessageRef { id: u.to_string() })
+                .collect(),
+            checkpoint: Checkpoint::Imap {
+                uid_validity: f.uid_validity,
+                last_uid,
+            },
+            resynced,
+        })
+    }
+
+    async fn fetch<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        message: &MessageRef,
+        sink: &mut W,
+    ) -> Result<u64, MailboxError> {
+        self.client
+            .fetch(uid(message)?, sink)
+            .await?
+            .ok_or_else(|| MailboxError {
+                class: ErrorClass::Permanent,
+                message: format!("message {} no longer exists", message.id),
+            })
+    }
+
+    async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(self.client.set_seen(uid(message)?, true).await?)
+    }
+
+    async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
+        Ok(self.client.move_to(uid(message)?, folder).await?)
+    }
+
+    async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(self.client.delete(uid(message)?).await?)
+    }
+}
+
+/// Graph: a mailbox addressed by the client, with a token per call.
+#[derive(Debug)]
+pub struct GraphMailboxAccess {
+    client: GraphClient,
+    mailbox: GraphMailbox,
+    token: SecretString,
+}
+
+impl GraphMailboxAccess {
+    /// A mailbox over `client` with `token` (refreshed by the caller).
+    pub fn new(client: GraphClient, mailbox: GraphMailbox, token: SecretString) -> Self {
+        Self {
+            client,
+            mailbox,
+            token,
+        }
+    }
+
+    /// Replaces the token (after a refresh).
+    pub fn set_token(&mut self, token: SecretString) {
+        self.token = token;
+    }
+}
+
+impl Mailbox for GraphMailboxAccess {
+    async fn new_since(
+        &mut self,
+        folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<NewMessages, MailboxError> {
+        let mut from = match checkpoint {
+            Checkpoint::Graph { delta_link } => Some(delta_link.clone()),
+            _ => None,
+        };
+        let mut messages = Vec::new();
+        let mut resynced = false;
+        loop {
+            let page = match self
+                .client
+                .delta(&self.token, &self.mailbox, folder, from.as_deref(), 100)
+                .await
+            {
+                Ok(p) => p,
+                Err(mailbridge_graph::ClientError::Graph(g))
+                    if g.meaning == mailbridge_graph::Meaning::ResyncRequired && !resynced =>
+                {
+                    resynced = true;
+                    messages.clear();
+                    from = None;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            messages.extend(
+                page.items
+                    .into_iter()
+                    .filter(|i| !i.removed)
+                    .map(|i| MessageRef { id: i.id }),
+            );
+            if let Some(next) = page.next_link {
+                from = Some(next);
+                continue;
+            }
+            let delta_link = page.delta_link.ok_or_else(|| MailboxError {
+                class: ErrorClass::Transient,
+                message: "Graph ended a delta round without a deltaLink".into(),
+            })?;
+            return Ok(NewMessages {
+                messages,
+                checkpoint: Checkpoint::Graph { delta_link },
+                resynced,
+            });
+        }
+    }
+
+    async fn fetch<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        message: &MessageRef,
+        sink: &mut W,
+    ) -> Result<u64, MailboxError> {
+        Ok(self
+            .client
+            .fetch_mime(&self.token, &self.mailbox, &message.id, sink)
+            .await?)
+    }
+
+    async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(self
+            .client
+            .set_read(&self.token, &self.mailbox, &message.id, true)
+            .await?)
+    }
+
+    async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
+        self.client
+            .move_to(&self.token, &self.mailbox, &message.id, folder)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(self
+            .client
+            .delete(&self.token, &self.mailbox, &message.id)
+            .await?)
+    }
+}
