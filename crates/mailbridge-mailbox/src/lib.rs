@@ -7,7 +7,7 @@
 //!   Outlook.com; Exchange on-premises over EWS; Gmail; generic IMAP/SMTP) and the
 //!   domain -> provider table.
 //! - [`mailbox`]: the [`mailbox::Mailbox`] trait (new since a checkpoint, fetch MIME
-//!   streamed, mark read, move, delete) over IMAP and Graph so far.
+//!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3.
 //! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
 //!   times, naming the cause and fix from the token's claims and the server's reply.
 //! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain

@@ -1,7 +1,8 @@
 //! One Mailbox API over the transports: list what is new since a checkpoint, fetch a
 //! message's MIME into a writer, mark it read, move it, delete it.
 //!
-//! The checkpoint is transport-specific and opaque to callers: IMAP keeps
+//! Implemented for IMAP, Graph, EWS and POP3. The checkpoint is transport-specific
+//! and opaque to callers: IMAP keeps
 //! (UIDVALIDITY, last UID), POP the UIDL set, Graph the delta link, EWS the sync
 //! state. Callers store it after each batch; a lost or invalid one means a resync.
 
@@ -24,6 +25,10 @@ pub enum Checkpoint {
     Imap { uid_validity: u32, last_uid: u32 },
     /// Graph: the `@odata.deltaLink` of the last round.
     Graph { delta_link: String },
+    /// EWS: the SyncFolderItems state.
+    Ews { sync_state: String },
+    /// POP3: the UIDLs already handed out (POP has no other memory).
+    Pop { uidls: Vec<String> },
 }
 
 /// A message as the Mailbox API names it.
@@ -54,6 +59,24 @@ pub struct MailboxError {
 
 impl From<mailbridge_imap::ImapError> for MailboxError {
     fn from(e: mailbridge_imap::ImapError) -> Self {
+        Self {
+            class: e.class(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<mailbridge_ews::EwsError> for MailboxError {
+    fn from(e: mailbridge_ews::EwsError) -> Self {
+        Self {
+            class: e.class(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<mailbridge_pop3::Pop3Error> for MailboxError {
+    fn from(e: mailbridge_pop3::Pop3Error) -> Self {
         Self {
             class: e.class(),
             message: e.to_string(),
@@ -284,5 +307,198 @@ impl Mailbox for GraphMailboxAccess {
             .client
             .delete(&self.token, &self.mailbox, &message.id)
             .await?)
+    }
+}
+
+/// EWS: a mailbox reached with one authorisation (app-only impersonation, delegated or
+/// Basic).
+#[derive(Debug)]
+pub struct EwsMailbox {
+    client: mailbridge_ews::EwsClient,
+    auth: mailbridge_ews::EwsAuth,
+}
+
+impl EwsMailbox {
+    /// A mailbox over `client` with `auth`.
+    pub fn new(client: mailbridge_ews::EwsClient, auth: mailbridge_ews::EwsAuth) -> Self {
+        Self { client, auth }
+    }
+}
+
+impl Mailbox for EwsMailbox {
+    async fn new_since(
+        &mut self,
+        folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<NewMessages, MailboxError> {
+        let mut state = match checkpoint {
+            Checkpoint::Ews { sync_state } => Some(sync_state.clone()),
+            _ => None,
+        };
+        let mut messages = Vec::new();
+        let mut resynced = false;
+        loop {
+            let page = match self
+                .client
+                .sync_folder_items(&self.auth, folder, state.as_deref(), 512)
+                .await
+            {
+                Ok(p) => p,
+                Err(mailbridge_ews::EwsError::Response { ref code, .. })
+                    if code == "ErrorInvalidSyncStateData" && !resynced =>
+                {
+                    resynced = true;
+                    messages.clear();
+                    state = None;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            messages.extend(
+                page.changes
+                    .iter()
+                    .filter(|c| c.kind == mailbridge_ews::ChangeKind::Create)
+                    .map(|c| MessageRef { id: c.id.clone() }),
+            );
+            let done = page.includes_last;
+            state = Some(page.sync_state);
+            if done {
+                break;
+            }
+        }
+        Ok(NewMessages {
+            messages,
+            checkpoint: Checkpoint::Ews {
+                sync_state: state.unwrap_or_default(),
+            },
+            resynced,
+        })
+    }
+
+    async fn fetch<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        message: &MessageRef,
+        sink: &mut W,
+    ) -> Result<u64, MailboxError> {
+        use tokio::io::AsyncWriteExt as _;
+        let mime = self.client.get_mime(&self.auth, &message.id).await?;
+        sink.write_all(&mime).await.map_err(|e| MailboxError {
+            class: ErrorClass::Transient,
+            message: format!("writing the message failed: {e}"),
+        })?;
+        Ok(mime.len() as u64)
+    }
+
+    async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(self
+            .client
+            .set_read(&self.auth, &message.id, None, true)
+            .await?)
+    }
+
+    async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
+        self.client
+            .move_item(&self.auth, &message.id, folder)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(self
+            .client
+            .delete_item(&self.auth, &message.id, false)
+            .await?)
+    }
+}
+
+/// POP3: one signed-in session. POP has no flags and no folders: `mark_read` does
+/// nothing, `move_to` is refused, and deletions take effect at [`Pop3Mailbox::close`].
+#[derive(Debug)]
+pub struct Pop3Mailbox {
+    client: mailbridge_pop3::Pop3Client,
+    /// UIDL -> message number, from the last listing.
+    numbers: std::collections::BTreeMap<String, u32>,
+}
+
+impl Pop3Mailbox {
+    /// Wraps a signed-in session.
+    pub fn new(client: mailbridge_pop3::Pop3Client) -> Self {
+        Self {
+            client,
+            numbers: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Ends the session (`QUIT`), which commits deletions.
+    pub async fn close(self) -> Result<(), MailboxError> {
+        Ok(self.client.quit().await?)
+    }
+
+    fn number(&self, message: &MessageRef) -> Result<u32, MailboxError> {
+        self.numbers
+            .get(&message.id)
+            .copied()
+            .ok_or_else(|| MailboxError {
+                class: ErrorClass::Permanent,
+                message: format!(
+                    "message {} is not in this POP3 session's listing",
+                    message.id
+                ),
+            })
+    }
+}
+
+impl Mailbox for Pop3Mailbox {
+    async fn new_since(
+        &mut self,
+        _folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<NewMessages, MailboxError> {
+        let listing = self.client.uidl().await?;
+        let seen: std::collections::BTreeSet<&str> = match checkpoint {
+            Checkpoint::Pop { uidls } => uidls.iter().map(String::as_str).collect(),
+            _ => std::collections::BTreeSet::new(),
+        };
+        self.numbers = listing.iter().map(|(n, u)| (u.clone(), *n)).collect();
+        let messages = listing
+            .iter()
+            .filter(|(_, u)| !seen.contains(u.as_str()))
+            .map(|(_, u)| MessageRef { id: u.clone() })
+            .collect();
+        Ok(NewMessages {
+            messages,
+            // Only what is still on the server needs remembering.
+            checkpoint: Checkpoint::Pop {
+                uidls: listing.into_iter().map(|(_, u)| u).collect(),
+            },
+            resynced: false,
+        })
+    }
+
+    async fn fetch<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        message: &MessageRef,
+        sink: &mut W,
+    ) -> Result<u64, MailboxError> {
+        let n = self.number(message)?;
+        Ok(self.client.retr(n, sink).await?)
+    }
+
+    async fn mark_read(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+        Ok(())
+    }
+
+    async fn move_to(&mut self, _message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
+        Err(MailboxError {
+            class: ErrorClass::Misconfigured,
+            message: format!(
+                "POP3 has no folders: a message cannot be moved to {folder:?}; use delete, or IMAP"
+            ),
+        })
+    }
+
+    async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        let n = self.number(message)?;
+        Ok(self.client.dele(n).await?)
     }
 }

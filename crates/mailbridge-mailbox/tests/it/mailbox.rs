@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphTarget};
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
-use mailbridge_mailbox::mailbox::{Checkpoint, GraphMailboxAccess, ImapMailbox, Mailbox};
+use mailbridge_mailbox::mailbox::{
+    Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, Pop3Mailbox,
+};
 use mailbridge_smtp::{SmtpClient, SmtpConfig};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
@@ -160,4 +162,79 @@ async fn imap_and_graph_see_the_same_mailbox_through_one_api() {
     let again = imap.new_since("INBOX", &stale).await.unwrap();
     assert!(again.resynced);
     assert_eq!(again.messages.len(), 2);
+    let mut reference = Vec::new();
+    imap.fetch(&again.messages[0], &mut reference)
+        .await
+        .unwrap();
+
+    // EWS, app-only with impersonation: the same two messages, the same bytes.
+    let mut ews = EwsMailbox::new(
+        mailbridge_ews::EwsClient::new(mailbridge_ews::EwsConfig::new(&format!(
+            "{}/EWS/Exchange.asmx",
+            server.base_url()
+        )))
+        .unwrap(),
+        mailbridge_ews::EwsAuth::AppOnly {
+            token: token(
+                &emulator,
+                &app,
+                Resource::exchange(),
+                &["full_access_as_app"],
+            ),
+            mailbox: ALICE.into(),
+        },
+    );
+    let from_ews = ews.new_since("inbox", &Checkpoint::Start).await.unwrap();
+    assert_eq!(from_ews.messages.len(), 2);
+    let mut mime = Vec::new();
+    ews.fetch(&from_ews.messages[0], &mut mime).await.unwrap();
+    assert_eq!(mime, reference);
+    assert!(
+        ews.new_since("inbox", &from_ews.checkpoint)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+
+    // POP3, app-only: the same, with UIDL checkpoints; no folders to move to.
+    let addr = mail.pop3s();
+    let mut pop_config = mailbridge_pop3::Pop3Config::new(
+        &addr.ip().to_string(),
+        addr.port(),
+        mailbridge_pop3::TlsMode::Implicit,
+    );
+    pop_config.trust = TlsSettings {
+        extra_ca_pem: Some(mail.ca_pem().to_owned()),
+        server_name: Some(mail.tls_name().to_owned()),
+    };
+    let mut pop_client = mailbridge_pop3::Pop3Client::connect(&pop_config)
+        .await
+        .unwrap();
+    pop_client
+        .authenticate(&mailbridge_pop3::Credentials::XOAuth2 {
+            user: ALICE.into(),
+            token: token(&emulator, &app, Resource::exchange(), &["POP.AccessAsApp"]),
+        })
+        .await
+        .unwrap();
+    let mut pop = Pop3Mailbox::new(pop_client);
+    let from_pop = pop.new_since("INBOX", &Checkpoint::Start).await.unwrap();
+    assert_eq!(from_pop.messages.len(), 2);
+    let mut mime = Vec::new();
+    pop.fetch(&from_pop.messages[0], &mut mime).await.unwrap();
+    assert_eq!(mime, reference);
+    assert!(
+        pop.new_since("INBOX", &from_pop.checkpoint)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    let err = pop
+        .move_to(&from_pop.messages[0], "Archive")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, mailbridge_types::ErrorClass::Misconfigured);
+    pop.close().await.unwrap();
 }
