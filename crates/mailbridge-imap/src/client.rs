@@ -4,13 +4,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mailbridge_tls::{MailStream, TlsSettings};
+use mailbridge_tls::{LineError, MailStream, TlsSettings};
 use mailbridge_types::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{
-    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _,
-};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 
 use crate::response::{
     Completion, CompletionStatus, MAX_INLINE_LITERAL, MAX_LINE, Meaning, parse_completion,
@@ -161,12 +158,8 @@ impl ImapClient {
     /// Connects, reads the greeting, and upgrades with STARTTLS when asked.
     pub async fn connect(config: &ImapConfig) -> Result<Self, ImapError> {
         let addr = format!("{}:{}", config.host, config.port);
-        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(&addr))
+        let tcp = mailbridge_tls::connect_tcp(&config.host, config.port, config.timeout)
             .await
-            .map_err(|_| ImapError::Connect {
-                addr: addr.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-            })?
             .map_err(|source| ImapError::Connect {
                 addr: addr.clone(),
                 source,
@@ -195,8 +188,7 @@ impl ImapClient {
         client.capability().await?;
         if config.tls == TlsMode::StartTls {
             client.run("STARTTLS", "STARTTLS").await?;
-            let conn = std::mem::replace(&mut client.conn, MailStream::Closed);
-            client.conn = conn.upgrade(&config.trust, &config.host).await?;
+            client.conn.start_tls(&config.trust, &config.host).await?;
             client.capability().await?;
         }
         Ok(client)
@@ -497,26 +489,21 @@ impl ImapClient {
             if remaining.is_zero() {
                 break;
             }
-            let mut line = Vec::new();
-            let read = async {
-                let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
-                limited.read_until(b'\n', &mut line).await
-            };
-            match tokio::time::timeout(remaining, read).await {
-                Err(_) => break,
-                Ok(Err(source)) => {
-                    return Err(ImapError::Io {
-                        step: "IDLE",
-                        source,
-                    });
-                }
-                Ok(Ok(0)) => {
+            match self.conn.read_line(MAX_LINE, remaining).await {
+                Err(LineError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(LineError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(ImapError::Bye(
                         "the server closed the connection during IDLE".into(),
                     ));
                 }
-                Ok(Ok(_)) => {
-                    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                Err(e) => {
+                    return Err(ImapError::Io {
+                        step: "IDLE",
+                        source: std::io::Error::other(e),
+                    });
+                }
+                Ok(line) => {
+                    let text = String::from_utf8_lossy(&line).into_owned();
                     if text.starts_with("* BYE") {
                         return Err(ImapError::Bye(text));
                     }
@@ -634,44 +621,28 @@ impl ImapClient {
     }
 
     async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), ImapError> {
-        let io = |source| ImapError::Io { step, source };
-        self.conn.write_all(line.as_bytes()).await.map_err(io)?;
-        self.conn.write_all(b"\r\n").await.map_err(io)?;
-        self.conn.flush().await.map_err(io)
+        self.conn
+            .write_line(line.as_bytes())
+            .await
+            .map_err(|source| ImapError::Io { step, source })
     }
 
     async fn read_line(&mut self, step: &'static str) -> Result<String, ImapError> {
-        let mut line = Vec::new();
-        let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
-        let read = limited.read_until(b'\n', &mut line);
-        let n = tokio::time::timeout(self.timeout, read)
+        let line = self
+            .conn
+            .read_line(MAX_LINE, self.timeout)
             .await
-            .map_err(|_| ImapError::Io {
-                step,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the server did not answer in time",
-                ),
-            })?
-            .map_err(|source| ImapError::Io { step, source })?;
-        if n == 0 {
-            return Err(ImapError::Io {
-                step,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ),
-            });
-        }
-        if !line.ends_with(b"\n") {
-            return Err(ImapError::Protocol {
-                step,
-                detail: format!("a line longer than {MAX_LINE} bytes"),
-            });
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
+            .map_err(|e| match e {
+                LineError::TooLong(max) => ImapError::Protocol {
+                    step,
+                    detail: format!("a line longer than {max} bytes"),
+                },
+                LineError::Io(source) => ImapError::Io { step, source },
+                other => ImapError::Io {
+                    step,
+                    source: std::io::Error::other(other),
+                },
+            })?;
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
 }

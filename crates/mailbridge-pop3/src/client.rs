@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mailbridge_tls::{MailStream, TlsSettings};
+use mailbridge_tls::{LineError, MailStream, TlsSettings};
 use mailbridge_types::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::response::{MAX_LINE, Meaning, Status, parse_uidl_line};
 
@@ -130,12 +129,8 @@ impl Pop3Client {
     /// Connects, reads the greeting and upgrades with `STLS` when asked.
     pub async fn connect(config: &Pop3Config) -> Result<Self, Pop3Error> {
         let addr = format!("{}:{}", config.host, config.port);
-        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(&addr))
+        let tcp = mailbridge_tls::connect_tcp(&config.host, config.port, config.timeout)
             .await
-            .map_err(|_| Pop3Error::Connect {
-                addr: addr.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-            })?
             .map_err(|source| Pop3Error::Connect {
                 addr: addr.clone(),
                 source,
@@ -152,8 +147,7 @@ impl Pop3Client {
         client.expect_ok("the greeting").await?;
         if config.tls == TlsMode::Stls {
             client.command("STLS", "STLS").await?;
-            let conn = std::mem::replace(&mut client.conn, MailStream::Closed);
-            client.conn = conn.upgrade(&config.trust, &config.host).await?;
+            client.conn.start_tls(&config.trust, &config.host).await?;
         }
         Ok(client)
     }
@@ -304,45 +298,29 @@ impl Pop3Client {
     }
 
     async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), Pop3Error> {
-        let io = |source| Pop3Error::Io { step, source };
-        self.conn.write_all(line.as_bytes()).await.map_err(io)?;
-        self.conn.write_all(b"\r\n").await.map_err(io)?;
-        self.conn.flush().await.map_err(io)
+        self.conn
+            .write_line(line.as_bytes())
+            .await
+            .map_err(|source| Pop3Error::Io { step, source })
     }
 
     /// One line without its CR LF, at most [`MAX_LINE`] bytes.
     async fn read_line(&mut self, step: &'static str) -> Result<Vec<u8>, Pop3Error> {
-        let mut line = Vec::new();
-        let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
-        let read = limited.read_until(b'\n', &mut line);
-        let n = tokio::time::timeout(self.timeout, read)
+        let line = self
+            .conn
+            .read_line(MAX_LINE, self.timeout)
             .await
-            .map_err(|_| Pop3Error::Io {
-                step,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the server did not answer in time",
-                ),
-            })?
-            .map_err(|source| Pop3Error::Io { step, source })?;
-        if n == 0 {
-            return Err(Pop3Error::Io {
-                step,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ),
-            });
-        }
-        if !line.ends_with(b"\n") {
-            return Err(Pop3Error::Protocol {
-                step,
-                detail: format!("a line longer than {MAX_LINE} bytes"),
-            });
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
+            .map_err(|e| match e {
+                LineError::TooLong(max) => Pop3Error::Protocol {
+                    step,
+                    detail: format!("a line longer than {max} bytes"),
+                },
+                LineError::Io(source) => Pop3Error::Io { step, source },
+                other => Pop3Error::Io {
+                    step,
+                    source: std::io::Error::other(other),
+                },
+            })?;
         Ok(line)
     }
 }

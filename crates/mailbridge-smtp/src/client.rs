@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mailbridge_tls::{MailStream, TlsSettings};
+use mailbridge_tls::{LineError, MailStream, TlsSettings};
 use mailbridge_types::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::reply::{MAX_LINE, MAX_LINES, Meaning, Reply, parse_line};
 
@@ -175,12 +174,8 @@ impl SmtpClient {
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when asked.
     pub async fn connect(config: &SmtpConfig) -> Result<Self, SmtpError> {
         let addr = format!("{}:{}", config.host, config.port);
-        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(&addr))
+        let tcp = mailbridge_tls::connect_tcp(&config.host, config.port, config.timeout)
             .await
-            .map_err(|_| SmtpError::Connect {
-                addr: addr.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-            })?
             .map_err(|source| SmtpError::Connect {
                 addr: addr.clone(),
                 source,
@@ -213,9 +208,9 @@ impl SmtpClient {
                 ));
             }
             client.command("STARTTLS", "STARTTLS", 220).await?;
-            let conn = std::mem::replace(&mut client.conn, MailStream::Closed);
-            client.conn = conn
-                .upgrade(&config.tls_settings(), &config.host)
+            client
+                .conn
+                .start_tls(&config.tls_settings(), &config.host)
                 .await
                 .map_err(tls_error)?;
             client.ehlo(&config.ehlo_name).await?;
@@ -361,11 +356,10 @@ impl SmtpClient {
     }
 
     async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), SmtpError> {
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        self.write_raw(&bytes, step).await?;
-        self.flush(step).await
+        self.conn
+            .write_line(line.as_bytes())
+            .await
+            .map_err(|source| SmtpError::Io { step, source })
     }
 
     async fn write_raw(&mut self, bytes: &[u8], step: &'static str) -> Result<(), SmtpError> {
@@ -383,37 +377,21 @@ impl SmtpClient {
     }
 
     async fn read_line(&mut self, step: &'static str) -> Result<String, SmtpError> {
-        let mut line = Vec::new();
-        let mut limited = (&mut self.conn).take(MAX_LINE as u64 + 2);
-        let read = limited.read_until(b'\n', &mut line);
-        let n = tokio::time::timeout(self.timeout, read)
+        let line = self
+            .conn
+            .read_line(MAX_LINE, self.timeout)
             .await
-            .map_err(|_| SmtpError::Io {
-                step,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the server did not answer in time",
-                ),
-            })?
-            .map_err(|source| SmtpError::Io { step, source })?;
-        if n == 0 {
-            return Err(SmtpError::Io {
-                step,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ),
-            });
-        }
-        if !line.ends_with(b"\n") {
-            return Err(SmtpError::Protocol {
-                step,
-                detail: format!("a reply line longer than {MAX_LINE} bytes"),
-            });
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
+            .map_err(|e| match e {
+                LineError::TooLong(max) => SmtpError::Protocol {
+                    step,
+                    detail: format!("a line longer than {max} bytes"),
+                },
+                LineError::Io(source) => SmtpError::Io { step, source },
+                other => SmtpError::Io {
+                    step,
+                    source: std::io::Error::other(other),
+                },
+            })?;
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
 

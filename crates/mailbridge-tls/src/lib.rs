@@ -4,13 +4,19 @@
 //!   optional extra CA, for private CAs and the sandbox) and which name the server's
 //!   certificate must carry. Certificate checks are never switched off.
 //! - [`MailStream`]: a TCP connection that is plain or TLS, and can be upgraded in
-//!   place (STARTTLS, STLS), buffered for line-based protocols.
+//!   place (STARTTLS, STLS), buffered for line-based protocols, with the bounded
+//!   line reading and writing that SMTP, POP3 and IMAP share.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use std::time::Duration;
+
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite,
+    AsyncWriteExt as _, BufStream, ReadBuf,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -94,7 +100,68 @@ impl std::fmt::Debug for MailStream {
     }
 }
 
+/// A line could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineError {
+    /// The connection failed, timed out, or was closed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The server sent a line longer than the limit.
+    #[error("a line longer than {0} bytes")]
+    TooLong(usize),
+}
+
+/// Opens a TCP connection within `timeout`.
+pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
 impl MailStream {
+    /// Reads one line of at most `max` bytes within `timeout`, without its CR LF.
+    /// A closed connection is `UnexpectedEof`; a silent server `TimedOut`.
+    pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Vec<u8>, LineError> {
+        let mut line = Vec::new();
+        let mut limited = (&mut *self).take(max as u64 + 2);
+        let read = limited.read_until(b'\n', &mut line);
+        let n = tokio::time::timeout(timeout, read).await.map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server did not answer in time",
+            )
+        })??;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )
+            .into());
+        }
+        if !line.ends_with(b"\n") {
+            return Err(LineError::TooLong(max));
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(line)
+    }
+
+    /// Writes `line` and CR LF, and flushes.
+    pub async fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.write_all(line).await?;
+        self.write_all(b"\r\n").await?;
+        self.flush().await
+    }
+
+    /// Upgrades this connection to TLS in place (after STARTTLS / STLS was accepted).
+    pub async fn start_tls(&mut self, settings: &TlsSettings, host: &str) -> Result<(), TlsError> {
+        let plain = std::mem::replace(self, MailStream::Closed);
+        *self = plain.upgrade(settings, host).await?;
+        Ok(())
+    }
+
     /// True once TLS is on.
     pub fn is_tls(&self) -> bool {
         matches!(self, MailStream::Tls(_))
