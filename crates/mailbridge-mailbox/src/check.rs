@@ -155,6 +155,62 @@ fn trust(endpoint: &EndpointConfig) -> Result<TlsSettings, String> {
     })
 }
 
+/// Resolves the host and reads the trust settings; `None` (with the failed step
+/// recorded) when either fails.
+async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSettings> {
+    if !resolve(report, &endpoint.host, endpoint.port()).await {
+        return None;
+    }
+    let start = Instant::now();
+    match trust(endpoint) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            report.push(
+                "connect",
+                start,
+                Err((e, Some("fix the extra CA file path".into()))),
+            );
+            None
+        }
+    }
+}
+
+/// What the sign-in step produced.
+enum Obtained {
+    Token {
+        token: SecretString,
+        grant: Grant,
+    },
+    Password {
+        user: String,
+        password: SecretString,
+    },
+}
+
+/// Runs the "get token" step for token sign-in; `None` (recorded) when it failed.
+async fn obtain<F, Fut>(report: &mut Report, sign_in: SignIn<F>) -> Option<Obtained>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<SecretString, String>>,
+{
+    match sign_in {
+        SignIn::Token { grant, get } => {
+            let start = Instant::now();
+            match get().await {
+                Ok(token) => {
+                    report.push("get token", start, Ok("access token issued".into()));
+                    Some(Obtained::Token { token, grant })
+                }
+                Err(e) => {
+                    report.push("get token", start, Err((e, None)));
+                    None
+                }
+            }
+        }
+        SignIn::Password { user, password } => Some(Obtained::Password { user, password }),
+    }
+}
+
 /// Test receive over IMAP: resolve, connect + TLS, token, authenticate, open INBOX.
 pub async fn receive_imap<F, Fut>(
     endpoint: &EndpointConfig,
@@ -167,21 +223,10 @@ where
 {
     let mut report = Report::default();
     let port = endpoint.port();
-    if !resolve(&mut report, &endpoint.host, port).await {
+    let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
-    }
-    let start = Instant::now();
-    let settings = match trust(endpoint) {
-        Ok(s) => s,
-        Err(e) => {
-            report.push(
-                "connect",
-                start,
-                Err((e, Some("fix the extra CA file path".into()))),
-            );
-            return report;
-        }
     };
+    let start = Instant::now();
     let mut config = ImapConfig::new(
         &endpoint.host,
         port,
@@ -211,27 +256,19 @@ where
             endpoint.tls_mode()
         )),
     );
-    let (credentials, token_for_diagnosis, grant) = match sign_in {
-        SignIn::Token { grant, get } => {
-            let start = Instant::now();
-            let token = match get().await {
-                Ok(t) => t,
-                Err(e) => {
-                    report.push("get token", start, Err((e, None)));
-                    return report;
-                }
-            };
-            report.push("get token", start, Ok("access token issued".into()));
-            (
-                mailbridge_imap::Credentials::XOAuth2 {
-                    user: mailbox.to_owned(),
-                    token: token.clone(),
-                },
-                Some(token),
-                Some(grant),
-            )
-        }
-        SignIn::Password { user, password } => (
+    let Some(obtained) = obtain(&mut report, sign_in).await else {
+        return report;
+    };
+    let (credentials, token_for_diagnosis, grant) = match obtained {
+        Obtained::Token { token, grant } => (
+            mailbridge_imap::Credentials::XOAuth2 {
+                user: mailbox.to_owned(),
+                token: token.clone(),
+            },
+            Some(token),
+            Some(grant),
+        ),
+        Obtained::Password { user, password } => (
             mailbridge_imap::Credentials::Login { user, password },
             None,
             None,
@@ -285,21 +322,10 @@ where
 {
     let mut report = Report::default();
     let port = endpoint.port();
-    if !resolve(&mut report, &endpoint.host, port).await {
+    let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
-    }
-    let start = Instant::now();
-    let settings = match trust(endpoint) {
-        Ok(s) => s,
-        Err(e) => {
-            report.push(
-                "connect",
-                start,
-                Err((e, Some("fix the extra CA file path".into()))),
-            );
-            return report;
-        }
     };
+    let start = Instant::now();
     let mut config = SmtpConfig::new(
         &endpoint.host,
         port,
@@ -330,27 +356,19 @@ where
         start,
         Ok(format!("{}:{port}", endpoint.host)),
     );
-    let (credentials, token_for_diagnosis, grant) = match sign_in {
-        SignIn::Token { grant, get } => {
-            let start = Instant::now();
-            let token = match get().await {
-                Ok(t) => t,
-                Err(e) => {
-                    report.push("get token", start, Err((e, None)));
-                    return report;
-                }
-            };
-            report.push("get token", start, Ok("access token issued".into()));
-            (
-                mailbridge_smtp::Credentials::XOAuth2 {
-                    user: from.to_owned(),
-                    token: token.clone(),
-                },
-                Some(token),
-                Some(grant),
-            )
-        }
-        SignIn::Password { user, password } => (
+    let Some(obtained) = obtain(&mut report, sign_in).await else {
+        return report;
+    };
+    let (credentials, token_for_diagnosis, grant) = match obtained {
+        Obtained::Token { token, grant } => (
+            mailbridge_smtp::Credentials::XOAuth2 {
+                user: from.to_owned(),
+                token: token.clone(),
+            },
+            Some(token),
+            Some(grant),
+        ),
+        Obtained::Password { user, password } => (
             mailbridge_smtp::Credentials::Plain { user, password },
             None,
             None,
