@@ -195,6 +195,63 @@ impl Emulator {
             .unwrap_or_default()
     }
 
+    /// An app-only token for `app` in the first tenant, as client credentials would
+    /// issue it, but with the `roles` given (tests of the resource side).
+    pub fn app_token(
+        &self,
+        app: &crate::model::AppRegistration,
+        resource: crate::tokens::Resource,
+        roles: &[&str],
+    ) -> String {
+        let grant = TokenGrant {
+            resource,
+            tenant_id: self.read(|m| m.tenants.first().map(|t| t.id).unwrap_or_default()),
+            app_id: app.client_id,
+            app_display_name: app.display_name.clone(),
+            client_auth: 1,
+            subject: crate::tokens::Subject::App {
+                service_principal_id: app.service_principal_id,
+            },
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            scopes: std::collections::BTreeSet::new(),
+            issued_at: self.clock().unix(),
+            lifetime_secs: self.read(|m| m.knobs.access_token_lifetime_secs),
+        };
+        self.issue_access_token(&grant, false)
+    }
+
+    /// A delegated token of `upn` for `app` with the `scopes` given.
+    pub fn user_token(
+        &self,
+        app: &crate::model::AppRegistration,
+        upn: &str,
+        resource: crate::tokens::Resource,
+        scopes: &[&str],
+    ) -> String {
+        let (tenant_id, object_id, name) = self.read(|m| {
+            m.user(upn)
+                .map(|(t, u)| (t.id, u.object_id, u.display_name.clone()))
+                .unwrap_or_default()
+        });
+        let grant = TokenGrant {
+            resource,
+            tenant_id,
+            app_id: app.client_id,
+            app_display_name: app.display_name.clone(),
+            client_auth: 0,
+            subject: crate::tokens::Subject::User {
+                object_id,
+                upn: upn.to_owned(),
+                name,
+            },
+            roles: std::collections::BTreeSet::new(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            issued_at: self.clock().unix(),
+            lifetime_secs: self.read(|m| m.knobs.access_token_lifetime_secs),
+        };
+        self.issue_access_token(&grant, false)
+    }
+
     /// Validates a bearer token presented to a protected resource: signature (or a
     /// known opaque ticket) and lifetime by the emulator's clock. Audience, roles and
     /// scopes are for the caller to judge.

@@ -2,18 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox, Meaning};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{
     AccessPolicyMode, AppRegistration, ApplicationAccessPolicy, Tenant, TenantModel, User,
 };
-use mailbridge_testkit::tokens::{Resource, Subject, TokenGrant};
+use mailbridge_testkit::tokens::Resource;
 use mailbridge_testkit::{Emulator, EmulatorServer};
-use mailbridge_types::{Clock as _, ErrorClass, OffsetClock};
+use mailbridge_types::ErrorClass;
 use secrecy::SecretString;
 
 const ALICE: &str = "alice@contoso.example";
@@ -24,7 +21,6 @@ struct World {
     emulator: Emulator,
     mail: MailServers,
     app: AppRegistration,
-    clock: Arc<OffsetClock>,
 }
 
 async fn world(adjust: impl FnOnce(&mut Tenant, &AppRegistration)) -> World {
@@ -35,8 +31,7 @@ async fn world(adjust: impl FnOnce(&mut Tenant, &AppRegistration)) -> World {
         .with_app(app.clone());
     adjust(&mut tenant, &app);
     let model = TenantModel::builder().tenant(tenant).build().unwrap();
-    let clock = Arc::new(OffsetClock::new());
-    let emulator = Emulator::with_clock(model, clock.clone()).unwrap();
+    let emulator = Emulator::new(model).unwrap();
     let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -48,7 +43,6 @@ async fn world(adjust: impl FnOnce(&mut Tenant, &AppRegistration)) -> World {
         emulator,
         mail,
         app,
-        clock,
     }
 }
 
@@ -60,24 +54,7 @@ impl World {
     }
 
     fn token(&self, roles: &[&str]) -> SecretString {
-        let grant = TokenGrant {
-            resource: Resource::graph(),
-            tenant_id: self.emulator.read(|m| m.tenants[0].id),
-            app_id: self.app.client_id,
-            app_display_name: self.app.display_name.clone(),
-            client_auth: 1,
-            subject: Subject::App {
-                service_principal_id: self.app.service_principal_id,
-            },
-            roles: roles
-                .iter()
-                .map(|r| (*r).to_owned())
-                .collect::<BTreeSet<_>>(),
-            scopes: BTreeSet::new(),
-            issued_at: self.clock.unix(),
-            lifetime_secs: 3599,
-        };
-        SecretString::from(self.emulator.issue_access_token(&grant, false))
+        SecretString::from(self.emulator.app_token(&self.app, Resource::graph(), roles))
     }
 
     async fn deliver(&self, to: &str, subject: &str) -> Vec<u8> {

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, Meaning, TlsMode};
@@ -12,10 +10,10 @@ use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{
     Api, AppRegistration, MailboxRight, PermissionKind, Tenant, TenantModel, User,
 };
-use mailbridge_testkit::tokens::{Resource, Subject, TokenGrant};
+use mailbridge_testkit::tokens::Resource;
 use mailbridge_testkit::{Emulator, EmulatorServer};
 use mailbridge_tls::TlsSettings;
-use mailbridge_types::{Clock as _, ErrorClass, OffsetClock};
+use mailbridge_types::ErrorClass;
 use secrecy::SecretString;
 
 const ALICE: &str = "alice@contoso.example";
@@ -26,7 +24,6 @@ struct World {
     emulator: Emulator,
     mail: MailServers,
     app: AppRegistration,
-    clock: Arc<OffsetClock>,
 }
 
 async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
@@ -48,8 +45,7 @@ async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
         );
     adjust(&mut tenant);
     let model = TenantModel::builder().tenant(tenant).build().unwrap();
-    let clock = Arc::new(OffsetClock::new());
-    let emulator = Emulator::with_clock(model, clock.clone()).unwrap();
+    let emulator = Emulator::new(model).unwrap();
     let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -61,7 +57,6 @@ async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
         emulator,
         mail,
         app,
-        clock,
     }
 }
 
@@ -81,49 +76,20 @@ impl World {
     }
 
     fn token(&self, user: Option<&str>, permissions: &[&str]) -> SecretString {
-        let tenant_id = self.emulator.read(|m| m.tenants[0].id);
-        let set = || {
-            permissions
-                .iter()
-                .map(|p| (*p).to_owned())
-                .collect::<BTreeSet<_>>()
-        };
-        let (subject, roles, scopes, resource) = match user {
-            None => (
-                Subject::App {
-                    service_principal_id: self.app.service_principal_id,
-                },
-                set(),
-                BTreeSet::new(),
-                Resource::exchange(),
-            ),
-            Some(upn) => (
-                Subject::User {
-                    object_id: self.emulator.read(|m| m.user(upn).unwrap().1.object_id),
-                    upn: upn.to_owned(),
-                    name: upn.to_owned(),
-                },
-                BTreeSet::new(),
-                set(),
+        SecretString::from(match user {
+            None => self
+                .emulator
+                .app_token(&self.app, Resource::exchange(), permissions),
+            Some(upn) => self.emulator.user_token(
+                &self.app,
+                upn,
                 Resource {
                     api: Api::ExchangeOnline,
                     uri: "https://outlook.office.com".into(),
                 },
+                permissions,
             ),
-        };
-        let grant = TokenGrant {
-            resource,
-            tenant_id,
-            app_id: self.app.client_id,
-            app_display_name: self.app.display_name.clone(),
-            client_auth: 1,
-            subject,
-            roles,
-            scopes,
-            issued_at: self.clock.unix(),
-            lifetime_secs: 3599,
-        };
-        SecretString::from(self.emulator.issue_access_token(&grant, false))
+        })
     }
 
     async fn deliver(&self, subject: &str, body: &str) -> Vec<u8> {

@@ -2,8 +2,6 @@
 //! SMTP is found by both, checkpoints return only what is new, and a change through
 //! one transport is seen through the other.
 
-use std::collections::BTreeSet;
-
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphTarget};
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
 use mailbridge_mailbox::mailbox::{
@@ -13,7 +11,7 @@ use mailbridge_smtp::{SmtpClient, SmtpConfig};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{AppRegistration, MailboxRight, Tenant, TenantModel, User};
-use mailbridge_testkit::tokens::{Resource, Subject, TokenGrant};
+use mailbridge_testkit::tokens::Resource;
 use mailbridge_testkit::{Emulator, EmulatorServer};
 use mailbridge_tls::TlsSettings;
 use secrecy::SecretString;
@@ -26,24 +24,7 @@ fn token(
     resource: Resource,
     roles: &[&str],
 ) -> SecretString {
-    let grant = TokenGrant {
-        resource,
-        tenant_id: emulator.read(|m| m.tenants[0].id),
-        app_id: app.client_id,
-        app_display_name: app.display_name.clone(),
-        client_auth: 1,
-        subject: Subject::App {
-            service_principal_id: app.service_principal_id,
-        },
-        roles: roles
-            .iter()
-            .map(|r| (*r).to_owned())
-            .collect::<BTreeSet<_>>(),
-        scopes: BTreeSet::new(),
-        issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-        lifetime_secs: 3599,
-    };
-    SecretString::from(emulator.issue_access_token(&grant, false))
+    SecretString::from(emulator.app_token(app, resource, roles))
 }
 
 async fn send(mail: &MailServers, emulator: &Emulator, app: &AppRegistration, subject: &str) {

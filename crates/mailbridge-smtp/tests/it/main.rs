@@ -4,18 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use mailbridge_smtp::{Credentials, Meaning, SmtpClient, SmtpConfig, SmtpError, TlsMode};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{
     Api, AppRegistration, MailboxRight, PermissionKind, Tenant, TenantModel, User,
 };
-use mailbridge_testkit::tokens::{Resource, Subject, TokenGrant};
+use mailbridge_testkit::tokens::Resource;
 use mailbridge_testkit::{Emulator, EmulatorServer};
-use mailbridge_types::{Clock as _, ErrorClass, OffsetClock};
+use mailbridge_types::ErrorClass;
 use secrecy::SecretString;
 use tokio::io::AsyncRead;
 
@@ -28,7 +25,6 @@ struct World {
     emulator: Emulator,
     mail: MailServers,
     app: AppRegistration,
-    clock: Arc<OffsetClock>,
 }
 
 async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
@@ -51,8 +47,7 @@ async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
         );
     adjust(&mut tenant);
     let model = TenantModel::builder().tenant(tenant).build().unwrap();
-    let clock = Arc::new(OffsetClock::new());
-    let emulator = Emulator::with_clock(model, clock.clone()).unwrap();
+    let emulator = Emulator::new(model).unwrap();
     let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -64,7 +59,6 @@ async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
         emulator,
         mail,
         app,
-        clock,
     }
 }
 
@@ -78,25 +72,10 @@ impl World {
     }
 
     fn app_token(&self, roles: &[&str]) -> SecretString {
-        let tenant_id = self.emulator.read(|m| m.tenants[0].id);
-        let grant = TokenGrant {
-            resource: Resource::exchange(),
-            tenant_id,
-            app_id: self.app.client_id,
-            app_display_name: self.app.display_name.clone(),
-            client_auth: 1,
-            subject: Subject::App {
-                service_principal_id: self.app.service_principal_id,
-            },
-            roles: roles
-                .iter()
-                .map(|r| (*r).to_owned())
-                .collect::<BTreeSet<_>>(),
-            scopes: BTreeSet::new(),
-            issued_at: self.clock.unix(),
-            lifetime_secs: 3599,
-        };
-        SecretString::from(self.emulator.issue_access_token(&grant, false))
+        SecretString::from(
+            self.emulator
+                .app_token(&self.app, Resource::exchange(), roles),
+        )
     }
 
     async fn inbox(&self, mailbox: &str, n: usize) -> Vec<Vec<u8>> {
