@@ -40,12 +40,21 @@ pub struct TlsError {
     pub source: std::io::Error,
 }
 
-impl TlsSettings {
-    fn connector(&self, name: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
+/// The system's trusted roots, read from disk once per process (not per connection).
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
+        roots
+    })
+}
+
+impl TlsSettings {
+    fn connector(&self, name: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        let mut roots = system_roots().clone();
         if let Some(pem) = &self.extra_ca_pem {
             for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
                 let _ = roots.add(cert);
