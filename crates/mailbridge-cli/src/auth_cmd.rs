@@ -18,10 +18,9 @@ use time::OffsetDateTime;
 use crate::context::{self, GlobalArgs};
 
 /// How a person signs in.
-#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy)]
 pub enum LoginMethod {
     /// Open the system browser; it comes back to a loopback port (default).
-    #[default]
     Browser,
     /// Show a code to enter at the verification page on any device.
     DeviceCode,
@@ -35,13 +34,14 @@ pub enum AuthCommand {
     /// Sign an account in (delegated accounts; app-only accounts are checked).
     Login {
         account: String,
-        #[arg(long, value_enum, default_value_t)]
-        method: LoginMethod,
-        /// Shorthand for --method device-code.
-        #[arg(long, conflicts_with = "method")]
+        /// Open the system browser; it comes back to a loopback port (the default).
+        #[arg(long, group = "how")]
+        browser: bool,
+        /// Show a code to enter at the verification page on any device.
+        #[arg(long, group = "how")]
         device_code: bool,
-        /// Shorthand for --method paste.
-        #[arg(long, conflicts_with_all = ["method", "device_code"])]
+        /// Print the sign-in URL; paste the URL the browser ends on.
+        #[arg(long, group = "how")]
         paste: bool,
         /// Do not try to open a browser; print the URL instead.
         #[arg(long)]
@@ -98,7 +98,7 @@ pub async fn run(global: &GlobalArgs, command: AuthCommand) -> anyhow::Result<()
     match command {
         AuthCommand::Login {
             account,
-            method,
+            browser: _,
             device_code,
             paste,
             no_open,
@@ -109,7 +109,7 @@ pub async fn run(global: &GlobalArgs, command: AuthCommand) -> anyhow::Result<()
             } else if paste {
                 LoginMethod::Paste
             } else {
-                method
+                LoginMethod::Browser
             };
             login(
                 &config,
