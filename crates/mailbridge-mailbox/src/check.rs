@@ -335,8 +335,7 @@ where
             TlsMode::Implicit => mailbridge_smtp::TlsMode::Implicit,
         },
     );
-    config.extra_ca_pem = settings.extra_ca_pem;
-    config.tls_name = settings.server_name;
+    config.trust = settings;
     let mut client = match SmtpClient::connect(&config).await {
         Ok(c) => c,
         Err(e) => {

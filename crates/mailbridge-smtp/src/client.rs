@@ -29,11 +29,8 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
-    /// The name the certificate must carry (default: `host`).
-    pub tls_name: Option<String>,
-    /// An extra trusted CA (PEM), added to the system's roots: a private CA, or the
-    /// test CA. Certificate checks are never switched off.
-    pub extra_ca_pem: Option<String>,
+    /// Trusted roots (the system's plus an extra CA) and the certificate name.
+    pub trust: TlsSettings,
     /// The name sent with EHLO.
     pub ehlo_name: String,
     /// Timeout for each read (the server's answer to one command).
@@ -47,8 +44,7 @@ impl SmtpConfig {
             host: host.to_owned(),
             port,
             tls,
-            tls_name: None,
-            extra_ca_pem: None,
+            trust: TlsSettings::default(),
             ehlo_name: "mailbridge.localhost".to_owned(),
             timeout: Duration::from_mins(1),
         }
@@ -154,15 +150,6 @@ impl std::fmt::Debug for SmtpClient {
     }
 }
 
-impl SmtpConfig {
-    fn tls_settings(&self) -> TlsSettings {
-        TlsSettings {
-            extra_ca_pem: self.extra_ca_pem.clone(),
-            server_name: self.tls_name.clone(),
-        }
-    }
-}
-
 fn tls_error(e: mailbridge_tls::TlsError) -> SmtpError {
     SmtpError::Tls {
         host: e.name,
@@ -181,7 +168,7 @@ impl SmtpClient {
                 source,
             })?;
         let conn = if config.tls == TlsMode::Implicit {
-            MailStream::implicit(&config.tls_settings(), &config.host, tcp)
+            MailStream::implicit(&config.trust, &config.host, tcp)
                 .await
                 .map_err(tls_error)?
         } else {
@@ -210,7 +197,7 @@ impl SmtpClient {
             client.command("STARTTLS", "STARTTLS", 220).await?;
             client
                 .conn
-                .start_tls(&config.tls_settings(), &config.host)
+                .start_tls(&config.trust, &config.host)
                 .await
                 .map_err(tls_error)?;
             client.ehlo(&config.ehlo_name).await?;

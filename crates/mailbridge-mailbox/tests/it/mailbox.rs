@@ -34,8 +34,10 @@ async fn send(mail: &MailServers, emulator: &Emulator, app: &AppRegistration, su
         addr.port(),
         mailbridge_smtp::TlsMode::StartTls,
     );
-    config.tls_name = Some(mail.tls_name().to_owned());
-    config.extra_ca_pem = Some(mail.ca_pem().to_owned());
+    config.trust = TlsSettings {
+        extra_ca_pem: Some(mail.ca_pem().to_owned()),
+        server_name: Some(mail.tls_name().to_owned()),
+    };
     let mut c = SmtpClient::connect(&config).await.unwrap();
     c.authenticate(&mailbridge_smtp::Credentials::XOAuth2 {
         user: ALICE.into(),

@@ -66,8 +66,10 @@ impl World {
     fn config(&self) -> SmtpConfig {
         let addr = self.mail.submission();
         let mut c = SmtpConfig::new(&addr.ip().to_string(), addr.port(), TlsMode::StartTls);
-        c.tls_name = Some(self.mail.tls_name().to_owned());
-        c.extra_ca_pem = Some(self.mail.ca_pem().to_owned());
+        c.trust = mailbridge_tls::TlsSettings {
+            extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
+            server_name: Some(self.mail.tls_name().to_owned()),
+        };
         c
     }
 
@@ -299,7 +301,7 @@ async fn passwords_work_with_plain_and_login_where_basic_is_allowed() {
 async fn untrusted_certificate_is_a_configuration_error_not_a_retry() {
     let w = world(|_| {}).await;
     let mut config = w.config();
-    config.extra_ca_pem = None;
+    config.trust.extra_ca_pem = None;
     let err = SmtpClient::connect(&config).await.unwrap_err();
     assert!(matches!(err, SmtpError::Tls { .. }), "{err}");
     assert_eq!(err.class(), ErrorClass::Misconfigured);
