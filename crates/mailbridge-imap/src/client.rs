@@ -14,16 +14,7 @@ use crate::response::{
     response_code, trailing_literal, untagged_number,
 };
 
-/// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// No TLS (trusted networks and tests only).
-    None,
-    /// `STARTTLS` after the greeting (port 143).
-    StartTls,
-    /// TLS from the first byte (port 993).
-    Implicit,
-}
+pub use mailbridge_types::config::TlsMode;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use mailbridge_auth::scopes::Grant;
 use mailbridge_imap::{ImapClient, ImapConfig};
 use mailbridge_smtp::{SmtpClient, SmtpConfig};
 use mailbridge_tls::TlsSettings;
-use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
+use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -227,15 +227,7 @@ where
         return report;
     };
     let start = Instant::now();
-    let mut config = ImapConfig::new(
-        &endpoint.host,
-        port,
-        match endpoint.tls_mode() {
-            TlsMode::None => mailbridge_imap::TlsMode::None,
-            TlsMode::Starttls => mailbridge_imap::TlsMode::StartTls,
-            TlsMode::Implicit => mailbridge_imap::TlsMode::Implicit,
-        },
-    );
+    let mut config = ImapConfig::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
     let mut client = match ImapClient::connect(&config).await {
         Ok(c) => c,
@@ -326,15 +318,7 @@ where
         return report;
     };
     let start = Instant::now();
-    let mut config = SmtpConfig::new(
-        &endpoint.host,
-        port,
-        match endpoint.tls_mode() {
-            TlsMode::None => mailbridge_smtp::TlsMode::None,
-            TlsMode::Starttls => mailbridge_smtp::TlsMode::StartTls,
-            TlsMode::Implicit => mailbridge_smtp::TlsMode::Implicit,
-        },
-    );
+    let mut config = SmtpConfig::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
     let mut client = match SmtpClient::connect(&config).await {
         Ok(c) => c,

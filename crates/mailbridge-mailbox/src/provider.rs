@@ -5,17 +5,7 @@ use std::collections::BTreeMap;
 use mailbridge_types::config::{SignInMethod, Transport};
 use serde::{Deserialize, Serialize};
 
-/// How a connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TlsMode {
-    /// No TLS (tests, trusted networks).
-    None,
-    /// Plain connection upgraded with STARTTLS / STLS.
-    StartTls,
-    /// TLS from the first byte (993, 995, 465).
-    Implicit,
-}
+pub use mailbridge_types::config::TlsMode;
 
 /// One server of a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

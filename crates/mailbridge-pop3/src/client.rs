@@ -11,16 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::response::{MAX_LINE, Meaning, Status, parse_uidl_line};
 
-/// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// No TLS (trusted networks and tests only).
-    None,
-    /// `STLS` after the greeting (port 110).
-    Stls,
-    /// TLS from the first byte (port 995).
-    Implicit,
-}
+pub use mailbridge_types::config::TlsMode;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -145,7 +136,7 @@ impl Pop3Client {
             timeout: config.timeout,
         };
         client.expect_ok("the greeting").await?;
-        if config.tls == TlsMode::Stls {
+        if config.tls == TlsMode::StartTls {
             client.command("STLS", "STLS").await?;
             client.conn.start_tls(&config.trust, &config.host).await?;
         }

@@ -12,16 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::reply::{MAX_LINE, MAX_LINES, Meaning, Reply, parse_line};
 
-/// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// No TLS (only for trusted networks and tests).
-    None,
-    /// STARTTLS after the first EHLO (port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-}
+pub use mailbridge_types::config::TlsMode;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]

@@ -166,14 +166,15 @@ pub struct AccountConfig {
     pub outgoing: Option<EndpointConfig>,
 }
 
-/// How a connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a connection is secured (every mail protocol client uses this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
     /// No TLS (trusted networks and tests only).
     None,
-    /// STARTTLS / STLS after the greeting.
-    Starttls,
+    /// STARTTLS (IMAP, SMTP) / STLS (POP3) after the greeting.
+    #[serde(rename = "starttls")]
+    StartTls,
     /// TLS from the first byte.
     Implicit,
 }

@@ -86,7 +86,7 @@ impl World {
     fn endpoint(&self, transport: Transport) -> EndpointConfig {
         let (addr, tls) = match transport {
             Transport::Imap => (self.mail.imaps(), TlsMode::Implicit),
-            _ => (self.mail.submission(), TlsMode::Starttls),
+            _ => (self.mail.submission(), TlsMode::StartTls),
         };
         EndpointConfig {
             transport,

@@ -111,7 +111,9 @@ async fn app_only_over_stls_lists_retrieves_and_deletes_with_stable_uids() {
         user: ALICE.into(),
         token: w.token(None, &["POP.AccessAsApp"]),
     };
-    let mut c = Pop3Client::connect(&w.config(TlsMode::Stls)).await.unwrap();
+    let mut c = Pop3Client::connect(&w.config(TlsMode::StartTls))
+        .await
+        .unwrap();
     c.authenticate(&creds).await.unwrap();
     assert_eq!(c.stat().await.unwrap().0, 3);
     let uids = c.uidl().await.unwrap();
@@ -205,7 +207,9 @@ async fn refusal_for_a_token_without_the_role_names_the_checklist() {
 #[tokio::test]
 async fn user_pass_where_basic_is_allowed_and_refused_where_not() {
     let w = world(|t| t.basic_auth_enabled = true).await;
-    let mut c = Pop3Client::connect(&w.config(TlsMode::Stls)).await.unwrap();
+    let mut c = Pop3Client::connect(&w.config(TlsMode::StartTls))
+        .await
+        .unwrap();
     c.authenticate(&Credentials::UserPass {
         user: ALICE.into(),
         password: SecretString::from(PASSWORD),
@@ -215,7 +219,9 @@ async fn user_pass_where_basic_is_allowed_and_refused_where_not() {
     c.quit().await.unwrap();
 
     let w = world(|_| {}).await;
-    let mut c = Pop3Client::connect(&w.config(TlsMode::Stls)).await.unwrap();
+    let mut c = Pop3Client::connect(&w.config(TlsMode::StartTls))
+        .await
+        .unwrap();
     let err = c
         .authenticate(&Credentials::UserPass {
             user: ALICE.into(),
