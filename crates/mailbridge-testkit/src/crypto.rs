@@ -316,6 +316,26 @@ impl CertificateCredential {
     }
 }
 
+/// A rustls client configuration that trusts only the CA in `ca_pem`.
+pub fn client_config_trusting(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(der) = certificate_der_from_pem(ca_pem) {
+        let _ = roots.add(CertificateDer::from(der));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_or_else(
+        |_| {
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        },
+        |b| b.with_root_certificates(roots).with_no_client_auth(),
+    )
+}
+
 /// A per-run certificate authority for the emulator's TLS listeners.
 pub struct TestCa {
     issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
@@ -382,22 +402,7 @@ impl TestCa {
 
     /// A rustls client configuration that trusts only this CA.
     pub fn client_config(&self) -> rustls::ClientConfig {
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some(der) = certificate_der_from_pem(&self.certificate_pem) {
-            let _ = roots.add(CertificateDer::from(der));
-        }
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_or_else(
-            |_| {
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            },
-            |b| b.with_root_certificates(roots).with_no_client_auth(),
-        )
+        client_config_trusting(&self.certificate_pem)
     }
 }
 

@@ -30,37 +30,8 @@ pub struct TenantModel {
     pub knobs: Knobs,
 }
 
-/// National cloud a tenant lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Cloud {
-    #[default]
-    Global,
-    UsGovHigh,
-    UsGovDod,
-    China,
-}
-
-impl Cloud {
-    /// The `cloud_instance_name` of the discovery document.
-    pub fn instance_name(self) -> &'static str {
-        match self {
-            Cloud::Global => "microsoftonline.com",
-            Cloud::UsGovHigh | Cloud::UsGovDod => "microsoftonline.us",
-            Cloud::China => "partner.microsoftonline.cn",
-        }
-    }
-
-    /// The `msgraph_host` of the discovery document.
-    pub fn graph_host(self) -> &'static str {
-        match self {
-            Cloud::Global => "graph.microsoft.com",
-            Cloud::UsGovHigh => "graph.microsoft.us",
-            Cloud::UsGovDod => "dod-graph.microsoft.us",
-            Cloud::China => "microsoftgraph.chinacloudapi.cn",
-        }
-    }
-}
+/// National cloud a tenant lives in (the same type mailbridge's configuration uses).
+pub use mailbridge_types::config::Cloud;
 
 /// A Microsoft Entra directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -35,6 +35,20 @@ impl Cloud {
         }
     }
 
+    /// The `cloud_instance_name` of the identity platform's discovery document.
+    pub fn instance_name(self) -> &'static str {
+        match self {
+            Cloud::Global => "microsoftonline.com",
+            Cloud::UsGovHigh | Cloud::UsGovDod => "microsoftonline.us",
+            Cloud::China => "partner.microsoftonline.cn",
+        }
+    }
+
+    /// The Graph host (the `msgraph_host` of the discovery document).
+    pub fn graph_host(self) -> &'static str {
+        self.graph_root().trim_start_matches("https://")
+    }
+
     /// The Graph root (the resource of Graph scopes).
     pub fn graph_root(self) -> &'static str {
         match self {

@@ -55,23 +55,7 @@ fn closed_error() -> std::io::Error {
 
 /// A rustls client configuration that trusts only the CA in `ca_pem`.
 pub fn tls_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(der) = crate::crypto::certificate_der_from_pem(ca_pem) {
-        let _ = roots.add(rustls::pki_types::CertificateDer::from(der));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_or_else(
-        |_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        },
-        |b| b.with_root_certificates(roots).with_no_client_auth(),
-    );
-    Arc::new(config)
+    Arc::new(crate::crypto::client_config_trusting(ca_pem))
 }
 
 async fn tls_handshake(
