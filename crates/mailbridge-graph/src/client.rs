@@ -230,6 +230,16 @@ impl GraphClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("{url}: {e}")))
     }
 
+    /// `{root}{mailbox}/messages/{id}{suffix}`.
+    fn message_url(&self, mailbox: &Mailbox, id: &str, suffix: &str) -> String {
+        format!(
+            "{}{}/messages/{}{suffix}",
+            self.config.root,
+            mailbox.path(),
+            percent_encode(id)
+        )
+    }
+
     fn folder_url(&self, mailbox: &Mailbox, folder: &str, rest: &str) -> String {
         format!(
             "{}{}/mailFolders/{}/{rest}",
@@ -296,12 +306,7 @@ impl GraphClient {
         id: &str,
         sink: &mut W,
     ) -> Result<u64, ClientError> {
-        let url = format!(
-            "{}{}/messages/{}/$value",
-            self.config.root,
-            mailbox.path(),
-            percent_encode(id)
-        );
+        let url = self.message_url(mailbox, id, "/$value");
         let response = self.send(mailbox, token, &url, |h| h.get(&url)).await?;
         let mut stream = response.bytes_stream();
         let mut total = 0u64;
@@ -325,12 +330,7 @@ impl GraphClient {
         id: &str,
         read: bool,
     ) -> Result<(), ClientError> {
-        let url = format!(
-            "{}{}/messages/{}",
-            self.config.root,
-            mailbox.path(),
-            percent_encode(id)
-        );
+        let url = self.message_url(mailbox, id, "");
         let body = json!({ "isRead": read });
         self.json(mailbox, token, &url, |h| h.patch(&url).json(&body))
             .await
@@ -345,12 +345,7 @@ impl GraphClient {
         id: &str,
         destination: &str,
     ) -> Result<String, ClientError> {
-        let url = format!(
-            "{}{}/messages/{}/move",
-            self.config.root,
-            mailbox.path(),
-            percent_encode(id)
-        );
+        let url = self.message_url(mailbox, id, "/move");
         let body = json!({ "destinationId": destination });
         let v = self
             .json(mailbox, token, &url, |h| h.post(&url).json(&body))
@@ -368,12 +363,7 @@ impl GraphClient {
         mailbox: &Mailbox,
         id: &str,
     ) -> Result<(), ClientError> {
-        let url = format!(
-            "{}{}/messages/{}",
-            self.config.root,
-            mailbox.path(),
-            percent_encode(id)
-        );
+        let url = self.message_url(mailbox, id, "");
         self.json(mailbox, token, &url, |h| h.delete(&url))
             .await
             .map(|_| ())
