@@ -93,8 +93,8 @@ impl From<TransportArg> for Transport {
 
 /// Runs an auth command.
 pub async fn run(global: &GlobalArgs, command: AuthCommand) -> anyhow::Result<()> {
-    let config = context::load_config(&global.config)?;
     let store = context::open_store(global).await?;
+    let config = context::catalog(global, &store).await?;
     match command {
         AuthCommand::Login {
             account,

@@ -15,6 +15,9 @@ use mailbridge_types::config::{
     AccountConfig, AppConfig, AppCredentialConfig, ConfigFile, SignInMethod, Transport,
 };
 
+/// The configuration file read when none is named.
+pub const DEFAULT_CONFIG: &str = "mailbridge.toml";
+
 /// Global options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
@@ -23,7 +26,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "MAILBRIDGE_CONFIG",
-        default_value = "mailbridge.toml"
+        default_value = DEFAULT_CONFIG
     )]
     pub config: PathBuf,
     /// Where the database and the master key file live.
@@ -44,8 +47,12 @@ impl GlobalArgs {
     }
 }
 
-/// Reads the configuration file.
+/// Reads the configuration file. The default `mailbridge.toml` may be absent (apps
+/// and accounts then come from the store only); a file named on purpose may not.
 pub fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    if path == Path::new(DEFAULT_CONFIG) && !path.exists() {
+        return Ok(ConfigFile::default());
+    }
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "failed to read the configuration {} (set --config or MAILBRIDGE_CONFIG; docs/configuration.md shows the format)",
@@ -221,6 +228,31 @@ pub async fn account_sign_in(
         scopes: scopes_for(transport, grant, app.graph_root()),
         delegated: grant == Grant::Delegated,
     })
+}
+
+/// The apps and accounts in force: those in the store, then those of the
+/// configuration file that the store does not have (a name in both: the store's).
+pub async fn catalog(global: &GlobalArgs, store: &Store) -> anyhow::Result<ConfigFile> {
+    let file = load_config(&global.config)?;
+    let mut apps = store
+        .apps()
+        .await
+        .context("failed to read the apps in the store")?;
+    let mut accounts = store
+        .accounts()
+        .await
+        .context("failed to read the accounts in the store")?;
+    for app in file.apps {
+        if !apps.iter().any(|a| a.name == app.name) {
+            apps.push(app);
+        }
+    }
+    for account in file.accounts {
+        if !accounts.iter().any(|a| a.name == account.name) {
+            accounts.push(account);
+        }
+    }
+    Ok(ConfigFile { apps, accounts })
 }
 
 /// Shared pointer to the store, for sessions.

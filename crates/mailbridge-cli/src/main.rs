@@ -1,9 +1,11 @@
 //! `mailbridge`: the one program.
 //!
 //! Commands: `sandbox` (the emulated Microsoft 365 tenant, to try every sign-in and
-//! mail flow without a real tenant), `auth` (sign accounts in, status, tokens for
-//! scripts), `secrets` (client secrets, master-key rotation). Accounts, fetch/send and
-//! the daemon arrive in later steps.
+//! mail flow without a real tenant), `account` (accounts kept in the store: add with
+//! autodetection, list, show, edit, remove, import/export), `provider` (built-in and
+//! user-defined providers), `auth` (sign accounts in, status, tokens for scripts),
+//! `secrets` (client secrets, master-key rotation), `test receive|send` (step-by-step
+//! checks that name the fix). The daemon arrives in a later step.
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
 //! 2 usage error (from clap).
@@ -15,8 +17,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mailbridge_testkit::TenantModel;
 
+mod account_cmd;
 mod auth_cmd;
 mod context;
+mod provider_cmd;
 mod secrets_cmd;
 mod test_cmd;
 
@@ -51,6 +55,12 @@ enum Command {
         #[arg(long)]
         print_model: bool,
     },
+    /// Add, list, show, change, remove, import and export accounts.
+    #[command(subcommand)]
+    Account(Box<account_cmd::AccountCommand>),
+    /// Built-in and your own providers, and the domains they serve.
+    #[command(subcommand)]
+    Provider(provider_cmd::ProviderCommand),
     /// Sign accounts in and out, show what expires, print tokens for scripts.
     #[command(subcommand)]
     Auth(auth_cmd::AuthCommand),
@@ -98,6 +108,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             sandbox(config, listen, no_mail_servers).await
         }
+        Command::Account(command) => account_cmd::run(&cli.global, *command).await,
+        Command::Provider(command) => provider_cmd::run(&cli.global, command).await,
         Command::Auth(command) => auth_cmd::run(&cli.global, command).await,
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
         Command::Test(command) => test_cmd::run(&cli.global, command).await,

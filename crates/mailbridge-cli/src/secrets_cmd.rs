@@ -23,7 +23,8 @@ pub enum SecretsCommand {
 pub async fn run(global: &GlobalArgs, command: SecretsCommand) -> anyhow::Result<()> {
     match command {
         SecretsCommand::SetAppSecret { app } => {
-            let config = context::load_config(&global.config)?;
+            let store = context::open_store(global).await?;
+            let config = context::catalog(global, &store).await?;
             let Some(app) = config.app(&app) else {
                 bail!("no app named {app:?} in the configuration");
             };
@@ -50,7 +51,6 @@ pub async fn run(global: &GlobalArgs, command: SecretsCommand) -> anyhow::Result
                     "warning: this looks like a Secret ID (a GUID), not the secret's Value; Microsoft will answer AADSTS7000215"
                 );
             }
-            let store = context::open_store(global).await?;
             store
                 .put_secret(
                     &app.secret_id(),

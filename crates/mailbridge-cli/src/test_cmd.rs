@@ -32,8 +32,8 @@ pub enum TestCommand {
 
 /// Runs a test command; fails (exit 1) when the check fails.
 pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()> {
-    let config = context::load_config(&global.config)?;
     let store = context::open_store(global).await?;
+    let config = context::catalog(global, &store).await?;
     let (name, json, receive, to) = match &command {
         TestCommand::Receive { account, json } => (account, *json, true, None),
         TestCommand::Send { account, to, json } => (account, *json, false, to.clone()),

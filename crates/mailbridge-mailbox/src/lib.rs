@@ -1,8 +1,9 @@
 //! mailbridge-mailbox: one Mailbox API over every transport, with accounts, providers
 //! and autodetection.
 //!
-//! Parts (this step has providers and autodetection; the Mailbox API, accounts in the
-//! store and "test receive / test send" follow):
+//! Parts:
+//! - [`account`]: accounts made from a provider, and their validation (each problem
+//!   names the setting and what to change).
 //! - [`provider`]: built-in providers (Microsoft 365 over Graph, IMAP/SMTP, POP/SMTP;
 //!   Outlook.com; Exchange on-premises over EWS; Gmail; generic IMAP/SMTP) and the
 //!   domain -> provider table.
@@ -15,6 +16,7 @@
 //!   autoconfig, SRV records), each with a timeout and an injectable base URL or
 //!   resolver; the result says which step decided.
 
+pub mod account;
 pub mod autodetect;
 pub mod check;
 pub mod mailbox;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use mailbridge_types::config::{SignInMethod, Transport};
 use serde::{Deserialize, Serialize};
 
-pub use mailbridge_types::config::TlsMode;
+pub use mailbridge_types::config::{LoginFormat, TlsMode};
 
 /// One server of a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,18 +15,6 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
-}
-
-/// How the login name is formed from the address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LoginFormat {
-    /// Entered by hand.
-    Manual,
-    /// The full address.
-    Email,
-    /// The part before `@`.
-    MailboxName,
 }
 
 /// A provider.

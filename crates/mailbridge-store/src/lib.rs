@@ -9,8 +9,11 @@
 //! - [`store`]: the SQLite store (embedded default; PostgreSQL follows) with
 //!   migrations, sealed secrets, account sign-in state and master-key rotation;
 //!   [`token_store`]: the store as `mailbridge-auth`'s refresh-token store.
+//! - [`records`]: apps, accounts and user-defined providers (their configuration
+//!   documents, without secrets) and each account folder's download checkpoint.
 
 pub mod master_key;
+pub mod records;
 pub mod sealed;
 pub mod store;
 pub mod token_store;

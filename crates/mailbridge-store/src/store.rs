@@ -81,12 +81,18 @@ pub enum StoreError {
     Damaged { id: String },
     #[error(transparent)]
     Random(#[from] RandomError),
+    #[error("stored record {id} cannot be read")]
+    Record {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     sealer: std::sync::Arc<std::sync::RwLock<Sealer>>,
     clock: std::sync::Arc<dyn mailbridge_types::Clock>,
 }
@@ -97,7 +103,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn unix(t: OffsetDateTime) -> i64 {
+pub(crate) fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 

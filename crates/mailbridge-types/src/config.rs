@@ -1,5 +1,6 @@
-//! The first notion of *app* and *account*, shared by every crate. Step 3 extends the
-//! account with its incoming and outgoing sides; the fields here stay.
+//! Apps and accounts, shared by every crate: an app registration (tenant, client id,
+//! cloud, endpoints, credential) and an account (address, login, sign-in, incoming and
+//! outgoing sides, usages). They are read from a TOML file and kept in the store.
 //!
 //! Secrets are never part of these types: they live sealed in the store under the ids
 //! [`AppConfig::secret_id`] and [`AccountConfig::refresh_token_id`] /
@@ -172,12 +173,61 @@ pub struct AccountConfig {
     /// User name for password sign-in, when it is not the address.
     #[serde(default)]
     pub login: Option<String>,
+    /// How the login name is formed (manual when `login` is set, else the address).
+    #[serde(default)]
+    pub login_format: Option<LoginFormat>,
+    /// The provider (id) the account was made from.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Graph app-only: the mailbox's Object ID (Entra ID -> Users), when it is not
+    /// addressed by its user principal name (the address).
+    #[serde(default)]
+    pub mailbox_id: Option<String>,
+    /// What the account is used for.
+    #[serde(default)]
+    pub usages: Vec<Usage>,
+    /// Mail is downloaded from this account.
+    #[serde(default = "yes")]
+    pub download: bool,
+    /// Mail is sent through this account.
+    #[serde(default = "yes")]
+    pub send: bool,
     /// Where mail is downloaded from (IMAP/POP server, or the Graph/EWS endpoint).
     #[serde(default)]
     pub incoming: Option<EndpointConfig>,
     /// Where mail is sent (SMTP server); for Graph and EWS the incoming side.
     #[serde(default)]
     pub outgoing: Option<EndpointConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How the login name is formed from the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginFormat {
+    /// Entered by hand (`login`).
+    Manual,
+    /// The full address.
+    Email,
+    /// The part before `@`.
+    MailboxName,
+}
+
+/// What an account is used for (a business application's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Usage {
+    /// The application sends notifications from it.
+    Notifications,
+    /// Tickets are created from its mail.
+    Helpdesk,
+    /// A connector moves its mail somewhere (relay, webhook, folder).
+    Connector,
+    /// Attachments are filed as documents.
+    Documents,
 }
 
 /// How a connection is secured (every mail protocol client uses this one).
@@ -247,9 +297,45 @@ impl AccountConfig {
     pub fn password_id(&self) -> String {
         format!("account:{}:password", self.name)
     }
+
+    /// The login name in force for password sign-in (and the `user=` of XOAUTH2 when
+    /// it is not the address).
+    pub fn login_name(&self) -> String {
+        let format = self.login_format.unwrap_or(if self.login.is_some() {
+            LoginFormat::Manual
+        } else {
+            LoginFormat::Email
+        });
+        match format {
+            LoginFormat::Manual => self.login.clone().unwrap_or_else(|| self.address.clone()),
+            LoginFormat::Email => self.address.clone(),
+            LoginFormat::MailboxName => self
+                .address
+                .split_once('@')
+                .map_or_else(|| self.address.clone(), |(local, _)| local.to_owned()),
+        }
+    }
+
+    /// The incoming side in force: `None` when downloading is off.
+    pub fn incoming_side(&self) -> Option<&EndpointConfig> {
+        self.incoming.as_ref().filter(|_| self.download)
+    }
+
+    /// The outgoing side in force: the `outgoing` endpoint, else (for Graph and EWS)
+    /// the incoming one; `None` when sending is off.
+    pub fn outgoing_side(&self) -> Option<&EndpointConfig> {
+        if !self.send {
+            return None;
+        }
+        self.outgoing.as_ref().or_else(|| {
+            self.incoming
+                .as_ref()
+                .filter(|e| matches!(e.transport, Transport::Graph | Transport::Ews))
+        })
+    }
 }
 
-/// A configuration file of apps and accounts (until `mailbridge account add` exists).
+/// A file of apps and accounts (the configuration file, or an import/export file).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {

@@ -495,3 +495,4 @@ async fn status_warns_about_a_refresh_token_idle_for_over_60_days() {
         "{alice}"
     );
 }
+mod accounts;
