@@ -9,6 +9,8 @@
 //!   domain -> provider table.
 //! - [`mailbox`]: the [`mailbox::Mailbox`] trait (new since a checkpoint, fetch MIME
 //!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3.
+//! - [`connect`]: an account's incoming side opened as one [`connect::AnyMailbox`]
+//!   from its configuration and a password or token.
 //! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
 //!   times, naming the cause and fix from the token's claims and the server's reply.
 //! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain
@@ -19,5 +21,6 @@
 pub mod account;
 pub mod autodetect;
 pub mod check;
+pub mod connect;
 pub mod mailbox;
 pub mod provider;

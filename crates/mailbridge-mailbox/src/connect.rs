@@ -1,0 +1,265 @@
+//! Opening an account's incoming side: from its configuration and what it signs in
+//! with to one [`AnyMailbox`], whatever the transport.
+
+use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphMailbox};
+use mailbridge_imap::{ImapClient, ImapConfig};
+use mailbridge_pop3::{Pop3Client, Pop3Config};
+use mailbridge_tls::TlsSettings;
+use mailbridge_types::ErrorClass;
+use mailbridge_types::config::{AccountConfig, EndpointConfig, SignInMethod, Transport};
+use secrecy::SecretString;
+use tokio::io::AsyncWrite;
+
+use crate::mailbox::{
+    Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError, MessageRef,
+    NewMessages, Pop3Mailbox,
+};
+
+/// What the account signs in with, already obtained.
+pub enum SignedIn {
+    /// A password (and the login name).
+    Password {
+        user: String,
+        password: SecretString,
+    },
+    /// An access token for the side's transport.
+    Token(SecretString),
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignedIn::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            SignedIn::Token(_) => f.write_str("Token"),
+        }
+    }
+}
+
+/// Any transport's mailbox.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyMailbox {
+    Imap(ImapMailbox),
+    Pop3(Pop3Mailbox),
+    Graph(GraphMailboxAccess),
+    Ews(EwsMailbox),
+}
+
+fn misconfigured(message: String) -> MailboxError {
+    MailboxError {
+        class: ErrorClass::Misconfigured,
+        message,
+    }
+}
+
+/// The extra CA of an endpoint, read.
+pub fn extra_ca_pem(endpoint: &EndpointConfig) -> Result<Option<String>, MailboxError> {
+    endpoint
+        .extra_ca_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| {
+                misconfigured(format!(
+                    "cannot read the extra CA file {}: {e}; fix extra_ca_file",
+                    p.display()
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Trust settings of an endpoint: the system roots, its extra CA, its certificate name.
+pub fn trust(endpoint: &EndpointConfig) -> Result<TlsSettings, MailboxError> {
+    Ok(TlsSettings {
+        extra_ca_pem: extra_ca_pem(endpoint)?,
+        server_name: endpoint.tls_name.clone(),
+    })
+}
+
+/// The versioned Graph root of an endpoint (`https://graph.microsoft.com/v1.0`).
+pub fn graph_root(endpoint: &EndpointConfig) -> String {
+    let host = endpoint.host.trim_end_matches('/');
+    if host.ends_with("/v1.0") || host.ends_with("/beta") {
+        host.to_owned()
+    } else {
+        format!("{host}/v1.0")
+    }
+}
+
+/// The Graph mailbox of an account: `/me` when a user signs in, else the Object ID or
+/// user principal name.
+pub fn graph_mailbox(account: &AccountConfig) -> GraphMailbox {
+    match account.sign_in {
+        SignInMethod::Delegated => GraphMailbox::Me,
+        _ => GraphMailbox::User(
+            account
+                .mailbox_id
+                .clone()
+                .unwrap_or_else(|| account.address.clone()),
+        ),
+    }
+}
+
+/// Connects to the account's incoming side and signs in (IMAP and POP3 sessions are
+/// opened now; Graph and EWS are per request).
+pub async fn open_incoming(
+    account: &AccountConfig,
+    signed_in: SignedIn,
+) -> Result<AnyMailbox, MailboxError> {
+    let Some(endpoint) = account.incoming_side() else {
+        return Err(misconfigured(format!(
+            "account {} has no incoming side (download is off or no server is set)",
+            account.name
+        )));
+    };
+    match endpoint.transport {
+        Transport::Imap => {
+            let mut config = ImapConfig::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+            config.trust = trust(endpoint)?;
+            let mut client = ImapClient::connect(&config).await?;
+            let credentials = match signed_in {
+                SignedIn::Password { user, password } => {
+                    mailbridge_imap::Credentials::Login { user, password }
+                }
+                SignedIn::Token(token) => mailbridge_imap::Credentials::XOAuth2 {
+                    user: account.address.clone(),
+                    token,
+                },
+            };
+            client.authenticate(&credentials).await?;
+            Ok(AnyMailbox::Imap(ImapMailbox::new(client)))
+        }
+        Transport::Pop3 => {
+            let mut config = Pop3Config::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+            config.trust = trust(endpoint)?;
+            let mut client = Pop3Client::connect(&config).await?;
+            let credentials = match signed_in {
+                SignedIn::Password { user, password } => {
+                    mailbridge_pop3::Credentials::UserPass { user, password }
+                }
+                SignedIn::Token(token) => mailbridge_pop3::Credentials::XOAuth2 {
+                    user: account.address.clone(),
+                    token,
+                },
+            };
+            client.authenticate(&credentials).await?;
+            Ok(AnyMailbox::Pop3(Pop3Mailbox::new(client)))
+        }
+        Transport::Graph => {
+            let SignedIn::Token(token) = signed_in else {
+                return Err(misconfigured(
+                    "Microsoft Graph does not accept passwords: use delegated or app-only sign-in"
+                        .into(),
+                ));
+            };
+            let mut config = GraphConfig::new(&graph_root(endpoint));
+            config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            let client = GraphClient::new(config)?;
+            Ok(AnyMailbox::Graph(GraphMailboxAccess::new(
+                client,
+                graph_mailbox(account),
+                token,
+            )))
+        }
+        Transport::Ews => {
+            let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
+            config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            let client = mailbridge_ews::EwsClient::new(config)?;
+            let auth = match (signed_in, account.sign_in) {
+                (SignedIn::Password { user, password }, _) => {
+                    mailbridge_ews::EwsAuth::Basic { user, password }
+                }
+                (SignedIn::Token(token), SignInMethod::AppOnly) => {
+                    mailbridge_ews::EwsAuth::AppOnly {
+                        token,
+                        mailbox: account.address.clone(),
+                    }
+                }
+                (SignedIn::Token(token), _) => mailbridge_ews::EwsAuth::Bearer { token },
+            };
+            Ok(AnyMailbox::Ews(EwsMailbox::new(client, auth)))
+        }
+        Transport::Smtp => Err(misconfigured(format!(
+            "account {}'s incoming side is SMTP, which cannot download mail: use IMAP, POP3, Graph or EWS",
+            account.name
+        ))),
+    }
+}
+
+impl AnyMailbox {
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        match self {
+            AnyMailbox::Imap(_) => Transport::Imap,
+            AnyMailbox::Pop3(_) => Transport::Pop3,
+            AnyMailbox::Graph(_) => Transport::Graph,
+            AnyMailbox::Ews(_) => Transport::Ews,
+        }
+    }
+
+    /// Ends the session where there is one (POP3 commits deletions on `QUIT`).
+    pub async fn close(self) -> Result<(), MailboxError> {
+        match self {
+            AnyMailbox::Pop3(p) => p.close().await,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Mailbox for AnyMailbox {
+    async fn new_since(
+        &mut self,
+        folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<NewMessages, MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.new_since(folder, checkpoint).await,
+            AnyMailbox::Pop3(m) => m.new_since(folder, checkpoint).await,
+            AnyMailbox::Graph(m) => m.new_since(folder, checkpoint).await,
+            AnyMailbox::Ews(m) => m.new_since(folder, checkpoint).await,
+        }
+    }
+
+    async fn fetch<W: AsyncWrite + Unpin + Send>(
+        &mut self,
+        message: &MessageRef,
+        sink: &mut W,
+    ) -> Result<u64, MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.fetch(message, sink).await,
+            AnyMailbox::Pop3(m) => m.fetch(message, sink).await,
+            AnyMailbox::Graph(m) => m.fetch(message, sink).await,
+            AnyMailbox::Ews(m) => m.fetch(message, sink).await,
+        }
+    }
+
+    async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.mark_read(message).await,
+            AnyMailbox::Pop3(m) => m.mark_read(message).await,
+            AnyMailbox::Graph(m) => m.mark_read(message).await,
+            AnyMailbox::Ews(m) => m.mark_read(message).await,
+        }
+    }
+
+    async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.move_to(message, folder).await,
+            AnyMailbox::Pop3(m) => m.move_to(message, folder).await,
+            AnyMailbox::Graph(m) => m.move_to(message, folder).await,
+            AnyMailbox::Ews(m) => m.move_to(message, folder).await,
+        }
+    }
+
+    async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.delete(message).await,
+            AnyMailbox::Pop3(m) => m.delete(message).await,
+            AnyMailbox::Graph(m) => m.delete(message).await,
+            AnyMailbox::Ews(m) => m.delete(message).await,
+        }
+    }
+}
