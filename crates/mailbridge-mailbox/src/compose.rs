@@ -78,9 +78,10 @@ impl Attachment {
     /// from its extension.
     pub fn from_file(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let file_name = path
-            .file_name()
-            .map_or_else(|| "attachment".to_owned(), |n| n.to_string_lossy().into_owned());
+        let file_name = path.file_name().map_or_else(
+            || "attachment".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         Self {
             content_type: content_type_for(&file_name).to_owned(),
             file_name,
@@ -103,9 +104,7 @@ impl Attachment {
     }
 
     /// A reader over the content.
-    pub async fn open(
-        &self,
-    ) -> Result<Box<dyn AsyncRead + Send + Unpin + '_>, ComposeError> {
+    pub async fn open(&self) -> Result<Box<dyn AsyncRead + Send + Unpin + '_>, ComposeError> {
         match &self.content {
             Content::Bytes(b) => Ok(Box::new(b.as_slice())),
             Content::File(p) => tokio::fs::File::open(p)
@@ -188,7 +187,10 @@ pub enum ComposeError {
     )]
     ReservedHeader { name: String },
     #[error("{address:?} ({field}) is not a mail address: expected local-part@domain")]
-    Address { field: &'static str, address: String },
+    Address {
+        field: &'static str,
+        address: String,
+    },
     #[error("the message has no recipients: give at least one To, Cc or Bcc address")]
     NoRecipients,
     #[error("failed to read the attachment {}", path.display())]
@@ -332,14 +334,8 @@ impl Message {
         for (name, value) in &self.headers {
             b = b.header(name.as_str(), Text::new(value.as_str()));
         }
-        let text = self
-            .text
-            .as_deref()
-            .map(|t| MimePart::new("text/plain", t));
-        let html = self
-            .html
-            .as_deref()
-            .map(|h| MimePart::new("text/html", h));
+        let text = self.text.as_deref().map(|t| MimePart::new("text/plain", t));
+        let html = self.html.as_deref().map(|h| MimePart::new("text/html", h));
         let body = match (text, html) {
             (Some(t), Some(h)) => MimePart::new("multipart/alternative", vec![t, h]),
             (Some(p), None) | (None, Some(p)) => p,
@@ -500,9 +496,9 @@ pub fn is_address(address: &str) -> bool {
     };
     !local.is_empty()
         && !domain.is_empty()
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';'))
+        && !address.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';')
+        })
         && !domain.contains('@')
         && !local.contains('@')
 }
@@ -543,15 +539,23 @@ mod tests {
         let from = parsed.from().unwrap().first().unwrap();
         assert_eq!(from.name(), Some("Jörg Müller"));
         assert!(parsed.bcc().is_none(), "Bcc stays out of the header");
-        assert_eq!(parsed.body_text(0).unwrap().trim_end(), "Hallo\r\n.\r\nEnde");
+        assert_eq!(
+            parsed.body_text(0).unwrap().trim_end(),
+            "Hallo\r\n.\r\nEnde"
+        );
         assert!(parsed.body_html(0).unwrap().contains("<p>Hallo</p>"));
         // mail-parser keeps unknown headers raw: decode the encoded words as a subject.
         let ticket = parsed.header_raw("X-Ticket").unwrap().trim();
         let as_subject = format!("Subject: {ticket}\r\n\r\n");
-        let decoded = MessageParser::default().parse(as_subject.as_bytes()).unwrap();
+        let decoded = MessageParser::default()
+            .parse(as_subject.as_bytes())
+            .unwrap();
         assert_eq!(decoded.subject(), Some("Nº 42 – offen"));
         let att = parsed.attachment(0).unwrap();
-        assert_eq!(att.attachment_name(), Some(m.attachments[0].file_name.as_str()));
+        assert_eq!(
+            att.attachment_name(),
+            Some(m.attachments[0].file_name.as_str())
+        );
         assert_eq!(att.contents(), data.as_slice());
         assert_eq!(
             parsed.message_id(),
@@ -575,8 +579,14 @@ mod tests {
             content: Content::Bytes(vec![7u8; CHUNK_INPUT * 2 + 100]),
         });
         let raw = String::from_utf8(m.to_vec(BccHeader::Omit).await.unwrap()).unwrap();
-        let body = raw.split("Content-Transfer-Encoding: base64\r\n\r\n").last().unwrap();
-        let lines: Vec<&str> = body.split("\r\n").take_while(|l| !l.starts_with("--")).collect();
+        let body = raw
+            .split("Content-Transfer-Encoding: base64\r\n\r\n")
+            .last()
+            .unwrap();
+        let lines: Vec<&str> = body
+            .split("\r\n")
+            .take_while(|l| !l.starts_with("--"))
+            .collect();
         let (last, full) = lines.split_last().unwrap();
         assert!(full.iter().all(|l| l.len() == 76));
         assert!(last.len() <= 76 && !last.is_empty());
@@ -584,17 +594,20 @@ mod tests {
 
     #[tokio::test]
     async fn header_injection_is_refused() {
-        let cases: Vec<Box<dyn Fn(&mut Message)>> = vec![
-            Box::new(|m| m.subject = "hi\r\nBcc: victim@example.com".into()),
-            Box::new(|m| m.headers.push(("X-A".into(), "v\nTo: x@example.com".into()))),
-            Box::new(|m| m.to.push(Address::with_name("c@example.com", "C\rD"))),
-            Box::new(|m| {
+        let cases: [fn(&mut Message); 4] = [
+            |m| m.subject = "hi\r\nBcc: victim@example.com".into(),
+            |m| {
+                m.headers
+                    .push(("X-A".into(), "v\nTo: x@example.com".into()))
+            },
+            |m| m.to.push(Address::with_name("c@example.com", "C\rD")),
+            |m| {
                 m.attachments.push(Attachment {
                     file_name: "a\n.txt".into(),
                     content_type: "text/plain".into(),
                     content: Content::Bytes(vec![]),
                 });
-            }),
+            },
         ];
         for case in cases {
             let mut m = message();
@@ -618,6 +631,9 @@ mod tests {
         ));
         let mut m = message();
         m.to.push(Address::new("a@b.example>, evil@x.example"));
-        assert!(matches!(m.validate().unwrap_err(), ComposeError::Address { .. }));
+        assert!(matches!(
+            m.validate().unwrap_err(),
+            ComposeError::Address { .. }
+        ));
     }
 }
