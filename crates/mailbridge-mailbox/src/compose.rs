@@ -598,7 +598,7 @@ mod tests {
             |m| m.subject = "hi\r\nBcc: victim@example.com".into(),
             |m| {
                 m.headers
-                    .push(("X-A".into(), "v\nTo: x@example.com".into()))
+                    .push(("X-A".into(), "v\nTo: x@example.com".into()));
             },
             |m| m.to.push(Address::with_name("c@example.com", "C\rD")),
             |m| {

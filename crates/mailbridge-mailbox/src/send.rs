@@ -39,7 +39,7 @@ use mailbridge_graph::{
 };
 use mailbridge_smtp::{Credentials, SmtpClient, SmtpConfig, SmtpError};
 use mailbridge_types::ErrorClass;
-use mailbridge_types::config::Transport;
+use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -870,6 +870,137 @@ impl Sender for AnySender {
             AnySender::Smtp(s) => s.send(outgoing).await,
             AnySender::Graph(s) => s.send(outgoing).await,
             AnySender::Ews(s) => s.send(outgoing).await,
+        }
+    }
+}
+
+/// How an account signs in, for [`AnySender::for_endpoint`].
+pub enum SenderSignIn {
+    /// An app-only token: Graph `/users/{address}`, EWS impersonation of the address,
+    /// SMTP XOAUTH2 as the address.
+    AppOnly(SecretString),
+    /// A delegated token: Graph `/me`, EWS bearer, SMTP XOAUTH2 as the address.
+    Delegated(SecretString),
+    /// A password (SMTP PLAIN, EWS Basic; Graph has none).
+    Password {
+        user: String,
+        password: SecretString,
+    },
+    /// No sign-in (an SMTP relay that trusts the network).
+    None,
+}
+
+impl std::fmt::Debug for SenderSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SenderSignIn::AppOnly(_) => f.write_str("AppOnly"),
+            SenderSignIn::Delegated(_) => f.write_str("Delegated"),
+            SenderSignIn::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            SenderSignIn::None => f.write_str("None"),
+        }
+    }
+}
+
+fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, MailboxError> {
+    endpoint
+        .extra_ca_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| {
+                error(
+                    ErrorClass::Misconfigured,
+                    format!("failed to read the CA file {}: {e}", p.display()),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl AnySender {
+    /// The sender for an account's outgoing endpoint (`address` is the account's
+    /// mailbox). Graph's `host` is its root with the version
+    /// (`https://graph.microsoft.com/v1.0`; a bare host gets `https://` and `/v1.0`),
+    /// EWS's the `Exchange.asmx` URL.
+    pub fn for_endpoint(
+        endpoint: &EndpointConfig,
+        address: &str,
+        sign_in: SenderSignIn,
+    ) -> Result<Self, MailboxError> {
+        let extra_ca_pem = read_ca(endpoint)?;
+        match endpoint.transport {
+            Transport::Smtp => {
+                let mut config =
+                    SmtpConfig::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+                config.trust = mailbridge_tls::TlsSettings {
+                    extra_ca_pem,
+                    server_name: endpoint.tls_name.clone(),
+                };
+                let credentials = match sign_in {
+                    SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {
+                        Some(Credentials::XOAuth2 {
+                            user: address.to_owned(),
+                            token,
+                        })
+                    }
+                    SenderSignIn::Password { user, password } => {
+                        Some(Credentials::Plain { user, password })
+                    }
+                    SenderSignIn::None => None,
+                };
+                Ok(AnySender::Smtp(SmtpSender::new(config, credentials)))
+            }
+            Transport::Graph => {
+                let root = if endpoint.host.starts_with("http://")
+                    || endpoint.host.starts_with("https://")
+                {
+                    endpoint.host.clone()
+                } else {
+                    format!("https://{}/v1.0", endpoint.host.trim_end_matches('/'))
+                };
+                let mut config = mailbridge_graph::GraphConfig::new(&root);
+                config.extra_ca_pem = extra_ca_pem;
+                let client = GraphClient::new(config)?;
+                let (mailbox, token) = match sign_in {
+                    SenderSignIn::AppOnly(t) => (GraphMailbox::User(address.to_owned()), t),
+                    SenderSignIn::Delegated(t) => (GraphMailbox::Me, t),
+                    SenderSignIn::Password { .. } | SenderSignIn::None => {
+                        return Err(error(
+                            ErrorClass::Misconfigured,
+                            "Microsoft Graph needs a token: sign the account in as app-only or delegated, not with a password",
+                        ));
+                    }
+                };
+                Ok(AnySender::Graph(GraphSender::new(client, mailbox, token)))
+            }
+            Transport::Ews => {
+                let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
+                config.extra_ca_pem = extra_ca_pem;
+                let client = EwsClient::new(config)?;
+                let auth = match sign_in {
+                    SenderSignIn::AppOnly(token) => EwsAuth::AppOnly {
+                        token,
+                        mailbox: address.to_owned(),
+                    },
+                    SenderSignIn::Delegated(token) => EwsAuth::Bearer { token },
+                    SenderSignIn::Password { user, password } => EwsAuth::Basic { user, password },
+                    SenderSignIn::None => {
+                        return Err(error(
+                            ErrorClass::Misconfigured,
+                            "EWS needs a sign-in: a token or a password",
+                        ));
+                    }
+                };
+                Ok(AnySender::Ews(EwsSender::new(client, auth)))
+            }
+            other => Err(error(
+                ErrorClass::Misconfigured,
+                format!(
+                    "{other:?} cannot send mail: set the account's outgoing side to SMTP, Graph or EWS ([account.outgoing] transport = \"smtp\" | \"graph\" | \"ews\")"
+                ),
+            )),
         }
     }
 }

@@ -138,7 +138,7 @@ fn message(subject: &str) -> Message {
     let mut m = Message::new(Address::with_name(ALICE, "Alice Ärger-Ørsted"));
     m.to.push(Address::with_name(BOB, "Bob Bärlauch"));
     m.bcc.push(Address::new(CAROL));
-    m.subject = subject.to_owned();
+    subject.clone_into(&mut m.subject);
     m.text = Some("Grüße,\r\n.\r\nthe end\r\n".into());
     m.html = Some("<p>Grüße</p>".into());
     m.headers.push(("X-Ticket-Id".into(), "T-42".into()));
