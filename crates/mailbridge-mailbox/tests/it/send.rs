@@ -390,3 +390,67 @@ async fn send_as_without_the_right_is_refused_by_the_server() {
     let e = w.ews().send(Outgoing::Message(&m)).await.unwrap_err();
     assert!(e.message.contains("SendAs"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn graph_draft_route_honours_retry_after_and_uploads_chunks_without_the_token() {
+    let w = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    w.emulator.update_knobs(|k| {
+        k.faults.graph_429 = 2;
+        k.graph_retry_after_secs = 1;
+    });
+    let (large, data) = file_attachment(&dir, "gedrosselt.pdf", 3 * 1024 * 1024 + 500_000);
+    let mut m = message("throttled draft");
+    m.attachments.push(large);
+    let sent = w.graph().send(Outgoing::Message(&m)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphDraft { upload_sessions: 1 });
+    let raw = w.received(BOB, &m.subject).await;
+    check_received(&raw, &m, Some(&data));
+    let requests = w.emulator.requests();
+    let throttled = requests.iter().filter(|r| r.status == 429).count();
+    assert_eq!(throttled, 2, "both 429s were answered and retried");
+    let chunks: Vec<_> = requests
+        .iter()
+        .filter(|r| r.uri.contains("AttachmentSessions"))
+        .collect();
+    assert_eq!(chunks.len(), 2, "3.5 MB in chunks of 10 x 320 KiB");
+    for c in &chunks {
+        assert!(
+            !c.headers.iter().any(|(n, _)| n == "authorization"),
+            "the upload URL must not get the Graph token"
+        );
+    }
+    let first_range = chunks[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n == "content-range")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(
+        first_range,
+        format!("bytes 0-{}/{}", 10 * 320 * 1024 - 1, data.len())
+    );
+}
+
+#[tokio::test]
+async fn graph_delegated_sends_from_me() {
+    let w = world().await;
+    let token = SecretString::from(w.emulator.user_token(
+        &w.app,
+        ALICE,
+        Resource::graph(),
+        &["Mail.Send", "Mail.ReadWrite"],
+    ));
+    let mut graph = GraphSender::new(w.graph_client(), GraphTarget::Me, token);
+    let m = message("delegiert über /me");
+    let sent = graph.send(Outgoing::Message(&m)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphSendMail);
+    check_received(&w.received(BOB, &m.subject).await, &m, None);
+    assert!(
+        w.emulator
+            .requests()
+            .iter()
+            .any(|r| r.uri.ends_with("/v1.0/me/sendMail")),
+        "delegated sends go to /me"
+    );
+}
