@@ -161,8 +161,9 @@ async fn sign_in(
         (SignInMethod::Password, _) => {
             let Some(password) = store.get_secret(&account.password_id()).await? else {
                 bail!(
-                    "account {} has no password stored: store it with `mailbridge secrets` before sending",
-                    account.name
+                    "account {} signs in with a password, but none is stored for it (store id {}); mailbridge has no command to store one yet: sign the account in with an app (app-only or delegated) instead",
+                    account.name,
+                    account.password_id()
                 );
             };
             Ok(SenderSignIn::Password {

@@ -415,7 +415,7 @@ impl SmtpSender {
                         && body.count == 0
                         && matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. });
                     match e {
-                        SmtpError::Refused { .. } if body.count == 0 || e.meaning().is_some() => {
+                        SmtpError::Refused { .. } => {
                             // The session is in step: clear the transaction and keep it.
                             if let Some(c) = self.client.as_mut()
                                 && c.reset().await.is_err()
