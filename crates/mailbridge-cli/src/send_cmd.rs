@@ -9,6 +9,7 @@ use mailbridge_auth::session::Sessions;
 use mailbridge_mailbox::compose::{Address, Attachment, Message};
 use mailbridge_mailbox::mailbox::MailboxError;
 use mailbridge_mailbox::send::{AnySender, Outgoing, RawMime, Sender as _, SenderSignIn, Sent};
+use mailbridge_store::Store;
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::{AccountConfig, AppConfig, SignInMethod, Transport};
 
@@ -63,24 +64,25 @@ pub struct SendArgs {
     json: bool,
 }
 
-/// The account and its app by name or address. Accounts live in the configuration
-/// file today; when they move into the store, this is the one lookup to re-point.
-fn lookup_account(
+/// The account and its app by name or address, from the store and then the
+/// configuration file (as every command finds them: [`context::catalog`]).
+async fn lookup_account(
     global: &GlobalArgs,
+    store: &Store,
     name: &str,
 ) -> anyhow::Result<(AccountConfig, Option<AppConfig>)> {
-    let config = context::load_config(&global.config)?;
-    let Some(account) = config.account(name) else {
-        let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+    let catalog = context::catalog(global, store).await?;
+    let Some(account) = catalog.account(name) else {
+        let known: Vec<&str> = catalog.accounts.iter().map(|a| a.name.as_str()).collect();
         bail!(
-            "no account named {name:?} in the configuration (accounts: {})",
+            "no account named {name:?} (accounts: {}); `mailbridge account add` creates one",
             known.join(", ")
         );
     };
     let app = match account.sign_in {
         SignInMethod::Password => None,
         SignInMethod::AppOnly | SignInMethod::Delegated => {
-            Some(context::account_and_app(&config, &account.name)?.1.clone())
+            Some(context::account_and_app(&catalog, &account.name)?.1.clone())
         }
     };
     Ok((account.clone(), app))
@@ -151,34 +153,30 @@ fn compose(args: &SendArgs, account: &AccountConfig) -> anyhow::Result<Message> 
 
 /// How the account signs in for `transport`.
 async fn sign_in(
-    global: &GlobalArgs,
+    store: &Store,
     account: &AccountConfig,
     app: Option<&AppConfig>,
     transport: Transport,
 ) -> anyhow::Result<SenderSignIn> {
-    let store = context::open_store(global).await?;
     match (account.sign_in, app) {
         (SignInMethod::Password, _) => {
             let Some(password) = store.get_secret(&account.password_id()).await? else {
                 bail!(
-                    "account {} signs in with a password, but none is stored for it (store id {}); mailbridge has no command to store one yet: sign the account in with an app (app-only or delegated) instead",
+                    "account {} signs in with a password, but none is stored for it: run `mailbridge account edit {} --password-stdin` and type it",
                     account.name,
-                    account.password_id()
+                    account.name
                 );
             };
             Ok(SenderSignIn::Password {
-                user: account
-                    .login
-                    .clone()
-                    .unwrap_or_else(|| account.address.clone()),
+                user: account.login_name(),
                 password,
             })
         }
         (method, Some(app)) => {
-            let spec = context::account_sign_in(account, app, &store, transport).await?;
+            let spec = context::account_sign_in(account, app, store, transport).await?;
             let sessions = Sessions::new(
                 context::token_client(app)?,
-                context::shared(&store),
+                context::shared(store),
                 RetryPolicy::default(),
             );
             let token = sessions.access_token(&spec).await.map_err(|e| {
@@ -249,14 +247,19 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
 
 /// Runs `mailbridge send`.
 pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
-    let (account, app) = lookup_account(global, &args.account)?;
-    let Some(endpoint) = account
-        .outgoing
-        .clone()
-        .or_else(|| account.incoming.clone())
-    else {
+    let store = context::open_store(global).await?;
+    let (account, app) = lookup_account(global, &store, &args.account).await?;
+    if !account.send {
         bail!(
-            "account {} has no outgoing side configured: add [account.outgoing] (SMTP) or an incoming Graph/EWS endpoint to the configuration",
+            "sending is off for account {}: turn it on with `mailbridge account edit {} --send true`",
+            account.name,
+            account.name
+        );
+    }
+    let Some(endpoint) = account.outgoing_side().cloned() else {
+        bail!(
+            "account {} has no outgoing side: set one with `mailbridge account edit {} --outgoing smtp+starttls://host` (or give it a Graph/EWS incoming side)",
+            account.name,
             account.name
         );
     };
@@ -269,8 +272,15 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("the message was not sent: {e}"))?;
         Some(m)
     };
-    let sign_in = sign_in(global, &account, app.as_ref(), endpoint.transport).await?;
-    let mut sender = AnySender::for_endpoint(&endpoint, &account.address, sign_in)
+    let sign_in = sign_in(&store, &account, app.as_ref(), endpoint.transport).await?;
+    // Graph app-only addresses the mailbox by its Object ID when one is set; SMTP's
+    // XOAUTH2 user= is the login name.
+    let mailbox = match (&account.mailbox_id, endpoint.transport) {
+        (Some(id), Transport::Graph) => id.clone(),
+        (_, Transport::Smtp) => account.login_name(),
+        _ => account.address.clone(),
+    };
+    let mut sender = AnySender::for_endpoint(&endpoint, &mailbox, sign_in)
         .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.class))?;
     let outgoing = match (&message, &args.mime) {
         (Some(m), _) => Outgoing::Message(m),

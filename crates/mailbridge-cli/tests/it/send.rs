@@ -406,3 +406,79 @@ async fn a_50_mb_message_is_streamed_over_smtp_and_graph() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_account_kept_in_the_store_sends_and_sending_can_be_turned_off() {
+    let w = world().await;
+    let submission = w.mail.submission();
+    let outgoing = format!("smtp+starttls://{}:{}", submission.ip(), submission.port());
+    let ca = w.dir.path().join("ca.pem").display().to_string();
+    let (ok, _, err) = w
+        .run(&[
+            "account",
+            "add",
+            ALICE,
+            "--name",
+            "stored",
+            "--sign-in",
+            "app-only",
+            "--app",
+            "connector",
+            "--outgoing",
+            &outgoing,
+            "--tls-name",
+            w.mail.tls_name(),
+            "--extra-ca-file",
+            &ca,
+            "--download",
+            "false",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "stored",
+            "--to",
+            BOB,
+            "--subject",
+            "from the store",
+            "--text",
+            "hi",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("over SMTP"), "{out}");
+    w.received("from the store").await;
+    let incoming = format!("imaps://{}", w.mail.imaps());
+    let (ok, _, err) = w
+        .run(&[
+            "account",
+            "edit",
+            "stored",
+            "--incoming",
+            &incoming,
+            "--download",
+            "true",
+            "--send",
+            "false",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "stored",
+            "--to",
+            BOB,
+            "--subject",
+            "off",
+            "--text",
+            "x",
+        ])
+        .await;
+    assert!(!ok);
+    assert!(err.contains("sending is off for account stored"), "{err}");
+}
