@@ -22,6 +22,7 @@ mod auth_cmd;
 mod context;
 mod provider_cmd;
 mod secrets_cmd;
+mod send_cmd;
 mod test_cmd;
 
 #[derive(Parser, Debug)]
@@ -70,6 +71,8 @@ enum Command {
     /// Check an account's incoming or outgoing side step by step.
     #[command(subcommand)]
     Test(test_cmd::TestCommand),
+    /// Send a message (or a raw MIME file) from an account over SMTP, Graph or EWS.
+    Send(Box<send_cmd::SendArgs>),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Auth(command) => auth_cmd::run(&cli.global, command).await,
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
         Command::Test(command) => test_cmd::run(&cli.global, command).await,
+        Command::Send(args) => send_cmd::run(&cli.global, *args).await,
     }
 }
 

@@ -7,11 +7,15 @@
 //!   unlicensed mailbox, delta state lost) with the admin's fix.
 //! - [`client`]: the client: a mailbox addressed by object id or UPN (app-only) or
 //!   `/me` (delegated); per-folder delta sync; `$value` MIME streamed into a writer;
-//!   mark read, move, delete; `sendMail` with MIME; at most 4 requests in flight per
+//!   mark read, move, delete; `sendMail` with MIME; drafts, attachments and upload
+//!   sessions (chunks without the Graph token), sending a draft; at most 4 requests in flight per
 //!   mailbox and 429/503 retried after `Retry-After`, a bounded number of times.
 
 pub mod client;
 pub mod error;
 
-pub use client::{ClientError, DeltaItem, DeltaPage, GraphClient, GraphConfig, Mailbox};
+pub use client::{
+    ClientError, DeltaItem, DeltaPage, Draft, GraphClient, GraphConfig, Mailbox, REQUEST_LIMIT,
+    UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX, UPLOAD_SESSION_MIN,
+};
 pub use error::{GraphError, Meaning};

@@ -13,6 +13,12 @@
 //!   from its configuration and a password or token.
 //! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
 //!   times, naming the cause and fix from the token's claims and the server's reply.
+//! - [`compose`]: a structured outgoing message (from, to/cc/bcc, reply-to, subject,
+//!   text/HTML, attachments streamed from files, extra headers checked for CR/LF
+//!   injection) and its MIME, written through mail-builder with attachments streamed.
+//! - [`send`]: one send API over SMTP (connection reused), Graph (`sendMail` MIME, or
+//!   a draft with upload sessions for large attachments) and EWS (`CreateItem`), for
+//!   structured messages and raw MIME.
 //! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain
 //!   table, MX, the tenant's OpenID configuration, Autodiscover v2, Thunderbird
 //!   autoconfig, SRV records), each with a timeout and an injectable base URL or
@@ -21,6 +27,8 @@
 pub mod account;
 pub mod autodetect;
 pub mod check;
+pub mod compose;
 pub mod connect;
 pub mod mailbox;
 pub mod provider;
+pub mod send;

@@ -1,0 +1,320 @@
+//! `mailbridge send`: send a message (or a raw MIME file) from an account over its
+//! outgoing transport (SMTP, Graph or EWS), and print what was sent.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use mailbridge_auth::cache::RetryPolicy;
+use mailbridge_auth::session::Sessions;
+use mailbridge_mailbox::compose::{Address, Attachment, Message};
+use mailbridge_mailbox::mailbox::MailboxError;
+use mailbridge_mailbox::send::{AnySender, Outgoing, RawMime, Sender as _, SenderSignIn, Sent};
+use mailbridge_store::Store;
+use mailbridge_types::ErrorClass;
+use mailbridge_types::config::{AccountConfig, AppConfig, SignInMethod, Transport};
+
+use crate::context::{self, GlobalArgs};
+
+/// `mailbridge send ...`
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The account (name or address) to send from.
+    #[arg(long)]
+    account: String,
+    /// Recipient, `addr` or `Name <addr>` (repeat for more).
+    #[arg(long, num_args = 1.., required_unless_present = "mime")]
+    to: Vec<String>,
+    #[arg(long, num_args = 1..)]
+    cc: Vec<String>,
+    /// Blind copy: in the SMTP envelope only, never in the header recipients see.
+    #[arg(long, num_args = 1..)]
+    bcc: Vec<String>,
+    #[arg(long, num_args = 1.., conflicts_with = "mime")]
+    reply_to: Vec<String>,
+    #[arg(long, required_unless_present = "mime", conflicts_with = "mime")]
+    subject: Option<String>,
+    /// Plain-text body.
+    #[arg(long, conflicts_with_all = ["text_file", "mime"])]
+    text: Option<String>,
+    /// Plain-text body from a file (UTF-8).
+    #[arg(long, conflicts_with = "mime")]
+    text_file: Option<PathBuf>,
+    /// HTML body.
+    #[arg(long, conflicts_with_all = ["html_file", "mime"])]
+    html: Option<String>,
+    /// HTML body from a file (UTF-8).
+    #[arg(long, conflicts_with = "mime")]
+    html_file: Option<PathBuf>,
+    /// A file to attach (repeat for more); streamed, never read whole.
+    #[arg(long, conflicts_with = "mime")]
+    attach: Vec<PathBuf>,
+    /// Extra header `Name: value` (repeat for more).
+    #[arg(long, conflicts_with = "mime")]
+    header: Vec<String>,
+    /// Sender, `addr` or `Name <addr>`: the account's address (default) or one it may
+    /// send as (the server decides).
+    #[arg(long, conflicts_with = "mime")]
+    from: Option<String>,
+    /// Send this MIME file (.eml) as it is instead of composing one. Over SMTP,
+    /// --to/--cc/--bcc replace the header's recipients in the envelope.
+    #[arg(long)]
+    mime: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The account and its app by name or address, from the store and then the
+/// configuration file (as every command finds them: [`context::catalog`]).
+async fn lookup_account(
+    global: &GlobalArgs,
+    store: &Store,
+    name: &str,
+) -> anyhow::Result<(AccountConfig, Option<AppConfig>)> {
+    let catalog = context::catalog(global, store).await?;
+    let Some(account) = catalog.account(name) else {
+        let known: Vec<&str> = catalog.accounts.iter().map(|a| a.name.as_str()).collect();
+        bail!(
+            "no account named {name:?} (accounts: {}); `mailbridge account add` creates one",
+            known.join(", ")
+        );
+    };
+    let app = match account.sign_in {
+        SignInMethod::Password => None,
+        SignInMethod::AppOnly | SignInMethod::Delegated => {
+            Some(context::account_and_app(&catalog, &account.name)?.1.clone())
+        }
+    };
+    Ok((account.clone(), app))
+}
+
+/// `Name <addr>` or `addr`.
+fn parse_address(text: &str) -> Address {
+    let text = text.trim();
+    match text.rsplit_once('<') {
+        Some((name, rest)) if rest.ends_with('>') => {
+            let address = rest.trim_end_matches('>').trim().to_owned();
+            let name = name.trim().trim_matches('"').trim();
+            if name.is_empty() {
+                Address::new(address)
+            } else {
+                Address::with_name(address, name)
+            }
+        }
+        _ => Address::new(text),
+    }
+}
+
+fn read_text(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
+}
+
+fn compose(args: &SendArgs, account: &AccountConfig) -> anyhow::Result<Message> {
+    let from = args.from.as_deref().map_or_else(
+        || Address {
+            address: account.address.clone(),
+            name: account.display_name.clone(),
+        },
+        parse_address,
+    );
+    let mut m = Message::new(from);
+    m.to = args.to.iter().map(|a| parse_address(a)).collect();
+    m.cc = args.cc.iter().map(|a| parse_address(a)).collect();
+    m.bcc = args.bcc.iter().map(|a| parse_address(a)).collect();
+    m.reply_to = args.reply_to.iter().map(|a| parse_address(a)).collect();
+    m.subject = args.subject.clone().unwrap_or_default();
+    m.text = match (&args.text, &args.text_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(p)) => Some(read_text(p)?),
+        (None, None) => None,
+    };
+    m.html = match (&args.html, &args.html_file) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(p)) => Some(read_text(p)?),
+        (None, None) => None,
+    };
+    for path in &args.attach {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot attach {}: no such file", path.display()))?;
+        if !meta.is_file() {
+            bail!("cannot attach {}: it is not a file", path.display());
+        }
+        m.attachments.push(Attachment::from_file(path));
+    }
+    for h in &args.header {
+        let Some((name, value)) = h.split_once(':') else {
+            bail!("--header {h:?} is not `Name: value`");
+        };
+        m.headers
+            .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok(m)
+}
+
+/// How the account signs in for `transport`.
+async fn sign_in(
+    store: &Store,
+    account: &AccountConfig,
+    app: Option<&AppConfig>,
+    transport: Transport,
+) -> anyhow::Result<SenderSignIn> {
+    match (account.sign_in, app) {
+        (SignInMethod::Password, _) => {
+            let Some(password) = store.get_secret(&account.password_id()).await? else {
+                bail!(
+                    "account {} signs in with a password, but none is stored for it: run `mailbridge account edit {} --password-stdin` and type it",
+                    account.name,
+                    account.name
+                );
+            };
+            Ok(SenderSignIn::Password {
+                user: account.login_name(),
+                password,
+            })
+        }
+        (method, Some(app)) => {
+            let spec = context::account_sign_in(account, app, store, transport).await?;
+            let sessions = Sessions::new(
+                context::token_client(app)?,
+                context::shared(store),
+                RetryPolicy::default(),
+            );
+            let token = sessions.access_token(&spec).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "could not get a token for account {} [{}]: {e}",
+                    account.name,
+                    e.class()
+                )
+            })?;
+            Ok(if method == SignInMethod::AppOnly {
+                SenderSignIn::AppOnly(token)
+            } else {
+                SenderSignIn::Delegated(token)
+            })
+        }
+        (_, None) => bail!("account {} has no app to sign in with", account.name),
+    }
+}
+
+/// What to do about a failed send, by its class.
+fn next_step(account: &str, e: &MailboxError) -> String {
+    match e.class {
+        ErrorClass::Transient => "retry later".to_owned(),
+        ErrorClass::Throttled { retry_after } => match retry_after {
+            Some(d) => format!("the server is throttling: retry after {} s", d.as_secs()),
+            None => "the server is throttling: retry in a few minutes".to_owned(),
+        },
+        ErrorClass::NeedsSignIn => format!("sign in again: `mailbridge auth login {account}`"),
+        ErrorClass::NeedsAdmin => "an administrator must act in the tenant (see above)".to_owned(),
+        ErrorClass::Misconfigured => "fix the account's configuration (see above)".to_owned(),
+        _ => "the message will not go through as it is: change it (see above)".to_owned(),
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Smtp => "SMTP",
+        Transport::Graph => "Microsoft Graph",
+        Transport::Ews => "EWS",
+        Transport::Imap => "IMAP",
+        Transport::Pop3 => "POP3",
+    }
+}
+
+fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(sent)?;
+        v["account"] = serde_json::Value::String(account.name.clone());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "sent from {} over {} ({}): Message-ID <{}>, {} bytes, {} recipient(s)",
+        account.address,
+        transport_name(sent.transport),
+        sent.route,
+        sent.message_id
+            .as_deref()
+            .unwrap_or("assigned by the server"),
+        sent.size,
+        sent.recipients
+    );
+    if let Some(reply) = &sent.server_reply {
+        println!("server: {reply}");
+    }
+    Ok(())
+}
+
+/// Runs `mailbridge send`.
+pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
+    let store = context::open_store(global).await?;
+    let (account, app) = lookup_account(global, &store, &args.account).await?;
+    if !account.send {
+        bail!(
+            "sending is off for account {}: turn it on with `mailbridge account edit {} --send true`",
+            account.name,
+            account.name
+        );
+    }
+    let Some(endpoint) = account.outgoing_side().cloned() else {
+        bail!(
+            "account {} has no outgoing side: set one with `mailbridge account edit {} --outgoing smtp+starttls://host` (or give it a Graph/EWS incoming side)",
+            account.name,
+            account.name
+        );
+    };
+    // Everything that can be checked locally is, before signing in.
+    let message = if args.mime.is_some() {
+        None
+    } else {
+        let m = compose(&args, &account)?;
+        m.validate()
+            .map_err(|e| anyhow::anyhow!("the message was not sent: {e}"))?;
+        Some(m)
+    };
+    let sign_in = sign_in(&store, &account, app.as_ref(), endpoint.transport).await?;
+    // Graph app-only addresses the mailbox by its Object ID when one is set; SMTP's
+    // XOAUTH2 user= is the login name.
+    let mailbox = match (&account.mailbox_id, endpoint.transport) {
+        (Some(id), Transport::Graph) => id.clone(),
+        (_, Transport::Smtp) => account.login_name(),
+        _ => account.address.clone(),
+    };
+    let mut sender = AnySender::for_endpoint(&endpoint, &mailbox, sign_in)
+        .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.class))?;
+    let outgoing = match (&message, &args.mime) {
+        (Some(m), _) => Outgoing::Message(m),
+        (None, Some(path)) => {
+            let mut raw = RawMime::from_file(path)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let envelope: Vec<String> = args
+                .to
+                .iter()
+                .chain(&args.cc)
+                .chain(&args.bcc)
+                .map(|a| parse_address(a).address)
+                .collect();
+            if !envelope.is_empty() {
+                raw = raw.with_recipients(envelope);
+            }
+            Outgoing::Mime(raw)
+        }
+        (None, None) => bail!("nothing to send"),
+    };
+    let result = sender.send(outgoing).await;
+    if let AnySender::Smtp(s) = sender {
+        let _ = s.close().await;
+    }
+    match result {
+        Ok(sent) => print_sent(&account, &sent, args.json),
+        Err(e) => bail!(
+            "sending from account {} over {} failed [{}]: {}\nnext step: {}",
+            account.name,
+            transport_name(endpoint.transport),
+            e.class,
+            e.message,
+            next_step(&account.name, &e)
+        ),
+    }
+}

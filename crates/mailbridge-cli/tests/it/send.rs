@@ -1,0 +1,484 @@
+//! `mailbridge send` against real Postfix/Dovecot and the emulated tenant: over SMTP
+//! and Graph, from the configuration's accounts, with app-only tokens; a 50 MB message
+//! through each with the child's peak memory (VmHWM) read from /proc while it runs.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mail_parser::{MessageParser, MimeHeaders as _};
+use mailbridge_testkit::crypto::TestCa;
+use mailbridge_testkit::mailservers::MailServers;
+use mailbridge_testkit::model::{
+    Api, AppRegistration, MailboxRight, PermissionKind, Tenant, TenantModel, User,
+};
+use mailbridge_testkit::{Emulator, EmulatorServer};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+
+const ALICE: &str = "alice@contoso.example";
+const BOB: &str = "bob@contoso.example";
+const SECRET: &str = "Qx~8Q~cli.sender.secret-value-0123456789";
+
+struct World {
+    _server: EmulatorServer,
+    mail: MailServers,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mailbridge"));
+        c.args(args)
+            .env("MAILBRIDGE_CONFIG", self.dir.path().join("mailbridge.toml"))
+            .env("MAILBRIDGE_DATA_DIR", self.dir.path().join("data"))
+            .env_remove("MAILBRIDGE_MASTER_KEY")
+            .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.cmd(args).output().await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs the command and samples its peak resident set (VmHWM, KiB) from
+    /// /proc/<pid>/status until it exits: (success, stdout, stderr, peak KiB, samples).
+    async fn run_measured(&self, args: &[&str]) -> (bool, String, String, u64, usize) {
+        let mut child = self.cmd(args).spawn().unwrap();
+        let pid = child.id().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out_task = tokio::spawn(async move {
+            let mut s = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut s)
+                .await
+                .unwrap();
+            s
+        });
+        let err_task = tokio::spawn(async move {
+            let mut s = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut s)
+                .await
+                .unwrap();
+            s
+        });
+        let mut peak = 0u64;
+        let mut samples = 0;
+        let status = loop {
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                && let Some(kb) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+                samples += 1;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        (
+            status.success(),
+            String::from_utf8_lossy(&out_task.await.unwrap()).into_owned(),
+            String::from_utf8_lossy(&err_task.await.unwrap()).into_owned(),
+            peak,
+            samples,
+        )
+    }
+
+    /// Bob's message with `subject`, read through IMAP (Dovecot), once delivered.
+    async fn received(&self, subject: &str) -> (u64, Vec<u8>) {
+        let store = self.mail.mail_store();
+        for _ in 0..1200 {
+            for m in store.list(BOB, "INBOX").await.unwrap() {
+                let parsed = MessageParser::default().parse_headers(&m.header).unwrap();
+                if parsed.subject() == Some(subject) {
+                    return (m.size, store.fetch(&m.id).await.unwrap().unwrap());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{subject:?} did not arrive\n{}", self.mail.logs());
+    }
+}
+
+async fn world() -> World {
+    let year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let app = AppRegistration::new("Sender")
+        .with_secret(SECRET, year)
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "SMTP.SendAsApp",
+        )
+        .with_permission(Api::Graph, PermissionKind::Application, "Mail.Send")
+        .with_permission(Api::Graph, PermissionKind::Application, "Mail.ReadWrite")
+        .consented();
+    let sp = app.service_principal_id.to_string();
+    let tenant = Tenant::new("Contoso", "contoso.example")
+        .with_user(User::new(ALICE, "Alice", "pw"))
+        .with_user(User::new(BOB, "Bob", "pw"))
+        .with_app(app.clone())
+        .with_exchange_service_principal(&app)
+        .with_mailbox_permission(ALICE, &sp, MailboxRight::FullAccess);
+    let emulator = Emulator::new(TenantModel::builder().tenant(tenant).build().unwrap()).unwrap();
+    let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mail = MailServers::start(&emulator, &TestCa::generate().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, mail.ca_pem()).unwrap();
+    let submission = mail.submission();
+    let config = format!(
+        r#"
+[[app]]
+name = "connector"
+tenant = "contoso.example"
+client_id = "{client_id}"
+authority_host = "{base}"
+credential = {{ type = "secret" }}
+
+[[account]]
+name = "smtp"
+address = "{ALICE}"
+display_name = "Alice Ärger"
+sign_in = "app-only"
+app = "connector"
+transports = ["smtp"]
+outgoing = {{ transport = "smtp", host = "{host}", port = {port}, tls = "starttls", tls_name = "{tls_name}", extra_ca_file = "{ca}" }}
+
+[[account]]
+name = "graph"
+address = "{ALICE}"
+sign_in = "app-only"
+app = "connector"
+transports = ["graph"]
+outgoing = {{ transport = "graph", host = "{base}/v1.0" }}
+"#,
+        client_id = app.client_id,
+        base = server.base_url(),
+        host = submission.ip(),
+        port = submission.port(),
+        tls_name = mail.tls_name(),
+        ca = ca.display(),
+    );
+    std::fs::write(dir.path().join("mailbridge.toml"), config).unwrap();
+    let w = World {
+        _server: server,
+        mail,
+        dir,
+    };
+    let mut c = w.cmd(&["secrets", "set-app-secret", "connector"]);
+    c.stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w
+}
+
+fn write_file(w: &World, name: &str, data: &[u8]) -> PathBuf {
+    let path = w.dir.path().join(name);
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn send_over_smtp_and_graph_from_configured_accounts() {
+    let w = world().await;
+    let data: Vec<u8> = (0..50_000u32)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    let file = write_file(&w, "Prüfbericht März.pdf", &data);
+    let file_arg = file.display().to_string();
+    let (ok, out, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "smtp",
+            "--to",
+            "Bob Bärlauch <bob@contoso.example>",
+            "--subject",
+            "Grüße über die Kommandozeile",
+            "--text",
+            "Hallo Bob",
+            "--attach",
+            &file_arg,
+            "--header",
+            "X-Ticket-Id: T-7",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("over SMTP (SMTP DATA)"), "{out}");
+    assert!(out.contains("server: 250"), "{out}");
+    let (_, raw) = w.received("Grüße über die Kommandozeile").await;
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(
+        parsed.from().unwrap().first().unwrap().name(),
+        Some("Alice Ärger"),
+        "the account's display name"
+    );
+    assert_eq!(
+        parsed.to().unwrap().first().unwrap().name(),
+        Some("Bob Bärlauch")
+    );
+    let a = parsed.attachment(0).unwrap();
+    assert_eq!(a.attachment_name(), Some("Prüfbericht März.pdf"));
+    assert!(a.contents() == data.as_slice());
+    let message_id = parsed.message_id().unwrap();
+    assert!(out.contains(message_id), "{out} reports {message_id}");
+
+    // Graph, JSON output.
+    let (ok, out, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "graph",
+            "--to",
+            BOB,
+            "--subject",
+            "über Graph",
+            "--html",
+            "<p>Hallo</p>",
+            "--json",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["transport"], "graph");
+    assert_eq!(v["route"]["kind"], "graph-send-mail");
+    assert_eq!(v["account"], "graph");
+    let (_, raw) = w.received("über Graph").await;
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(parsed.message_id(), v["message_id"].as_str());
+
+    // A raw MIME file over SMTP.
+    let eml = write_file(
+        &w,
+        "m.eml",
+        format!("From: {ALICE}\r\nTo: {BOB}\r\nSubject: raw file\r\nMessage-ID: <f1@contoso.example>\r\n\r\nbody\r\n").as_bytes(),
+    );
+    let (ok, out, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "smtp",
+            "--mime",
+            &eml.display().to_string(),
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("<f1@contoso.example>"), "{out}");
+    w.received("raw file").await;
+}
+
+#[tokio::test]
+async fn refusals_say_what_to_do() {
+    let w = world().await;
+    let (ok, _, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "smtp",
+            "--to",
+            BOB,
+            "--subject",
+            "x",
+            "--header",
+            "X-Evil: a\r\nBcc: victim@contoso.example",
+        ])
+        .await;
+    assert!(!ok);
+    assert!(err.contains("header X-Evil contains a line break"), "{err}");
+    let (ok, _, err) = w
+        .run(&["send", "--account", "nobody", "--to", BOB, "--subject", "x"])
+        .await;
+    assert!(!ok);
+    assert!(err.contains("accounts: smtp, graph"), "{err}");
+    // Sending as someone else: the server's 5.2.252 with the admin's fix.
+    let (ok, _, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "smtp",
+            "--from",
+            BOB,
+            "--to",
+            BOB,
+            "--subject",
+            "as bob",
+        ])
+        .await;
+    assert!(!ok);
+    assert!(err.contains("5.2.252"), "{err}");
+    assert!(err.contains("next step:"), "{err}");
+}
+
+/// 50 MB of attachment through SMTP and through Graph (upload session): the sending
+/// process's peak memory stays far below the message size.
+#[tokio::test]
+async fn a_50_mb_message_is_streamed_over_smtp_and_graph() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let w = world().await;
+    let data: Vec<u8> = (0..SIZE)
+        .map(|i| u8::try_from((i.wrapping_mul(31) >> 3) % 256).unwrap())
+        .collect();
+    let file = write_file(&w, "big.bin", &data);
+    drop(data);
+    let file_arg = file.display().to_string();
+    for (account, subject) in [("smtp", "50 MB over SMTP"), ("graph", "50 MB over Graph")] {
+        // The peer in the same run: the same command with a one-line message.
+        let (ok, _, err, base_kb, _) = w
+            .run_measured(&[
+                "send",
+                "--account",
+                account,
+                "--to",
+                BOB,
+                "--subject",
+                "small",
+                "--text",
+                "small",
+            ])
+            .await;
+        assert!(ok, "{err}");
+        let (ok, out, err, peak_kb, samples) = w
+            .run_measured(&[
+                "send",
+                "--account",
+                account,
+                "--to",
+                BOB,
+                "--subject",
+                subject,
+                "--text",
+                "big",
+                "--attach",
+                &file_arg,
+            ])
+            .await;
+        assert!(ok, "{err}");
+        println!(
+            "{account}: peak resident set {peak_kb} KiB over {samples} samples (a one-line message: {base_kb} KiB); {out}"
+        );
+        assert!(samples > 0, "the child was never sampled");
+        // Streaming costs buffers (a 3.125 MiB upload chunk for Graph), never the
+        // message: well under 50 MB above what a one-line message costs.
+        assert!(
+            peak_kb < base_kb + 20 * 1024,
+            "{account}: peak resident set {peak_kb} KiB for a 50 MB attachment, {base_kb} KiB for a one-line message"
+        );
+        assert!(
+            peak_kb < 45 * 1024,
+            "{account}: peak resident set {peak_kb} KiB for a 50 MB attachment"
+        );
+        let (size, raw) = w.received(subject).await;
+        assert!(size > SIZE as u64, "{size}");
+        let parsed = MessageParser::default().parse(&raw).unwrap();
+        let a = parsed.attachment(0).unwrap();
+        assert_eq!(a.contents().len(), SIZE);
+        assert!(
+            a.contents() == std::fs::read(&file).unwrap().as_slice(),
+            "{account}: attachment bytes differ"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_account_kept_in_the_store_sends_and_sending_can_be_turned_off() {
+    let w = world().await;
+    let submission = w.mail.submission();
+    let outgoing = format!("smtp+starttls://{}:{}", submission.ip(), submission.port());
+    let ca = w.dir.path().join("ca.pem").display().to_string();
+    let (ok, _, err) = w
+        .run(&[
+            "account",
+            "add",
+            ALICE,
+            "--name",
+            "stored",
+            "--sign-in",
+            "app-only",
+            "--app",
+            "connector",
+            "--outgoing",
+            &outgoing,
+            "--tls-name",
+            w.mail.tls_name(),
+            "--extra-ca-file",
+            &ca,
+            "--download",
+            "false",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "stored",
+            "--to",
+            BOB,
+            "--subject",
+            "from the store",
+            "--text",
+            "hi",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("over SMTP"), "{out}");
+    w.received("from the store").await;
+    let incoming = format!("imaps://{}", w.mail.imaps());
+    let (ok, _, err) = w
+        .run(&[
+            "account",
+            "edit",
+            "stored",
+            "--incoming",
+            &incoming,
+            "--download",
+            "true",
+            "--send",
+            "false",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "stored",
+            "--to",
+            BOB,
+            "--subject",
+            "off",
+            "--text",
+            "x",
+        ])
+        .await;
+    assert!(!ok);
+    assert!(err.contains("sending is off for account stored"), "{err}");
+}

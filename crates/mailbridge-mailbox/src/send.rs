@@ -1,0 +1,1068 @@
+//! One send API over the transports: [`Sender`], implemented by [`SmtpSender`],
+//! [`GraphSender`] and [`EwsSender`] (and [`AnySender`], which is whichever the
+//! account uses).
+//!
+//! What is sent is an [`Outgoing`]: a structured [`Message`] or raw MIME
+//! ([`RawMime`], from a file or any reader). The sender address is the message's
+//! `From` (the account's address or a send-as address); whether it may be used is the
+//! server's decision, and a refusal comes back classified (SMTP `5.2.252`, Graph and
+//! EWS `ErrorSendAsDenied`).
+//!
+//! - SMTP: the connection is opened on first use and reused for the next messages
+//!   (`RSET` after a refused message; a dead connection is reopened once). A
+//!   structured message is first written to an anonymous temporary file, without the
+//!   `Bcc` field (Bcc recipients are in the envelope only), then streamed into `DATA`;
+//!   raw MIME is streamed from its reader with its `Bcc` field dropped. Nothing is held
+//!   whole in memory.
+//! - Graph: messages whose MIME fits one request (3 MB, 4 MB after base64) go through
+//!   `sendMail` as MIME. Larger ones, and any with an attachment of 3 MB or more, become
+//!   a draft (`POST messages`, JSON), get their attachments (one request each below
+//!   3 MB, an upload session in chunks of 10 × 320 KiB from 3 MB to 150 MB), and the
+//!   draft is sent. The client keeps at most 4 requests in flight per mailbox and
+//!   honours `Retry-After`. A draft carries one body: the HTML when both are given.
+//!   Raw MIME over Graph is limited to `sendMail`'s 3 MB.
+//! - EWS: `CreateItem` with `MessageDisposition="SendAndSaveCopy"` and the MIME inline
+//!   in the SOAP body, so the MIME is held in memory (EWS has no streaming upload;
+//!   Exchange's own limit is 35 MB by default).
+
+use std::future::Future;
+use std::io::SeekFrom;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use mail_parser::MessageParser;
+use mailbridge_ews::{EwsAuth, EwsClient};
+use mailbridge_graph::{
+    GraphClient, Mailbox as GraphMailbox, REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX,
+    UPLOAD_SESSION_MIN,
+};
+use mailbridge_smtp::{Credentials, SmtpClient, SmtpConfig, SmtpError};
+use mailbridge_types::ErrorClass;
+use mailbridge_types::config::{EndpointConfig, Transport};
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, BufReader, BufWriter, ReadBuf};
+
+use crate::compose::{Address, BccHeader, ComposeError, Content, Message};
+use crate::mailbox::MailboxError;
+
+/// Largest header block read from raw MIME (1 MiB).
+pub const MAX_RAW_HEADER: usize = 1024 * 1024;
+/// Largest MIME that Graph's `sendMail` takes: 4 MB after base64.
+pub const GRAPH_MIME_LIMIT: u64 = REQUEST_LIMIT / 4 * 3;
+/// Largest MIME mailbridge hands to EWS in one `CreateItem` (Exchange's maximum
+/// configurable message size is 150 MB).
+pub const EWS_MIME_LIMIT: u64 = 150 * 1024 * 1024;
+/// Upload-session chunk: 10 × 320 KiB (3.125 MiB, under the 4 MB per request).
+const UPLOAD_CHUNK: usize = UPLOAD_CHUNK_UNIT * 10;
+
+fn error(class: ErrorClass, message: impl Into<String>) -> MailboxError {
+    MailboxError {
+        class,
+        message: message.into(),
+    }
+}
+
+fn compose_error(e: &ComposeError) -> MailboxError {
+    error(e.class(), error_chain(e))
+}
+
+fn smtp_error(e: &SmtpError) -> MailboxError {
+    error(e.class(), error_chain(e))
+}
+
+/// The error and its sources, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Raw MIME to send: the header block read (at most [`MAX_RAW_HEADER`]) and the rest
+/// still in its reader.
+pub struct RawMime {
+    header: Vec<u8>,
+    rest: Box<dyn AsyncRead + Send + Unpin>,
+    recipients: Option<Vec<String>>,
+    envelope_from: Option<String>,
+}
+
+impl std::fmt::Debug for RawMime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMime")
+            .field("header_len", &self.header.len())
+            .field("recipients", &self.recipients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawMime {
+    /// Reads the header block of a message from `reader`.
+    pub async fn from_reader<R: AsyncRead + Send + Unpin + 'static>(
+        mut reader: R,
+    ) -> Result<Self, MailboxError> {
+        let mut read = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let split = loop {
+            if let Some(end) = header_end(&read) {
+                break end;
+            }
+            if read.len() > MAX_RAW_HEADER {
+                return Err(error(
+                    ErrorClass::Permanent,
+                    format!(
+                        "the MIME message has no end of header (an empty line) within its first {MAX_RAW_HEADER} bytes: is it a MIME message?"
+                    ),
+                ));
+            }
+            let n = reader.read(&mut buf).await.map_err(|e| {
+                error(
+                    ErrorClass::Permanent,
+                    format!("failed to read the MIME message: {e}"),
+                )
+            })?;
+            if n == 0 {
+                // A message that is all header.
+                break read.len();
+            }
+            read.extend_from_slice(buf.get(..n).unwrap_or_default());
+        };
+        let body_start = read.split_off(split);
+        if MessageParser::default().parse_headers(&read).is_none() {
+            return Err(error(
+                ErrorClass::Permanent,
+                "the MIME message's header cannot be read: is it a MIME (.eml) message?",
+            ));
+        }
+        Ok(Self {
+            header: read,
+            rest: Box::new(std::io::Cursor::new(body_start).chain(reader)),
+            recipients: None,
+            envelope_from: None,
+        })
+    }
+
+    /// Opens a MIME file (`.eml`).
+    pub async fn from_file(path: &Path) -> Result<Self, MailboxError> {
+        let file = tokio::fs::File::open(path).await.map_err(|e| {
+            error(
+                ErrorClass::Permanent,
+                format!("failed to open the MIME file {}: {e}", path.display()),
+            )
+        })?;
+        Self::from_reader(BufReader::new(file)).await
+    }
+
+    /// SMTP only: envelope recipients instead of the header's To, Cc and Bcc.
+    #[must_use]
+    pub fn with_recipients(mut self, recipients: Vec<String>) -> Self {
+        self.recipients = Some(recipients);
+        self
+    }
+
+    /// SMTP only: the envelope sender (`MAIL FROM`) instead of the header's From.
+    #[must_use]
+    pub fn with_envelope_from(mut self, from: String) -> Self {
+        self.envelope_from = Some(from);
+        self
+    }
+
+    fn parsed(&self) -> Option<mail_parser::Message<'_>> {
+        MessageParser::default().parse_headers(&self.header)
+    }
+
+    /// The header's To, Cc and Bcc addresses.
+    pub fn header_recipients(&self) -> Vec<String> {
+        let Some(m) = self.parsed() else {
+            return Vec::new();
+        };
+        [m.to(), m.cc(), m.bcc()]
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a.iter())
+            .filter_map(|a| a.address.as_deref())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The header's From address.
+    pub fn from_address(&self) -> Option<String> {
+        let m = self.parsed()?;
+        m.from()?.first()?.address().map(str::to_owned)
+    }
+
+    /// The header's Message-ID (without angle brackets).
+    pub fn message_id(&self) -> Option<String> {
+        self.parsed()?.message_id().map(str::to_owned)
+    }
+
+    /// The header block without its `Bcc` field(s).
+    pub fn header_without_bcc(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.header.len());
+        let mut skipping = false;
+        for line in self.header.split_inclusive(|b| *b == b'\n') {
+            let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+            if !continuation {
+                skipping = line
+                    .iter()
+                    .position(|b| *b == b':')
+                    .and_then(|i| line.get(..i))
+                    .is_some_and(|name| name.trim_ascii().eq_ignore_ascii_case(b"bcc"));
+            }
+            if !skipping {
+                out.extend_from_slice(line);
+            }
+        }
+        out
+    }
+
+    /// The whole message in memory, refused over `limit` bytes.
+    async fn into_vec(self, limit: u64, why: &str) -> Result<Vec<u8>, MailboxError> {
+        let mut out = self.header;
+        let mut rest = self.rest.take(limit.saturating_sub(out.len() as u64) + 1);
+        rest.read_to_end(&mut out).await.map_err(|e| {
+            error(
+                ErrorClass::Permanent,
+                format!("failed to read the MIME message: {e}"),
+            )
+        })?;
+        if out.len() as u64 > limit {
+            return Err(error(ErrorClass::Permanent, why.to_owned()));
+        }
+        Ok(out)
+    }
+}
+
+/// Where the header block ends (after its empty line).
+fn header_end(data: &[u8]) -> Option<usize> {
+    if data.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    if data.starts_with(b"\n") {
+        return Some(1);
+    }
+    let crlf = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let lf = data.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What to send.
+#[derive(Debug)]
+pub enum Outgoing<'a> {
+    /// A structured message.
+    Message(&'a Message),
+    /// Raw MIME.
+    Mime(RawMime),
+}
+
+/// How a message went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Route {
+    /// SMTP `DATA`.
+    SmtpData,
+    /// Graph `sendMail` with the MIME.
+    GraphSendMail,
+    /// A Graph draft with its attachments, then `send`.
+    GraphDraft {
+        /// Attachments uploaded through upload sessions.
+        upload_sessions: usize,
+    },
+    /// EWS `CreateItem` (`SendAndSaveCopy`).
+    EwsCreateItem,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::SmtpData => f.write_str("SMTP DATA"),
+            Route::GraphSendMail => f.write_str("Graph sendMail (MIME)"),
+            Route::GraphDraft { upload_sessions } => write!(
+                f,
+                "Graph draft + send ({upload_sessions} attachment(s) through upload sessions)"
+            ),
+            Route::EwsCreateItem => f.write_str("EWS CreateItem (SendAndSaveCopy)"),
+        }
+    }
+}
+
+/// What was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    pub transport: Transport,
+    pub route: Route,
+    /// The `Message-ID` (without angle brackets), when known.
+    pub message_id: Option<String>,
+    /// Bytes handed over: the MIME size, or for a Graph draft its bodies and
+    /// attachments.
+    pub size: u64,
+    /// Recipients (To, Cc, Bcc).
+    pub recipients: usize,
+    /// The server's final answer, when it gives one (SMTP `250 ... queued as ...`).
+    pub server_reply: Option<String>,
+}
+
+/// Sends messages over one transport, for one account.
+pub trait Sender {
+    /// The transport.
+    fn transport(&self) -> Transport;
+    /// Sends one message.
+    fn send(
+        &mut self,
+        outgoing: Outgoing<'_>,
+    ) -> impl Future<Output = Result<Sent, MailboxError>> + Send;
+}
+
+/// An `AsyncRead` that counts what passes through it.
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.count += (buf.filled().len() - before) as u64;
+        result
+    }
+}
+
+/// SMTP submission, one connection reused across messages.
+#[derive(Debug)]
+pub struct SmtpSender {
+    config: SmtpConfig,
+    credentials: Option<Credentials>,
+    client: Option<SmtpClient>,
+}
+
+impl SmtpSender {
+    /// A sender that connects on first use and signs in with `credentials` (none: an
+    /// open relay or a trusted network).
+    pub fn new(config: SmtpConfig, credentials: Option<Credentials>) -> Self {
+        Self {
+            config,
+            credentials,
+            client: None,
+        }
+    }
+
+    /// Replaces the credentials (a refreshed token); used at the next connection.
+    pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
+        self.credentials = credentials;
+    }
+
+    /// True while a connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Ends the session (`QUIT`).
+    pub async fn close(mut self) -> Result<(), MailboxError> {
+        match self.client.take() {
+            Some(c) => c.quit().await.map_err(|e| smtp_error(&e)),
+            None => Ok(()),
+        }
+    }
+
+    async fn client(&mut self) -> Result<&mut SmtpClient, MailboxError> {
+        if self.client.is_none() {
+            let mut client = SmtpClient::connect(&self.config)
+                .await
+                .map_err(|e| smtp_error(&e))?;
+            if let Some(c) = &self.credentials {
+                client.authenticate(c).await.map_err(|e| smtp_error(&e))?;
+            }
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| error(ErrorClass::Transient, "the SMTP connection is gone"))
+    }
+
+    /// `MAIL FROM`, `RCPT TO`, `DATA` from `body`. A reused connection that fails
+    /// before the body is read (the server closed it while idle) is reopened once.
+    async fn transmit<R: AsyncRead + Unpin + Send>(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        body: &mut Counting<R>,
+    ) -> Result<String, MailboxError> {
+        let mut reused = self.client.is_some();
+        loop {
+            let client = self.client().await?;
+            match client.send(from, recipients, &mut *body).await {
+                Ok(reply) => return Ok(format!("{} {}", reply.code, reply.text())),
+                Err(e) => {
+                    let stale = reused
+                        && body.count == 0
+                        && matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. });
+                    match e {
+                        SmtpError::Refused { .. } => {
+                            // The session is in step: clear the transaction and keep it.
+                            if let Some(c) = self.client.as_mut()
+                                && c.reset().await.is_err()
+                            {
+                                self.client = None;
+                            }
+                        }
+                        _ => self.client = None,
+                    }
+                    if stale {
+                        reused = false;
+                        continue;
+                    }
+                    return Err(smtp_error(&e));
+                }
+            }
+        }
+    }
+}
+
+impl Sender for SmtpSender {
+    fn transport(&self) -> Transport {
+        Transport::Smtp
+    }
+
+    async fn send(&mut self, outgoing: Outgoing<'_>) -> Result<Sent, MailboxError> {
+        match outgoing {
+            Outgoing::Message(m) => {
+                m.validate().map_err(|e| compose_error(&e))?;
+                let file = tempfile::tempfile().map_err(|e| {
+                    error(
+                        ErrorClass::Transient,
+                        format!("failed to create a temporary file for the message: {e}"),
+                    )
+                })?;
+                let mut writer = BufWriter::new(tokio::fs::File::from_std(file));
+                let size = m
+                    .write_mime(&mut writer, BccHeader::Omit)
+                    .await
+                    .map_err(|e| compose_error(&e))?;
+                let mut file = writer.into_inner();
+                file.seek(SeekFrom::Start(0)).await.map_err(|e| {
+                    error(
+                        ErrorClass::Transient,
+                        format!("failed to rewind the temporary message file: {e}"),
+                    )
+                })?;
+                let recipients = m.envelope_recipients();
+                let mut body = Counting {
+                    inner: BufReader::new(file),
+                    count: 0,
+                };
+                let reply = self
+                    .transmit(&m.from.address, &recipients, &mut body)
+                    .await?;
+                Ok(Sent {
+                    transport: Transport::Smtp,
+                    route: Route::SmtpData,
+                    message_id: Some(m.message_id.clone()),
+                    size,
+                    recipients: recipients.len(),
+                    server_reply: Some(reply),
+                })
+            }
+            Outgoing::Mime(raw) => {
+                let recipients = raw
+                    .recipients
+                    .clone()
+                    .unwrap_or_else(|| raw.header_recipients());
+                if recipients.is_empty() {
+                    return Err(compose_error(&ComposeError::NoRecipients));
+                }
+                let from = raw
+                    .envelope_from
+                    .clone()
+                    .or_else(|| raw.from_address())
+                    .ok_or_else(|| {
+                        error(
+                            ErrorClass::Permanent,
+                            "the MIME message has no From address: add a From header or give the sender",
+                        )
+                    })?;
+                let message_id = raw.message_id();
+                let header = raw.header_without_bcc();
+                let mut body = Counting {
+                    inner: std::io::Cursor::new(header).chain(raw.rest),
+                    count: 0,
+                };
+                let reply = self.transmit(&from, &recipients, &mut body).await?;
+                Ok(Sent {
+                    transport: Transport::Smtp,
+                    route: Route::SmtpData,
+                    message_id,
+                    size: body.count,
+                    recipients: recipients.len(),
+                    server_reply: Some(reply),
+                })
+            }
+        }
+    }
+}
+
+/// Microsoft Graph, for one mailbox (`/users/{id | UPN}` app-only, `/me` delegated).
+#[derive(Debug)]
+pub struct GraphSender {
+    client: GraphClient,
+    mailbox: GraphMailbox,
+    token: SecretString,
+}
+
+impl GraphSender {
+    /// A sender over `client` with `token` (refreshed by the caller).
+    pub fn new(client: GraphClient, mailbox: GraphMailbox, token: SecretString) -> Self {
+        Self {
+            client,
+            mailbox,
+            token,
+        }
+    }
+
+    /// Replaces the token (after a refresh).
+    pub fn set_token(&mut self, token: SecretString) {
+        self.token = token;
+    }
+
+    async fn send_mime(&self, mime: &[u8]) -> Result<(), MailboxError> {
+        Ok(self
+            .client
+            .send_mime(&self.token, &self.mailbox, mime)
+            .await?)
+    }
+
+    /// A draft with the attachments, then `send`; the draft is deleted when a step
+    /// before sending fails.
+    async fn send_as_draft(&self, m: &Message, sizes: &[u64]) -> Result<Sent, MailboxError> {
+        for (name, _) in &m.headers {
+            if !name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-")) {
+                return Err(error(
+                    ErrorClass::Permanent,
+                    format!(
+                        "Graph accepts only custom X- headers on a message, not {name}: rename it X-{name}, or send over SMTP"
+                    ),
+                ));
+            }
+        }
+        let draft = self
+            .client
+            .create_draft(&self.token, &self.mailbox, &draft_json(m))
+            .await?;
+        let result = self.fill_draft(m, sizes, &draft.id).await;
+        let upload_sessions = match result {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self
+                    .client
+                    .delete(&self.token, &self.mailbox, &draft.id)
+                    .await;
+                return Err(e);
+            }
+        };
+        self.client
+            .send_draft(&self.token, &self.mailbox, &draft.id)
+            .await?;
+        let body_len =
+            m.text.as_ref().map_or(0, String::len) + m.html.as_ref().map_or(0, String::len);
+        Ok(Sent {
+            transport: Transport::Graph,
+            route: Route::GraphDraft { upload_sessions },
+            message_id: draft
+                .internet_message_id
+                .map(|id| id.trim_matches(['<', '>']).to_owned()),
+            size: sizes.iter().sum::<u64>() + body_len as u64,
+            recipients: m.envelope_recipients().len(),
+            server_reply: None,
+        })
+    }
+
+    /// Adds every attachment to the draft; how many went through upload sessions.
+    async fn fill_draft(
+        &self,
+        m: &Message,
+        sizes: &[u64],
+        draft: &str,
+    ) -> Result<usize, MailboxError> {
+        let mut sessions = 0;
+        for (a, &size) in m.attachments.iter().zip(sizes) {
+            if size > UPLOAD_SESSION_MAX {
+                return Err(error(
+                    ErrorClass::Permanent,
+                    format!(
+                        "attachment {} is {size} bytes; Graph takes attachments up to 150 MB",
+                        a.file_name
+                    ),
+                ));
+            }
+            let mut reader = a.open().await.map_err(|e| compose_error(&e))?;
+            let read_error = |e: std::io::Error| {
+                let path = match &a.content {
+                    Content::File(p) => p.display().to_string(),
+                    Content::Bytes(_) => a.file_name.clone(),
+                };
+                error(
+                    ErrorClass::Permanent,
+                    format!("failed to read the attachment {path}: {e}"),
+                )
+            };
+            if size < UPLOAD_SESSION_MIN {
+                let mut bytes = Vec::new();
+                reader.read_to_end(&mut bytes).await.map_err(read_error)?;
+                self.client
+                    .add_attachment(
+                        &self.token,
+                        &self.mailbox,
+                        draft,
+                        &a.file_name,
+                        &a.content_type,
+                        &bytes,
+                    )
+                    .await?;
+                continue;
+            }
+            sessions += 1;
+            let url = self
+                .client
+                .create_upload_session(
+                    &self.token,
+                    &self.mailbox,
+                    draft,
+                    &a.file_name,
+                    &a.content_type,
+                    size,
+                )
+                .await?;
+            let mut start = 0u64;
+            let mut done = false;
+            while start < size {
+                let want = usize::try_from((size - start).min(UPLOAD_CHUNK as u64))
+                    .unwrap_or(UPLOAD_CHUNK);
+                let mut chunk = vec![0u8; want];
+                reader.read_exact(&mut chunk).await.map_err(read_error)?;
+                match self
+                    .client
+                    .upload_chunk(&self.mailbox, &url, start, size, chunk.into())
+                    .await
+                {
+                    Ok(last) => done = last,
+                    Err(e) => {
+                        let _ = self.client.cancel_upload(&self.mailbox, &url).await;
+                        return Err(e.into());
+                    }
+                }
+                start += want as u64;
+            }
+            if !done {
+                return Err(error(
+                    ErrorClass::Transient,
+                    format!(
+                        "Graph did not confirm the upload of attachment {} (no 201 after the last chunk)",
+                        a.file_name
+                    ),
+                ));
+            }
+        }
+        Ok(sessions)
+    }
+}
+
+fn recipient_json(a: &Address) -> Value {
+    match &a.name {
+        Some(n) => json!({ "emailAddress": { "address": a.address, "name": n } }),
+        None => json!({ "emailAddress": { "address": a.address } }),
+    }
+}
+
+/// The Graph `message` for a draft (without attachments).
+fn draft_json(m: &Message) -> Value {
+    let list = |l: &[Address]| Value::Array(l.iter().map(recipient_json).collect());
+    let (content_type, content) = match (&m.html, &m.text) {
+        (Some(h), _) => ("HTML", h.as_str()),
+        (None, Some(t)) => ("Text", t.as_str()),
+        (None, None) => ("Text", ""),
+    };
+    let mut v = json!({
+        "subject": m.subject,
+        "body": { "contentType": content_type, "content": content },
+        "from": recipient_json(&m.from),
+        "toRecipients": list(&m.to),
+        "ccRecipients": list(&m.cc),
+        "bccRecipients": list(&m.bcc),
+        "replyTo": list(&m.reply_to),
+    });
+    if !m.headers.is_empty() {
+        v["internetMessageHeaders"] = Value::Array(
+            m.headers
+                .iter()
+                .map(|(n, val)| json!({ "name": n, "value": val }))
+                .collect(),
+        );
+    }
+    v
+}
+
+impl Sender for GraphSender {
+    fn transport(&self) -> Transport {
+        Transport::Graph
+    }
+
+    async fn send(&mut self, outgoing: Outgoing<'_>) -> Result<Sent, MailboxError> {
+        match outgoing {
+            Outgoing::Message(m) => {
+                m.validate().map_err(|e| compose_error(&e))?;
+                let mut sizes = Vec::with_capacity(m.attachments.len());
+                for a in &m.attachments {
+                    sizes.push(a.size().await.map_err(|e| compose_error(&e))?);
+                }
+                let small = sizes.iter().all(|s| *s < UPLOAD_SESSION_MIN)
+                    && sizes.iter().sum::<u64>() / 3 * 4 < GRAPH_MIME_LIMIT;
+                if small {
+                    let mime = m
+                        .to_vec(BccHeader::Include)
+                        .await
+                        .map_err(|e| compose_error(&e))?;
+                    if mime.len() as u64 <= GRAPH_MIME_LIMIT {
+                        self.send_mime(&mime).await?;
+                        return Ok(Sent {
+                            transport: Transport::Graph,
+                            route: Route::GraphSendMail,
+                            message_id: Some(m.message_id.clone()),
+                            size: mime.len() as u64,
+                            recipients: m.envelope_recipients().len(),
+                            server_reply: None,
+                        });
+                    }
+                }
+                self.send_as_draft(m, &sizes).await
+            }
+            Outgoing::Mime(raw) => {
+                if raw.recipients.is_some() || raw.envelope_from.is_some() {
+                    return Err(error(
+                        ErrorClass::Permanent,
+                        "Graph reads the recipients and sender from the MIME header: envelope recipients and sender apply to SMTP only; put them in the To/Cc/Bcc and From headers",
+                    ));
+                }
+                let message_id = raw.message_id();
+                let recipients = raw.header_recipients().len();
+                let mime = raw
+                    .into_vec(
+                        GRAPH_MIME_LIMIT,
+                        "the MIME message is larger than 3 MB, the most Graph's sendMail takes (4 MB after base64): send it over SMTP, or as a structured message so that large attachments go through upload sessions",
+                    )
+                    .await?;
+                self.send_mime(&mime).await?;
+                Ok(Sent {
+                    transport: Transport::Graph,
+                    route: Route::GraphSendMail,
+                    message_id,
+                    size: mime.len() as u64,
+                    recipients,
+                    server_reply: None,
+                })
+            }
+        }
+    }
+}
+
+/// EWS, for one mailbox and authorisation.
+#[derive(Debug)]
+pub struct EwsSender {
+    client: EwsClient,
+    auth: EwsAuth,
+}
+
+impl EwsSender {
+    /// A sender over `client` with `auth`.
+    pub fn new(client: EwsClient, auth: EwsAuth) -> Self {
+        Self { client, auth }
+    }
+
+    /// Replaces the authorisation (a refreshed token).
+    pub fn set_auth(&mut self, auth: EwsAuth) {
+        self.auth = auth;
+    }
+}
+
+impl Sender for EwsSender {
+    fn transport(&self) -> Transport {
+        Transport::Ews
+    }
+
+    async fn send(&mut self, outgoing: Outgoing<'_>) -> Result<Sent, MailboxError> {
+        let (mime, message_id, recipients) = match outgoing {
+            Outgoing::Message(m) => {
+                let mime = m
+                    .to_vec(BccHeader::Include)
+                    .await
+                    .map_err(|e| compose_error(&e))?;
+                (
+                    mime,
+                    Some(m.message_id.clone()),
+                    m.envelope_recipients().len(),
+                )
+            }
+            Outgoing::Mime(raw) => {
+                if raw.recipients.is_some() || raw.envelope_from.is_some() {
+                    return Err(error(
+                        ErrorClass::Permanent,
+                        "EWS reads the recipients and sender from the MIME header: envelope recipients and sender apply to SMTP only",
+                    ));
+                }
+                let id = raw.message_id();
+                let n = raw.header_recipients().len();
+                let mime = raw
+                    .into_vec(
+                        EWS_MIME_LIMIT,
+                        "the MIME message is larger than 150 MB, more than Exchange accepts",
+                    )
+                    .await?;
+                (mime, id, n)
+            }
+        };
+        self.client.send_mime(&self.auth, &mime, true).await?;
+        Ok(Sent {
+            transport: Transport::Ews,
+            route: Route::EwsCreateItem,
+            message_id,
+            size: mime.len() as u64,
+            recipients,
+            server_reply: None,
+        })
+    }
+}
+
+/// Whichever sender an account uses.
+#[derive(Debug)]
+pub enum AnySender {
+    Smtp(SmtpSender),
+    Graph(GraphSender),
+    Ews(EwsSender),
+}
+
+impl Sender for AnySender {
+    fn transport(&self) -> Transport {
+        match self {
+            AnySender::Smtp(s) => s.transport(),
+            AnySender::Graph(s) => s.transport(),
+            AnySender::Ews(s) => s.transport(),
+        }
+    }
+
+    async fn send(&mut self, outgoing: Outgoing<'_>) -> Result<Sent, MailboxError> {
+        match self {
+            AnySender::Smtp(s) => s.send(outgoing).await,
+            AnySender::Graph(s) => s.send(outgoing).await,
+            AnySender::Ews(s) => s.send(outgoing).await,
+        }
+    }
+}
+
+/// How an account signs in, for [`AnySender::for_endpoint`].
+pub enum SenderSignIn {
+    /// An app-only token: Graph `/users/{address}`, EWS impersonation of the address,
+    /// SMTP XOAUTH2 as the address.
+    AppOnly(SecretString),
+    /// A delegated token: Graph `/me`, EWS bearer, SMTP XOAUTH2 as the address.
+    Delegated(SecretString),
+    /// A password (SMTP PLAIN, EWS Basic; Graph has none).
+    Password {
+        user: String,
+        password: SecretString,
+    },
+    /// No sign-in (an SMTP relay that trusts the network).
+    None,
+}
+
+impl std::fmt::Debug for SenderSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SenderSignIn::AppOnly(_) => f.write_str("AppOnly"),
+            SenderSignIn::Delegated(_) => f.write_str("Delegated"),
+            SenderSignIn::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            SenderSignIn::None => f.write_str("None"),
+        }
+    }
+}
+
+fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, MailboxError> {
+    endpoint
+        .extra_ca_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| {
+                error(
+                    ErrorClass::Misconfigured,
+                    format!("failed to read the CA file {}: {e}", p.display()),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl AnySender {
+    /// The sender for an account's outgoing endpoint (`address` is the account's
+    /// mailbox). Graph's `host` is its root with the version
+    /// (`https://graph.microsoft.com/v1.0`; a bare host gets `https://` and `/v1.0`),
+    /// EWS's the `Exchange.asmx` URL.
+    pub fn for_endpoint(
+        endpoint: &EndpointConfig,
+        address: &str,
+        sign_in: SenderSignIn,
+    ) -> Result<Self, MailboxError> {
+        let extra_ca_pem = read_ca(endpoint)?;
+        match endpoint.transport {
+            Transport::Smtp => {
+                let mut config =
+                    SmtpConfig::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+                config.trust = mailbridge_tls::TlsSettings {
+                    extra_ca_pem,
+                    server_name: endpoint.tls_name.clone(),
+                };
+                let credentials = match sign_in {
+                    SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {
+                        Some(Credentials::XOAuth2 {
+                            user: address.to_owned(),
+                            token,
+                        })
+                    }
+                    SenderSignIn::Password { user, password } => {
+                        Some(Credentials::Plain { user, password })
+                    }
+                    SenderSignIn::None => None,
+                };
+                Ok(AnySender::Smtp(SmtpSender::new(config, credentials)))
+            }
+            Transport::Graph => {
+                let root = if endpoint.host.starts_with("http://")
+                    || endpoint.host.starts_with("https://")
+                {
+                    endpoint.host.clone()
+                } else {
+                    format!("https://{}/v1.0", endpoint.host.trim_end_matches('/'))
+                };
+                let mut config = mailbridge_graph::GraphConfig::new(&root);
+                config.extra_ca_pem = extra_ca_pem;
+                let client = GraphClient::new(config)?;
+                let (mailbox, token) = match sign_in {
+                    SenderSignIn::AppOnly(t) => (GraphMailbox::User(address.to_owned()), t),
+                    SenderSignIn::Delegated(t) => (GraphMailbox::Me, t),
+                    SenderSignIn::Password { .. } | SenderSignIn::None => {
+                        return Err(error(
+                            ErrorClass::Misconfigured,
+                            "Microsoft Graph needs a token: sign the account in as app-only or delegated, not with a password",
+                        ));
+                    }
+                };
+                Ok(AnySender::Graph(GraphSender::new(client, mailbox, token)))
+            }
+            Transport::Ews => {
+                let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
+                config.extra_ca_pem = extra_ca_pem;
+                let client = EwsClient::new(config)?;
+                let auth = match sign_in {
+                    SenderSignIn::AppOnly(token) => EwsAuth::AppOnly {
+                        token,
+                        mailbox: address.to_owned(),
+                    },
+                    SenderSignIn::Delegated(token) => EwsAuth::Bearer { token },
+                    SenderSignIn::Password { user, password } => EwsAuth::Basic { user, password },
+                    SenderSignIn::None => {
+                        return Err(error(
+                            ErrorClass::Misconfigured,
+                            "EWS needs a sign-in: a token or a password",
+                        ));
+                    }
+                };
+                Ok(AnySender::Ews(EwsSender::new(client, auth)))
+            }
+            other => Err(error(
+                ErrorClass::Misconfigured,
+                format!(
+                    "{other:?} cannot send mail: set the account's outgoing side to SMTP, Graph or EWS ([account.outgoing] transport = \"smtp\" | \"graph\" | \"ews\")"
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn raw_mime_header_is_read_and_bcc_dropped() {
+        let raw = b"From: A <a@x.example>\r\nTo: b@x.example\r\nBcc: c@x.example,\r\n d@x.example\r\nMessage-ID: <m1@x.example>\r\nSubject: s\r\n\r\nbody\r\n".to_vec();
+        let mime = RawMime::from_reader(std::io::Cursor::new(raw))
+            .await
+            .unwrap();
+        assert_eq!(
+            mime.header_recipients(),
+            ["b@x.example", "c@x.example", "d@x.example"]
+        );
+        assert_eq!(mime.from_address().as_deref(), Some("a@x.example"));
+        assert_eq!(mime.message_id().as_deref(), Some("m1@x.example"));
+        let header = String::from_utf8(mime.header_without_bcc()).unwrap();
+        assert_eq!(
+            header,
+            "From: A <a@x.example>\r\nTo: b@x.example\r\nMessage-ID: <m1@x.example>\r\nSubject: s\r\n\r\n"
+        );
+        let all = mime.into_vec(1000, "too big").await.unwrap();
+        assert!(all.ends_with(b"\r\n\r\nbody\r\n"));
+    }
+
+    #[tokio::test]
+    async fn raw_mime_limits() {
+        let big = vec![b'a'; MAX_RAW_HEADER + 20_000];
+        let e = RawMime::from_reader(std::io::Cursor::new(big))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("no end of header"), "{}", e.message);
+        let mut m = b"From: a@x.example\r\nTo: b@x.example\r\n\r\n".to_vec();
+        m.extend(vec![b'x'; 500]);
+        let mime = RawMime::from_reader(std::io::Cursor::new(m)).await.unwrap();
+        let e = mime
+            .into_vec(100, "too big for the test")
+            .await
+            .unwrap_err();
+        assert_eq!(e.message, "too big for the test");
+        assert_eq!(e.class, ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn draft_json_has_recipients_and_html_wins() {
+        let mut m = Message::new(Address::with_name("a@x.example", "Ä"));
+        m.to.push(Address::new("b@x.example"));
+        m.bcc.push(Address::new("c@x.example"));
+        m.text = Some("t".into());
+        m.html = Some("<b>h</b>".into());
+        let v = draft_json(&m);
+        assert_eq!(v["body"]["contentType"], "HTML");
+        assert_eq!(
+            v["bccRecipients"][0]["emailAddress"]["address"],
+            "c@x.example"
+        );
+        assert_eq!(v["from"]["emailAddress"]["name"], "Ä");
+    }
+}
