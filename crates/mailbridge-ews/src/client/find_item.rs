@@ -40,10 +40,13 @@ impl EwsClient {
             .attr("TotalItemsInView")
             .and_then(|t| t.parse().ok())
             .unwrap_or_default();
-        let first = root.find("ItemId").and_then(|e| e.attr("Id")).map(|id| ItemSummary {
-            id: id.to_owned(),
-            subject: root.find("Subject").map(|s| s.text.clone()),
-        });
+        let first = root
+            .find("ItemId")
+            .and_then(|e| e.attr("Id"))
+            .map(|id| ItemSummary {
+                id: id.to_owned(),
+                subject: root.find("Subject").map(|s| s.text.clone()),
+            });
         Ok(FolderPeek { total, first })
     }
 }

@@ -141,7 +141,7 @@ pub(super) fn mail_refusal(
         Grant::AppOnly => {
             let (app, oid) = (view.app_id(), view.object_id());
             items.push(format!(
-                "the app's service principal is not registered in Exchange, or was registered with the App registrations Object ID: run `New-ServicePrincipal -AppId {app} -ObjectId {oid}` (the Object ID of Enterprise applications -> the app, which is this token's oid)"
+                "the app's service principal is not registered in Exchange, or was registered with the App registrations Object ID: run `New-ServicePrincipal -AppId {app} -ObjectId {oid}` ({oid} is the Object ID from Enterprise applications, not from App registrations; it is this token's oid)"
             ));
             items.push(format!(
                 "the service principal has no FullAccess on the mailbox: `Add-MailboxPermission -Identity {mailbox} -User {oid} -AccessRights FullAccess`"

@@ -117,11 +117,7 @@ where
         return report;
     };
     let start = Instant::now();
-    let peek = match session
-        .client
-        .find_first_item(&session.auth, "inbox")
-        .await
-    {
+    let peek = match session.client.find_first_item(&session.auth, "inbox").await {
         Ok(p) => p,
         Err(e) => {
             report.push("open inbox", start, Err(refused(&e, &session, address)));
@@ -185,7 +181,10 @@ mod tests {
     fn exchange_online_gets_the_notice_and_on_premises_does_not() {
         let n = ews_notice("https://outlook.office365.com/EWS/Exchange.asmx").unwrap();
         assert!(n.contains("2026-10-01") && n.contains("2027-04-01"), "{n}");
-        assert!(n.contains("Microsoft Graph") && n.contains("transport to \"graph\""), "{n}");
+        assert!(
+            n.contains("Microsoft Graph") && n.contains("transport to \"graph\""),
+            "{n}"
+        );
         assert!(ews_notice("https://mail.contoso.com/EWS/Exchange.asmx").is_none());
     }
 }

@@ -25,7 +25,11 @@ fn root(endpoint: &EndpointConfig) -> String {
 
 /// Resolve and connect + TLS for an HTTPS endpoint (Graph root or EWS URL): any HTTP
 /// answer to a request without credentials proves both. The extra CA, when set.
-pub(super) async fn reach(report: &mut Report, endpoint: &EndpointConfig, url: &str) -> Option<Option<String>> {
+pub(super) async fn reach(
+    report: &mut Report,
+    endpoint: &EndpointConfig,
+    url: &str,
+) -> Option<Option<String>> {
     let start = Instant::now();
     let parsed = match url::Url::parse(url) {
         Ok(u) => u,
@@ -50,7 +54,11 @@ pub(super) async fn reach(report: &mut Report, endpoint: &EndpointConfig, url: &
     let extra_ca = match super::read_ca(endpoint.extra_ca_file.as_deref()) {
         Ok(ca) => ca,
         Err(e) => {
-            report.push("connect+TLS", start, Err((e, Some("fix the extra CA file path".into()))));
+            report.push(
+                "connect+TLS",
+                start,
+                Err((e, Some("fix the extra CA file path".into()))),
+            );
             return None;
         }
     };
@@ -187,7 +195,11 @@ where
     let counts = match client.folder_counts(&token, &mailbox, "inbox").await {
         Ok(c) => c,
         Err(e) => {
-            report.push("open inbox", start, Err(refused(&e, &token, grant, address, false)));
+            report.push(
+                "open inbox",
+                start,
+                Err(refused(&e, &token, grant, address, false)),
+            );
             return report;
         }
     };
@@ -205,9 +217,16 @@ where
     );
     if counts.total > 0 {
         let start = Instant::now();
-        let result = match client.first_message_headers(&token, &mailbox, "inbox").await {
-            Ok(Some(m)) => super::headers::summary(&m.headers)
-                .ok_or_else(|| (format!("message {} came without internetMessageHeaders", m.id), None)),
+        let result = match client
+            .first_message_headers(&token, &mailbox, "inbox")
+            .await
+        {
+            Ok(Some(m)) => super::headers::summary(&m.headers).ok_or_else(|| {
+                (
+                    format!("message {} came without internetMessageHeaders", m.id),
+                    None,
+                )
+            }),
             Ok(None) => Ok("the inbox lists no message (emptied meanwhile)".to_owned()),
             Err(e) => Err(refused(&e, &token, grant, address, false)),
         };
@@ -244,7 +263,9 @@ where
     let start = Instant::now();
     let message = test_message(from, to);
     let result = match client.send_mime(&token, &mailbox, message.as_bytes()).await {
-        Ok(()) => Ok(format!("accepted for {to} by sendMail (a copy is in Sent Items)")),
+        Ok(()) => Ok(format!(
+            "accepted for {to} by sendMail (a copy is in Sent Items)"
+        )),
         Err(e) => Err(refused(&e, &token, grant, from, true)),
     };
     report.ok = report.push("send", start, result);

@@ -64,10 +64,7 @@ pub(super) fn summary(headers: &[(String, String)]) -> Option<String> {
     }
     let mut parts = vec![format!("{} header fields", headers.len())];
     for wanted in ["Subject", "From", "Date", "Message-ID"] {
-        if let Some((name, value)) = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
-        {
+        if let Some((name, value)) = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(wanted)) {
             let short: String = value.chars().take(80).collect();
             parts.push(format!("{name}: {short}"));
         }

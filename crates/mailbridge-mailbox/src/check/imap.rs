@@ -90,8 +90,11 @@ where
         Ok(f) => f,
         Err(e) => {
             // Exchange's "BAD User is authenticated but not connected." lands here.
-            let fix = matches!(e.meaning(), Some(mailbridge_imap::Meaning::AuthenticationFailed))
-                .then(|| refusal(&e));
+            let fix = matches!(
+                e.meaning(),
+                Some(mailbridge_imap::Meaning::AuthenticationFailed)
+            )
+            .then(|| refusal(&e));
             report.push("open inbox", start, Err((e.to_string(), fix)));
             return report;
         }

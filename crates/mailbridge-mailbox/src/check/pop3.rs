@@ -66,9 +66,10 @@ where
             },
             Some((token, grant)),
         ),
-        Obtained::Password { user, password } => {
-            (mailbridge_pop3::Credentials::UserPass { user, password }, None)
-        }
+        Obtained::Password { user, password } => (
+            mailbridge_pop3::Credentials::UserPass { user, password },
+            None,
+        ),
     };
     let start = Instant::now();
     if let Err(e) = client.authenticate(&credentials).await {
@@ -130,7 +131,10 @@ where
                 .ok_or_else(|| (format!("message {n} has no header fields"), None)),
             Err(e) => Err((
                 e.to_string(),
-                Some("the server refused TOP: reading the mailbox works, headers need RETR".to_owned()),
+                Some(
+                    "the server refused TOP: reading the mailbox works, headers need RETR"
+                        .to_owned(),
+                ),
             )),
         };
         report.ok = report.push("read header", start, result);
