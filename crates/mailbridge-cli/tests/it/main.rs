@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod test_cmd;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
