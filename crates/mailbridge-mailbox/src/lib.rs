@@ -8,8 +8,10 @@
 //!   domain -> provider table.
 //! - [`mailbox`]: the [`mailbox::Mailbox`] trait (new since a checkpoint, fetch MIME
 //!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3.
-//! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
-//!   times, naming the cause and fix from the token's claims and the server's reply.
+//! - [`check`]: "test receive" (IMAP, POP3, Graph, EWS: open the inbox and read one
+//!   header) and "test send" (SMTP, Graph, EWS), step by step with times, naming the
+//!   cause and fix of every §8.2 admin mistake from the token's claims and the
+//!   server's reply.
 //! - [`autodetect`]: from an address to a provider and endpoints, step by step (domain
 //!   table, MX, the tenant's OpenID configuration, Autodiscover v2, Thunderbird
 //!   autoconfig, SRV records), each with a timeout and an injectable base URL or

@@ -68,10 +68,10 @@ fn set_sides(f: &Fixture, incoming: &str, outgoing: Option<&str>) {
     let config = std::fs::read_to_string(f.config()).unwrap();
     let marker = "app = \"daemon\"\ntransports = [\"imap\"]\n";
     assert!(config.contains(marker), "{config}");
-    let mut sides = format!("incoming = {incoming}\n");
-    if let Some(o) = outgoing {
-        sides.push_str(&format!("outgoing = {o}\n"));
-    }
+    let outgoing = outgoing
+        .map(|o| format!("outgoing = {o}\n"))
+        .unwrap_or_default();
+    let sides = format!("incoming = {incoming}\n{outgoing}");
     let config = config.replacen(marker, &format!("{marker}{sides}"), 1);
     std::fs::write(f.config(), config).unwrap();
 }

@@ -184,12 +184,10 @@ pub(super) fn graph_refusal(
     error: &mailbridge_graph::ClientError,
     mailbox: &str,
     sending: bool,
-) -> Option<String> {
+) -> String {
     use mailbridge_graph::Meaning;
     let mailbridge_graph::ClientError::Graph(g) = error else {
-        return Some(
-            "check that this machine reaches the Graph root (DNS, proxy, firewall) and that the endpoint's host is the Graph root".to_owned(),
-        );
+        return "check that this machine reaches the Graph root (DNS, proxy, firewall) and that the endpoint's host is the Graph root".to_owned();
     };
     let view = TokenView::of(token);
     let claims_problem = view.problems(Transport::Graph, grant);
@@ -217,7 +215,7 @@ pub(super) fn graph_refusal(
         }
         _ => None,
     };
-    let fix = match g.meaning {
+    match g.meaning {
         Meaning::BadToken => claims_problem.unwrap_or_else(|| {
             format!("{} (the token's audience and permissions look right, so it expired or is not signed by this tenant: get a new one)", g.meaning.fix())
         }),
@@ -244,8 +242,7 @@ pub(super) fn graph_refusal(
             "an app-only token cannot use /me: the account must name the mailbox (address or object id)".to_owned()
         }
         other => other.fix().to_owned(),
-    };
-    Some(fix)
+    }
 }
 
 /// EWS refused a request.
@@ -253,7 +250,7 @@ pub(super) fn ews_refusal(
     token: Option<(&SecretString, Grant)>,
     error: &mailbridge_ews::EwsError,
     mailbox: &str,
-) -> Option<String> {
+) -> String {
     use mailbridge_ews::EwsError;
     let view = token.map(|(t, g)| (TokenView::of(t), g));
     let problems = view
@@ -262,7 +259,7 @@ pub(super) fn ews_refusal(
     let app = view
         .as_ref()
         .map_or_else(|| "<client id>".to_owned(), |(v, _)| v.app_id());
-    let fix = match error {
+    match error {
         EwsError::Unauthorized { .. } if view.is_none() => {
             "EWS refused the user name and password: check them, and note that Exchange Online accepts only OAuth tokens (Basic works on-premises only)".to_owned()
         }
@@ -296,6 +293,5 @@ pub(super) fn ews_refusal(
             "check that this machine reaches the EWS URL (DNS, proxy, firewall) and that it ends in /EWS/Exchange.asmx".to_owned()
         }
         other => other.to_string(),
-    };
-    Some(fix)
+    }
 }

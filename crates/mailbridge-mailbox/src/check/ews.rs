@@ -69,7 +69,7 @@ where
     let mut config = EwsConfig::new(&url);
     config.extra_ca_pem = extra_ca;
     config.attempts = 2;
-    config.timeout = Duration::from_secs(60);
+    config.timeout = Duration::from_mins(1);
     match EwsClient::new(config) {
         Ok(client) => Some(Session {
             client,
@@ -98,7 +98,7 @@ fn refused(e: &mailbridge_ews::EwsError, session: &Session, address: &str) -> Fa
         other => other.to_string(),
     };
     let token = session.token.as_ref().map(|(t, g)| (t, *g));
-    (detail, diagnose::ews_refusal(token, e, address))
+    (detail, Some(diagnose::ews_refusal(token, e, address)))
 }
 
 /// Test receive over EWS for `address`.

@@ -132,7 +132,7 @@ fn client_for(
     config.extra_ca_pem = extra_ca;
     config.attempts = 2;
     config.max_retry_after = Duration::from_secs(10);
-    config.timeout = Duration::from_secs(60);
+    config.timeout = Duration::from_mins(1);
     let client = match GraphClient::new(config) {
         Ok(c) => c,
         Err(e) => {
@@ -163,7 +163,7 @@ fn refused(
     };
     (
         detail,
-        diagnose::graph_refusal(token, grant, e, address, sending),
+        Some(diagnose::graph_refusal(token, grant, e, address, sending)),
     )
 }
 

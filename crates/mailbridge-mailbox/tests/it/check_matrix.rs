@@ -591,7 +591,7 @@ async fn graph_and_outlook_scopes_in_one_request_are_named_at_get_token() {
 async fn conditional_access_block_is_named_at_get_token() {
     let w = world(|t, app| {
         t.conditional_access_blocked_apps
-            .push(app.client_id.to_string())
+            .push(app.client_id.to_string());
     })
     .await;
     token_row(
