@@ -122,12 +122,12 @@ pub(super) fn mail_refusal(
     server_fix: &str,
 ) -> String {
     let Some((token, grant)) = token else {
-        return if server_fix.is_empty() {
-            "check the user name and password (Exchange Online accepts only OAuth tokens)"
-                .to_owned()
-        } else {
-            server_fix.to_owned()
-        };
+        let switch = protocol_switch(transport, mailbox)
+            .map(|s| format!("; and if the password is right, {s}"))
+            .unwrap_or_default();
+        return format!(
+            "the server refused the user name and password: check both (on-premises Exchange may want DOMAIN\\user or the user principal name); Exchange Online refuses passwords, so for Microsoft 365 set the account's sign_in to app-only or delegated{switch}"
+        );
     };
     let view = TokenView::of(token);
     if view.claims.is_none() {

@@ -1140,3 +1140,67 @@ async fn ews_turned_off_for_the_organisation_or_the_app_not_allowed() {
     expected.extend(pass(&[ReceiveGraph, SendGraph]));
     row(&w, &expected).await;
 }
+
+// ----- password sign-in (generic and on-premises servers) -----
+
+/// Password sign-in: no token getter runs.
+type NoToken = fn() -> std::future::Ready<Result<SecretString, TokenFailure>>;
+
+fn password(pw: &str) -> SignIn<NoToken> {
+    SignIn::Password {
+        user: ALICE.to_owned(),
+        password: SecretString::from(pw.to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn passwords_work_where_basic_is_allowed_and_are_named_where_not() {
+    // Exchange Online: no Basic; the fix says OAuth.
+    let w = world(|_, _| {}).await;
+    let r = receive_ews(&w.endpoint(Transport::Ews), ALICE, password(PASSWORD)).await;
+    assert_report(
+        &w,
+        ReceiveEws,
+        &r,
+        Expect::Refused {
+            words: &["accepts only OAuth tokens"],
+            not: &[],
+        },
+    );
+    let r = receive_graph(&w.endpoint(Transport::Graph), ALICE, password(PASSWORD)).await;
+    assert_report(
+        &w,
+        ReceiveGraph,
+        &r,
+        Expect::Fail {
+            step: "authenticate",
+            words: &["sign_in to app-only", "Grant admin consent"],
+            not: &[],
+        },
+    );
+    // An on-premises style tenant: the right password passes IMAP, POP3, SMTP and EWS;
+    // a wrong one is refused at authenticate with the password named.
+    let w = world(|t, _| t.basic_auth_enabled = true).await;
+    w.deliver_to_alice().await;
+    for r in [
+        receive_imap(&w.endpoint(Transport::Imap), ALICE, password(PASSWORD)).await,
+        receive_pop3(&w.endpoint(Transport::Pop3), ALICE, password(PASSWORD)).await,
+        receive_ews(&w.endpoint(Transport::Ews), ALICE, password(PASSWORD)).await,
+        send_smtp(&w.endpoint(Transport::Smtp), ALICE, BOB, password(PASSWORD)).await,
+    ] {
+        assert!(r.ok, "{}", r.render());
+        assert!(
+            !r.steps.iter().any(|s| s.step == "get token"),
+            "{}",
+            r.render()
+        );
+    }
+    let r = receive_imap(&w.endpoint(Transport::Imap), ALICE, password("wrong")).await;
+    let failed = r.failed_step().unwrap();
+    assert_eq!(failed.step, "authenticate", "{}", r.render());
+    assert!(
+        failed.fix.as_deref().unwrap().contains("password"),
+        "{}",
+        r.render()
+    );
+}
