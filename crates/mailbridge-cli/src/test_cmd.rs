@@ -4,7 +4,10 @@
 use anyhow::bail;
 use mailbridge_auth::cache::RetryPolicy;
 use mailbridge_auth::session::Sessions;
-use mailbridge_mailbox::check::{Report, SignIn, receive_imap, send_smtp};
+use mailbridge_mailbox::check::{
+    Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3, send_ews,
+    send_graph, send_smtp,
+};
 use mailbridge_types::config::{SignInMethod, Transport};
 use secrecy::SecretString;
 
@@ -13,13 +16,14 @@ use crate::context::{self, GlobalArgs};
 /// `mailbridge test ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum TestCommand {
-    /// Sign in to the incoming side and open the inbox.
+    /// Sign in to the incoming side (IMAP, POP3, Graph or EWS), open the inbox and read
+    /// one message's header.
     Receive {
         account: String,
         #[arg(long)]
         json: bool,
     },
-    /// Sign in to the outgoing side and send a test message.
+    /// Sign in to the outgoing side (SMTP, Graph or EWS) and send a test message.
     Send {
         account: String,
         /// Recipient (the account itself when absent).
@@ -86,7 +90,7 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
                 sessions
                     .access_token(&sign_in_spec)
                     .await
-                    .map_err(|e| format!("{e} [{}]", e.class()))
+                    .map_err(TokenFailure::from)
             };
             check(
                 receive,
@@ -114,7 +118,7 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
     }
 }
 
-async fn check<F, Fut>(
+async fn check<F, Fut, E>(
     receive: bool,
     endpoint: &mailbridge_types::config::EndpointConfig,
     address: &str,
@@ -123,16 +127,23 @@ async fn check<F, Fut>(
 ) -> anyhow::Result<Report>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<SecretString, String>>,
+    Fut: std::future::Future<Output = Result<SecretString, E>>,
+    E: Into<TokenFailure>,
 {
-    match (receive, endpoint.transport) {
-        (true, Transport::Imap) => Ok(receive_imap(endpoint, address, sign_in).await),
-        (false, Transport::Smtp) => {
-            Ok(send_smtp(endpoint, address, to.unwrap_or(address), sign_in).await)
-        }
-        (r, t) => bail!(
-            "test {} over {t:?} is not available yet (IMAP receive and SMTP send are)",
-            if r { "receive" } else { "send" }
+    let to = to.unwrap_or(address);
+    Ok(match (receive, endpoint.transport) {
+        (true, Transport::Imap) => receive_imap(endpoint, address, sign_in).await,
+        (true, Transport::Pop3) => receive_pop3(endpoint, address, sign_in).await,
+        (true, Transport::Graph) => receive_graph(endpoint, address, sign_in).await,
+        (true, Transport::Ews) => receive_ews(endpoint, address, sign_in).await,
+        (false, Transport::Smtp) => send_smtp(endpoint, address, to, sign_in).await,
+        (false, Transport::Graph) => send_graph(endpoint, address, to, sign_in).await,
+        (false, Transport::Ews) => send_ews(endpoint, address, to, sign_in).await,
+        (true, Transport::Smtp) => bail!(
+            "the account's incoming side is SMTP, which only sends: set [account.incoming] to imap, pop3, graph or ews"
         ),
-    }
+        (false, t @ (Transport::Imap | Transport::Pop3)) => bail!(
+            "the account's outgoing side is {t:?}, which only receives: set [account.outgoing] to smtp (or use graph or ews)"
+        ),
+    })
 }

@@ -9,6 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::xml::{Element, escape, parse};
 
+mod find_item;
+pub use find_item::{FolderPeek, ItemSummary};
+
 /// When EWS in Exchange Online is blocked by default, and when it is switched off.
 pub const EXCHANGE_ONLINE_EWS_BLOCKED: &str = "2026-10-01";
 pub const EXCHANGE_ONLINE_EWS_OFF: &str = "2027-04-01";

@@ -14,6 +14,9 @@ use tokio::sync::Semaphore;
 
 use crate::error::{GraphError, Meaning};
 
+mod inbox_probe;
+pub use inbox_probe::{FolderCounts, MessageHeaders};
+
 /// Which mailbox: app-only addresses a user by object id or UPN; delegated uses `/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Mailbox {

@@ -11,8 +11,10 @@
 //!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3.
 //! - [`connect`]: an account's incoming side opened as one [`connect::AnyMailbox`]
 //!   from its configuration and a password or token.
-//! - [`check`]: "test receive" (IMAP) and "test send" (SMTP), step by step with
-//!   times, naming the cause and fix from the token's claims and the server's reply.
+//! - [`check`]: "test receive" (IMAP, POP3, Graph, EWS: open the inbox and read one
+//!   header) and "test send" (SMTP, Graph, EWS), step by step with times, naming the
+//!   cause and fix of every §8.2 admin mistake from the token's claims and the
+//!   server's reply.
 //! - [`compose`]: a structured outgoing message (from, to/cc/bcc, reply-to, subject,
 //!   text/HTML, attachments streamed from files, extra headers checked for CR/LF
 //!   injection) and its MIME, written through mail-builder with attachments streamed.

@@ -11,6 +11,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::response::{MAX_LINE, Meaning, Status, parse_uidl_line};
 
+mod top;
+pub use top::MAX_TOP_BYTES;
+
 pub use mailbridge_types::config::TlsMode;
 
 /// Where and how to connect.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod send;
+mod test_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,0 +1,297 @@
+//! From a refusal to the admin's fix: what the token says about itself (audience,
+//! `roles`, `scp`, the app's `oid`) read together with the server's answer, per row of
+//! the admin-mistake matrix (`microsoft-protocols.md` §8.2).
+//!
+//! IMAP, POP and SMTP refuse every Exchange-side mistake with the same words, so once
+//! the token is known to be right the fix lists the Exchange-side steps that can be
+//! missing, filled in with the token's own ids. Graph and EWS name the problem; the
+//! token then tells consent problems apart from mailbox-side ones.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mailbridge_auth::claims::TokenClaims;
+use mailbridge_auth::scopes::Grant;
+use mailbridge_types::config::Transport;
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// The claims of an access token that explain trouble (never the token itself).
+#[derive(Debug, Default)]
+pub(super) struct TokenView {
+    pub claims: Option<TokenClaims>,
+    /// `oid`: for an app-only token, the Enterprise application's Object ID.
+    pub oid: Option<String>,
+}
+
+impl TokenView {
+    pub fn of(token: &SecretString) -> Self {
+        let raw = token.expose_secret();
+        let oid = raw
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("oid").and_then(|o| o.as_str()).map(str::to_owned));
+        Self {
+            claims: TokenClaims::decode(raw),
+            oid,
+        }
+    }
+
+    fn app_id(&self) -> String {
+        self.claims
+            .as_ref()
+            .and_then(|c| c.app_id.clone())
+            .unwrap_or_else(|| "<Application (client) ID>".to_owned())
+    }
+
+    fn object_id(&self) -> String {
+        self.oid.clone().unwrap_or_else(|| {
+            "<Object ID from Enterprise applications, not from App registrations>".to_owned()
+        })
+    }
+
+    /// The token's own problems for `transport`, joined; `None` when it has none or
+    /// cannot be read (an opaque personal-account token).
+    fn problems(&self, transport: Transport, grant: Grant) -> Option<String> {
+        let problems = self.claims.as_ref()?.problems(transport, grant);
+        (!problems.is_empty()).then(|| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// What the "get token" step shows: audience and roles or scopes, never the token.
+pub(super) fn describe_token(token: &SecretString, grant: Grant) -> String {
+    let view = TokenView::of(token);
+    let Some(c) = view.claims else {
+        return "access token issued (opaque, as for personal accounts)".to_owned();
+    };
+    match grant {
+        Grant::AppOnly if c.roles.is_empty() => {
+            format!("access token issued for {}, with no roles", c.audience)
+        }
+        Grant::AppOnly => format!(
+            "access token issued for {}, roles {}",
+            c.audience,
+            c.roles.join(", ")
+        ),
+        Grant::Delegated => format!(
+            "access token issued for {}{}, scopes {}",
+            c.audience,
+            c.user.map(|u| format!(" as {u}")).unwrap_or_default(),
+            c.scopes.join(" ")
+        ),
+    }
+}
+
+fn protocol_switch(transport: Transport, mailbox: &str) -> Option<String> {
+    match transport {
+        Transport::Imap => Some(format!(
+            "IMAP is disabled for the mailbox: `Set-CASMailbox -Identity {mailbox} -ImapEnabled $true`"
+        )),
+        Transport::Pop3 => Some(format!(
+            "POP is disabled for the mailbox: `Set-CASMailbox -Identity {mailbox} -PopEnabled $true`"
+        )),
+        // SMTP AUTH switched off has its own answer (5.7.139).
+        _ => None,
+    }
+}
+
+const LICENCE: &str = "the mailbox has no Exchange Online licence or is on-premises: Microsoft 365 admin center -> Users -> Active users -> the user -> Licenses and apps, assign a licence that includes Exchange Online";
+const PROPAGATION: &str = "the change was made less than 30 minutes ago: Exchange Online takes up to 30 minutes to apply a new service principal or mailbox permission, so test again later";
+
+fn numbered(items: &[String]) -> String {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("({}) {s}", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// IMAP, POP or SMTP refused the sign-in (`NO AUTHENTICATE failed.`, `-ERR [AUTH]`,
+/// `535 5.7.3`): the token's problems if it has any, else the Exchange-side steps.
+pub(super) fn mail_refusal(
+    token: Option<(&SecretString, Grant)>,
+    transport: Transport,
+    mailbox: &str,
+    server_fix: &str,
+) -> String {
+    let Some((token, grant)) = token else {
+        let switch = protocol_switch(transport, mailbox)
+            .map(|s| format!("; and if the password is right, {s}"))
+            .unwrap_or_default();
+        return format!(
+            "the server refused the user name and password: check both (on-premises Exchange may want DOMAIN\\user or the user principal name); Exchange Online refuses passwords, so for Microsoft 365 set the account's sign_in to app-only or delegated{switch}"
+        );
+    };
+    let view = TokenView::of(token);
+    if view.claims.is_none() {
+        return server_fix.to_owned();
+    }
+    if let Some(problems) = view.problems(transport, grant) {
+        return problems;
+    }
+    let mut items = Vec::new();
+    let lead = match grant {
+        Grant::AppOnly => {
+            let (app, oid) = (view.app_id(), view.object_id());
+            items.push(format!(
+                "the app's service principal is not registered in Exchange, or was registered with the App registrations Object ID: run `New-ServicePrincipal -AppId {app} -ObjectId {oid}` ({oid} is the Object ID from Enterprise applications, not from App registrations; it is this token's oid)"
+            ));
+            items.push(format!(
+                "the service principal has no FullAccess on the mailbox: `Add-MailboxPermission -Identity {mailbox} -User {oid} -AccessRights FullAccess`"
+            ));
+            "the token is right (Exchange Online audience with the role), so Exchange refused on its side; missing is one of"
+        }
+        Grant::Delegated => {
+            let user = view
+                .claims
+                .as_ref()
+                .and_then(|c| c.user.clone())
+                .unwrap_or_default();
+            if !user.is_empty() && !user.eq_ignore_ascii_case(mailbox) {
+                items.push(format!(
+                    "{user} signed in but the mailbox is {mailbox}: give {user} FullAccess (`Add-MailboxPermission -Identity {mailbox} -User {user} -AccessRights FullAccess`) or sign in as {mailbox}"
+                ));
+            }
+            "the token is right (Exchange Online audience with the scope), so Exchange refused on its side; missing is one of"
+        }
+    };
+    items.extend(protocol_switch(transport, mailbox));
+    items.push(LICENCE.to_owned());
+    items.push(PROPAGATION.to_owned());
+    format!("{lead}: {}", numbered(&items))
+}
+
+/// The Graph permission an operation needs, for app-only tokens.
+fn graph_roles(sending: bool) -> &'static [&'static str] {
+    if sending {
+        &["Mail.Send"]
+    } else {
+        &["Mail.ReadWrite", "Mail.Read"]
+    }
+}
+
+/// Graph refused a request.
+pub(super) fn graph_refusal(
+    token: &SecretString,
+    grant: Grant,
+    error: &mailbridge_graph::ClientError,
+    mailbox: &str,
+    sending: bool,
+) -> String {
+    use mailbridge_graph::Meaning;
+    let mailbridge_graph::ClientError::Graph(g) = error else {
+        return "check that this machine reaches the Graph root (DNS, proxy, firewall) and that the endpoint's host is the Graph root".to_owned();
+    };
+    let view = TokenView::of(token);
+    let claims_problem = view.problems(Transport::Graph, grant);
+    let app = view.app_id();
+    let missing_role = match (&view.claims, grant) {
+        (Some(c), Grant::AppOnly) => {
+            let needed = graph_roles(sending);
+            (!needed.iter().any(|n| c.roles.iter().any(|r| r == n))).then(|| {
+                let what = if c.roles.is_empty() {
+                    "the app-only token carries no roles at all".to_owned()
+                } else {
+                    format!("the app-only token has the roles {} but not {}", c.roles.join(", "), needed.join(" or "))
+                };
+                format!(
+                    "{what}. Fix: in App registrations -> API permissions -> Add a permission -> Microsoft Graph -> Application permissions add {}, then press \"Grant admin consent for <tenant>\" (a permission listed but not consented gives a token without the role)",
+                    needed.join(" or ")
+                )
+            })
+        }
+        (Some(c), Grant::Delegated) if sending && !c.scopes.iter().any(|s| s == "Mail.Send") => {
+            Some(format!(
+                "the delegated token's scopes ({}) do not include Mail.Send. Fix: add the delegated permission Mail.Send (Microsoft Graph) in App registrations -> API permissions and sign in again so the user (or an admin) consents",
+                c.scopes.join(" ")
+            ))
+        }
+        _ => None,
+    };
+    match g.meaning {
+        Meaning::BadToken => claims_problem.unwrap_or_else(|| {
+            format!("{} (the token's audience and permissions look right, so it expired or is not signed by this tenant: get a new one)", g.meaning.fix())
+        }),
+        Meaning::AccessDenied => match (missing_role, claims_problem, grant) {
+            (Some(p), _, _) | (None, Some(p), _) => p,
+            (None, None, Grant::Delegated) => format!(
+                "the token has the permission, so the signed-in user may not open {mailbox}: give them FullAccess (`Add-MailboxPermission -Identity {mailbox} -User <user> -AccessRights FullAccess`) and request Mail.ReadWrite.Shared / Mail.Send.Shared, or sign in as {mailbox}"
+            ),
+            (None, None, Grant::AppOnly) => format!(
+                "the token has the role, so Exchange denies {mailbox} to this app: an RBAC for Applications assignment or application access policy scoped away from it (`Test-ServicePrincipalAuthorization -Identity {app} -Resource {mailbox}`, `Test-ApplicationAccessPolicy -Identity {mailbox} -AppId {app}`)"
+            ),
+        },
+        Meaning::OutsideAccessPolicy => format!(
+            "the token is right{}, but an application access policy (or an RBAC for Applications scope) leaves {mailbox} outside the app's reach: add {mailbox} to the mail-enabled security group named in the policy (`Get-ApplicationAccessPolicy`, then `Add-DistributionGroupMember -Identity <group> -Member {mailbox}`) or remove a DenyAccess policy that lists it, and check with `Test-ApplicationAccessPolicy -Identity {mailbox} -AppId {app}`; changes can take an hour to apply",
+            if missing_role.is_none() { " (it has the Mail role)" } else { "" }
+        ),
+        Meaning::MailboxNotEnabled => format!(
+            "{mailbox} has no mailbox in Exchange Online: {LICENCE}; a mailbox that is on-premises (hybrid) is reached over EWS on the on-premises server, not Graph"
+        ),
+        Meaning::UnknownUser => format!(
+            "no user {mailbox} in the token's tenant: check the account's address (the user principal name or the Object ID from Microsoft Entra ID -> Users) and that the app's tenant is the mailbox's tenant"
+        ),
+        _ if g.message.contains("/me request is only valid with delegated") => {
+            "an app-only token cannot use /me: the account must name the mailbox (address or object id)".to_owned()
+        }
+        other => other.fix().to_owned(),
+    }
+}
+
+/// EWS refused a request.
+pub(super) fn ews_refusal(
+    token: Option<(&SecretString, Grant)>,
+    error: &mailbridge_ews::EwsError,
+    mailbox: &str,
+) -> String {
+    use mailbridge_ews::EwsError;
+    let view = token.map(|(t, g)| (TokenView::of(t), g));
+    let problems = view
+        .as_ref()
+        .and_then(|(v, g)| v.problems(Transport::Ews, *g));
+    let app = view
+        .as_ref()
+        .map_or_else(|| "<client id>".to_owned(), |(v, _)| v.app_id());
+    match error {
+        EwsError::Unauthorized { .. } if view.is_none() => {
+            "EWS refused the user name and password: check them, and note that Exchange Online accepts only OAuth tokens (Basic works on-premises only)".to_owned()
+        }
+        EwsError::Unauthorized { diagnostics } => problems.unwrap_or_else(|| {
+            let code = diagnostics
+                .as_deref()
+                .and_then(|d| d.split(';').next())
+                .unwrap_or_default();
+            if code == "2000005" {
+                "the token has expired: get a new one".to_owned()
+            } else {
+                error.to_string()
+            }
+        }),
+        EwsError::Response { code, .. } => match code.as_str() {
+            "ErrorAccessDenied" => format!(
+                "the token is right, so Exchange denies EWS to {mailbox} for this app; one of: (1) an application access policy or RBAC scope excludes the mailbox (`Test-ApplicationAccessPolicy -Identity {mailbox} -AppId {app}`; add the mailbox to the policy's group); (2) EWS is off or the app is not allowed for the organisation: `Set-OrganizationConfig -EwsEnabled $true`, and with `-EwsApplicationAccessPolicy EnforceAllowList` add the app: `Set-OrganizationConfig -EwsAllowedAppIDs @{{Add='{app}'}}`; (3) EWS is off for the mailbox: `Set-CASMailbox -Identity {mailbox} -EwsEnabled $true`; changes can take an hour to apply"
+            ),
+            "ErrorImpersonateUserDenied" => format!(
+                "the app may not impersonate {mailbox}: an application access policy or RBAC scope excludes it (`Test-ApplicationAccessPolicy -Identity {mailbox} -AppId {app}`)"
+            ),
+            "ErrorNonExistentMailbox" => format!(
+                "{mailbox} has no Exchange mailbox here: {LICENCE}; check the account's address"
+            ),
+            "ErrorSendAsDenied" => format!(
+                "{mailbox} may not send as this address: `Add-RecipientPermission -Identity <address> -Trustee {mailbox} -AccessRights SendAs`"
+            ),
+            _ => error.to_string(),
+        },
+        EwsError::Http { .. } => {
+            "check that this machine reaches the EWS URL (DNS, proxy, firewall) and that it ends in /EWS/Exchange.asmx".to_owned()
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! Test receive over IMAP: resolve, connect + TLS, token, authenticate, open INBOX,
+//! read the first message's header.
+
+use std::future::Future;
+use std::time::Instant;
+
+use mailbridge_imap::{ImapClient, ImapConfig, ImapError};
+use mailbridge_types::config::{EndpointConfig, Transport};
+use secrecy::SecretString;
+
+use super::headers::{self, HeaderSink};
+use super::{Obtained, Report, SignIn, TokenFailure, diagnose, obtain, prepare};
+
+/// Test receive over IMAP for `mailbox`.
+pub async fn receive_imap<F, Fut, E>(
+    endpoint: &EndpointConfig,
+    mailbox: &str,
+    sign_in: SignIn<F>,
+) -> Report
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<SecretString, E>>,
+    E: Into<TokenFailure>,
+{
+    let mut report = Report::default();
+    let port = endpoint.port();
+    let Some(settings) = prepare(&mut report, endpoint).await else {
+        return report;
+    };
+    let start = Instant::now();
+    let mut config = ImapConfig::new(&endpoint.host, port, endpoint.tls_mode());
+    config.trust = settings;
+    let mut client = match ImapClient::connect(&config).await {
+        Ok(c) => c,
+        Err(e) => {
+            let fix = if matches!(e, ImapError::Tls(_)) {
+                "add the server's CA as the extra CA file, or check tls_name; certificate checks stay on"
+            } else {
+                "check the host, port and TLS mode (IMAP: 993 implicit TLS, 143 STARTTLS)"
+            };
+            report.push(
+                "connect+TLS",
+                start,
+                Err((format!("{e:#}"), Some(fix.to_owned()))),
+            );
+            return report;
+        }
+    };
+    report.push(
+        "connect+TLS",
+        start,
+        Ok(format!(
+            "{}:{port} ({:?})",
+            endpoint.host,
+            endpoint.tls_mode()
+        )),
+    );
+    let Some(obtained) = obtain(&mut report, sign_in).await else {
+        return report;
+    };
+    let (credentials, token) = match obtained {
+        Obtained::Token { token, grant } => (
+            mailbridge_imap::Credentials::XOAuth2 {
+                user: mailbox.to_owned(),
+                token: token.clone(),
+            },
+            Some((token, grant)),
+        ),
+        Obtained::Password { user, password } => {
+            (mailbridge_imap::Credentials::Login { user, password }, None)
+        }
+    };
+    let token_ref = token.as_ref().map(|(t, g)| (t, *g));
+    let refusal = |e: &ImapError| {
+        let server_fix = e.meaning().map(|m| m.fix().to_owned()).unwrap_or_default();
+        diagnose::mail_refusal(token_ref, Transport::Imap, mailbox, &server_fix)
+    };
+    let start = Instant::now();
+    if let Err(e) = client.authenticate(&credentials).await {
+        let detail = match &e {
+            ImapError::Refused { text, .. } => format!("the server answered: {text}"),
+            other => other.to_string(),
+        };
+        report.push("authenticate", start, Err((detail, Some(refusal(&e)))));
+        return report;
+    }
+    report.push("authenticate", start, Ok(format!("signed in to {mailbox}")));
+    let start = Instant::now();
+    let folder = match client.select("INBOX").await {
+        Ok(f) => f,
+        Err(e) => {
+            // Exchange's "BAD User is authenticated but not connected." lands here.
+            let fix = matches!(
+                e.meaning(),
+                Some(mailbridge_imap::Meaning::AuthenticationFailed)
+            )
+            .then(|| refusal(&e));
+            report.push("open inbox", start, Err((e.to_string(), fix)));
+            return report;
+        }
+    };
+    let opened = report.push(
+        "open inbox",
+        start,
+        Ok(format!(
+            "INBOX has {} messages (UIDVALIDITY {})",
+            folder.exists, folder.uid_validity
+        )),
+    );
+    report.ok = opened;
+    if folder.exists > 0 {
+        let start = Instant::now();
+        let result = read_first_header(&mut client).await;
+        report.ok = report.push("read header", start, result);
+    }
+    let _ = client.logout().await;
+    report
+}
+
+async fn read_first_header(client: &mut ImapClient) -> Result<String, super::Failure> {
+    let uids = client
+        .uids_after(0)
+        .await
+        .map_err(|e| (e.to_string(), None))?;
+    let Some(uid) = uids.first().copied() else {
+        return Ok("INBOX lists no UIDs (emptied meanwhile)".to_owned());
+    };
+    let mut sink = HeaderSink::default();
+    client
+        .fetch(uid, &mut sink)
+        .await
+        .map_err(|e| (e.to_string(), None))?;
+    headers::summary(&headers::parse(&sink.0))
+        .map(|s| format!("UID {uid}: {s}"))
+        .ok_or_else(|| {
+            (
+                format!("UID {uid} has no header fields"),
+                Some("the message is malformed; the mailbox itself works".to_owned()),
+            )
+        })
+}

@@ -1,0 +1,334 @@
+//! "Test receive" and "test send": run the chain step by step (resolve, connect and
+//! TLS, get a token, authenticate, open the inbox and read one header / send a test
+//! message), time each step, and on failure name the cause and the fix, reading the
+//! token's claims and the server's reply together (the admin-mistake matrix of
+//! `microsoft-protocols.md` §8.2).
+//!
+//! Parts: one file per transport ([`receive_imap`], [`receive_pop3`],
+//! [`receive_graph`] / [`send_graph`], [`receive_ews`] / [`send_ews`],
+//! [`send_smtp`]); `diagnose` turns a refusal plus the token into the admin's fix;
+//! this file holds the report, the sign-in step and the steps every transport shares.
+
+mod diagnose;
+mod ews;
+mod graph;
+mod headers;
+mod imap;
+mod pop3;
+mod smtp;
+
+use std::future::Future;
+use std::time::Instant;
+
+use mailbridge_auth::scopes::Grant;
+use mailbridge_auth::token::AuthError;
+use mailbridge_tls::TlsSettings;
+use mailbridge_types::config::EndpointConfig;
+use secrecy::SecretString;
+use serde::Serialize;
+
+pub use ews::{ews_notice, receive_ews, send_ews};
+pub use graph::{receive_graph, send_graph};
+pub use imap::receive_imap;
+pub use pop3::receive_pop3;
+pub use smtp::send_smtp;
+
+/// One step of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub step: String,
+    pub ok: bool,
+    pub elapsed_ms: u128,
+    /// What happened (the server's words included).
+    pub detail: String,
+    /// On failure: the cause and what to change (also advice on a passed step, such as
+    /// the EWS retirement notice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// A whole check.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    pub ok: bool,
+    pub steps: Vec<StepResult>,
+}
+
+/// A failed step: what happened and, when known, the fix.
+type Failure = (String, Option<String>);
+
+impl Report {
+    fn push(&mut self, step: &str, start: Instant, result: Result<String, Failure>) -> bool {
+        let (ok, detail, fix) = match result {
+            Ok(d) => (true, d, None),
+            Err((d, f)) => (false, d, f),
+        };
+        self.steps.push(StepResult {
+            step: step.to_owned(),
+            ok,
+            elapsed_ms: start.elapsed().as_millis(),
+            detail,
+            fix,
+        });
+        ok
+    }
+
+    /// The last step, passed, with advice beside it.
+    fn advise(&mut self, step: &str, detail: String, advice: String) {
+        self.steps.push(StepResult {
+            step: step.to_owned(),
+            ok: true,
+            elapsed_ms: 0,
+            detail,
+            fix: Some(advice),
+        });
+    }
+
+    /// The first failed step, if any.
+    pub fn failed_step(&self) -> Option<&StepResult> {
+        self.steps.iter().find(|s| !s.ok)
+    }
+
+    /// The report as a person reads it: one line a step with ✓ or ✗ and its time.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for s in &self.steps {
+            let _ = writeln!(
+                out,
+                "{} {:<14} {:>5} ms  {}",
+                if s.ok { "✓" } else { "✗" },
+                s.step,
+                s.elapsed_ms,
+                s.detail
+            );
+            if let Some(fix) = &s.fix {
+                let label = if s.ok { "note" } else { "fix" };
+                let _ = writeln!(out, "    {label}: {fix}");
+            }
+        }
+        out
+    }
+}
+
+/// How the check signs in.
+#[expect(missing_debug_implementations, reason = "holds a closure and a secret")]
+pub enum SignIn<F> {
+    /// A token from `get`, of this grant, for the account's mailbox.
+    Token { grant: Grant, get: F },
+    /// A password (generic servers, on-premises).
+    Password {
+        user: String,
+        password: SecretString,
+    },
+}
+
+/// Why the "get token" step failed: what the identity platform said and the fix from
+/// the AADSTS catalogue (`mailbridge_auth::diagnosis`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFailure {
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+/// The first `AADSTSnnnn` in a text.
+fn aadsts_code(text: &str) -> Option<u32> {
+    let at = text.find("AADSTS")?;
+    let digits: String = text
+        .get(at + "AADSTS".len()..)?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+fn catalogue_fix(code: u32) -> Option<String> {
+    mailbridge_auth::diagnosis::lookup(code).map(|e| format!("{}: {}", e.cause, e.fix))
+}
+
+impl From<String> for TokenFailure {
+    /// A failure known only by its text: the AADSTS code in it, if any, picks the fix.
+    fn from(detail: String) -> Self {
+        let fix = aadsts_code(&detail).and_then(catalogue_fix);
+        Self { detail, fix }
+    }
+}
+
+impl From<&str> for TokenFailure {
+    fn from(detail: &str) -> Self {
+        Self::from(detail.to_owned())
+    }
+}
+
+impl From<AuthError> for TokenFailure {
+    fn from(e: AuthError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<&AuthError> for TokenFailure {
+    fn from(e: &AuthError) -> Self {
+        if let AuthError::Identity(f) = e {
+            let d = &f.diagnosis;
+            let mut fix = format!("{}: {}", d.cause, d.fix);
+            if f.error.claims.is_some() {
+                fix.push_str(
+                    " (the answer carries a claims challenge: the next interactive sign-in must pass it, which `mailbridge auth login` does)",
+                );
+            }
+            return Self {
+                detail: format!(
+                    "the sign-in service answered HTTP {} {}: {}",
+                    f.status, f.error.error, f.error.message
+                ),
+                fix: Some(fix),
+            };
+        }
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        let fix = match e {
+            AuthError::Certificate { .. } => Some(
+                "add the sign-in service's CA as the app's extra_ca_file (certificate checks stay on)".to_owned(),
+            ),
+            AuthError::Http { .. } => Some(
+                "check that this machine reaches the sign-in host (DNS, proxy, firewall) and that the app's authority_host is right".to_owned(),
+            ),
+            AuthError::Status { .. } | AuthError::Protocol(_) => Some(
+                "the sign-in host did not answer as Microsoft's identity platform does: check the app's authority_host and cloud".to_owned(),
+            ),
+            AuthError::Credential(_) => Some(
+                "fix the app's credential: `mailbridge secrets set-app-secret <app>` with the secret's Value (App registrations -> Certificates & secrets), or the certificate and key files".to_owned(),
+            ),
+            AuthError::Authority(_) => Some(
+                "set the app's tenant to the Directory (tenant) ID from App registrations -> Overview, or a verified domain".to_owned(),
+            ),
+            AuthError::Interaction(_) => Some(
+                "sign in again: `mailbridge auth login <account>`".to_owned(),
+            ),
+            _ => aadsts_code(&detail).and_then(catalogue_fix),
+        };
+        Self { detail, fix }
+    }
+}
+
+async fn resolve(report: &mut Report, host: &str, port: u16) -> bool {
+    let start = Instant::now();
+    let result = match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => Ok(format!("{host} -> {}", a.ip())),
+            None => Err((
+                format!("{host} has no address"),
+                Some("check the host name".into()),
+            )),
+        },
+        Err(e) => Err((
+            format!("{host} could not be resolved: {e}"),
+            Some("check the host name and the DNS of this machine".into()),
+        )),
+    };
+    report.push("resolve", start, result)
+}
+
+fn read_ca(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
+/// Resolves the host and reads the trust settings; `None` (with the failed step
+/// recorded) when either fails.
+async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSettings> {
+    if !resolve(report, &endpoint.host, endpoint.port()).await {
+        return None;
+    }
+    let start = Instant::now();
+    match read_ca(endpoint.extra_ca_file.as_deref()) {
+        Ok(extra_ca_pem) => Some(TlsSettings {
+            extra_ca_pem,
+            server_name: endpoint.tls_name.clone(),
+        }),
+        Err(e) => {
+            report.push(
+                "connect+TLS",
+                start,
+                Err((e, Some("fix the extra CA file path".into()))),
+            );
+            None
+        }
+    }
+}
+
+/// What the sign-in step produced.
+enum Obtained {
+    Token {
+        token: SecretString,
+        grant: Grant,
+    },
+    Password {
+        user: String,
+        password: SecretString,
+    },
+}
+
+/// Runs the "get token" step for token sign-in; `None` (recorded) when it failed.
+async fn obtain<F, Fut, E>(report: &mut Report, sign_in: SignIn<F>) -> Option<Obtained>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<SecretString, E>>,
+    E: Into<TokenFailure>,
+{
+    match sign_in {
+        SignIn::Token { grant, get } => {
+            let start = Instant::now();
+            match get().await {
+                Ok(token) => {
+                    report.push(
+                        "get token",
+                        start,
+                        Ok(diagnose::describe_token(&token, grant)),
+                    );
+                    Some(Obtained::Token { token, grant })
+                }
+                Err(e) => {
+                    let f: TokenFailure = e.into();
+                    report.push("get token", start, Err((f.detail, f.fix)));
+                    None
+                }
+            }
+        }
+        SignIn::Password { user, password } => Some(Obtained::Password { user, password }),
+    }
+}
+
+/// The test message `mailbridge test send` sends.
+fn test_message(from: &str, to: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: mailbridge test message\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThis message was sent by `mailbridge test send` to check the account's outgoing side.\r\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_failures_known_by_text_get_the_catalogue_fix() {
+        let f = TokenFailure::from(
+            "the sign-in service answered HTTP 401: AADSTS7000215: Invalid client secret provided.",
+        );
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("not its Secret ID")),
+            "{f:?}"
+        );
+        assert_eq!(TokenFailure::from("no AADSTS here").fix, None);
+        assert_eq!(aadsts_code("xAADSTS"), None);
+    }
+}
