@@ -5,6 +5,7 @@
 
 mod check;
 mod mailbox;
+mod matrix;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
