@@ -230,7 +230,8 @@ mod prop_tests {
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             ".{0,20}".prop_map(Value::from),
             "-?[0-9]{1,25}".prop_map(Value::from),
         ];
@@ -247,9 +248,13 @@ mod prop_tests {
     fn lifetimes_past_the_end_of_the_calendar_are_refused_not_a_panic() {
         // Found by `token_responses_with_wrong_types_never_panic`: `now + i64::MAX s`
         // panicked inside `time`.
-        let body = br#"{"token_type":"Bearer","access_token":"x","expires_in":9223372036854775807}"#;
+        let body =
+            br#"{"token_type":"Bearer","access_token":"x","expires_in":9223372036854775807}"#;
         let err = parse(body).err().unwrap();
-        assert!(err.contains("expires_in 9223372036854775807 is out of range"), "{err}");
+        assert!(
+            err.contains("expires_in 9223372036854775807 is out of range"),
+            "{err}"
+        );
         let body = br#"{"access_token":"x","expires_in":"3599","refresh_in":9223372036854775807}"#;
         let set = parse(body).unwrap();
         assert_eq!(set.refresh_at, None);

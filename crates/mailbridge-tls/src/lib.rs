@@ -373,7 +373,9 @@ mod prop_tests {
     fn only_the_line_end_is_stripped() {
         let (lines, err) = read_all(b"text\r\r\n\r\n\n", 64, 100);
         assert_eq!(lines, [b"text\r".to_vec(), Vec::new(), Vec::new()]);
-        assert!(matches!(err, LineError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+        assert!(
+            matches!(err, LineError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+        );
     }
 
     proptest! {
