@@ -6,6 +6,7 @@
 mod check;
 mod mailbox;
 mod matrix;
+mod prop;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
