@@ -166,7 +166,15 @@ impl ImapClient {
             timeout: config.timeout,
             capabilities: Vec::new(),
         };
-        let greeting = client.read_line("the greeting").await?;
+        let greeting = match client.read_line("the greeting").await {
+            Err(ImapError::Io { step, source }) if config.tls != TlsMode::Implicit => {
+                return Err(ImapError::Io {
+                    step,
+                    source: mailbridge_tls::no_greeting(source),
+                });
+            }
+            other => other?,
+        };
         if greeting.starts_with("* BYE") {
             return Err(ImapError::Bye(greeting));
         }

@@ -31,13 +31,58 @@ pub struct TlsSettings {
 
 /// TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "TLS with {name} failed (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
-)]
+#[error("TLS with {name} failed{}", ca_hint(source))]
 pub struct TlsError {
     pub name: String,
     #[source]
     pub source: std::io::Error,
+}
+
+/// The rustls error inside a handshake's I/O error, if any.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The server answered the handshake with something that is not TLS.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server did not answer with TLS ({0}): this port expects plain text or STARTTLS (like 143, 110 or 587), so set TLS to STARTTLS, or use the implicit-TLS port (like 993, 995 or 465)"
+)]
+struct NotTls(rustls::Error);
+
+/// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
+/// failure is plainly not about certificates.
+pub fn ca_hint(source: &std::io::Error) -> &'static str {
+    let not_tls = source.get_ref().is_some_and(|e| e.is::<NotTls>())
+        || matches!(rustls_error(source), Some(rustls::Error::InvalidMessage(_)));
+    if not_tls {
+        ""
+    } else {
+        " (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
+    }
+}
+
+/// A handshake that failed because the server spoke something other than TLS (a
+/// plain-text greeting) says so, with the likely fix.
+fn explain_handshake(source: std::io::Error) -> std::io::Error {
+    match rustls_error(&source) {
+        Some(e @ rustls::Error::InvalidMessage(_)) => {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, NotTls(e.clone()))
+        }
+        _ => source,
+    }
+}
+
+/// The I/O error for a server that sent no greeting within the timeout, when the client
+/// did not start with TLS: the usual cause is an implicit-TLS port.
+pub fn no_greeting(source: std::io::Error) -> std::io::Error {
+    if source.kind() != std::io::ErrorKind::TimedOut {
+        return source;
+    }
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the server sent no greeting in time: if this port expects TLS from the first byte (like 993, 995 or 465), set TLS to implicit",
+    )
 }
 
 /// The system's trusted roots, read from disk once per process (not per connection).
@@ -87,7 +132,10 @@ impl TlsSettings {
         self.connector(&name)?
             .connect(server_name, tcp)
             .await
-            .map_err(|source| TlsError { name, source })
+            .map_err(|source| TlsError {
+                name,
+                source: explain_handshake(source),
+            })
     }
 }
 
