@@ -210,6 +210,8 @@ impl AuthError {
 
 #[cfg(test)]
 mod prop_tests {
+    use base64::Engine as _;
+
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -334,7 +336,6 @@ mod prop_tests {
             payload in any_json(),
         ) {
             let _ = crate::claims::TokenClaims::decode(&token);
-            use base64::Engine as _;
             let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
             if let Some(c) = crate::claims::TokenClaims::decode(&format!("e30.{encoded}.sig")) {
                 for t in [mailbridge_types::config::Transport::Imap, mailbridge_types::config::Transport::Smtp] {

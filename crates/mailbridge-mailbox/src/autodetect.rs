@@ -635,6 +635,8 @@ mod tests {
 
 #[cfg(test)]
 mod prop_tests {
+    use std::fmt::Write as _;
+
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -670,10 +672,13 @@ mod prop_tests {
 
     /// Writes an autoconfig document for `servers`, each value written with `how`.
     fn autoconfig(servers: &[(Transport, String, u16, TlsMode)], how: u8) -> String {
-        let write = |v: &str| -> String {
+        let encode = |v: &str| -> String {
             match how % 3 {
                 0 => v.to_owned(),
-                1 => v.chars().map(|c| format!("&#{};", u32::from(c))).collect(),
+                1 => v.chars().fold(String::new(), |mut out, c| {
+                    let _ = write!(out, "&#{};", u32::from(c));
+                    out
+                }),
                 _ => format!("<![CDATA[{v}]]>"),
             }
         };
@@ -691,12 +696,13 @@ mod prop_tests {
                 TlsMode::StartTls => "STARTTLS",
                 TlsMode::None => "plain",
             };
-            doc.push_str(&format!(
+            let _ = write!(
+                doc,
                 "<{tag} type=\"{kind}\">\n  <hostname>{}</hostname><port>{}</port><socketType>{}</socketType><authentication>OAuth2</authentication></{tag}>",
-                write(host),
-                write(&port.to_string()),
-                write(socket),
-            ));
+                encode(host),
+                encode(&port.to_string()),
+                encode(socket),
+            );
         }
         doc.push_str("</emailProvider></clientConfig>");
         doc

@@ -53,7 +53,9 @@ struct NotTls(rustls::Error);
 /// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
 /// failure is plainly not about certificates.
 pub fn ca_hint(source: &std::io::Error) -> &'static str {
-    let not_tls = source.get_ref().is_some_and(|e| e.is::<NotTls>())
+    let not_tls = source
+        .get_ref()
+        .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotTls>)
         || matches!(rustls_error(source), Some(rustls::Error::InvalidMessage(_)));
     if not_tls {
         ""

@@ -3,6 +3,7 @@
 //! same; deep, truncated and entity-laden documents are refused with an error; and
 //! whatever an EWS server answers, the client returns a result or a clear error.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,13 +24,12 @@ enum Writing {
 
 fn write_text(text: &str, how: Writing, out: &mut String) {
     match how {
-        Writing::Escaped => out.push_str(&escape(text)),
         Writing::CharRefs => {
             for (i, c) in text.chars().enumerate() {
                 if i % 2 == 0 {
-                    out.push_str(&format!("&#{};", u32::from(c)));
+                    let _ = write!(out, "&#{};", u32::from(c));
                 } else {
-                    out.push_str(&format!("&#x{:X};", u32::from(c)));
+                    let _ = write!(out, "&#x{:X};", u32::from(c));
                 }
             }
         }
@@ -38,7 +38,8 @@ fn write_text(text: &str, how: Writing, out: &mut String) {
             out.push_str(text);
             out.push_str("]]>");
         }
-        Writing::CData => out.push_str(&escape(text)),
+        // Text that cannot be CDATA is escaped.
+        Writing::Escaped | Writing::CData => out.push_str(&escape(text)),
     }
 }
 
@@ -48,7 +49,7 @@ fn write(el: &Element, prefix: &str, how: Writing, out: &mut String) {
     out.push_str(prefix);
     out.push_str(&el.name);
     for (k, v) in &el.attributes {
-        out.push_str(&format!(" {k}=\"{}\"", escape(v)));
+        let _ = write!(out, " {k}=\"{}\"", escape(v));
     }
     if el.text.is_empty() && el.children.is_empty() {
         out.push_str("/>");

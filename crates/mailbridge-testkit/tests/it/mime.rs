@@ -4,6 +4,7 @@
 //! nesting and header lines over 1 MB give a best-effort result, never a panic.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use mailbridge_testkit::ews::item::{BaseShape, BodyType, Shape, StoredItem, message_xml};
 use mailbridge_testkit::graph::compose::{add_attachments, without_bcc};
@@ -98,13 +99,14 @@ fn deeply_nested_multiparts() {
     let depth = 5_000;
     let mut raw = String::new();
     for i in 0..depth {
-        raw.push_str(&format!(
+        let _ = write!(
+            raw,
             "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
-        ));
+        );
     }
     raw.push_str("Content-Type: text/plain\r\n\r\ninner\r\n");
     for i in (0..depth).rev() {
-        raw.push_str(&format!("--b{i}--\r\n"));
+        let _ = write!(raw, "--b{i}--\r\n");
     }
     read_everywhere(raw.as_bytes());
     // Opened and never closed.
