@@ -74,15 +74,21 @@ impl RawTokenResponse {
         let expires_in = as_seconds(&self.expires_in)
             .filter(|s| *s > 0)
             .ok_or_else(|| AuthError::Protocol("expires_in is missing or not a number".into()))?;
+        // A lifetime past the calendar's end is not a lifetime (and `+` would panic).
+        let expires_at = now
+            .checked_add(time::Duration::seconds(expires_in))
+            .ok_or_else(|| {
+                AuthError::Protocol(format!("expires_in {expires_in} is out of range"))
+            })?;
         Ok(TokenSet {
             access_token: SecretString::from(self.access_token),
-            expires_at: now + time::Duration::seconds(expires_in),
+            expires_at,
             refresh_at: self
                 .refresh_in
                 .as_ref()
                 .and_then(as_seconds)
                 .filter(|s| *s > 0)
-                .map(|s| now + time::Duration::seconds(s)),
+                .and_then(|s| now.checked_add(time::Duration::seconds(s))),
             scopes: self
                 .scope
                 .unwrap_or_default()
@@ -198,6 +204,144 @@ impl AuthError {
         match self {
             AuthError::Identity(f) => Some(&f.error.error),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use base64::Engine as _;
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    fn parse(body: &[u8]) -> Result<TokenSet, String> {
+        let raw: RawTokenResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        raw.into_token_set(now()).map_err(|e| e.to_string())
+    }
+
+    /// Any JSON value, nested a little.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,20}".prop_map(Value::from),
+            "-?[0-9]{1,25}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn lifetimes_past_the_end_of_the_calendar_are_refused_not_a_panic() {
+        // Found by `token_responses_with_wrong_types_never_panic`: `now + i64::MAX s`
+        // panicked inside `time`.
+        let body =
+            br#"{"token_type":"Bearer","access_token":"x","expires_in":9223372036854775807}"#;
+        let err = parse(body).err().unwrap();
+        assert!(
+            err.contains("expires_in 9223372036854775807 is out of range"),
+            "{err}"
+        );
+        let body = br#"{"access_token":"x","expires_in":"3599","refresh_in":9223372036854775807}"#;
+        let set = parse(body).unwrap();
+        assert_eq!(set.refresh_at, None);
+        assert_eq!(set.expires_at, now() + time::Duration::seconds(3599));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse(&body);
+            let _ = crate::diagnosis::TokenError::parse(&body);
+        }
+
+        #[test]
+        fn token_responses_with_wrong_types_never_panic(
+            token_type in any_json(),
+            access_token in any_json(),
+            expires_in in any_json(),
+            refresh_in in any_json(),
+            scope in any_json(),
+            refresh_token in any_json(),
+        ) {
+            let body = json!({
+                "token_type": token_type, "access_token": access_token,
+                "expires_in": expires_in, "refresh_in": refresh_in, "scope": scope,
+                "refresh_token": refresh_token,
+            });
+            match parse(body.to_string().as_bytes()) {
+                Ok(set) => {
+                    prop_assert!(set.expires_at > now());
+                    prop_assert!(set.refresh_at.is_none_or(|r| r > now()));
+                }
+                Err(e) => prop_assert!(!e.is_empty()),
+            }
+        }
+
+        #[test]
+        fn numeric_lifetimes_are_kept_or_refused(secs in any::<i64>(), as_text in any::<bool>()) {
+            let v = if as_text { Value::from(secs.to_string()) } else { Value::from(secs) };
+            let body = json!({"access_token": "t", "expires_in": v});
+            match parse(body.to_string().as_bytes()) {
+                Ok(set) => prop_assert_eq!(set.expires_at - now(), time::Duration::seconds(secs)),
+                Err(e) => prop_assert!(secs <= 0 || e.contains("out of range"), "{}", e),
+            }
+        }
+
+        #[test]
+        fn error_answers_with_wrong_types_never_panic(
+            error in any_json(),
+            description in any_json(),
+            codes in any_json(),
+            claims in any_json(),
+        ) {
+            let body = json!({
+                "error": error, "error_description": description, "error_codes": codes,
+                "claims": claims, "trace_id": 1, "correlation_id": [],
+            });
+            if let Some(e) = crate::diagnosis::TokenError::parse(body.to_string().as_bytes()) {
+                let d = e.diagnose();
+                prop_assert!(!d.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn aadsts_codes_are_read_from_the_description(code in any::<u32>(), tail in "[^\\r\\n]{0,40}") {
+            let body = json!({"error": "invalid_client", "error_description": format!("AADSTS{code}: {tail}\r\nTrace ID: x")});
+            let e = crate::diagnosis::TokenError::parse(body.to_string().as_bytes()).unwrap();
+            prop_assert_eq!(e.code, Some(code));
+            prop_assert_eq!(e.message, format!("AADSTS{code}: {tail}"));
+        }
+
+        #[test]
+        fn claims_of_arbitrary_tokens_never_panic(
+            token in "[A-Za-z0-9_.=-]{0,200}",
+            payload in any_json(),
+        ) {
+            let _ = crate::claims::TokenClaims::decode(&token);
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
+            if let Some(c) = crate::claims::TokenClaims::decode(&format!("e30.{encoded}.sig")) {
+                for t in [mailbridge_types::config::Transport::Imap, mailbridge_types::config::Transport::Smtp] {
+                    let _ = c.problems(t, crate::scopes::Grant::AppOnly);
+                }
+            }
         }
     }
 }

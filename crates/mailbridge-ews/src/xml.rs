@@ -70,6 +70,12 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
             }
             Event::GeneralRef(r) => {
                 if let Some(top) = stack.last_mut() {
+                    // `&#60;`, `&#x1F600;`: the character (never NUL, a surrogate or
+                    // past U+10FFFF).
+                    if let Some(c) = r.resolve_char_ref().map_err(|e| XmlError(e.to_string()))? {
+                        top.text.push(c);
+                        continue;
+                    }
                     let name = String::from_utf8_lossy(r.as_ref()).into_owned();
                     let ch = match name.as_str() {
                         "lt" => "<",

@@ -16,6 +16,27 @@ use crate::error::{GraphError, Meaning};
 
 mod inbox_probe;
 pub use inbox_probe::{FolderCounts, MessageHeaders};
+/// Largest JSON answer read (a delta page of the largest page size is far smaller).
+const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+/// Largest error answer read; the rest is not needed to explain it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+enum BodyError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+/// The body, read chunk by chunk up to `limit` bytes (`content-length` is not trusted).
+async fn bounded_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 /// Which mailbox: app-only addresses a user by object id or UPN; delegated uses `/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -229,7 +250,9 @@ impl GraphClient {
                 .get("request-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body = response.bytes().await.unwrap_or_default();
+            let body = bounded_body(response, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
             let error = GraphError::from_answer(status, retry_after, request_id, &body);
             let retryable = matches!(error.meaning, Meaning::Throttled | Meaning::Transient);
             if !retryable || attempt >= self.config.attempts {
@@ -252,10 +275,17 @@ impl GraphClient {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Value, ClientError> {
         let response = self.send(mailbox, token, url, build).await?;
-        let bytes = response.bytes().await.map_err(|source| ClientError::Http {
-            url: url.to_owned(),
-            source,
-        })?;
+        let bytes = bounded_body(response, MAX_JSON_BODY)
+            .await
+            .map_err(|e| match e {
+                BodyError::Http(source) => ClientError::Http {
+                    url: url.to_owned(),
+                    source,
+                },
+                BodyError::TooLarge => ClientError::Protocol(format!(
+                    "{url}: an answer larger than {MAX_JSON_BODY} bytes"
+                )),
+            })?;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -307,22 +337,25 @@ impl GraphClient {
                 h.get(&url).header("Prefer", &prefer)
             })
             .await?;
-        let items = v["value"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| {
-                        Some(DeltaItem {
-                            id: m["id"].as_str()?.to_owned(),
-                            removed: m.get("@removed").is_some(),
-                            is_read: m["isRead"].as_bool(),
-                            subject: m["subject"].as_str().map(str::to_owned),
-                            received: m["receivedDateTime"].as_str().map(str::to_owned),
-                        })
-                    })
-                    .collect()
+        // Not a delta page (a proxy's answer, an HTML page in JSON clothing): an empty
+        // page here would end the sync round as if the folder had no news.
+        let Some(values) = v["value"].as_array() else {
+            return Err(ClientError::Protocol(format!(
+                "{url}: a delta page without a value array"
+            )));
+        };
+        let items = values
+            .iter()
+            .filter_map(|m| {
+                Some(DeltaItem {
+                    id: m["id"].as_str()?.to_owned(),
+                    removed: m.get("@removed").is_some(),
+                    is_read: m["isRead"].as_bool(),
+                    subject: m["subject"].as_str().map(str::to_owned),
+                    received: m["receivedDateTime"].as_str().map(str::to_owned),
+                })
             })
-            .unwrap_or_default();
+            .collect();
         Ok(DeltaPage {
             items,
             next_link: v["@odata.nextLink"].as_str().map(str::to_owned),

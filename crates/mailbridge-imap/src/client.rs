@@ -10,8 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 
 use crate::response::{
-    Completion, CompletionStatus, MAX_INLINE_LITERAL, MAX_LINE, Meaning, parse_completion,
-    response_code, trailing_literal, untagged_number,
+    Completion, CompletionStatus, MAX_INLINE_LITERAL, MAX_LINE, MAX_UNTAGGED_BYTES, Meaning,
+    parse_completion, response_code, trailing_literal, untagged_number,
 };
 
 pub use mailbridge_types::config::TlsMode;
@@ -166,7 +166,15 @@ impl ImapClient {
             timeout: config.timeout,
             capabilities: Vec::new(),
         };
-        let greeting = client.read_line("the greeting").await?;
+        let greeting = match client.read_line("the greeting").await {
+            Err(ImapError::Io { step, source }) if config.tls != TlsMode::Implicit => {
+                return Err(ImapError::Io {
+                    step,
+                    source: mailbridge_tls::no_greeting(source),
+                });
+            }
+            other => other?,
+        };
         if greeting.starts_with("* BYE") {
             return Err(ImapError::Bye(greeting));
         }
@@ -540,6 +548,7 @@ impl ImapClient {
         step: &'static str,
     ) -> Result<(Vec<String>, Completion), ImapError> {
         let mut untagged = Vec::new();
+        let mut kept = 0usize;
         loop {
             let line = self.read_line_with_literals(step).await?;
             if let Some(c) = parse_completion(&line, tag) {
@@ -551,7 +560,8 @@ impl ImapClient {
             if line.starts_with("* BYE") && step != "LOGOUT" {
                 return Err(ImapError::Bye(line));
             }
-            if untagged.len() < 100_000 {
+            if untagged.len() < 100_000 && kept < MAX_UNTAGGED_BYTES {
+                kept += line.len();
                 untagged.push(line);
             }
         }
@@ -561,7 +571,8 @@ impl ImapClient {
     async fn read_line_with_literals(&mut self, step: &'static str) -> Result<String, ImapError> {
         let mut line = self.read_line(step).await?;
         while let Some(n) = trailing_literal(&line) {
-            if n > MAX_INLINE_LITERAL {
+            // The bound is for the whole response: many literals must not add up.
+            if n > MAX_INLINE_LITERAL.saturating_sub(line.len() as u64) {
                 return Err(ImapError::Protocol {
                     step,
                     detail: format!("a literal of {n} bytes where a short value was expected"),

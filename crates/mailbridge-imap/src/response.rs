@@ -7,16 +7,22 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Largest literal accepted inside ordinary responses (not message bodies, which
 /// are streamed).
 pub const MAX_INLINE_LITERAL: u64 = 1024 * 1024;
+/// Most bytes of untagged responses kept for one command (the rest are read and
+/// dropped), so a server cannot make one command hold gigabytes.
+pub const MAX_UNTAGGED_BYTES: usize = 16 * 1024 * 1024;
 
-/// The literal announced at the end of a line (`{123}` or `{123+}`), if any.
+/// The literal announced at the end of a line (`{123}` or `{123+}`), if any. A size
+/// past `u64` is `u64::MAX`, so that it is refused as too large rather than its bytes
+/// taken for response lines.
 pub fn trailing_literal(line: &str) -> Option<u64> {
     let rest = line.strip_suffix('}')?;
     let open = rest.rfind('{')?;
-    let digits = rest.get(open + 1..)?.trim_end_matches('+');
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = rest.get(open + 1..)?;
+    let digits = digits.strip_suffix('+').unwrap_or(digits);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// A tagged completion: `tag OK|NO|BAD text`.
@@ -151,7 +157,12 @@ mod tests {
         );
         assert_eq!(trailing_literal("x {12+}"), Some(12));
         assert_eq!(trailing_literal("x {}"), None);
-        assert_eq!(trailing_literal("x {99999999999999999999}"), None);
+        assert_eq!(
+            trailing_literal("x {99999999999999999999}"),
+            Some(u64::MAX),
+            "too large to hold, but a literal all the same"
+        );
+        assert_eq!(trailing_literal("x {12++}"), None);
         assert_eq!(trailing_literal("x"), None);
         let c = parse_completion("a1 NO AUTHENTICATE failed.", "a1").unwrap();
         assert_eq!(c.status, CompletionStatus::No);

@@ -274,25 +274,20 @@ pub async fn detect(
     let outcome = match http.get(&url).send().await {
         Err(e) => format!("{url} could not be reached: {e}"),
         Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
-            Ok(v) => {
-                let issuer = v.get("issuer").and_then(|i| i.as_str()).unwrap_or_default();
-                let tenant = issuer
-                    .split('/')
-                    .find(|s| s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4)
-                    .map(str::to_owned);
-                let cloud = match v.get("cloud_instance_name").and_then(|c| c.as_str()) {
-                    Some("microsoftonline.us") => Cloud::UsGovHigh,
-                    Some(c) if c.contains(".cn") => Cloud::China,
-                    _ => Cloud::Global,
-                };
-                d.cloud = Some(d.cloud.unwrap_or(cloud));
-                d.tenant_id.clone_from(&tenant);
-                decide(&mut d, "microsoft365-graph", Step::OpenIdConfiguration);
-                format!(
-                    "{domain} belongs to Entra tenant {}",
-                    tenant.unwrap_or_else(|| "?".into())
-                )
-            }
+            Ok(v) => match read_openid(&v) {
+                None => format!(
+                    "{url} answered JSON that is not an OpenID configuration (no issuer URL)"
+                ),
+                Some((tenant, cloud)) => {
+                    d.cloud = Some(d.cloud.unwrap_or(cloud));
+                    d.tenant_id.clone_from(&tenant);
+                    decide(&mut d, "microsoft365-graph", Step::OpenIdConfiguration);
+                    format!(
+                        "{domain} belongs to Entra tenant {}",
+                        tenant.unwrap_or_else(|| "?".into())
+                    )
+                }
+            },
             Err(e) => format!("{url} answered JSON mailbridge does not understand: {e}"),
         },
         Ok(r) => format!(
@@ -316,7 +311,7 @@ pub async fn detect(
         let outcome = match http.get(&url).send().await {
             Err(e) => format!("{url} could not be reached: {e}"),
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
-                Ok(v) => match v.get("Url").and_then(|u| u.as_str()) {
+                Ok(v) => match read_autodiscover(&v) {
                     Some(ews) => {
                         let exchange_online =
                             d.tenant_id.is_some() || ews.contains("outlook.office365.com");
@@ -337,7 +332,7 @@ pub async fn detect(
                         });
                         format!("EWS at {ews}")
                     }
-                    None => "answer has no Url".to_owned(),
+                    None => "answer has no http(s) Url".to_owned(),
                 },
                 Err(e) => format!("answer is not JSON: {e}"),
             },
@@ -434,6 +429,46 @@ fn describe(endpoints: &[Endpoint]) -> String {
         .join(", ")
 }
 
+/// What an OpenID configuration document says: the tenant id (a GUID segment of the
+/// issuer) and the cloud. `None` when it is not one: no issuer, or one that is not a URL.
+fn read_openid(v: &serde_json::Value) -> Option<(Option<String>, Cloud)> {
+    let issuer = v.get("issuer")?.as_str()?;
+    url::Url::parse(issuer).ok()?;
+    let tenant = issuer.split('/').find(|s| is_guid(s)).map(str::to_owned);
+    let cloud = match v.get("cloud_instance_name").and_then(|c| c.as_str()) {
+        Some("microsoftonline.us") => Cloud::UsGovHigh,
+        Some(c) if c.contains(".cn") => Cloud::China,
+        _ => Cloud::Global,
+    };
+    Some((tenant, cloud))
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A host name, an IP address, or a host name with autoconfig placeholders
+/// (`%EMAILDOMAIN%`): nothing else belongs in `<hostname>`.
+fn is_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '%' | ':' | '[' | ']')
+        })
+}
+
+/// The EWS URL of an Autodiscover v2 answer, when it is an http(s) URL.
+fn read_autodiscover(v: &serde_json::Value) -> Option<&str> {
+    let u = v.get("Url")?.as_str()?;
+    let parsed = url::Url::parse(u).ok()?;
+    (matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some()).then_some(u)
+}
+
 /// Reads the IMAP, POP3 and SMTP servers of a Thunderbird autoconfig document
 /// (unknown server types such as `ews` or `graph` are skipped).
 pub fn parse_autoconfig(xml: &str) -> Vec<Endpoint> {
@@ -463,11 +498,42 @@ pub fn parse_autoconfig(xml: &str) -> Vec<Endpoint> {
                     field = Some(name);
                 }
             }
+            // A value can come in pieces: text, `&amp;`-style references, CDATA.
             Ok(Event::Text(t)) => {
                 if let (Some((_, fields)), Some(f)) = (current.as_mut(), field.as_ref())
                     && let Ok(text) = t.decode()
                 {
-                    fields.insert(f.clone(), text.into_owned());
+                    fields.entry(f.clone()).or_default().push_str(&text);
+                }
+            }
+            Ok(Event::CData(t)) => {
+                if let (Some((_, fields)), Some(f)) = (current.as_mut(), field.as_ref()) {
+                    fields
+                        .entry(f.clone())
+                        .or_default()
+                        .push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Ok(Event::GeneralRef(r)) => {
+                if let (Some((_, fields)), Some(f)) = (current.as_mut(), field.as_ref()) {
+                    let c = match r.resolve_char_ref() {
+                        Ok(Some(c)) => Some(c),
+                        Ok(None) => match r.as_ref() {
+                            b"lt" => Some('<'),
+                            b"gt" => Some('>'),
+                            b"amp" => Some('&'),
+                            b"quot" => Some('"'),
+                            b"apos" => Some('\''),
+                            _ => None,
+                        },
+                        Err(_) => None,
+                    };
+                    // An unknown entity makes the value unusable.
+                    let value = fields.entry(f.clone()).or_default();
+                    match c {
+                        Some(c) => value.push(c),
+                        None => value.push('\u{fffd}'),
+                    }
                 }
             }
             Ok(Event::End(e)) => {
@@ -482,8 +548,11 @@ pub fn parse_autoconfig(xml: &str) -> Vec<Endpoint> {
                         Some("plain") => Some(TlsMode::None),
                         _ => None,
                     };
-                    if let (Some(host), Some(port), Some(tls)) = (fields.get("hostname"), port, tls)
-                    {
+                    if let (Some(host), Some(port), Some(tls)) = (
+                        fields.get("hostname").filter(|h| is_host_name(h)),
+                        port,
+                        tls,
+                    ) {
                         out.push(Endpoint {
                             transport,
                             host: host.clone(),
@@ -561,5 +630,214 @@ mod tests {
         );
         assert_eq!(microsoft_mx("aspmx.l.google.com").unwrap().0, "gmail");
         assert!(microsoft_mx("mx.example.net").is_none());
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,30}".prop_map(Value::from),
+            Just(Value::from(
+                "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+            )),
+            Just(Value::from("javascript:alert(1)")),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("issuer".to_owned()),
+                        Just("Url".to_owned()),
+                        Just("cloud_instance_name".to_owned()),
+                        "[a-z]{1,6}"
+                    ],
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Writes an autoconfig document for `servers`, each value written with `how`.
+    fn autoconfig(servers: &[(Transport, String, u16, TlsMode)], how: u8) -> String {
+        let encode = |v: &str| -> String {
+            match how % 3 {
+                0 => v.to_owned(),
+                1 => v.chars().fold(String::new(), |mut out, c| {
+                    let _ = write!(out, "&#{};", u32::from(c));
+                    out
+                }),
+                _ => format!("<![CDATA[{v}]]>"),
+            }
+        };
+        let mut doc = String::from(
+            "<?xml version=\"1.0\"?>\n<clientConfig version=\"1.1\"><emailProvider id=\"x\"><!-- c -->",
+        );
+        for (transport, host, port, tls) in servers {
+            let (tag, kind) = match transport {
+                Transport::Imap => ("incomingServer", "imap"),
+                Transport::Pop3 => ("incomingServer", "pop3"),
+                _ => ("outgoingServer", "smtp"),
+            };
+            let socket = match tls {
+                TlsMode::Implicit => "SSL",
+                TlsMode::StartTls => "STARTTLS",
+                TlsMode::None => "plain",
+            };
+            let _ = write!(
+                doc,
+                "<{tag} type=\"{kind}\">\n  <hostname>{}</hostname><port>{}</port><socketType>{}</socketType><authentication>OAuth2</authentication></{tag}>",
+                encode(host),
+                encode(&port.to_string()),
+                encode(socket),
+            );
+        }
+        doc.push_str("</emailProvider></clientConfig>");
+        doc
+    }
+
+    fn server() -> impl Strategy<Value = (Transport, String, u16, TlsMode)> {
+        (
+            prop_oneof![
+                Just(Transport::Imap),
+                Just(Transport::Pop3),
+                Just(Transport::Smtp)
+            ],
+            "[a-z0-9][a-z0-9-]{0,10}(\\.[a-z0-9-]{1,10}){0,3}",
+            any::<u16>(),
+            prop_oneof![
+                Just(TlsMode::Implicit),
+                Just(TlsMode::StartTls),
+                Just(TlsMode::None)
+            ],
+        )
+    }
+
+    #[test]
+    fn values_written_with_references_or_cdata_are_read_whole() {
+        // Found by `written_documents_read_back`: `imap.&#101;xample.org` was read as
+        // "xample.org" (the last text piece), and CDATA values were dropped.
+        let doc = r#"<clientConfig><emailProvider><incomingServer type="imap"><hostname>imap.&#101;xample.org</hostname><port><![CDATA[993]]></port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>"#;
+        let e = parse_autoconfig(doc);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].host, "imap.example.org");
+        assert_eq!(e[0].port, 993);
+        // A value with an unknown entity or markup-ish text is not a host name.
+        let bad = doc.replace("imap.&#101;xample.org", "imap.&bogus;.org");
+        assert!(parse_autoconfig(&bad).is_empty());
+        let bad = doc.replace("imap.&#101;xample.org", "imap &lt;x&gt;");
+        assert!(parse_autoconfig(&bad).is_empty());
+    }
+
+    #[test]
+    fn json_that_is_not_an_openid_document_decides_nothing() {
+        // Found by `openid_and_autodiscover_answers_of_any_shape`: `{}` or an issuer of
+        // the wrong type decided "Microsoft 365" with tenant "?".
+        for v in [
+            json!({}),
+            json!([]),
+            json!({"issuer": 5}),
+            json!({"issuer": "not a url"}),
+        ] {
+            assert!(read_openid(&v).is_none(), "{v}");
+        }
+        let (tenant, cloud) = read_openid(&json!({
+            "issuer": "https://login.microsoftonline.us/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            "cloud_instance_name": "microsoftonline.us"
+        }))
+        .unwrap();
+        assert_eq!(
+            tenant.as_deref(),
+            Some("9188040d-6c67-4c5b-b112-36a304b66dad")
+        );
+        assert_eq!(cloud, Cloud::UsGovHigh);
+        assert!(
+            read_openid(&json!({"issuer": "https://x/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz/"}))
+                .unwrap()
+                .0
+                .is_none()
+        );
+        for v in [
+            json!({"Url": 1}),
+            json!({"Url": ""}),
+            json!({"Url": "javascript:alert(1)"}),
+            json!({"Url": "file:///etc/passwd"}),
+        ] {
+            assert!(read_autodiscover(&v).is_none(), "{v}");
+        }
+        assert_eq!(
+            read_autodiscover(&json!({"Url": "https://outlook.office365.com/EWS/Exchange.asmx"})),
+            Some("https://outlook.office365.com/EWS/Exchange.asmx")
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,400}") {
+            for e in parse_autoconfig(&s) {
+                prop_assert!(is_host_name(&e.host));
+            }
+        }
+
+        #[test]
+        fn xml_ish_text_never_panics(s in "(<incomingServer type=\"imap\">|</incomingServer>|<hostname>|</hostname>|<port>|</port>|<socketType>|SSL|993|&[a-z#0-9]{0,4};?|<!\\[CDATA\\[|\\]\\]>|<!DOCTYPE x>|[a-z. ]){0,40}") {
+            for e in parse_autoconfig(&s) {
+                prop_assert!(is_host_name(&e.host));
+            }
+        }
+
+        /// A document written out any way reads back as the servers written.
+        #[test]
+        fn written_documents_read_back(
+            servers in proptest::collection::vec(server(), 0..5),
+            how in any::<u8>(),
+        ) {
+            let doc = autoconfig(&servers, how);
+            let got: Vec<(Transport, String, u16, TlsMode)> = parse_autoconfig(&doc)
+                .into_iter()
+                .map(|e| (e.transport, e.host, e.port, e.tls))
+                .collect();
+            prop_assert_eq!(got, servers, "{}", doc);
+        }
+
+        /// A truncated document gives a prefix of its servers, never a wrong one.
+        #[test]
+        fn truncated_documents_give_a_prefix(
+            servers in proptest::collection::vec(server(), 1..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let doc = autoconfig(&servers, 0);
+            let end = cut.index(doc.len());
+            let got: Vec<(Transport, String, u16, TlsMode)> = parse_autoconfig(doc.get(..end).unwrap_or_default())
+                .into_iter()
+                .map(|e| (e.transport, e.host, e.port, e.tls))
+                .collect();
+            prop_assert!(servers.starts_with(&got), "{:?} from {}", got, doc.get(..end).unwrap_or_default());
+        }
+
+        #[test]
+        fn openid_and_autodiscover_answers_of_any_shape(v in any_json()) {
+            if let Some((tenant, _)) = read_openid(&v) {
+                prop_assert!(v["issuer"].as_str().is_some());
+                prop_assert!(tenant.is_none_or(|t| is_guid(&t)));
+            }
+            if let Some(u) = read_autodiscover(&v) {
+                prop_assert!(u.starts_with("http://") || u.starts_with("https://"));
+            }
+        }
     }
 }

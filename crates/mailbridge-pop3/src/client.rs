@@ -138,7 +138,15 @@ impl Pop3Client {
             conn,
             timeout: config.timeout,
         };
-        client.expect_ok("the greeting").await?;
+        match client.expect_ok("the greeting").await {
+            Err(Pop3Error::Io { step, source }) if config.tls != TlsMode::Implicit => {
+                return Err(Pop3Error::Io {
+                    step,
+                    source: mailbridge_tls::no_greeting(source),
+                });
+            }
+            other => other?,
+        };
         if config.tls == TlsMode::StartTls {
             client.command("STLS", "STLS").await?;
             client.conn.start_tls(&config.trust, &config.host).await?;

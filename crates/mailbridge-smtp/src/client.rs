@@ -81,9 +81,7 @@ pub enum SmtpError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "TLS with {host} failed (if it uses a private CA, add it as the extra CA file; certificate checks stay on)"
-    )]
+    #[error("TLS with {host} failed{}", mailbridge_tls::ca_hint(source))]
     Tls {
         host: String,
         #[source]
@@ -170,7 +168,15 @@ impl SmtpClient {
             timeout: config.timeout,
             capabilities: Vec::new(),
         };
-        let greeting = client.read_reply("greeting").await?;
+        let greeting = match client.read_reply("greeting").await {
+            Err(SmtpError::Io { step, source }) if config.tls != TlsMode::Implicit => {
+                return Err(SmtpError::Io {
+                    step,
+                    source: mailbridge_tls::no_greeting(source),
+                });
+            }
+            other => other?,
+        };
         if greeting.code != 220 {
             return Err(SmtpError::Refused {
                 step: "the greeting",

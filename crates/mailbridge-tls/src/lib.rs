@@ -31,13 +31,60 @@ pub struct TlsSettings {
 
 /// TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "TLS with {name} failed (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
-)]
+#[error("TLS with {name} failed{}", ca_hint(source))]
 pub struct TlsError {
     pub name: String,
     #[source]
     pub source: std::io::Error,
+}
+
+/// The rustls error inside a handshake's I/O error, if any.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The server answered the handshake with something that is not TLS.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server did not answer with TLS ({0}): this port expects plain text or STARTTLS (like 143, 110 or 587), so set TLS to STARTTLS, or use the implicit-TLS port (like 993, 995 or 465)"
+)]
+struct NotTls(rustls::Error);
+
+/// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
+/// failure is plainly not about certificates.
+pub fn ca_hint(source: &std::io::Error) -> &'static str {
+    let not_tls = source
+        .get_ref()
+        .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotTls>)
+        || matches!(rustls_error(source), Some(rustls::Error::InvalidMessage(_)));
+    if not_tls {
+        ""
+    } else {
+        " (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
+    }
+}
+
+/// A handshake that failed because the server spoke something other than TLS (a
+/// plain-text greeting) says so, with the likely fix.
+fn explain_handshake(source: std::io::Error) -> std::io::Error {
+    match rustls_error(&source) {
+        Some(e @ rustls::Error::InvalidMessage(_)) => {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, NotTls(e.clone()))
+        }
+        _ => source,
+    }
+}
+
+/// The I/O error for a server that sent no greeting within the timeout, when the client
+/// did not start with TLS: the usual cause is an implicit-TLS port.
+pub fn no_greeting(source: std::io::Error) -> std::io::Error {
+    if source.kind() != std::io::ErrorKind::TimedOut {
+        return source;
+    }
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the server sent no greeting in time: if this port expects TLS from the first byte (like 993, 995 or 465), set TLS to implicit",
+    )
 }
 
 /// The system's trusted roots, read from disk once per process (not per connection).
@@ -87,7 +134,10 @@ impl TlsSettings {
         self.connector(&name)?
             .connect(server_name, tcp)
             .await
-            .map_err(|source| TlsError { name, source })
+            .map_err(|source| TlsError {
+                name,
+                source: explain_handshake(source),
+            })
     }
 }
 
@@ -148,11 +198,25 @@ impl MailStream {
             )
             .into());
         }
-        if !line.ends_with(b"\n") {
+        // Only the line end goes: LF, and one CR before it (a CR the line itself ends
+        // with is content, as in a message line "text\r\r\n").
+        if line.last() != Some(&b'\n') {
+            if (line.len() as u64) < max as u64 + 2 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection in the middle of a line",
+                )
+                .into());
+            }
             return Err(LineError::TooLong(max));
         }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+        if line.last() == Some(&b'\r') {
             line.pop();
+        }
+        // `take(max + 2)` lets through `max + 1` bytes and a bare LF.
+        if line.len() > max {
+            return Err(LineError::TooLong(max));
         }
         Ok(line)
     }
@@ -271,6 +335,119 @@ impl AsyncWrite for MailStream {
             MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MailStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Serves `bytes` in `chunks`-sized writes on a loopback connection and reads lines
+    /// of at most `max` bytes until an error.
+    fn read_all(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Vec<u8>>, LineError) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let data = bytes.to_vec();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                for c in data.chunks(chunk.max(1)) {
+                    if s.write_all(c).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut stream = MailStream::plain(tcp);
+            let mut lines = Vec::new();
+            loop {
+                match stream.read_line(max, Duration::from_secs(5)).await {
+                    Ok(l) => lines.push(l),
+                    Err(e) => {
+                        let _ = server.await;
+                        return (lines, e);
+                    }
+                }
+            }
+        })
+    }
+
+    /// The lines a correct reader returns: split after each LF, drop the LF and one CR
+    /// before it; stop at the first line longer than `max` or at the unterminated tail.
+    fn model(bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, bool) {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            let (line, tail) = rest.split_at(pos);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > max {
+                return (out, true);
+            }
+            out.push(line.to_vec());
+            rest = tail.get(1..).unwrap_or_default();
+        }
+        // An unterminated tail is "too long" once it reaches the reader's limit
+        // (`max` + CR LF), else the connection closed mid-line.
+        (out, rest.len() >= max + 2)
+    }
+
+    #[test]
+    fn a_line_one_byte_over_the_limit_is_refused() {
+        // Found by `lines_match_the_model`: `take(max + 2)` let `max + 1` bytes and a
+        // bare LF through.
+        let (lines, err) = read_all(b"abcd\n", 64, 3);
+        assert!(lines.is_empty(), "{lines:?}");
+        assert!(matches!(err, LineError::TooLong(3)), "{err:?}");
+        let (lines, _) = read_all(b"abc\r\n", 64, 3);
+        assert_eq!(lines, [b"abc".to_vec()]);
+    }
+
+    #[test]
+    fn a_connection_closed_mid_line_is_not_a_long_line() {
+        // Found by `lines_match_the_model`: "0" then EOF was "a line longer than 0 bytes".
+        let (lines, err) = read_all(b"ok\r\npartial", 64, 100);
+        assert_eq!(lines, [b"ok".to_vec()]);
+        assert!(
+            matches!(err, LineError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn only_the_line_end_is_stripped() {
+        let (lines, err) = read_all(b"text\r\r\n\r\n\n", 64, 100);
+        assert_eq!(lines, [b"text\r".to_vec(), Vec::new(), Vec::new()]);
+        assert!(
+            matches!(err, LineError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn lines_match_the_model(
+            bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n'), Just(b'\r')], 0..400),
+            chunk in 1usize..50,
+            max in 0usize..40,
+        ) {
+            let (lines, err) = read_all(&bytes, chunk, max);
+            let (want, too_long) = model(&bytes, max);
+            prop_assert_eq!(&lines, &want);
+            for l in &lines {
+                prop_assert!(l.len() <= max);
+            }
+            if too_long {
+                prop_assert!(matches!(err, LineError::TooLong(m) if m == max), "{:?}", err);
+            } else {
+                prop_assert!(matches!(err, LineError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{:?}", err);
+            }
         }
     }
 }

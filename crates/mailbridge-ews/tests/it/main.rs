@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod prop;
+
 use mailbridge_ews::{ChangeKind, EwsAuth, EwsClient, EwsConfig, EwsError};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod prop;
+
 use std::time::Duration;
 
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, Meaning, TlsMode};

@@ -7,6 +7,8 @@ mod check;
 mod check_matrix;
 mod mailbox;
 mod send;
+mod matrix;
+mod prop;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod prop;
+
 use mailbridge_pop3::{Credentials, Meaning, Pop3Client, Pop3Config, TlsMode};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod prop;
+
 use mailbridge_smtp::{Credentials, Meaning, SmtpClient, SmtpConfig, SmtpError, TlsMode};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;

@@ -1,6 +1,6 @@
 //! The real-server harness: private Dovecot (IMAP 143 + STARTTLS, IMAPS, POP3 + STLS,
-//! POP3S, LMTP) and Postfix (submission with STARTTLS and Dovecot SASL, delivery over
-//! LMTP) on free loopback ports, with bearer tokens judged by the emulator.
+//! POP3S, LMTP) and Postfix (submission with STARTTLS or implicit TLS and Dovecot SASL,
+//! delivery over LMTP) on free loopback ports, with bearer tokens judged by the emulator.
 //!
 //! One [`MailServers`] per test: everything lives in a fresh temporary directory,
 //! every port is picked free for this instance, and the processes are stopped by
@@ -140,6 +140,7 @@ fn pick_ports(milter: u16) -> std::io::Result<Ports> {
         pop3s: next()?,
         lmtp: next()?,
         submission: next()?,
+        submissions: next()?,
         delivery: next()?,
         milter,
     })
@@ -356,6 +357,11 @@ impl MailServers {
     /// SMTP submission: STARTTLS required, then AUTH (587 semantics).
     pub fn submission(&self) -> SocketAddr {
         loopback(self.ports.submission)
+    }
+
+    /// SMTP submission over implicit TLS, then AUTH (465 semantics, RFC 8314).
+    pub fn submissions(&self) -> SocketAddr {
+        loopback(self.ports.submissions)
     }
 
     /// Dovecot LMTP.
@@ -620,6 +626,7 @@ async fn launch(
         &[
             (loopback(ports.submission), Some("220")),
             (loopback(ports.delivery), Some("220")),
+            (loopback(ports.submissions), None),
         ],
     )
     .await

@@ -7,3 +7,4 @@ mod ews;
 mod graph;
 mod identity;
 mod mail_servers;
+mod mime;
