@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod check;
+mod download;
 mod mailbox;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
