@@ -8,6 +8,11 @@
 //! `imap_fetch` runs the benchmark; `imap_fetch child-download <maildir>` is the
 //! mailbridge side, started by the benchmark.
 
+#![expect(
+    clippy::cast_precision_loss,
+    reason = "rates and megabytes for a printed table"
+)]
+
 use std::ops::ControlFlow;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;

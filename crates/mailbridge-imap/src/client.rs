@@ -757,7 +757,10 @@ impl ImapClient {
         let mut commands = String::new();
         for set in uid_sets(uids) {
             let tag = self.tag();
-            commands.push_str(&format!("{tag} UID FETCH {set} (UID BODY.PEEK[])\r\n"));
+            commands.push_str(&tag);
+            commands.push_str(" UID FETCH ");
+            commands.push_str(&set);
+            commands.push_str(" (UID BODY.PEEK[])\r\n");
             tags.push_back(tag);
         }
         if tags.is_empty() {

@@ -38,9 +38,10 @@ pub const DEFAULT_PARALLEL_SYNCS: usize = 32;
 /// Buffer in front of each message file: most messages reach the disk in one write.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Files in `tmp/` older than this are leftovers of a crash (the Maildir rule).
-const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
+const STALE_TMP: Duration = Duration::from_hours(36);
 /// Longest file name built from a transport id before it is hashed instead.
 const MAX_KEY: usize = 180;
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Where each fetched message goes: a writer per message, handed back when complete.
 pub trait MessageSinks {
@@ -84,6 +85,7 @@ pub trait FetchMany: Mailbox {
     }
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "used as map_err(sink_error)")]
 fn sink_error(e: std::io::Error) -> MailboxError {
     MailboxError {
         class: mailbridge_types::ErrorClass::Transient,
@@ -232,7 +234,9 @@ pub fn message_key(checkpoint: &Checkpoint, message: &MessageRef) -> String {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             key.push(char::from(b));
         } else {
-            key.push_str(&format!("={b:02X}"));
+            key.push('=');
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
     if key.len() <= MAX_KEY {
