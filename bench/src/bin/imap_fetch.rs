@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     if args.get(1).map(String::as_str) == Some("child-download") {
         let maildir = PathBuf::from(args.get(2).context("child-download <maildir>")?);
         let runtime = if std::env::var("MB_RUNTIME").as_deref() == Ok("multi") {
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
         } else {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
