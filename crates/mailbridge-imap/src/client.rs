@@ -648,3 +648,411 @@ impl ImapClient {
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
 }
+
+/// Where [`ImapClient::fetch_many`] puts each message: a writer opened when the server
+/// announces the message's `BODY[]` literal, and handed back once the message and the
+/// rest of its `FETCH` response have arrived.
+pub trait FetchSinks {
+    /// Where one message's bytes go.
+    type Writer: AsyncWrite + Unpin + Send;
+
+    /// A writer for the next message of `size` bytes; `uid` when the server named it
+    /// before the body (Dovecot and Exchange do; a server may also send it after).
+    fn open(
+        &mut self,
+        uid: Option<u32>,
+        size: u64,
+    ) -> impl Future<Output = std::io::Result<Self::Writer>> + Send;
+
+    /// Message `uid` (`size` bytes) was written completely into `writer`.
+    fn done(
+        &mut self,
+        uid: u32,
+        size: u64,
+        writer: Self::Writer,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Longest UID set sent in one `UID FETCH` command; longer sets become several
+/// commands, sent together (pipelined).
+const MAX_UID_SET: usize = 4000;
+
+/// `uids` as IMAP sequence sets (`1:5,8,10:12`), each at most [`MAX_UID_SET`] long.
+fn uid_sets(uids: &[u32]) -> Vec<String> {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut sets = Vec::new();
+    let mut current = String::new();
+    let mut i = 0;
+    while let Some(&start) = sorted.get(i) {
+        let mut end = start;
+        while sorted.get(i + 1) == Some(&end.saturating_add(1)) && end < u32::MAX {
+            end += 1;
+            i += 1;
+        }
+        i += 1;
+        let part = if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        };
+        if !current.is_empty() && current.len() + 1 + part.len() > MAX_UID_SET {
+            sets.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(',');
+        }
+        current.push_str(&part);
+    }
+    if !current.is_empty() {
+        sets.push(current);
+    }
+    sets
+}
+
+/// The UID of an untagged `* n FETCH (...)` response (`UID 17` among its items), or
+/// `None` when the line is not a FETCH response or names no UID.
+fn fetch_response_uid(response: &str) -> Option<u32> {
+    let mut words = response.split_whitespace();
+    if words.next() != Some("*") {
+        return None;
+    }
+    words.next()?.parse::<u32>().ok()?;
+    if !words.next()?.eq_ignore_ascii_case("FETCH") {
+        return None;
+    }
+    let mut items = words
+        .flat_map(|w| w.split(['(', ')']))
+        .filter(|w| !w.is_empty());
+    while let Some(item) = items.next() {
+        if item.eq_ignore_ascii_case("UID") {
+            return items.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// True when `segment` (a response line up to a literal) ends with `BODY[]`, so the
+/// literal that follows is the whole message.
+fn announces_body(segment: &str) -> bool {
+    let Some(open) = segment.rfind('{') else {
+        return false;
+    };
+    segment
+        .get(..open)
+        .is_some_and(|s| s.trim_end().to_ascii_uppercase().ends_with("BODY[]"))
+}
+
+/// A message being written by [`ImapClient::fetch_many`].
+struct Open<W> {
+    uid: Option<u32>,
+    size: u64,
+    writer: W,
+}
+
+impl ImapClient {
+    /// `UID FETCH uids (UID BODY.PEEK[])` as few pipelined commands, each message's
+    /// literal streamed straight into its own writer from `sinks` (one message at a
+    /// time; nothing is held in memory beyond the connection's buffer). UIDs the server
+    /// no longer has are left out. Returns how many messages were handed to `sinks`.
+    ///
+    /// After an error the session may be in the middle of a response: drop it.
+    pub async fn fetch_many<S: FetchSinks + Send>(
+        &mut self,
+        uids: &[u32],
+        sinks: &mut S,
+    ) -> Result<u32, ImapError> {
+        const STEP: &str = "UID FETCH";
+        let mut tags = std::collections::VecDeque::new();
+        let mut commands = String::new();
+        for set in uid_sets(uids) {
+            let tag = self.tag();
+            commands.push_str(&tag);
+            commands.push_str(" UID FETCH ");
+            commands.push_str(&set);
+            commands.push_str(" (UID BODY.PEEK[])\r\n");
+            tags.push_back(tag);
+        }
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        {
+            use tokio::io::AsyncWriteExt as _;
+            let sent = async {
+                self.conn.write_all(commands.as_bytes()).await?;
+                self.conn.flush().await
+            };
+            sent.await
+                .map_err(|source| ImapError::Io { step: STEP, source })?;
+        }
+        let mut handed = 0u32;
+        let mut refused = None;
+        // The current untagged response without its literals, and its message.
+        let mut response = String::new();
+        let mut open: Option<Open<S::Writer>> = None;
+        while let Some(tag) = tags.front() {
+            let segment = self.read_line(STEP).await?;
+            if response.is_empty() {
+                if let Some(c) = parse_completion(&segment, tag) {
+                    if c.status != CompletionStatus::Ok && refused.is_none() {
+                        refused = Some(c.text);
+                    }
+                    tags.pop_front();
+                    continue;
+                }
+                if segment.starts_with("* BYE") {
+                    return Err(ImapError::Bye(segment));
+                }
+            }
+            if response.len() + segment.len() > MAX_LINE {
+                return Err(ImapError::Protocol {
+                    step: STEP,
+                    detail: format!("a response longer than {MAX_LINE} bytes without literals"),
+                });
+            }
+            response.push_str(&segment);
+            let Some(n) = trailing_literal(&segment) else {
+                // The response is complete.
+                if let Some(o) = open.take() {
+                    let uid = o
+                        .uid
+                        .or_else(|| fetch_response_uid(&response))
+                        .ok_or_else(|| ImapError::Protocol {
+                            step: STEP,
+                            detail: "a message without its UID".into(),
+                        })?;
+                    sinks
+                        .done(uid, o.size, o.writer)
+                        .await
+                        .map_err(|source| ImapError::Io {
+                            step: "storing a fetched message",
+                            source,
+                        })?;
+                    handed += 1;
+                }
+                response.clear();
+                continue;
+            };
+            if open.is_none() && announces_body(&segment) && is_fetch_response(&response) {
+                let uid = fetch_response_uid(&response);
+                let mut writer = sinks.open(uid, n).await.map_err(|source| ImapError::Io {
+                    step: "storing a fetched message",
+                    source,
+                })?;
+                self.copy_literal(n, &mut writer).await?;
+                open = Some(Open {
+                    uid,
+                    size: n,
+                    writer,
+                });
+            } else {
+                self.skip_literal(n).await?;
+            }
+        }
+        match refused {
+            Some(text) => Err(ImapError::Refused { step: STEP, text }),
+            None => Ok(handed),
+        }
+    }
+
+    /// Copies a literal of `n` bytes from the connection's buffer into `sink`, with the
+    /// timeout applied to each read (a large message may take longer than one).
+    async fn copy_literal<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: u64,
+        sink: &mut W,
+    ) -> Result<(), ImapError> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        const STEP: &str = "reading a message";
+        let mut left = n;
+        while left > 0 {
+            let chunk = tokio::time::timeout(self.timeout, self.conn.fill_buf())
+                .await
+                .map_err(|_| ImapError::Io {
+                    step: STEP,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the server stopped sending",
+                    ),
+                })?
+                .map_err(|source| ImapError::Io { step: STEP, source })?;
+            if chunk.is_empty() {
+                return Err(ImapError::Io {
+                    step: STEP,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the message was cut short",
+                    ),
+                });
+            }
+            let take = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+            let part = chunk.get(..take).unwrap_or_default();
+            sink.write_all(part).await.map_err(|source| ImapError::Io {
+                step: "storing a fetched message",
+                source,
+            })?;
+            self.conn.consume(take);
+            left -= take as u64;
+        }
+        Ok(())
+    }
+}
+
+/// True when `response` starts as an untagged FETCH response (`* n FETCH`).
+fn is_fetch_response(response: &str) -> bool {
+    let mut words = response.split_whitespace();
+    words.next() == Some("*")
+        && words.next().is_some_and(|n| n.parse::<u32>().is_ok())
+        && words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FETCH"))
+}
+
+#[cfg(test)]
+mod fetch_many_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// Collects each message in memory, keyed by UID.
+    #[derive(Default)]
+    struct Collect {
+        done: BTreeMap<u32, Vec<u8>>,
+        hints: Vec<Option<u32>>,
+    }
+
+    impl FetchSinks for Collect {
+        type Writer = Vec<u8>;
+
+        async fn open(&mut self, uid: Option<u32>, _size: u64) -> std::io::Result<Vec<u8>> {
+            self.hints.push(uid);
+            Ok(Vec::new())
+        }
+
+        async fn done(&mut self, uid: u32, size: u64, writer: Vec<u8>) -> std::io::Result<()> {
+            assert_eq!(writer.len() as u64, size);
+            self.done.insert(uid, writer);
+            Ok(())
+        }
+    }
+
+    /// A client connected to a scripted server that greets, answers `CAPABILITY`, then
+    /// sends `script` after reading the client's commands.
+    async fn scripted(script: Vec<u8>) -> ImapClient {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"* OK ready\r\n").await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"* CAPABILITY IMAP4rev1\r\nm1 OK done\r\n")
+                .await
+                .unwrap();
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(&script).await;
+            let _ = s.shutdown().await;
+            let _ = s.read(&mut buf).await;
+        });
+        let mut config = ImapConfig::new("127.0.0.1", port, TlsMode::None);
+        config.timeout = Duration::from_secs(5);
+        ImapClient::connect(&config).await.unwrap()
+    }
+
+    #[test]
+    fn uid_sets_are_ranges_split_at_the_limit() {
+        assert_eq!(uid_sets(&[5, 1, 2, 3, 9, 10, 7]), ["1:3,5,7,9:10"]);
+        assert_eq!(
+            uid_sets(&[u32::MAX, u32::MAX - 1]),
+            [format!("{}:{}", u32::MAX - 1, u32::MAX)]
+        );
+        assert!(uid_sets(&[]).is_empty());
+        let every_other: Vec<u32> = (1..5000).map(|u| u * 2).collect();
+        let sets = uid_sets(&every_other);
+        assert!(sets.len() > 1);
+        assert!(sets.iter().all(|s| s.len() <= MAX_UID_SET));
+        let back: Vec<u32> = sets
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(|u| u.parse().unwrap())
+            .collect();
+        assert_eq!(back, every_other);
+    }
+
+    #[test]
+    fn uid_of_fetch_responses() {
+        assert_eq!(fetch_response_uid("* 3 FETCH (UID 17 BODY[] {5}"), Some(17));
+        assert_eq!(fetch_response_uid("* 3 FETCH (BODY[] {5})(UID 9)"), Some(9));
+        assert_eq!(
+            fetch_response_uid("* 3 FETCH (FLAGS (\\Seen) UID 4)"),
+            Some(4)
+        );
+        assert_eq!(fetch_response_uid("* 3 EXPUNGE"), None);
+        assert_eq!(fetch_response_uid("* 3 FETCH (FLAGS (UID))"), None);
+        assert!(announces_body("* 1 FETCH (UID 2 BODY[] {10}"));
+        assert!(!announces_body("* 1 FETCH (UID 2 BODY[HEADER] {10}"));
+    }
+
+    #[tokio::test]
+    async fn messages_stream_into_their_own_writers_whatever_the_item_order() {
+        let script = b"* 1 FETCH (UID 4 BODY[] {5}\r\nhello)\r\n\
+* 2 FETCH (FLAGS (\\Seen))\r\n\
+* 2 FETCH (BODY[HEADER] {3}\r\nabc BODY[] {6}\r\nworld! UID 6)\r\n\
+* 9 EXISTS\r\n\
+m2 OK done\r\n"
+            .to_vec();
+        let mut client = scripted(script).await;
+        let mut sinks = Collect::default();
+        assert_eq!(client.fetch_many(&[4, 6, 7], &mut sinks).await.unwrap(), 2);
+        assert_eq!(sinks.done[&4], b"hello");
+        assert_eq!(sinks.done[&6], b"world!");
+        assert_eq!(sinks.hints, [Some(4), None]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_and_a_cut_short_literal_are_errors() {
+        let mut client = scripted(b"m2 NO [UNAVAILABLE] try again\r\n".to_vec()).await;
+        let err = client
+            .fetch_many(&[1], &mut Collect::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+        assert!(matches!(err, ImapError::Refused { .. }), "{err}");
+
+        let mut client = scripted(b"* 1 FETCH (UID 1 BODY[] {100}\r\nshort".to_vec()).await;
+        let err = client
+            .fetch_many(&[1], &mut Collect::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("reading a message"), "{err}");
+
+        let mut client = scripted(b"* 1 FETCH (BODY[] {2}\r\nhi)\r\nm2 OK\r\n".to_vec()).await;
+        let err = client
+            .fetch_many(&[1], &mut Collect::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("without its UID"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn hostile_responses_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            prefix in "(\\* [0-9]{1,3} FETCH \\((UID [0-9]{1,12} )?BODY\\[\\] \\{[0-9]{1,25}\\+?\\}\r\n)?",
+        ) {
+            let mut script = prefix.into_bytes();
+            script.extend(body);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut client = scripted(script).await;
+                let _ = client.fetch_many(&[1, 2, 3], &mut Collect::default()).await;
+            });
+        }
+    }
+}

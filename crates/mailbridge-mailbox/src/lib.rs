@@ -25,12 +25,16 @@
 //!   table, MX, the tenant's OpenID configuration, Autodiscover v2, Thunderbird
 //!   autoconfig, SRV records), each with a timeout and an injectable base URL or
 //!   resolver; the result says which step decided.
+//! - [`download`]: new messages of a folder into a local Maildir, durably (fsync,
+//!   rename, directory fsync before the checkpoint moves), crash-safe on re-run;
+//!   pipelined over IMAP.
 
 pub mod account;
 pub mod autodetect;
 pub mod check;
 pub mod compose;
 pub mod connect;
+pub mod download;
 pub mod mailbox;
 pub mod provider;
 pub mod send;

@@ -136,6 +136,11 @@ impl ImapMailbox {
     pub fn new(client: ImapClient) -> Self {
         Self { client }
     }
+
+    /// The session, for what the Mailbox API does not cover (batched fetches).
+    pub fn client_mut(&mut self) -> &mut ImapClient {
+        &mut self.client
+    }
 }
 
 fn uid(message: &MessageRef) -> Result<u32, MailboxError> {

@@ -5,6 +5,7 @@
 
 mod check;
 mod check_matrix;
+mod download;
 mod mailbox;
 mod send;
 mod matrix;

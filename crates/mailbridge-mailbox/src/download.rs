@@ -1,0 +1,544 @@
+//! Downloading what is new in a mailbox folder into a local Maildir, durably.
+//!
+//! Each message is streamed into its own file in `tmp/` (never held in memory),
+//! fsynced, and renamed into `new/`; after every batch the `new/` directory is fsynced
+//! and only then is the checkpoint covering the batch handed out ([`Progress::durable`])
+//! or returned ([`Summary::checkpoint`]). So a stored checkpoint never covers a
+//! message that a crash could lose.
+//!
+//! A message's file name is derived from its transport id (for IMAP: UIDVALIDITY and
+//! UID), so a run after a crash, which lists again what the last stored checkpoint
+//! did not cover, skips what is already in `new/` or `cur/` instead of duplicating it.
+//! One Maildir per source folder: ids are unique only within a folder.
+//!
+//! Over IMAP the messages of a batch come in one pipelined `UID FETCH`
+//! ([`FetchMany`] for [`ImapMailbox`]); the other transports fetch one by one.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use mailbridge_imap::client::FetchSinks;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _, BufWriter};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::mailbox::{
+    Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError, MessageRef,
+    Pop3Mailbox,
+};
+
+/// Messages per batch: one `UID FETCH` over IMAP, one directory fsync, one checkpoint.
+pub const DEFAULT_BATCH: usize = 500;
+/// File fsyncs running at once (a journaling file system commits them together).
+pub const DEFAULT_PARALLEL_SYNCS: usize = 32;
+/// Buffer in front of each message file: most messages reach the disk in one write.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Files in `tmp/` older than this are leftovers of a crash (the Maildir rule).
+const STALE_TMP: Duration = Duration::from_hours(36);
+/// Longest file name built from a transport id before it is hashed instead.
+const MAX_KEY: usize = 180;
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Where each fetched message goes: a writer per message, handed back when complete.
+pub trait MessageSinks {
+    /// Where one message's bytes go.
+    type Writer: AsyncWrite + Unpin + Send;
+    /// A writer for the next message.
+    fn open(&mut self) -> impl Future<Output = std::io::Result<Self::Writer>> + Send;
+    /// `message` (`size` bytes) was written completely into `writer`.
+    fn done(
+        &mut self,
+        message: &MessageRef,
+        size: u64,
+        writer: Self::Writer,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Fetching many messages at once. The default fetches them one by one; IMAP
+/// pipelines them in one `UID FETCH`.
+pub trait FetchMany: Mailbox {
+    /// Fetches `messages` of the folder selected by the last `new_since`, each into a
+    /// writer from `sinks`, in order. Messages gone from the server may be left out.
+    fn fetch_many<S: MessageSinks + Send>(
+        &mut self,
+        messages: &[MessageRef],
+        sinks: &mut S,
+    ) -> impl Future<Output = Result<(), MailboxError>> + Send
+    where
+        Self: Send,
+    {
+        async move {
+            for message in messages {
+                let mut writer = sinks.open().await.map_err(sink_error)?;
+                let size = self.fetch(message, &mut writer).await?;
+                sinks
+                    .done(message, size, writer)
+                    .await
+                    .map_err(sink_error)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[expect(clippy::needless_pass_by_value, reason = "used as map_err(sink_error)")]
+fn sink_error(e: std::io::Error) -> MailboxError {
+    MailboxError {
+        class: mailbridge_types::ErrorClass::Transient,
+        message: format!("storing a fetched message failed: {e}"),
+    }
+}
+
+/// Hands IMAP's per-UID writers to the download's per-message sinks.
+struct ByUid<'a, S>(&'a mut S);
+
+impl<S: MessageSinks + Send> FetchSinks for ByUid<'_, S> {
+    type Writer = S::Writer;
+
+    fn open(
+        &mut self,
+        _uid: Option<u32>,
+        _size: u64,
+    ) -> impl Future<Output = std::io::Result<S::Writer>> + Send {
+        self.0.open()
+    }
+
+    async fn done(&mut self, uid: u32, size: u64, writer: S::Writer) -> std::io::Result<()> {
+        let message = MessageRef {
+            id: uid.to_string(),
+        };
+        self.0.done(&message, size, writer).await
+    }
+}
+
+impl FetchMany for ImapMailbox {
+    async fn fetch_many<S: MessageSinks + Send>(
+        &mut self,
+        messages: &[MessageRef],
+        sinks: &mut S,
+    ) -> Result<(), MailboxError> {
+        let uids = messages
+            .iter()
+            .map(|m| {
+                m.id.parse::<u32>().map_err(|_| MailboxError {
+                    class: mailbridge_types::ErrorClass::Permanent,
+                    message: format!("{:?} is not an IMAP UID", m.id),
+                })
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        self.client_mut()
+            .fetch_many(&uids, &mut ByUid(sinks))
+            .await?;
+        Ok(())
+    }
+}
+
+impl FetchMany for GraphMailboxAccess {}
+impl FetchMany for EwsMailbox {}
+impl FetchMany for Pop3Mailbox {}
+
+/// How to download.
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// Messages per batch (one directory fsync and one checkpoint each).
+    pub batch: usize,
+    /// File fsyncs running at once.
+    pub parallel_syncs: usize,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        Self {
+            batch: DEFAULT_BATCH,
+            parallel_syncs: DEFAULT_PARALLEL_SYNCS,
+        }
+    }
+}
+
+/// Where a download is, after each message.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Messages written in this run.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Messages this run downloads (the new ones not already in the Maildir).
+    pub total: u64,
+    /// Set when a batch became durable: the checkpoint to store now.
+    pub durable: Option<Checkpoint>,
+}
+
+/// What a download did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages written.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// New messages that were already in the Maildir (from a run that crashed before
+    /// its checkpoint was stored), not fetched again.
+    pub already_present: u64,
+    /// Store this: every message it covers is on disk.
+    pub checkpoint: Checkpoint,
+}
+
+/// Why a download failed. Checkpoints handed out through [`Progress::durable`]
+/// before the failure stay valid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownloadError {
+    #[error("failed to read new messages from the mailbox")]
+    Mailbox(#[source] MailboxError),
+    #[error("failed to write the maildir {path}")]
+    Maildir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the download was stopped by its caller")]
+    Stopped,
+}
+
+impl DownloadError {
+    /// What to do about it.
+    pub fn class(&self) -> mailbridge_types::ErrorClass {
+        match self {
+            DownloadError::Mailbox(e) => e.class,
+            DownloadError::Maildir { .. } => mailbridge_types::ErrorClass::Misconfigured,
+            DownloadError::Stopped => mailbridge_types::ErrorClass::Permanent,
+        }
+    }
+}
+
+fn maildir_err(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
+    move |source| DownloadError::Maildir {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The file name of a message in `new/` (and, before the `:2,` flags, in `cur/`):
+/// the same on every run, so a message already downloaded is recognised.
+pub fn message_key(checkpoint: &Checkpoint, message: &MessageRef) -> String {
+    if let Checkpoint::Imap { uid_validity, .. } = checkpoint
+        && let Ok(uid) = message.id.parse::<u32>()
+    {
+        return format!("imap-{uid_validity}-{uid}");
+    }
+    let mut key = String::from("id-");
+    for b in message.id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            key.push(char::from(b));
+        } else {
+            key.push('=');
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    if key.len() <= MAX_KEY {
+        return key;
+    }
+    // Two independent 64-bit FNV-1a hashes of the id.
+    let hash = |seed: u64| {
+        message.id.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "idh-{:016x}{:016x}-{}",
+        hash(0xcbf2_9ce4_8422_2325),
+        hash(0x6c62_272e_07bb_0142),
+        message.id.len()
+    )
+}
+
+/// Creates `tmp/`, `new/` and `cur/` (durably), drops stale `tmp/` files, and lists
+/// the keys already in `new/` and `cur/`.
+fn prepare(maildir: &Path) -> Result<HashSet<String>, DownloadError> {
+    let mut created = false;
+    for sub in ["tmp", "new", "cur"] {
+        let dir = maildir.join(sub);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(maildir_err(&dir))?;
+            created = true;
+        }
+    }
+    if created {
+        sync_dir(maildir)?;
+        if let Some(parent) = maildir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    let tmp = maildir.join("tmp");
+    let now = SystemTime::now();
+    for entry in std::fs::read_dir(&tmp).map_err(maildir_err(&tmp))? {
+        let entry = entry.map_err(maildir_err(&tmp))?;
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TMP);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let mut present = HashSet::new();
+    for sub in ["new", "cur"] {
+        let dir = maildir.join(sub);
+        for entry in std::fs::read_dir(&dir).map_err(maildir_err(&dir))? {
+            let entry = entry.map_err(maildir_err(&dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let key = name.split(':').next().unwrap_or_default();
+            present.insert(key.to_owned());
+        }
+    }
+    Ok(present)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DownloadError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(maildir_err(dir))
+}
+
+/// Unique `tmp/` names within this process.
+static TMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// The Maildir side of a download: one file per message, fsynced and renamed in the
+/// background, at most `parallel_syncs` at once.
+struct MaildirSinks<'p, F> {
+    maildir: PathBuf,
+    /// Keys of messages by id (computed once, before fetching).
+    checkpoint: Checkpoint,
+    syncs: Arc<Semaphore>,
+    pending: Vec<JoinHandle<std::io::Result<()>>>,
+    /// The `tmp/` file being written.
+    writing: Option<PathBuf>,
+    progress: &'p mut F,
+    state: Progress,
+    /// The first local failure (reported instead of the transport's view of it).
+    failed: Option<DownloadError>,
+    stopped: bool,
+}
+
+impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MaildirSinks<'_, F> {
+    fn tmp_name(&self) -> PathBuf {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seq = TMP_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        self.maildir.join("tmp").join(format!(
+            "{}.M{}P{}Q{seq}.mailbridge",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id()
+        ))
+    }
+
+    /// Waits for every background fsync and rename, then fsyncs `new/`.
+    async fn settle(&mut self) -> Result<(), DownloadError> {
+        let new = self.maildir.join("new");
+        for job in self.pending.drain(..) {
+            job.await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+                .map_err(maildir_err(&new))?;
+        }
+        let dir = new.clone();
+        tokio::task::spawn_blocking(move || sync_dir(&dir))
+            .await
+            .map_err(|e| maildir_err(&new)(std::io::Error::other(e)))?
+    }
+
+    fn fail(&mut self, error: DownloadError) -> std::io::Error {
+        let text = error.to_string();
+        if self.failed.is_none() {
+            self.failed = Some(error);
+        }
+        std::io::Error::other(text)
+    }
+}
+
+impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSinks<'_, F> {
+    type Writer = BufWriter<tokio::fs::File>;
+
+    async fn open(&mut self) -> std::io::Result<Self::Writer> {
+        let path = self.tmp_name();
+        match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+        {
+            Ok(file) => {
+                self.writing = Some(path);
+                Ok(BufWriter::with_capacity(WRITE_BUFFER, file))
+            }
+            Err(e) => Err(self.fail(maildir_err(&path)(e))),
+        }
+    }
+
+    async fn done(
+        &mut self,
+        message: &MessageRef,
+        size: u64,
+        mut writer: Self::Writer,
+    ) -> std::io::Result<()> {
+        let Some(tmp) = self.writing.take() else {
+            return Err(std::io::Error::other(
+                "a message finished that was not opened",
+            ));
+        };
+        if let Err(e) = writer.flush().await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(self.fail(maildir_err(&tmp)(e)));
+        }
+        let file = writer.into_inner().into_std().await;
+        let target = self
+            .maildir
+            .join("new")
+            .join(message_key(&self.checkpoint, message));
+        let permit = self
+            .syncs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        self.pending.push(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&tmp, &target)
+        }));
+        self.state.messages += 1;
+        self.state.bytes += size;
+        self.state.durable = None;
+        if (self.progress)(&self.state).is_break() {
+            self.stopped = true;
+            return Err(std::io::Error::other("stopped by the caller"));
+        }
+        Ok(())
+    }
+}
+
+/// Downloads the messages of `folder` new since `checkpoint` into the Maildir at
+/// `maildir` (created if missing), durably. `progress` is called after each message
+/// and after each durable batch (with the checkpoint to store); returning
+/// `ControlFlow::Break` stops the download at once, as a crash would.
+pub async fn download<M, F>(
+    mailbox: &mut M,
+    folder: &str,
+    checkpoint: &Checkpoint,
+    maildir: &Path,
+    options: &DownloadOptions,
+    mut progress: F,
+) -> Result<Summary, DownloadError>
+where
+    M: FetchMany + Send,
+    F: FnMut(&Progress) -> ControlFlow<()> + Send,
+{
+    let dir = maildir.to_owned();
+    let present = tokio::task::spawn_blocking(move || prepare(&dir))
+        .await
+        .map_err(|e| maildir_err(maildir)(std::io::Error::other(e)))??;
+    let listed = mailbox
+        .new_since(folder, checkpoint)
+        .await
+        .map_err(DownloadError::Mailbox)?;
+    let (wanted, known): (Vec<MessageRef>, Vec<MessageRef>) = listed
+        .messages
+        .into_iter()
+        .partition(|m| !present.contains(&message_key(&listed.checkpoint, m)));
+    let mut sinks = MaildirSinks {
+        maildir: maildir.to_owned(),
+        checkpoint: listed.checkpoint.clone(),
+        syncs: Arc::new(Semaphore::new(options.parallel_syncs.max(1))),
+        pending: Vec::new(),
+        writing: None,
+        progress: &mut progress,
+        state: Progress {
+            messages: 0,
+            bytes: 0,
+            total: wanted.len() as u64,
+            durable: None,
+        },
+        failed: None,
+        stopped: false,
+    };
+    let batches = wanted.chunks(options.batch.max(1));
+    let count = batches.len();
+    for (i, batch) in batches.enumerate() {
+        if let Err(e) = mailbox.fetch_many(batch, &mut sinks).await {
+            if sinks.stopped {
+                return Err(DownloadError::Stopped);
+            }
+            // Keep what is complete, and drop what is not.
+            let settled = sinks.settle().await;
+            if let Some(tmp) = sinks.writing.take() {
+                let _ = tokio::fs::remove_file(tmp).await;
+            }
+            if let Some(local) = sinks.failed.take() {
+                return Err(local);
+            }
+            settled?;
+            return Err(DownloadError::Mailbox(e));
+        }
+        sinks.settle().await?;
+        // Over IMAP every batch has its own checkpoint (UIDs ascend); elsewhere only
+        // the round's final one exists.
+        let durable = match (&listed.checkpoint, batch.last()) {
+            _ if i + 1 == count => Some(listed.checkpoint.clone()),
+            (Checkpoint::Imap { uid_validity, .. }, Some(last)) => {
+                last.id.parse().ok().map(|last_uid| Checkpoint::Imap {
+                    uid_validity: *uid_validity,
+                    last_uid,
+                })
+            }
+            _ => None,
+        };
+        if durable.is_some() {
+            sinks.state.durable = durable;
+            if (sinks.progress)(&sinks.state).is_break() {
+                return Err(DownloadError::Stopped);
+            }
+        }
+    }
+    Ok(Summary {
+        messages: sinks.state.messages,
+        bytes: sinks.state.bytes,
+        already_present: known.len() as u64,
+        checkpoint: listed.checkpoint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_and_safe_file_names() {
+        let imap = Checkpoint::Imap {
+            uid_validity: 7,
+            last_uid: 9,
+        };
+        let m = |id: &str| MessageRef { id: id.into() };
+        assert_eq!(message_key(&imap, &m("42")), "imap-7-42");
+        assert_eq!(
+            message_key(&Checkpoint::Start, &m("AAMk/a+b=")),
+            "id-AAMk=2Fa=2Bb=3D"
+        );
+        let long = "x/".repeat(200);
+        let k = message_key(&Checkpoint::Start, &m(&long));
+        assert!(k.starts_with("idh-") && k.len() < MAX_KEY, "{k}");
+        assert_eq!(k, message_key(&Checkpoint::Start, &m(&long)));
+        assert_ne!(k, message_key(&Checkpoint::Start, &m(&"x/".repeat(201))));
+        for id in ["a:b", "../x", "\u{e9}t\u{e9}", ""] {
+            let k = message_key(&Checkpoint::Start, &m(id));
+            assert!(!k.contains(['/', ':', '.']), "{k}");
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Downloading into a Maildir from real Dovecot: every new message lands once with
+//! its bytes, checkpoints only cover what is on disk, and a run stopped half-way (as
+//! a crash would) followed by a re-run neither loses nor duplicates a message.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
+use mailbridge_mailbox::download::{DownloadError, DownloadOptions, Progress, download};
+use mailbridge_mailbox::mailbox::{Checkpoint, ImapMailbox, Pop3Mailbox};
+use mailbridge_testkit::crypto::TestCa;
+use mailbridge_testkit::mailservers::MailServers;
+use mailbridge_testkit::model::{AppRegistration, MailboxRight, Tenant, TenantModel, User};
+use mailbridge_testkit::tokens::Resource;
+use mailbridge_testkit::{Emulator, EmulatorServer};
+use mailbridge_tls::TlsSettings;
+use secrecy::SecretString;
+
+const ALICE: &str = "alice@contoso.example";
+
+struct World {
+    _server: EmulatorServer,
+    emulator: Emulator,
+    mail: MailServers,
+    app: AppRegistration,
+}
+
+async fn world() -> World {
+    let app = AppRegistration::new("Connector").consented();
+    let tenant = Tenant::new("Contoso", "contoso.example")
+        .with_user(User::new(ALICE, "Alice", "pw"))
+        .with_app(app.clone())
+        .with_exchange_service_principal(&app)
+        .with_mailbox_permission(
+            ALICE,
+            &app.service_principal_id.to_string(),
+            MailboxRight::FullAccess,
+        );
+    let emulator = Emulator::new(TenantModel::builder().tenant(tenant).build().unwrap()).unwrap();
+    let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mail = MailServers::start(&emulator, &TestCa::generate().unwrap())
+        .await
+        .unwrap();
+    World {
+        _server: server,
+        emulator,
+        mail,
+        app,
+    }
+}
+
+impl World {
+    fn trust(&self) -> TlsSettings {
+        TlsSettings {
+            extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
+            server_name: Some(self.mail.tls_name().to_owned()),
+        }
+    }
+
+    fn token(&self, role: &str) -> SecretString {
+        SecretString::from(
+            self.emulator
+                .app_token(&self.app, Resource::exchange(), &[role]),
+        )
+    }
+
+    async fn imap(&self) -> ImapMailbox {
+        let addr = self.mail.imaps();
+        let mut config = ImapConfig::new(&addr.ip().to_string(), addr.port(), TlsMode::Implicit);
+        config.trust = self.trust();
+        let mut client = ImapClient::connect(&config).await.unwrap();
+        client
+            .authenticate(&Credentials::XOAuth2 {
+                user: ALICE.into(),
+                token: self.token("IMAP.AccessAsApp"),
+            })
+            .await
+            .unwrap();
+        ImapMailbox::new(client)
+    }
+
+    /// Appends `count` messages of growing size (one larger than the write buffer);
+    /// their bytes as Dovecot stores them.
+    async fn fill(&self, first: usize, count: usize) -> Vec<Vec<u8>> {
+        let store = self.mail.mail_store();
+        let mut stored = Vec::new();
+        for i in first..first + count {
+            let filler = if i == 2 { 600 * 1024 } else { i * 700 };
+            let raw = format!(
+                "From: bob@example.org\r\nTo: {ALICE}\r\nSubject: message {i}\r\n\r\n{}\r\n",
+                format!("{}\r\n", "x".repeat(76)).repeat(filler / 78 + 1)
+            );
+            let id = store
+                .append(ALICE, "INBOX", raw.as_bytes(), false)
+                .await
+                .unwrap();
+            stored.push(store.fetch(&id).await.unwrap().unwrap());
+        }
+        stored
+    }
+}
+
+/// Every file of `new/` and `cur/`, by name.
+fn maildir_files(maildir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for sub in ["new", "cur"] {
+        for entry in std::fs::read_dir(maildir.join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            files.insert(
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            );
+        }
+    }
+    files
+}
+
+/// Each expected message exactly once, with identical bytes, and nothing else.
+fn assert_exactly(maildir: &Path, expected: &[Vec<u8>]) {
+    let files = maildir_files(maildir);
+    let mut got: Vec<&Vec<u8>> = files.values().collect();
+    let mut want: Vec<&Vec<u8>> = expected.iter().collect();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "files: {:?}",
+        files.keys().collect::<Vec<_>>()
+    );
+    assert!(got == want, "the Maildir's bytes differ from the server's");
+}
+
+#[tokio::test]
+async fn new_messages_land_once_each_and_checkpoints_cover_only_what_is_on_disk() {
+    let w = world().await;
+    let mut expected = w.fill(0, 7).await;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Inbox");
+    let mut imap = w.imap().await;
+    let options = DownloadOptions {
+        batch: 3,
+        ..DownloadOptions::default()
+    };
+    let mut seen: Vec<Progress> = Vec::new();
+    let summary = download(
+        &mut imap,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &options,
+        |p| {
+            if p.durable.is_some() {
+                // Whatever the checkpoint covers is already in new/.
+                assert_eq!(maildir_files(&maildir).len() as u64, p.messages);
+            }
+            seen.push(p.clone());
+            ControlFlow::Continue(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.messages, 7);
+    assert_eq!(
+        summary.bytes,
+        expected.iter().map(|m| m.len() as u64).sum::<u64>()
+    );
+    assert_eq!(summary.already_present, 0);
+    assert_exactly(&maildir, &expected);
+    let durable: Vec<u32> = seen
+        .iter()
+        .filter_map(|p| match p.durable {
+            Some(Checkpoint::Imap { last_uid, .. }) => Some(last_uid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(durable, [3, 6, 7], "one checkpoint per batch of 3");
+    assert_eq!(seen.iter().filter(|p| p.durable.is_none()).count(), 7);
+    assert!(seen.iter().all(|p| p.total == 7));
+    assert!(
+        std::fs::read_dir(maildir.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing left in tmp/"
+    );
+
+    // The next round brings only what is new.
+    expected.extend(w.fill(7, 2).await);
+    let next = download(
+        &mut imap,
+        "INBOX",
+        &summary.checkpoint,
+        &maildir,
+        &options,
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.messages, 2);
+    assert_exactly(&maildir, &expected);
+    assert!(matches!(
+        next.checkpoint,
+        Checkpoint::Imap { last_uid: 9, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_run_stopped_half_way_then_rerun_leaves_every_message_exactly_once() {
+    let w = world().await;
+    let expected = w.fill(0, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Inbox");
+    // A crash half-way through a batch also leaves a partial file in tmp/.
+    std::fs::create_dir_all(maildir.join("tmp")).unwrap();
+    std::fs::write(maildir.join("tmp/1700000000.M1P1.crashed"), b"From: half").unwrap();
+    let options = DownloadOptions {
+        batch: 4,
+        ..DownloadOptions::default()
+    };
+
+    // Stops after 6 messages: 4 are covered by a durable checkpoint, 2 are written
+    // but not covered.
+    let mut stored = Checkpoint::Start;
+    let mut imap = w.imap().await;
+    let err = download(
+        &mut imap,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &options,
+        |p| {
+            if let Some(c) = &p.durable {
+                stored = c.clone();
+            }
+            if p.messages == 6 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, DownloadError::Stopped), "{err}");
+    assert!(matches!(stored, Checkpoint::Imap { last_uid: 4, .. }));
+    drop(imap); // mid-response: a new session, as after a crash
+
+    // The re-run lists 5..10 again; 5 and 6 are not duplicated.
+    let mut imap = w.imap().await;
+    let summary = download(&mut imap, "INBOX", &stored, &maildir, &options, |_| {
+        ControlFlow::Continue(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.messages + summary.already_present, 6);
+    assert_exactly(&maildir, &expected);
+
+    // Even without any stored checkpoint nothing is duplicated.
+    let mut imap = w.imap().await;
+    let again = download(
+        &mut imap,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &options,
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.messages, again.already_present), (0, 10));
+    assert_exactly(&maildir, &expected);
+    // A reader moving a message to cur/ with flags does not make it new again.
+    let (name, _) = maildir_files(&maildir).into_iter().next().unwrap();
+    std::fs::rename(
+        maildir.join("new").join(&name),
+        maildir.join("cur").join(format!("{name}:2,S")),
+    )
+    .unwrap();
+    let mut imap = w.imap().await;
+    let after_read = download(
+        &mut imap,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &options,
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(after_read.messages, 0);
+    assert_exactly(&maildir, &expected);
+}
+
+#[tokio::test]
+async fn pop3_downloads_one_by_one_with_the_same_guarantees() {
+    let w = world().await;
+    let expected = w.fill(0, 3).await;
+    let addr = w.mail.pop3s();
+    let mut config = mailbridge_pop3::Pop3Config::new(
+        &addr.ip().to_string(),
+        addr.port(),
+        mailbridge_pop3::TlsMode::Implicit,
+    );
+    config.trust = w.trust();
+    let mut client = mailbridge_pop3::Pop3Client::connect(&config).await.unwrap();
+    client
+        .authenticate(&mailbridge_pop3::Credentials::XOAuth2 {
+            user: ALICE.into(),
+            token: w.token("POP.AccessAsApp"),
+        })
+        .await
+        .unwrap();
+    let mut pop = Pop3Mailbox::new(client);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("pop");
+    let mut calls = 0;
+    let first = download(
+        &mut pop,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |_| {
+            calls += 1;
+            ControlFlow::Continue(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.messages, 3);
+    assert_eq!(calls, 4, "3 messages and one durable checkpoint");
+    assert!(matches!(&first.checkpoint, Checkpoint::Pop { uidls } if uidls.len() == 3));
+    assert_exactly(&maildir, &expected);
+    let again = download(
+        &mut pop,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.messages, again.already_present), (0, 3));
+    assert_exactly(&maildir, &expected);
+    pop.close().await.unwrap();
+}
