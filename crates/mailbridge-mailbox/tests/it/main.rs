@@ -7,9 +7,9 @@ mod check;
 mod check_matrix;
 mod download;
 mod mailbox;
-mod send;
 mod matrix;
 mod prop;
+mod send;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
