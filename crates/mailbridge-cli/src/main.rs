@@ -20,6 +20,7 @@ use mailbridge_testkit::TenantModel;
 mod account_cmd;
 mod auth_cmd;
 mod context;
+mod fetch_cmd;
 mod provider_cmd;
 mod secrets_cmd;
 mod send_cmd;
@@ -73,6 +74,8 @@ enum Command {
     Test(test_cmd::TestCommand),
     /// Send a message (or a raw MIME file) from an account over SMTP, Graph or EWS.
     Send(Box<send_cmd::SendArgs>),
+    /// Download a folder's new messages into a Maildir, durably, with a progress bar.
+    Fetch(fetch_cmd::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
         Command::Test(command) => test_cmd::run(&cli.global, command).await,
         Command::Send(args) => send_cmd::run(&cli.global, *args).await,
+        Command::Fetch(args) => fetch_cmd::run(&cli.global, args).await,
     }
 }
 

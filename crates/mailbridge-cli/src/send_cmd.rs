@@ -66,7 +66,7 @@ pub struct SendArgs {
 
 /// The account and its app by name or address, from the store and then the
 /// configuration file (as every command finds them: [`context::catalog`]).
-async fn lookup_account(
+pub(crate) async fn lookup_account(
     global: &GlobalArgs,
     store: &Store,
     name: &str,

@@ -263,3 +263,18 @@ impl Mailbox for AnyMailbox {
         }
     }
 }
+
+impl crate::download::FetchMany for AnyMailbox {
+    async fn fetch_many<S: crate::download::MessageSinks + Send>(
+        &mut self,
+        messages: &[MessageRef],
+        sinks: &mut S,
+    ) -> Result<(), MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.fetch_many(messages, sinks).await,
+            AnyMailbox::Pop3(m) => m.fetch_many(messages, sinks).await,
+            AnyMailbox::Graph(m) => m.fetch_many(messages, sinks).await,
+            AnyMailbox::Ews(m) => m.fetch_many(messages, sinks).await,
+        }
+    }
+}

@@ -346,6 +346,50 @@ async fn an_added_password_account_passes_test_receive_and_send_on_real_servers(
     assert!(ok, "{out}{err}");
     assert!(out.contains("✓ authenticate"), "{out}");
     assert!(out.contains("✓ send"), "{out}");
+    // The test message is in the inbox: fetch it into a Maildir, durably, once.
+    let maildir = f.dir.path().join("maildir");
+    let maildir_text = maildir.to_str().unwrap().to_owned();
+    let f = &f;
+    let fetch = |since: &'static str| {
+        let args = [
+            "fetch".to_owned(),
+            "--account".to_owned(),
+            "ops@contoso.example".to_owned(),
+            "--out".to_owned(),
+            maildir_text.clone(),
+            "--since".to_owned(),
+            since.to_owned(),
+            "--json".to_owned(),
+        ];
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            f.run(&args, None).await
+        }
+    };
+    let (ok, out, err) = fetch("last").await;
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["messages"], 1, "{v}");
+    let files: Vec<_> = std::fs::read_dir(maildir.join("new")).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let body = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    assert!(body.contains("mailbridge test message"), "{body}");
+    // Again: nothing new. From the start: nothing fetched twice.
+    let (ok, out, _) = fetch("last").await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["messages"],
+        0
+    );
+    let (ok, out, _) = fetch("all").await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["messages"].as_u64(), v["already_present"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 1);
+
     // A wrong password is named at the authenticate step.
     let (ok, _, err) = f
         .run(
