@@ -130,7 +130,13 @@ pub struct ImapClient {
     timeout: Duration,
     /// Capabilities from the greeting or the last `CAPABILITY`.
     pub capabilities: Vec<String>,
+    /// `UIDNEXT` of the selected folder (0 when unknown), to search it in windows.
+    selected_uid_next: u32,
 }
+
+/// UIDs searched per `UID SEARCH` while the folder's `UIDNEXT` is ahead: the answer
+/// stays under the response line limit (5,000 ten-digit numbers are 55 KB).
+const SEARCH_WINDOW: u32 = 5_000;
 
 fn quote(s: &str) -> Result<String, ImapError> {
     if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -163,6 +169,7 @@ impl ImapClient {
         let mut client = Self {
             conn,
             next_tag: 1,
+            selected_uid_next: 0,
             timeout: config.timeout,
             capabilities: Vec::new(),
         };
@@ -319,16 +326,33 @@ impl ImapClient {
                 detail: "no UIDVALIDITY".into(),
             });
         }
+        self.selected_uid_next = f.uid_next;
         Ok(f)
     }
 
     /// UIDs of the selected folder above `last_uid` (the checkpoint), ascending.
     pub async fn uids_after(&mut self, last_uid: u32) -> Result<Vec<u32>, ImapError> {
-        let from = last_uid.saturating_add(1);
+        // Windows of UIDs up to UIDNEXT, then the rest (new arrivals included), so a
+        // large folder's answer never outgrows the line limit.
+        let mut from = last_uid.saturating_add(1);
+        let mut uids = Vec::new();
+        while self.selected_uid_next > from && self.selected_uid_next - from > SEARCH_WINDOW {
+            let to = from + SEARCH_WINDOW - 1;
+            uids.extend(self.search_uids(&format!("{from}:{to}")).await?);
+            from = to + 1;
+        }
+        uids.extend(self.search_uids(&format!("{from}:*")).await?);
+        uids.retain(|u| *u > last_uid);
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    async fn search_uids(&mut self, set: &str) -> Result<Vec<u32>, ImapError> {
         let (untagged, _) = self
-            .run(&format!("UID SEARCH UID {from}:*"), "UID SEARCH")
+            .run(&format!("UID SEARCH UID {set}"), "UID SEARCH")
             .await?;
-        let mut uids: Vec<u32> = untagged
+        Ok(untagged
             .iter()
             .filter(|l| l.to_ascii_uppercase().starts_with("* SEARCH"))
             .flat_map(|l| {
@@ -337,11 +361,7 @@ impl ImapClient {
                     .filter_map(|n| n.parse().ok())
                     .collect::<Vec<u32>>()
             })
-            .filter(|u| *u > last_uid)
-            .collect();
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
+            .collect())
     }
 
     /// `UID FETCH uid BODY.PEEK[]`, streamed into `sink`; the message's size, or `None`

@@ -277,3 +277,4 @@ async fn login_and_oauthbearer_where_the_server_allows_them() {
     .unwrap();
     c.select("INBOX").await.unwrap();
 }
+mod search;
