@@ -29,9 +29,9 @@ async fn a_folder_of_20000_messages_is_listed_in_windows() {
     let searches = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = searches.clone();
     tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
+        let (socket, _) = listener.accept().await.unwrap();
+        let (reader, mut w) = socket.into_split();
+        let mut r = BufReader::new(reader);
         w.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
             .await
             .unwrap();
