@@ -80,10 +80,16 @@ pub fn trust(endpoint: &EndpointConfig) -> Result<TlsSettings, MailboxError> {
 }
 
 /// The versioned Graph root of an endpoint (`https://graph.microsoft.com/v1.0`).
+/// A bare host gets `https://`; a root without a version gets `/v1.0`.
 pub fn graph_root(endpoint: &EndpointConfig) -> String {
     let host = endpoint.host.trim_end_matches('/');
-    if host.ends_with("/v1.0") || host.ends_with("/beta") {
+    let host = if host.starts_with("http://") || host.starts_with("https://") {
         host.to_owned()
+    } else {
+        format!("https://{host}")
+    };
+    if host.ends_with("/v1.0") || host.ends_with("/beta") {
+        host
     } else {
         format!("{host}/v1.0")
     }
@@ -275,6 +281,41 @@ impl crate::download::FetchMany for AnyMailbox {
             AnyMailbox::Pop3(m) => m.fetch_many(messages, sinks).await,
             AnyMailbox::Graph(m) => m.fetch_many(messages, sinks).await,
             AnyMailbox::Ews(m) => m.fetch_many(messages, sinks).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_root_gets_a_scheme_and_a_version_only_when_missing() {
+        let e = |host: &str| EndpointConfig {
+            transport: Transport::Graph,
+            host: host.to_owned(),
+            port: None,
+            tls: None,
+            tls_name: None,
+            extra_ca_file: None,
+        };
+        for (host, root) in [
+            (
+                "https://graph.microsoft.com",
+                "https://graph.microsoft.com/v1.0",
+            ),
+            ("graph.microsoft.us", "https://graph.microsoft.us/v1.0"),
+            ("http://127.0.0.1:8400/", "http://127.0.0.1:8400/v1.0"),
+            (
+                "https://graph.microsoft.com/beta",
+                "https://graph.microsoft.com/beta",
+            ),
+            (
+                "https://graph.microsoft.com/v1.0",
+                "https://graph.microsoft.com/v1.0",
+            ),
+        ] {
+            assert_eq!(graph_root(&e(host)), root, "{host}");
         }
     }
 }

@@ -921,9 +921,9 @@ fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, MailboxError> {
 
 impl AnySender {
     /// The sender for an account's outgoing endpoint (`address` is the account's
-    /// mailbox). Graph's `host` is its root with the version
-    /// (`https://graph.microsoft.com/v1.0`; a bare host gets `https://` and `/v1.0`),
-    /// EWS's the `Exchange.asmx` URL.
+    /// mailbox). Graph's `host` is its root (see [`crate::connect::graph_root`]: a
+    /// bare host gets `https://`, a root without a version `/v1.0`), EWS's the
+    /// `Exchange.asmx` URL.
     pub fn for_endpoint(
         endpoint: &EndpointConfig,
         address: &str,
@@ -953,13 +953,7 @@ impl AnySender {
                 Ok(AnySender::Smtp(SmtpSender::new(config, credentials)))
             }
             Transport::Graph => {
-                let root = if endpoint.host.starts_with("http://")
-                    || endpoint.host.starts_with("https://")
-                {
-                    endpoint.host.clone()
-                } else {
-                    format!("https://{}/v1.0", endpoint.host.trim_end_matches('/'))
-                };
+                let root = crate::connect::graph_root(endpoint);
                 let mut config = mailbridge_graph::GraphConfig::new(&root);
                 config.extra_ca_pem = extra_ca_pem;
                 let client = GraphClient::new(config)?;

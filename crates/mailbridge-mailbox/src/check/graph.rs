@@ -13,16 +13,6 @@ use secrecy::SecretString;
 use super::{Failure, Obtained, Report, SignIn, TokenFailure, diagnose, obtain, test_message};
 use mailbridge_auth::scopes::Grant;
 
-/// The Graph root with its version (`https://graph.microsoft.com/v1.0`).
-fn root(endpoint: &EndpointConfig) -> String {
-    let host = endpoint.host.trim_end_matches('/');
-    if host.ends_with("/v1.0") || host.ends_with("/beta") {
-        host.to_owned()
-    } else {
-        format!("{host}/v1.0")
-    }
-}
-
 /// Resolve and connect + TLS for an HTTPS endpoint (Graph root or EWS URL): any HTTP
 /// answer to a request without credentials proves both. The extra CA, when set.
 pub(super) async fn reach(
@@ -128,7 +118,7 @@ fn client_for(
             return None;
         }
     };
-    let mut config = GraphConfig::new(&root(endpoint));
+    let mut config = GraphConfig::new(&crate::connect::graph_root(endpoint));
     config.extra_ca_pem = extra_ca;
     config.attempts = 2;
     config.max_retry_after = Duration::from_secs(10);
@@ -179,7 +169,7 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
-    let root = root(endpoint);
+    let root = crate::connect::graph_root(endpoint);
     let Some(extra_ca) = reach(&mut report, endpoint, &format!("{root}/me")).await else {
         return report;
     };
@@ -248,7 +238,7 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
-    let root = root(endpoint);
+    let root = crate::connect::graph_root(endpoint);
     let Some(extra_ca) = reach(&mut report, endpoint, &format!("{root}/me")).await else {
         return report;
     };
