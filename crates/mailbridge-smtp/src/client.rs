@@ -99,6 +99,10 @@ pub enum SmtpError {
     Refused { step: &'static str, reply: Reply },
     #[error("the server does not offer {0} (it offers: {1})")]
     Unsupported(String, String),
+    #[error(
+        "{0:?} cannot be an envelope address (line breaks, angle brackets or spaces): fix the sender or recipient"
+    )]
+    InvalidAddress(String),
 }
 
 impl SmtpError {
@@ -110,6 +114,7 @@ impl SmtpError {
             }
             SmtpError::Tls { .. } | SmtpError::Unsupported(..) => ErrorClass::Misconfigured,
             SmtpError::Refused { reply, .. } => reply.meaning().class(),
+            SmtpError::InvalidAddress(_) => ErrorClass::Permanent,
         }
     }
 
@@ -288,6 +293,16 @@ impl SmtpClient {
         recipients: &[String],
         mut body: R,
     ) -> Result<Reply, SmtpError> {
+        // An address must not smuggle a second command into the envelope.
+        if let Some(bad) = std::iter::once(from)
+            .chain(recipients.iter().map(String::as_str))
+            .find(|a| {
+                a.chars()
+                    .any(|c| c.is_control() || matches!(c, '<' | '>' | ' '))
+            })
+        {
+            return Err(SmtpError::InvalidAddress(bad.to_owned()));
+        }
         self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)
             .await?;
         for r in recipients {

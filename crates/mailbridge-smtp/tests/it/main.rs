@@ -343,6 +343,20 @@ async fn one_connection_sends_several_messages_and_recovers_after_a_refusal() {
     )
     .await
     .unwrap();
+    // An envelope address carrying a line break never reaches the server.
+    let smuggled = c
+        .send(
+            ALICE,
+            &[format!("{BOB}>\r\nRCPT TO:<{ALICE}")],
+            message(ALICE, BOB, "three", "3").as_slice(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(smuggled, mailbridge_smtp::SmtpError::InvalidAddress(_)),
+        "{smuggled}"
+    );
+    assert_eq!(smuggled.class(), ErrorClass::Permanent);
     c.quit().await.unwrap();
     assert_eq!(w.inbox(BOB, 2).await.len(), 2);
 }
