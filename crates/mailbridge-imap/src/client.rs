@@ -378,32 +378,41 @@ impl ImapClient {
         )
         .await?;
         let mut size = None;
+        // Inside a FETCH response that continues after a literal: the next line is
+        // the rest of it, which may hold more literals (`BODY[]` need not be first).
+        let mut in_fetch = false;
         loop {
             let line = self.read_line("UID FETCH").await?;
-            if let Some(c) = parse_completion(&line, &tag) {
-                return match c.status {
-                    CompletionStatus::Ok => Ok(size),
-                    _ => Err(ImapError::Refused {
-                        step: "UID FETCH",
-                        text: c.text,
-                    }),
-                };
-            }
-            if line.starts_with("* BYE") {
-                return Err(ImapError::Bye(line));
+            if !in_fetch {
+                if let Some(c) = parse_completion(&line, &tag) {
+                    return match c.status {
+                        CompletionStatus::Ok => Ok(size),
+                        _ => Err(ImapError::Refused {
+                            step: "UID FETCH",
+                            text: c.text,
+                        }),
+                    };
+                }
+                if line.starts_with("* BYE") {
+                    return Err(ImapError::Bye(line));
+                }
             }
             let Some(n) = trailing_literal(&line) else {
+                in_fetch = false;
                 continue;
             };
             let upper = line.to_ascii_uppercase();
-            if upper.contains(" FETCH ") && upper.contains("BODY[]") && size.is_none() {
+            in_fetch = in_fetch || (upper.starts_with("* ") && upper.contains(" FETCH "));
+            // The literal is the message when the item just before it is `BODY[]`.
+            let item = upper
+                .get(..upper.rfind('{').unwrap_or(0))
+                .unwrap_or_default();
+            if in_fetch && item.trim_end().ends_with("BODY[]") && size.is_none() {
                 self.stream_literal(n, sink).await?;
                 size = Some(n);
             } else {
                 self.skip_literal(n).await?;
             }
-            // The rest of the response after the literal (`)` or more items).
-            let _ = self.read_line_with_literals("UID FETCH").await?;
         }
     }
 

@@ -242,3 +242,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_literal_before_body_in_the_same_response_is_skipped_and_the_body_streamed() {
+    let body = b"Subject: hi\r\n\r\n{5}\r\nnot a literal\r\n";
+    let answer = [
+        b"* 1 FETCH (X-GM-LABELS ({6}\r\n".as_slice(),
+        b"\\Inbox",
+        format!(") UID 7 BODY[] {{{}}}\r\n", body.len()).as_bytes(),
+        body,
+        format!(" FLAGS (\\Seen))\r\n{TAG} OK FETCH completed\r\n").as_bytes(),
+    ]
+    .concat();
+    let (r, sink) = fetch(answer);
+    assert_eq!(r.unwrap(), Some(body.len() as u64));
+    assert_eq!(sink, body);
+}
