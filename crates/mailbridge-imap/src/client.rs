@@ -273,12 +273,28 @@ impl ImapClient {
         tag: &str,
         mut pending: Option<String>,
     ) -> Result<(), ImapError> {
+        // A server that keeps challenging or talking never ends the exchange: bounded.
+        let (mut challenges, mut lines) = (0u32, 0u32);
         loop {
             let line = match pending.take() {
                 Some(l) => l,
                 None => self.read_line("AUTHENTICATE").await?,
             };
+            lines += 1;
+            if lines > 1_000 {
+                return Err(ImapError::Protocol {
+                    step: "AUTHENTICATE",
+                    detail: "more than 1,000 lines without a completion".into(),
+                });
+            }
             if line.starts_with('+') {
+                challenges += 1;
+                if challenges > 3 {
+                    return Err(ImapError::Protocol {
+                        step: "AUTHENTICATE",
+                        detail: "the server keeps asking for more after the token".into(),
+                    });
+                }
                 // An error challenge (Gmail's JSON): answer empty to get the NO.
                 self.write_line("", "AUTHENTICATE").await?;
                 continue;

@@ -258,3 +258,51 @@ fn a_literal_before_body_in_the_same_response_is_skipped_and_the_body_streamed()
     assert_eq!(r.unwrap(), Some(body.len() as u64));
     assert_eq!(sink, body);
 }
+
+#[test]
+fn a_server_that_challenges_forever_is_refused_not_followed() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (reader, mut w) = socket.into_split();
+            let mut r = BufReader::new(reader);
+            let _ = w.write_all(b"* OK ready\r\n").await;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let tag = line.split(' ').next().unwrap_or_default().to_owned();
+                let reply = if line.contains("CAPABILITY") {
+                    format!("* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n{tag} OK done\r\n")
+                } else {
+                    "+ eyJzdGF0dXMiOiI0MDAifQ==\r\n".to_owned()
+                };
+                if w.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut config = ImapConfig::new("127.0.0.1", addr.port(), TlsMode::None);
+        config.timeout = Duration::from_secs(5);
+        let mut client = ImapClient::connect(&config).await.unwrap();
+        let e = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.authenticate(&Credentials::XOAuth2 {
+                user: "u@example.org".into(),
+                token: SecretString::from("t"),
+            }),
+        )
+        .await
+        .expect("the client followed the challenges forever")
+        .unwrap_err();
+        assert!(e.to_string().contains("keeps asking"), "{e}");
+    });
+}
