@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use mailbridge_auth::authority::{Authority, TenantSegment};
+use mailbridge_auth::cache::RetryPolicy;
 use mailbridge_auth::client::{App, HttpOptions, TokenClient};
 use mailbridge_auth::credential::{AssertionAlgorithm, CertificateCredential, ClientCredential};
 use mailbridge_auth::scopes::{Grant, scopes_for};
 use mailbridge_auth::session::AccountSignIn;
+use mailbridge_auth::session::Sessions;
+use mailbridge_mailbox::send::SenderSignIn;
 use mailbridge_store::{MasterKey, Store};
 use mailbridge_types::config::{
     AccountConfig, AppConfig, AppCredentialConfig, ConfigFile, SignInMethod, Transport,
@@ -258,4 +261,70 @@ pub async fn catalog(global: &GlobalArgs, store: &Store) -> anyhow::Result<Confi
 /// Shared pointer to the store, for sessions.
 pub fn shared(store: &Store) -> Arc<Store> {
     Arc::new(store.clone())
+}
+
+/// The account and its app by name or address, from the store and then the
+/// configuration file (as every command finds them: [`catalog`]).
+pub async fn lookup_account(
+    global: &GlobalArgs,
+    store: &Store,
+    name: &str,
+) -> anyhow::Result<(AccountConfig, Option<AppConfig>)> {
+    let catalog = catalog(global, store).await?;
+    let Some(account) = catalog.account(name) else {
+        let known: Vec<&str> = catalog.accounts.iter().map(|a| a.name.as_str()).collect();
+        bail!(
+            "no account named {name:?} (accounts: {}); `mailbridge account add` creates one",
+            known.join(", ")
+        );
+    };
+    let app = match account.sign_in {
+        SignInMethod::Password => None,
+        SignInMethod::AppOnly | SignInMethod::Delegated => {
+            Some(account_and_app(&catalog, &account.name)?.1.clone())
+        }
+    };
+    Ok((account.clone(), app))
+}
+
+/// Signs the account in for `transport` now: its stored password, or an access token
+/// (cached, refreshed or requested). What the send API and `open_incoming` take.
+pub async fn sign_in_now(
+    store: &Store,
+    account: &AccountConfig,
+    app: Option<&AppConfig>,
+    transport: Transport,
+) -> anyhow::Result<SenderSignIn> {
+    match (account.sign_in, app) {
+        (SignInMethod::Password, _) => {
+            let Some(password) = store.get_secret(&account.password_id()).await? else {
+                bail!(
+                    "account {} signs in with a password, but none is stored for it: run `mailbridge account edit {} --password-stdin` and type it",
+                    account.name,
+                    account.name
+                );
+            };
+            Ok(SenderSignIn::Password {
+                user: account.login_name(),
+                password,
+            })
+        }
+        (method, Some(app)) => {
+            let spec = account_sign_in(account, app, store, transport).await?;
+            let sessions = Sessions::new(token_client(app)?, shared(store), RetryPolicy::default());
+            let token = sessions.access_token(&spec).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "could not get a token for account {} [{}]: {e}",
+                    account.name,
+                    e.class()
+                )
+            })?;
+            Ok(if method == SignInMethod::AppOnly {
+                SenderSignIn::AppOnly(token)
+            } else {
+                SenderSignIn::Delegated(token)
+            })
+        }
+        (_, None) => bail!("account {} has no app to sign in with", account.name),
+    }
 }

@@ -6,13 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mailbridge_auth::cache::RetryPolicy;
-use mailbridge_auth::session::Sessions;
-use mailbridge_mailbox::connect::{SignedIn, open_incoming};
+use mailbridge_mailbox::connect::open_incoming;
 use mailbridge_mailbox::download::{DownloadOptions, download};
 use mailbridge_mailbox::mailbox::Checkpoint;
-use mailbridge_store::Store;
-use mailbridge_types::config::{AccountConfig, AppConfig, SignInMethod, Transport};
 
 use crate::context::{self, GlobalArgs};
 
@@ -45,46 +41,6 @@ pub struct FetchArgs {
     json: bool,
 }
 
-async fn signed_in(
-    store: &Store,
-    account: &AccountConfig,
-    app: Option<&AppConfig>,
-    transport: Transport,
-) -> anyhow::Result<SignedIn> {
-    match (account.sign_in, app) {
-        (SignInMethod::Password, _) => {
-            let Some(password) = store.get_secret(&account.password_id()).await? else {
-                bail!(
-                    "account {} signs in with a password, but none is stored for it: run `mailbridge account edit {} --password-stdin` and type it",
-                    account.name,
-                    account.name
-                );
-            };
-            Ok(SignedIn::Password {
-                user: account.login_name(),
-                password,
-            })
-        }
-        (_, Some(app)) => {
-            let spec = context::account_sign_in(account, app, store, transport).await?;
-            let sessions = Sessions::new(
-                context::token_client(app)?,
-                context::shared(store),
-                RetryPolicy::default(),
-            );
-            let token = sessions.access_token(&spec).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "could not get a token for account {} [{}]: {e}",
-                    account.name,
-                    e.class()
-                )
-            })?;
-            Ok(SignedIn::Token(token))
-        }
-        (_, None) => bail!("account {} has no app to sign in with", account.name),
-    }
-}
-
 /// Bytes as megabytes with one decimal.
 fn megabytes(bytes: u64) -> String {
     format!("{}.{}", bytes / 1_000_000, (bytes / 100_000) % 10)
@@ -93,7 +49,7 @@ fn megabytes(bytes: u64) -> String {
 /// Runs `mailbridge fetch`.
 pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
     let store = context::open_store(global).await?;
-    let (account, app) = crate::send_cmd::lookup_account(global, &store, &args.account).await?;
+    let (account, app) = context::lookup_account(global, &store, &args.account).await?;
     let Some(endpoint) = account.incoming_side() else {
         bail!(
             "account {} does not download mail (no incoming side, or download = false): `mailbridge account edit {} --incoming ...`",
@@ -117,7 +73,7 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
             .await?
             .unwrap_or(Checkpoint::Start),
     };
-    let sign_in = signed_in(&store, &account, app.as_ref(), transport).await?;
+    let sign_in = context::sign_in_now(&store, &account, app.as_ref(), transport).await?;
     let mut mailbox = open_incoming(&account, sign_in).await.map_err(|e| {
         anyhow::anyhow!(
             "could not open the mailbox of account {} [{}]: {e}; `mailbridge test receive {}` shows which step fails and the fix",

@@ -4,14 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use mailbridge_auth::cache::RetryPolicy;
-use mailbridge_auth::session::Sessions;
 use mailbridge_mailbox::compose::{Address, Attachment, Message};
 use mailbridge_mailbox::mailbox::MailboxError;
-use mailbridge_mailbox::send::{AnySender, Outgoing, RawMime, Sender as _, SenderSignIn, Sent};
-use mailbridge_store::Store;
+use mailbridge_mailbox::send::{AnySender, Outgoing, RawMime, Sender as _, Sent};
 use mailbridge_types::ErrorClass;
-use mailbridge_types::config::{AccountConfig, AppConfig, SignInMethod, Transport};
+use mailbridge_types::config::{AccountConfig, Transport};
 
 use crate::context::{self, GlobalArgs};
 
@@ -62,30 +59,6 @@ pub struct SendArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// The account and its app by name or address, from the store and then the
-/// configuration file (as every command finds them: [`context::catalog`]).
-pub(crate) async fn lookup_account(
-    global: &GlobalArgs,
-    store: &Store,
-    name: &str,
-) -> anyhow::Result<(AccountConfig, Option<AppConfig>)> {
-    let catalog = context::catalog(global, store).await?;
-    let Some(account) = catalog.account(name) else {
-        let known: Vec<&str> = catalog.accounts.iter().map(|a| a.name.as_str()).collect();
-        bail!(
-            "no account named {name:?} (accounts: {}); `mailbridge account add` creates one",
-            known.join(", ")
-        );
-    };
-    let app = match account.sign_in {
-        SignInMethod::Password => None,
-        SignInMethod::AppOnly | SignInMethod::Delegated => {
-            Some(context::account_and_app(&catalog, &account.name)?.1.clone())
-        }
-    };
-    Ok((account.clone(), app))
 }
 
 /// `Name <addr>` or `addr`.
@@ -151,51 +124,6 @@ fn compose(args: &SendArgs, account: &AccountConfig) -> anyhow::Result<Message> 
     Ok(m)
 }
 
-/// How the account signs in for `transport`.
-async fn sign_in(
-    store: &Store,
-    account: &AccountConfig,
-    app: Option<&AppConfig>,
-    transport: Transport,
-) -> anyhow::Result<SenderSignIn> {
-    match (account.sign_in, app) {
-        (SignInMethod::Password, _) => {
-            let Some(password) = store.get_secret(&account.password_id()).await? else {
-                bail!(
-                    "account {} signs in with a password, but none is stored for it: run `mailbridge account edit {} --password-stdin` and type it",
-                    account.name,
-                    account.name
-                );
-            };
-            Ok(SenderSignIn::Password {
-                user: account.login_name(),
-                password,
-            })
-        }
-        (method, Some(app)) => {
-            let spec = context::account_sign_in(account, app, store, transport).await?;
-            let sessions = Sessions::new(
-                context::token_client(app)?,
-                context::shared(store),
-                RetryPolicy::default(),
-            );
-            let token = sessions.access_token(&spec).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "could not get a token for account {} [{}]: {e}",
-                    account.name,
-                    e.class()
-                )
-            })?;
-            Ok(if method == SignInMethod::AppOnly {
-                SenderSignIn::AppOnly(token)
-            } else {
-                SenderSignIn::Delegated(token)
-            })
-        }
-        (_, None) => bail!("account {} has no app to sign in with", account.name),
-    }
-}
-
 /// What to do about a failed send, by its class.
 fn next_step(account: &str, e: &MailboxError) -> String {
     match e.class {
@@ -248,7 +176,7 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
 /// Runs `mailbridge send`.
 pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     let store = context::open_store(global).await?;
-    let (account, app) = lookup_account(global, &store, &args.account).await?;
+    let (account, app) = context::lookup_account(global, &store, &args.account).await?;
     if !account.send {
         bail!(
             "sending is off for account {}: turn it on with `mailbridge account edit {} --send true`",
@@ -272,7 +200,7 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("the message was not sent: {e}"))?;
         Some(m)
     };
-    let sign_in = sign_in(&store, &account, app.as_ref(), endpoint.transport).await?;
+    let sign_in = context::sign_in_now(&store, &account, app.as_ref(), endpoint.transport).await?;
     // Graph app-only addresses the mailbox by its Object ID when one is set; SMTP's
     // XOAUTH2 user= is the login name.
     let mailbox = match (&account.mailbox_id, endpoint.transport) {

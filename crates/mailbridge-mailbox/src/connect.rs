@@ -10,32 +10,20 @@ use mailbridge_types::config::{AccountConfig, EndpointConfig, SignInMethod, Tran
 use secrecy::SecretString;
 use tokio::io::AsyncWrite;
 
+use crate::send::SenderSignIn;
+
 use crate::mailbox::{
     Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError, MessageRef,
     NewMessages, Pop3Mailbox,
 };
 
-/// What the account signs in with, already obtained.
-pub enum SignedIn {
-    /// A password (and the login name).
+/// The secret a sign-in produced (the grant is the account's).
+enum Credential {
     Password {
         user: String,
         password: SecretString,
     },
-    /// An access token for the side's transport.
     Token(SecretString),
-}
-
-impl std::fmt::Debug for SignedIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SignedIn::Password { user, .. } => f
-                .debug_struct("Password")
-                .field("user", user)
-                .finish_non_exhaustive(),
-            SignedIn::Token(_) => f.write_str("Token"),
-        }
-    }
 }
 
 /// Any transport's mailbox.
@@ -110,11 +98,22 @@ pub fn graph_mailbox(account: &AccountConfig) -> GraphMailbox {
 }
 
 /// Connects to the account's incoming side and signs in (IMAP and POP3 sessions are
-/// opened now; Graph and EWS are per request).
+/// opened now; Graph and EWS are per request). `signed_in` is what the send API takes
+/// too, so one sign-in serves both sides.
 pub async fn open_incoming(
     account: &AccountConfig,
-    signed_in: SignedIn,
+    signed_in: SenderSignIn,
 ) -> Result<AnyMailbox, MailboxError> {
+    let signed_in = match signed_in {
+        SenderSignIn::Password { user, password } => Credential::Password { user, password },
+        SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => Credential::Token(token),
+        SenderSignIn::None => {
+            return Err(misconfigured(format!(
+                "account {} has no sign-in: reading a mailbox needs a password or a token",
+                account.name
+            )));
+        }
+    };
     let Some(endpoint) = account.incoming_side() else {
         return Err(misconfigured(format!(
             "account {} has no incoming side (download is off or no server is set)",
@@ -127,10 +126,10 @@ pub async fn open_incoming(
             config.trust = trust(endpoint)?;
             let mut client = ImapClient::connect(&config).await?;
             let credentials = match signed_in {
-                SignedIn::Password { user, password } => {
+                Credential::Password { user, password } => {
                     mailbridge_imap::Credentials::Login { user, password }
                 }
-                SignedIn::Token(token) => mailbridge_imap::Credentials::XOAuth2 {
+                Credential::Token(token) => mailbridge_imap::Credentials::XOAuth2 {
                     user: account.address.clone(),
                     token,
                 },
@@ -143,10 +142,10 @@ pub async fn open_incoming(
             config.trust = trust(endpoint)?;
             let mut client = Pop3Client::connect(&config).await?;
             let credentials = match signed_in {
-                SignedIn::Password { user, password } => {
+                Credential::Password { user, password } => {
                     mailbridge_pop3::Credentials::UserPass { user, password }
                 }
-                SignedIn::Token(token) => mailbridge_pop3::Credentials::XOAuth2 {
+                Credential::Token(token) => mailbridge_pop3::Credentials::XOAuth2 {
                     user: account.address.clone(),
                     token,
                 },
@@ -155,7 +154,7 @@ pub async fn open_incoming(
             Ok(AnyMailbox::Pop3(Pop3Mailbox::new(client)))
         }
         Transport::Graph => {
-            let SignedIn::Token(token) = signed_in else {
+            let Credential::Token(token) = signed_in else {
                 return Err(misconfigured(
                     "Microsoft Graph does not accept passwords: use delegated or app-only sign-in"
                         .into(),
@@ -175,16 +174,16 @@ pub async fn open_incoming(
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
             let client = mailbridge_ews::EwsClient::new(config)?;
             let auth = match (signed_in, account.sign_in) {
-                (SignedIn::Password { user, password }, _) => {
+                (Credential::Password { user, password }, _) => {
                     mailbridge_ews::EwsAuth::Basic { user, password }
                 }
-                (SignedIn::Token(token), SignInMethod::AppOnly) => {
+                (Credential::Token(token), SignInMethod::AppOnly) => {
                     mailbridge_ews::EwsAuth::AppOnly {
                         token,
                         mailbox: account.address.clone(),
                     }
                 }
-                (SignedIn::Token(token), _) => mailbridge_ews::EwsAuth::Bearer { token },
+                (Credential::Token(token), _) => mailbridge_ews::EwsAuth::Bearer { token },
             };
             Ok(AnyMailbox::Ews(EwsMailbox::new(client, auth)))
         }

@@ -904,21 +904,6 @@ impl std::fmt::Debug for SenderSignIn {
     }
 }
 
-fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, MailboxError> {
-    endpoint
-        .extra_ca_file
-        .as_ref()
-        .map(|p| {
-            std::fs::read_to_string(p).map_err(|e| {
-                error(
-                    ErrorClass::Misconfigured,
-                    format!("failed to read the CA file {}: {e}", p.display()),
-                )
-            })
-        })
-        .transpose()
-}
-
 impl AnySender {
     /// The sender for an account's outgoing endpoint (`address` is the account's
     /// mailbox). Graph's `host` is its root (see [`crate::connect::graph_root`]: a
@@ -929,7 +914,7 @@ impl AnySender {
         address: &str,
         sign_in: SenderSignIn,
     ) -> Result<Self, MailboxError> {
-        let extra_ca_pem = read_ca(endpoint)?;
+        let extra_ca_pem = crate::connect::extra_ca_pem(endpoint)?;
         match endpoint.transport {
             Transport::Smtp => {
                 let mut config =

@@ -41,7 +41,7 @@ pub(super) async fn reach(
         return None;
     }
     let start = Instant::now();
-    let extra_ca = match super::read_ca(endpoint.extra_ca_file.as_deref()) {
+    let extra_ca = match super::read_ca(endpoint) {
         Ok(ca) => ca,
         Err(e) => {
             report.push(

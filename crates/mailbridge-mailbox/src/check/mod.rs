@@ -234,11 +234,9 @@ async fn resolve(report: &mut Report, host: &str, port: u16) -> bool {
     report.push("resolve", start, result)
 }
 
-fn read_ca(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
-    path.map(|p| {
-        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-    })
-    .transpose()
+/// The endpoint's extra CA, read (the error as the step shows it).
+fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, String> {
+    crate::connect::extra_ca_pem(endpoint).map_err(|e| e.message)
 }
 
 /// Resolves the host and reads the trust settings; `None` (with the failed step
@@ -248,7 +246,7 @@ async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSe
         return None;
     }
     let start = Instant::now();
-    match read_ca(endpoint.extra_ca_file.as_deref()) {
+    match read_ca(endpoint) {
         Ok(extra_ca_pem) => Some(TlsSettings {
             extra_ca_pem,
             server_name: endpoint.tls_name.clone(),
