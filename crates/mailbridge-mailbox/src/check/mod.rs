@@ -239,6 +239,43 @@ fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, String> {
     crate::connect::extra_ca_pem(endpoint).map_err(|e| e.message)
 }
 
+/// The "connect+TLS" step of IMAP, POP3 and SMTP: runs `connecting`, records the
+/// step (on failure with the fix: the CA for a certificate error, else the host, port
+/// and TLS mode with the protocol's usual `ports`), and hands back the session.
+async fn connect_step<C, E: std::fmt::Display>(
+    report: &mut Report,
+    endpoint: &EndpointConfig,
+    connecting: impl Future<Output = Result<C, E>>,
+    tls_failed: impl FnOnce(&E) -> bool,
+    ports: &str,
+) -> Option<C> {
+    let start = Instant::now();
+    match connecting.await {
+        Ok(client) => {
+            report.push(
+                "connect+TLS",
+                start,
+                Ok(format!(
+                    "{}:{} ({:?})",
+                    endpoint.host,
+                    endpoint.port(),
+                    endpoint.tls_mode()
+                )),
+            );
+            Some(client)
+        }
+        Err(e) => {
+            let fix = if tls_failed(&e) {
+                "add the server's CA as the extra CA file, or check tls_name; certificate checks stay on".to_owned()
+            } else {
+                format!("check the host, port and TLS mode ({ports})")
+            };
+            report.push("connect+TLS", start, Err((format!("{e:#}"), Some(fix))));
+            None
+        }
+    }
+}
+
 /// Resolves the host and reads the trust settings; `None` (with the failed step
 /// recorded) when either fails.
 async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSettings> {

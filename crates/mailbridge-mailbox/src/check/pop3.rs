@@ -9,7 +9,7 @@ use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 
 use super::headers;
-use super::{Obtained, Report, SignIn, TokenFailure, diagnose, obtain, prepare};
+use super::{Obtained, Report, SignIn, TokenFailure, connect_step, diagnose, obtain, prepare};
 
 /// Test receive over POP3 for `mailbox`.
 pub async fn receive_pop3<F, Fut, E>(
@@ -27,34 +27,19 @@ where
     let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
     };
-    let start = Instant::now();
     let mut config = Pop3Config::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
-    let mut client = match Pop3Client::connect(&config).await {
-        Ok(c) => c,
-        Err(e) => {
-            let fix = if matches!(e, Pop3Error::Tls(_)) {
-                "add the server's CA as the extra CA file, or check tls_name; certificate checks stay on"
-            } else {
-                "check the host, port and TLS mode (POP3: 995 implicit TLS, 110 STLS)"
-            };
-            report.push(
-                "connect+TLS",
-                start,
-                Err((format!("{e:#}"), Some(fix.to_owned()))),
-            );
-            return report;
-        }
+    let Some(mut client) = connect_step(
+        &mut report,
+        endpoint,
+        Pop3Client::connect(&config),
+        |e| matches!(e, Pop3Error::Tls(_)),
+        "POP3: 995 implicit TLS, 110 STLS",
+    )
+    .await
+    else {
+        return report;
     };
-    report.push(
-        "connect+TLS",
-        start,
-        Ok(format!(
-            "{}:{port} ({:?})",
-            endpoint.host,
-            endpoint.tls_mode()
-        )),
-    );
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
     };

@@ -8,7 +8,9 @@ use mailbridge_smtp::{SmtpClient, SmtpConfig};
 use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 
-use super::{Obtained, Report, SignIn, TokenFailure, diagnose, obtain, prepare, test_message};
+use super::{
+    Obtained, Report, SignIn, TokenFailure, connect_step, diagnose, obtain, prepare, test_message,
+};
 
 /// Test send over SMTP: a test message from `from` to `to`.
 pub async fn send_smtp<F, Fut, E>(
@@ -27,28 +29,19 @@ where
     let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
     };
-    let start = Instant::now();
     let mut config = SmtpConfig::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
-    let mut client = match SmtpClient::connect(&config).await {
-        Ok(c) => c,
-        Err(e) => {
-            report.push(
-                "connect+TLS",
-                start,
-                Err((
-                    e.to_string(),
-                    Some("check the host, port and TLS mode (SMTP submission: 587 STARTTLS, 465 implicit TLS); a certificate error needs the server's CA as the extra CA file".into()),
-                )),
-            );
-            return report;
-        }
+    let Some(mut client) = connect_step(
+        &mut report,
+        endpoint,
+        SmtpClient::connect(&config),
+        |e| matches!(e, mailbridge_smtp::SmtpError::Tls { .. }),
+        "SMTP submission: 587 STARTTLS, 465 implicit TLS",
+    )
+    .await
+    else {
+        return report;
     };
-    report.push(
-        "connect+TLS",
-        start,
-        Ok(format!("{}:{port}", endpoint.host)),
-    );
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
     };
