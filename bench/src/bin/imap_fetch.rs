@@ -427,15 +427,19 @@ async fn bench() -> anyhow::Result<()> {
         .gid(owner.1);
     eprintln!("getmail ...");
     let run = tokio::task::spawn_blocking(move || peak::run(command)).await??;
-    if !run.status.success() {
-        bail!("getmail failed: {}{}", run.stdout, run.stderr);
+    // getmail6 sometimes gives up on a busy machine (its delivery child times out);
+    // the other rows still stand, and the failure is printed under the table.
+    let mut getmail_failed = None;
+    if run.status.success() {
+        rows.push(Row {
+            name: format!("getmail6 ({})", version("getmail", "--version")),
+            elapsed: run.elapsed,
+            run: Some(run),
+            messages: count_maildir_messages(&target),
+        });
+    } else {
+        getmail_failed = Some(format!("{}{}", run.stdout, run.stderr));
     }
-    rows.push(Row {
-        name: format!("getmail6 ({})", version("getmail", "--version")),
-        elapsed: run.elapsed,
-        run: Some(run),
-        messages: count_maildir_messages(&target),
-    });
 
     world.mail.stop().await;
     world.server.stop().await;
@@ -466,6 +470,9 @@ async fn bench() -> anyhow::Result<()> {
             rate(r) / mbsync,
             peak
         );
+    }
+    if let Some(why) = getmail_failed {
+        println!("getmail6 failed, so it has no row: {}", why.trim());
     }
     for r in &rows {
         if r.messages != u64::from(count) {
