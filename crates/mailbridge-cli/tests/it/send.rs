@@ -123,6 +123,11 @@ async fn world() -> World {
         )
         .with_permission(Api::Graph, PermissionKind::Application, "Mail.Send")
         .with_permission(Api::Graph, PermissionKind::Application, "Mail.ReadWrite")
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "IMAP.AccessAsApp",
+        )
         .consented();
     let sp = app.service_principal_id.to_string();
     let tenant = Tenant::new("Contoso", "contoso.example")
@@ -130,7 +135,8 @@ async fn world() -> World {
         .with_user(User::new(BOB, "Bob", "pw"))
         .with_app(app.clone())
         .with_exchange_service_principal(&app)
-        .with_mailbox_permission(ALICE, &sp, MailboxRight::FullAccess);
+        .with_mailbox_permission(ALICE, &sp, MailboxRight::FullAccess)
+        .with_mailbox_permission(BOB, &sp, MailboxRight::FullAccess);
     let emulator = Emulator::new(TenantModel::builder().tenant(tenant).build().unwrap()).unwrap();
     let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
         .await
@@ -167,7 +173,24 @@ sign_in = "app-only"
 app = "connector"
 transports = ["graph"]
 outgoing = {{ transport = "graph", host = "{base}/v1.0" }}
+
+[[account]]
+name = "bob-imap"
+address = "{BOB}"
+sign_in = "app-only"
+app = "connector"
+transports = ["imap"]
+incoming = {{ transport = "imap", host = "{host}", port = {imap_port}, tls = "starttls", tls_name = "{tls_name}", extra_ca_file = "{ca}" }}
+
+[[account]]
+name = "bob-graph"
+address = "{BOB}"
+sign_in = "app-only"
+app = "connector"
+transports = ["graph"]
+incoming = {{ transport = "graph", host = "{base}/v1.0" }}
 "#,
+        imap_port = mail.imap().port(),
         client_id = app.client_id,
         base = server.base_url(),
         host = submission.ip(),
@@ -337,10 +360,11 @@ async fn refusals_say_what_to_do() {
     assert!(err.contains("next step:"), "{err}");
 }
 
-/// 50 MB of attachment through SMTP and through Graph (upload session): the sending
-/// process's peak memory stays far below the message size.
+/// 50 MB of attachment through SMTP and through Graph (upload session), then both
+/// messages fetched back over IMAP and Graph: the sending and the fetching process's
+/// peak memory stays far below the message size.
 #[tokio::test]
-async fn a_50_mb_message_is_streamed_over_smtp_and_graph() {
+async fn a_50_mb_message_is_streamed_over_smtp_and_graph_and_fetched_back() {
     const SIZE: usize = 50 * 1024 * 1024;
     let w = world().await;
     let data: Vec<u8> = (0..SIZE)
@@ -403,6 +427,46 @@ async fn a_50_mb_message_is_streamed_over_smtp_and_graph() {
         assert!(
             a.contents() == std::fs::read(&file).unwrap().as_slice(),
             "{account}: attachment bytes differ"
+        );
+    }
+
+    // Both arrived in Bob's inbox (with the two one-line messages): fetched back into
+    // a Maildir over IMAP (XOAUTH2, streamed literals) and over Graph ($value streamed),
+    // the fetching process's peak memory also stays far below one message.
+    let (_, over_smtp) = w.received("50 MB over SMTP").await;
+    let (_, over_graph) = w.received("50 MB over Graph").await;
+    for account in ["bob-imap", "bob-graph"] {
+        let out_dir = w.dir.path().join(format!("fetched-{account}"));
+        let (ok, out, err, peak_kb, samples) = w
+            .run_measured(&[
+                "fetch",
+                "--account",
+                account,
+                "--since",
+                "all",
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--json",
+            ])
+            .await;
+        assert!(ok, "{account}: {out}{err}");
+        println!("fetch {account}: peak resident set {peak_kb} KiB over {samples} samples; {out}");
+        assert!(samples > 0, "the child was never sampled");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["messages"], 4, "{account}: {v}");
+        assert!(
+            peak_kb < 45 * 1024,
+            "{account}: peak resident set {peak_kb} KiB fetching two 50 MB messages"
+        );
+        let mut files: Vec<Vec<u8>> = std::fs::read_dir(out_dir.join("new"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        files.sort_by_key(Vec::len);
+        assert_eq!(files.len(), 4);
+        assert!(
+            files.contains(&over_smtp) && files.contains(&over_graph),
+            "{account}: the fetched 50 MB messages differ from the server's"
         );
     }
 }
