@@ -415,10 +415,13 @@ impl SmtpSender {
                         && body.count == 0
                         && matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. });
                     match e {
-                        SmtpError::Refused { .. } => {
-                            // The session is in step: clear the transaction and keep it.
+                        SmtpError::Refused { .. } | SmtpError::RecipientRefused { .. }
+                            if !stale =>
+                        {
+                            // The session is in step unless the client had to drop it:
+                            // clear the transaction and keep it.
                             if let Some(c) = self.client.as_mut()
-                                && c.reset().await.is_err()
+                                && (!c.is_open() || c.reset().await.is_err())
                             {
                                 self.client = None;
                             }
