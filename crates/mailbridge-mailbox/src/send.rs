@@ -9,7 +9,10 @@
 //! EWS `ErrorSendAsDenied`).
 //!
 //! - SMTP: the connection is opened on first use and reused for the next messages
-//!   (`RSET` after a refused message; a dead connection is reopened once). A
+//!   (`RSET` after a refused message). A reused connection found dead, or closing with
+//!   `421` (the server's idle timeout), before any of the body was read is reopened
+//!   once; one that fails once the body is going out is an error, never retried, so a
+//!   message the server may have kept is not sent twice. A
 //!   structured message is first written to an anonymous temporary file, without the
 //!   `Bcc` field (Bcc recipients are in the envelope only), then streamed into `DATA`;
 //!   raw MIME is streamed from its reader with its `Bcc` field dropped. Nothing is held
@@ -411,9 +414,12 @@ impl SmtpSender {
             match client.send(from, recipients, &mut *body).await {
                 Ok(reply) => return Ok(format!("{} {}", reply.code, reply.text())),
                 Err(e) => {
+                    // Nothing of the body went out, and the connection was found dead
+                    // or closing (421, as Postfix says after its idle timeout).
                     let stale = reused
                         && body.count == 0
-                        && matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. });
+                        && (matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. })
+                            || e.reply().is_some_and(|r| r.code == 421));
                     match e {
                         SmtpError::Refused { .. } | SmtpError::RecipientRefused { .. }
                             if !stale =>
