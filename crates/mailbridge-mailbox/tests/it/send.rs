@@ -285,15 +285,102 @@ async fn graph_small_message_goes_as_mime_and_large_attachment_through_an_upload
     let store = w.mail.mail_store();
     assert!(store.list(ALICE, "Drafts").await.unwrap().is_empty());
 
-    // Raw MIME over 3 MB is refused with the way out.
+    // Raw MIME over 3 MB, all of it body: a draft with that body.
     let mut eml = format!("From: {ALICE}\r\nTo: {BOB}\r\nSubject: big raw\r\n\r\n").into_bytes();
     eml.extend(std::iter::repeat_n(b'x', 3_500_000));
     let raw = RawMime::from_reader(std::io::Cursor::new(eml))
         .await
         .unwrap();
-    let e = graph.send(Outgoing::Mime(raw)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Permanent);
-    assert!(e.message.contains("send it over SMTP"), "{}", e.message);
+    let sent = graph.send(Outgoing::Mime(raw)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphDraft { upload_sessions: 0 });
+    let got = w.received(BOB, "big raw").await;
+    let parsed = MessageParser::default().parse(&got).unwrap();
+    assert_eq!(parsed.body_text(0).unwrap().trim_end().len(), 3_500_000);
+}
+
+/// Raw MIME of about 11 MB (an 8 MB attachment, base64) over Graph: too large for
+/// `sendMail`, so it becomes a draft whose attachment goes through an upload session;
+/// what the recipients get keeps the header, the bodies Graph can carry and the
+/// attachments byte for byte.
+#[tokio::test]
+async fn graph_sends_raw_mime_over_3_mb_through_a_draft_and_an_upload_session() {
+    let w = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (large, large_data) =
+        file_attachment(&dir, "Jahresbericht – Größe 8 MB.pdf", 8 * 1024 * 1024);
+    let small = Attachment {
+        file_name: "notiz.txt".into(),
+        content_type: "text/plain".into(),
+        content: Content::Bytes("kleine Notiz\r\n".into()),
+    };
+    let mut m = message("Roh-MIME über Graph, 11 MB");
+    m.cc.push(Address::with_name(CAROL, "Carol Çelik"));
+    m.bcc = vec![Address::new(ALICE)];
+    m.reply_to.push(Address::new(CAROL));
+    m.attachments.push(large);
+    m.attachments.push(small);
+    let eml = m
+        .to_vec(mailbridge_mailbox::compose::BccHeader::Include)
+        .await
+        .unwrap();
+    assert!(eml.len() > 10 * 1024 * 1024, "{}", eml.len());
+    let raw = RawMime::from_reader(std::io::Cursor::new(eml.clone()))
+        .await
+        .unwrap();
+    let sent = w.graph().send(Outgoing::Mime(raw)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphDraft { upload_sessions: 1 });
+    assert_eq!(sent.size, eml.len() as u64);
+    assert_eq!(sent.recipients, 3);
+
+    let got = w.received(BOB, &m.subject).await;
+    check_received(&got, &m, Some(&large_data));
+    let parsed = MessageParser::default().parse(&got).unwrap();
+    let from = parsed.from().unwrap().first().unwrap();
+    // Exchange writes the mailbox's own display name on a draft it sends.
+    assert_eq!((from.address(), from.name()), (Some(ALICE), Some("Alice")));
+    let cc = parsed.cc().unwrap().first().unwrap();
+    assert_eq!(
+        (cc.address(), cc.name()),
+        (Some(CAROL), Some("Carol Çelik"))
+    );
+    assert_eq!(
+        parsed.reply_to().unwrap().first().unwrap().address(),
+        Some(CAROL)
+    );
+    assert_eq!(
+        parsed.header_raw("X-Ticket-Id").map(str::trim),
+        Some("T-42")
+    );
+    // One body over Graph: the HTML.
+    assert!(
+        parsed.body_html(0).unwrap().contains("<p>Grüße</p>"),
+        "{:?}",
+        parsed.body_html(0)
+    );
+    let a = parsed.attachment(0).unwrap();
+    assert_eq!(a.content_type().unwrap().ctype(), "application");
+    assert_eq!(a.content_type().unwrap().subtype(), Some("pdf"));
+    let note = parsed.attachment(1).unwrap();
+    assert_eq!(note.attachment_name(), Some("notiz.txt"));
+    assert_eq!(note.contents(), b"kleine Notiz\r\n");
+    // Cc and Bcc recipients got it too; the draft is gone.
+    w.received(CAROL, &m.subject).await;
+    let bcc_copy = w.received(ALICE, &m.subject).await;
+    assert!(
+        MessageParser::default()
+            .parse(&bcc_copy)
+            .unwrap()
+            .bcc()
+            .is_none()
+    );
+    assert!(
+        w.mail
+            .mail_store()
+            .list(ALICE, "Drafts")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
