@@ -829,3 +829,32 @@ async fn a_421_goodbye_on_a_reused_connection_is_a_reconnect_not_an_error() {
     assert_eq!(messages.len(), 2);
     assert!(messages[1].contains("Subject: second"), "{}", messages[1]);
 }
+
+#[tokio::test]
+async fn a_refused_recipient_among_several_stops_the_message_and_is_named() {
+    let w = world().await;
+    let mut smtp = w.smtp();
+    let eml = format!("From: {ALICE}\r\nTo: {BOB}\r\nSubject: partly refused\r\n\r\nx\r\n");
+    let bad = "carol@-bad-.example";
+    let raw = RawMime::from_reader(std::io::Cursor::new(eml.into_bytes()))
+        .await
+        .unwrap()
+        .with_recipients(vec![BOB.into(), bad.into(), CAROL.into()]);
+    let e = smtp.send(Outgoing::Mime(raw)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.message);
+    assert!(
+        e.message.contains(&format!("RCPT TO:<{bad}>")),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("5.1.3"), "{}", e.message);
+    // Postfix had said 354 to the pipelined DATA: the connection was dropped, not
+    // used for a message to BOB and CAROL; the next message opens a new one.
+    assert!(!smtp.is_connected());
+    let ok = message("after a refused recipient");
+    smtp.send(Outgoing::Message(&ok)).await.unwrap();
+    w.received(BOB, &ok.subject).await;
+    w.received(CAROL, &ok.subject).await;
+    assert_eq!(w.count(BOB, "partly refused").await, 0);
+    assert_eq!(w.count(CAROL, "partly refused").await, 0);
+}
