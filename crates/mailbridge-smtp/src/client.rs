@@ -398,7 +398,11 @@ impl SmtpClient {
         batch.push_str("DATA\r\n");
         self.write_raw(batch.as_bytes(), "MAIL FROM").await?;
         self.flush("MAIL FROM").await?;
-        let mail = self.read_reply("MAIL FROM").await?;
+        let mail = match self.read_reply("MAIL FROM").await {
+            Ok(mail) => mail,
+            // Replies to the rest may still come: the session is out of step.
+            Err(e) => return Err(self.abandon(e)),
+        };
         let mut refusal = (mail.code != 250).then_some(SmtpError::Refused {
             step: "MAIL FROM",
             reply: mail,
