@@ -36,7 +36,9 @@ pub struct SendArgs {
     /// Plain-text body from a file (UTF-8).
     #[arg(long, conflicts_with = "mime")]
     text_file: Option<PathBuf>,
-    /// HTML body.
+    /// HTML body. With --text too, both go out as alternatives over SMTP and EWS;
+    /// a Graph draft (a message over 3 MB, or an attachment of 3 MB or more) carries
+    /// one body, the HTML.
     #[arg(long, conflicts_with_all = ["html_file", "mime"])]
     html: Option<String>,
     /// HTML body from a file (UTF-8).
@@ -53,7 +55,10 @@ pub struct SendArgs {
     #[arg(long, conflicts_with = "mime")]
     from: Option<String>,
     /// Send this MIME file (.eml) as it is instead of composing one. Over SMTP,
-    /// --to/--cc/--bcc replace the header's recipients in the envelope.
+    /// --to/--cc/--bcc replace the header's recipients in the envelope. Over Graph, a
+    /// file over 3 MB becomes a draft: its addresses, subject, X- header fields, one
+    /// body (the HTML if it has one) and attachments are kept; other header fields
+    /// (In-Reply-To, References, ...) are not: send such a message over SMTP.
     #[arg(long)]
     mime: Option<PathBuf>,
     /// Print the result as JSON.

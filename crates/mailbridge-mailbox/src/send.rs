@@ -9,7 +9,10 @@
 //! EWS `ErrorSendAsDenied`).
 //!
 //! - SMTP: the connection is opened on first use and reused for the next messages
-//!   (`RSET` after a refused message; a dead connection is reopened once). A
+//!   (`RSET` after a refused message). A reused connection found dead, or closing with
+//!   `421` (the server's idle timeout), before any of the body was read is reopened
+//!   once; one that fails once the body is going out is an error, never retried, so a
+//!   message the server may have kept is not sent twice. A
 //!   structured message is first written to an anonymous temporary file, without the
 //!   `Bcc` field (Bcc recipients are in the envelope only), then streamed into `DATA`;
 //!   raw MIME is streamed from its reader with its `Bcc` field dropped. Nothing is held
@@ -19,8 +22,28 @@
 //!   a draft (`POST messages`, JSON), get their attachments (one request each below
 //!   3 MB, an upload session in chunks of 10 × 320 KiB from 3 MB to 150 MB), and the
 //!   draft is sent. The client keeps at most 4 requests in flight per mailbox and
-//!   honours `Retry-After`. A draft carries one body: the HTML when both are given.
-//!   Raw MIME over Graph is limited to `sendMail`'s 3 MB.
+//!   honours `Retry-After`. A draft carries one body, because Graph's `itemBody` holds
+//!   one: the HTML when both are given (the text alternative is not sent).
+//! - Graph, raw MIME: up to 3 MB through `sendMail` as it is. A larger message (up to
+//!   150 MB) is parsed (mail-parser) into a [`Message`] and goes the draft way above:
+//!   From, To, Cc, Bcc, Reply-To, Subject, `X-` header fields, the body (HTML wins),
+//!   and every attachment with its name, content type and bytes; attachments of 3 MB
+//!   or more through upload sessions. Left out, since a Graph draft cannot carry them:
+//!   the other header fields (`internetMessageHeaders` takes `X-` fields only; Graph
+//!   writes its own Date, Message-ID and MIME structure, so In-Reply-To and References
+//!   are lost), the text alternative of an HTML body, and the inline mark of inline
+//!   parts (they arrive as ordinary attachments). The whole message is read into memory
+//!   and its attachments decoded there, about twice its size at the peak (measured in
+//!   the CLI tests), never more than once each.
+//!
+//!   Why not a draft from the MIME itself (`POST messages` with base64 MIME, then the
+//!   large attachments added)? The draft request has the same 4 MB limit as
+//!   `sendMail`, so the large attachment parts would have to be cut out of the MIME
+//!   first: rewriting arbitrary nested multiparts byte by byte, where a mistake
+//!   silently corrupts mail; neither our Microsoft reference nor the emulated tenant
+//!   cover MIME drafts; and the structured draft path is the one already tested for
+//!   structured messages. The price is the list of losses above, which a sender who
+//!   needs them avoids by sending that message over SMTP.
 //! - EWS: `CreateItem` with `MessageDisposition="SendAndSaveCopy"` and the MIME inline
 //!   in the SOAP body, so the MIME is held in memory (EWS has no streaming upload;
 //!   Exchange's own limit is 35 MB by default).
@@ -52,6 +75,9 @@ use crate::mailbox::MailboxError;
 pub const MAX_RAW_HEADER: usize = 1024 * 1024;
 /// Largest MIME that Graph's `sendMail` takes: 4 MB after base64.
 pub const GRAPH_MIME_LIMIT: u64 = REQUEST_LIMIT / 4 * 3;
+/// Largest raw MIME mailbridge turns into a Graph draft (Graph's largest attachment,
+/// and Exchange Online's largest message, is 150 MB).
+pub const GRAPH_DRAFT_MIME_LIMIT: u64 = UPLOAD_SESSION_MAX;
 /// Largest MIME mailbridge hands to EWS in one `CreateItem` (Exchange's maximum
 /// configurable message size is 150 MB).
 pub const EWS_MIME_LIMIT: u64 = 150 * 1024 * 1024;
@@ -92,6 +118,9 @@ pub struct RawMime {
     rest: Box<dyn AsyncRead + Send + Unpin>,
     recipients: Option<Vec<String>>,
     envelope_from: Option<String>,
+    /// The whole message's size when known (a file), so that reading it whole
+    /// allocates once.
+    size_hint: Option<u64>,
 }
 
 impl std::fmt::Debug for RawMime {
@@ -146,6 +175,7 @@ impl RawMime {
             rest: Box::new(std::io::Cursor::new(body_start).chain(reader)),
             recipients: None,
             envelope_from: None,
+            size_hint: None,
         })
     }
 
@@ -157,7 +187,10 @@ impl RawMime {
                 format!("failed to open the MIME file {}: {e}", path.display()),
             )
         })?;
-        Self::from_reader(BufReader::new(file)).await
+        let size = file.metadata().await.ok().map(|m| m.len());
+        let mut mime = Self::from_reader(BufReader::new(file)).await?;
+        mime.size_hint = size;
+        Ok(mime)
     }
 
     /// SMTP only: envelope recipients instead of the header's To, Cc and Bcc.
@@ -226,6 +259,11 @@ impl RawMime {
     /// The whole message in memory, refused over `limit` bytes.
     async fn into_vec(self, limit: u64, why: &str) -> Result<Vec<u8>, MailboxError> {
         let mut out = self.header;
+        if let Some(size) = self.size_hint {
+            // Room for the end-of-file read too, or the vector doubles at the end.
+            let want = usize::try_from(size.min(limit) + 64).unwrap_or(0);
+            out.reserve_exact(want.saturating_sub(out.len()));
+        }
         let mut rest = self.rest.take(limit.saturating_sub(out.len() as u64) + 1);
         rest.read_to_end(&mut out).await.map_err(|e| {
             error(
@@ -411,14 +449,20 @@ impl SmtpSender {
             match client.send(from, recipients, &mut *body).await {
                 Ok(reply) => return Ok(format!("{} {}", reply.code, reply.text())),
                 Err(e) => {
+                    // Nothing of the body went out, and the connection was found dead
+                    // or closing (421, as Postfix says after its idle timeout).
                     let stale = reused
                         && body.count == 0
-                        && matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. });
+                        && (matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. })
+                            || e.reply().is_some_and(|r| r.code == 421));
                     match e {
-                        SmtpError::Refused { .. } => {
-                            // The session is in step: clear the transaction and keep it.
+                        SmtpError::Refused { .. } | SmtpError::RecipientRefused { .. }
+                            if !stale =>
+                        {
+                            // The session is in step unless the client had to drop it:
+                            // clear the transaction and keep it.
                             if let Some(c) = self.client.as_mut()
-                                && c.reset().await.is_err()
+                                && (!c.is_open() || c.reset().await.is_err())
                             {
                                 self.client = None;
                             }
@@ -763,10 +807,24 @@ impl Sender for GraphSender {
                 let recipients = raw.header_recipients().len();
                 let mime = raw
                     .into_vec(
-                        GRAPH_MIME_LIMIT,
-                        "the MIME message is larger than 3 MB, the most Graph's sendMail takes (4 MB after base64): send it over SMTP, or as a structured message so that large attachments go through upload sessions",
+                        GRAPH_DRAFT_MIME_LIMIT,
+                        "the MIME message is larger than 150 MB, more than Exchange Online accepts",
                     )
                     .await?;
+                if mime.len() as u64 > GRAPH_MIME_LIMIT {
+                    // Too large for sendMail: a draft from the parsed message, its
+                    // attachments added (upload sessions from 3 MB), then sent.
+                    let size = mime.len() as u64;
+                    let m = message_from_mime(&mime)?;
+                    drop(mime);
+                    let mut sizes = Vec::with_capacity(m.attachments.len());
+                    for a in &m.attachments {
+                        sizes.push(a.size().await.map_err(|e| compose_error(&e))?);
+                    }
+                    let mut sent = self.send_as_draft(&m, &sizes).await?;
+                    sent.size = size;
+                    return Ok(sent);
+                }
                 self.send_mime(&mime).await?;
                 Ok(Sent {
                     transport: Transport::Graph,
@@ -779,6 +837,125 @@ impl Sender for GraphSender {
             }
         }
     }
+}
+
+/// The parts of raw MIME a Graph draft can carry, as a [`Message`]: From, To, Cc, Bcc,
+/// Reply-To, Subject, the `X-` header fields, one body (HTML when there is one, else
+/// the text parts), and every attachment with its name and content type. What a draft
+/// cannot carry is left out: the other header fields (Graph sets its own Date,
+/// Message-ID, MIME structure; it refuses others in `internetMessageHeaders`), the text
+/// alternative of an HTML body, and the inline mark of an inline part (it becomes an
+/// ordinary attachment).
+///
+/// The attachments' decoded bytes are moved out of the parse, not copied, so the
+/// message is held about twice (raw and decoded) while this runs, and the decoded
+/// attachments once afterwards.
+fn message_from_mime(mime: &[u8]) -> Result<Message, MailboxError> {
+    use mail_parser::{MimeHeaders as _, PartType};
+    let unreadable = || {
+        error(
+            ErrorClass::Permanent,
+            "the MIME message cannot be read: is it a MIME (.eml) message?",
+        )
+    };
+    let mut parsed = MessageParser::default()
+        .parse(mime)
+        .ok_or_else(unreadable)?;
+    let address = |a: &mail_parser::Addr<'_>| {
+        a.address().map(|addr| match a.name() {
+            Some(n) if !n.is_empty() => Address::with_name(addr, n),
+            _ => Address::new(addr),
+        })
+    };
+    let list = |l: Option<&mail_parser::Address<'_>>| -> Vec<Address> {
+        l.map(|l| l.iter().filter_map(address).collect())
+            .unwrap_or_default()
+    };
+    let from = parsed
+        .from()
+        .and_then(|f| f.first())
+        .and_then(address)
+        .ok_or_else(|| {
+            error(
+                ErrorClass::Permanent,
+                "the MIME message has no From address: add a From header",
+            )
+        })?;
+    let mut m = Message::new(from);
+    m.to = list(parsed.to());
+    m.cc = list(parsed.cc());
+    m.bcc = list(parsed.bcc());
+    m.reply_to = list(parsed.reply_to());
+    parsed
+        .subject()
+        .unwrap_or_default()
+        .clone_into(&mut m.subject);
+    if let Some(id) = parsed.message_id() {
+        id.clone_into(&mut m.message_id);
+    }
+    for h in parsed.headers() {
+        let name = h.name();
+        if name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
+            && let Some(value) = h.value().as_text()
+        {
+            m.headers.push((name.to_owned(), value.trim().to_owned()));
+        }
+    }
+    let bodies = |ids: &[u32], html: bool| {
+        let texts: Vec<&str> = ids
+            .iter()
+            .filter_map(|&id| match parsed.parts.get(id as usize).map(|p| &p.body) {
+                Some(PartType::Html(t)) if html => Some(t.as_ref()),
+                Some(PartType::Text(t)) if !html => Some(t.as_ref()),
+                _ => None,
+            })
+            .collect();
+        (!texts.is_empty()).then(|| texts.join(if html { "\n" } else { "\r\n" }))
+    };
+    m.html = bodies(&parsed.html_body, true);
+    m.text = bodies(&parsed.text_body, false);
+    let attachment_ids = std::mem::take(&mut parsed.attachments);
+    for (n, id) in attachment_ids.into_iter().enumerate() {
+        let Some(part) = parsed.parts.get_mut(id as usize) else {
+            continue;
+        };
+        let content_type = part.content_type().map_or_else(
+            || "application/octet-stream".to_owned(),
+            |ct| match ct.subtype() {
+                Some(sub) => format!("{}/{sub}", ct.ctype()),
+                None => ct.ctype().to_owned(),
+            },
+        );
+        let file_name = part
+            .attachment_name()
+            .map_or_else(|| format!("attachment-{}", n + 1), str::to_owned);
+        let (content, content_type, file_name) = match std::mem::take(&mut part.body) {
+            PartType::Binary(b) | PartType::InlineBinary(b) => {
+                (b.into_owned(), content_type, file_name)
+            }
+            PartType::Text(t) | PartType::Html(t) => {
+                (t.into_owned().into_bytes(), content_type, file_name)
+            }
+            PartType::Message(inner) => {
+                let name = part
+                    .attachment_name()
+                    .map_or_else(|| format!("message-{}.eml", n + 1), str::to_owned);
+                (
+                    inner.raw_message.into_owned(),
+                    "message/rfc822".to_owned(),
+                    name,
+                )
+            }
+            PartType::Multipart(_) => continue,
+        };
+        m.attachments.push(crate::compose::Attachment {
+            file_name,
+            content_type,
+            content: Content::Bytes(content),
+        });
+    }
+    m.validate().map_err(|e| compose_error(&e))?;
+    Ok(m)
 }
 
 /// EWS, for one mailbox and authorisation.
@@ -1026,6 +1203,80 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.message, "too big for the test");
+        assert_eq!(e.class, ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn raw_mime_becomes_the_parts_a_graph_draft_carries() {
+        let eml = "From: =?UTF-8?Q?J=C3=B6rg?= <j@x.example>\r\n\
+To: a@x.example, B <b@x.example>\r\n\
+Cc: c@x.example\r\n\
+Bcc: d@x.example\r\n\
+Reply-To: r@x.example\r\n\
+Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\
+Message-ID: <m1@x.example>\r\n\
+In-Reply-To: <m0@x.example>\r\n\
+X-Ticket-Id: T-7\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: multipart/alternative; boundary=\"b2\"\r\n\
+\r\n\
+--b2\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+plain text\r\n\
+--b2\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<p>html</p>\r\n\
+--b2--\r\n\
+--b1\r\n\
+Content-Type: application/pdf; name=\"a.pdf\"\r\n\
+Content-Disposition: attachment; filename*=UTF-8''M%C3%A4rz.pdf\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+AAECAwQF\r\n\
+--b1\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: inner@x.example\r\n\
+Subject: inner\r\n\
+\r\n\
+inner body\r\n\
+--b1--\r\n";
+        let m = message_from_mime(eml.as_bytes()).unwrap();
+        assert_eq!(m.from, Address::with_name("j@x.example", "Jörg"));
+        assert_eq!(
+            m.to,
+            [
+                Address::new("a@x.example"),
+                Address::with_name("b@x.example", "B")
+            ]
+        );
+        assert_eq!(m.cc, [Address::new("c@x.example")]);
+        assert_eq!(m.bcc, [Address::new("d@x.example")]);
+        assert_eq!(m.reply_to, [Address::new("r@x.example")]);
+        assert_eq!(m.subject, "Grüße");
+        assert_eq!(m.headers, [("X-Ticket-Id".to_owned(), "T-7".to_owned())]);
+        assert_eq!(m.html.as_deref().map(str::trim_end), Some("<p>html</p>"));
+        assert_eq!(m.text.as_deref().map(str::trim_end), Some("plain text"));
+        assert_eq!(m.attachments.len(), 2, "{:?}", m.attachments);
+        let pdf = &m.attachments[0];
+        assert_eq!(pdf.file_name, "März.pdf");
+        assert_eq!(pdf.content_type, "application/pdf");
+        assert_eq!(pdf.content, Content::Bytes(vec![0, 1, 2, 3, 4, 5]));
+        let inner = &m.attachments[1];
+        assert_eq!(inner.content_type, "message/rfc822");
+        assert_eq!(inner.file_name, "message-2.eml");
+        let Content::Bytes(b) = &inner.content else {
+            panic!("bytes")
+        };
+        assert!(String::from_utf8_lossy(b).contains("Subject: inner"));
+        assert_eq!(draft_json(&m)["body"]["contentType"], "HTML");
+
+        let e = message_from_mime(b"Subject: nobody\r\n\r\nx\r\n").unwrap_err();
         assert_eq!(e.class, ErrorClass::Permanent);
     }
 

@@ -97,6 +97,9 @@ pub enum SmtpError {
     Protocol { step: &'static str, detail: String },
     #[error("{step} was refused: {} {}. {}", reply.code, reply.text(), reply.meaning().fix())]
     Refused { step: &'static str, reply: Reply },
+    /// `RCPT TO` refused for one recipient: the message was not sent to anyone.
+    #[error("RCPT TO:<{address}> was refused: {} {}. {}", reply.code, reply.text(), reply.meaning().fix())]
+    RecipientRefused { address: String, reply: Reply },
     #[error("the server does not offer {0} (it offers: {1})")]
     Unsupported(String, String),
     #[error(
@@ -113,15 +116,29 @@ impl SmtpError {
                 ErrorClass::Transient
             }
             SmtpError::Tls { .. } | SmtpError::Unsupported(..) => ErrorClass::Misconfigured,
-            SmtpError::Refused { reply, .. } => reply.meaning().class(),
+            SmtpError::Refused { reply, .. } | SmtpError::RecipientRefused { reply, .. } => {
+                reply.meaning().class()
+            }
             SmtpError::InvalidAddress(_) => ErrorClass::Permanent,
+        }
+    }
+
+    /// The server's refusal, if it refused.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            SmtpError::Refused { reply, .. } | SmtpError::RecipientRefused { reply, .. } => {
+                Some(reply)
+            }
+            _ => None,
         }
     }
 
     /// The meaning of the server's refusal, if it refused.
     pub fn meaning(&self) -> Option<Meaning> {
         match self {
-            SmtpError::Refused { reply, .. } => Some(reply.meaning()),
+            SmtpError::Refused { reply, .. } | SmtpError::RecipientRefused { reply, .. } => {
+                Some(reply.meaning())
+            }
             _ => None,
         }
     }
@@ -287,6 +304,13 @@ impl SmtpClient {
 
     /// Sends one message: `MAIL FROM`, `RCPT TO` for each recipient, `DATA` streamed
     /// from `body` (dot-stuffed, bare LF made CRLF). Returns the server's final reply.
+    ///
+    /// When EHLO offered `PIPELINING` the envelope goes in one write and the
+    /// replies are read in order; otherwise command by command. Either way a refused
+    /// recipient refuses the whole message ([`SmtpError::RecipientRefused`], nothing is
+    /// sent to the others) and the session is ready for [`Self::reset`], unless the
+    /// connection had to be dropped to stop a `DATA` the server had accepted (then every
+    /// later command fails with [`SmtpError::Io`] and the caller reconnects).
     pub async fn send<R: AsyncRead + Unpin>(
         &mut self,
         from: &str,
@@ -303,13 +327,22 @@ impl SmtpClient {
         {
             return Err(SmtpError::InvalidAddress(bad.to_owned()));
         }
-        self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)
-            .await?;
-        for r in recipients {
-            self.command(&format!("RCPT TO:<{r}>"), "RCPT TO", 250)
+        if self.has_capability("PIPELINING") {
+            self.envelope_pipelined(from, recipients).await?;
+        } else {
+            self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)
                 .await?;
+            for r in recipients {
+                let reply = self.exchange(&format!("RCPT TO:<{r}>"), "RCPT TO").await?;
+                if reply.code != 250 {
+                    return Err(SmtpError::RecipientRefused {
+                        address: r.clone(),
+                        reply,
+                    });
+                }
+            }
+            self.command("DATA", "DATA", 354).await?;
         }
-        self.command("DATA", "DATA", 354).await?;
         let mut stuffer = DotStuffer::default();
         let mut buf = vec![0u8; 64 * 1024];
         let mut out = Vec::with_capacity(70 * 1024);
@@ -343,15 +376,86 @@ impl SmtpClient {
         self.command("QUIT", "QUIT", 221).await.map(|_| ())
     }
 
+    /// RFC 2920: `MAIL FROM`, every `RCPT TO` and `DATA` in one write, then their
+    /// replies in order. The outcome is the one the commands would have had one by one:
+    /// a refused `MAIL FROM` first, then the first refused recipient (with its address;
+    /// `DATA`'s 503/554 "no valid recipients" never hides it), then `DATA`'s own reply.
+    /// Every reply is read, so a refused envelope leaves the session in step for `RSET`;
+    /// but when the server said 354 to a `DATA` that must not go ahead (a recipient was
+    /// refused), the only way out that sends nothing is to drop the connection: a lone
+    /// dot would deliver an empty message to the recipients it did accept.
+    async fn envelope_pipelined(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+    ) -> Result<(), SmtpError> {
+        let mut batch = format!("MAIL FROM:<{from}>\r\n");
+        for r in recipients {
+            batch.push_str("RCPT TO:<");
+            batch.push_str(r);
+            batch.push_str(">\r\n");
+        }
+        batch.push_str("DATA\r\n");
+        self.write_raw(batch.as_bytes(), "MAIL FROM").await?;
+        self.flush("MAIL FROM").await?;
+        let mail = match self.read_reply("MAIL FROM").await {
+            Ok(mail) => mail,
+            // Replies to the rest may still come: the session is out of step.
+            Err(e) => return Err(self.abandon(e)),
+        };
+        let mut refusal = (mail.code != 250).then_some(SmtpError::Refused {
+            step: "MAIL FROM",
+            reply: mail,
+        });
+        for r in recipients {
+            match self.read_reply("RCPT TO").await {
+                Ok(reply) if reply.code != 250 && refusal.is_none() => {
+                    refusal = Some(SmtpError::RecipientRefused {
+                        address: r.clone(),
+                        reply,
+                    });
+                }
+                Ok(_) => {}
+                // A server that refuses and hangs up (421): the refusal is the news.
+                Err(e) => return Err(self.abandon(refusal.unwrap_or(e))),
+            }
+        }
+        let data = match self.read_reply("DATA").await {
+            Ok(data) => data,
+            Err(e) => return Err(self.abandon(refusal.unwrap_or(e))),
+        };
+        match refusal {
+            None => expect(data, "DATA", 354).map(|_| ()),
+            Some(e) if data.code == 354 => Err(self.abandon(e)),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Drops the connection (every later command fails) and hands back `e`.
+    fn abandon(&mut self, e: SmtpError) -> SmtpError {
+        self.conn = MailStream::Closed;
+        e
+    }
+
+    /// False once the connection was dropped (see [`Self::send`]).
+    pub fn is_open(&self) -> bool {
+        !matches!(self.conn, MailStream::Closed)
+    }
+
     async fn command(
         &mut self,
         line: &str,
         step: &'static str,
         want: u16,
     ) -> Result<Reply, SmtpError> {
-        self.write_line(line, step).await?;
-        let reply = self.read_reply(step).await?;
+        let reply = self.exchange(line, step).await?;
         expect(reply, step, want)
+    }
+
+    /// One command and its reply, whatever the code.
+    async fn exchange(&mut self, line: &str, step: &'static str) -> Result<Reply, SmtpError> {
+        self.write_line(line, step).await?;
+        self.read_reply(step).await
     }
 
     async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), SmtpError> {

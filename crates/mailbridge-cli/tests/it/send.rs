@@ -546,3 +546,69 @@ async fn an_account_kept_in_the_store_sends_and_sending_can_be_turned_off() {
     assert!(!ok);
     assert!(err.contains("sending is off for account stored"), "{err}");
 }
+
+/// Raw MIME of about 11 MB (an 8 MB attachment) through Graph: too large for
+/// `sendMail`, so a draft with an upload session. The sending process holds the
+/// message and its decoded attachment, not several copies of it.
+#[tokio::test]
+async fn raw_mime_over_3_mb_goes_through_graph_as_a_draft() {
+    use mailbridge_mailbox::compose::{Address, Attachment, BccHeader, Content, Message};
+    const SIZE: usize = 8 * 1024 * 1024;
+    let w = world().await;
+    let data: Vec<u8> = (0..SIZE)
+        .map(|i| u8::try_from((i.wrapping_mul(37) >> 2) % 256).unwrap())
+        .collect();
+    let file = write_file(&w, "Bericht.pdf", &data);
+    let mut m = Message::new(Address::new(ALICE));
+    m.to.push(Address::new(BOB));
+    "raw MIME, 11 MB, over Graph".clone_into(&mut m.subject);
+    m.text = Some("see the attachment\r\n".into());
+    m.attachments.push(Attachment {
+        file_name: "Bericht für März.pdf".into(),
+        content_type: "application/pdf".into(),
+        content: Content::File(file),
+    });
+    let eml = w.dir.path().join("big.eml");
+    let mut out = tokio::fs::File::create(&eml).await.unwrap();
+    let eml_len = m.write_mime(&mut out, BccHeader::Include).await.unwrap();
+    out.sync_all().await.unwrap();
+    drop(out);
+    let eml_arg = eml.display().to_string();
+    let (ok, _, err, base_kb, _) = w
+        .run_measured(&[
+            "send",
+            "--account",
+            "graph",
+            "--to",
+            BOB,
+            "--subject",
+            "small",
+            "--text",
+            "small",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, err, peak_kb, samples) = w
+        .run_measured(&["send", "--account", "graph", "--mime", &eml_arg, "--json"])
+        .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["route"]["kind"], "graph-draft", "{out}");
+    assert_eq!(v["route"]["upload_sessions"], 1, "{out}");
+    let eml_kb = eml_len / 1024;
+    println!(
+        "raw MIME over Graph: {eml_kb} KiB message, peak resident set {peak_kb} KiB over {samples} samples (a one-line message: {base_kb} KiB)"
+    );
+    assert!(samples > 0, "the child was never sampled");
+    // The message read once and its attachment decoded once, plus an upload chunk:
+    // about twice the message, not three or more times.
+    assert!(
+        peak_kb < base_kb + eml_kb * 5 / 2,
+        "peak resident set {peak_kb} KiB for a {eml_kb} KiB message, {base_kb} KiB for a one-line message"
+    );
+    let (_, raw) = w.received("raw MIME, 11 MB, over Graph").await;
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    let a = parsed.attachment(0).unwrap();
+    assert_eq!(a.attachment_name(), Some("Bericht für März.pdf"));
+    assert!(a.contents() == data.as_slice(), "attachment bytes differ");
+}

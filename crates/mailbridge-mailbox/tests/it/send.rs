@@ -285,15 +285,102 @@ async fn graph_small_message_goes_as_mime_and_large_attachment_through_an_upload
     let store = w.mail.mail_store();
     assert!(store.list(ALICE, "Drafts").await.unwrap().is_empty());
 
-    // Raw MIME over 3 MB is refused with the way out.
+    // Raw MIME over 3 MB, all of it body: a draft with that body.
     let mut eml = format!("From: {ALICE}\r\nTo: {BOB}\r\nSubject: big raw\r\n\r\n").into_bytes();
     eml.extend(std::iter::repeat_n(b'x', 3_500_000));
     let raw = RawMime::from_reader(std::io::Cursor::new(eml))
         .await
         .unwrap();
-    let e = graph.send(Outgoing::Mime(raw)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Permanent);
-    assert!(e.message.contains("send it over SMTP"), "{}", e.message);
+    let sent = graph.send(Outgoing::Mime(raw)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphDraft { upload_sessions: 0 });
+    let got = w.received(BOB, "big raw").await;
+    let parsed = MessageParser::default().parse(&got).unwrap();
+    assert_eq!(parsed.body_text(0).unwrap().trim_end().len(), 3_500_000);
+}
+
+/// Raw MIME of about 11 MB (an 8 MB attachment, base64) over Graph: too large for
+/// `sendMail`, so it becomes a draft whose attachment goes through an upload session;
+/// what the recipients get keeps the header, the bodies Graph can carry and the
+/// attachments byte for byte.
+#[tokio::test]
+async fn graph_sends_raw_mime_over_3_mb_through_a_draft_and_an_upload_session() {
+    let w = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (large, large_data) =
+        file_attachment(&dir, "Jahresbericht – Größe 8 MB.pdf", 8 * 1024 * 1024);
+    let small = Attachment {
+        file_name: "notiz.txt".into(),
+        content_type: "text/plain".into(),
+        content: Content::Bytes("kleine Notiz\r\n".into()),
+    };
+    let mut m = message("Roh-MIME über Graph, 11 MB");
+    m.cc.push(Address::with_name(CAROL, "Carol Çelik"));
+    m.bcc = vec![Address::new(ALICE)];
+    m.reply_to.push(Address::new(CAROL));
+    m.attachments.push(large);
+    m.attachments.push(small);
+    let eml = m
+        .to_vec(mailbridge_mailbox::compose::BccHeader::Include)
+        .await
+        .unwrap();
+    assert!(eml.len() > 10 * 1024 * 1024, "{}", eml.len());
+    let raw = RawMime::from_reader(std::io::Cursor::new(eml.clone()))
+        .await
+        .unwrap();
+    let sent = w.graph().send(Outgoing::Mime(raw)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphDraft { upload_sessions: 1 });
+    assert_eq!(sent.size, eml.len() as u64);
+    assert_eq!(sent.recipients, 3);
+
+    let got = w.received(BOB, &m.subject).await;
+    check_received(&got, &m, Some(&large_data));
+    let parsed = MessageParser::default().parse(&got).unwrap();
+    let from = parsed.from().unwrap().first().unwrap();
+    // Exchange writes the mailbox's own display name on a draft it sends.
+    assert_eq!((from.address(), from.name()), (Some(ALICE), Some("Alice")));
+    let cc = parsed.cc().unwrap().first().unwrap();
+    assert_eq!(
+        (cc.address(), cc.name()),
+        (Some(CAROL), Some("Carol Çelik"))
+    );
+    assert_eq!(
+        parsed.reply_to().unwrap().first().unwrap().address(),
+        Some(CAROL)
+    );
+    assert_eq!(
+        parsed.header_raw("X-Ticket-Id").map(str::trim),
+        Some("T-42")
+    );
+    // One body over Graph: the HTML.
+    assert!(
+        parsed.body_html(0).unwrap().contains("<p>Grüße</p>"),
+        "{:?}",
+        parsed.body_html(0)
+    );
+    let a = parsed.attachment(0).unwrap();
+    assert_eq!(a.content_type().unwrap().ctype(), "application");
+    assert_eq!(a.content_type().unwrap().subtype(), Some("pdf"));
+    let note = parsed.attachment(1).unwrap();
+    assert_eq!(note.attachment_name(), Some("notiz.txt"));
+    assert_eq!(note.contents(), b"kleine Notiz\r\n");
+    // Cc and Bcc recipients got it too; the draft is gone.
+    w.received(CAROL, &m.subject).await;
+    let bcc_copy = w.received(ALICE, &m.subject).await;
+    assert!(
+        MessageParser::default()
+            .parse(&bcc_copy)
+            .unwrap()
+            .bcc()
+            .is_none()
+    );
+    assert!(
+        w.mail
+            .mail_store()
+            .list(ALICE, "Drafts")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -453,4 +540,321 @@ async fn graph_delegated_sends_from_me() {
             .any(|r| r.uri.ends_with("/v1.0/me/sendMail")),
         "delegated sends go to /me"
     );
+}
+
+/// A TCP proxy between a client and Postfix's submission port that can cut the
+/// current connection on demand (both directions closed at once), now or after a
+/// number of further bytes from the client.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Connections accepted so far.
+    accepted: usize,
+    /// The tasks carrying the current connection(s); aborting them closes both sides.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Cut once this many more bytes have come from the client.
+    cut_after: Option<usize>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state: Arc<Mutex<ProxyState>> = Arc::default();
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up_state = shared.clone();
+                let up = tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // Pass on at most the bytes before the cut, then cut.
+                        let (pass, cut) = {
+                            let mut s = up_state.lock().unwrap();
+                            match s.cut_after {
+                                Some(left) if left <= n => {
+                                    s.cut_after = None;
+                                    (left, true)
+                                }
+                                Some(left) => {
+                                    s.cut_after = Some(left - n);
+                                    (n, false)
+                                }
+                                None => (n, false),
+                            }
+                        };
+                        if sw.write_all(&buf[..pass]).await.is_err() {
+                            return;
+                        }
+                        if cut {
+                            let tasks = std::mem::take(&mut up_state.lock().unwrap().tasks);
+                            // This task ends by returning: its halves drop with it.
+                            for t in tasks {
+                                t.abort();
+                            }
+                            return;
+                        }
+                    }
+                });
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+                let mut s = shared.lock().unwrap();
+                s.accepted += 1;
+                s.tasks.push(up);
+                s.tasks.push(down);
+            }
+        });
+        Self { addr, state }
+    }
+
+    /// Closes the current connection, both directions, now.
+    async fn cut(&self) {
+        let tasks = std::mem::take(&mut self.state.lock().unwrap().tasks);
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Closes the current connection after `n` more bytes from the client.
+    fn cut_after(&self, n: usize) {
+        self.state.lock().unwrap().cut_after = Some(n);
+    }
+
+    fn accepted(&self) -> usize {
+        self.state.lock().unwrap().accepted
+    }
+}
+
+impl World {
+    /// An SMTP sender that reaches Postfix through `proxy`.
+    fn smtp_through(&self, proxy: &CuttingProxy) -> SmtpSender {
+        let mut config = SmtpConfig::new(
+            "127.0.0.1",
+            proxy.addr.port(),
+            mailbridge_smtp::TlsMode::StartTls,
+        );
+        config.trust = TlsSettings {
+            extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
+            server_name: Some(self.mail.tls_name().to_owned()),
+        };
+        config.timeout = Duration::from_secs(20);
+        SmtpSender::new(
+            config,
+            Some(mailbridge_smtp::Credentials::XOAuth2 {
+                user: ALICE.into(),
+                token: self.token(Resource::exchange(), &["SMTP.SendAsApp"]),
+            }),
+        )
+    }
+
+    /// How many messages with `subject` are in `mailbox`'s inbox now.
+    async fn count(&self, mailbox: &str, subject: &str) -> usize {
+        let store = self.mail.mail_store();
+        store
+            .list(mailbox, "INBOX")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                MessageParser::default()
+                    .parse_headers(&m.header)
+                    .unwrap()
+                    .subject()
+                    == Some(subject)
+            })
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_idle_smtp_connection_is_reopened_once_and_a_cut_in_data_is_an_error() {
+    let w = world().await;
+    let proxy = CuttingProxy::start(w.mail.submission()).await;
+    let mut smtp = w.smtp_through(&proxy);
+    let plain = |subject: &str| {
+        let mut m = Message::new(Address::new(ALICE));
+        m.to.push(Address::new(BOB));
+        subject.clone_into(&mut m.subject);
+        m.text = Some("hello\r\n".into());
+        m
+    };
+
+    let first = plain("before the cut");
+    smtp.send(Outgoing::Message(&first)).await.unwrap();
+    assert_eq!(proxy.accepted(), 1);
+    // The server side goes away while the connection is idle: the next message
+    // notices before any of its body is read, reconnects once and goes out.
+    proxy.cut().await;
+    assert!(smtp.is_connected(), "the sender has not noticed yet");
+    let second = plain("after the cut");
+    let sent = smtp.send(Outgoing::Message(&second)).await;
+    assert!(sent.is_ok(), "{sent:?}\n{}", w.mail.logs());
+    assert_eq!(proxy.accepted(), 2, "exactly one new connection");
+
+    // A cut in the middle of DATA on the reused connection: an error, no second try
+    // (the server might have kept part of it; a retry could duplicate).
+    let mut big = plain("cut in the middle of DATA");
+    big.text = Some("0123456789abcdef\r\n".repeat(200_000)); // 3.6 MB
+    proxy.cut_after(1024 * 1024);
+    let e = smtp.send(Outgoing::Message(&big)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{}", e.message);
+    assert_eq!(proxy.accepted(), 2, "no silent retry: {}", e.message);
+    assert!(!smtp.is_connected());
+
+    // The next message opens a new connection.
+    let last = plain("after the failed one");
+    smtp.send(Outgoing::Message(&last)).await.unwrap();
+    assert_eq!(proxy.accepted(), 3);
+    smtp.close().await.unwrap();
+
+    for m in [&first, &second, &last] {
+        w.received(BOB, &m.subject).await;
+    }
+    // Anything duplicated would have been queued before the last message.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for m in [&first, &second, &last] {
+        assert_eq!(w.count(BOB, &m.subject).await, 1, "{}", m.subject);
+    }
+    assert_eq!(w.count(BOB, &big.subject).await, 0);
+}
+
+/// A plain SMTP server that takes messages on each connection, but answers the first
+/// command after the first connection's first message with `421` and hangs up, as
+/// Postfix does once its idle timeout has passed. Counts connections and messages.
+async fn idle_timeout_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let messages: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (conns, msgs) = (connections.clone(), messages.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let nth = conns.fetch_add(1, Ordering::SeqCst);
+            let msgs = msgs.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = tokio::io::BufReader::new(r);
+                let _ = w.write_all(b"220 localhost ESMTP\r\n").await;
+                let mut delivered = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    if nth == 0 && delivered == 1 {
+                        let _ = w
+                            .write_all(b"421 4.4.2 localhost Error: timeout exceeded\r\n")
+                            .await;
+                        let _ = w.shutdown().await;
+                        let mut rest = Vec::new();
+                        let _ = r.read_to_end(&mut rest).await;
+                        return;
+                    }
+                    let reply: &[u8] = if cmd.starts_with("EHLO") {
+                        b"250-localhost\r\n250 8BITMIME\r\n"
+                    } else if cmd == "DATA" {
+                        let _ = w.write_all(b"354 go on\r\n").await;
+                        let mut data = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if l == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&l);
+                        }
+                        msgs.lock().unwrap().push(data);
+                        delivered += 1;
+                        b"250 2.0.0 Ok: queued\r\n"
+                    } else if cmd == "QUIT" {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections, messages)
+}
+
+#[tokio::test]
+async fn a_421_goodbye_on_a_reused_connection_is_a_reconnect_not_an_error() {
+    use std::sync::atomic::Ordering;
+    let (addr, connections, messages) = idle_timeout_server().await;
+    let mut config = SmtpConfig::new("127.0.0.1", addr.port(), mailbridge_smtp::TlsMode::None);
+    config.timeout = Duration::from_secs(10);
+    let mut smtp = SmtpSender::new(config, None);
+    let mut m = Message::new(Address::new(ALICE));
+    m.to.push(Address::new(BOB));
+    "first".clone_into(&mut m.subject);
+    m.text = Some("one\r\n".into());
+    smtp.send(Outgoing::Message(&m)).await.unwrap();
+    "second".clone_into(&mut m.subject);
+    let sent = smtp.send(Outgoing::Message(&m)).await;
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    let messages = messages.lock().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert!(messages[1].contains("Subject: second"), "{}", messages[1]);
+}
+
+#[tokio::test]
+async fn a_refused_recipient_among_several_stops_the_message_and_is_named() {
+    let w = world().await;
+    let mut smtp = w.smtp();
+    let eml = format!("From: {ALICE}\r\nTo: {BOB}\r\nSubject: partly refused\r\n\r\nx\r\n");
+    let bad = "carol@-bad-.example";
+    let raw = RawMime::from_reader(std::io::Cursor::new(eml.into_bytes()))
+        .await
+        .unwrap()
+        .with_recipients(vec![BOB.into(), bad.into(), CAROL.into()]);
+    let e = smtp.send(Outgoing::Mime(raw)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.message);
+    assert!(
+        e.message.contains(&format!("RCPT TO:<{bad}>")),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("5.1.3"), "{}", e.message);
+    // Postfix had said 354 to the pipelined DATA: the connection was dropped, not
+    // used for a message to BOB and CAROL; the next message opens a new one.
+    assert!(!smtp.is_connected());
+    let ok = message("after a refused recipient");
+    smtp.send(Outgoing::Message(&ok)).await.unwrap();
+    w.received(BOB, &ok.subject).await;
+    w.received(CAROL, &ok.subject).await;
+    assert_eq!(w.count(BOB, "partly refused").await, 0);
+    assert_eq!(w.count(CAROL, "partly refused").await, 0);
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pipelining;
 mod prop;
 
 use mailbridge_smtp::{Credentials, Meaning, SmtpClient, SmtpConfig, SmtpError, TlsMode};
@@ -359,4 +360,95 @@ async fn one_connection_sends_several_messages_and_recovers_after_a_refusal() {
     assert_eq!(smuggled.class(), ErrorClass::Permanent);
     c.quit().await.unwrap();
     assert_eq!(w.inbox(BOB, 2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn pipelined_envelope_with_a_refused_recipient_in_the_middle_sends_nothing() {
+    let w = world(|_| {}).await;
+    let connect = || async {
+        let mut c = SmtpClient::connect(&w.config()).await.unwrap();
+        c.authenticate(&Credentials::XOAuth2 {
+            user: ALICE.into(),
+            token: w.app_token(&["SMTP.SendAsApp"]),
+        })
+        .await
+        .unwrap();
+        c
+    };
+    let mut c = connect().await;
+    assert!(c.has_capability("PIPELINING"), "{:?}", c.capabilities);
+    // Postfix refuses a domain that cannot be one (501 5.1.3) at RCPT time and accepts
+    // the others, so it answers DATA with 354: the client must not let the message go
+    // to BOB and ALICE.
+    let bad = "carol@-bad-.example";
+    let err = c
+        .send(
+            ALICE,
+            &[BOB.to_owned(), bad.to_owned(), ALICE.to_owned()],
+            message(ALICE, BOB, "partly refused", "x").as_slice(),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        SmtpError::RecipientRefused { address, reply } => {
+            assert_eq!(address, bad);
+            assert_eq!(reply.code / 100, 5, "{err}");
+        }
+        other => panic!("not a refused recipient: {other}"),
+    }
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(err.to_string().contains(bad), "{err}");
+    assert!(!c.is_open(), "the connection in DATA mode must be dropped");
+    assert!(matches!(c.reset().await, Err(SmtpError::Io { .. })));
+
+    // A fresh connection pipelines a clean envelope to both.
+    let mut c = connect().await;
+    c.send(
+        ALICE,
+        &[BOB.to_owned(), ALICE.to_owned()],
+        message(ALICE, BOB, "to both", "y").as_slice(),
+    )
+    .await
+    .unwrap();
+    // Every RCPT refused: the RCPT refusal, not DATA's "no valid recipients".
+    let err = c
+        .send(
+            ALICE,
+            &[bad.to_owned(), "dave@.contoso.example".to_owned()],
+            message(ALICE, BOB, "nobody", "z").as_slice(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SmtpError::RecipientRefused { address, .. } if address == bad),
+        "{err}"
+    );
+    // DATA was refused too, so the session is in step and goes on.
+    assert!(c.is_open());
+    c.reset().await.unwrap();
+    c.send(
+        ALICE,
+        &[BOB.to_owned()],
+        message(ALICE, BOB, "after", "w").as_slice(),
+    )
+    .await
+    .unwrap();
+    c.quit().await.unwrap();
+    let bob = w.inbox(BOB, 2).await;
+    let alice = w.inbox(ALICE, 1).await;
+    let subjects = |box_: &[Vec<u8>]| {
+        let mut s = box_
+            .iter()
+            .map(|m| {
+                let t = String::from_utf8_lossy(m);
+                t.lines()
+                    .find_map(|l| l.strip_prefix("Subject: ").map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>();
+        s.sort();
+        s
+    };
+    assert_eq!(subjects(&bob), ["after", "to both"]);
+    assert_eq!(subjects(&alice), ["to both"]);
 }
