@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::xml::{Element, escape, parse};
 
 mod find_item;
-pub use find_item::{FolderPeek, ItemSummary};
+pub use find_item::{FolderPeek, FoundPage, ItemSummary};
 
 /// When EWS in Exchange Online is blocked by default, and when it is switched off.
 pub const EXCHANGE_ONLINE_EWS_BLOCKED: &str = "2026-10-01";

@@ -331,6 +331,40 @@ impl GraphClient {
             },
             str::to_owned,
         );
+        self.delta_page(token, mailbox, url, page_size).await
+    }
+
+    /// The first page of a folder's delta sync limited to messages received at or
+    /// after `since` (an ISO 8601 UTC date-time, e.g. `2026-12-01T00:00:00Z`): the one
+    /// `$filter` message delta takes (`receivedDateTime ge`). Its links keep the
+    /// filter, so the round's `@odata.deltaLink` goes on tracking those messages.
+    /// <https://learn.microsoft.com/graph/delta-query-messages>
+    pub async fn delta_received_since(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        folder: &str,
+        since: &str,
+        page_size: u32,
+    ) -> Result<DeltaPage, ClientError> {
+        let url = self.folder_url(
+            mailbox,
+            folder,
+            &format!(
+                "messages/delta?$select=subject,isRead,receivedDateTime&$filter={}",
+                percent_encode(&format!("receivedDateTime ge {since}"))
+            ),
+        );
+        self.delta_page(token, mailbox, url, page_size).await
+    }
+
+    async fn delta_page(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        url: String,
+        page_size: u32,
+    ) -> Result<DeltaPage, ClientError> {
         let prefer = format!("odata.maxpagesize={page_size}");
         let v = self
             .json(mailbox, token, &url, |h| {

@@ -10,6 +10,7 @@ mod mailbox;
 mod matrix;
 mod prop;
 mod send;
+mod since;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
