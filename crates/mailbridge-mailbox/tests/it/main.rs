@@ -16,7 +16,7 @@ use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, 
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
 use mailbridge_testkit::model::{Tenant, TenantModel, User};
 use mailbridge_testkit::{Emulator, EmulatorServer};
-use mailbridge_types::config::Transport;
+use mailbridge_types::config::{LoginFormat, Transport};
 
 async fn tenant() -> EmulatorServer {
     let model = TenantModel::builder()
@@ -136,6 +136,56 @@ async fn other_domain_is_decided_by_autoconfig() {
         "{}",
         openid.outcome
     );
+}
+
+#[tokio::test]
+async fn autoconfig_placeholders_give_hosts_and_the_login_format() {
+    let server = tenant().await;
+    let (url, _task) = autoconfig_server(
+        r#"<clientConfig version="1.1"><emailProvider id="%EMAILDOMAIN%">
+        <incomingServer type="imap"><hostname>imap.%EMAILDOMAIN%</hostname><port>993</port><socketType>SSL</socketType><username>%EMAILLOCALPART%</username></incomingServer>
+        <outgoingServer type="smtp"><hostname>smtp.%EMAILDOMAIN%</hostname><port>587</port><socketType>STARTTLS</socketType><username>%EMAILADDRESS%</username></outgoingServer>
+        </emailProvider></clientConfig>"#,
+    )
+    .await;
+    let table = ProviderTable::default();
+    let d = detect(
+        "bob@Example.org",
+        &table,
+        &StaticDns::default(),
+        &options(&server, vec![url]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decided_by, Some(Step::Autoconfig));
+    let hosts: Vec<&str> = d.endpoints.iter().map(|e| e.host.as_str()).collect();
+    assert_eq!(hosts, ["imap.example.org", "smtp.example.org"]);
+    assert_eq!(d.login_format, Some(LoginFormat::MailboxName));
+    let account =
+        mailbridge_mailbox::account::from_detection("bob@Example.org", &d, &table).unwrap();
+    assert_eq!(account.incoming.as_ref().unwrap().host, "imap.example.org");
+    assert_eq!(account.login_format, Some(LoginFormat::MailboxName));
+    assert_eq!(account.login_name(), "bob");
+
+    // A fixed login (a domain account) is kept as a manual login.
+    let (url, _task) = autoconfig_server(
+        r#"<clientConfig version="1.1"><emailProvider id="x">
+        <incomingServer type="pop3"><hostname>pop.%EMAILDOMAIN%</hostname><port>995</port><socketType>SSL</socketType><username>CORP\%EMAILLOCALPART%</username></incomingServer>
+        </emailProvider></clientConfig>"#,
+    )
+    .await;
+    let d = detect(
+        "bob@example.org",
+        &table,
+        &StaticDns::default(),
+        &options(&server, vec![url]),
+    )
+    .await
+    .unwrap();
+    let account =
+        mailbridge_mailbox::account::from_detection("bob@example.org", &d, &table).unwrap();
+    assert_eq!(account.login_format, Some(LoginFormat::Manual));
+    assert_eq!(account.login_name(), "CORP\\bob");
 }
 
 #[tokio::test]
