@@ -10,7 +10,9 @@
 //!   UpdateItem (IsRead), MoveItem, DeleteItem and CreateItem (send with or without a
 //!   copy); bearer tokens with `ExchangeImpersonation` + `X-AnchorMailbox` for
 //!   app-only, or Basic for on-premises; `ErrorServerBusy` retried after its
-//!   `BackOffMilliseconds`; 401 answers read from `x-ms-diagnostics`.
+//!   `BackOffMilliseconds`; 401 answers read from `x-ms-diagnostics`; answers read
+//!   with a bound ([`client::MAX_ANSWER`], [`client::MAX_MIME_ANSWER`] for GetItem
+//!   with MimeContent).
 //!
 //! Hand-written SOAP: the `ews` crate (Thunderbird) has types only and is MPL-2.0;
 //! the handful of operations here is small.

@@ -281,7 +281,7 @@ pub async fn detect(
     );
     let outcome = match http.get(&url).send().await {
         Err(e) => format!("{url} could not be reached: {e}"),
-        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+        Ok(r) if r.status().is_success() => match read_json(r).await {
             Ok(v) => match read_openid(&v) {
                 None => format!(
                     "{url} answered JSON that is not an OpenID configuration (no issuer URL)"
@@ -296,7 +296,7 @@ pub async fn detect(
                     )
                 }
             },
-            Err(e) => format!("{url} answered JSON mailbridge does not understand: {e}"),
+            Err(e) => format!("{url}: {e}"),
         },
         Ok(r) => format!(
             "{domain} is not an Entra tenant (HTTP {})",
@@ -318,7 +318,7 @@ pub async fn detect(
         );
         let outcome = match http.get(&url).send().await {
             Err(e) => format!("{url} could not be reached: {e}"),
-            Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(r) if r.status().is_success() => match read_json(r).await {
                 Ok(v) => match read_autodiscover(&v) {
                     Some(ews) => {
                         let exchange_online =
@@ -342,7 +342,7 @@ pub async fn detect(
                     }
                     None => "answer has no http(s) Url".to_owned(),
                 },
-                Err(e) => format!("answer is not JSON: {e}"),
+                Err(e) => format!("{url}: {e}"),
             },
             Ok(r) if r.status().is_redirection() => {
                 "no Exchange Online mailbox for this address (redirected)".to_owned()
@@ -366,7 +366,13 @@ pub async fn detect(
             if !r.status().is_success() {
                 continue;
             }
-            let Ok(text) = r.text().await else { continue };
+            let text = match mailbridge_http::bounded_body(r, MAX_DOCUMENT).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => {
+                    outcome = format!("{url}: {e}");
+                    continue;
+                }
+            };
             let servers = autoconfig_servers(&text, address);
             if !servers.is_empty() {
                 decide(&mut d, "generic-imap", Step::Autoconfig);
@@ -429,6 +435,20 @@ pub async fn detect(
         d.steps.push(report(Step::Srv, outcome, start));
     }
     Ok(d)
+}
+
+/// Largest document read from an autodetection endpoint (OpenID configuration,
+/// Autodiscover, autoconfig): each is a few kilobytes.
+pub const MAX_DOCUMENT: usize = 1024 * 1024;
+
+/// A JSON document of at most [`MAX_DOCUMENT`] bytes; the reason, for a person, when
+/// it is not one.
+async fn read_json(r: reqwest::Response) -> Result<serde_json::Value, String> {
+    let bytes = mailbridge_http::bounded_body(r, MAX_DOCUMENT)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("answered JSON mailbridge does not understand: {e}"))
 }
 
 fn report(step: Step, outcome: String, start: Instant) -> StepReport {

@@ -189,6 +189,58 @@ async fn autoconfig_placeholders_give_hosts_and_the_login_format() {
 }
 
 #[tokio::test]
+async fn oversized_documents_are_not_read_and_the_step_says_so() {
+    // A valid autoconfig document, padded past the bound with a comment, and
+    // OpenID/Autodiscover JSON padded with spaces.
+    let padding = " ".repeat(mailbridge_mailbox::autodetect::MAX_DOCUMENT);
+    let autoconfig = format!(
+        r#"<clientConfig version="1.1"><!--{padding}--><emailProvider id="x"><incomingServer type="imap"><hostname>imap.example.org</hostname><port>993</port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>"#
+    );
+    let json = format!(
+        r#"{{"issuer":"https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0",{padding}"Url":"https://mail.example.org/EWS/Exchange.asmx"}}"#
+    );
+    let app = axum::Router::new()
+        .route(
+            "/mail/config-v1.1.xml",
+            axum::routing::get(move || async move { autoconfig }),
+        )
+        .fallback(move || async move { ([("content-type", "application/json")], json) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let base = format!("http://{addr}");
+    let options = DetectOptions {
+        authority_host: base.clone(),
+        autodiscover_url: format!("{base}/autodiscover/autodiscover.json"),
+        autoconfig_urls: vec![format!("{base}/mail/config-v1.1.xml")],
+        ..DetectOptions::default()
+    };
+    let d = detect(
+        "bob@example.org",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.provider, None, "{:?}", d.steps);
+    assert!(d.endpoints.is_empty());
+    for step in [
+        Step::OpenIdConfiguration,
+        Step::AutodiscoverV2,
+        Step::Autoconfig,
+    ] {
+        let outcome = &d.steps.iter().find(|s| s.step == step).unwrap().outcome;
+        assert!(
+            outcome.contains(&base) && outcome.contains("larger than 1048576 bytes"),
+            "{step:?}: {outcome}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn srv_records_decide_when_nothing_else_does() {
     let server = tenant().await;
     let mut dns = StaticDns::default();
