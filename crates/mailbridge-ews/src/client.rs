@@ -399,6 +399,30 @@ impl EwsClient {
         })
     }
 
+    /// The item's header fields, in order (GetItem with
+    /// `item:InternetMessageHeaders`): the header without the message.
+    /// <https://learn.microsoft.com/exchange/client-developer/web-service-reference/internetmessageheaders>
+    pub async fn get_headers(
+        &self,
+        auth: &EwsAuth,
+        id: &str,
+    ) -> Result<Vec<(String, String)>, EwsError> {
+        let body = format!(
+            r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:InternetMessageHeaders" /></t:AdditionalProperties></m:ItemShape><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:GetItem>"#,
+            escape(id)
+        );
+        let msg = self.call(auth, &body, "GetItemResponseMessage").await?;
+        let list = msg.find("InternetMessageHeaders").ok_or_else(|| {
+            EwsError::Protocol("GetItem answered without InternetMessageHeaders".into())
+        })?;
+        Ok(list
+            .children
+            .iter()
+            .filter(|h| h.name == "InternetMessageHeader")
+            .filter_map(|h| Some((h.attr("HeaderName")?.to_owned(), h.text.clone())))
+            .collect())
+    }
+
     /// The item's MIME (GetItem with `IncludeMimeContent`).
     pub async fn get_mime(&self, auth: &EwsAuth, id: &str) -> Result<Vec<u8>, EwsError> {
         let body = format!(

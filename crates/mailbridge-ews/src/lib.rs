@@ -6,7 +6,8 @@
 //! - [`xml`]: a small bounded element tree read from the answer with quick-xml (local
 //!   names, attributes, text), so hostile XML is an error, never a panic.
 //! - [`client`]: SOAP requests for SyncFolderItems, FindItem (a folder's first item;
-//!   ids received since a date), GetItem with MimeContent,
+//!   ids received since a date), GetItem with MimeContent or only the header fields
+//!   (InternetMessageHeaders),
 //!   UpdateItem (IsRead), MoveItem, DeleteItem and CreateItem (send with or without a
 //!   copy); bearer tokens with `ExchangeImpersonation` + `X-AnchorMailbox` for
 //!   app-only, or Basic for on-premises; `ErrorServerBusy` retried after its
