@@ -1,24 +1,54 @@
-//! `mailbridge fetch --account A [--folder F] [--since last|all] [--out DIR]`: new
+//! `mailbridge fetch --account A [--folder F] [--since last|all|DATE] [--out DIR]`: new
 //! messages of a folder into a local Maildir, durably, with a progress bar; where it
 //! stopped is kept in the store per account, folder and output directory.
+//!
+//! `--since DATE` lists the messages received on or after DATE (IMAP `SINCE`, Graph
+//! `receivedDateTime ge`, EWS FindItem on `DateTimeReceived`; POP3 refuses), downloads
+//! them the same durable way, and stores the listing's checkpoint: a later
+//! `--since last` goes on with what arrives after the run.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use mailbridge_mailbox::connect::open_incoming;
-use mailbridge_mailbox::download::{DownloadOptions, download};
-use mailbridge_mailbox::mailbox::Checkpoint;
+use mailbridge_mailbox::download::{DownloadOptions, Progress, download, download_listed};
+use mailbridge_mailbox::mailbox::{Checkpoint, Mailbox as _};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::context::{self, GlobalArgs};
 
 /// Where a fetch starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Since {
     /// Where the last fetch into this directory stopped.
     Last,
     /// The whole folder (messages already in the directory are not fetched again).
     All,
+    /// Messages received at or after this instant.
+    Date(OffsetDateTime),
+}
+
+/// `last`, `all`, `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time.
+fn parse_since(text: &str) -> Result<Since, String> {
+    let text = text.trim();
+    match text.to_ascii_lowercase().as_str() {
+        "last" => return Ok(Since::Last),
+        "all" => return Ok(Since::All),
+        _ => {}
+    }
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(Since::Date(t));
+    }
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &day)
+        .map(|d| Since::Date(d.midnight().assume_utc()))
+        .map_err(|_| {
+            format!(
+                "{text:?} is not last, all, a date (2026-12-01) or an RFC 3339 date-time (2026-12-01T08:00:00+01:00)"
+            )
+        })
 }
 
 /// `mailbridge fetch`
@@ -30,8 +60,13 @@ pub struct FetchArgs {
     /// The folder (IMAP name, Graph well-known name or id; INBOX by default).
     #[arg(long, default_value = "INBOX")]
     folder: String,
-    /// Where to start.
-    #[arg(long, value_enum, default_value_t = Since::Last)]
+    /// Where to start: `last` (where the last fetch into this directory stopped),
+    /// `all` (the whole folder), or a date, `YYYY-MM-DD` (from midnight UTC) or RFC 3339
+    /// (`2026-12-01T08:00:00+01:00`): the messages received on or after it. IMAP
+    /// compares whole days (the server's received date), so it may add earlier
+    /// messages of that day; POP3 keeps no received date and refuses a date. After a
+    /// date run, `--since last` goes on with what arrives after it.
+    #[arg(long, value_parser = parse_since, default_value = "last")]
     since: Since,
     /// The Maildir to write into (created when missing).
     #[arg(long, default_value = "mail")]
@@ -67,7 +102,7 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
     // The checkpoint belongs to the pair (folder, directory): another directory starts over.
     let key = format!("{}\u{1f}{}", args.folder, out.display());
     let checkpoint: Checkpoint = match args.since {
-        Since::All => Checkpoint::Start,
+        Since::All | Since::Date(_) => Checkpoint::Start,
         Since::Last => store
             .checkpoint(&account.name, &key)
             .await?
@@ -109,23 +144,45 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
         })
     };
     let progress_bar = bar.clone();
-    let result = download(
-        &mut mailbox,
-        &args.folder,
-        &checkpoint,
-        &out,
-        &DownloadOptions::default(),
-        move |p| {
-            progress_bar.set_length(p.total);
-            progress_bar.set_position(p.messages);
-            progress_bar.set_message(format!("{} MB", megabytes(p.bytes)));
-            if let Some(cp) = &p.durable {
-                let _ = durable_tx.send(cp.clone());
-            }
-            std::ops::ControlFlow::Continue(())
-        },
-    )
-    .await;
+    let on_progress = move |p: &Progress| {
+        progress_bar.set_length(p.total);
+        progress_bar.set_position(p.messages);
+        progress_bar.set_message(format!("{} MB", megabytes(p.bytes)));
+        if let Some(cp) = &p.durable {
+            let _ = durable_tx.send(cp.clone());
+        }
+        std::ops::ControlFlow::Continue(())
+    };
+    let options = DownloadOptions::default();
+    let result = match args.since {
+        Since::Date(since) => {
+            let listed = match mailbox.received_since(&args.folder, since).await {
+                Ok(l) => l,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    bail!(
+                        "could not list the messages of {} in account {} received since {} [{}]: {e}",
+                        args.folder,
+                        account.name,
+                        since.format(&Rfc3339).unwrap_or_else(|_| since.to_string()),
+                        e.class
+                    );
+                }
+            };
+            download_listed(&mut mailbox, listed, &out, &options, on_progress).await
+        }
+        Since::Last | Since::All => {
+            download(
+                &mut mailbox,
+                &args.folder,
+                &checkpoint,
+                &out,
+                &options,
+                on_progress,
+            )
+            .await
+        }
+    };
     bar.finish_and_clear();
     saver
         .await
@@ -174,4 +231,28 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_words_dates_and_rfc_3339() {
+        assert_eq!(parse_since("last"), Ok(Since::Last));
+        assert_eq!(parse_since("ALL"), Ok(Since::All));
+        assert_eq!(
+            parse_since("2026-12-01"),
+            Ok(Since::Date(time::macros::datetime!(2026-12-01 00:00 UTC)))
+        );
+        assert_eq!(
+            parse_since("2026-12-01T08:00:00+01:00"),
+            Ok(Since::Date(
+                time::macros::datetime!(2026-12-01 08:00 +01:00)
+            ))
+        );
+        for bad in ["2026-13-01", "yesterday", "2026-12-01T08:00", ""] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,8 +9,15 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::xml::{Element, escape, parse};
 
+/// Largest answer read for an operation other than GetItem with MimeContent (a page
+/// of 1,000 ids or 512 changes is far smaller).
+pub const MAX_ANSWER: usize = 8 * 1024 * 1024;
+/// Largest GetItem answer with MimeContent: a 150 MB message (Exchange Online's
+/// largest) in base64 (4/3), and 1 MiB for the envelope around it.
+pub const MAX_MIME_ANSWER: usize = 150 * 1024 * 1024 / 3 * 4 + 1024 * 1024;
+
 mod find_item;
-pub use find_item::{FolderPeek, ItemSummary};
+pub use find_item::{FolderPeek, FoundPage, ItemSummary};
 
 /// When EWS in Exchange Online is blocked by default, and when it is switched off.
 pub const EXCHANGE_ONLINE_EWS_BLOCKED: &str = "2026-10-01";
@@ -107,6 +114,12 @@ pub enum EwsError {
         message: String,
         back_off: Option<Duration>,
     },
+    #[error("EWS at {url} sent a {operation} answer larger than {limit} bytes")]
+    TooLarge {
+        url: String,
+        operation: String,
+        limit: usize,
+    },
     #[error("EWS answered HTTP {status} without a SOAP answer")]
     Status { status: u16 },
     #[error("EWS sent an answer mailbridge does not understand: {0}")]
@@ -167,7 +180,7 @@ impl EwsError {
                 _ => ErrorClass::Permanent,
             },
             EwsError::Status { status } if *status >= 500 => ErrorClass::Transient,
-            EwsError::Status { .. } => ErrorClass::Permanent,
+            EwsError::Status { .. } | EwsError::TooLarge { .. } => ErrorClass::Permanent,
         }
     }
 }
@@ -250,6 +263,17 @@ impl EwsClient {
     /// Posts an operation and returns its response message element (after checking
     /// `ResponseClass`), retrying `ErrorServerBusy` after its back-off.
     async fn call(&self, auth: &EwsAuth, body: &str, message: &str) -> Result<Element, EwsError> {
+        self.call_bounded(auth, body, message, MAX_ANSWER).await
+    }
+
+    /// [`Self::call`] reading at most `limit` bytes of the answer.
+    async fn call_bounded(
+        &self,
+        auth: &EwsAuth,
+        body: &str,
+        message: &str,
+        limit: usize,
+    ) -> Result<Element, EwsError> {
         let envelope = self.envelope(auth, body);
         let mut attempt = 1;
         loop {
@@ -280,10 +304,23 @@ impl EwsClient {
                     .map(str::to_owned);
                 return Err(EwsError::Unauthorized { diagnostics });
             }
-            let text = response.text().await.map_err(|source| EwsError::Http {
-                url: self.config.url.clone(),
-                source,
-            })?;
+            let bytes = mailbridge_http::bounded_body(response, limit)
+                .await
+                .map_err(|e| match e {
+                    mailbridge_http::BodyError::Http(source) => EwsError::Http {
+                        url: self.config.url.clone(),
+                        source,
+                    },
+                    _ => EwsError::TooLarge {
+                        url: self.config.url.clone(),
+                        operation: message
+                            .strip_suffix("ResponseMessage")
+                            .unwrap_or(message)
+                            .to_owned(),
+                        limit,
+                    },
+                })?;
+            let text = String::from_utf8_lossy(&bytes);
             let Ok(root) = parse(&text) else {
                 return Err(EwsError::Status { status });
             };
@@ -362,13 +399,39 @@ impl EwsClient {
         })
     }
 
+    /// The item's header fields, in order (GetItem with
+    /// `item:InternetMessageHeaders`): the header without the message.
+    /// <https://learn.microsoft.com/exchange/client-developer/web-service-reference/internetmessageheaders>
+    pub async fn get_headers(
+        &self,
+        auth: &EwsAuth,
+        id: &str,
+    ) -> Result<Vec<(String, String)>, EwsError> {
+        let body = format!(
+            r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:InternetMessageHeaders" /></t:AdditionalProperties></m:ItemShape><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:GetItem>"#,
+            escape(id)
+        );
+        let msg = self.call(auth, &body, "GetItemResponseMessage").await?;
+        let list = msg.find("InternetMessageHeaders").ok_or_else(|| {
+            EwsError::Protocol("GetItem answered without InternetMessageHeaders".into())
+        })?;
+        Ok(list
+            .children
+            .iter()
+            .filter(|h| h.name == "InternetMessageHeader")
+            .filter_map(|h| Some((h.attr("HeaderName")?.to_owned(), h.text.clone())))
+            .collect())
+    }
+
     /// The item's MIME (GetItem with `IncludeMimeContent`).
     pub async fn get_mime(&self, auth: &EwsAuth, id: &str) -> Result<Vec<u8>, EwsError> {
         let body = format!(
             r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:IncludeMimeContent>true</t:IncludeMimeContent></m:ItemShape><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:GetItem>"#,
             escape(id)
         );
-        let msg = self.call(auth, &body, "GetItemResponseMessage").await?;
+        let msg = self
+            .call_bounded(auth, &body, "GetItemResponseMessage", MAX_MIME_ANSWER)
+            .await?;
         let mime = msg
             .find("MimeContent")
             .ok_or_else(|| EwsError::Protocol("GetItem answered without MimeContent".into()))?;

@@ -5,11 +5,15 @@
 //! Parts:
 //! - [`xml`]: a small bounded element tree read from the answer with quick-xml (local
 //!   names, attributes, text), so hostile XML is an error, never a panic.
-//! - [`client`]: SOAP requests for SyncFolderItems, GetItem with MimeContent,
+//! - [`client`]: SOAP requests for SyncFolderItems, FindItem (a folder's first item;
+//!   ids received since a date), GetItem with MimeContent or only the header fields
+//!   (InternetMessageHeaders),
 //!   UpdateItem (IsRead), MoveItem, DeleteItem and CreateItem (send with or without a
 //!   copy); bearer tokens with `ExchangeImpersonation` + `X-AnchorMailbox` for
 //!   app-only, or Basic for on-premises; `ErrorServerBusy` retried after its
-//!   `BackOffMilliseconds`; 401 answers read from `x-ms-diagnostics`.
+//!   `BackOffMilliseconds`; 401 answers read from `x-ms-diagnostics`; answers read
+//!   with a bound ([`client::MAX_ANSWER`], [`client::MAX_MIME_ANSWER`] for GetItem
+//!   with MimeContent).
 //!
 //! Hand-written SOAP: the `ews` crate (Thunderbird) has types only and is MPL-2.0;
 //! the handful of operations here is small.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt as _;
+use mailbridge_http::{BodyError, bounded_body};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
@@ -20,23 +21,6 @@ pub use inbox_probe::{FolderCounts, MessageHeaders};
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
 /// Largest error answer read; the rest is not needed to explain it.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-enum BodyError {
-    Http(reqwest::Error),
-    TooLarge,
-}
-
-/// The body, read chunk by chunk up to `limit` bytes (`content-length` is not trusted).
-async fn bounded_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// Which mailbox: app-only addresses a user by object id or UPN; delegated uses `/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -282,9 +266,7 @@ impl GraphClient {
                     url: url.to_owned(),
                     source,
                 },
-                BodyError::TooLarge => ClientError::Protocol(format!(
-                    "{url}: an answer larger than {MAX_JSON_BODY} bytes"
-                )),
+                e => ClientError::Protocol(format!("{url}: {e}")),
             })?;
         if bytes.is_empty() {
             return Ok(Value::Null);
@@ -331,6 +313,40 @@ impl GraphClient {
             },
             str::to_owned,
         );
+        self.delta_page(token, mailbox, url, page_size).await
+    }
+
+    /// The first page of a folder's delta sync limited to messages received at or
+    /// after `since` (an ISO 8601 UTC date-time, e.g. `2026-12-01T00:00:00Z`): the one
+    /// `$filter` message delta takes (`receivedDateTime ge`). Its links keep the
+    /// filter, so the round's `@odata.deltaLink` goes on tracking those messages.
+    /// <https://learn.microsoft.com/graph/delta-query-messages>
+    pub async fn delta_received_since(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        folder: &str,
+        since: &str,
+        page_size: u32,
+    ) -> Result<DeltaPage, ClientError> {
+        let url = self.folder_url(
+            mailbox,
+            folder,
+            &format!(
+                "messages/delta?$select=subject,isRead,receivedDateTime&$filter={}",
+                percent_encode(&format!("receivedDateTime ge {since}"))
+            ),
+        );
+        self.delta_page(token, mailbox, url, page_size).await
+    }
+
+    async fn delta_page(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        url: String,
+        page_size: u32,
+    ) -> Result<DeltaPage, ClientError> {
         let prefer = format!("odata.maxpagesize={page_size}");
         let v = self
             .json(mailbox, token, &url, |h| {

@@ -138,6 +138,18 @@ pub struct ImapClient {
 /// stays under the response line limit (5,000 ten-digit numbers are 55 KB).
 const SEARCH_WINDOW: u32 = 5_000;
 
+/// `day` as an IMAP `date` (`4-Dec-2026`), month names in English whatever the locale.
+fn imap_date(day: time::Date) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS
+        .get(usize::from(u8::from(day.month())) - 1)
+        .copied()
+        .unwrap_or("Jan");
+    format!("{}-{month}-{}", day.day(), day.year())
+}
+
 fn quote(s: &str) -> Result<String, ImapError> {
     if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(ImapError::Protocol {
@@ -354,19 +366,44 @@ impl ImapClient {
         let mut uids = Vec::new();
         while self.selected_uid_next > from && self.selected_uid_next - from > SEARCH_WINDOW {
             let to = from + SEARCH_WINDOW - 1;
-            uids.extend(self.search_uids(&format!("{from}:{to}")).await?);
+            uids.extend(self.search_uids(&format!("UID {from}:{to}")).await?);
             from = to + 1;
         }
-        uids.extend(self.search_uids(&format!("{from}:*")).await?);
+        uids.extend(self.search_uids(&format!("UID {from}:*")).await?);
         uids.retain(|u| *u > last_uid);
         uids.sort_unstable();
         uids.dedup();
         Ok(uids)
     }
 
-    async fn search_uids(&mut self, set: &str) -> Result<Vec<u32>, ImapError> {
+    /// UIDs of the selected folder whose internal date is on or after `day`
+    /// (`UID SEARCH SINCE`, [RFC 3501 §6.4.4](https://www.rfc-editor.org/rfc/rfc3501#section-6.4.4):
+    /// the date only, time and zone disregarded), ascending; searched in windows of
+    /// UIDs like [`Self::uids_after`].
+    pub async fn uids_received_since(&mut self, day: time::Date) -> Result<Vec<u32>, ImapError> {
+        let since = imap_date(day);
+        let mut from = 1u32;
+        let mut uids = Vec::new();
+        while self.selected_uid_next > from && self.selected_uid_next - from > SEARCH_WINDOW {
+            let to = from + SEARCH_WINDOW - 1;
+            uids.extend(
+                self.search_uids(&format!("UID {from}:{to} SINCE {since}"))
+                    .await?,
+            );
+            from = to + 1;
+        }
+        uids.extend(
+            self.search_uids(&format!("UID {from}:* SINCE {since}"))
+                .await?,
+        );
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    async fn search_uids(&mut self, criteria: &str) -> Result<Vec<u32>, ImapError> {
         let (untagged, _) = self
-            .run(&format!("UID SEARCH UID {set}"), "UID SEARCH")
+            .run(&format!("UID SEARCH {criteria}"), "UID SEARCH")
             .await?;
         Ok(untagged
             .iter()
@@ -387,12 +424,34 @@ impl ImapClient {
         uid: u32,
         sink: &mut W,
     ) -> Result<Option<u64>, ImapError> {
+        self.fetch_section(uid, "", sink).await
+    }
+
+    /// `UID FETCH uid BODY.PEEK[HEADER]`: only the message's header block (up to and
+    /// including the empty line), streamed into `sink`; its size, or `None` when there
+    /// is no message with that UID.
+    pub async fn fetch_header<W: AsyncWrite + Unpin>(
+        &mut self,
+        uid: u32,
+        sink: &mut W,
+    ) -> Result<Option<u64>, ImapError> {
+        self.fetch_section(uid, "HEADER", sink).await
+    }
+
+    /// `UID FETCH uid BODY.PEEK[section]`, the section's literal streamed into `sink`.
+    async fn fetch_section<W: AsyncWrite + Unpin>(
+        &mut self,
+        uid: u32,
+        section: &str,
+        sink: &mut W,
+    ) -> Result<Option<u64>, ImapError> {
         let tag = self.tag();
         self.write_line(
-            &format!("{tag} UID FETCH {uid} (UID BODY.PEEK[])"),
+            &format!("{tag} UID FETCH {uid} (UID BODY.PEEK[{section}])"),
             "UID FETCH",
         )
         .await?;
+        let wanted = format!("BODY[{section}]");
         let mut size = None;
         // Inside a FETCH response that continues after a literal: the next line is
         // the rest of it, which may hold more literals (`BODY[]` need not be first).
@@ -419,11 +478,11 @@ impl ImapClient {
             };
             let upper = line.to_ascii_uppercase();
             in_fetch = in_fetch || (upper.starts_with("* ") && upper.contains(" FETCH "));
-            // The literal is the message when the item just before it is `BODY[]`.
+            // The literal is the section when the item just before it is `BODY[...]`.
             let item = upper
                 .get(..upper.rfind('{').unwrap_or(0))
                 .unwrap_or_default();
-            if in_fetch && item.trim_end().ends_with("BODY[]") && size.is_none() {
+            if in_fetch && item.trim_end().ends_with(wanted.as_str()) && size.is_none() {
                 self.stream_literal(n, sink).await?;
                 size = Some(n);
             } else {
@@ -1007,6 +1066,13 @@ mod fetch_many_tests {
         let mut config = ImapConfig::new("127.0.0.1", port, TlsMode::None);
         config.timeout = Duration::from_secs(5);
         ImapClient::connect(&config).await.unwrap()
+    }
+
+    #[test]
+    fn imap_dates_have_english_months_and_no_padding() {
+        use time::macros::date;
+        assert_eq!(imap_date(date!(2026 - 12 - 04)), "4-Dec-2026");
+        assert_eq!(imap_date(date!(1999 - 01 - 31)), "31-Jan-1999");
     }
 
     #[test]

@@ -372,6 +372,17 @@ pub fn from_detection(
     {
         account.outgoing = found(Transport::Smtp).map(endpoint_config);
     }
+    // The login autoconfig gave for the server now on the incoming side.
+    if let Some(format) = detection.login_format
+        && account
+            .incoming
+            .as_ref()
+            .is_some_and(|e| matches!(e.transport, Transport::Imap | Transport::Pop3))
+        && provider.incoming.is_none()
+    {
+        account.login_format = Some(format);
+        account.login.clone_from(&detection.login);
+    }
     account.download = account.incoming.is_some();
     account.send = account.outgoing_side().is_some() || account.outgoing.is_some();
     account.transports = transports_of(&account);

@@ -8,7 +8,9 @@
 //!    `*.olc.protection.outlook.com` -> Outlook.com; Google -> Gmail);
 //! 3. the tenant's `/{domain}/v2.0/.well-known/openid-configuration` (tenant id, cloud);
 //! 4. Autodiscover v2 (EWS URL; an on-premises URL means Exchange on-premises);
-//! 5. Thunderbird autoconfig (`autoconfig.<domain>`, then the ISPDB);
+//! 5. Thunderbird autoconfig (`autoconfig.<domain>`, then the ISPDB), with the
+//!    placeholders `%EMAILADDRESS%`, `%EMAILLOCALPART%` and `%EMAILDOMAIN%` filled in
+//!    host names and user names, and the user name read as a login format;
 //! 6. SRV records (RFC 6186).
 //!
 //! The result names the step that decided and keeps the outcome of every step.
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use mailbridge_types::config::{Cloud, Transport};
+use mailbridge_types::config::{Cloud, LoginFormat, Transport};
 use serde::Serialize;
 
 use crate::provider::{Endpoint, ProviderTable, TlsMode};
@@ -55,6 +57,12 @@ pub struct Detection {
     pub cloud: Option<Cloud>,
     /// Endpoints found (EWS URL from Autodiscover, IMAP/POP/SMTP from autoconfig or SRV).
     pub endpoints: Vec<Endpoint>,
+    /// How the login is formed, when autoconfig said (its incoming server's
+    /// `<username>`): the address, its local part, or a fixed login
+    /// ([`LoginFormat::Manual`] with [`Self::login`]).
+    pub login_format: Option<LoginFormat>,
+    /// The login autoconfig gave, when it is neither the address nor its local part.
+    pub login: Option<String>,
     pub steps: Vec<StepReport>,
 }
 
@@ -273,7 +281,7 @@ pub async fn detect(
     );
     let outcome = match http.get(&url).send().await {
         Err(e) => format!("{url} could not be reached: {e}"),
-        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+        Ok(r) if r.status().is_success() => match read_json(r).await {
             Ok(v) => match read_openid(&v) {
                 None => format!(
                     "{url} answered JSON that is not an OpenID configuration (no issuer URL)"
@@ -288,7 +296,7 @@ pub async fn detect(
                     )
                 }
             },
-            Err(e) => format!("{url} answered JSON mailbridge does not understand: {e}"),
+            Err(e) => format!("{url}: {e}"),
         },
         Ok(r) => format!(
             "{domain} is not an Entra tenant (HTTP {})",
@@ -310,7 +318,7 @@ pub async fn detect(
         );
         let outcome = match http.get(&url).send().await {
             Err(e) => format!("{url} could not be reached: {e}"),
-            Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(r) if r.status().is_success() => match read_json(r).await {
                 Ok(v) => match read_autodiscover(&v) {
                     Some(ews) => {
                         let exchange_online =
@@ -334,7 +342,7 @@ pub async fn detect(
                     }
                     None => "answer has no http(s) Url".to_owned(),
                 },
-                Err(e) => format!("answer is not JSON: {e}"),
+                Err(e) => format!("{url}: {e}"),
             },
             Ok(r) if r.status().is_redirection() => {
                 "no Exchange Online mailbox for this address (redirected)".to_owned()
@@ -358,11 +366,27 @@ pub async fn detect(
             if !r.status().is_success() {
                 continue;
             }
-            let Ok(text) = r.text().await else { continue };
-            let endpoints = parse_autoconfig(&text);
-            if !endpoints.is_empty() {
+            let text = match mailbridge_http::bounded_body(r, MAX_DOCUMENT).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => {
+                    outcome = format!("{url}: {e}");
+                    continue;
+                }
+            };
+            let servers = autoconfig_servers(&text, address);
+            if !servers.is_empty() {
                 decide(&mut d, "generic-imap", Step::Autoconfig);
+                let endpoints: Vec<Endpoint> = servers.iter().map(|s| s.endpoint.clone()).collect();
                 outcome = format!("{url}: {}", describe(&endpoints));
+                // The login of the server the account reads from (IMAP, else POP3).
+                let incoming = [Transport::Imap, Transport::Pop3]
+                    .into_iter()
+                    .find_map(|t| servers.iter().find(|s| s.endpoint.transport == t));
+                if let Some(username) = incoming.and_then(|s| s.username.as_deref()) {
+                    let (format, login) = login_format_of(username, address);
+                    d.login_format = Some(format);
+                    d.login = login;
+                }
                 d.endpoints.extend(endpoints);
                 break;
             }
@@ -411,6 +435,20 @@ pub async fn detect(
         d.steps.push(report(Step::Srv, outcome, start));
     }
     Ok(d)
+}
+
+/// Largest document read from an autodetection endpoint (OpenID configuration,
+/// Autodiscover, autoconfig): each is a few kilobytes.
+pub const MAX_DOCUMENT: usize = 1024 * 1024;
+
+/// A JSON document of at most [`MAX_DOCUMENT`] bytes; the reason, for a person, when
+/// it is not one.
+async fn read_json(r: reqwest::Response) -> Result<serde_json::Value, String> {
+    let bytes = mailbridge_http::bounded_body(r, MAX_DOCUMENT)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("answered JSON mailbridge does not understand: {e}"))
 }
 
 fn report(step: Step, outcome: String, start: Instant) -> StepReport {
@@ -469,9 +507,86 @@ fn read_autodiscover(v: &serde_json::Value) -> Option<&str> {
     (matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some()).then_some(u)
 }
 
+/// A server of an autoconfig document, placeholders filled for one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoconfigServer {
+    pub endpoint: Endpoint,
+    /// `<username>`, when given.
+    pub username: Option<String>,
+}
+
+/// `template` with the autoconfig placeholders filled for `address`:
+/// `%EMAILADDRESS%`, `%EMAILLOCALPART%` and `%EMAILDOMAIN%` (lower case).
+/// <https://wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat>
+pub fn fill_placeholders(template: &str, address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let domain = domain.to_ascii_lowercase();
+    let values = [
+        ("%EMAILADDRESS%", address),
+        ("%EMAILLOCALPART%", local),
+        ("%EMAILDOMAIN%", domain.as_str()),
+    ];
+    // One pass: a value is never searched for placeholders again.
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('%') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let tail = rest.get(at..).unwrap_or_default();
+        if let Some((name, value)) = values.iter().find(|(name, _)| tail.starts_with(name)) {
+            out.push_str(value);
+            rest = tail.get(name.len()..).unwrap_or_default();
+        } else {
+            out.push('%');
+            rest = tail.get(1..).unwrap_or_default();
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The login format a filled-in `<username>` stands for: the address, its local part,
+/// or (anything else, e.g. `EXAMPLE\%EMAILLOCALPART%`) that login as given.
+fn login_format_of(username: &str, address: &str) -> (LoginFormat, Option<String>) {
+    let local = address.rsplit_once('@').map_or(address, |(l, _)| l);
+    if username.eq_ignore_ascii_case(address) {
+        (LoginFormat::Email, None)
+    } else if username == local {
+        (LoginFormat::MailboxName, None)
+    } else {
+        (LoginFormat::Manual, Some(username.to_owned()))
+    }
+}
+
+/// The servers of an autoconfig document for `address`, placeholders filled in host
+/// names and user names. A host name still holding a `%` (an unknown placeholder) is
+/// left out, and so is a user name that does.
+pub fn autoconfig_servers(xml: &str, address: &str) -> Vec<AutoconfigServer> {
+    parse_autoconfig_servers(xml)
+        .into_iter()
+        .filter_map(|(mut endpoint, username)| {
+            endpoint.host = fill_placeholders(&endpoint.host, address);
+            if endpoint.host.contains('%') || !is_host_name(&endpoint.host) {
+                return None;
+            }
+            let username = username
+                .map(|u| fill_placeholders(u.trim(), address))
+                .filter(|u| !u.is_empty() && !u.contains('%'));
+            Some(AutoconfigServer { endpoint, username })
+        })
+        .collect()
+}
+
 /// Reads the IMAP, POP3 and SMTP servers of a Thunderbird autoconfig document
-/// (unknown server types such as `ews` or `graph` are skipped).
+/// (unknown server types such as `ews` or `graph` are skipped), placeholders as
+/// written; [`autoconfig_servers`] fills them.
 pub fn parse_autoconfig(xml: &str) -> Vec<Endpoint> {
+    parse_autoconfig_servers(xml)
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect()
+}
+
+fn parse_autoconfig_servers(xml: &str) -> Vec<(Endpoint, Option<String>)> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     reader.config_mut().trim_text(true);
@@ -553,12 +668,15 @@ pub fn parse_autoconfig(xml: &str) -> Vec<Endpoint> {
                         port,
                         tls,
                     ) {
-                        out.push(Endpoint {
-                            transport,
-                            host: host.clone(),
-                            port,
-                            tls,
-                        });
+                        out.push((
+                            Endpoint {
+                                transport,
+                                host: host.clone(),
+                                port,
+                                tls,
+                            },
+                            fields.get("username").cloned(),
+                        ));
                     }
                 }
                 field = None;
@@ -590,6 +708,44 @@ mod tests {
         assert_eq!(e[0].tls, TlsMode::Implicit);
         assert_eq!(e[2].transport, Transport::Smtp);
         assert_eq!(e[2].tls, TlsMode::StartTls);
+    }
+
+    #[test]
+    fn placeholders_are_filled_in_hosts_and_user_names() {
+        let xml = r#"<clientConfig version="1.1"><emailProvider id="x">
+          <incomingServer type="imap"><hostname>imap.%EMAILDOMAIN%</hostname><port>993</port><socketType>SSL</socketType><username>%EMAILLOCALPART%</username></incomingServer>
+          <incomingServer type="pop3"><hostname>%EMAILLOCALPART%.pop.%EMAILDOMAIN%</hostname><port>995</port><socketType>SSL</socketType><username>%EMAILADDRESS%</username></incomingServer>
+          <incomingServer type="imap"><hostname>%UNKNOWN%.example</hostname><port>993</port><socketType>SSL</socketType></incomingServer>
+          <outgoingServer type="smtp"><hostname>smtp.%EMAILDOMAIN%</hostname><port>587</port><socketType>STARTTLS</socketType><username>CORP\%EMAILLOCALPART%</username></outgoingServer>
+        </emailProvider></clientConfig>"#;
+        let servers = autoconfig_servers(xml, "Jane.Doe@Example.ORG");
+        let got: Vec<(&str, Option<&str>)> = servers
+            .iter()
+            .map(|s| (s.endpoint.host.as_str(), s.username.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("imap.example.org", Some("Jane.Doe")),
+                ("Jane.Doe.pop.example.org", Some("Jane.Doe@Example.ORG")),
+                ("smtp.example.org", Some("CORP\\Jane.Doe")),
+            ]
+        );
+        let a = "jane@example.org";
+        assert_eq!(
+            login_format_of("jane@example.org", a),
+            (LoginFormat::Email, None)
+        );
+        assert_eq!(login_format_of("jane", a), (LoginFormat::MailboxName, None));
+        assert_eq!(
+            login_format_of("CORP\\jane", a),
+            (LoginFormat::Manual, Some("CORP\\jane".to_owned()))
+        );
+        // A local part holding a placeholder's name is not filled twice.
+        assert_eq!(
+            fill_placeholders("%EMAILLOCALPART%.%EMAILDOMAIN%", "%EMAILDOMAIN%@x.org"),
+            "%EMAILDOMAIN%.x.org"
+        );
     }
 
     #[test]

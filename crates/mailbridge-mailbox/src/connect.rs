@@ -228,6 +228,19 @@ impl Mailbox for AnyMailbox {
         }
     }
 
+    async fn received_since(
+        &mut self,
+        folder: &str,
+        since: time::OffsetDateTime,
+    ) -> Result<NewMessages, MailboxError> {
+        match self {
+            AnyMailbox::Imap(m) => m.received_since(folder, since).await,
+            AnyMailbox::Pop3(m) => m.received_since(folder, since).await,
+            AnyMailbox::Graph(m) => m.received_since(folder, since).await,
+            AnyMailbox::Ews(m) => m.received_since(folder, since).await,
+        }
+    }
+
     async fn fetch<W: AsyncWrite + Unpin + Send>(
         &mut self,
         message: &MessageRef,

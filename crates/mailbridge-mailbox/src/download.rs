@@ -662,6 +662,27 @@ pub async fn download<M, F>(
     checkpoint: &Checkpoint,
     maildir: &Path,
     options: &DownloadOptions,
+    progress: F,
+) -> Result<Summary, DownloadError>
+where
+    M: FetchMany + Send,
+    F: FnMut(&Progress) -> ControlFlow<()> + Send,
+{
+    let listed = mailbox
+        .new_since(folder, checkpoint)
+        .await
+        .map_err(DownloadError::Mailbox)?;
+    download_listed(mailbox, listed, maildir, options, progress).await
+}
+
+/// [`download`] of a listing the caller made (e.g. [`Mailbox::received_since`]), from
+/// the folder the mailbox listed last: the same durable path, file names and
+/// checkpoints, ending with the listing's checkpoint.
+pub async fn download_listed<M, F>(
+    mailbox: &mut M,
+    listed: crate::mailbox::NewMessages,
+    maildir: &Path,
+    options: &DownloadOptions,
     mut progress: F,
 ) -> Result<Summary, DownloadError>
 where
@@ -674,10 +695,6 @@ where
     })
     .await
     .map_err(|e| maildir_err(maildir)(std::io::Error::other(e)))??;
-    let listed = mailbox
-        .new_since(folder, checkpoint)
-        .await
-        .map_err(DownloadError::Mailbox)?;
     let (wanted, known): (Vec<MessageRef>, Vec<MessageRef>) = listed
         .messages
         .into_iter()

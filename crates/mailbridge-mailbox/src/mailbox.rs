@@ -5,6 +5,12 @@
 //! and opaque to callers: IMAP keeps
 //! (UIDVALIDITY, last UID), POP the UIDL set, Graph the delta link, EWS the sync
 //! state. Callers store it after each batch; a lost or invalid one means a resync.
+//!
+//! A folder can also be listed by date ([`Mailbox::received_since`]): IMAP `UID SEARCH
+//! SINCE` (whole days), Graph delta with `$filter=receivedDateTime ge`, EWS FindItem
+//! restricted on `item:DateTimeReceived`. POP3 keeps no received date and refuses it.
+//! The listing's checkpoint covers the folder as it was listed, so a later
+//! [`Mailbox::new_since`] from it goes on with what arrives next.
 
 use std::future::Future;
 
@@ -13,6 +19,8 @@ use mailbridge_imap::ImapClient;
 use mailbridge_types::ErrorClass;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::io::AsyncWrite;
 
 /// Where a sync stopped.
@@ -101,6 +109,16 @@ pub trait Mailbox {
         folder: &str,
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<NewMessages, MailboxError>> + Send;
+    /// Messages of `folder` received at or after `since`, with the checkpoint of the
+    /// folder as listed now: a later [`Self::new_since`] from it lists only what
+    /// arrives after this listing. IMAP compares whole days (`SINCE`, the date of
+    /// `since` in its own offset against the server's internal date), so it may list
+    /// more of that day; POP3 keeps no received date and refuses (misconfigured).
+    fn received_since(
+        &mut self,
+        folder: &str,
+        since: OffsetDateTime,
+    ) -> impl Future<Output = Result<NewMessages, MailboxError>> + Send;
     /// The message's MIME, streamed into `sink`; its size.
     fn fetch<W: AsyncWrite + Unpin + Send>(
         &mut self,
@@ -180,6 +198,33 @@ impl Mailbox for ImapMailbox {
         })
     }
 
+    async fn received_since(
+        &mut self,
+        folder: &str,
+        since: OffsetDateTime,
+    ) -> Result<NewMessages, MailboxError> {
+        let f = self.client.select(folder).await?;
+        let uids = self.client.uids_received_since(since.date()).await?;
+        // Everything in the folder now is accounted for: older messages by the date,
+        // the rest listed.
+        let last_uid = uids
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .max(f.uid_next.saturating_sub(1));
+        Ok(NewMessages {
+            messages: uids
+                .iter()
+                .map(|u| MessageRef { id: u.to_string() })
+                .collect(),
+            checkpoint: Checkpoint::Imap {
+                uid_validity: f.uid_validity,
+                last_uid,
+            },
+            resynced: false,
+        })
+    }
+
     async fn fetch<W: AsyncWrite + Unpin + Send>(
         &mut self,
         message: &MessageRef,
@@ -231,24 +276,42 @@ impl GraphMailboxAccess {
     }
 }
 
-impl Mailbox for GraphMailboxAccess {
-    async fn new_since(
+/// `since` as Graph and EWS write a date-time: RFC 3339 in UTC.
+fn utc_rfc3339(since: OffsetDateTime) -> Result<String, MailboxError> {
+    since
+        .to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|e| MailboxError {
+            class: ErrorClass::Misconfigured,
+            message: format!("{since} cannot be written as an RFC 3339 date-time: {e}"),
+        })
+}
+
+impl GraphMailboxAccess {
+    /// One delta round: from `from` (a stored link), else from the start, limited to
+    /// messages received at or after `since` when given.
+    async fn delta_round(
         &mut self,
         folder: &str,
-        checkpoint: &Checkpoint,
+        mut from: Option<String>,
+        since: Option<&str>,
     ) -> Result<NewMessages, MailboxError> {
-        let mut from = match checkpoint {
-            Checkpoint::Graph { delta_link } => Some(delta_link.clone()),
-            _ => None,
-        };
         let mut messages = Vec::new();
         let mut resynced = false;
         loop {
-            let page = match self
-                .client
-                .delta(&self.token, &self.mailbox, folder, from.as_deref(), 100)
-                .await
-            {
+            let request = match (&from, since) {
+                (None, Some(since)) => {
+                    self.client
+                        .delta_received_since(&self.token, &self.mailbox, folder, since, 100)
+                        .await
+                }
+                _ => {
+                    self.client
+                        .delta(&self.token, &self.mailbox, folder, from.as_deref(), 100)
+                        .await
+                }
+            };
+            let page = match request {
                 Ok(p) => p,
                 Err(mailbridge_graph::ClientError::Graph(g))
                     if g.meaning == mailbridge_graph::Meaning::ResyncRequired && !resynced =>
@@ -280,6 +343,31 @@ impl Mailbox for GraphMailboxAccess {
                 resynced,
             });
         }
+    }
+}
+
+impl Mailbox for GraphMailboxAccess {
+    async fn new_since(
+        &mut self,
+        folder: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<NewMessages, MailboxError> {
+        let from = match checkpoint {
+            Checkpoint::Graph { delta_link } => Some(delta_link.clone()),
+            _ => None,
+        };
+        self.delta_round(folder, from, None).await
+    }
+
+    /// Graph's delta takes `receivedDateTime ge` as its one filter: the round's
+    /// deltaLink keeps tracking the messages received since then.
+    async fn received_since(
+        &mut self,
+        folder: &str,
+        since: OffsetDateTime,
+    ) -> Result<NewMessages, MailboxError> {
+        let since = utc_rfc3339(since)?;
+        self.delta_round(folder, None, Some(&since)).await
     }
 
     async fn fetch<W: AsyncWrite + Unpin + Send>(
@@ -380,6 +468,37 @@ impl Mailbox for EwsMailbox {
         })
     }
 
+    /// SyncFolderItems first (its state is the checkpoint), then FindItem restricted
+    /// on `item:DateTimeReceived`: a message arriving between the two is listed here
+    /// and again by the next sync, and the download's file names keep it single.
+    async fn received_since(
+        &mut self,
+        folder: &str,
+        since: OffsetDateTime,
+    ) -> Result<NewMessages, MailboxError> {
+        let since = utc_rfc3339(since)?;
+        let now = self.new_since(folder, &Checkpoint::Start).await?;
+        let mut messages = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .client
+                .find_received_since(&self.auth, folder, &since, offset, 1000)
+                .await?;
+            let got = page.ids.len();
+            messages.extend(page.ids.into_iter().map(|id| MessageRef { id }));
+            if page.includes_last || got == 0 || page.next_offset <= offset {
+                break;
+            }
+            offset = page.next_offset;
+        }
+        Ok(NewMessages {
+            messages,
+            checkpoint: now.checkpoint,
+            resynced: false,
+        })
+    }
+
     async fn fetch<W: AsyncWrite + Unpin + Send>(
         &mut self,
         message: &MessageRef,
@@ -477,6 +596,22 @@ impl Mailbox for Pop3Mailbox {
                 uidls: listing.into_iter().map(|(_, u)| u).collect(),
             },
             resynced: false,
+        })
+    }
+
+    /// Refused: POP3 keeps no received date (RFC 1939 has no INTERNALDATE), and a
+    /// message's own `Date:` header is the sender's clock, not when it arrived.
+    async fn received_since(
+        &mut self,
+        _folder: &str,
+        since: OffsetDateTime,
+    ) -> Result<NewMessages, MailboxError> {
+        Err(MailboxError {
+            class: ErrorClass::Misconfigured,
+            message: format!(
+                "POP3 cannot list messages received since {}: the protocol keeps no received date (only the sender's Date: header, which is not when a message arrived); fetch everything (--since all) or use the account's IMAP, Graph or EWS side",
+                since.format(&Rfc3339).unwrap_or_else(|_| since.to_string())
+            ),
         })
     }
 

@@ -780,12 +780,35 @@ impl MailStore {
         raw: &[u8],
         seen: bool,
     ) -> Result<StoredMessageId, MailStoreError> {
+        self.append_received(mailbox, folder, raw, seen, None).await
+    }
+
+    /// [`Self::append`] with the message's internal date (Graph `receivedDateTime`,
+    /// EWS `DateTimeReceived`) set to `received` (now when `None`).
+    pub async fn append_received(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        raw: &[u8],
+        seen: bool,
+        received: Option<OffsetDateTime>,
+    ) -> Result<StoredMessageId, MailStoreError> {
         let target = quote(folder)?;
+        let date = match received {
+            Some(t) => {
+                let fmt = time::macros::format_description!(
+                    "\"[day]-[month repr:short]-[year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]\" "
+                );
+                t.format(&fmt)
+                    .map_err(|e| MailStoreError::Server(format!("APPEND date: {e}")))?
+            }
+            None => String::new(),
+        };
         self.with_session(mailbox, async |s| {
             let flags = if seen { "(\\Seen) " } else { "" };
             // LITERAL+ so the message goes out without waiting for a continuation.
             let tag = s
-                .run_command(format!("APPEND {target} {flags}{{{}+}}", raw.len()))
+                .run_command(format!("APPEND {target} {flags}{date}{{{}+}}", raw.len()))
                 .await?;
             let stream = s.get_mut();
             stream.write_all(raw).await?;

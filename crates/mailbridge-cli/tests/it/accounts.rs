@@ -390,6 +390,50 @@ async fn an_added_password_account_passes_test_receive_and_send_on_real_servers(
     );
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 1);
 
+    // By date: only what was received on or after it; then `last` goes on from there.
+    let store = mail.mail_store();
+    for (subject, received) in [
+        ("long ago", time::macros::datetime!(2020-01-01 09:00 UTC)),
+        ("this year", time::macros::datetime!(2026-03-01 09:00 UTC)),
+    ] {
+        let raw = format!("From: bob@example.org\r\nSubject: {subject}\r\n\r\nx\r\n");
+        store
+            .append_received(
+                "ops@contoso.example",
+                "INBOX",
+                raw.as_bytes(),
+                false,
+                Some(received),
+            )
+            .await
+            .unwrap();
+    }
+    let (ok, out, err) = fetch("2021-06-01").await;
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["messages"].as_u64(), v["already_present"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let (ok, out, _) = fetch("last").await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["messages"],
+        0,
+        "the date run's checkpoint covers the older message too"
+    );
+    let subjects: Vec<String> = std::fs::read_dir(maildir.join("new"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(subjects.len(), 2);
+    assert!(subjects.iter().any(|m| m.contains("Subject: this year")));
+    assert!(!subjects.iter().any(|m| m.contains("Subject: long ago")));
+    let (ok, _, err) = fetch("2021-13-01").await;
+    assert!(!ok);
+    assert!(err.contains("RFC 3339"), "{err}");
+
     // A wrong password is named at the authenticate step.
     let (ok, _, err) = f
         .run(

@@ -50,3 +50,59 @@ impl EwsClient {
         Ok(FolderPeek { total, first })
     }
 }
+
+/// One page of item ids from [`EwsClient::find_received_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPage {
+    pub ids: Vec<String>,
+    /// The offset of the next page.
+    pub next_offset: u32,
+    /// `IncludesLastItemInRange`: no page follows.
+    pub includes_last: bool,
+}
+
+impl EwsClient {
+    /// FindItem (`Shallow`, ids only, oldest first) on a distinguished folder, with a
+    /// `Restriction` on `item:DateTimeReceived` at or after `since` (an `xs:dateTime`,
+    /// e.g. `2026-12-01T00:00:00Z`): one page of at most `max` ids from `offset`.
+    pub async fn find_received_since(
+        &self,
+        auth: &EwsAuth,
+        folder: &str,
+        since: &str,
+        offset: u32,
+        max: u32,
+    ) -> Result<FoundPage, EwsError> {
+        let body = format!(
+            r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="{}" Offset="{offset}" BasePoint="Beginning" /><m:Restriction><t:IsGreaterThanOrEqualTo><t:FieldURI FieldURI="item:DateTimeReceived" /><t:FieldURIOrConstant><t:Constant Value="{}" /></t:FieldURIOrConstant></t:IsGreaterThanOrEqualTo></m:Restriction><m:SortOrder><t:FieldOrder Order="Ascending"><t:FieldURI FieldURI="item:DateTimeReceived" /></t:FieldOrder></m:SortOrder><m:ParentFolderIds><t:DistinguishedFolderId Id="{}" /></m:ParentFolderIds></m:FindItem>"#,
+            max.clamp(1, 1000),
+            escape(since),
+            escape(folder)
+        );
+        let msg = self.call(auth, &body, "FindItemResponseMessage").await?;
+        let root = msg
+            .child("RootFolder")
+            .ok_or_else(|| EwsError::Protocol("FindItem answered without RootFolder".into()))?;
+        let mut ids = Vec::new();
+        if let Some(items) = root.child("Items") {
+            for item in &items.children {
+                if let Some(id) = item.child("ItemId").and_then(|e| e.attr("Id")) {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        let next_offset = root
+            .attr("IndexedPagingOffset")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| offset.saturating_add(u32::try_from(ids.len()).unwrap_or(u32::MAX)));
+        let includes_last = root
+            .attr("IncludesLastItemInRange")
+            .is_none_or(|v| v == "true")
+            || ids.is_empty();
+        Ok(FoundPage {
+            ids,
+            next_offset,
+            includes_last,
+        })
+    }
+}

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bounds;
 mod prop;
 
 use mailbridge_ews::{ChangeKind, EwsAuth, EwsClient, EwsConfig, EwsError};

@@ -187,6 +187,34 @@ async fn starttls_delegated_and_a_large_message_streamed() {
 }
 
 #[tokio::test]
+async fn fetch_header_brings_the_header_block_and_none_of_the_body() {
+    let w = world(|_| {}).await;
+    let line = "The quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJKLMNOPQRSTUV";
+    let sent = w
+        .deliver("headers only", &format!("{line}\r\n").repeat(20_000))
+        .await;
+    let mut c = w.app_session().await;
+    c.select("INBOX").await.unwrap();
+    let uid = c.uids_after(0).await.unwrap()[0];
+    let mut header = Vec::new();
+    let size = c.fetch_header(uid, &mut header).await.unwrap().unwrap();
+    assert_eq!(size, header.len() as u64);
+    let text = String::from_utf8(header).unwrap();
+    assert!(text.contains("Subject: headers only"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "the header block and its empty line"
+    );
+    assert!(!text.contains("quick brown fox"), "no body: {text}");
+    assert!(text.len() < sent.len() / 100);
+    // A missing UID fetches nothing; the header is where the whole message starts.
+    assert_eq!(c.fetch_header(9_999, &mut Vec::new()).await.unwrap(), None);
+    let mut whole = Vec::new();
+    c.fetch(uid, &mut whole).await.unwrap().unwrap();
+    assert!(whole.starts_with(text.as_bytes()));
+}
+
+#[tokio::test]
 async fn idle_wakes_up_when_mail_arrives() {
     let w = world(|_| {}).await;
     let mut c = w.app_session().await;

@@ -131,8 +131,9 @@ where
     );
     if let Some(first) = peek.first {
         let start = Instant::now();
-        let result = match session.client.get_mime(&session.auth, &first.id).await {
-            Ok(mime) => super::headers::summary(&super::headers::parse(&mime))
+        // Only the header fields travel (InternetMessageHeaders), not the message.
+        let result = match session.client.get_headers(&session.auth, &first.id).await {
+            Ok(headers) => super::headers::summary(&headers)
                 .ok_or_else(|| ("the first item has no header fields".to_owned(), None)),
             Err(e) => Err(refused(&e, &session, address)),
         };

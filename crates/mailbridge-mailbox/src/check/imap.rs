@@ -110,9 +110,10 @@ async fn read_first_header(client: &mut ImapClient) -> Result<String, super::Fai
     let Some(uid) = uids.first().copied() else {
         return Ok("INBOX lists no UIDs (emptied meanwhile)".to_owned());
     };
+    // Only the header block travels (`BODY.PEEK[HEADER]`), whatever the message's size.
     let mut sink = HeaderSink::default();
     client
-        .fetch(uid, &mut sink)
+        .fetch_header(uid, &mut sink)
         .await
         .map_err(|e| (e.to_string(), None))?;
     headers::summary(&headers::parse(&sink.0))

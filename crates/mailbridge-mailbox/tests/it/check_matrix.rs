@@ -709,6 +709,22 @@ async fn the_right_setup_passes_every_check_and_reads_a_header() {
             report.render()
         );
     }
+    // EWS reads the header fields, not the message's MIME.
+    let get_items: Vec<String> = w
+        .server
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.body.contains("GetItem>") || r.body.contains("<m:GetItem"))
+        .map(|r| r.body)
+        .collect();
+    assert!(!get_items.is_empty());
+    for body in &get_items {
+        assert!(
+            body.contains("item:InternetMessageHeaders") && !body.contains("IncludeMimeContent"),
+            "{body}"
+        );
+    }
     let report = w.run(ReceiveGraph).await;
     let names: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(

@@ -10,12 +10,13 @@ mod mailbox;
 mod matrix;
 mod prop;
 mod send;
+mod since;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
 use mailbridge_testkit::model::{Tenant, TenantModel, User};
 use mailbridge_testkit::{Emulator, EmulatorServer};
-use mailbridge_types::config::Transport;
+use mailbridge_types::config::{LoginFormat, Transport};
 
 async fn tenant() -> EmulatorServer {
     let model = TenantModel::builder()
@@ -135,6 +136,108 @@ async fn other_domain_is_decided_by_autoconfig() {
         "{}",
         openid.outcome
     );
+}
+
+#[tokio::test]
+async fn autoconfig_placeholders_give_hosts_and_the_login_format() {
+    let server = tenant().await;
+    let (url, _task) = autoconfig_server(
+        r#"<clientConfig version="1.1"><emailProvider id="%EMAILDOMAIN%">
+        <incomingServer type="imap"><hostname>imap.%EMAILDOMAIN%</hostname><port>993</port><socketType>SSL</socketType><username>%EMAILLOCALPART%</username></incomingServer>
+        <outgoingServer type="smtp"><hostname>smtp.%EMAILDOMAIN%</hostname><port>587</port><socketType>STARTTLS</socketType><username>%EMAILADDRESS%</username></outgoingServer>
+        </emailProvider></clientConfig>"#,
+    )
+    .await;
+    let table = ProviderTable::default();
+    let d = detect(
+        "bob@Example.org",
+        &table,
+        &StaticDns::default(),
+        &options(&server, vec![url]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decided_by, Some(Step::Autoconfig));
+    let hosts: Vec<&str> = d.endpoints.iter().map(|e| e.host.as_str()).collect();
+    assert_eq!(hosts, ["imap.example.org", "smtp.example.org"]);
+    assert_eq!(d.login_format, Some(LoginFormat::MailboxName));
+    let account =
+        mailbridge_mailbox::account::from_detection("bob@Example.org", &d, &table).unwrap();
+    assert_eq!(account.incoming.as_ref().unwrap().host, "imap.example.org");
+    assert_eq!(account.login_format, Some(LoginFormat::MailboxName));
+    assert_eq!(account.login_name(), "bob");
+
+    // A fixed login (a domain account) is kept as a manual login.
+    let (url, _task) = autoconfig_server(
+        r#"<clientConfig version="1.1"><emailProvider id="x">
+        <incomingServer type="pop3"><hostname>pop.%EMAILDOMAIN%</hostname><port>995</port><socketType>SSL</socketType><username>CORP\%EMAILLOCALPART%</username></incomingServer>
+        </emailProvider></clientConfig>"#,
+    )
+    .await;
+    let d = detect(
+        "bob@example.org",
+        &table,
+        &StaticDns::default(),
+        &options(&server, vec![url]),
+    )
+    .await
+    .unwrap();
+    let account =
+        mailbridge_mailbox::account::from_detection("bob@example.org", &d, &table).unwrap();
+    assert_eq!(account.login_format, Some(LoginFormat::Manual));
+    assert_eq!(account.login_name(), "CORP\\bob");
+}
+
+#[tokio::test]
+async fn oversized_documents_are_not_read_and_the_step_says_so() {
+    // A valid autoconfig document, padded past the bound with a comment, and
+    // OpenID/Autodiscover JSON padded with spaces.
+    let padding = " ".repeat(mailbridge_mailbox::autodetect::MAX_DOCUMENT);
+    let autoconfig = format!(
+        r#"<clientConfig version="1.1"><!--{padding}--><emailProvider id="x"><incomingServer type="imap"><hostname>imap.example.org</hostname><port>993</port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>"#
+    );
+    let json = format!(
+        r#"{{"issuer":"https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0",{padding}"Url":"https://mail.example.org/EWS/Exchange.asmx"}}"#
+    );
+    let app = axum::Router::new()
+        .route(
+            "/mail/config-v1.1.xml",
+            axum::routing::get(move || async move { autoconfig }),
+        )
+        .fallback(move || async move { ([("content-type", "application/json")], json) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let base = format!("http://{addr}");
+    let options = DetectOptions {
+        authority_host: base.clone(),
+        autodiscover_url: format!("{base}/autodiscover/autodiscover.json"),
+        autoconfig_urls: vec![format!("{base}/mail/config-v1.1.xml")],
+        ..DetectOptions::default()
+    };
+    let d = detect(
+        "bob@example.org",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.provider, None, "{:?}", d.steps);
+    assert!(d.endpoints.is_empty());
+    for step in [
+        Step::OpenIdConfiguration,
+        Step::AutodiscoverV2,
+        Step::Autoconfig,
+    ] {
+        let outcome = &d.steps.iter().find(|s| s.step == step).unwrap().outcome;
+        assert!(
+            outcome.contains(&base) && outcome.contains("larger than 1048576 bytes"),
+            "{step:?}: {outcome}"
+        );
+    }
 }
 
 #[tokio::test]

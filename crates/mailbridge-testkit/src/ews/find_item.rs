@@ -1,9 +1,13 @@
 //! FindItem (`microsoft-protocols.md` §4.3;
 //! <https://learn.microsoft.com/exchange/client-developer/web-service-reference/finditem-operation>):
 //! lists a folder's messages, newest first by default, with `IndexedPageItemView`
-//! paging (at most 1,000 per page, `EWSFindCountLimit`).
+//! paging (at most 1,000 per page, `EWSFindCountLimit`), and a `Restriction` made of
+//! comparisons of `item:DateTimeReceived` (others are refused as unsupported).
 
 use std::fmt::Write as _;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::item::{Shape, StoredItem, message_xml};
 use super::soap::{
@@ -69,6 +73,58 @@ fn ascending(op: &Element) -> bool {
         .is_some_and(|f| f.attr("Order") == Some("Ascending"))
 }
 
+/// A comparison of `item:DateTimeReceived` with a constant.
+#[derive(Debug, Clone, Copy)]
+struct ReceivedCmp {
+    /// `Ordering`s of (received, constant) that pass.
+    pass: [Option<std::cmp::Ordering>; 2],
+    at: OffsetDateTime,
+}
+
+impl ReceivedCmp {
+    fn matches(self, received: OffsetDateTime) -> bool {
+        self.pass.contains(&Some(received.cmp(&self.at)))
+    }
+}
+
+/// The `Restriction` as comparisons of `item:DateTimeReceived` (one, or several under
+/// `And`); `None` for anything else.
+/// <https://learn.microsoft.com/exchange/client-developer/web-service-reference/restriction>
+fn received_restriction(restriction: &Element) -> Option<Vec<ReceivedCmp>> {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    fn walk(e: &Element, out: &mut Vec<ReceivedCmp>) -> Option<()> {
+        if e.name == "And" {
+            for c in &e.children {
+                walk(c, out)?;
+            }
+            return Some(());
+        }
+        let pass = match e.name.as_str() {
+            "IsGreaterThan" => [Some(Greater), None],
+            "IsGreaterThanOrEqualTo" => [Some(Greater), Some(Equal)],
+            "IsLessThan" => [Some(Less), None],
+            "IsLessThanOrEqualTo" => [Some(Less), Some(Equal)],
+            "IsEqualTo" => [Some(Equal), None],
+            _ => return None,
+        };
+        if e.child(Ns::Types, "FieldURI")?.attr("FieldURI")? != "item:DateTimeReceived" {
+            return None;
+        }
+        let value = e
+            .child(Ns::Types, "FieldURIOrConstant")?
+            .child(Ns::Types, "Constant")?
+            .attr("Value")?;
+        let at = OffsetDateTime::parse(value.trim(), &Rfc3339).ok()?;
+        out.push(ReceivedCmp { pass, at });
+        Some(())
+    }
+    let mut out = Vec::new();
+    for c in &restriction.children {
+        walk(c, &mut out)?;
+    }
+    Some(out)
+}
+
 /// Runs FindItem.
 pub async fn run(ctx: &Ctx, op: &Element) -> OpResult {
     let traversal = required_attr(op, "Traversal")?;
@@ -81,8 +137,14 @@ pub async fn run(ctx: &Ctx, op: &Element) -> OpResult {
     let paging = parse_paging(op)?;
     let ascending = ascending(op);
     let parents = required_child(op, Ns::Messages, "ParentFolderIds")?;
-    let restricted = op.child(Ns::Messages, "Restriction").is_some()
-        || op.child(Ns::Messages, "QueryString").is_some();
+    // Comparisons of `item:DateTimeReceived` are evaluated; other restrictions and
+    // query strings are refused as unsupported.
+    let received = match op.child(Ns::Messages, "Restriction") {
+        Some(r) => received_restriction(r),
+        None => Some(Vec::new()),
+    };
+    let restricted = received.is_none() || op.child(Ns::Messages, "QueryString").is_some();
+    let received = received.unwrap_or_default();
     let mut messages = String::new();
     for folder in folder_ids(parents) {
         let (mailbox, folder) = match resolve_folder(ctx, folder).await {
@@ -95,16 +157,19 @@ pub async fn run(ctx: &Ctx, op: &Element) -> OpResult {
         if restricted {
             let e = ItemError {
                 code: "ErrorUnsupportedQueryFilter",
-                message: "The restriction or query string is not supported. (The emulator does not evaluate FindItem restrictions.)".to_owned(),
+                message: "The restriction or query string is not supported. (The emulator evaluates only comparisons of item:DateTimeReceived.)".to_owned(),
             };
             messages.push_str(&error_message("FindItem", &e, ""));
             continue;
         }
         let mut list = if traversal == "Shallow" {
-            ctx.store()?
+            let mut list = ctx
+                .store()?
                 .list(&mailbox, &folder)
                 .await
-                .map_err(|e| store_fault(&e))?
+                .map_err(|e| store_fault(&e))?;
+            list.retain(|m| received.iter().all(|c| c.matches(m.received)));
+            list
         } else {
             Vec::new()
         };

@@ -95,7 +95,12 @@ impl Shape {
     /// Whether a property (by `FieldURI`) is part of the shape. `find` is true for
     /// FindItem and SyncFolderItems, which never return bodies or MIME.
     fn wants(&self, field: &str, find: bool) -> bool {
-        if find && matches!(field, "item:Body" | "item:MimeContent") {
+        if find
+            && matches!(
+                field,
+                "item:Body" | "item:MimeContent" | "item:InternetMessageHeaders"
+            )
+        {
             return false;
         }
         if self.additional.contains(field) {
@@ -193,6 +198,27 @@ fn display(list: &[(Option<String>, String)]) -> String {
         .join("; ")
 }
 
+/// The header fields of a message (unfolded), as `InternetMessageHeaders` lists them.
+fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = out.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    out
+}
+
 /// Renders `<t:Message>…</t:Message>` for `item` in `shape`.
 pub fn message_xml(item: &StoredItem<'_>, shape: &Shape, find: bool) -> String {
     let parsed = MessageParser::default().parse(item.raw);
@@ -281,6 +307,18 @@ pub fn message_xml(item: &StoredItem<'_>, shape: &Shape, find: bool) -> String {
     }
     if want("item:IsDraft") {
         let _ = write!(out, "<t:IsDraft>{in_drafts}</t:IsDraft>");
+    }
+    if want("item:InternetMessageHeaders") {
+        out.push_str("<t:InternetMessageHeaders>");
+        for (name, value) in header_fields(item.raw) {
+            let _ = write!(
+                out,
+                r#"<t:InternetMessageHeader HeaderName="{}">{}</t:InternetMessageHeader>"#,
+                esc(&name),
+                esc(&value)
+            );
+        }
+        out.push_str("</t:InternetMessageHeaders>");
     }
     let sent = parsed
         .as_ref()
