@@ -795,7 +795,10 @@ mod tests {
         prepare(&maildir).unwrap();
         #[cfg(target_os = "linux")]
         assert_eq!(placement(&maildir), Placement::Anonymous);
-        for (n, how) in [Placement::Anonymous, Placement::Named].into_iter().enumerate() {
+        for (n, how) in [Placement::Anonymous, Placement::Named]
+            .into_iter()
+            .enumerate()
+        {
             if how == Placement::Anonymous && placement(&maildir) != how {
                 continue;
             }
@@ -806,10 +809,7 @@ mod tests {
             blank.file.sync_all().unwrap();
             let target = maildir.join("new").join(format!("key-{n}"));
             place(&blank.file, blank.tmp, &target).unwrap();
-            assert_eq!(
-                std::fs::read(&target).unwrap(),
-                b"Subject: x\r\n\r\nbody"
-            );
+            assert_eq!(std::fs::read(&target).unwrap(), b"Subject: x\r\n\r\nbody");
             // Placing the same message again keeps the one there.
             let mut again = make_blank(&maildir, how).unwrap();
             again.file.write_all(b"Subject: x\r\n\r\nbody").unwrap();
