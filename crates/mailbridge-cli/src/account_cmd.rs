@@ -118,13 +118,14 @@ pub struct Settings {
     /// notifications, helpdesk, connector or documents (repeat).
     #[arg(long = "usage", value_parser = parse_usage)]
     pub usages: Vec<Usage>,
-    /// Where mail is read: `imaps://host[:port]`, `imap+starttls://`, `imap://` (no
-    /// TLS), `pop3s://`, `pop3+starttls://`, `pop3://`, `graph+https://graph-root`,
+    /// Where mail is read: `imaps://host[:port]`, `imap+starttls://`, `imap+auto://`
+    /// (implicit TLS, else STARTTLS; never none), `imap://` (no TLS), `pop3s://`,
+    /// `pop3+starttls://`, `pop3+auto://`, `pop3://`, `graph+https://graph-root`,
     /// `ews+https://host/EWS/Exchange.asmx`.
     #[arg(long)]
     pub incoming: Option<String>,
-    /// Where mail is sent: `smtps://host[:port]`, `smtp+starttls://`, `smtp://`,
-    /// `graph+https://...`, `ews+https://...`.
+    /// Where mail is sent: `smtps://host[:port]`, `smtp+starttls://`, `smtp+auto://`,
+    /// `smtp://`, `graph+https://...`, `ews+https://...`.
     #[arg(long)]
     pub outgoing: Option<String>,
     /// The name the servers' certificates carry, when not the host.
@@ -210,12 +211,15 @@ pub fn parse_endpoint(text: &str) -> anyhow::Result<EndpointConfig> {
         "imaps" => (Transport::Imap, TlsMode::Implicit),
         "imap+starttls" => (Transport::Imap, TlsMode::StartTls),
         "imap" => (Transport::Imap, TlsMode::None),
+        "imap+auto" => (Transport::Imap, TlsMode::Auto),
         "pop3s" => (Transport::Pop3, TlsMode::Implicit),
         "pop3+starttls" | "pop3+stls" => (Transport::Pop3, TlsMode::StartTls),
         "pop3" => (Transport::Pop3, TlsMode::None),
+        "pop3+auto" => (Transport::Pop3, TlsMode::Auto),
         "smtps" => (Transport::Smtp, TlsMode::Implicit),
         "smtp+starttls" | "submission" => (Transport::Smtp, TlsMode::StartTls),
         "smtp" => (Transport::Smtp, TlsMode::None),
+        "smtp+auto" => (Transport::Smtp, TlsMode::Auto),
         "graph+https" | "graph+http" | "ews+https" | "ews+http" => {
             let (kind, web) = scheme.split_once('+').unwrap_or_default();
             let transport = if kind == "graph" {
@@ -283,6 +287,7 @@ pub fn endpoint_text(e: &EndpointConfig) -> String {
                 TlsMode::Implicit => format!("{base}s"),
                 TlsMode::StartTls => format!("{base}+starttls"),
                 TlsMode::None => base.to_owned(),
+                TlsMode::Auto => format!("{base}+auto"),
             };
             format!("{scheme}://{}:{}", e.host, e.port())
         }
@@ -1192,6 +1197,18 @@ mod tests {
                 587,
             ),
             ("smtp://[::1]:2525", Transport::Smtp, TlsMode::None, 2525),
+            (
+                "imap+auto://mail.example.org",
+                Transport::Imap,
+                TlsMode::Auto,
+                993,
+            ),
+            (
+                "smtp+auto://mail.example.org:2587",
+                Transport::Smtp,
+                TlsMode::Auto,
+                2587,
+            ),
         ] {
             let e = parse_endpoint(text).unwrap();
             assert_eq!(
@@ -1206,6 +1223,8 @@ mod tests {
         assert_eq!(endpoint_text(&g), "graph+https://graph.microsoft.us");
         let e = parse_endpoint("imaps://mail.example.org").unwrap();
         assert_eq!(endpoint_text(&e), "imaps://mail.example.org:993");
+        let e = parse_endpoint("pop3+auto://mail.example.org:1110").unwrap();
+        assert_eq!(endpoint_text(&e), "pop3+auto://mail.example.org:1110");
         assert!(
             parse_endpoint("mail.example.org")
                 .unwrap_err()

@@ -132,6 +132,8 @@ pub struct ImapClient {
     pub capabilities: Vec<String>,
     /// `UIDNEXT` of the selected folder (0 when unknown), to search it in windows.
     selected_uid_next: u32,
+    /// How the connection is secured.
+    tls: TlsMode,
 }
 
 /// UIDs searched per `UID SEARCH` while the folder's `UIDNEXT` is ahead: the answer
@@ -164,8 +166,27 @@ fn quote(s: &str) -> Result<String, ImapError> {
 }
 
 impl ImapClient {
-    /// Connects, reads the greeting, and upgrades with STARTTLS when asked.
+    /// Connects, reads the greeting, and upgrades with STARTTLS when asked. With
+    /// [`TlsMode::Auto`]: implicit TLS, or STARTTLS when the server answers the
+    /// handshake in plain text ([`ImapClient::tls_mode`] tells which).
     pub async fn connect(config: &ImapConfig) -> Result<Self, ImapError> {
+        match config.tls {
+            TlsMode::Auto => match Self::connect_as(config, TlsMode::Implicit).await {
+                Err(ImapError::Tls(e)) if mailbridge_tls::is_not_tls(&e.source) => {
+                    Self::connect_as(config, TlsMode::StartTls).await
+                }
+                other => other,
+            },
+            tls => Self::connect_as(config, tls).await,
+        }
+    }
+
+    /// How this connection is secured (never [`TlsMode::Auto`]).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls
+    }
+
+    async fn connect_as(config: &ImapConfig, tls: TlsMode) -> Result<Self, ImapError> {
         let addr = format!("{}:{}", config.host, config.port);
         let tcp = mailbridge_tls::connect_tcp(&config.host, config.port, config.timeout)
             .await
@@ -173,7 +194,7 @@ impl ImapClient {
                 addr: addr.clone(),
                 source,
             })?;
-        let conn = if config.tls == TlsMode::Implicit {
+        let conn = if tls == TlsMode::Implicit {
             MailStream::implicit(&config.trust, &config.host, tcp).await?
         } else {
             MailStream::plain(tcp)
@@ -182,11 +203,12 @@ impl ImapClient {
             conn,
             next_tag: 1,
             selected_uid_next: 0,
+            tls,
             timeout: config.timeout,
             capabilities: Vec::new(),
         };
         let greeting = match client.read_line("the greeting").await {
-            Err(ImapError::Io { step, source }) if config.tls != TlsMode::Implicit => {
+            Err(ImapError::Io { step, source }) if tls != TlsMode::Implicit => {
                 return Err(ImapError::Io {
                     step,
                     source: mailbridge_tls::no_greeting(source),
@@ -204,7 +226,7 @@ impl ImapClient {
             });
         }
         client.capability().await?;
-        if config.tls == TlsMode::StartTls {
+        if tls == TlsMode::StartTls {
             client.run("STARTTLS", "STARTTLS").await?;
             client.conn.start_tls(&config.trust, &config.host).await?;
             client.capability().await?;

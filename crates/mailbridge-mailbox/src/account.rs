@@ -115,8 +115,11 @@ fn check_endpoint(side: &str, endpoint: &EndpointConfig, out: &mut Vec<Problem>)
                     TlsMode::Implicit => "implicit",
                     TlsMode::StartTls => "starttls",
                     TlsMode::None => "none",
+                    // Either way works on any port.
+                    TlsMode::Auto => "auto",
                 };
-                if tls == TlsMode::Implicit && plain.contains(&port) {
+                if tls == TlsMode::Auto {
+                } else if tls == TlsMode::Implicit && plain.contains(&port) {
                     out.push(problem(
                         format!("{side}.port"),
                         format!(

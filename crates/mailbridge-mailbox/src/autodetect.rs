@@ -851,6 +851,7 @@ mod prop_tests {
                 TlsMode::Implicit => "SSL",
                 TlsMode::StartTls => "STARTTLS",
                 TlsMode::None => "plain",
+                TlsMode::Auto => "auto",
             };
             let _ = write!(
                 doc,

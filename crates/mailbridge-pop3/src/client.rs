@@ -117,11 +117,32 @@ impl Pop3Error {
 pub struct Pop3Client {
     conn: MailStream,
     timeout: Duration,
+    /// How the connection is secured.
+    tls: TlsMode,
 }
 
 impl Pop3Client {
-    /// Connects, reads the greeting and upgrades with `STLS` when asked.
+    /// Connects, reads the greeting and upgrades with `STLS` when asked. With
+    /// [`TlsMode::Auto`]: implicit TLS, or `STLS` when the server answers the
+    /// handshake in plain text ([`Pop3Client::tls_mode`] tells which).
     pub async fn connect(config: &Pop3Config) -> Result<Self, Pop3Error> {
+        match config.tls {
+            TlsMode::Auto => match Self::connect_as(config, TlsMode::Implicit).await {
+                Err(Pop3Error::Tls(e)) if mailbridge_tls::is_not_tls(&e.source) => {
+                    Self::connect_as(config, TlsMode::StartTls).await
+                }
+                other => other,
+            },
+            tls => Self::connect_as(config, tls).await,
+        }
+    }
+
+    /// How this connection is secured (never [`TlsMode::Auto`]).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls
+    }
+
+    async fn connect_as(config: &Pop3Config, tls: TlsMode) -> Result<Self, Pop3Error> {
         let addr = format!("{}:{}", config.host, config.port);
         let tcp = mailbridge_tls::connect_tcp(&config.host, config.port, config.timeout)
             .await
@@ -129,7 +150,7 @@ impl Pop3Client {
                 addr: addr.clone(),
                 source,
             })?;
-        let conn = if config.tls == TlsMode::Implicit {
+        let conn = if tls == TlsMode::Implicit {
             MailStream::implicit(&config.trust, &config.host, tcp).await?
         } else {
             MailStream::plain(tcp)
@@ -137,9 +158,10 @@ impl Pop3Client {
         let mut client = Self {
             conn,
             timeout: config.timeout,
+            tls,
         };
         match client.expect_ok("the greeting").await {
-            Err(Pop3Error::Io { step, source }) if config.tls != TlsMode::Implicit => {
+            Err(Pop3Error::Io { step, source }) if tls != TlsMode::Implicit => {
                 return Err(Pop3Error::Io {
                     step,
                     source: mailbridge_tls::no_greeting(source),
@@ -147,7 +169,7 @@ impl Pop3Client {
             }
             other => other?,
         };
-        if config.tls == TlsMode::StartTls {
+        if tls == TlsMode::StartTls {
             client.command("STLS", "STLS").await?;
             client.conn.start_tls(&config.trust, &config.host).await?;
         }

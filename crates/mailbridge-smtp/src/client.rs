@@ -150,6 +150,8 @@ pub struct SmtpClient {
     timeout: Duration,
     /// EHLO keywords after the last EHLO (`AUTH PLAIN LOGIN XOAUTH2`, `SIZE 35882577`, ...).
     pub capabilities: Vec<String>,
+    /// How the connection is secured.
+    tls: TlsMode,
 }
 
 impl std::fmt::Debug for SmtpClient {
@@ -170,7 +172,26 @@ fn tls_error(e: mailbridge_tls::TlsError) -> SmtpError {
 
 impl SmtpClient {
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when asked.
+    /// With [`TlsMode::Auto`]: implicit TLS, or STARTTLS when the server answers the
+    /// handshake in plain text ([`SmtpClient::tls_mode`] tells which).
     pub async fn connect(config: &SmtpConfig) -> Result<Self, SmtpError> {
+        match config.tls {
+            TlsMode::Auto => match Self::connect_as(config, TlsMode::Implicit).await {
+                Err(SmtpError::Tls { source, .. }) if mailbridge_tls::is_not_tls(&source) => {
+                    Self::connect_as(config, TlsMode::StartTls).await
+                }
+                other => other,
+            },
+            tls => Self::connect_as(config, tls).await,
+        }
+    }
+
+    /// How this connection is secured (never [`TlsMode::Auto`]).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls
+    }
+
+    async fn connect_as(config: &SmtpConfig, tls: TlsMode) -> Result<Self, SmtpError> {
         let addr = format!("{}:{}", config.host, config.port);
         let tcp = mailbridge_tls::connect_tcp(&config.host, config.port, config.timeout)
             .await
@@ -178,7 +199,7 @@ impl SmtpClient {
                 addr: addr.clone(),
                 source,
             })?;
-        let conn = if config.tls == TlsMode::Implicit {
+        let conn = if tls == TlsMode::Implicit {
             MailStream::implicit(&config.trust, &config.host, tcp)
                 .await
                 .map_err(tls_error)?
@@ -189,9 +210,10 @@ impl SmtpClient {
             conn,
             timeout: config.timeout,
             capabilities: Vec::new(),
+            tls,
         };
         let greeting = match client.read_reply("greeting").await {
-            Err(SmtpError::Io { step, source }) if config.tls != TlsMode::Implicit => {
+            Err(SmtpError::Io { step, source }) if tls != TlsMode::Implicit => {
                 return Err(SmtpError::Io {
                     step,
                     source: mailbridge_tls::no_greeting(source),
@@ -206,7 +228,7 @@ impl SmtpClient {
             });
         }
         client.ehlo(&config.ehlo_name).await?;
-        if config.tls == TlsMode::StartTls {
+        if tls == TlsMode::StartTls {
             if !client.has_capability("STARTTLS") {
                 return Err(SmtpError::Unsupported(
                     "STARTTLS".into(),

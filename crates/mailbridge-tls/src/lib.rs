@@ -53,15 +53,21 @@ struct NotTls(rustls::Error);
 /// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
 /// failure is plainly not about certificates.
 pub fn ca_hint(source: &std::io::Error) -> &'static str {
-    let not_tls = source
-        .get_ref()
-        .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotTls>)
-        || matches!(rustls_error(source), Some(rustls::Error::InvalidMessage(_)));
-    if not_tls {
+    if is_not_tls(source) {
         ""
     } else {
         " (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
     }
+}
+
+/// True when a handshake failed (`source` of a TLS error) because the server spoke
+/// something other than TLS, such as a plain-text greeting: the one failure after
+/// which `TlsMode::Auto` tries STARTTLS.
+pub fn is_not_tls(source: &std::io::Error) -> bool {
+    source
+        .get_ref()
+        .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotTls>)
+        || matches!(rustls_error(source), Some(rustls::Error::InvalidMessage(_)))
 }
 
 /// A handshake that failed because the server spoke something other than TLS (a

@@ -241,6 +241,11 @@ pub enum TlsMode {
     StartTls,
     /// TLS from the first byte.
     Implicit,
+    /// TLS whichever way the server offers it: implicit TLS first and, when the
+    /// server answers the handshake in plain text, STARTTLS (STLS) on a new
+    /// connection. Never without TLS, and a certificate failure is reported, not
+    /// worked around.
+    Auto,
 }
 
 /// One side of an account: a transport and where it connects.
@@ -272,11 +277,11 @@ impl EndpointConfig {
     pub fn port(&self) -> u16 {
         self.port
             .unwrap_or(match (self.transport, self.tls_mode()) {
-                (Transport::Imap, TlsMode::Implicit) => 993,
+                (Transport::Imap, TlsMode::Implicit | TlsMode::Auto) => 993,
                 (Transport::Imap, _) => 143,
-                (Transport::Pop3, TlsMode::Implicit) => 995,
+                (Transport::Pop3, TlsMode::Implicit | TlsMode::Auto) => 995,
                 (Transport::Pop3, _) => 110,
-                (Transport::Smtp, TlsMode::Implicit) => 465,
+                (Transport::Smtp, TlsMode::Implicit | TlsMode::Auto) => 465,
                 (Transport::Smtp, _) => 587,
                 (Transport::Graph | Transport::Ews, _) => 443,
             })

@@ -34,6 +34,7 @@ where
         endpoint,
         ImapClient::connect(&config),
         |e| matches!(e, ImapError::Tls(_)),
+        ImapClient::tls_mode,
         "IMAP: 993 implicit TLS, 143 STARTTLS",
     )
     .await

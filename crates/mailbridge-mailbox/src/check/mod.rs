@@ -23,7 +23,7 @@ use std::time::Instant;
 use mailbridge_auth::scopes::Grant;
 use mailbridge_auth::token::AuthError;
 use mailbridge_tls::TlsSettings;
-use mailbridge_types::config::EndpointConfig;
+use mailbridge_types::config::{EndpointConfig, TlsMode};
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -247,19 +247,25 @@ async fn connect_step<C, E: std::fmt::Display>(
     endpoint: &EndpointConfig,
     connecting: impl Future<Output = Result<C, E>>,
     tls_failed: impl FnOnce(&E) -> bool,
+    tls_of: impl FnOnce(&C) -> TlsMode,
     ports: &str,
 ) -> Option<C> {
     let start = Instant::now();
     match connecting.await {
         Ok(client) => {
+            let auto = if endpoint.tls_mode() == TlsMode::Auto {
+                ", chosen by tls = auto"
+            } else {
+                ""
+            };
             report.push(
                 "connect+TLS",
                 start,
                 Ok(format!(
-                    "{}:{} ({:?})",
+                    "{}:{} ({:?}{auto})",
                     endpoint.host,
                     endpoint.port(),
-                    endpoint.tls_mode()
+                    tls_of(&client)
                 )),
             );
             Some(client)

@@ -34,6 +34,7 @@ where
         endpoint,
         Pop3Client::connect(&config),
         |e| matches!(e, Pop3Error::Tls(_)),
+        Pop3Client::tls_mode,
         "POP3: 995 implicit TLS, 110 STLS",
     )
     .await

@@ -36,6 +36,7 @@ where
         endpoint,
         SmtpClient::connect(&config),
         |e| matches!(e, mailbridge_smtp::SmtpError::Tls { .. }),
+        SmtpClient::tls_mode,
         "SMTP submission: 587 STARTTLS, 465 implicit TLS",
     )
     .await

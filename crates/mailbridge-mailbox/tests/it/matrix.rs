@@ -562,3 +562,174 @@ async fn tls_mode_that_does_not_match_the_port_fails_clearly_within_the_timeout(
     w.mail.stop().await;
     assert!(failures.is_empty(), "{failures}");
 }
+
+/// `tls = auto`: implicit TLS on a port that speaks it, STARTTLS (STLS) on one that
+/// greets in plain text, and the session works either way; a certificate failure is
+/// reported, not worked around; a server offering no TLS at all is refused, never
+/// used without it.
+#[tokio::test]
+async fn tls_auto_takes_whichever_tls_the_port_offers_and_never_none() {
+    let w = world().await;
+    let mut failures = String::new();
+    let timeout = Duration::from_secs(20);
+    for (row, addr, want) in [
+        ("IMAP implicit port", w.mail.imaps(), TlsMode::Implicit),
+        ("IMAP STARTTLS port", w.mail.imap(), TlsMode::StartTls),
+    ] {
+        let (host, port) = addr_config(addr);
+        let mut config = ImapConfig::new(&host, port, TlsMode::Auto);
+        config.trust = w.trust();
+        config.timeout = timeout;
+        match ImapClient::connect(&config).await {
+            Ok(mut c) if c.tls_mode() == want => {
+                let login = mailbridge_imap::Credentials::Login {
+                    user: ALICE.into(),
+                    password: SecretString::from(PASSWORD),
+                };
+                if let Err(e) = c.authenticate(&login).await {
+                    let _ = writeln!(failures, "{row}: sign-in: {e:#}");
+                }
+            }
+            Ok(c) => {
+                let _ = writeln!(failures, "{row}: {:?}, not {want:?}", c.tls_mode());
+            }
+            Err(e) => {
+                let _ = writeln!(failures, "{row}: {e:#}");
+            }
+        }
+    }
+    for (row, addr, want) in [
+        ("POP3 implicit port", w.mail.pop3s(), TlsMode::Implicit),
+        ("POP3 STLS port", w.mail.pop3(), TlsMode::StartTls),
+    ] {
+        let (host, port) = addr_config(addr);
+        let mut config = Pop3Config::new(&host, port, TlsMode::Auto);
+        config.trust = w.trust();
+        config.timeout = timeout;
+        match Pop3Client::connect(&config).await {
+            Ok(mut c) if c.tls_mode() == want => {
+                let login = mailbridge_pop3::Credentials::UserPass {
+                    user: ALICE.into(),
+                    password: SecretString::from(PASSWORD),
+                };
+                if let Err(e) = c.authenticate(&login).await {
+                    let _ = writeln!(failures, "{row}: sign-in: {e:#}");
+                }
+            }
+            Ok(c) => {
+                let _ = writeln!(failures, "{row}: {:?}, not {want:?}", c.tls_mode());
+            }
+            Err(e) => {
+                let _ = writeln!(failures, "{row}: {e:#}");
+            }
+        }
+    }
+    for (row, addr, want) in [
+        (
+            "SMTP implicit port",
+            w.mail.submissions(),
+            TlsMode::Implicit,
+        ),
+        ("SMTP STARTTLS port", w.mail.submission(), TlsMode::StartTls),
+    ] {
+        let (host, port) = addr_config(addr);
+        let mut config = SmtpConfig::new(&host, port, TlsMode::Auto);
+        config.trust = w.trust();
+        config.timeout = timeout;
+        match SmtpClient::connect(&config).await {
+            Ok(mut c) if c.tls_mode() == want => {
+                let login = mailbridge_smtp::Credentials::Plain {
+                    user: ALICE.into(),
+                    password: SecretString::from(PASSWORD),
+                };
+                if let Err(e) = c.authenticate(&login).await {
+                    let _ = writeln!(failures, "{row}: sign-in: {e:#}");
+                }
+            }
+            Ok(c) => {
+                let _ = writeln!(failures, "{row}: {:?}, not {want:?}", c.tls_mode());
+            }
+            Err(e) => {
+                let _ = writeln!(failures, "{row}: {e:#}");
+            }
+        }
+    }
+
+    // An untrusted certificate on the implicit port: reported as such, no STARTTLS
+    // attempt behind it.
+    let (host, port) = addr_config(w.mail.imaps());
+    let mut config = ImapConfig::new(&host, port, TlsMode::Auto);
+    config.trust = TlsSettings {
+        extra_ca_pem: None,
+        server_name: Some(w.mail.tls_name().to_owned()),
+    };
+    config.timeout = timeout;
+    match ImapClient::connect(&config).await {
+        Err(e @ mailbridge_imap::ImapError::Tls(_)) if format!("{e}").contains("extra CA") => {}
+        Err(e) => {
+            let _ = writeln!(failures, "untrusted certificate: {e:#}");
+        }
+        Ok(c) => {
+            let _ = writeln!(
+                failures,
+                "untrusted certificate: connected with {:?}",
+                c.tls_mode()
+            );
+        }
+    }
+
+    // A plain-text server that offers no STARTTLS: refused before any sign-in.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let mut seen = Vec::new();
+        // Two connections: the implicit-TLS try, then the STARTTLS one.
+        for _ in 0..2 {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            write.write_all(b"* OK plain only\r\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let tag = line.split(' ').next().unwrap_or("*").to_owned();
+                let command = line.split(' ').nth(1).unwrap_or("").to_ascii_uppercase();
+                seen.push(command.clone());
+                let answer = match command.as_str() {
+                    "CAPABILITY" => format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n"),
+                    _ => format!("{tag} BAD not offered\r\n"),
+                };
+                if write.write_all(answer.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    let mut config = ImapConfig::new("127.0.0.1", plain.port(), TlsMode::Auto);
+    config.trust = w.trust();
+    config.timeout = timeout;
+    match ImapClient::connect(&config).await {
+        Err(_) => {}
+        Ok(c) => {
+            let _ = writeln!(
+                failures,
+                "plain-only server: connected with {:?}",
+                c.tls_mode()
+            );
+        }
+    }
+    let seen = tokio::time::timeout(timeout, server)
+        .await
+        .unwrap()
+        .unwrap();
+    if seen.iter().any(|c| c == "LOGIN" || c == "AUTHENTICATE") {
+        let _ = writeln!(failures, "plain-only server: sign-in attempted: {seen:?}");
+    }
+    if !seen.iter().any(|c| c == "STARTTLS") {
+        let _ = writeln!(
+            failures,
+            "plain-only server: STARTTLS never tried: {seen:?}"
+        );
+    }
+    assert!(failures.is_empty(), "{failures}");
+}
