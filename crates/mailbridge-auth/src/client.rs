@@ -17,6 +17,10 @@ use crate::credential::ClientCredential;
 use crate::diagnosis::TokenError;
 use crate::token::{AuthError, IdentityFailure, RawTokenResponse, TokenSet};
 
+/// The most a token endpoint's answer may hold (a token set is a few KiB; more is
+/// not the identity platform talking).
+const MAX_ANSWER: usize = 1024 * 1024;
+
 /// The app an account signs in with.
 #[derive(Debug)]
 pub struct App {
@@ -148,10 +152,16 @@ impl TokenClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(|source| AuthError::Http {
-            url: url.to_owned(),
-            source,
-        })?;
+        let bytes = mailbridge_http::bounded_body(response, MAX_ANSWER)
+            .await
+            .map_err(|e| match e {
+                mailbridge_http::BodyError::Http(source) => AuthError::Http {
+                    url: url.to_owned(),
+                    source,
+                },
+                too_large => AuthError::Protocol(format!("{url}: {too_large}")),
+            })?;
+        let bytes = bytes_buf::Bytes::from(bytes);
         if (200..300).contains(&status) {
             return Ok(bytes);
         }

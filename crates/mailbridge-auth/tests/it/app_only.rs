@@ -323,3 +323,51 @@ async fn debug_output_of_credentials_and_tokens_shows_no_secret() {
         assert!(!out.contains("M25iVXpKU3pu"), "{out}");
     }
 }
+
+/// A "token endpoint" that answers with far more than any token set (a wrong authority
+/// host, a captive portal): refused at the bound, not read into memory whole, whether
+/// it announces its length or streams without one.
+#[tokio::test]
+async fn an_oversized_token_answer_is_refused_at_the_bound() {
+    use mailbridge_auth::authority::{Authority, TenantSegment};
+    use mailbridge_auth::client::{HttpOptions, TokenClient};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let w = world().await;
+    for announced in [true, false] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let head = if announced {
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 8388608\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+            };
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0usize;
+            while sent < 8 * 1024 * 1024 {
+                if socket.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let authority =
+            Authority::new(&base, TenantSegment::parse("contoso.example").unwrap()).unwrap();
+        let err = TokenClient::new(&HttpOptions::default())
+            .unwrap()
+            .client_credentials(&w.daemon_app(SECRET), &authority, &exchange_scopes())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 1048576 bytes"),
+            "announced {announced}: {err}"
+        );
+        server.abort();
+    }
+}
