@@ -431,10 +431,11 @@ fn make_blank(maildir: &Path, placement: Placement) -> std::io::Result<Blank> {
         });
     }
     let path = tmp_name(maildir);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path)?;
     Ok(Blank {
         file,
         tmp: TmpPath(Some(path)),
@@ -810,6 +811,12 @@ mod tests {
             let target = maildir.join("new").join(format!("key-{n}"));
             place(&blank.file, blank.tmp, &target).unwrap();
             assert_eq!(std::fs::read(&target).unwrap(), b"Subject: x\r\n\r\nbody");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{how:?}: messages are private");
+            }
             // Placing the same message again keeps the one there.
             let mut again = make_blank(&maildir, how).unwrap();
             again.file.write_all(b"Subject: x\r\n\r\nbody").unwrap();
