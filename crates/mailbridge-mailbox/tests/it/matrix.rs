@@ -24,6 +24,8 @@ use mailbridge_tls::TlsSettings;
 use secrecy::SecretString;
 
 const ALICE: &str = "alice@contoso.example";
+/// A shared mailbox Alice has FullAccess on.
+const SHARED: &str = "shared@contoso.example";
 const PASSWORD: &str = "correct horse battery staple";
 /// Per-answer timeout of the mismatch rows: short, so a hang would show as a failure.
 const MISMATCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,6 +60,8 @@ async fn world() -> World {
     let app = AppRegistration::new("Connector").consented();
     let mut tenant = Tenant::new("Contoso", "contoso.example")
         .with_user(User::new(ALICE, "Alice", PASSWORD))
+        .with_user(User::new(SHARED, "Shared", PASSWORD))
+        .with_mailbox_permission(SHARED, ALICE, MailboxRight::FullAccess)
         .with_app(app.clone())
         .with_exchange_service_principal(&app)
         .with_mailbox_permission(
@@ -732,4 +736,96 @@ async fn tls_auto_takes_whichever_tls_the_port_offers_and_never_none() {
         );
     }
     assert!(failures.is_empty(), "{failures}");
+}
+
+/// A shared mailbox as an account: its address is the mailbox, the token is the signed-in
+/// user's (delegated), and XOAUTH2's `user=` names the shared mailbox, over IMAP and
+/// POP3 through `connect::open_incoming`, as Exchange Online expects. Without FullAccess
+/// the server refuses and the error says so.
+#[tokio::test]
+async fn a_shared_mailbox_account_reads_with_the_signed_in_users_token() {
+    use mailbridge_mailbox::connect::open_incoming;
+    use mailbridge_mailbox::send::SenderSignIn;
+    let w = world().await;
+    let raw = message("For the shared mailbox");
+    w.mail
+        .mail_store()
+        .append(SHARED, "INBOX", &raw, false)
+        .await
+        .unwrap();
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), w.mail.ca_pem()).unwrap();
+    let mut failures = String::new();
+    for (transport, addr, scope) in [
+        ("imap", w.mail.imap(), "IMAP.AccessAsUser.All"),
+        ("pop3", w.mail.pop3(), "POP.AccessAsUser.All"),
+    ] {
+        let account: mailbridge_types::config::AccountConfig =
+            serde_json::from_value(serde_json::json!({
+                "name": "shared",
+                "address": SHARED,
+                "sign_in": "delegated",
+                "app": "connector",
+                "transports": [transport],
+                "incoming": {
+                    "transport": transport,
+                    "host": addr.ip().to_string(),
+                    "port": addr.port(),
+                    "tls": "starttls",
+                    "tls_name": w.mail.tls_name(),
+                    "extra_ca_file": ca.path(),
+                },
+            }))
+            .unwrap();
+        let signed_in = SenderSignIn::Delegated(w.delegated(scope));
+        match open_incoming(&account, signed_in).await {
+            Ok(mut mailbox) => match newest(&mut mailbox).await {
+                Ok(got) => check_bytes(transport, &got, &raw, &mut failures),
+                Err(e) => {
+                    let _ = writeln!(failures, "{transport}: {e}");
+                }
+            },
+            Err(e) => {
+                let _ = writeln!(failures, "{transport}: open: {e}\n{}", w.mail.logs());
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+
+    // Bob's token, without FullAccess on the shared mailbox: refused.
+    w.emulator.update(|m| {
+        m.tenants[0]
+            .users
+            .push(User::new("bob@contoso.example", "Bob", PASSWORD));
+    });
+    let token = SecretString::from(w.emulator.user_token(
+        &w.app,
+        "bob@contoso.example",
+        Resource::exchange(),
+        &["IMAP.AccessAsUser.All"],
+    ));
+    let account: mailbridge_types::config::AccountConfig =
+        serde_json::from_value(serde_json::json!({
+            "name": "shared",
+            "address": SHARED,
+            "sign_in": "delegated",
+            "app": "connector",
+            "transports": ["imap"],
+            "incoming": {
+                "transport": "imap",
+                "host": w.mail.imap().ip().to_string(),
+                "port": w.mail.imap().port(),
+                "tls": "starttls",
+                "tls_name": w.mail.tls_name(),
+                "extra_ca_file": ca.path(),
+            },
+        }))
+        .unwrap();
+    let Err(err) = open_incoming(&account, SenderSignIn::Delegated(token)).await else {
+        panic!("bob has no FullAccess on the shared mailbox, yet it opened");
+    };
+    assert!(
+        err.message.contains("FullAccess") || err.message.contains("full access"),
+        "{err}"
+    );
 }
