@@ -168,6 +168,21 @@ fn uid(message: &MessageRef) -> Result<u32, MailboxError> {
     })
 }
 
+/// An IMAP listing: `uids` of the folder, and the checkpoint covering up to `last_uid`.
+fn imap_listing(uids: &[u32], uid_validity: u32, last_uid: u32, resynced: bool) -> NewMessages {
+    NewMessages {
+        messages: uids
+            .iter()
+            .map(|u| MessageRef { id: u.to_string() })
+            .collect(),
+        checkpoint: Checkpoint::Imap {
+            uid_validity,
+            last_uid,
+        },
+        resynced,
+    }
+}
+
 impl Mailbox for ImapMailbox {
     async fn new_since(
         &mut self,
@@ -185,17 +200,7 @@ impl Mailbox for ImapMailbox {
         };
         let uids = self.client.uids_after(last).await?;
         let last_uid = uids.last().copied().unwrap_or(last);
-        Ok(NewMessages {
-            messages: uids
-                .iter()
-                .map(|u| MessageRef { id: u.to_string() })
-                .collect(),
-            checkpoint: Checkpoint::Imap {
-                uid_validity: f.uid_validity,
-                last_uid,
-            },
-            resynced,
-        })
+        Ok(imap_listing(&uids, f.uid_validity, last_uid, resynced))
     }
 
     async fn received_since(
@@ -212,17 +217,7 @@ impl Mailbox for ImapMailbox {
             .copied()
             .unwrap_or_default()
             .max(f.uid_next.saturating_sub(1));
-        Ok(NewMessages {
-            messages: uids
-                .iter()
-                .map(|u| MessageRef { id: u.to_string() })
-                .collect(),
-            checkpoint: Checkpoint::Imap {
-                uid_validity: f.uid_validity,
-                last_uid,
-            },
-            resynced: false,
-        })
+        Ok(imap_listing(&uids, f.uid_validity, last_uid, false))
     }
 
     async fn fetch<W: AsyncWrite + Unpin + Send>(
