@@ -170,6 +170,12 @@ fn tls_error(e: mailbridge_tls::TlsError) -> SmtpError {
     }
 }
 
+/// The most recipients whose envelope is pipelined in one write: their replies
+/// (about 40 bytes each) are read only after the whole envelope is written, so they must
+/// fit in the socket buffers or both sides would wait on each other. Exchange Online
+/// takes 500 recipients per message at most.
+pub const MAX_PIPELINED_RECIPIENTS: usize = 1000;
+
 impl SmtpClient {
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when asked.
     /// With [`TlsMode::Auto`]: implicit TLS, or STARTTLS when the server answers the
@@ -328,7 +334,9 @@ impl SmtpClient {
     /// from `body` (dot-stuffed, bare LF made CRLF). Returns the server's final reply.
     ///
     /// When EHLO offered `PIPELINING` the envelope goes in one write and the
-    /// replies are read in order; otherwise command by command. Either way a refused
+    /// replies are read in order (up to [`MAX_PIPELINED_RECIPIENTS`] recipients, so
+    /// the unread replies always fit the socket's buffers); otherwise command by
+    /// command. Either way a refused
     /// recipient refuses the whole message ([`SmtpError::RecipientRefused`], nothing is
     /// sent to the others) and the session is ready for [`Self::reset`], unless the
     /// connection had to be dropped to stop a `DATA` the server had accepted (then every
@@ -349,7 +357,7 @@ impl SmtpClient {
         {
             return Err(SmtpError::InvalidAddress(bad.to_owned()));
         }
-        if self.has_capability("PIPELINING") {
+        if self.has_capability("PIPELINING") && recipients.len() <= MAX_PIPELINED_RECIPIENTS {
             self.envelope_pipelined(from, recipients).await?;
         } else {
             self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)

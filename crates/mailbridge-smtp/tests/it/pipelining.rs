@@ -316,3 +316,74 @@ fn every_recipient_refused_is_reported_not_the_data_refusal() {
     assert!(got.open_after);
     assert!(got.reset.is_ok());
 }
+
+/// More recipients than [`mailbridge_smtp::client::MAX_PIPELINED_RECIPIENTS`]: the
+/// envelope goes command by command even though the server offers `PIPELINING`, so the
+/// replies waiting to be read never outgrow the socket buffers; every recipient is
+/// still accepted and the message delivered once.
+#[tokio::test]
+async fn a_very_large_envelope_is_not_pipelined() {
+    let recipients: Vec<String> = (0..=mailbridge_smtp::client::MAX_PIPELINED_RECIPIENTS)
+        .map(address)
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (r, mut w) = s.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"220 ready\r\n").await.unwrap();
+        let (mut out_of_turn, mut rcpts, mut delivered) = (false, 0usize, 0usize);
+        loop {
+            let mut line = Vec::new();
+            if r.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                break;
+            }
+            let upper = String::from_utf8_lossy(&line)
+                .trim_end()
+                .to_ascii_uppercase();
+            if !r.buffer().is_empty() && !upper.starts_with("EHLO") {
+                out_of_turn = true;
+            }
+            let answer: &[u8] = if upper.starts_with("EHLO") {
+                b"250-localhost\r\n250 PIPELINING\r\n"
+            } else if upper.starts_with("RCPT TO") {
+                rcpts += 1;
+                b"250 ok\r\n"
+            } else if upper == "DATA" {
+                w.write_all(b"354 go\r\n").await.unwrap();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l).await.unwrap_or(0) == 0 || l == b".\r\n" {
+                        break;
+                    }
+                }
+                delivered += 1;
+                b"250 queued\r\n"
+            } else if upper == "QUIT" {
+                w.write_all(b"221 bye\r\n").await.unwrap();
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            w.write_all(answer).await.unwrap();
+        }
+        (out_of_turn, rcpts, delivered)
+    });
+    let mut config = SmtpConfig::new("127.0.0.1", addr.port(), TlsMode::None);
+    config.timeout = Duration::from_secs(20);
+    let mut client = SmtpClient::connect(&config).await.unwrap();
+    assert!(client.has_capability("PIPELINING"));
+    client
+        .send(
+            "sender@example.org",
+            &recipients,
+            &b"Subject: many\r\n\r\nhello\r\n"[..],
+        )
+        .await
+        .unwrap();
+    client.quit().await.unwrap();
+    let (out_of_turn, rcpts, delivered) = server.await.unwrap();
+    assert!(!out_of_turn, "a command came before the previous reply");
+    assert_eq!((rcpts, delivered), (recipients.len(), 1));
+}
