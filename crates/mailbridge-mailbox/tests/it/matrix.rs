@@ -576,57 +576,48 @@ async fn tls_auto_takes_whichever_tls_the_port_offers_and_never_none() {
     let w = world().await;
     let mut failures = String::new();
     let timeout = Duration::from_secs(20);
+    // Connects with tls = auto, checks the mode chosen, and signs in with a password.
+    macro_rules! auto_row {
+        ($row:expr, $addr:expr, $want:expr, $config:ident, $client:ident, $login:expr) => {{
+            let (host, port) = addr_config($addr);
+            let mut config = $config::new(&host, port, TlsMode::Auto);
+            config.trust = w.trust();
+            config.timeout = timeout;
+            match $client::connect(&config).await {
+                Ok(mut c) if c.tls_mode() == $want => {
+                    if let Err(e) = c.authenticate(&$login).await {
+                        let _ = writeln!(failures, "{}: sign-in: {e:#}", $row);
+                    }
+                }
+                Ok(c) => {
+                    let _ = writeln!(failures, "{}: {:?}, not {:?}", $row, c.tls_mode(), $want);
+                }
+                Err(e) => {
+                    let _ = writeln!(failures, "{}: {e:#}", $row);
+                }
+            }
+        }};
+    }
+    let password = || SecretString::from(PASSWORD);
     for (row, addr, want) in [
         ("IMAP implicit port", w.mail.imaps(), TlsMode::Implicit),
         ("IMAP STARTTLS port", w.mail.imap(), TlsMode::StartTls),
     ] {
-        let (host, port) = addr_config(addr);
-        let mut config = ImapConfig::new(&host, port, TlsMode::Auto);
-        config.trust = w.trust();
-        config.timeout = timeout;
-        match ImapClient::connect(&config).await {
-            Ok(mut c) if c.tls_mode() == want => {
-                let login = mailbridge_imap::Credentials::Login {
-                    user: ALICE.into(),
-                    password: SecretString::from(PASSWORD),
-                };
-                if let Err(e) = c.authenticate(&login).await {
-                    let _ = writeln!(failures, "{row}: sign-in: {e:#}");
-                }
-            }
-            Ok(c) => {
-                let _ = writeln!(failures, "{row}: {:?}, not {want:?}", c.tls_mode());
-            }
-            Err(e) => {
-                let _ = writeln!(failures, "{row}: {e:#}");
-            }
-        }
+        let login = mailbridge_imap::Credentials::Login {
+            user: ALICE.into(),
+            password: password(),
+        };
+        auto_row!(row, addr, want, ImapConfig, ImapClient, login);
     }
     for (row, addr, want) in [
         ("POP3 implicit port", w.mail.pop3s(), TlsMode::Implicit),
         ("POP3 STLS port", w.mail.pop3(), TlsMode::StartTls),
     ] {
-        let (host, port) = addr_config(addr);
-        let mut config = Pop3Config::new(&host, port, TlsMode::Auto);
-        config.trust = w.trust();
-        config.timeout = timeout;
-        match Pop3Client::connect(&config).await {
-            Ok(mut c) if c.tls_mode() == want => {
-                let login = mailbridge_pop3::Credentials::UserPass {
-                    user: ALICE.into(),
-                    password: SecretString::from(PASSWORD),
-                };
-                if let Err(e) = c.authenticate(&login).await {
-                    let _ = writeln!(failures, "{row}: sign-in: {e:#}");
-                }
-            }
-            Ok(c) => {
-                let _ = writeln!(failures, "{row}: {:?}, not {want:?}", c.tls_mode());
-            }
-            Err(e) => {
-                let _ = writeln!(failures, "{row}: {e:#}");
-            }
-        }
+        let login = mailbridge_pop3::Credentials::UserPass {
+            user: ALICE.into(),
+            password: password(),
+        };
+        auto_row!(row, addr, want, Pop3Config, Pop3Client, login);
     }
     for (row, addr, want) in [
         (
@@ -636,27 +627,11 @@ async fn tls_auto_takes_whichever_tls_the_port_offers_and_never_none() {
         ),
         ("SMTP STARTTLS port", w.mail.submission(), TlsMode::StartTls),
     ] {
-        let (host, port) = addr_config(addr);
-        let mut config = SmtpConfig::new(&host, port, TlsMode::Auto);
-        config.trust = w.trust();
-        config.timeout = timeout;
-        match SmtpClient::connect(&config).await {
-            Ok(mut c) if c.tls_mode() == want => {
-                let login = mailbridge_smtp::Credentials::Plain {
-                    user: ALICE.into(),
-                    password: SecretString::from(PASSWORD),
-                };
-                if let Err(e) = c.authenticate(&login).await {
-                    let _ = writeln!(failures, "{row}: sign-in: {e:#}");
-                }
-            }
-            Ok(c) => {
-                let _ = writeln!(failures, "{row}: {:?}, not {want:?}", c.tls_mode());
-            }
-            Err(e) => {
-                let _ = writeln!(failures, "{row}: {e:#}");
-            }
-        }
+        let login = mailbridge_smtp::Credentials::Plain {
+            user: ALICE.into(),
+            password: password(),
+        };
+        auto_row!(row, addr, want, SmtpConfig, SmtpClient, login);
     }
 
     // An untrusted certificate on the implicit port: reported as such, no STARTTLS
