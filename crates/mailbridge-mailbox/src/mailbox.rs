@@ -269,6 +269,11 @@ impl GraphMailboxAccess {
     pub fn set_token(&mut self, token: SecretString) {
         self.token = token;
     }
+
+    /// The client, the mailbox and the token, for requests made side by side.
+    pub(crate) fn parts(&self) -> (&GraphClient, &GraphMailbox, &SecretString) {
+        (&self.client, &self.mailbox, &self.token)
+    }
 }
 
 /// `since` as Graph and EWS write a date-time: RFC 3339 in UTC.

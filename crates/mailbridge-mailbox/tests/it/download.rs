@@ -6,9 +6,14 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphTarget};
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
-use mailbridge_mailbox::download::{DownloadError, DownloadOptions, Progress, download};
-use mailbridge_mailbox::mailbox::{Checkpoint, ImapMailbox, Pop3Mailbox};
+use mailbridge_mailbox::download::{
+    DownloadError, DownloadOptions, GRAPH_FETCHES_IN_FLIGHT, Progress, download, download_listed,
+};
+use mailbridge_mailbox::mailbox::{
+    Checkpoint, GraphMailboxAccess, ImapMailbox, Mailbox as _, Pop3Mailbox,
+};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{AppRegistration, MailboxRight, Tenant, TenantModel, User};
@@ -20,7 +25,7 @@ use secrecy::SecretString;
 const ALICE: &str = "alice@contoso.example";
 
 struct World {
-    _server: EmulatorServer,
+    server: EmulatorServer,
     emulator: Emulator,
     mail: MailServers,
     app: AppRegistration,
@@ -45,7 +50,7 @@ async fn world() -> World {
         .await
         .unwrap();
     World {
-        _server: server,
+        server,
         emulator,
         mail,
         app,
@@ -356,4 +361,52 @@ async fn pop3_downloads_one_by_one_with_the_same_guarantees() {
     assert_eq!((again.messages, again.already_present), (0, 3));
     assert_exactly(&maildir, &expected);
     pop.close().await.unwrap();
+}
+
+/// Over Graph the download keeps 4 `$value` requests in flight (Outlook's limit per
+/// mailbox; the emulator counts them while it holds requests) and still writes every
+/// message once, with the server's bytes.
+#[tokio::test]
+async fn graph_downloads_four_messages_at_a_time() {
+    let w = world().await;
+    let expected = w.fill(0, 9).await;
+    let mut graph = GraphMailboxAccess::new(
+        GraphClient::new(GraphConfig::new(&format!("{}/v1.0", w.server.base_url()))).unwrap(),
+        GraphTarget::User(ALICE.into()),
+        SecretString::from(
+            w.emulator
+                .app_token(&w.app, Resource::graph(), &["Mail.ReadWrite"]),
+        ),
+    );
+    let listed = graph.new_since("inbox", &Checkpoint::Start).await.unwrap();
+    assert_eq!(listed.messages.len(), 9);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Inbox");
+    // Requests wait at the emulator until 4 are in flight, then all go.
+    let gate = mailbridge_testkit::graph::hold_requests(&w.emulator);
+    let watch = async {
+        let mut seen = 0;
+        for _ in 0..3000 {
+            seen = mailbridge_testkit::graph::in_flight(&w.emulator, ALICE);
+            if seen as usize >= GRAPH_FETCHES_IN_FLIGHT {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(gate);
+        seen
+    };
+    let options = DownloadOptions::default();
+    let (summary, most) = tokio::join!(
+        download_listed(&mut graph, listed, &maildir, &options, |_| {
+            ControlFlow::Continue(())
+        },),
+        watch
+    );
+    assert_eq!(
+        most as usize, GRAPH_FETCHES_IN_FLIGHT,
+        "requests in flight at once"
+    );
+    assert_eq!(summary.unwrap().messages, 9);
+    assert_exactly(&maildir, &expected);
 }
