@@ -21,7 +21,9 @@
 //! One Maildir per source folder: ids are unique only within a folder.
 //!
 //! Over IMAP the messages of a batch come in one pipelined `UID FETCH`
-//! ([`FetchMany`] for [`ImapMailbox`]); the other transports fetch one by one.
+//! ([`FetchMany`] for [`ImapMailbox`]); over Graph four `$value` requests are in flight
+//! at once (Outlook's limit per mailbox), handed over in order; EWS and POP3 fetch one
+//! by one (an EWS message arrives whole in memory, POP3 has one command in flight).
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
