@@ -107,7 +107,8 @@ async fn ceiling(world: &MailWorld) -> anyhow::Result<(u64, Duration)> {
     let tcp =
         mailbridge_tls::connect_tcp(&addr.ip().to_string(), addr.port(), Duration::from_mins(1))
             .await?;
-    let mut s = MailStream::implicit(&world.trust(), "localhost", tcp).await?;
+    let mut s =
+        MailStream::implicit(&world.trust(), "localhost", tcp, Duration::from_mins(1)).await?;
     let limit = Duration::from_mins(1);
     s.read_line(1024, limit).await?;
     for (tag, command) in [

@@ -195,7 +195,7 @@ impl ImapClient {
                 source,
             })?;
         let conn = if tls == TlsMode::Implicit {
-            MailStream::implicit(&config.trust, &config.host, tcp).await?
+            MailStream::implicit(&config.trust, &config.host, tcp, config.timeout).await?
         } else {
             MailStream::plain(tcp)
         };
@@ -228,7 +228,10 @@ impl ImapClient {
         client.capability().await?;
         if tls == TlsMode::StartTls {
             client.run("STARTTLS", "STARTTLS").await?;
-            client.conn.start_tls(&config.trust, &config.host).await?;
+            client
+                .conn
+                .start_tls(&config.trust, &config.host, config.timeout)
+                .await?;
             client.capability().await?;
         }
         Ok(client)

@@ -151,7 +151,7 @@ impl Pop3Client {
                 source,
             })?;
         let conn = if tls == TlsMode::Implicit {
-            MailStream::implicit(&config.trust, &config.host, tcp).await?
+            MailStream::implicit(&config.trust, &config.host, tcp, config.timeout).await?
         } else {
             MailStream::plain(tcp)
         };
@@ -171,7 +171,10 @@ impl Pop3Client {
         };
         if tls == TlsMode::StartTls {
             client.command("STLS", "STLS").await?;
-            client.conn.start_tls(&config.trust, &config.host).await?;
+            client
+                .conn
+                .start_tls(&config.trust, &config.host, config.timeout)
+                .await?;
         }
         Ok(client)
     }

@@ -206,7 +206,7 @@ impl SmtpClient {
                 source,
             })?;
         let conn = if tls == TlsMode::Implicit {
-            MailStream::implicit(&config.trust, &config.host, tcp)
+            MailStream::implicit(&config.trust, &config.host, tcp, config.timeout)
                 .await
                 .map_err(tls_error)?
         } else {
@@ -244,7 +244,7 @@ impl SmtpClient {
             client.command("STARTTLS", "STARTTLS", 220).await?;
             client
                 .conn
-                .start_tls(&config.trust, &config.host)
+                .start_tls(&config.trust, &config.host, config.timeout)
                 .await
                 .map_err(tls_error)?;
             client.ehlo(&config.ehlo_name).await?;

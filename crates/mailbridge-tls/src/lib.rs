@@ -53,7 +53,7 @@ struct NotTls(rustls::Error);
 /// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
 /// failure is plainly not about certificates.
 pub fn ca_hint(source: &std::io::Error) -> &'static str {
-    if is_not_tls(source) {
+    if is_not_tls(source) || source.kind() == std::io::ErrorKind::TimedOut {
         ""
     } else {
         " (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
@@ -69,6 +69,14 @@ pub fn is_not_tls(source: &std::io::Error) -> bool {
         .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotTls>)
         || matches!(rustls_error(source), Some(rustls::Error::InvalidMessage(_)))
 }
+
+/// The server accepted the connection but did not finish the TLS handshake in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server did not finish the TLS handshake within {} s: check the host, port and TLS mode (something on the path may accept connections without answering)",
+    .0.as_secs()
+)]
+struct HandshakeTimedOut(Duration);
 
 /// A handshake that failed because the server spoke something other than TLS (a
 /// plain-text greeting) says so, with the likely fix.
@@ -125,11 +133,12 @@ impl TlsSettings {
         Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
     }
 
-    /// Runs the TLS handshake on `tcp` for `host`.
+    /// Runs the TLS handshake on `tcp` for `host`, within `timeout`.
     pub async fn handshake(
         &self,
         host: &str,
         tcp: TcpStream,
+        timeout: Duration,
     ) -> Result<TlsStream<TcpStream>, TlsError> {
         let name = self.server_name.clone().unwrap_or_else(|| host.to_owned());
         let server_name =
@@ -137,13 +146,20 @@ impl TlsSettings {
                 name: name.clone(),
                 source: std::io::Error::other(e),
             })?;
-        self.connector(&name)?
-            .connect(server_name, tcp)
-            .await
-            .map_err(|source| TlsError {
+        let connecting = self.connector(&name)?.connect(server_name, tcp);
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(done) => done.map_err(|source| TlsError {
                 name,
                 source: explain_handshake(source),
-            })
+            }),
+            Err(_) => Err(TlsError {
+                name,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    HandshakeTimedOut(timeout),
+                ),
+            }),
+        }
     }
 }
 
@@ -234,10 +250,16 @@ impl MailStream {
         self.flush().await
     }
 
-    /// Upgrades this connection to TLS in place (after STARTTLS / STLS was accepted).
-    pub async fn start_tls(&mut self, settings: &TlsSettings, host: &str) -> Result<(), TlsError> {
+    /// Upgrades this connection to TLS in place (after STARTTLS / STLS was accepted),
+    /// the handshake within `timeout`.
+    pub async fn start_tls(
+        &mut self,
+        settings: &TlsSettings,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<(), TlsError> {
         let plain = std::mem::replace(self, MailStream::Closed);
-        *self = plain.upgrade(settings, host).await?;
+        *self = plain.upgrade(settings, host, timeout).await?;
         Ok(())
     }
 
@@ -251,24 +273,30 @@ impl MailStream {
         MailStream::Plain(BufStream::new(tcp))
     }
 
-    /// A TLS connection from the first byte.
+    /// A TLS connection from the first byte, the handshake within `timeout`.
     pub async fn implicit(
         settings: &TlsSettings,
         host: &str,
         tcp: TcpStream,
+        timeout: Duration,
     ) -> Result<Self, TlsError> {
         Ok(MailStream::Tls(Box::new(BufStream::new(
-            settings.handshake(host, tcp).await?,
+            settings.handshake(host, tcp, timeout).await?,
         ))))
     }
 
     /// Upgrades a plain connection (after the server agreed to STARTTLS / STLS).
     /// Bytes the server sent before the handshake are discarded, as RFC 3207 requires.
-    pub async fn upgrade(self, settings: &TlsSettings, host: &str) -> Result<Self, TlsError> {
+    pub async fn upgrade(
+        self,
+        settings: &TlsSettings,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<Self, TlsError> {
         match self {
             MailStream::Plain(plain) => {
                 let tcp = plain.into_inner();
-                Self::implicit(settings, host, tcp).await
+                Self::implicit(settings, host, tcp, timeout).await
             }
             tls @ MailStream::Tls(_) => Ok(tls),
             MailStream::Closed => Err(TlsError {

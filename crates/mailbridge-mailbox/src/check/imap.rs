@@ -33,7 +33,7 @@ where
         &mut report,
         endpoint,
         ImapClient::connect(&config),
-        |e| matches!(e, ImapError::Tls(_)),
+        |e| matches!(e, ImapError::Tls(t) if !mailbridge_tls::ca_hint(&t.source).is_empty()),
         ImapClient::tls_mode,
         "IMAP: 993 implicit TLS, 143 STARTTLS",
     )

@@ -246,6 +246,8 @@ async fn connect_step<C, E: std::fmt::Display>(
     report: &mut Report,
     endpoint: &EndpointConfig,
     connecting: impl Future<Output = Result<C, E>>,
+    // True for a TLS failure about trust (not a plain-text answer or a timeout,
+    // whose fix is the port and TLS mode).
     tls_failed: impl FnOnce(&E) -> bool,
     tls_of: impl FnOnce(&C) -> TlsMode,
     ports: &str,

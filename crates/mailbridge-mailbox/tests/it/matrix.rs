@@ -804,3 +804,55 @@ async fn a_shared_mailbox_account_reads_with_the_signed_in_users_token() {
         "{err}"
     );
 }
+
+/// A server that accepts the connection and never answers the TLS handshake (a
+/// firewall, a wrong service): implicit TLS and TLS auto give up within the client's
+/// timeout with advice about the port and TLS mode, over IMAP, POP3 and SMTP.
+#[tokio::test]
+async fn a_silent_server_fails_the_tls_handshake_within_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts, keeps every connection open, says nothing.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut failures = String::new();
+    for tls in [TlsMode::Implicit, TlsMode::Auto] {
+        let mut imap = ImapConfig::new("127.0.0.1", port, tls);
+        imap.timeout = MISMATCH_TIMEOUT;
+        let mut pop3 = Pop3Config::new("127.0.0.1", port, tls);
+        pop3.timeout = MISMATCH_TIMEOUT;
+        let mut smtp = SmtpConfig::new("127.0.0.1", port, tls);
+        smtp.timeout = MISMATCH_TIMEOUT;
+        let words: &[&str] = &[
+            "TLS handshake within 2 s",
+            "check the host, port and TLS mode",
+        ];
+        let row = format!("IMAP {tls:?} to a silent server");
+        mismatch_row(
+            &mut failures,
+            &row,
+            timed(ImapClient::connect(&imap)).await,
+            words,
+        );
+        let row = format!("POP3 {tls:?} to a silent server");
+        mismatch_row(
+            &mut failures,
+            &row,
+            timed(Pop3Client::connect(&pop3)).await,
+            words,
+        );
+        let row = format!("SMTP {tls:?} to a silent server");
+        mismatch_row(
+            &mut failures,
+            &row,
+            timed(SmtpClient::connect(&smtp)).await,
+            words,
+        );
+    }
+    silent.abort();
+    assert!(failures.is_empty(), "{failures}");
+}
