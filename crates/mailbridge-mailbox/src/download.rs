@@ -339,12 +339,19 @@ fn prepare(maildir: &Path) -> Result<HashSet<String>, DownloadError> {
     let mut present = HashSet::new();
     for sub in ["new", "cur"] {
         let dir = maildir.join(sub);
+        let before = present.len();
         for entry in std::fs::read_dir(&dir).map_err(maildir_err(&dir))? {
             let entry = entry.map_err(maildir_err(&dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let key = name.split(':').next().unwrap_or_default();
             present.insert(key.to_owned());
+        }
+        // Messages found here are skipped and may be covered by this run's checkpoint:
+        // make sure their names are on disk, not only in the cache (a run killed before
+        // its directory fsync leaves them so).
+        if present.len() > before {
+            sync_dir(&dir)?;
         }
     }
     Ok(present)
@@ -594,6 +601,16 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MaildirSinks<'_, F> {
         Ok(())
     }
 
+    /// Before returning early (stopped, failed): lets every fsync and placement already
+    /// started finish and fsyncs `new/`, so nothing changes in the Maildir after the
+    /// download has returned. Failures here are the caller's error already.
+    async fn wind_down(&mut self) {
+        if let Some((job, _)) = self.settling.take() {
+            let _ = job.await;
+        }
+        let _ = settled(self.settle(), &self.maildir).await;
+    }
+
     fn fail(&mut self, error: DownloadError) -> std::io::Error {
         let text = error.to_string();
         if self.failed.is_none() {
@@ -713,7 +730,10 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSink
 /// Downloads the messages of `folder` new since `checkpoint` into the Maildir at
 /// `maildir` (created if missing), durably. `progress` is called after each message
 /// and after each durable batch (with the checkpoint to store); returning
-/// `ControlFlow::Break` stops the download at once, as a crash would.
+/// `ControlFlow::Break` stops the download at once, as a crash would: nothing more is
+/// fetched and no further checkpoint handed out. Whether stopped or failed, what was
+/// already written is finished and `new/` fsynced before it returns, so the Maildir
+/// does not change after the call.
 ///
 /// A batch becomes durable while the next one arrives: its checkpoint is handed out
 /// as soon as its files and `new/` are fsynced (seen after each message, and waited
@@ -784,10 +804,14 @@ where
     for (i, batch) in batches.enumerate() {
         let fetched = mailbox.fetch_many(batch, &mut sinks).await;
         if sinks.stopped {
+            sinks.wind_down().await;
             return Err(DownloadError::Stopped);
         }
         // The previous batch, if it was not handed out while this one arrived.
-        sinks.hand_out(true).await?;
+        if let Err(e) = sinks.hand_out(true).await {
+            sinks.wind_down().await;
+            return Err(e);
+        }
         if let Err(e) = fetched {
             // Keep what is complete, and drop what is not.
             let kept = settled(sinks.settle(), maildir).await;

@@ -260,6 +260,14 @@ async fn a_run_stopped_half_way_then_rerun_leaves_every_message_exactly_once() {
     .unwrap_err();
     assert!(matches!(err, DownloadError::Stopped), "{err}");
     assert!(matches!(stored, Checkpoint::Imap { last_uid: 4, .. }));
+    // Nothing is still being written behind the caller's back.
+    let at_return = maildir_files(&maildir);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        maildir_files(&maildir).keys().collect::<Vec<_>>(),
+        at_return.keys().collect::<Vec<_>>(),
+        "the Maildir changed after the download returned"
+    );
     drop(imap); // mid-response: a new session, as after a crash
 
     // The re-run lists 5..10 again; 5 and 6 are not duplicated.
