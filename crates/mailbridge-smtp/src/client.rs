@@ -176,6 +176,12 @@ fn tls_error(e: mailbridge_tls::TlsError) -> SmtpError {
 /// takes 500 recipients per message at most.
 pub const MAX_PIPELINED_RECIPIENTS: usize = 1000;
 
+/// `RCPT TO` succeeded: 250, or 251 "user not local; will forward" (RFC 5321
+/// §4.2.2 counts both as success).
+fn recipient_accepted(reply: &Reply) -> bool {
+    matches!(reply.code, 250 | 251)
+}
+
 impl SmtpClient {
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when asked.
     /// With [`TlsMode::Auto`]: implicit TLS, or STARTTLS when the server answers the
@@ -364,7 +370,7 @@ impl SmtpClient {
                 .await?;
             for r in recipients {
                 let reply = self.exchange(&format!("RCPT TO:<{r}>"), "RCPT TO").await?;
-                if reply.code != 250 {
+                if !recipient_accepted(&reply) {
                     return Err(SmtpError::RecipientRefused {
                         address: r.clone(),
                         reply,
@@ -439,7 +445,7 @@ impl SmtpClient {
         });
         for r in recipients {
             match self.read_reply("RCPT TO").await {
-                Ok(reply) if reply.code != 250 && refusal.is_none() => {
+                Ok(reply) if !recipient_accepted(&reply) && refusal.is_none() => {
                     refusal = Some(SmtpError::RecipientRefused {
                         address: r.clone(),
                         reply,

@@ -175,7 +175,13 @@ fn model(s: &Script) -> Outcome {
     if s.mail != 250 {
         return Outcome::Refused("MAIL FROM", s.mail);
     }
-    if let Some((i, &c)) = s.rcpts.iter().enumerate().find(|(_, c)| **c != 250) {
+    // 251 "user not local; will forward" is a success (RFC 5321 §4.2.2).
+    if let Some((i, &c)) = s
+        .rcpts
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !matches!(**c, 250 | 251))
+    {
         return Outcome::Recipient(address(i), c);
     }
     if s.data != 354 {
@@ -189,7 +195,13 @@ fn scripts() -> impl Strategy<Value = Script> {
         any::<bool>(),
         prop_oneof![6 => Just(250u16), 1 => Just(550), 1 => Just(421), 1 => Just(451)],
         proptest::collection::vec(
-            prop_oneof![6 => Just(250u16), 1 => Just(550), 1 => Just(450), 1 => Just(501)],
+            prop_oneof![
+                6 => Just(250u16),
+                1 => Just(251),
+                1 => Just(550),
+                1 => Just(450),
+                1 => Just(501)
+            ],
             1..6,
         ),
         prop_oneof![4 => Just(354u16), 1 => Just(554), 1 => Just(503), 1 => Just(451)],
