@@ -159,7 +159,11 @@ impl TokenClient {
                     url: url.to_owned(),
                     source,
                 },
-                too_large => AuthError::Protocol(format!("{url}: {too_large}")),
+                mailbridge_http::BodyError::TooLarge { limit } => AuthError::TooLarge {
+                    url: url.to_owned(),
+                    limit,
+                },
+                other => AuthError::Protocol(format!("{url}: {other}")),
             })?;
         let bytes = bytes_buf::Bytes::from(bytes);
         if (200..300).contains(&status) {

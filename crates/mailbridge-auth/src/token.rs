@@ -137,6 +137,10 @@ pub enum AuthError {
     },
     #[error("the sign-in service sent an answer mailbridge does not understand: {0}")]
     Protocol(String),
+    #[error(
+        "{url} answered with more than {limit} bytes, which no token answer needs: this is not the Microsoft identity platform; check the app's authority host (for national clouds and the sandbox it is set per app)"
+    )]
+    TooLarge { url: String, limit: usize },
     #[error(transparent)]
     Credential(#[from] CredentialError),
     #[error(transparent)]
@@ -192,9 +196,10 @@ impl AuthError {
                 500..=599 | 408 => ErrorClass::Transient,
                 _ => ErrorClass::Permanent,
             },
-            AuthError::Credential(_) | AuthError::Authority(_) | AuthError::Certificate { .. } => {
-                ErrorClass::Misconfigured
-            }
+            AuthError::Credential(_)
+            | AuthError::Authority(_)
+            | AuthError::Certificate { .. }
+            | AuthError::TooLarge { .. } => ErrorClass::Misconfigured,
             AuthError::Interaction(_) => ErrorClass::NeedsSignIn,
         }
     }

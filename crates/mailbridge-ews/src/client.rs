@@ -114,7 +114,9 @@ pub enum EwsError {
         message: String,
         back_off: Option<Duration>,
     },
-    #[error("EWS at {url} sent a {operation} answer larger than {limit} bytes")]
+    #[error(
+        "EWS at {url} sent a {operation} answer larger than {limit} bytes: check that the EWS URL is the server's /EWS/Exchange.asmx (not a proxy or a web page); a single message over 150 MB cannot be read through EWS"
+    )]
     TooLarge {
         url: String,
         operation: String,

@@ -365,9 +365,11 @@ async fn an_oversized_token_answer_is_refused_at_the_bound() {
             .await
             .unwrap_err();
         assert!(
-            err.to_string().contains("larger than 1048576 bytes"),
+            err.to_string().contains("more than 1048576 bytes")
+                && err.to_string().contains("authority host"),
             "announced {announced}: {err}"
         );
+        assert_eq!(err.class(), ErrorClass::Misconfigured, "{err}");
         server.abort();
     }
 }

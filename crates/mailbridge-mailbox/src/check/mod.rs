@@ -198,7 +198,7 @@ impl From<&AuthError> for TokenFailure {
             AuthError::Http { .. } => Some(
                 "check that this machine reaches the sign-in host (DNS, proxy, firewall) and that the app's authority_host is right".to_owned(),
             ),
-            AuthError::Status { .. } | AuthError::Protocol(_) => Some(
+            AuthError::Status { .. } | AuthError::Protocol(_) | AuthError::TooLarge { .. } => Some(
                 "the sign-in host did not answer as Microsoft's identity platform does: check the app's authority_host and cloud".to_owned(),
             ),
             AuthError::Credential(_) => Some(
