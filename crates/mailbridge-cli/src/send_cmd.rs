@@ -175,6 +175,9 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
     if let Some(reply) = &sent.server_reply {
         println!("server: {reply}");
     }
+    for note in &sent.notes {
+        println!("note: {note}");
+    }
     Ok(())
 }
 

@@ -32,7 +32,13 @@
 //!   the other header fields (`internetMessageHeaders` takes `X-` fields only; Graph
 //!   writes its own Date, Message-ID and MIME structure, so In-Reply-To and References
 //!   are lost), the text alternative of an HTML body, and the inline mark of inline
-//!   parts (they arrive as ordinary attachments). The whole message is read into memory
+//!   parts (they arrive as ordinary attachments). A draft takes at most 5 `X-` fields
+//!   (Graph's 400 `InvalidInternetMessageHeaderCollection`): the ones mail systems add
+//!   on the way (`X-MS-`, `X-Forefront-`, `X-Spam`...) are left out, and beyond 5 the
+//!   rest. Text parts in the HTML view (a footer) are converted to HTML, not dropped.
+//!   Every loss that matters is listed in [`Sent::notes`]. Signed or encrypted
+//!   messages (S/MIME, PGP) are refused: taking them apart would break them. The
+//!   whole message is read into memory
 //!   and its attachments decoded there, about twice its size at the peak (measured in
 //!   the CLI tests), never more than once each.
 //!
@@ -351,6 +357,9 @@ pub struct Sent {
     pub recipients: usize,
     /// The server's final answer, when it gives one (SMTP `250 ... queued as ...`).
     pub server_reply: Option<String>,
+    /// What was changed on the way, for the sender to know (raw MIME sent as a Graph
+    /// draft: header fields and parts a draft cannot carry).
+    pub notes: Vec<String>,
 }
 
 /// Sends messages over one transport, for one account.
@@ -522,6 +531,7 @@ impl Sender for SmtpSender {
                     size,
                     recipients: recipients.len(),
                     server_reply: Some(reply),
+                    notes: Vec::new(),
                 })
             }
             Outgoing::Mime(raw) => {
@@ -556,6 +566,7 @@ impl Sender for SmtpSender {
                     size: body.count,
                     recipients: recipients.len(),
                     server_reply: Some(reply),
+                    notes: Vec::new(),
                 })
             }
         }
@@ -595,6 +606,15 @@ impl GraphSender {
     /// A draft with the attachments, then `send`; the draft is deleted when a step
     /// before sending fails.
     async fn send_as_draft(&self, m: &Message, sizes: &[u64]) -> Result<Sent, MailboxError> {
+        if m.headers.len() > GRAPH_MAX_HEADERS {
+            return Err(error(
+                ErrorClass::Permanent,
+                format!(
+                    "a Graph draft carries at most {GRAPH_MAX_HEADERS} X- headers and this message has {}: send it over SMTP, or with fewer headers",
+                    m.headers.len()
+                ),
+            ));
+        }
         for (name, _) in &m.headers {
             if !name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-")) {
                 return Err(error(
@@ -634,6 +654,7 @@ impl GraphSender {
             size: sizes.iter().sum::<u64>() + body_len as u64,
             recipients: m.envelope_recipients().len(),
             server_reply: None,
+            notes: Vec::new(),
         })
     }
 
@@ -791,6 +812,7 @@ impl Sender for GraphSender {
                             size: mime.len() as u64,
                             recipients: m.envelope_recipients().len(),
                             server_reply: None,
+                            notes: Vec::new(),
                         });
                     }
                 }
@@ -815,7 +837,7 @@ impl Sender for GraphSender {
                     // Too large for sendMail: a draft from the parsed message, its
                     // attachments added (upload sessions from 3 MB), then sent.
                     let size = mime.len() as u64;
-                    let m = message_from_mime(&mime)?;
+                    let (m, notes) = message_from_mime(&mime)?;
                     drop(mime);
                     let mut sizes = Vec::with_capacity(m.attachments.len());
                     for a in &m.attachments {
@@ -823,6 +845,7 @@ impl Sender for GraphSender {
                     }
                     let mut sent = self.send_as_draft(&m, &sizes).await?;
                     sent.size = size;
+                    sent.notes = notes;
                     return Ok(sent);
                 }
                 self.send_mime(&mime).await?;
@@ -833,6 +856,7 @@ impl Sender for GraphSender {
                     size: mime.len() as u64,
                     recipients,
                     server_reply: None,
+                    notes: Vec::new(),
                 })
             }
         }
@@ -850,8 +874,9 @@ impl Sender for GraphSender {
 /// The attachments' decoded bytes are moved out of the parse, not copied, so the
 /// message is held about twice (raw and decoded) while this runs, and the decoded
 /// attachments once afterwards.
-fn message_from_mime(mime: &[u8]) -> Result<Message, MailboxError> {
+fn message_from_mime(mime: &[u8]) -> Result<(Message, Vec<String>), MailboxError> {
     use mail_parser::{MimeHeaders as _, PartType};
+    let mut notes = Vec::new();
     let unreadable = || {
         error(
             ErrorClass::Permanent,
@@ -861,6 +886,23 @@ fn message_from_mime(mime: &[u8]) -> Result<Message, MailboxError> {
     let mut parsed = MessageParser::default()
         .parse(mime)
         .ok_or_else(unreadable)?;
+    // Taking a signed or encrypted message apart breaks it.
+    let sealed = parsed.parts.iter().any(|p| {
+        p.content_type().is_some_and(|ct| {
+            let sub = ct.subtype().unwrap_or_default();
+            (ct.ctype().eq_ignore_ascii_case("multipart")
+                && (sub.eq_ignore_ascii_case("signed") || sub.eq_ignore_ascii_case("encrypted")))
+                || (ct.ctype().eq_ignore_ascii_case("application")
+                    && (sub.eq_ignore_ascii_case("pkcs7-mime")
+                        || sub.eq_ignore_ascii_case("x-pkcs7-mime")))
+        })
+    });
+    if sealed {
+        return Err(error(
+            ErrorClass::Permanent,
+            "the MIME message is signed or encrypted (S/MIME or PGP) and larger than Graph's 3 MB sendMail: a Graph draft would take it apart and break it; send it over SMTP (the account's outgoing side)",
+        ));
+    }
     let address = |a: &mail_parser::Addr<'_>| {
         a.address().map(|addr| match a.name() {
             Some(n) if !n.is_empty() => Address::with_name(addr, n),
@@ -893,13 +935,34 @@ fn message_from_mime(mime: &[u8]) -> Result<Message, MailboxError> {
     if let Some(id) = parsed.message_id() {
         id.clone_into(&mut m.message_id);
     }
+    let mut dropped = Vec::new();
     for h in parsed.headers() {
         let name = h.name();
-        if name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
-            && let Some(value) = h.value().as_text()
-        {
-            m.headers.push((name.to_owned(), value.trim().to_owned()));
+        if !name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-")) {
+            continue;
         }
+        // Fields mail systems add on the way (the sending server adds its own).
+        let lower = name.to_ascii_lowercase();
+        if MAIL_SYSTEM_HEADERS.iter().any(|p| lower.starts_with(p)) {
+            continue;
+        }
+        match h.value().as_text() {
+            Some(value) if m.headers.len() < GRAPH_MAX_HEADERS => {
+                m.headers.push((name.to_owned(), value.trim().to_owned()));
+            }
+            _ => dropped.push(name.to_owned()),
+        }
+    }
+    if !dropped.is_empty() {
+        notes.push(format!(
+            "a Graph draft carries at most {GRAPH_MAX_HEADERS} X- headers: left out {}; send over SMTP to keep them",
+            dropped.join(", ")
+        ));
+    }
+    if parsed.in_reply_to().as_text().is_some() || parsed.references().as_text().is_some() {
+        notes.push(
+            "In-Reply-To and References were left out (a Graph draft cannot carry them), so replies may not thread; send over SMTP to keep them".to_owned(),
+        );
     }
     let bodies = |ids: &[u32], html: bool| {
         let texts: Vec<&str> = ids
@@ -912,8 +975,25 @@ fn message_from_mime(mime: &[u8]) -> Result<Message, MailboxError> {
             .collect();
         (!texts.is_empty()).then(|| texts.join(if html { "\n" } else { "\r\n" }))
     };
-    m.html = bodies(&parsed.html_body, true);
+    let has_html = parsed.html_body.iter().any(|&id| {
+        matches!(
+            parsed.parts.get(id as usize).map(|p| &p.body),
+            Some(PartType::Html(_))
+        )
+    });
     m.text = bodies(&parsed.text_body, false);
+    if has_html {
+        // Every part of the HTML view, text parts (a footer, a disclaimer) as HTML.
+        let html: Vec<String> = (0..parsed.html_body.len())
+            .filter_map(|i| parsed.body_html(i).map(std::borrow::Cow::into_owned))
+            .collect();
+        m.html = Some(html.join("\n"));
+        if m.text.is_some() {
+            notes.push(
+                "the plain-text alternative was left out: a Graph draft holds one body, and the HTML one was sent".to_owned(),
+            );
+        }
+    }
     let attachment_ids = std::mem::take(&mut parsed.attachments);
     for (n, id) in attachment_ids.into_iter().enumerate() {
         let Some(part) = parsed.parts.get_mut(id as usize) else {
@@ -955,8 +1035,27 @@ fn message_from_mime(mime: &[u8]) -> Result<Message, MailboxError> {
         });
     }
     m.validate().map_err(|e| compose_error(&e))?;
-    Ok(m)
+    Ok((m, notes))
 }
+
+/// The most `internetMessageHeaders` Graph takes on a message (more is a 400
+/// `InvalidInternetMessageHeaderCollection`).
+pub const GRAPH_MAX_HEADERS: usize = 5;
+
+/// `X-` fields that mail systems add on the way (lower case prefixes), not carried
+/// into a Graph draft made from raw MIME.
+const MAIL_SYSTEM_HEADERS: &[&str] = &[
+    "x-ms-",
+    "x-microsoft-",
+    "x-forefront-",
+    "x-exchange-",
+    "x-originating-",
+    "x-received",
+    "x-google-",
+    "x-gm-",
+    "x-spam",
+    "x-virus",
+];
 
 /// EWS, for one mailbox and authorisation.
 #[derive(Debug)]
@@ -1021,6 +1120,7 @@ impl Sender for EwsSender {
             size: mime.len() as u64,
             recipients,
             server_reply: None,
+            notes: Vec::new(),
         })
     }
 }
@@ -1246,8 +1346,11 @@ Subject: inner\r\n\
 \r\n\
 inner body\r\n\
 --b1--\r\n";
-        let m = message_from_mime(eml.as_bytes()).unwrap();
+        let (m, notes) = message_from_mime(eml.as_bytes()).unwrap();
         assert_eq!(m.from, Address::with_name("j@x.example", "Jörg"));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("In-Reply-To"), "{notes:?}");
+        assert!(notes[1].contains("plain-text alternative"), "{notes:?}");
         assert_eq!(
             m.to,
             [
@@ -1278,6 +1381,41 @@ inner body\r\n\
 
         let e = message_from_mime(b"Subject: nobody\r\n\r\nx\r\n").unwrap_err();
         assert_eq!(e.class, ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn raw_mime_keeps_a_text_footer_and_at_most_five_headers_and_refuses_signed_mail() {
+        // An HTML body followed by a plain-text footer part, and more X- fields than a
+        // draft takes (mail systems' own are left out without counting).
+        let eml = "From: a@x.example\r\nTo: b@x.example\r\nSubject: s\r\n\
+X-MS-Exchange-Organization-SCL: 1\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\nX-E: 5\r\nX-F: 6\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hello</p>\r\n\
+--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDisclaimer: confidential\r\n\
+--b--\r\n";
+        let (m, notes) = message_from_mime(eml.as_bytes()).unwrap();
+        let html = m.html.unwrap_or_default();
+        assert!(html.contains("<p>Hello</p>"), "{html}");
+        assert!(html.contains("Disclaimer: confidential"), "{html}");
+        let names: Vec<&str> = m.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-A", "X-B", "X-C", "X-D", "X-E"]);
+        assert!(
+            notes.iter().any(|n| n.contains("left out X-F")),
+            "{notes:?}"
+        );
+
+        for ct in [
+            "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"s\"",
+            "multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"s\"",
+            "application/pkcs7-mime; smime-type=enveloped-data",
+        ] {
+            let eml = format!(
+                "From: a@x.example\r\nTo: b@x.example\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: {ct}\r\n\r\n--s\r\nContent-Type: text/plain\r\n\r\nx\r\n--s--\r\n"
+            );
+            let e = message_from_mime(eml.as_bytes()).unwrap_err();
+            assert!(e.message.contains("signed or encrypted"), "{ct}: {e}");
+            assert!(e.message.contains("SMTP"), "{ct}: {e}");
+        }
     }
 
     #[test]

@@ -858,3 +858,33 @@ async fn a_refused_recipient_among_several_stops_the_message_and_is_named() {
     assert_eq!(w.count(BOB, "partly refused").await, 0);
     assert_eq!(w.count(CAROL, "partly refused").await, 0);
 }
+
+/// A structured message that needs a Graph draft (an attachment of 3 MB or more) with
+/// more X- headers than a draft carries is refused before any request, naming SMTP;
+/// small enough for sendMail (MIME), the same headers go through.
+#[tokio::test]
+async fn graph_draft_with_more_than_five_headers_is_refused_before_sending() {
+    let w = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut graph = w.graph();
+    let (large, _) = file_attachment(&dir, "big.bin", 3 * 1024 * 1024 + 1);
+    let mut m = message("Six headers, large");
+    for i in 0..6 {
+        m.headers.push((format!("X-H{i}"), "v".to_owned()));
+    }
+    m.attachments.push(large);
+    let e = graph.send(Outgoing::Message(&m)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(
+        e.message.contains("at most 5") && e.message.contains("SMTP"),
+        "{e}"
+    );
+    let mut m = message("Six headers, small");
+    for i in 0..6 {
+        m.headers.push((format!("X-H{i}"), "v".to_owned()));
+    }
+    let sent = graph.send(Outgoing::Message(&m)).await.unwrap();
+    assert_eq!(sent.route, Route::GraphSendMail);
+    let raw = w.received(BOB, &m.subject).await;
+    assert!(String::from_utf8_lossy(&raw).contains("X-H5: v"));
+}

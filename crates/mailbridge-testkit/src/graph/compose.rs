@@ -103,7 +103,22 @@ pub struct OutgoingMessage {
     pub internet_message_headers: Vec<Value>,
 }
 
+/// Graph takes at most this many `internetMessageHeaders` on a message.
+pub const MAX_INTERNET_MESSAGE_HEADERS: usize = 5;
+
 impl OutgoingMessage {
+    /// Graph's 400 for more than five `internetMessageHeaders`, word for word.
+    pub fn check_headers(&self) -> Result<(), super::errors::GraphError> {
+        if self.internet_message_headers.len() > MAX_INTERNET_MESSAGE_HEADERS {
+            return Err(super::errors::GraphError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "InvalidInternetMessageHeaderCollection",
+                "Maximum number of headers in one message should be less than or equal to 5.",
+            ));
+        }
+        Ok(())
+    }
+
     /// Every recipient address (To, Cc, Bcc), for delivery.
     pub fn envelope_recipients(&self) -> Vec<String> {
         self.to

@@ -367,6 +367,7 @@ pub async fn create_draft(ctx: &Ctx) -> Result<Response, GraphError> {
     }
     let message: super::compose::OutgoingMessage =
         serde_json::from_value(ctx.json_body()?).map_err(GraphError::invalid_body)?;
+    message.check_headers()?;
     let raw = super::compose::build_mime(
         &message,
         &opened.mailbox.display_name,

@@ -130,6 +130,7 @@ pub async fn send_mail(ctx: &Ctx) -> Result<Response, GraphError> {
             .ok_or_else(|| GraphError::invalid_body("the message property is required"))?,
     )
     .map_err(GraphError::invalid_body)?;
+    message.check_headers()?;
     if message.attachments.iter().any(|a| a.decode().is_none()) {
         return Err(GraphError::invalid_body(
             "an attachment is not a fileAttachment with base64 contentBytes",

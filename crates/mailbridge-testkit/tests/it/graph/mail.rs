@@ -958,3 +958,56 @@ async fn folders_can_be_created_used_and_deleted() {
             .all(|f| f["id"] != folder_id.as_str())
     );
 }
+
+/// Graph takes at most five `internetMessageHeaders`: a sixth is a 400
+/// `InvalidInternetMessageHeaderCollection`, on a draft and on `sendMail` alike.
+#[tokio::test]
+async fn more_than_five_internet_message_headers_are_refused() {
+    let w = World::start_with_mail().await;
+    let token = w.app_token(&["Mail.ReadWrite", "Mail.Send"]);
+    let headers = |n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| serde_json::json!({ "name": format!("X-H{i}"), "value": "v" }))
+            .collect()
+    };
+    let message = |n: usize| {
+        serde_json::json!({
+            "subject": "headers",
+            "body": { "contentType": "Text", "content": "x" },
+            "toRecipients": [{ "emailAddress": { "address": BOB } }],
+            "internetMessageHeaders": headers(n),
+        })
+    };
+    for (path, body) in [
+        (format!("users/{ALICE}/messages"), message(6)),
+        (
+            format!("users/{ALICE}/sendMail"),
+            serde_json::json!({ "message": message(6) }),
+        ),
+    ] {
+        let r = w
+            .http
+            .post(w.url(&path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "InvalidInternetMessageHeaderCollection");
+        assert_eq!(
+            v["error"]["message"],
+            "Maximum number of headers in one message should be less than or equal to 5."
+        );
+    }
+    let r = w
+        .http
+        .post(w.url(&format!("users/{ALICE}/messages")))
+        .bearer_auth(&token)
+        .json(&message(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
