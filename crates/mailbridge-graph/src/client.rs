@@ -150,12 +150,18 @@ impl ClientError {
     }
 }
 
+/// The longest a message body (`$value`) may take in all, as long as its bytes keep
+/// coming (each read has the client's timeout): 150 MB at about 350 kbit/s.
+const MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_hours(1);
+
 impl GraphClient {
     /// A client.
     pub fn new(config: GraphConfig) -> Result<Self, ClientError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
+            // A body that stops arriving fails after this long, whatever its size.
+            .read_timeout(config.timeout)
             .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -388,7 +394,13 @@ impl GraphClient {
         sink: &mut W,
     ) -> Result<u64, ClientError> {
         let url = self.message_url(mailbox, id, "/$value");
-        let response = self.send(mailbox, token, &url, |h| h.get(&url)).await?;
+        // A message of up to 150 MB on a slow link (and sharing it with three more)
+        // takes longer than an ordinary request may: the read timeout guards it instead.
+        let response = self
+            .send(mailbox, token, &url, |h| {
+                h.get(&url).timeout(MESSAGE_TIMEOUT)
+            })
+            .await?;
         let mut stream = response.bytes_stream();
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {

@@ -179,3 +179,73 @@ proptest! {
         }
     }
 }
+
+/// A server that sends a message body in `pieces` pieces of 1 KiB, `gap` apart, then
+/// stops (and keeps the connection open) when `stall` is set.
+async fn trickling_server(pieces: usize, gap: Duration, stall: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    }
+                }
+                let total = if stall { pieces + 1 } else { pieces };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
+                    total * 1024
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                for _ in 0..pieces {
+                    let _ = s.write_all(&[b'x'; 1024]).await;
+                    tokio::time::sleep(gap).await;
+                }
+                if stall {
+                    tokio::time::sleep(Duration::from_mins(1)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A message body that keeps coming is read to its end however long it takes in all
+/// (a 150 MB message on a slow link, or four side by side); one that stops arriving
+/// fails after the client's timeout.
+#[test]
+fn a_message_body_is_bounded_by_silence_not_by_its_total_time() {
+    runtime().block_on(async {
+        let fetch = |addr: SocketAddr| async move {
+            let mut config = GraphConfig::new(&format!("http://{addr}/v1.0"));
+            config.attempts = 1;
+            config.timeout = Duration::from_secs(1);
+            let client = GraphClient::new(config).unwrap();
+            let mut out = Vec::new();
+            let r = tokio::time::timeout(
+                Duration::from_secs(30),
+                client.fetch_mime(
+                    &SecretString::from("t"),
+                    &Mailbox::User("a@x.example".into()),
+                    "m1",
+                    &mut out,
+                ),
+            )
+            .await
+            .expect("the fetch neither ended nor failed");
+            (r, out.len())
+        };
+        // 6 pieces 400 ms apart: 2.4 s in all, more than the 1 s timeout.
+        let (r, got) = fetch(trickling_server(6, Duration::from_millis(400), false).await).await;
+        assert_eq!(r.unwrap(), 6 * 1024);
+        assert_eq!(got, 6 * 1024);
+        // One piece, then silence.
+        let (r, _) = fetch(trickling_server(1, Duration::ZERO, true).await).await;
+        assert!(r.is_err(), "a stalled body must fail");
+    });
+}
