@@ -211,12 +211,19 @@ impl Mailbox for ImapMailbox {
         let f = self.client.select(folder).await?;
         let uids = self.client.uids_received_since(since.date()).await?;
         // Everything in the folder now is accounted for: older messages by the date,
-        // the rest listed.
-        let last_uid = uids
-            .last()
-            .copied()
-            .unwrap_or_default()
-            .max(f.uid_next.saturating_sub(1));
+        // the rest listed. Without UIDNEXT (RFC 3501 requires it, but a server may
+        // leave it out) the folder's highest UID is asked for.
+        let highest = if f.uid_next > 0 {
+            f.uid_next - 1
+        } else {
+            self.client
+                .uids_after(0)
+                .await?
+                .last()
+                .copied()
+                .unwrap_or_default()
+        };
+        let last_uid = uids.last().copied().unwrap_or_default().max(highest);
         Ok(imap_listing(&uids, f.uid_validity, last_uid, false))
     }
 
