@@ -484,6 +484,8 @@ impl Mailbox for EwsMailbox {
         since: OffsetDateTime,
     ) -> Result<NewMessages, MailboxError> {
         let since = utc_rfc3339(since)?;
+        // EWS cannot start a sync state at "now": the state comes from paging through
+        // the whole folder (512 ids per request), the ids themselves dropped.
         let now = self.new_since(folder, &Checkpoint::Start).await?;
         let mut messages = Vec::new();
         let mut offset = 0;
