@@ -199,6 +199,9 @@ pub struct DownloadOptions {
     pub batch: usize,
     /// File fsyncs running at once.
     pub parallel_syncs: usize,
+    /// Always make message files in `tmp/` and rename them into `new/` (the classic
+    /// Maildir way), even where files without a name (`O_TMPFILE`) work.
+    pub named_files: bool,
 }
 
 impl Default for DownloadOptions {
@@ -206,6 +209,7 @@ impl Default for DownloadOptions {
         Self {
             batch: DEFAULT_BATCH,
             parallel_syncs: DEFAULT_PARALLEL_SYNCS,
+            named_files: false,
         }
     }
 }
@@ -772,8 +776,16 @@ where
     F: FnMut(&Progress) -> ControlFlow<()> + Send,
 {
     let dir = maildir.to_owned();
+    let named = options.named_files;
     let (present, placement) = tokio::task::spawn_blocking(move || {
-        prepare(&dir).map(|present| (present, placement(&dir)))
+        prepare(&dir).map(|present| {
+            let how = if named {
+                Placement::Named
+            } else {
+                placement(&dir)
+            };
+            (present, how)
+        })
     })
     .await
     .map_err(|e| maildir_err(maildir)(std::io::Error::other(e)))??;

@@ -139,8 +139,16 @@ fn assert_exactly(maildir: &Path, expected: &[Vec<u8>]) {
     assert!(got == want, "the Maildir's bytes differ from the server's");
 }
 
+/// In both placements: files without a name linked into `new/`, and the classic
+/// `tmp/` + rename.
 #[tokio::test]
 async fn new_messages_land_once_each_and_checkpoints_cover_only_what_is_on_disk() {
+    for named_files in [false, true] {
+        lands_once_each(named_files).await;
+    }
+}
+
+async fn lands_once_each(named_files: bool) {
     let w = world().await;
     let mut expected = w.fill(0, 7).await;
     let dir = tempfile::tempdir().unwrap();
@@ -148,6 +156,7 @@ async fn new_messages_land_once_each_and_checkpoints_cover_only_what_is_on_disk(
     let mut imap = w.imap().await;
     let options = DownloadOptions {
         batch: 3,
+        named_files,
         ..DownloadOptions::default()
     };
     let mut seen: Vec<Progress> = Vec::new();
@@ -220,8 +229,15 @@ async fn new_messages_land_once_each_and_checkpoints_cover_only_what_is_on_disk(
     ));
 }
 
+/// In both placements, as above.
 #[tokio::test]
 async fn a_run_stopped_half_way_then_rerun_leaves_every_message_exactly_once() {
+    for named_files in [false, true] {
+        stopped_then_rerun(named_files).await;
+    }
+}
+
+async fn stopped_then_rerun(named_files: bool) {
     let w = world().await;
     let expected = w.fill(0, 10).await;
     let dir = tempfile::tempdir().unwrap();
@@ -231,6 +247,7 @@ async fn a_run_stopped_half_way_then_rerun_leaves_every_message_exactly_once() {
     std::fs::write(maildir.join("tmp/1700000000.M1P1.crashed"), b"From: half").unwrap();
     let options = DownloadOptions {
         batch: 4,
+        named_files,
         ..DownloadOptions::default()
     };
 
@@ -294,6 +311,16 @@ async fn a_run_stopped_half_way_then_rerun_leaves_every_message_exactly_once() {
     .unwrap();
     assert_eq!((again.messages, again.already_present), (0, 10));
     assert_exactly(&maildir, &expected);
+    // Nothing of the stopped run is left in tmp/ (only the older crash's file).
+    let left: Vec<String> = std::fs::read_dir(maildir.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["1700000000.M1P1.crashed"],
+        "named files: {named_files}"
+    );
     // A reader moving a message to cur/ with flags does not make it new again.
     let (name, _) = maildir_files(&maildir).into_iter().next().unwrap();
     std::fs::rename(
