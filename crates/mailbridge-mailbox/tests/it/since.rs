@@ -325,3 +325,57 @@ async fn pop3_refuses_a_date_and_says_why() {
         err.message
     );
 }
+
+/// A server whose SELECT leaves out UIDNEXT (RFC 3501 requires it; not every server
+/// sends it): a date run that finds nothing still covers the folder up to its highest
+/// UID, asked with `UID SEARCH`, so a later `--since last` does not fetch it all.
+#[tokio::test]
+async fn imap_without_uidnext_covers_the_folder_up_to_its_highest_uid() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        write.write_all(b"* OK ready\r\n").await.unwrap();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let (tag, rest) = line.split_once(' ').unwrap_or((&line, ""));
+            let upper = rest.to_ascii_uppercase();
+            let answer = if upper.starts_with("CAPABILITY") {
+                "* CAPABILITY IMAP4rev1\r\n".to_owned()
+            } else if upper.starts_with("SELECT") {
+                "* 3 EXISTS\r\n* OK [UIDVALIDITY 42] ok\r\n".to_owned()
+            } else if upper.starts_with("UID SEARCH") && upper.contains("SINCE") {
+                "* SEARCH\r\n".to_owned()
+            } else if upper.starts_with("UID SEARCH") {
+                "* SEARCH 3 7 9\r\n".to_owned()
+            } else {
+                String::new()
+            };
+            let done = format!("{answer}{tag} OK done\r\n");
+            if write.write_all(done.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let config = ImapConfig::new("127.0.0.1", port, TlsMode::None);
+    let client = ImapClient::connect(&config).await.unwrap();
+    let mut imap = ImapMailbox::new(client);
+    let listed = imap
+        .received_since("INBOX", datetime!(2026-12-01 00:00 UTC))
+        .await
+        .unwrap();
+    assert!(listed.messages.is_empty());
+    assert!(
+        matches!(
+            listed.checkpoint,
+            mailbridge_mailbox::mailbox::Checkpoint::Imap {
+                uid_validity: 42,
+                last_uid: 9
+            }
+        ),
+        "{:?}",
+        listed.checkpoint
+    );
+}
