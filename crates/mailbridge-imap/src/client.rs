@@ -170,15 +170,12 @@ impl ImapClient {
     /// [`TlsMode::Auto`]: implicit TLS, or STARTTLS when the server answers the
     /// handshake in plain text ([`ImapClient::tls_mode`] tells which).
     pub async fn connect(config: &ImapConfig) -> Result<Self, ImapError> {
-        match config.tls {
-            TlsMode::Auto => match Self::connect_as(config, TlsMode::Implicit).await {
-                Err(ImapError::Tls(e)) if mailbridge_tls::is_not_tls(&e.source) => {
-                    Self::connect_as(config, TlsMode::StartTls).await
-                }
-                other => other,
-            },
-            tls => Self::connect_as(config, tls).await,
-        }
+        mailbridge_tls::connect_in_mode(
+            config.tls,
+            |tls| Self::connect_as(config, tls),
+            |e| matches!(e, ImapError::Tls(t) if mailbridge_tls::is_not_tls(&t.source)),
+        )
+        .await
     }
 
     /// How this connection is secured (never [`TlsMode::Auto`]).

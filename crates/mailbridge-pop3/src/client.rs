@@ -126,15 +126,12 @@ impl Pop3Client {
     /// [`TlsMode::Auto`]: implicit TLS, or `STLS` when the server answers the
     /// handshake in plain text ([`Pop3Client::tls_mode`] tells which).
     pub async fn connect(config: &Pop3Config) -> Result<Self, Pop3Error> {
-        match config.tls {
-            TlsMode::Auto => match Self::connect_as(config, TlsMode::Implicit).await {
-                Err(Pop3Error::Tls(e)) if mailbridge_tls::is_not_tls(&e.source) => {
-                    Self::connect_as(config, TlsMode::StartTls).await
-                }
-                other => other,
-            },
-            tls => Self::connect_as(config, tls).await,
-        }
+        mailbridge_tls::connect_in_mode(
+            config.tls,
+            |tls| Self::connect_as(config, tls),
+            |e| matches!(e, Pop3Error::Tls(t) if mailbridge_tls::is_not_tls(&t.source)),
+        )
+        .await
     }
 
     /// How this connection is secured (never [`TlsMode::Auto`]).

@@ -187,15 +187,12 @@ impl SmtpClient {
     /// With [`TlsMode::Auto`]: implicit TLS, or STARTTLS when the server answers the
     /// handshake in plain text ([`SmtpClient::tls_mode`] tells which).
     pub async fn connect(config: &SmtpConfig) -> Result<Self, SmtpError> {
-        match config.tls {
-            TlsMode::Auto => match Self::connect_as(config, TlsMode::Implicit).await {
-                Err(SmtpError::Tls { source, .. }) if mailbridge_tls::is_not_tls(&source) => {
-                    Self::connect_as(config, TlsMode::StartTls).await
-                }
-                other => other,
-            },
-            tls => Self::connect_as(config, tls).await,
-        }
+        mailbridge_tls::connect_in_mode(
+            config.tls,
+            |tls| Self::connect_as(config, tls),
+            |e| matches!(e, SmtpError::Tls { source, .. } if mailbridge_tls::is_not_tls(source)),
+        )
+        .await
     }
 
     /// How this connection is secured (never [`TlsMode::Auto`]).

@@ -13,6 +13,8 @@ use std::task::{Context, Poll};
 
 use std::time::Duration;
 
+use mailbridge_types::config::TlsMode;
+
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite,
     AsyncWriteExt as _, BufStream, ReadBuf,
@@ -77,6 +79,28 @@ pub fn is_not_tls(source: &std::io::Error) -> bool {
     .0.as_secs()
 )]
 struct HandshakeTimedOut(Duration);
+
+/// Connects with `connect` in the TLS mode `tls`; for [`TlsMode::Auto`] implicit TLS
+/// first and, when `not_tls` says the server answered the handshake in plain text,
+/// STARTTLS on a new connection. Never without TLS, and any other failure (a
+/// certificate, a timeout) is the answer. One rule for IMAP, POP3 and SMTP.
+pub async fn connect_in_mode<T, E, F, Fut>(
+    tls: TlsMode,
+    connect: F,
+    not_tls: impl FnOnce(&E) -> bool,
+) -> Result<T, E>
+where
+    F: Fn(TlsMode) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match tls {
+        TlsMode::Auto => match connect(TlsMode::Implicit).await {
+            Err(e) if not_tls(&e) => connect(TlsMode::StartTls).await,
+            other => other,
+        },
+        tls => connect(tls).await,
+    }
+}
 
 /// A handshake that failed because the server spoke something other than TLS (a
 /// plain-text greeting) says so, with the likely fix.
