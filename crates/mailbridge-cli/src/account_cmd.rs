@@ -101,7 +101,7 @@ pub struct Settings {
     #[arg(long)]
     pub provider: Option<String>,
     /// password, delegated or app-only.
-    #[arg(long, value_parser = parse_sign_in)]
+    #[arg(long, value_parser = config_word::<SignInMethod>)]
     pub sign_in: Option<SignInMethod>,
     /// The app (by name) for delegated and app-only sign-in.
     #[arg(long)]
@@ -110,13 +110,13 @@ pub struct Settings {
     #[arg(long)]
     pub login: Option<String>,
     /// manual, email or mailbox-name.
-    #[arg(long, value_parser = parse_login_format)]
+    #[arg(long, value_parser = config_word::<LoginFormat>)]
     pub login_format: Option<LoginFormat>,
     /// Graph app-only: the mailbox's Object ID.
     #[arg(long)]
     pub mailbox_id: Option<String>,
     /// notifications, helpdesk, connector or documents (repeat).
-    #[arg(long = "usage", value_parser = parse_usage)]
+    #[arg(long = "usage", value_parser = config_word::<Usage>)]
     pub usages: Vec<Usage>,
     /// Where mail is read: `imaps://host[:port]`, `imap+starttls://`, `imap+auto://`
     /// (implicit TLS, else STARTTLS; never none), `imap://` (no TLS), `pop3s://`,
@@ -172,32 +172,10 @@ pub struct DetectArgs {
     pub detect_extra_ca_file: Option<PathBuf>,
 }
 
-fn parse_sign_in(s: &str) -> Result<SignInMethod, String> {
-    match s {
-        "password" => Ok(SignInMethod::Password),
-        "delegated" => Ok(SignInMethod::Delegated),
-        "app-only" => Ok(SignInMethod::AppOnly),
-        _ => Err("expected password, delegated or app-only".into()),
-    }
-}
-
-fn parse_login_format(s: &str) -> Result<LoginFormat, String> {
-    match s {
-        "manual" => Ok(LoginFormat::Manual),
-        "email" => Ok(LoginFormat::Email),
-        "mailbox-name" => Ok(LoginFormat::MailboxName),
-        _ => Err("expected manual, email or mailbox-name".into()),
-    }
-}
-
-fn parse_usage(s: &str) -> Result<Usage, String> {
-    match s {
-        "notifications" => Ok(Usage::Notifications),
-        "helpdesk" => Ok(Usage::Helpdesk),
-        "connector" => Ok(Usage::Connector),
-        "documents" => Ok(Usage::Documents),
-        _ => Err("expected notifications, helpdesk, connector or documents".into()),
-    }
+/// A configuration word (`app-only`, `mailbox-name`, `helpdesk`, ...) as the config
+/// file spells it: the type's own serde names, so flags and file never disagree.
+fn config_word<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
 }
 
 /// Parses `scheme://host[:port][/path]` into an endpoint.
@@ -701,7 +679,8 @@ async fn add(
                 &format!("Sign-in ({offered})"),
                 Some(sign_in_name(account.sign_in)),
             )?;
-            settings.sign_in = Some(parse_sign_in(&answer).map_err(anyhow::Error::msg)?);
+            settings.sign_in =
+                Some(config_word::<SignInMethod>(answer.trim()).map_err(anyhow::Error::msg)?);
         }
         if settings.sign_in != Some(SignInMethod::Password) && settings.app.is_none() {
             let apps: Vec<&str> = catalog.apps.iter().map(|a| a.name.as_str()).collect();

@@ -154,6 +154,14 @@ impl ClientError {
 /// coming (each read has the client's timeout): 150 MB at about 350 kbit/s.
 const MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_hours(1);
 
+/// The text `field` of an answer, or a protocol error saying `missing`.
+fn text_field(v: &Value, field: &str, missing: &str) -> Result<String, ClientError> {
+    v[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Protocol(missing.to_owned()))
+}
+
 impl GraphClient {
     /// A client.
     pub fn new(config: GraphConfig) -> Result<Self, ClientError> {
@@ -443,10 +451,7 @@ impl GraphClient {
         let v = self
             .json(mailbox, token, &url, |h| h.post(&url).json(&body))
             .await?;
-        v["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ClientError::Protocol("move answered without an id".into()))
+        text_field(&v, "id", "move answered without an id")
     }
 
     /// Deletes a message (to Deleted Items, as Graph does).
@@ -495,10 +500,7 @@ impl GraphClient {
         let v = self
             .json(mailbox, token, &url, |h| h.post(&url).json(message))
             .await?;
-        let id = v["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ClientError::Protocol("the new draft has no id".into()))?;
+        let id = text_field(&v, "id", "the new draft has no id")?;
         Ok(Draft {
             id,
             internet_message_id: v["internetMessageId"].as_str().map(str::to_owned),
@@ -555,10 +557,7 @@ impl GraphClient {
         let v = self
             .json(mailbox, token, &url, |h| h.post(&url).json(&body))
             .await?;
-        v["uploadUrl"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ClientError::Protocol("the upload session has no uploadUrl".into()))
+        text_field(&v, "uploadUrl", "the upload session has no uploadUrl")
     }
 
     /// Uploads one chunk (`PUT uploadUrl` with `Content-Range: bytes start-end/total`),
