@@ -162,7 +162,7 @@ impl FetchMany for GraphMailboxAccess {
         sinks: &mut S,
     ) -> Result<(), MailboxError> {
         use futures::StreamExt as _;
-        let (client, mailbox, token) = self.parts();
+        let (client, mailbox, token) = (&self.client, &self.mailbox, &self.token);
         let mut in_flight = futures::stream::FuturesOrdered::new();
         let mut waiting = messages.iter();
         loop {

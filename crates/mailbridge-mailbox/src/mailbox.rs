@@ -257,9 +257,9 @@ impl Mailbox for ImapMailbox {
 /// Graph: a mailbox addressed by the client, with a token per call.
 #[derive(Debug)]
 pub struct GraphMailboxAccess {
-    client: GraphClient,
-    mailbox: GraphMailbox,
-    token: SecretString,
+    pub(crate) client: GraphClient,
+    pub(crate) mailbox: GraphMailbox,
+    pub(crate) token: SecretString,
 }
 
 impl GraphMailboxAccess {
@@ -275,11 +275,6 @@ impl GraphMailboxAccess {
     /// Replaces the token (after a refresh).
     pub fn set_token(&mut self, token: SecretString) {
         self.token = token;
-    }
-
-    /// The client, the mailbox and the token, for requests made side by side.
-    pub(crate) fn parts(&self) -> (&GraphClient, &GraphMailbox, &SecretString) {
-        (&self.client, &self.mailbox, &self.token)
     }
 }
 

@@ -75,7 +75,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, BufReader, BufWriter, ReadBuf};
 
 use crate::compose::{Address, BccHeader, ComposeError, Content, Message};
-use crate::mailbox::MailboxError;
+use crate::mailbox::{GraphMailboxAccess, MailboxError};
 
 /// Largest header block read from raw MIME (1 MiB).
 pub const MAX_RAW_HEADER: usize = 1024 * 1024;
@@ -573,29 +573,11 @@ impl Sender for SmtpSender {
     }
 }
 
-/// Microsoft Graph, for one mailbox (`/users/{id | UPN}` app-only, `/me` delegated).
-#[derive(Debug)]
-pub struct GraphSender {
-    client: GraphClient,
-    mailbox: GraphMailbox,
-    token: SecretString,
-}
+/// Microsoft Graph, for one mailbox (`/users/{id | UPN}` app-only, `/me` delegated):
+/// the same access as reading it ([`GraphMailboxAccess`]), which also sends.
+pub type GraphSender = GraphMailboxAccess;
 
 impl GraphSender {
-    /// A sender over `client` with `token` (refreshed by the caller).
-    pub fn new(client: GraphClient, mailbox: GraphMailbox, token: SecretString) -> Self {
-        Self {
-            client,
-            mailbox,
-            token,
-        }
-    }
-
-    /// Replaces the token (after a refresh).
-    pub fn set_token(&mut self, token: SecretString) {
-        self.token = token;
-    }
-
     async fn send_mime(&self, mime: &[u8]) -> Result<(), MailboxError> {
         Ok(self
             .client
