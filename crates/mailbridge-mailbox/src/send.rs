@@ -76,6 +76,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, BufReader, BufW
 
 use crate::compose::{Address, BccHeader, ComposeError, Content, Message};
 use crate::mailbox::{GraphMailboxAccess, MailboxError};
+use mailbridge_types::error_chain;
 
 /// Largest header block read from raw MIME (1 MiB).
 pub const MAX_RAW_HEADER: usize = 1024 * 1024;
@@ -103,18 +104,6 @@ fn compose_error(e: &ComposeError) -> MailboxError {
 
 fn smtp_error(e: &SmtpError) -> MailboxError {
     error(e.class(), error_chain(e))
-}
-
-/// The error and its sources, `: `-separated.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Raw MIME to send: the header block read (at most [`MAX_RAW_HEADER`]) and the rest

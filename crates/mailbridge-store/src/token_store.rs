@@ -10,15 +10,8 @@ pub fn refresh_token_id(account: &str) -> String {
     format!("account:{account}:refresh-token")
 }
 
-fn failure(e: impl std::error::Error) -> StoreFailure {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    StoreFailure(text)
+fn failure(e: impl std::error::Error + 'static) -> StoreFailure {
+    StoreFailure(mailbridge_types::error_chain(&e))
 }
 
 impl TokenStore for Store {

@@ -53,9 +53,45 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// An error and its sources, `: `-separated: the whole story in one line for a
+/// report or a log.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_reads_as_one_line() {
+        let inner = std::io::Error::other("connection reset");
+        let outer = Wrapped(inner);
+        assert_eq!(
+            error_chain(&outer),
+            "reading the answer failed: connection reset"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("reading the answer failed")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
 
     #[test]
     fn only_transient_and_throttled_are_retryable() {

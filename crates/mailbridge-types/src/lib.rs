@@ -15,4 +15,4 @@ pub mod config;
 pub mod error_class;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use error_class::ErrorClass;
+pub use error_class::{ErrorClass, error_chain};

@@ -68,13 +68,7 @@ pub(super) async fn reach(
             .build()
             .map_err(|e| (format!("HTTP client: {e}"), None))?;
         let response = http.get(url).send().await.map_err(|e| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
+            let text = mailbridge_types::error_chain(&e);
             let certificate = text.to_ascii_lowercase().contains("certificate");
             let fix = if certificate {
                 "the server's certificate is not trusted: add its CA as the endpoint's extra_ca_file (certificate checks stay on)"

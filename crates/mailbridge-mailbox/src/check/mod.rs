@@ -184,13 +184,7 @@ impl From<&AuthError> for TokenFailure {
                 fix: Some(fix),
             };
         }
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
+        let detail = mailbridge_types::error_chain(e);
         let fix = match e {
             AuthError::Certificate { .. } => Some(
                 "add the sign-in service's CA as the app's extra_ca_file (certificate checks stay on)".to_owned(),
