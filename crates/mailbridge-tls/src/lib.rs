@@ -55,11 +55,18 @@ struct NotTls(rustls::Error);
 /// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
 /// failure is plainly not about certificates.
 pub fn ca_hint(source: &std::io::Error) -> &'static str {
-    if is_not_tls(source) || source.kind() == std::io::ErrorKind::TimedOut {
-        ""
-    } else {
+    if may_be_trust(source) {
         " (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
+    } else {
+        ""
     }
+}
+
+/// False when a failed handshake (`source` of a TLS error) was plainly not about
+/// certificates: the server answered in plain text, or not in time. Their fix is the
+/// port and TLS mode, not a CA.
+pub fn may_be_trust(source: &std::io::Error) -> bool {
+    !is_not_tls(source) && source.kind() != std::io::ErrorKind::TimedOut
 }
 
 /// True when a handshake failed (`source` of a TLS error) because the server spoke

@@ -33,7 +33,7 @@ where
         &mut report,
         endpoint,
         ImapClient::connect(&config),
-        |e| matches!(e, ImapError::Tls(t) if !mailbridge_tls::ca_hint(&t.source).is_empty()),
+        |e| matches!(e, ImapError::Tls(t) if mailbridge_tls::may_be_trust(&t.source)),
         ImapClient::tls_mode,
         "IMAP: 993 implicit TLS, 143 STARTTLS",
     )

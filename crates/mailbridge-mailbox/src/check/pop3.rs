@@ -33,7 +33,7 @@ where
         &mut report,
         endpoint,
         Pop3Client::connect(&config),
-        |e| matches!(e, Pop3Error::Tls(t) if !mailbridge_tls::ca_hint(&t.source).is_empty()),
+        |e| matches!(e, Pop3Error::Tls(t) if mailbridge_tls::may_be_trust(&t.source)),
         Pop3Client::tls_mode,
         "POP3: 995 implicit TLS, 110 STLS",
     )

@@ -35,7 +35,7 @@ where
         &mut report,
         endpoint,
         SmtpClient::connect(&config),
-        |e| matches!(e, mailbridge_smtp::SmtpError::Tls { source, .. } if !mailbridge_tls::ca_hint(source).is_empty()),
+        |e| matches!(e, mailbridge_smtp::SmtpError::Tls { source, .. } if mailbridge_tls::may_be_trust(source)),
         SmtpClient::tls_mode,
         "SMTP submission: 587 STARTTLS, 465 implicit TLS",
     )
