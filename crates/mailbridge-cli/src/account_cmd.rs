@@ -212,6 +212,7 @@ pub fn parse_endpoint(text: &str) -> anyhow::Result<EndpointConfig> {
                 tls: None,
                 tls_name: None,
                 extra_ca_file: None,
+                tls_pin: None,
             });
         }
         other => bail!(
@@ -238,6 +239,7 @@ pub fn parse_endpoint(text: &str) -> anyhow::Result<EndpointConfig> {
         tls: Some(tls),
         tls_name: None,
         extra_ca_file: None,
+        tls_pin: None,
     })
 }
 

@@ -304,6 +304,7 @@ fn endpoint_config(e: &Endpoint) -> EndpointConfig {
         .then_some(e.tls),
         tls_name: None,
         extra_ca_file: None,
+        tls_pin: None,
     }
 }
 
@@ -332,6 +333,7 @@ pub fn from_provider(address: &str, provider: &Provider) -> AccountConfig {
         send: outgoing.is_some() || incoming.is_some(),
         incoming,
         outgoing,
+        limits: mailbridge_types::config::Limits::default(),
     };
     account.transports = transports_of(&account);
     account

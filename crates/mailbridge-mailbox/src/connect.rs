@@ -310,6 +310,7 @@ mod tests {
             tls: None,
             tls_name: None,
             extra_ca_file: None,
+            tls_pin: None,
         };
         for (host, root) in [
             (

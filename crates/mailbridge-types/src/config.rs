@@ -198,6 +198,62 @@ pub struct AccountConfig {
     /// Where mail is sent (SMTP server); for Graph and EWS the incoming side.
     #[serde(default)]
     pub outgoing: Option<EndpointConfig>,
+    /// Bounds on what a server may send (message size, listing length, pages, time
+    /// per command); `[account.limits]` in the configuration file.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
+}
+
+/// Bounds on what any server may make mailbridge hold or wait for. Exceeding one is
+/// an error of class [`crate::ErrorClass::LimitExceeded`] that names the bound and
+/// its setting (`limits.<field>`), never a silent cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The largest message accepted, in bytes (default 150 MiB, Exchange Online's
+    /// maximum). Setting: `limits.max_message_size`.
+    pub max_message_size: u64,
+    /// The most entries one listing may return (UIDs, UIDLs, delta items, search
+    /// results). Setting: `limits.max_list_items`.
+    pub max_list_items: u64,
+    /// The most pages one page chain may run (Graph `@odata.nextLink`/delta, EWS
+    /// sync rounds) in one round. Setting: `limits.max_pages`.
+    pub max_pages: u64,
+    /// The longest one command may take in all, in seconds, however steadily the
+    /// server keeps talking. Setting: `limits.command_timeout_secs`.
+    pub command_timeout_secs: u64,
+}
+
+impl Limits {
+    /// 150 MiB: Exchange Online's largest message.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 150 * 1024 * 1024;
+    /// One million entries (Exchange's recommended folder maximum).
+    pub const DEFAULT_MAX_LIST_ITEMS: u64 = 1_000_000;
+    /// 50,000 pages in one chain.
+    pub const DEFAULT_MAX_PAGES: u64 = 50_000;
+    /// One hour per command.
+    pub const DEFAULT_COMMAND_TIMEOUT_SECS: u64 = 3_600;
+
+    /// True when every bound has its default (not written out).
+    pub fn is_default(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// The time per command as a duration.
+    pub fn command_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.command_timeout_secs)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: Limits::DEFAULT_MAX_MESSAGE_SIZE,
+            max_list_items: Limits::DEFAULT_MAX_LIST_ITEMS,
+            max_pages: Limits::DEFAULT_MAX_PAGES,
+            command_timeout_secs: Limits::DEFAULT_COMMAND_TIMEOUT_SECS,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -265,6 +321,11 @@ pub struct EndpointConfig {
     /// Extra trusted CA (PEM file).
     #[serde(default)]
     pub extra_ca_file: Option<PathBuf>,
+    /// The server's own certificate, pinned: `sha256:<hex>` of its DER. A server
+    /// presenting exactly this certificate is accepted (self-signed included);
+    /// otherwise it is verified as usual. Never turns checks off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_pin: Option<String>,
 }
 
 impl EndpointConfig {

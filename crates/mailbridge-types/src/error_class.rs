@@ -20,6 +20,14 @@ pub enum ErrorClass {
     Misconfigured,
     /// Will not succeed as asked; do not retry.
     Permanent,
+    /// A bound mailbridge sets was exceeded (message size, listing length, page chain,
+    /// time per command): the error names the bound and the setting that raises it.
+    /// Retrying as is fails again.
+    LimitExceeded,
+    /// The request may or may not have taken effect (for example the connection was
+    /// lost after a message's final `.` was sent): do not resend blindly; check first
+    /// (Sent Items, the recipient) or resend accepting a possible duplicate.
+    OutcomeUnknown,
 }
 
 impl ErrorClass {
@@ -29,7 +37,7 @@ impl ErrorClass {
     }
 
     /// A stable machine-readable name (`transient`, `throttled`, `needs-sign-in`,
-    /// `needs-admin`, `misconfigured`, `permanent`).
+    /// `needs-admin`, `misconfigured`, `permanent`, `limit-exceeded`, `outcome-unknown`).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Transient => "transient",
@@ -38,6 +46,8 @@ impl ErrorClass {
             ErrorClass::NeedsAdmin => "needs-admin",
             ErrorClass::Misconfigured => "misconfigured",
             ErrorClass::Permanent => "permanent",
+            ErrorClass::LimitExceeded => "limit-exceeded",
+            ErrorClass::OutcomeUnknown => "outcome-unknown",
         }
     }
 }

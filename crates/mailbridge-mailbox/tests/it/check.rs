@@ -95,6 +95,7 @@ impl World {
             tls: Some(tls),
             tls_name: Some(self.mail.tls_name().to_owned()),
             extra_ca_file: Some(self.ca_file.0.clone()),
+            tls_pin: None,
         }
     }
 

@@ -211,6 +211,7 @@ impl World {
             tls,
             tls_name: mail.then(|| self.mail.tls_name().to_owned()),
             extra_ca_file: mail.then(|| self.ca_file.clone()),
+            tls_pin: None,
         }
     }
 
