@@ -11,6 +11,7 @@
 //!   mutations for a given time); `fuzz/` holds the cargo-fuzz (libFuzzer, nightly)
 //!   wrappers over the same functions and the committed seed corpus.
 
+pub mod runner;
 pub mod targets;
 
 /// A fuzz target: a name (also its corpus directory, `fuzz/corpus/<name>`) and a
