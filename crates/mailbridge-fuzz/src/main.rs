@@ -100,7 +100,12 @@ fn run(args: &[String]) -> ExitCode {
             Duration::from_secs(seconds),
             seed,
         );
-        let millis: u64 = report.elapsed.as_millis().max(1).try_into().unwrap_or(u64::MAX);
+        let millis: u64 = report
+            .elapsed
+            .as_millis()
+            .max(1)
+            .try_into()
+            .unwrap_or(u64::MAX);
         let per_s = report.executions.saturating_mul(1000) / millis;
         println!(
             "{:<28} {:>6} {:>12} {:>10} {:>8}",

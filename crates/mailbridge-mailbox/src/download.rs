@@ -336,7 +336,7 @@ fn prepare(maildir: &Path) -> Result<HashSet<String>, DownloadError> {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TMP);
-        if stale {
+        if stale || left_by_a_dead_run(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -360,6 +360,32 @@ fn prepare(maildir: &Path) -> Result<HashSet<String>, DownloadError> {
     }
     Ok(present)
 }
+
+/// True for a `tmp/` file of ours whose writer is gone: a placement probe (linked
+/// and unlinked within microseconds, so one that is still there was left by a kill
+/// between the two), or a message file named with the id of a process no longer
+/// running. Other programs' files keep the 36-hour Maildir rule.
+fn left_by_a_dead_run(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".mailbridge") else {
+        return false;
+    };
+    if stem.ends_with(PROBE_SUFFIX) {
+        return true;
+    }
+    // `<secs>.M<micros>P<pid>Q<seq>`
+    let pid = stem
+        .split_once('P')
+        .and_then(|(_, rest)| rest.split_once('Q'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid == std::process::id() => false,
+        Some(pid) => cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists(),
+        None => false,
+    }
+}
+
+/// Marks the `tmp/` name of a placement probe.
+const PROBE_SUFFIX: &str = ".probe";
 
 fn sync_dir(dir: &Path) -> Result<(), DownloadError> {
     std::fs::File::open(dir)
@@ -406,13 +432,13 @@ struct Blank {
     tmp: TmpPath,
 }
 
-fn tmp_name(maildir: &Path) -> PathBuf {
+fn tmp_name(maildir: &Path, kind: &str) -> PathBuf {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let seq = TMP_SEQUENCE.fetch_add(1, Ordering::Relaxed);
     maildir.join("tmp").join(format!(
-        "{}.M{}P{}Q{seq}.mailbridge",
+        "{}.M{}P{}Q{seq}{kind}.mailbridge",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id()
@@ -465,7 +491,7 @@ fn link_anonymous(_file: &std::fs::File, _target: &Path) -> std::io::Result<()> 
 fn placement(maildir: &Path) -> Placement {
     let probe = || -> std::io::Result<()> {
         let file = anonymous_file(&maildir.join("new"))?;
-        let target = tmp_name(maildir);
+        let target = tmp_name(maildir, PROBE_SUFFIX);
         link_anonymous(&file, &target)?;
         std::fs::remove_file(target)
     };
@@ -483,7 +509,7 @@ fn make_blank(maildir: &Path, placement: Placement) -> std::io::Result<Blank> {
             tmp: TmpPath(None),
         });
     }
-    let path = tmp_name(maildir);
+    let path = tmp_name(maildir, "");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -919,5 +945,28 @@ mod tests {
             assert_eq!(std::fs::read_dir(maildir.join("tmp")).unwrap().count(), 0);
         }
         assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_start_removes_what_a_killed_run_left_in_tmp_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("m");
+        prepare(&maildir).unwrap();
+        let tmp = maildir.join("tmp");
+        // A probe a kill left between its link and its unlink (0 bytes, fresh).
+        let probe = tmp_name(&maildir, PROBE_SUFFIX);
+        std::fs::write(&probe, b"").unwrap();
+        // A message file of a process that is gone (pid far above pid_max).
+        let dead = tmp.join("1765000000.M1P4194305Q0.mailbridge");
+        std::fs::write(&dead, b"Subject: half").unwrap();
+        // This process's own file, another program's file: kept.
+        let own = tmp_name(&maildir, "");
+        std::fs::write(&own, b"x").unwrap();
+        let other = tmp.join("1765000000.M1P1Q1.otherhost");
+        std::fs::write(&other, b"x").unwrap();
+        prepare(&maildir).unwrap();
+        assert!(!probe.exists(), "the probe left by a kill is removed");
+        assert!(!dead.exists(), "a dead run's file is removed");
+        assert!(own.exists() && other.exists());
     }
 }
