@@ -20,6 +20,8 @@
 //! - [`mailservers`]: the Dovecot + Postfix harness (IMAP, POP3, SMTP submission, LMTP)
 //!   on free loopback ports with the per-run test CA; [`mailstore`]: the one mail store
 //!   (Dovecot) that Graph and EWS read and write.
+//! - [`hostile`]: scripted hostile servers (a byte script per connection: greet, answer,
+//!   never stop talking, stall, close) for the bounds tests of every client.
 
 pub mod aad;
 pub mod autodiscover;
@@ -28,6 +30,7 @@ pub mod emulator;
 pub mod ews;
 pub mod exchange;
 pub mod graph;
+pub mod hostile;
 pub mod identity;
 pub mod knobs;
 pub mod mailservers;
