@@ -432,7 +432,7 @@ async fn autoconfig_step(
         let mut outcome = "no autoconfig document found".to_owned();
         for template in &options.autoconfig_urls {
             let url = template
-                .replace("{domain}", &domain)
+                .replace("{domain}", domain)
                 .replace("{email}", address);
             let Ok(r) = http.get(&url).send().await else {
                 continue;
