@@ -24,6 +24,7 @@ mod app_cmd;
 mod auth_cmd;
 mod context;
 mod fetch_cmd;
+mod output;
 mod provider_cmd;
 mod secrets_cmd;
 mod send_cmd;

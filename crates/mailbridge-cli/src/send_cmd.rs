@@ -158,7 +158,7 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
     if json {
         let mut v = serde_json::to_value(sent)?;
         v["account"] = serde_json::Value::String(account.name.clone());
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", crate::output::json_pretty(&v)?);
         return Ok(());
     }
     println!(

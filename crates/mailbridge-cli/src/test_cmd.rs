@@ -103,8 +103,8 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
         }
     };
     if json {
-        // JSON escapes control characters itself.
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // Escaped as JSON: the values stay exactly the server's words.
+        println!("{}", crate::output::json_pretty(&report)?);
     } else {
         print!("{}", printable_report(&report).render());
     }
