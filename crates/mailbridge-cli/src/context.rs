@@ -197,7 +197,7 @@ pub fn account_and_app<'a>(
     };
     let Some(app) = config.app(app_name) else {
         bail!(
-            "account {} uses app {app_name:?}, which is not in the configuration",
+            "account {} uses app {app_name:?}, which is not defined: `mailbridge app add {app_name} --tenant ... --client-id ...` defines it",
             account.name
         );
     };
