@@ -903,6 +903,13 @@ async fn show(global: &GlobalArgs, store: &Store, name: &str, json: bool) -> any
     }
     if let Some(p) = &a.provider {
         println!("provider  {p}");
+        if let Some(notice) = provider_table(store)
+            .await?
+            .get(p)
+            .and_then(|p| p.notice.clone())
+        {
+            println!("          note: {notice}");
+        }
     }
     println!(
         "sign-in   {}{}",
