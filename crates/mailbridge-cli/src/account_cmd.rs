@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use mailbridge_mailbox::account::{
-    Problem, from_detection, from_provider, transports_of, validate,
+    Problem, from_detection, from_provider, provider_for_sides, transports_of, validate,
 };
-use mailbridge_mailbox::autodetect::{DetectOptions, StaticDns, SystemDns, detect};
+use mailbridge_mailbox::autodetect::{DetectOptions, NoDns, SystemDns, detect};
 use mailbridge_mailbox::provider::{Provider, ProviderTable};
 use mailbridge_store::{AccountState, SecretKind, Store};
 use mailbridge_types::config::{
@@ -174,7 +174,7 @@ pub struct DetectArgs {
 
 /// A configuration word (`app-only`, `mailbox-name`, `helpdesk`, ...) as the config
 /// file spells it: the type's own serde names, so flags and file never disagree.
-fn config_word<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+pub(crate) fn config_word<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
 }
 
@@ -220,15 +220,40 @@ pub fn parse_endpoint(text: &str) -> anyhow::Result<EndpointConfig> {
         ),
     };
     let authority = rest.trim_end_matches('/');
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            let port: u16 = p
-                .parse()
-                .with_context(|| format!("{p:?} in {text:?} is not a port number"))?;
-            (h.trim_start_matches('[').trim_end_matches(']'), Some(port))
+    // host, host:port, [IPv6] or [IPv6]:port; the host's syntax is checked with the
+    // account (`incoming.host`), so every way in gets the same message.
+    let (host, port_text) = if let Some(inner) = authority.strip_prefix('[') {
+        let Some((address, after)) = inner.split_once(']') else {
+            bail!(
+                "{text:?}: the IPv6 address has no closing bracket: write it as [2001:db8::1] or [2001:db8::1]:993"
+            );
+        };
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            bail!(
+                "{text:?}: {address:?} in brackets is not an IPv6 address (only IPv6 addresses are written in brackets)"
+            );
         }
-        _ => (authority, None),
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').with_context(|| {
+                format!("{text:?}: after the bracketed address comes only :port")
+            })?),
+        };
+        (address, port)
+    } else if authority.matches(':').count() > 1 {
+        bail!("{text:?}: write an IPv6 address in brackets, as in imaps://[2001:db8::1]:993");
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
+    let port = port_text
+        .map(|p| {
+            p.parse::<u16>()
+                .with_context(|| format!("{p:?} in {text:?} is not a port number (1-65535)"))
+        })
+        .transpose()?;
     if host.is_empty() || host.contains('/') {
         bail!("{text:?} has no host name");
     }
@@ -339,7 +364,7 @@ fn apply(account: &mut AccountConfig, s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn interactive() -> bool {
+pub(crate) fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
@@ -411,24 +436,25 @@ async fn detect_account(
         );
     }
     let detection = if args.detect_no_dns {
-        detect(address, table, &StaticDns::default(), &options).await?
+        detect(address, table, &NoDns, &options).await?
     } else {
         match SystemDns::new() {
             Ok(dns) => detect(address, table, &dns, &options).await?,
             Err(e) => {
                 eprintln!("note: no DNS resolver ({e}); MX and SRV steps skipped");
-                detect(address, table, &StaticDns::default(), &options).await?
+                detect(address, table, &NoDns, &options).await?
             }
         }
     };
     if !json {
         eprintln!("Autodetection for {address}:");
+        // Only the steps that ran; their outcomes quote servers' answers.
         for step in &detection.steps {
             eprintln!(
                 "  {:<22} {:>5} ms  {}",
                 format!("{:?}", step.step),
                 step.elapsed_ms,
-                step.outcome
+                mailbridge_types::printable(&step.outcome)
             );
         }
         match (&detection.provider, detection.decided_by) {
@@ -638,19 +664,20 @@ async fn add(
         };
         from_provider(&address, p)
     } else if settings.incoming.is_some() || settings.outgoing.is_some() || no_detect {
-        let mut a = from_provider(
-            &address,
-            table.get("generic-imap").unwrap_or(&Provider {
-                id: "generic-imap".into(),
-                name: "Other server".into(),
-                incoming: None,
-                outgoing: None,
-                sign_in: vec![SignInMethod::Password],
-                login: LoginFormat::Email,
-                domains: Vec::new(),
-                builtin: true,
-            }),
-        );
+        // The provider that fits the sides given (Graph, EWS online or on-premises,
+        // another server): its sign-in methods and login format; the sides are these.
+        let incoming = settings
+            .incoming
+            .as_deref()
+            .map(parse_endpoint)
+            .transpose()?;
+        let id = provider_for_sides(incoming.as_ref());
+        let Some(p) = table.get(id) else {
+            bail!("the built-in provider {id} is missing");
+        };
+        let mut a = from_provider(&address, p);
+        a.incoming = None;
+        a.outgoing = None;
         a.download = false;
         a.send = false;
         a
@@ -691,6 +718,16 @@ async fn add(
         }
     }
     apply(&mut account, &settings)?;
+    // Graph and EWS send through the incoming side unless another is given.
+    if settings.send.is_none()
+        && account.outgoing.is_none()
+        && account
+            .incoming
+            .as_ref()
+            .is_some_and(|e| matches!(e.transport, Transport::Graph | Transport::Ews))
+    {
+        account.send = true;
+    }
     let problems = validate(&account, &catalog.apps);
     if !problems.is_empty() {
         bail!(
@@ -716,6 +753,14 @@ async fn add(
                 store.now(),
             )
             .await?;
+    }
+    if let Some(notice) = account
+        .provider
+        .as_deref()
+        .and_then(|id| table.get(id))
+        .and_then(|p| p.notice.as_deref())
+    {
+        eprintln!("note: {notice}");
     }
     if json {
         let v = view(store, &account, &catalog.apps, "store").await?;
@@ -858,6 +903,13 @@ async fn show(global: &GlobalArgs, store: &Store, name: &str, json: bool) -> any
     }
     if let Some(p) = &a.provider {
         println!("provider  {p}");
+        if let Some(notice) = provider_table(store)
+            .await?
+            .get(p)
+            .and_then(|p| p.notice.clone())
+        {
+            println!("          note: {notice}");
+        }
     }
     println!(
         "sign-in   {}{}",
@@ -1219,5 +1271,24 @@ mod tests {
                 .contains("unknown endpoint scheme")
         );
         assert!(parse_endpoint("imaps://x:99999").is_err());
+        let e = parse_endpoint("imaps://[2001:db8::1]:1993").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("2001:db8::1", Some(1993)));
+        assert_eq!(parse_endpoint("imaps://[::1]").unwrap().host, "::1");
+        for (bad, says) in [
+            ("imaps://[::1", "no closing bracket"),
+            ("imaps://::1", "in brackets"),
+            ("imaps://[mail.example.org]:993", "not an IPv6 address"),
+            ("imaps://[::1]993", "only :port"),
+            ("imaps://mail.example.org:", "not a port number"),
+        ] {
+            let err = parse_endpoint(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        // Port 0 and a host with a space parse, and the account checks name them.
+        assert_eq!(parse_endpoint("imaps://x:0").unwrap().port, Some(0));
+        assert_eq!(
+            parse_endpoint("imaps://mail example.org").unwrap().host,
+            "mail example.org"
+        );
     }
 }

@@ -197,7 +197,7 @@ pub fn account_and_app<'a>(
     };
     let Some(app) = config.app(app_name) else {
         bail!(
-            "account {} uses app {app_name:?}, which is not in the configuration",
+            "account {} uses app {app_name:?}, which is not defined: `mailbridge app add {app_name} --tenant ... --client-id ...` defines it",
             account.name
         );
     };
@@ -314,9 +314,10 @@ pub async fn sign_in_now(
             let sessions = Sessions::new(token_client(app)?, shared(store), RetryPolicy::default());
             let token = sessions.access_token(&spec).await.map_err(|e| {
                 anyhow::anyhow!(
-                    "could not get a token for account {} [{}]: {e}",
+                    "could not get a token for account {} [{}]: {}",
                     account.name,
-                    e.class()
+                    e.class(),
+                    mailbridge_types::error_chain(&e)
                 )
             })?;
             Ok(if method == SignInMethod::AppOnly {

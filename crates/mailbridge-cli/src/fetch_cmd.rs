@@ -188,12 +188,16 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
         .await
         .context("the checkpoint writer stopped")?
         .context("failed to store the checkpoint")?;
+    // The whole chain: `{e:#}` on a library error prints only its own words ("failed to
+    // read new messages from the mailbox"), never why (a 503, a timeout, a cut-off
+    // message).
     let summary = result.map_err(|e| {
         anyhow::anyhow!(
-            "fetching {} of account {} stopped [{}]: {e:#}; what was written is kept, and the next `mailbridge fetch` goes on from there",
+            "fetching {} of account {} stopped [{}]: {}; what was written is kept, and the next `mailbridge fetch` goes on from there",
             args.folder,
             account.name,
-            e.class()
+            e.class(),
+            mailbridge_types::error_chain(&e)
         )
     })?;
     store

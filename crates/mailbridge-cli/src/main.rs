@@ -2,13 +2,15 @@
 //!
 //! Commands: `sandbox` (the emulated Microsoft 365 tenant, to try every sign-in and
 //! mail flow without a real tenant), `account` (accounts kept in the store: add with
-//! autodetection, list, show, edit, remove, import/export), `provider` (built-in and
-//! user-defined providers), `auth` (sign accounts in, status, tokens for scripts),
+//! autodetection, list, show, edit, remove, import/export), `app` (app registrations:
+//! add, list, show, edit, remove), `provider` (built-in and user-defined providers), `auth` (sign accounts in, status, tokens for scripts),
 //! `secrets` (client secrets, master-key rotation), `test receive|send` (step-by-step
 //! checks that name the fix). The daemon arrives in a later step.
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
-//! 2 usage error (from clap).
+//! 2 usage error (from clap). `--json` prints JSON on standard output; errors go to
+//! standard error as `error: ...` lines, with the whole cause chain and any server's
+//! words made printable (control characters as visible escapes).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,9 +20,11 @@ use clap::{Parser, Subcommand};
 use mailbridge_testkit::TenantModel;
 
 mod account_cmd;
+mod app_cmd;
 mod auth_cmd;
 mod context;
 mod fetch_cmd;
+mod output;
 mod provider_cmd;
 mod secrets_cmd;
 mod send_cmd;
@@ -60,6 +64,10 @@ enum Command {
     /// Add, list, show, change, remove, import and export accounts.
     #[command(subcommand)]
     Account(Box<account_cmd::AccountCommand>),
+    /// Add, list, show, change and remove app registrations (tenant, client id,
+    /// credential).
+    #[command(subcommand)]
+    App(Box<app_cmd::AppCommand>),
     /// Built-in and your own providers, and the domains they serve.
     #[command(subcommand)]
     Provider(provider_cmd::ProviderCommand),
@@ -94,7 +102,11 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Server text may be inside: never let it drive the terminal.
+            eprintln!(
+                "error: {}",
+                mailbridge_types::printable_lines(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -115,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sandbox(config, listen, no_mail_servers).await
         }
         Command::Account(command) => account_cmd::run(&cli.global, *command).await,
+        Command::App(command) => app_cmd::run(&cli.global, *command).await,
         Command::Provider(command) => provider_cmd::run(&cli.global, command).await,
         Command::Auth(command) => auth_cmd::run(&cli.global, command).await,
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,

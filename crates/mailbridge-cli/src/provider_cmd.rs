@@ -1,8 +1,13 @@
 //! `mailbridge provider list|add|remove`: the built-in providers and the user's own,
-//! with the domains they serve. A provider that accounts use cannot be removed.
+//! with the domains they serve and the defaults they give their accounts (app, extra
+//! CA file, TLS pins). A provider that accounts use cannot be removed.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use anyhow::bail;
-use mailbridge_mailbox::provider::{Endpoint, Provider};
+use mailbridge_mailbox::account::{from_provider, validate};
+use mailbridge_mailbox::provider::{Endpoint, Provider, ProviderDefaults};
 use mailbridge_types::config::{LoginFormat, SignInMethod};
 
 use crate::account_cmd::{parse_endpoint, provider_table};
@@ -38,9 +43,28 @@ pub enum ProviderCommand {
         /// A domain it serves (repeat).
         #[arg(long = "domain")]
         domains: Vec<String>,
+        #[command(flatten)]
+        defaults: Box<DefaultsArgs>,
     },
     /// Remove one of your providers (not while accounts use it).
     Remove { id: String },
+}
+
+/// What a provider's accounts take unless they set it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DefaultsArgs {
+    /// The app its accounts sign in with, unless they name another.
+    #[arg(long)]
+    app: Option<String>,
+    /// Extra trusted CA (PEM file) its accounts' servers are checked with.
+    #[arg(long)]
+    extra_ca_file: Option<PathBuf>,
+    /// The incoming server's certificate, pinned (`sha256:<hex>`).
+    #[arg(long)]
+    incoming_tls_pin: Option<String>,
+    /// The outgoing server's certificate, pinned (`sha256:<hex>`).
+    #[arg(long)]
+    outgoing_tls_pin: Option<String>,
 }
 
 fn endpoint(text: Option<&String>) -> anyhow::Result<Option<Endpoint>> {
@@ -77,17 +101,22 @@ pub async fn run(global: &GlobalArgs, command: ProviderCommand) -> anyhow::Resul
                 println!("{}", serde_json::to_string_pretty(&providers)?);
             } else {
                 for p in providers {
+                    let mut extra = String::new();
+                    if !p.domains.is_empty() {
+                        let _ = write!(extra, "; domains: {}", p.domains.join(", "));
+                    }
+                    if let Some(app) = &p.defaults.app {
+                        let _ = write!(extra, "; app: {app}");
+                    }
                     println!(
-                        "{:<22} {:<28} {}{}",
+                        "{:<22} {:<28} {}{extra}",
                         p.id,
                         p.name,
                         if p.builtin { "built in" } else { "yours" },
-                        if p.domains.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; domains: {}", p.domains.join(", "))
-                        }
                     );
+                    if let Some(notice) = &p.notice {
+                        println!("{:<22} note: {notice}", "");
+                    }
                 }
             }
             Ok(())
@@ -100,7 +129,14 @@ pub async fn run(global: &GlobalArgs, command: ProviderCommand) -> anyhow::Resul
             sign_in,
             login_format,
             domains,
+            defaults,
         } => {
+            let DefaultsArgs {
+                app,
+                extra_ca_file,
+                incoming_tls_pin,
+                outgoing_tls_pin,
+            } = *defaults;
             if mailbridge_mailbox::provider::builtin()
                 .iter()
                 .any(|p| p.id == id)
@@ -131,9 +167,42 @@ pub async fn run(global: &GlobalArgs, command: ProviderCommand) -> anyhow::Resul
                 login,
                 domains,
                 builtin: false,
+                defaults: ProviderDefaults {
+                    app,
+                    extra_ca_file,
+                    incoming_tls_pin,
+                    outgoing_tls_pin,
+                },
+                notice: None,
             };
             if provider.incoming.is_none() && provider.outgoing.is_none() {
                 bail!("a provider needs --incoming, --outgoing or both");
+            }
+            // What its accounts would get must pass the account checks: the sides
+            // (hosts, ports, CA file, pins) and the app.
+            let catalog = context::catalog(global, &store).await?;
+            let sample = from_provider("someone@example.org", &provider);
+            let mut problems: Vec<String> = validate(&sample, &catalog.apps)
+                .into_iter()
+                .filter(|p| p.field.starts_with("incoming") || p.field.starts_with("outgoing"))
+                .map(|p| p.to_string())
+                .collect();
+            if let Some(app) = &provider.defaults.app
+                && catalog.app(app).is_none()
+            {
+                problems.push(format!(
+                    "app: app {app:?} is not defined; `mailbridge app add {app} ...` defines it"
+                ));
+            }
+            if !problems.is_empty() {
+                bail!(
+                    "provider {id} was not saved:\n{}",
+                    problems
+                        .iter()
+                        .map(|p| format!("  - {p}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
             }
             store.put_provider(&id, &provider).await?;
             println!("saved provider {id}");

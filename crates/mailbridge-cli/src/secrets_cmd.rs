@@ -67,7 +67,7 @@ pub async fn run(global: &GlobalArgs, command: SecretsCommand) -> anyhow::Result
     }
 }
 
-fn uuid_like(s: &str) -> bool {
+pub(crate) fn uuid_like(s: &str) -> bool {
     s.len() == 36
         && s.chars().filter(|c| *c == '-').count() == 4
         && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')

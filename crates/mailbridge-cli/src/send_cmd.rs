@@ -158,7 +158,7 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
     if json {
         let mut v = serde_json::to_value(sent)?;
         v["account"] = serde_json::Value::String(account.name.clone());
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", crate::output::json_pretty(&v)?);
         return Ok(());
     }
     println!(
@@ -166,17 +166,19 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
         account.address,
         transport_name(sent.transport),
         sent.route,
-        sent.message_id
-            .as_deref()
-            .unwrap_or("assigned by the server"),
+        mailbridge_types::printable(
+            sent.message_id
+                .as_deref()
+                .unwrap_or("assigned by the server")
+        ),
         sent.size,
         sent.recipients
     );
     if let Some(reply) = &sent.server_reply {
-        println!("server: {reply}");
+        println!("server: {}", mailbridge_types::printable(reply));
     }
     for note in &sent.notes {
-        println!("note: {note}");
+        println!("note: {}", mailbridge_types::printable(note));
     }
     Ok(())
 }

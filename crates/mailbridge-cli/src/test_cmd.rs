@@ -103,9 +103,10 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // Escaped as JSON: the values stay exactly the server's words.
+        println!("{}", crate::output::json_pretty(&report)?);
     } else {
-        print!("{}", report.render());
+        print!("{}", printable_report(&report).render());
     }
     if report.ok {
         Ok(())
@@ -116,6 +117,20 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
             account.name
         )
     }
+}
+
+/// The report with every server-provided text made printable: a reply that carries
+/// escape sequences cannot recolour, clear or retitle the terminal, nor fake a line.
+fn printable_report(report: &Report) -> Report {
+    let mut out = report.clone();
+    for step in &mut out.steps {
+        step.detail = mailbridge_types::printable(&step.detail).into_owned();
+        step.fix = step
+            .fix
+            .as_deref()
+            .map(|f| mailbridge_types::printable(f).into_owned());
+    }
+    out
 }
 
 async fn check<F, Fut, E>(

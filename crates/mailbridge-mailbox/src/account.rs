@@ -1,5 +1,9 @@
-//! Accounts: made from a provider (or an autodetection), and checked before they are
-//! saved, with messages that say what is wrong and what to change.
+//! Accounts and apps: made from a provider (or an autodetection), and checked before
+//! they are saved, with messages that name the setting, say what is wrong and what to
+//! change. The checks cover meaning (a port that does not fit the TLS mode, app-only
+//! on a multi-tenant authority) and syntax (host names, ports 1-65535, URLs, TLS pins,
+//! lengths of names, no control characters), so every way in (the CLI, an import, the
+//! store's API) refuses the same mistakes.
 
 use mailbridge_types::config::{
     AccountConfig, AppConfig, AppCredentialConfig, EndpointConfig, LoginFormat, SignInMethod,
@@ -44,6 +48,162 @@ fn standard_ports(transport: Transport) -> Option<(u16, &'static [u16])> {
     }
 }
 
+/// Longest account or app name, in characters (names are printed in tables and
+/// make the ids of their secrets).
+pub const MAX_NAME: usize = 64;
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 256;
+/// Longest mail address (RFC 5321's 256-octet path less its brackets).
+pub const MAX_ADDRESS: usize = 254;
+/// Longest login name, client id or tenant, in characters.
+const MAX_WORD: usize = 256;
+
+/// What is wrong with a local name (of an account or an app), if anything.
+fn name_problem(kind: &str, name: &str) -> Option<String> {
+    let count = name.chars().count();
+    if name.trim().is_empty() {
+        Some(format!("the {kind} has no name"))
+    } else if count > MAX_NAME {
+        Some(format!(
+            "the name has {count} characters: give one of at most {MAX_NAME}"
+        ))
+    } else if name.trim() != name || name.chars().any(char::is_control) || name.contains(':') {
+        Some(format!(
+            "{name:?} cannot be a name: leave out spaces at its ends, control characters and ':'"
+        ))
+    } else {
+        None
+    }
+}
+
+/// What is wrong with free text of at most `max` characters, if anything.
+fn text_problem(text: &str, max: usize) -> Option<String> {
+    let count = text.chars().count();
+    if count > max {
+        Some(format!("it has {count} characters: give at most {max}"))
+    } else if text.chars().any(char::is_control) {
+        Some(format!("{text:?} holds control characters: leave them out"))
+    } else {
+        None
+    }
+}
+
+/// A DNS name: labels of letters, digits, `-` and `_` (1-63 each, not starting or
+/// ending with `-`), at most 253 characters, an optional final dot, and a last label
+/// that is not all digits (that would be a mistyped IPv4 address).
+fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    !name.is_empty()
+        && name.len() <= 253
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What is wrong with a host name (IMAP/POP/SMTP `host`, `tls_name`), if anything:
+/// it must be a DNS name, an IPv4 address or an IPv6 address (without brackets, as
+/// the configuration keeps it; the endpoint URLs of the CLI write it in brackets).
+pub fn host_problem(host: &str) -> Option<String> {
+    if host.trim().is_empty() {
+        return Some("no host is set: give the server's host name".to_owned());
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() || is_dns_name(host) {
+        return None;
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+        && inner.parse::<std::net::Ipv6Addr>().is_ok()
+    {
+        return Some(format!(
+            "write the IPv6 address without brackets here (host = {inner:?}); brackets belong in an endpoint URL such as imaps://[{inner}]:993"
+        ));
+    }
+    if let Some((h, p)) = host.rsplit_once(':')
+        && !h.contains(':')
+        && p.parse::<u16>().is_ok()
+    {
+        return Some(format!(
+            "{host:?} holds a port: give the host {h:?} here and the port {p} as the port"
+        ));
+    }
+    if !host.is_ascii() {
+        return Some(format!(
+            "{host:?} is not a host name: write an internationalised name in its xn-- form (as `idn2` prints it)"
+        ));
+    }
+    Some(format!(
+        "{host:?} is not a host name: give a DNS name (mail.example.org), an IPv4 address (192.0.2.10) or an IPv6 address (an endpoint URL writes it in brackets: imaps://[2001:db8::1]:993)"
+    ))
+}
+
+/// What is wrong with an http(s) URL (a Graph root, an EWS URL, an authority host),
+/// if anything: it must parse, have a host that is a host name, no port 0, no user
+/// name or password, and no query string (which may carry a credential).
+fn url_problem(text: &str, example: &str) -> Option<String> {
+    let url = match url::Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => {
+            return Some(format!(
+                "{text:?} is not a URL ({e}): write it as {example}"
+            ));
+        }
+    };
+    if !matches!(url.scheme(), "https" | "http") {
+        return Some(format!(
+            "{text:?} is not an http(s) URL: write it as {example}"
+        ));
+    }
+    match url.host() {
+        None => return Some(format!("{text:?} has no host: write it as {example}")),
+        Some(url::Host::Domain(d)) if !is_dns_name(d) => {
+            return Some(format!("{d:?} in {text:?} is not a host name"));
+        }
+        Some(_) => {}
+    }
+    if url.port() == Some(0) {
+        return Some(format!(
+            "{text:?} names port 0: give a port from 1 to 65535, or none for the scheme's own"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some(
+            "the URL holds a user name or password: leave them out (they are stored as secrets)"
+                .to_owned(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Some(
+            "the URL has a query string or fragment: give the URL without `?...` and `#...`"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// What is wrong with a TLS pin, if anything: `sha256:` and the 64 hexadecimal digits
+/// of the certificate's SHA-256 fingerprint (`:` between byte pairs allowed).
+fn pin_problem(pin: &str) -> Option<String> {
+    let hex: String = pin
+        .strip_prefix("sha256:")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    (!(pin.starts_with("sha256:") && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())))
+        .then(|| {
+            format!(
+                "{pin:?} is not a pin: write sha256: and the 64 hexadecimal digits of the certificate's SHA-256 fingerprint (`test receive` prints the exact pin)"
+            )
+        })
+}
+
 fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
@@ -84,22 +244,33 @@ fn check_endpoint(side: &str, endpoint: &EndpointConfig, out: &mut Vec<Problem>)
             "no host is set: give the server's host name (or the URL for Graph and EWS)",
         ));
     }
+    if let Some(name) = &endpoint.tls_name
+        && let Some(why) = host_problem(name)
+    {
+        out.push(problem(format!("{side}.tls_name"), why));
+    }
+    if let Some(pin) = &endpoint.tls_pin
+        && let Some(why) = pin_problem(pin)
+    {
+        out.push(problem(format!("{side}.tls_pin"), why));
+    }
     match endpoint.transport {
         Transport::Graph | Transport::Ews => {
+            let example = if endpoint.transport == Transport::Graph {
+                "https://graph.microsoft.com"
+            } else {
+                "https://mail.example.com/EWS/Exchange.asmx"
+            };
             if !(endpoint.host.starts_with("https://") || endpoint.host.starts_with("http://")) {
                 out.push(problem(
                     format!("{side}.host"),
                     format!(
-                        "{:?} needs a URL such as {}, not {:?}",
-                        endpoint.transport,
-                        if endpoint.transport == Transport::Graph {
-                            "https://graph.microsoft.com"
-                        } else {
-                            "https://mail.example.com/EWS/Exchange.asmx"
-                        },
-                        endpoint.host
+                        "{:?} needs a URL such as {example}, not {:?}",
+                        endpoint.transport, endpoint.host
                     ),
                 ));
+            } else if let Some(why) = url_problem(&endpoint.host, example) {
+                out.push(problem(format!("{side}.host"), why));
             }
         }
         t => {
@@ -107,6 +278,18 @@ fn check_endpoint(side: &str, endpoint: &EndpointConfig, out: &mut Vec<Problem>)
                 out.push(problem(
                     format!("{side}.host"),
                     format!("{t:?} needs a host name, not a URL ({:?})", endpoint.host),
+                ));
+            } else if !endpoint.host.trim().is_empty()
+                && let Some(why) = host_problem(&endpoint.host)
+            {
+                out.push(problem(format!("{side}.host"), why));
+            }
+            if endpoint.port == Some(0) {
+                out.push(problem(
+                    format!("{side}.port"),
+                    format!(
+                        "port 0 is not a port: give a port from 1 to 65535, or none for {t:?}'s standard port"
+                    ),
                 ));
             }
             if let (Some(port), Some((implicit, plain))) = (endpoint.port, standard_ports(t)) {
@@ -155,18 +338,32 @@ fn check_endpoint(side: &str, endpoint: &EndpointConfig, out: &mut Vec<Problem>)
 /// account with a token sign-in and no server is valid: it only gets tokens.
 pub fn validate(account: &AccountConfig, apps: &[AppConfig]) -> Vec<Problem> {
     let mut out = Vec::new();
-    if account.name.trim().is_empty() {
-        out.push(problem("name", "the account has no name"));
+    if let Some(why) = name_problem("account", &account.name) {
+        out.push(problem("name", why));
     }
-    let address_ok = account
-        .address
-        .split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !account.address.contains(' '));
+    let address_ok = account.address.chars().count() <= MAX_ADDRESS
+        && !account.address.chars().any(char::is_control)
+        && account.address.rsplit_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !account.address.contains(' ')
+        });
     if !address_ok {
         out.push(problem(
             "address",
-            format!("{:?} is not a mail address (name@domain)", account.address),
+            format!(
+                "{:?} is not a mail address (name@domain, at most {MAX_ADDRESS} characters)",
+                account.address
+            ),
         ));
+    }
+    if let Some(d) = &account.display_name
+        && let Some(why) = text_problem(d, MAX_DISPLAY_NAME)
+    {
+        out.push(problem("display_name", why));
+    }
+    if let Some(l) = &account.login
+        && let Some(why) = text_problem(l, MAX_WORD)
+    {
+        out.push(problem("login", why));
     }
     if !account.download && !account.send {
         out.push(problem(
@@ -227,7 +424,7 @@ pub fn validate(account: &AccountConfig, apps: &[AppConfig]) -> Vec<Problem> {
                 None => out.push(problem(
                     "app",
                     format!(
-                        "{method} sign-in needs an app: set app = the name of an app registration (`mailbridge account import` or the [[app]] table of the configuration)"
+                        "{method} sign-in needs an app: set app = the name of an app registration (`mailbridge app add`, or the [[app]] table of the configuration)"
                     ),
                 )),
                 Some(name) => match apps.iter().find(|a| &a.name == name) {
@@ -236,7 +433,7 @@ pub fn validate(account: &AccountConfig, apps: &[AppConfig]) -> Vec<Problem> {
                         out.push(problem(
                             "app",
                             format!(
-                                "app {name:?} is not defined (apps: {})",
+                                "app {name:?} is not defined (apps: {}); `mailbridge app add {name} ...` defines it",
                                 if known.is_empty() {
                                     "none".to_owned()
                                 } else {
@@ -288,6 +485,128 @@ pub fn validate(account: &AccountConfig, apps: &[AppConfig]) -> Vec<Problem> {
     out
 }
 
+/// Checks an app registration; empty when it is ready to save.
+pub fn validate_app(app: &AppConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(why) = name_problem("app", &app.name) {
+        out.push(problem("name", why));
+    }
+    let tenant = app.tenant.trim();
+    if tenant.is_empty() {
+        out.push(problem(
+            "tenant",
+            "no tenant is set: give the Directory (tenant) ID (Azure portal -> App registrations -> the app -> Overview), a verified domain, or common / organizations / consumers",
+        ));
+    } else if !(is_guid(tenant)
+        || MULTI_TENANT.contains(&tenant.to_ascii_lowercase().as_str())
+        || is_dns_name(tenant))
+        || tenant != app.tenant
+    {
+        out.push(problem(
+            "tenant",
+            format!(
+                "{:?} is not a tenant: give the Directory (tenant) ID (a GUID), a verified domain (contoso.onmicrosoft.com), or common / organizations / consumers",
+                app.tenant
+            ),
+        ));
+    }
+    if app.client_id.trim().is_empty() {
+        out.push(problem(
+            "client_id",
+            "no client id is set: give the Application (client) ID (Azure portal -> App registrations -> the app -> Overview)",
+        ));
+    } else if app.client_id.chars().any(char::is_whitespace)
+        || app.client_id.chars().count() > MAX_WORD
+        || app.client_id.chars().any(char::is_control)
+    {
+        out.push(problem(
+            "client_id",
+            format!(
+                "{:?} is not a client id: give the Application (client) ID, a GUID for Microsoft apps",
+                app.client_id
+            ),
+        ));
+    }
+    if let Some(h) = &app.authority_host
+        && let Some(why) = url_problem(h, "https://login.microsoftonline.com")
+    {
+        out.push(problem("authority_host", why));
+    }
+    if let Some(g) = &app.graph_root
+        && let Some(why) = url_problem(g, "https://graph.microsoft.com")
+    {
+        out.push(problem("graph_root", why));
+    }
+    if let Some(ca) = &app.extra_ca_file
+        && !ca.is_file()
+    {
+        out.push(problem(
+            "extra_ca_file",
+            format!(
+                "the extra CA file {} does not exist: give the PEM file of the CA that signed the sign-in host's certificate",
+                ca.display()
+            ),
+        ));
+    }
+    if let AppCredentialConfig::Certificate {
+        certificate_file,
+        key_file,
+        ..
+    } = &app.credential
+    {
+        for (field, path, what) in [
+            (
+                "credential.certificate_file",
+                certificate_file,
+                "the certificate (PEM) uploaded under Certificates & secrets",
+            ),
+            (
+                "credential.key_file",
+                key_file,
+                "the certificate's private key (PEM)",
+            ),
+        ] {
+            if !path.is_file() {
+                out.push(problem(
+                    field,
+                    format!("{} does not exist: give {what}", path.display()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The built-in provider that fits an account whose sides were given by hand: Graph is
+/// Microsoft 365; EWS is Microsoft 365 on Exchange Online's hosts and Exchange
+/// on-premises elsewhere; anything else is another server.
+pub fn provider_for_sides(incoming: Option<&EndpointConfig>) -> &'static str {
+    match incoming.map(|e| (e.transport, e)) {
+        Some((Transport::Graph, _)) => "microsoft365-graph",
+        Some((Transport::Ews, e)) => {
+            let host = url::Url::parse(&e.host)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .unwrap_or_default();
+            if EXCHANGE_ONLINE_HOSTS.contains(&host.as_str()) {
+                "microsoft365-ews"
+            } else {
+                "exchange-onpremises"
+            }
+        }
+        _ => "generic-imap",
+    }
+}
+
+/// Exchange Online's EWS hosts (worldwide, US Government, China).
+const EXCHANGE_ONLINE_HOSTS: [&str; 5] = [
+    "outlook.office365.com",
+    "outlook.office.com",
+    "outlook.office365.us",
+    "webmail.apps.mil",
+    "partner.outlook.cn",
+];
+
 fn endpoint_config(e: &Endpoint) -> EndpointConfig {
     EndpointConfig {
         transport: e.transport,
@@ -308,11 +627,24 @@ fn endpoint_config(e: &Endpoint) -> EndpointConfig {
     }
 }
 
-/// A new account for `address` from `provider`: its endpoints, first sign-in method and
-/// login format; the transports its tokens are for follow from the sides.
+/// A new account for `address` from `provider`: its endpoints, first sign-in method,
+/// login format and defaults (app, extra CA file, TLS pins); the transports its tokens
+/// are for follow from the sides.
 pub fn from_provider(address: &str, provider: &Provider) -> AccountConfig {
-    let incoming = provider.incoming.as_ref().map(endpoint_config);
-    let outgoing = provider.outgoing.as_ref().map(endpoint_config);
+    let defaults = &provider.defaults;
+    let side = |e: &Endpoint, pin: &Option<String>| EndpointConfig {
+        extra_ca_file: defaults.extra_ca_file.clone(),
+        tls_pin: pin.clone(),
+        ..endpoint_config(e)
+    };
+    let incoming = provider
+        .incoming
+        .as_ref()
+        .map(|e| side(e, &defaults.incoming_tls_pin));
+    let outgoing = provider
+        .outgoing
+        .as_ref()
+        .map(|e| side(e, &defaults.outgoing_tls_pin));
     let mut account = AccountConfig {
         name: address.to_owned(),
         address: address.to_owned(),
@@ -322,7 +654,7 @@ pub fn from_provider(address: &str, provider: &Provider) -> AccountConfig {
             .first()
             .copied()
             .unwrap_or(SignInMethod::Password),
-        app: None,
+        app: defaults.app.clone(),
         transports: Vec::new(),
         login: None,
         login_format: Some(provider.login),
@@ -388,6 +720,16 @@ pub fn from_detection(
         account.login_format = Some(format);
         account.login.clone_from(&detection.login);
     }
+    // Endpoints found by a step trust the provider's CA too.
+    for side in [account.incoming.as_mut(), account.outgoing.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if side.extra_ca_file.is_none() {
+            side.extra_ca_file
+                .clone_from(&provider.defaults.extra_ca_file);
+        }
+    }
     account.download = account.incoming.is_some();
     account.send = account.outgoing_side().is_some() || account.outgoing.is_some();
     account.transports = transports_of(&account);
@@ -412,7 +754,7 @@ pub fn transports_of(account: &AccountConfig) -> Vec<Transport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::builtin;
+    use crate::provider::{TlsMode, builtin};
 
     fn app(tenant: &str, credential: AppCredentialConfig) -> AppConfig {
         AppConfig {
@@ -525,6 +867,221 @@ mod tests {
         b.incoming = None;
         b.outgoing = None;
         assert_eq!(fields(&validate(&b, &[])), vec!["incoming", "outgoing"]);
+    }
+
+    #[test]
+    fn hosts_ports_names_and_pins_are_checked_with_the_setting_named() {
+        let mut a = from_provider("ops@example.org", &provider("microsoft365-imap"));
+        a.sign_in = SignInMethod::Password;
+        let set = |a: &mut AccountConfig, host: &str, port: u16| {
+            let e = a.incoming.as_mut().unwrap();
+            e.host = host.into();
+            e.port = Some(port);
+        };
+        for good in [
+            "mail.example.org",
+            "mail.example.org.",
+            "192.0.2.10",
+            "::1",
+            "2001:db8::1",
+            "_imaps.x-1.example",
+            "localhost",
+        ] {
+            set(&mut a, good, 993);
+            assert_eq!(validate(&a, &[]), vec![], "{good}");
+        }
+        for (bad, says) in [
+            ("mail example.org", "is not a host name"),
+            ("[::1", "is not a host name"),
+            ("[::1]", "without brackets"),
+            ("mail.example.org:993", "holds a port"),
+            ("-mail.example.org", "is not a host name"),
+            ("192.0.2.300", "is not a host name"),
+            ("bücher.example", "xn--"),
+            ("a\u{1b}[2J.example", "is not a host name"),
+        ] {
+            set(&mut a, bad, 993);
+            let p = validate(&a, &[]);
+            assert_eq!(fields(&p), vec!["incoming.host"], "{bad}");
+            assert!(p[0].message.contains(says), "{bad}: {}", p[0]);
+        }
+        set(&mut a, "mail.example.org", 0);
+        let p = validate(&a, &[]);
+        assert_eq!(fields(&p), vec!["incoming.port"]);
+        assert!(p[0].message.contains("1 to 65535"), "{}", p[0]);
+
+        set(&mut a, "mail.example.org", 993);
+        a.name = "x".repeat(300);
+        a.display_name = Some("y".repeat(300));
+        let p = validate(&a, &[]);
+        assert_eq!(fields(&p), vec!["name", "display_name"]);
+        assert!(p[0].message.contains("300 characters"), "{}", p[0]);
+        assert!(p[0].message.contains("at most 64"), "{}", p[0]);
+        a.name = "ops:password".into();
+        a.display_name = None;
+        assert_eq!(fields(&validate(&a, &[])), vec!["name"]);
+        a.name = "ops".into();
+
+        let e = a.outgoing.as_mut().unwrap();
+        e.tls_name = Some("mail .example.org".into());
+        e.tls_pin = Some("sha1:00".into());
+        assert_eq!(
+            fields(&validate(&a, &[])),
+            vec!["outgoing.tls_name", "outgoing.tls_pin"]
+        );
+        let e = a.outgoing.as_mut().unwrap();
+        e.tls_name = Some("mail.example.org".into());
+        e.tls_pin = Some(format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(validate(&a, &[]), vec![]);
+        a.outgoing.as_mut().unwrap().tls_pin = Some(format!("sha256:{}", ["AB"; 32].join(":")));
+        assert_eq!(validate(&a, &[]), vec![]);
+    }
+
+    #[test]
+    fn graph_and_ews_urls_are_checked() {
+        let mut a = from_provider("ops@contoso.com", &provider("exchange-onpremises"));
+        a.sign_in = SignInMethod::Password;
+        for good in [
+            "https://mail.contoso.com/EWS/Exchange.asmx",
+            "http://127.0.0.1:8400/EWS/Exchange.asmx",
+            "https://[::1]:8443/EWS/Exchange.asmx",
+        ] {
+            a.incoming.as_mut().unwrap().host = good.into();
+            assert_eq!(validate(&a, &[]), vec![], "{good}");
+        }
+        for (bad, says) in [
+            ("https://mail contoso.com/EWS", "not a URL"),
+            ("https://mail.contoso.com:0/EWS", "port 0"),
+            (
+                "https://user:pw@mail.contoso.com/EWS",
+                "user name or password",
+            ),
+            ("https://mail.contoso.com/EWS?sig=abc", "query string"),
+            ("https://[::1/EWS", "not a URL"),
+        ] {
+            a.incoming.as_mut().unwrap().host = bad.into();
+            let p = validate(&a, &[]);
+            assert_eq!(fields(&p), vec!["incoming.host"], "{bad}");
+            assert!(p[0].message.contains(says), "{bad}: {}", p[0]);
+        }
+    }
+
+    #[test]
+    fn apps_are_checked_before_they_are_saved() {
+        let good = app(
+            "8eaef023-2b34-4da1-9baa-8bc8c9d6a490",
+            AppCredentialConfig::Secret { expires: None },
+        );
+        assert_eq!(validate_app(&good), vec![]);
+        for tenant in ["common", "contoso.onmicrosoft.com"] {
+            let a = AppConfig {
+                tenant: tenant.into(),
+                ..good.clone()
+            };
+            assert_eq!(validate_app(&a), vec![], "{tenant}");
+        }
+        let bad = AppConfig {
+            name: " spaced".into(),
+            tenant: "contoso tenant".into(),
+            client_id: String::new(),
+            authority_host: Some("login.microsoftonline.com".into()),
+            graph_root: Some("https://graph.microsoft.com:0".into()),
+            extra_ca_file: Some("/nonexistent/ca.pem".into()),
+            credential: AppCredentialConfig::Certificate {
+                certificate_file: "/nonexistent/app.crt".into(),
+                key_file: "/nonexistent/app.key".into(),
+                rs256: false,
+            },
+            ..good.clone()
+        };
+        let p = validate_app(&bad);
+        assert_eq!(
+            fields(&p),
+            vec![
+                "name",
+                "tenant",
+                "client_id",
+                "authority_host",
+                "graph_root",
+                "extra_ca_file",
+                "credential.certificate_file",
+                "credential.key_file"
+            ]
+        );
+        assert!(p[2].message.contains("Application (client) ID"), "{}", p[2]);
+    }
+
+    #[test]
+    fn a_provider_s_defaults_go_to_its_accounts() {
+        let mut p = provider("generic-imap");
+        p.incoming = Some(Endpoint {
+            transport: Transport::Imap,
+            host: "mail.acme.test".into(),
+            port: 993,
+            tls: TlsMode::Implicit,
+        });
+        p.outgoing = Some(Endpoint {
+            transport: Transport::Smtp,
+            host: "smtp.acme.test".into(),
+            port: 465,
+            tls: TlsMode::Implicit,
+        });
+        p.defaults = crate::provider::ProviderDefaults {
+            app: Some("acme-app".into()),
+            extra_ca_file: Some("/etc/acme/ca.pem".into()),
+            incoming_tls_pin: Some("sha256:aa".into()),
+            outgoing_tls_pin: Some("sha256:bb".into()),
+        };
+        let a = from_provider("x@acme.test", &p);
+        assert_eq!(a.app.as_deref(), Some("acme-app"));
+        let (i, o) = (a.incoming.unwrap(), a.outgoing.unwrap());
+        assert_eq!(i.extra_ca_file, Some("/etc/acme/ca.pem".into()));
+        assert_eq!(o.extra_ca_file, Some("/etc/acme/ca.pem".into()));
+        assert_eq!(
+            (i.tls_pin.as_deref(), o.tls_pin.as_deref()),
+            (Some("sha256:aa"), Some("sha256:bb"))
+        );
+    }
+
+    #[test]
+    fn sides_given_by_hand_choose_the_provider_and_ews_sends_too() {
+        let side = |transport, host: &str| EndpointConfig {
+            transport,
+            host: host.into(),
+            port: None,
+            tls: None,
+            tls_name: None,
+            extra_ca_file: None,
+            tls_pin: None,
+        };
+        assert_eq!(
+            provider_for_sides(Some(&side(
+                Transport::Ews,
+                "https://outlook.office365.com/EWS/Exchange.asmx"
+            ))),
+            "microsoft365-ews"
+        );
+        assert_eq!(
+            provider_for_sides(Some(&side(
+                Transport::Ews,
+                "https://mail.contoso.com/EWS/Exchange.asmx"
+            ))),
+            "exchange-onpremises"
+        );
+        assert_eq!(
+            provider_for_sides(Some(&side(Transport::Graph, "https://graph.microsoft.us"))),
+            "microsoft365-graph"
+        );
+        assert_eq!(
+            provider_for_sides(Some(&side(Transport::Imap, "mail.example.org"))),
+            "generic-imap"
+        );
+        let ews = provider("microsoft365-ews");
+        assert!(ews.notice.as_deref().unwrap().contains("2027-04-01"));
+        let a = from_provider("ops@contoso.com", &ews);
+        assert!(a.send && a.download);
+        assert_eq!(a.outgoing_side(), a.incoming.as_ref());
+        assert_eq!(a.sign_in, SignInMethod::AppOnly);
     }
 
     #[test]

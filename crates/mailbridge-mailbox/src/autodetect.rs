@@ -13,7 +13,11 @@
 //!    host names and user names, and the user name read as a login format;
 //! 6. SRV records (RFC 6186).
 //!
-//! The result names the step that decided and keeps the outcome of every step.
+//! Detection stops at the step that decides: a later step runs only while no provider
+//! is decided, except Autodiscover for Exchange on-premises (whose EWS URL only it can
+//! tell). The DNS steps run only with a resolver ([`NoDns`] skips them). The result
+//! names the step that decided and keeps the outcome of every step that ran, and only
+//! of those.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -80,6 +84,29 @@ pub trait DnsLookup: Send + Sync {
     fn mx(&self, domain: &str) -> impl Future<Output = Result<Vec<(u16, String)>, String>> + Send;
     /// SRV records of a full name such as `_imaps._tcp.example.com`.
     fn srv(&self, name: &str) -> impl Future<Output = Result<Vec<SrvRecord>, String>> + Send;
+    /// False when there is no DNS at all: the MX and SRV steps do not run.
+    fn enabled(&self) -> bool {
+        true
+    }
+}
+
+/// No DNS (`--detect-no-dns`, or no resolver): the MX and SRV steps are skipped, and
+/// not reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDns;
+
+impl DnsLookup for NoDns {
+    async fn mx(&self, _domain: &str) -> Result<Vec<(u16, String)>, String> {
+        Ok(Vec::new())
+    }
+
+    async fn srv(&self, _name: &str) -> Result<Vec<SrvRecord>, String> {
+        Ok(Vec::new())
+    }
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }
 
 /// The system resolver (`/etc/resolv.conf`), through hickory.
@@ -232,13 +259,6 @@ pub async fn detect(
         address: address.to_owned(),
         ..Detection::default()
     };
-    let decide = |d: &mut Detection, provider: &str, step: Step| {
-        if d.provider.is_none() {
-            d.provider = Some(provider.to_owned());
-            d.decided_by = Some(step);
-        }
-    };
-
     // 1. Domain table.
     let start = Instant::now();
     let outcome = match table.for_domain(&domain) {
@@ -250,9 +270,47 @@ pub async fn detect(
     };
     d.steps.push(report(Step::DomainTable, outcome, start));
 
-    // 2. MX.
+    // 2. MX, when still undecided.
+    if d.provider.is_none() && dns.enabled() {
+        mx_step(&mut d, &domain, dns, options).await;
+    }
+
+    // 3. OpenID configuration of the domain's tenant, when still undecided.
+    if d.provider.is_none() {
+        openid_step(&mut d, &domain, &http, options).await;
+    }
+
+    // 4. Autodiscover v2, when still undecided, or for Exchange on-premises (the EWS URL).
+    if d.provider
+        .as_deref()
+        .is_none_or(|p| p == "exchange-onpremises")
+    {
+        autodiscover_step(&mut d, address, &http, options).await;
+    }
+
+    // 5. Thunderbird autoconfig, when still undecided.
+    if d.provider.is_none() {
+        autoconfig_step(&mut d, address, &domain, &http, options).await;
+    }
+
+    // 6. SRV records (RFC 6186), when still undecided.
+    if d.provider.is_none() && dns.enabled() {
+        srv_step(&mut d, &domain, dns, options).await;
+    }
+    Ok(d)
+}
+
+/// Sets the provider when none is set yet.
+fn decide(d: &mut Detection, provider: &str, step: Step) {
+    if d.provider.is_none() {
+        d.provider = Some(provider.to_owned());
+        d.decided_by = Some(step);
+    }
+}
+
+async fn mx_step(d: &mut Detection, domain: &str, dns: &impl DnsLookup, options: &DetectOptions) {
     let start = Instant::now();
-    let outcome = match tokio::time::timeout(options.step_timeout, dns.mx(&domain)).await {
+    let outcome = match tokio::time::timeout(options.step_timeout, dns.mx(domain)).await {
         Err(_) => "timed out".to_owned(),
         Ok(Err(e)) => format!("lookup failed: {e}"),
         Ok(Ok(mut records)) if !records.is_empty() => {
@@ -260,7 +318,7 @@ pub async fn detect(
             let hosts: Vec<&str> = records.iter().map(|(_, h)| h.as_str()).collect();
             match records.iter().find_map(|(_, h)| microsoft_mx(h)) {
                 Some((provider, cloud)) => {
-                    decide(&mut d, provider, Step::Mx);
+                    decide(d, provider, Step::Mx);
                     if provider != "gmail" {
                         d.cloud = Some(cloud);
                     }
@@ -272,8 +330,14 @@ pub async fn detect(
         Ok(Ok(_)) => "no MX records".to_owned(),
     };
     d.steps.push(report(Step::Mx, outcome, start));
+}
 
-    // 3. OpenID configuration of the domain's tenant.
+async fn openid_step(
+    d: &mut Detection,
+    domain: &str,
+    http: &reqwest::Client,
+    options: &DetectOptions,
+) {
     let start = Instant::now();
     let url = format!(
         "{}/{domain}/v2.0/.well-known/openid-configuration",
@@ -289,7 +353,7 @@ pub async fn detect(
                 Some((tenant, cloud)) => {
                     d.cloud = Some(d.cloud.unwrap_or(cloud));
                     d.tenant_id.clone_from(&tenant);
-                    decide(&mut d, "microsoft365-graph", Step::OpenIdConfiguration);
+                    decide(d, "microsoft365-graph", Step::OpenIdConfiguration);
                     format!(
                         "{domain} belongs to Entra tenant {}",
                         tenant.unwrap_or_else(|| "?".into())
@@ -305,11 +369,14 @@ pub async fn detect(
     };
     d.steps
         .push(report(Step::OpenIdConfiguration, outcome, start));
+}
 
-    // 4. Autodiscover v2, for Microsoft or still undecided domains.
-    if d.provider
-        .as_deref()
-        .is_none_or(|p| p.starts_with("microsoft365") || p == "exchange-onpremises")
+async fn autodiscover_step(
+    d: &mut Detection,
+    address: &str,
+    http: &reqwest::Client,
+    options: &DetectOptions,
+) {
     {
         let start = Instant::now();
         let url = format!(
@@ -324,7 +391,7 @@ pub async fn detect(
                         let exchange_online =
                             d.tenant_id.is_some() || ews.contains("outlook.office365.com");
                         decide(
-                            &mut d,
+                            d,
                             if exchange_online {
                                 "microsoft365-graph"
                             } else {
@@ -351,14 +418,21 @@ pub async fn detect(
         };
         d.steps.push(report(Step::AutodiscoverV2, outcome, start));
     }
+}
 
-    // 5. Thunderbird autoconfig, when still undecided.
-    if d.provider.is_none() {
+async fn autoconfig_step(
+    d: &mut Detection,
+    address: &str,
+    domain: &str,
+    http: &reqwest::Client,
+    options: &DetectOptions,
+) {
+    {
         let start = Instant::now();
         let mut outcome = "no autoconfig document found".to_owned();
         for template in &options.autoconfig_urls {
             let url = template
-                .replace("{domain}", &domain)
+                .replace("{domain}", domain)
                 .replace("{email}", address);
             let Ok(r) = http.get(&url).send().await else {
                 continue;
@@ -375,7 +449,7 @@ pub async fn detect(
             };
             let servers = autoconfig_servers(&text, address);
             if !servers.is_empty() {
-                decide(&mut d, "generic-imap", Step::Autoconfig);
+                decide(d, "generic-imap", Step::Autoconfig);
                 let endpoints: Vec<Endpoint> = servers.iter().map(|s| s.endpoint.clone()).collect();
                 outcome = format!("{url}: {}", describe(&endpoints));
                 // The login of the server the account reads from (IMAP, else POP3).
@@ -393,9 +467,10 @@ pub async fn detect(
         }
         d.steps.push(report(Step::Autoconfig, outcome, start));
     }
+}
 
-    // 6. SRV records (RFC 6186), when still undecided.
-    if d.provider.is_none() {
+async fn srv_step(d: &mut Detection, domain: &str, dns: &impl DnsLookup, options: &DetectOptions) {
+    {
         let start = Instant::now();
         let mut found = Vec::new();
         for (service, transport, tls) in [
@@ -428,13 +503,12 @@ pub async fn detect(
         let outcome = if found.is_empty() {
             "no SRV records".to_owned()
         } else {
-            decide(&mut d, "generic-imap", Step::Srv);
+            decide(d, "generic-imap", Step::Srv);
             describe(&found)
         };
         d.endpoints.extend(found);
         d.steps.push(report(Step::Srv, outcome, start));
     }
-    Ok(d)
 }
 
 /// Largest document read from an autodetection endpoint (OpenID configuration,

@@ -2,11 +2,13 @@
 //! and autodetection.
 //!
 //! Parts:
-//! - [`account`]: accounts made from a provider, and their validation (each problem
-//!   names the setting and what to change).
-//! - [`provider`]: built-in providers (Microsoft 365 over Graph, IMAP/SMTP, POP/SMTP;
-//!   Outlook.com; Exchange on-premises over EWS; Gmail; generic IMAP/SMTP) and the
-//!   domain -> provider table.
+//! - [`account`]: accounts made from a provider, and the validation of accounts and
+//!   apps (each problem names the setting and what to change; host names, ports, URLs,
+//!   pins and name lengths included).
+//! - [`provider`]: built-in providers (Microsoft 365 over Graph, IMAP/SMTP, POP/SMTP and
+//!   EWS, the last with Exchange Online's retirement notice; Outlook.com; Exchange
+//!   on-premises over EWS; Gmail; generic IMAP/SMTP), the defaults a provider gives its
+//!   accounts (app, extra CA file, TLS pins), and the domain -> provider table.
 //! - [`mailbox`]: the [`mailbox::Mailbox`] trait (new since a checkpoint, fetch MIME
 //!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3.
 //! - [`connect`]: an account's incoming side opened as one [`connect::AnyMailbox`]

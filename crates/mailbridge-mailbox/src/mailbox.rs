@@ -69,7 +69,8 @@ impl From<mailbridge_imap::ImapError> for MailboxError {
     fn from(e: mailbridge_imap::ImapError) -> Self {
         Self {
             class: e.class(),
-            message: e.to_string(),
+            // The whole chain: "connection ... failed during FETCH: timed out".
+            message: mailbridge_types::error_chain(&e),
         }
     }
 }
@@ -78,7 +79,8 @@ impl From<mailbridge_ews::EwsError> for MailboxError {
     fn from(e: mailbridge_ews::EwsError) -> Self {
         Self {
             class: e.class(),
-            message: e.to_string(),
+            // The whole chain: "connection ... failed during FETCH: timed out".
+            message: mailbridge_types::error_chain(&e),
         }
     }
 }
@@ -87,7 +89,8 @@ impl From<mailbridge_pop3::Pop3Error> for MailboxError {
     fn from(e: mailbridge_pop3::Pop3Error) -> Self {
         Self {
             class: e.class(),
-            message: e.to_string(),
+            // The whole chain: "connection ... failed during FETCH: timed out".
+            message: mailbridge_types::error_chain(&e),
         }
     }
 }
@@ -96,7 +99,8 @@ impl From<mailbridge_graph::ClientError> for MailboxError {
     fn from(e: mailbridge_graph::ClientError) -> Self {
         Self {
             class: e.class(),
-            message: e.to_string(),
+            // The whole chain: "connection ... failed during FETCH: timed out".
+            message: mailbridge_types::error_chain(&e),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Providers: named templates of endpoints and defaults, and the domains they serve.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use mailbridge_types::config::{SignInMethod, Transport};
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,41 @@ pub struct Provider {
     pub domains: Vec<String>,
     /// Built in (cannot be removed) or defined by the user.
     pub builtin: bool,
+    /// What its accounts take unless set: the app, the extra CA file, TLS pins.
+    #[serde(default, skip_serializing_if = "ProviderDefaults::is_empty")]
+    pub defaults: ProviderDefaults,
+    /// Something a person choosing it must know (a service being retired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
+
+/// Settings an account made from a provider takes, unless given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderDefaults {
+    /// The app (by name) for delegated and app-only sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Extra trusted CA (PEM file) for both sides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<PathBuf>,
+    /// The incoming server's certificate, pinned (`sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_tls_pin: Option<String>,
+    /// The outgoing server's certificate, pinned (`sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing_tls_pin: Option<String>,
+}
+
+impl ProviderDefaults {
+    /// True when it sets nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == ProviderDefaults::default()
+    }
+}
+
+/// Exchange Online's EWS retirement, in the words shown beside the provider.
+pub const EWS_RETIREMENT_NOTICE: &str = "Exchange Online blocks EWS by default from 2026-10-01 (an admin can still allow it per app) and switches it off on 2027-04-01: use microsoft365-graph for new accounts";
 
 #[expect(
     clippy::unnecessary_wraps,
@@ -64,8 +99,24 @@ pub fn builtin() -> Vec<Provider> {
                 login: LoginFormat::Email,
                 domains: domains.iter().map(|d| (*d).to_owned()).collect(),
                 builtin: true,
+                defaults: ProviderDefaults::default(),
+                notice: None,
             }
         };
+    let mut ews_online = p(
+        "microsoft365-ews",
+        "Microsoft 365 (EWS)",
+        endpoint(
+            Ews,
+            "https://outlook.office365.com/EWS/Exchange.asmx",
+            443,
+            TlsMode::Implicit,
+        ),
+        None,
+        vec![AppOnly, Delegated],
+        &[],
+    );
+    ews_online.notice = Some(EWS_RETIREMENT_NOTICE.to_owned());
     vec![
         p(
             "microsoft365-graph",
@@ -91,6 +142,7 @@ pub fn builtin() -> Vec<Provider> {
             vec![Delegated, AppOnly],
             &[],
         ),
+        ews_online,
         p(
             "outlook-com",
             "Outlook.com (personal)",

@@ -9,10 +9,14 @@
 //!   ask an admin, fix the configuration, give up).
 //! - [`config`]: apps (tenant, client id, cloud, endpoints, credential) and accounts
 //!   (address, sign-in method, app, transports), as read from the configuration file.
+//! - [`text`]: [`printable`], a server's words made safe to show on a terminal
+//!   (control characters written as visible escapes).
 
 pub mod clock;
 pub mod config;
 pub mod error_class;
+pub mod text;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error_class::{ErrorClass, error_chain};
+pub use text::{printable, printable_lines};

@@ -12,7 +12,7 @@ mod prop;
 mod send;
 mod since;
 
-use mailbridge_mailbox::autodetect::{DetectOptions, SrvRecord, StaticDns, Step, detect};
+use mailbridge_mailbox::autodetect::{DetectOptions, NoDns, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};
 use mailbridge_testkit::model::{Tenant, TenantModel, User};
 use mailbridge_testkit::{Emulator, EmulatorServer};
@@ -47,7 +47,7 @@ fn options(server: &EmulatorServer, autoconfig: Vec<String>) -> DetectOptions {
 }
 
 #[tokio::test]
-async fn microsoft_365_by_mx_with_the_tenant_from_openid_configuration() {
+async fn microsoft_365_by_mx_stops_there() {
     let server = tenant().await;
     let mut dns = StaticDns::default();
     dns.mx.insert(
@@ -64,12 +64,33 @@ async fn microsoft_365_by_mx_with_the_tenant_from_openid_configuration() {
     .unwrap();
     assert_eq!(d.provider.as_deref(), Some("microsoft365-graph"));
     assert_eq!(d.decided_by, Some(Step::Mx));
-    let tid = server.emulator.read(|m| m.tenants[0].id.to_string());
-    assert_eq!(d.tenant_id.as_deref(), Some(tid.as_str()));
+    // Decided: no sign-in host, no Autodiscover asked, and only the steps that ran.
+    let steps: Vec<Step> = d.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, [Step::DomainTable, Step::Mx]);
+    assert!(server.emulator.requests().is_empty());
+    assert_eq!(d.tenant_id, None);
+}
+
+#[tokio::test]
+async fn without_dns_no_mx_or_srv_step_runs_or_is_reported() {
+    let server = tenant().await;
+    let d = detect(
+        "carol@example.net",
+        &ProviderTable::default(),
+        &NoDns,
+        &options(&server, vec![]),
+    )
+    .await
+    .unwrap();
     let steps: Vec<Step> = d.steps.iter().map(|s| s.step).collect();
     assert_eq!(
-        &steps[..3],
-        [Step::DomainTable, Step::Mx, Step::OpenIdConfiguration]
+        steps,
+        [
+            Step::DomainTable,
+            Step::OpenIdConfiguration,
+            Step::AutodiscoverV2,
+            Step::Autoconfig
+        ]
     );
 }
 
@@ -296,6 +317,9 @@ async fn domain_table_decides_first_and_bad_addresses_are_refused() {
     .unwrap();
     assert_eq!(d.decided_by, Some(Step::DomainTable));
     assert_eq!(d.provider.as_deref(), Some("gmail"));
+    // The table decided: nothing else ran, nothing was asked of anyone.
+    assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+    assert!(server.emulator.requests().is_empty());
     for bad in ["", "no-at-sign", "@example.com", "x@localhost"] {
         let err = detect(
             bad,
@@ -312,24 +336,37 @@ async fn domain_table_decides_first_and_bad_addresses_are_refused() {
 #[tokio::test]
 async fn autodiscover_v2_gives_the_ews_url_of_the_tenant() {
     let server = tenant().await;
+    // The domain is mapped to Exchange on-premises: Autodiscover still runs, for the
+    // EWS URL only it can tell.
+    let mut table = ProviderTable::default();
+    table
+        .map_domain("contoso.example", "exchange-onpremises")
+        .unwrap();
     let d = detect(
         "alice@contoso.example",
-        &ProviderTable::default(),
+        &table,
         &StaticDns::default(),
         &options(&server, vec![]),
     )
     .await
     .unwrap();
+    assert_eq!(d.decided_by, Some(Step::DomainTable));
+    let steps: Vec<Step> = d.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, [Step::DomainTable, Step::AutodiscoverV2]);
     let ews = d
         .endpoints
         .iter()
         .find(|e| e.transport == Transport::Ews)
         .unwrap();
     assert_eq!(ews.host, format!("{}/EWS/Exchange.asmx", server.base_url()));
+    let account =
+        mailbridge_mailbox::account::from_detection("alice@contoso.example", &d, &table).unwrap();
+    assert_eq!(account.incoming.as_ref().unwrap().host, ews.host);
+    assert_eq!(account.outgoing_side(), account.incoming.as_ref());
     // An address without a mailbox is redirected: no EWS endpoint.
     let d = detect(
         "nobody@contoso.example",
-        &ProviderTable::default(),
+        &table,
         &StaticDns::default(),
         &options(&server, vec![]),
     )
