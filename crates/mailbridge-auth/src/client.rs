@@ -284,13 +284,15 @@ impl TokenClient {
         }
     }
 
-    /// Starts the device-code flow.
+    /// Starts the device-code flow, asking also for `openid profile`
+    /// ([`crate::scopes::IDENTITY_SCOPES`]) so that the answer names who signed in.
     pub async fn start_device_code(
         &self,
         app: &App,
         authority: &Authority,
         scopes: &[String],
     ) -> Result<DeviceCode, AuthError> {
+        let scopes = crate::scopes::with_identity_scopes(scopes);
         let form = vec![
             ("client_id", SecretString::from(app.client_id.clone())),
             ("scope", SecretString::from(scopes.join(" "))),
@@ -315,8 +317,7 @@ impl TokenClient {
         authority: &Authority,
         code: &DeviceCode,
     ) -> Result<TokenSet, AuthError> {
-        let mut interval =
-            Duration::from_secs(code.interval.max(1)).min(DEVICE_CODE_MAX_INTERVAL);
+        let mut interval = Duration::from_secs(code.interval.max(1)).min(DEVICE_CODE_MAX_INTERVAL);
         let lifetime = Duration::from_secs(code.expires_in).min(DEVICE_CODE_MAX_LIFETIME);
         let deadline = tokio::time::Instant::now() + lifetime;
         let expired = || {
@@ -350,7 +351,8 @@ impl TokenClient {
                 Err(e) => match e.oauth_error() {
                     Some("authorization_pending") => backoff = interval,
                     Some("slow_down") => {
-                        interval = (interval + Duration::from_secs(5)).min(DEVICE_CODE_MAX_INTERVAL);
+                        interval =
+                            (interval + Duration::from_secs(5)).min(DEVICE_CODE_MAX_INTERVAL);
                         wait = interval;
                         backoff = interval;
                     }

@@ -162,8 +162,7 @@ pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
         let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
-    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
-        .ok()?;
+    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let wait = at - now;
     Some(if wait.is_negative() {
         Duration::ZERO
