@@ -25,7 +25,7 @@ const REDEEM_ATTEMPTS: u32 = 3;
 const REDEEM_MAX_WAIT: Duration = Duration::from_secs(30);
 /// A device code's lifetime and polling interval as the server states them, bounded
 /// (Microsoft's are 900 s and 5 s).
-const DEVICE_CODE_MAX_LIFETIME: Duration = Duration::from_secs(3600);
+const DEVICE_CODE_MAX_LIFETIME: Duration = Duration::from_hours(1);
 const DEVICE_CODE_MAX_INTERVAL: Duration = Duration::from_mins(1);
 
 /// The app an account signs in with.
@@ -271,10 +271,10 @@ impl TokenClient {
                 Ok(tokens) => return Ok(tokens),
                 Err(e) => e,
             };
-            let Some(retry_after) = err.retry_hint(false) else {
+            let Some(hint) = err.retry_hint(false) else {
                 return Err(err);
             };
-            let wait = retry_after.unwrap_or(backoff);
+            let wait = hint.wait(backoff);
             if attempt >= REDEEM_ATTEMPTS || wait > REDEEM_MAX_WAIT {
                 return Err(err);
             }
@@ -357,10 +357,10 @@ impl TokenClient {
                         backoff = interval;
                     }
                     _ => {
-                        let Some(retry_after) = e.retry_hint(true) else {
+                        let Some(hint) = e.retry_hint(true) else {
                             return Err(e);
                         };
-                        wait = retry_after.unwrap_or(backoff).max(interval);
+                        wait = hint.wait(backoff).max(interval);
                         backoff = (backoff * 2).min(DEVICE_CODE_MAX_INTERVAL);
                         if tokio::time::Instant::now() + wait >= deadline {
                             // Waiting as asked outlives the code: say why it ended.

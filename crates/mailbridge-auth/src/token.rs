@@ -108,7 +108,7 @@ pub const MAX_ANSWER: usize = 1024 * 1024;
 /// The longest `Retry-After` read from an answer (a day); larger values count as a day.
 /// Each flow bounds its waits further (the cache's policy, the device code's lifetime,
 /// the code redemption's few tries).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_hours(24);
 
 /// Reads a token endpoint's answer (`microsoft-protocols.md` §1.4 and §1.5): pure, no
 /// I/O, so that it can be fuzzed. A 2xx answer must be a token set; any other status
@@ -178,6 +178,31 @@ pub struct IdentityFailure {
     pub retry_after: Option<Duration>,
     pub error: TokenError,
     pub diagnosis: Diagnosis,
+}
+
+/// How long to wait before sending a refused request again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryHint {
+    /// The service's `Retry-After`.
+    AsAsked(Duration),
+    /// It did not say: the caller's backoff.
+    Backoff,
+}
+
+impl RetryHint {
+    /// The wait, with `backoff` when the service did not say.
+    pub(crate) fn wait(self, backoff: Duration) -> Duration {
+        match self {
+            RetryHint::AsAsked(d) => d,
+            RetryHint::Backoff => backoff,
+        }
+    }
+}
+
+impl From<Option<Duration>> for RetryHint {
+    fn from(retry_after: Option<Duration>) -> Self {
+        retry_after.map_or(RetryHint::Backoff, RetryHint::AsAsked)
+    }
 }
 
 /// Error of a sign-in operation.
@@ -285,19 +310,21 @@ impl AuthError {
     }
 
     /// When the service refused the request without acting on it (429, 408, 5xx) or
-    /// could not be reached at all, `Some(its Retry-After)`: the same request may be
-    /// sent again. A timeout or a cut-off answer counts too when `idempotent` (the
-    /// request may have been acted on). `None` for every other error.
-    pub(crate) fn retry_hint(&self, idempotent: bool) -> Option<Option<Duration>> {
+    /// could not be reached at all, how long to wait before sending it again. A timeout
+    /// or a cut-off answer counts too when `idempotent` (the request may have been acted
+    /// on). `None` for every other error.
+    pub(crate) fn retry_hint(&self, idempotent: bool) -> Option<RetryHint> {
         match self {
             AuthError::Identity(f) if matches!(f.status, 408 | 429 | 500..=599) => {
-                Some(f.retry_after)
+                Some(RetryHint::from(f.retry_after))
             }
             AuthError::Status {
-                status,
+                status: 408 | 429 | 500..=599,
                 retry_after,
-            } if matches!(status, 408 | 429 | 500..=599) => Some(*retry_after),
-            AuthError::Http { source, .. } if idempotent || source.is_connect() => Some(None),
+            } => Some(RetryHint::from(*retry_after)),
+            AuthError::Http { source, .. } if idempotent || source.is_connect() => {
+                Some(RetryHint::Backoff)
+            }
             _ => None,
         }
     }
@@ -330,7 +357,7 @@ mod prop_tests {
     #[test]
     fn retry_after_as_seconds_or_date_and_bounded() {
         let at = |s: &str| parse_retry_after(s, now());
-        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at("120"), Some(Duration::from_mins(2)));
         assert_eq!(at(" 0 "), Some(Duration::ZERO));
         assert_eq!(at("99999999999999999999999"), Some(MAX_RETRY_AFTER));
         assert_eq!(at("86401"), Some(MAX_RETRY_AFTER));

@@ -8,6 +8,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use rustls::pki_types::pem::PemObject as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -100,7 +101,6 @@ impl EmulatorServer {
         let cert = ca
             .issue(&["localhost", "127.0.0.1"])
             .map_err(std::io::Error::other)?;
-        use rustls::pki_types::pem::PemObject as _;
         let certs: Vec<_> =
             rustls::pki_types::CertificateDer::pem_slice_iter(cert.certificate_pem.as_bytes())
                 .collect::<Result<_, _>>()

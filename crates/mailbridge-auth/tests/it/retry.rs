@@ -98,7 +98,7 @@ async fn a_503_with_retry_after_as_an_http_date_is_throttled_for_that_long() {
     else {
         panic!("{:?}", err.class());
     };
-    assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
+    assert!(wait > Duration::from_secs(50) && wait <= Duration::from_mins(1));
     // Longer than the policy's longest wait: handed back, not retried early.
     assert_eq!(server.hits_to("/token").len(), 1);
 }
@@ -117,7 +117,7 @@ async fn a_retry_after_longer_than_the_policy_is_not_cut_short() {
     assert_eq!(
         err.class(),
         ErrorClass::Throttled {
-            retry_after: Some(Duration::from_secs(120))
+            retry_after: Some(Duration::from_mins(2))
         }
     );
     assert_eq!(server.hits_to("/token").len(), 1);
@@ -181,7 +181,7 @@ async fn device_code_polling_stops_when_the_wait_outlives_the_code() {
     assert_eq!(
         err.class(),
         ErrorClass::Throttled {
-            retry_after: Some(Duration::from_secs(3600))
+            retry_after: Some(Duration::from_hours(1))
         }
     );
     assert_eq!(server.hits_to("/token").len(), 1);

@@ -1,6 +1,7 @@
 //! A scripted HTTP/1.1 server for the token endpoint: it answers each request with the
 //! next answer of its script (the last one repeats) and records when each came.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -95,7 +96,7 @@ pub async fn serve(token: Vec<Answer>, devicecode: Vec<Answer>) -> Scripted {
                         answer.body.len()
                     );
                     for (k, v) in &answer.headers {
-                        head.push_str(&format!("{k}: {v}\r\n"));
+                        let _ = write!(head, "{k}: {v}\r\n");
                     }
                     head.push_str("\r\n");
                     if stream.write_all(head.as_bytes()).await.is_err()
