@@ -237,8 +237,8 @@ impl TokenClient {
 
     /// Redeems an authorization code with its PKCE verifier. When the service refuses
     /// for now (429, 5xx) or cannot be reached, tries again after its `Retry-After` (or
-    /// 1 s, then 2 s): [`REDEEM_ATTEMPTS`] tries in all, waits of at most
-    /// [`REDEEM_MAX_WAIT`]. A timeout is not retried: the code may have been used.
+    /// 1 s, then 2 s): three tries in all, waits of at most 30 s. A timeout is not
+    /// retried: the code may have been used.
     pub async fn redeem_code(
         &self,
         app: &App,
