@@ -7,7 +7,8 @@
 //! - single flight per key: concurrent callers wait for one request to the token
 //!   endpoint and share its answer;
 //! - throttled or transient failures are retried a bounded number of times with
-//!   backoff (honouring `Retry-After`), never in a tight loop.
+//!   backoff (honouring `Retry-After`, also on 5xx answers; a `Retry-After` longer
+//!   than the policy's longest wait is returned, not cut short), never in a tight loop.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -174,6 +175,11 @@ impl TokenCache {
                 Ok(set) => return Ok(set),
                 Err(e) => {
                     let wait = match e.class() {
+                        // Never sooner than asked: a longer wait than the policy allows
+                        // goes back to the caller, whose error says how long.
+                        ErrorClass::Throttled {
+                            retry_after: Some(retry_after),
+                        } if retry_after > self.retry.max_delay => return Err(e),
                         ErrorClass::Throttled { retry_after } => retry_after.unwrap_or(delay),
                         ErrorClass::Transient => delay,
                         _ => return Err(e),

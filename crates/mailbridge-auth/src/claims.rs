@@ -39,17 +39,83 @@ impl std::fmt::Display for TokenProblem {
     }
 }
 
+/// The longest token whose claims are read (Microsoft's tokens are a few KiB).
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// The claims of a JWT (`header.payload.signature`), decoded without verifying; `None`
+/// for opaque tokens, anything that is not a JWT, or more than [`MAX_TOKEN_LEN`] bytes.
+pub fn jwt_payload(token: &str) -> Option<Value> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.is_object().then_some(v)
+}
+
+/// Who signed in, as the sign-in service's answer says, and which token said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedInUser {
+    /// The user name (`preferred_username`, `upn` or `email`).
+    pub name: String,
+    pub source: UserSource,
+}
+
+/// The token a [`SignedInUser`] was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSource {
+    /// The ID token (`openid` was requested).
+    IdToken,
+    /// The access token's `upn` / `preferred_username` (no ID token came back).
+    AccessToken,
+}
+
+impl SignedInUser {
+    /// Whether this is the user `name` (an address or login; case-insensitive).
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.trim())
+    }
+}
+
+/// The user who signed in: from the ID token (`preferred_username`, else `upn`, else
+/// `email`), else from the access token (`upn`, else `preferred_username`). `None`
+/// when neither names one (opaque personal-account tokens without an ID token): never
+/// guessed. Names with control characters are not taken (they are shown on a
+/// terminal). The tokens are not verified: the name is only shown back to the person
+/// who just signed in and compared with the account's mailbox.
+pub fn signed_in_user(id_token: Option<&str>, access_token: &str) -> Option<SignedInUser> {
+    let read = |token: &str, keys: &[&str]| {
+        let v = jwt_payload(token)?;
+        keys.iter().find_map(|k| {
+            v.get(*k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|n| !n.is_empty() && n.len() <= 320 && !n.chars().any(char::is_control))
+                .map(str::to_owned)
+        })
+    };
+    if let Some(name) = id_token.and_then(|t| read(t, &["preferred_username", "upn", "email"])) {
+        return Some(SignedInUser {
+            name,
+            source: UserSource::IdToken,
+        });
+    }
+    read(access_token, &["upn", "preferred_username"]).map(|name| SignedInUser {
+        name,
+        source: UserSource::AccessToken,
+    })
+}
+
 impl TokenClaims {
     /// Decodes a JWT access token's payload; `None` for opaque tokens (personal
     /// accounts) or anything that is not a JWT.
     pub fn decode(token: &str) -> Option<Self> {
-        let mut parts = token.split('.');
-        let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        let v = jwt_payload(token)?;
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         Some(Self {
             audience: s("aud")?,
@@ -171,6 +237,40 @@ mod tests {
 
     fn jwt(payload: &str) -> String {
         format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    #[test]
+    fn the_signed_in_user_is_read_never_guessed() {
+        let id = jwt(r#"{"preferred_username":"bob@contoso.example","upn":"x@y"}"#);
+        let at = jwt(r#"{"aud":"https://outlook.office.com","upn":"carol@contoso.example"}"#);
+        let u = signed_in_user(Some(&id), &at).unwrap();
+        assert_eq!(u.name, "bob@contoso.example");
+        assert_eq!(u.source, UserSource::IdToken);
+        assert!(u.is("Bob@Contoso.example "));
+        assert!(!u.is("alice@contoso.example"));
+        // No ID token (or one without a name): the access token's upn.
+        for id in [
+            None,
+            Some("opaque"),
+            Some(jwt(r#"{"name":"Bob"}"#).as_str()),
+        ] {
+            let u = signed_in_user(id, &at).unwrap();
+            assert_eq!(
+                (u.name.as_str(), u.source),
+                ("carol@contoso.example", UserSource::AccessToken)
+            );
+        }
+        let at = jwt(r#"{"aud":"x","preferred_username":"dave@contoso.example"}"#);
+        assert_eq!(
+            signed_in_user(None, &at).unwrap().name,
+            "dave@contoso.example"
+        );
+        // Opaque personal-account token, no ID token: nobody.
+        assert_eq!(signed_in_user(None, "EwBIA+l3BAAU..."), None);
+        // Names that would write to the terminal, or are empty, are not names.
+        let evil = jwt(r#"{"preferred_username":"a[2Jb","upn":" "}"#);
+        assert_eq!(signed_in_user(Some(&evil), "opaque"), None);
+        assert_eq!(signed_in_user(Some(&"a.".repeat(40_000)), "x"), None);
     }
 
     #[test]

@@ -14,12 +14,19 @@ use serde::Deserialize;
 
 use crate::authority::Authority;
 use crate::credential::ClientCredential;
-use crate::diagnosis::TokenError;
-use crate::token::{AuthError, IdentityFailure, RawTokenResponse, TokenSet};
+use crate::token::{
+    AuthError, MAX_ANSWER, TokenSet, error_response, parse_retry_after, parse_token_response,
+};
 
-/// The most a token endpoint's answer may hold (a token set is a few KiB; more is
-/// not the identity platform talking).
-const MAX_ANSWER: usize = 1024 * 1024;
+/// Tries of one authorization-code redemption (the code lives about 10 minutes; the
+/// person is waiting).
+const REDEEM_ATTEMPTS: u32 = 3;
+/// The longest wait between them; a longer `Retry-After` ends the redemption.
+const REDEEM_MAX_WAIT: Duration = Duration::from_secs(30);
+/// A device code's lifetime and polling interval as the server states them, bounded
+/// (Microsoft's are 900 s and 5 s).
+const DEVICE_CODE_MAX_LIFETIME: Duration = Duration::from_hours(1);
+const DEVICE_CODE_MAX_INTERVAL: Duration = Duration::from_mins(1);
 
 /// The app an account signs in with.
 #[derive(Debug)]
@@ -115,12 +122,10 @@ impl TokenClient {
     ) -> Result<TokenSet, AuthError> {
         let now = self.clock.now();
         let body = self.post_form(url, form).await?;
-        let raw: RawTokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            AuthError::Protocol(format!("token answer is not the expected JSON: {e}"))
-        })?;
-        raw.into_token_set(now)
+        parse_token_response(200, &body, now)
     }
 
+    /// POSTs a form; the body of a 2xx answer, else the error (with `Retry-After`).
     async fn post_form(
         &self,
         url: &str,
@@ -150,8 +155,7 @@ impl TokenClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
         let bytes = mailbridge_http::bounded_body(response, MAX_ANSWER)
             .await
             .map_err(|e| match e {
@@ -165,25 +169,10 @@ impl TokenClient {
                 },
                 other => AuthError::Protocol(format!("{url}: {other}")),
             })?;
-        let bytes = bytes_buf::Bytes::from(bytes);
         if (200..300).contains(&status) {
-            return Ok(bytes);
+            return Ok(bytes_buf::Bytes::from(bytes));
         }
-        match TokenError::parse(&bytes) {
-            Some(error) => {
-                let diagnosis = error.diagnose();
-                Err(AuthError::Identity(Box::new(IdentityFailure {
-                    status,
-                    retry_after,
-                    error,
-                    diagnosis,
-                })))
-            }
-            None => Err(AuthError::Status {
-                status,
-                retry_after,
-            }),
-        }
+        Err(error_response(status, &bytes, retry_after))
     }
 
     fn base_form(
@@ -246,7 +235,10 @@ impl TokenClient {
         self.post_token(&authority.token_endpoint(), form).await
     }
 
-    /// Redeems an authorization code with its PKCE verifier.
+    /// Redeems an authorization code with its PKCE verifier. When the service refuses
+    /// for now (429, 5xx) or cannot be reached, tries again after its `Retry-After` (or
+    /// 1 s, then 2 s): three tries in all, waits of at most 30 s. A timeout is not
+    /// retried: the code may have been used.
     pub async fn redeem_code(
         &self,
         app: &App,
@@ -269,16 +261,38 @@ impl TokenClient {
             "code_verifier",
             SecretString::from(verifier.expose_secret().to_owned()),
         ));
-        self.post_token(&authority.token_endpoint(), form).await
+        let mut backoff = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            let err = match self
+                .post_token(&authority.token_endpoint(), form.clone())
+                .await
+            {
+                Ok(tokens) => return Ok(tokens),
+                Err(e) => e,
+            };
+            let Some(hint) = err.retry_hint(false) else {
+                return Err(err);
+            };
+            let wait = hint.wait(backoff);
+            if attempt >= REDEEM_ATTEMPTS || wait > REDEEM_MAX_WAIT {
+                return Err(err);
+            }
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+            attempt += 1;
+        }
     }
 
-    /// Starts the device-code flow.
+    /// Starts the device-code flow, asking also for `openid profile`
+    /// ([`crate::scopes::IDENTITY_SCOPES`]) so that the answer names who signed in.
     pub async fn start_device_code(
         &self,
         app: &App,
         authority: &Authority,
         scopes: &[String],
     ) -> Result<DeviceCode, AuthError> {
+        let scopes = crate::scopes::with_identity_scopes(scopes);
         let form = vec![
             ("client_id", SecretString::from(app.client_id.clone())),
             ("scope", SecretString::from(scopes.join(" "))),
@@ -292,17 +306,32 @@ impl TokenClient {
     }
 
     /// Polls until the user finished (or declined, or the code expired). Waits
-    /// `interval` between polls and adds 5 s on `slow_down` (RFC 8628).
+    /// `interval` between polls and adds 5 s on `slow_down` (RFC 8628 §3.5). When the
+    /// service refuses for now (429, 5xx) or cannot be reached, polling goes on after
+    /// its `Retry-After` (or a doubling backoff from the interval, up to a minute), as
+    /// long as the code lives; a wait past the code's expiry ends the sign-in. The
+    /// lifetime and interval the service states are bounded (an hour, a minute).
     pub async fn poll_device_code(
         &self,
         app: &App,
         authority: &Authority,
         code: &DeviceCode,
     ) -> Result<TokenSet, AuthError> {
-        let mut interval = Duration::from_secs(code.interval);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);
+        let mut interval = Duration::from_secs(code.interval.max(1)).min(DEVICE_CODE_MAX_INTERVAL);
+        let lifetime = Duration::from_secs(code.expires_in).min(DEVICE_CODE_MAX_LIFETIME);
+        let deadline = tokio::time::Instant::now() + lifetime;
+        let expired = || {
+            AuthError::Interaction(
+                "the device code expired before the sign-in was completed; start again".into(),
+            )
+        };
+        let mut wait = interval;
+        let mut backoff = interval;
         loop {
-            tokio::time::sleep(interval).await;
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(expired());
+            }
+            tokio::time::sleep(wait).await;
             let mut form = vec![
                 ("client_id", SecretString::from(app.client_id.clone())),
                 (
@@ -316,18 +345,29 @@ impl TokenClient {
                 &authority.token_endpoint(),
                 self.clock.now(),
             )?);
+            wait = interval;
             match self.post_token(&authority.token_endpoint(), form).await {
                 Ok(tokens) => return Ok(tokens),
                 Err(e) => match e.oauth_error() {
-                    Some("authorization_pending") => {}
-                    Some("slow_down") => interval += Duration::from_secs(5),
-                    _ => return Err(e),
+                    Some("authorization_pending") => backoff = interval,
+                    Some("slow_down") => {
+                        interval =
+                            (interval + Duration::from_secs(5)).min(DEVICE_CODE_MAX_INTERVAL);
+                        wait = interval;
+                        backoff = interval;
+                    }
+                    _ => {
+                        let Some(hint) = e.retry_hint(true) else {
+                            return Err(e);
+                        };
+                        wait = hint.wait(backoff).max(interval);
+                        backoff = (backoff * 2).min(DEVICE_CODE_MAX_INTERVAL);
+                        if tokio::time::Instant::now() + wait >= deadline {
+                            // Waiting as asked outlives the code: say why it ended.
+                            return Err(e);
+                        }
+                    }
                 },
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(AuthError::Interaction(
-                    "the device code expired before the sign-in was completed; start again".into(),
-                ));
             }
         }
     }

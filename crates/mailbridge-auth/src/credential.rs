@@ -10,6 +10,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -103,21 +105,13 @@ impl CertificateCredential {
         certificate_name: &str,
         key_name: &str,
     ) -> Result<Self, CredentialError> {
-        let certificate_der = rustls_pemfile::certs(&mut certificate_pem.as_bytes())
-            .find_map(Result::ok)
-            .map(|c| c.as_ref().to_vec())
+        let certificate_der = first_certificate(certificate_pem)
             .ok_or_else(|| CredentialError::NoCertificate(certificate_name.to_owned()))?;
-        let key_item = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .ok()
-            .flatten()
-            .ok_or_else(|| CredentialError::NoKey(key_name.to_owned()))?;
+        let key_item = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|_| CredentialError::NoKey(key_name.to_owned()))?;
         let key = match &key_item {
-            rustls::pki_types::PrivateKeyDer::Pkcs8(k) => {
-                RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
-            }
-            rustls::pki_types::PrivateKeyDer::Pkcs1(k) => {
-                RsaKeyPair::from_der(k.secret_pkcs1_der())
-            }
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             _ => return Err(CredentialError::BadKey),
         }
         .map_err(|_| CredentialError::BadKey)?;
@@ -225,83 +219,28 @@ impl ClientCredential {
     }
 }
 
+/// The DER of the first certificate in a PEM text (other sections are skipped).
+fn first_certificate(pem: &str) -> Option<Vec<u8>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .find_map(Result::ok)
+        .map(|c| c.as_ref().to_vec())
+}
+
 /// The SHA-1 thumbprint (upper-case hex, as the portal's "Certificates & secrets" page
 /// shows it) of the first certificate in a PEM text.
 pub fn certificate_thumbprint(pem: &str) -> Option<String> {
-    let der = rustls_pemfile::certs(&mut pem.as_bytes()).find_map(Result::ok)?;
+    let der = first_certificate(pem)?;
     Some(hex_upper(
-        digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref()).as_ref(),
+        digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &der).as_ref(),
     ))
 }
 
-/// The `notAfter` of the first certificate in a PEM text, read with a small bounded DER
-/// walk (Certificate -> tbsCertificate -> validity); `None` when it cannot be read.
+/// The `notAfter` of the first certificate in a PEM text, read with `x509-parser`;
+/// `None` when it is not a certificate.
 pub fn certificate_not_after(pem: &str) -> Option<OffsetDateTime> {
-    let der = rustls_pemfile::certs(&mut pem.as_bytes()).find_map(Result::ok)?;
-    let (_, cert_body, _) = der_item(der.as_ref())?;
-    let (_, tbs, _) = der_item(cert_body)?;
-    let mut rest = tbs;
-    // Optional [0] version, then serial, signature algorithm, issuer, validity.
-    let (tag, _, after) = der_item(rest)?;
-    if tag == 0xA0 {
-        rest = after;
-    }
-    for _ in 0..3 {
-        let (_, _, after) = der_item(rest)?;
-        rest = after;
-    }
-    let (_, validity, _) = der_item(rest)?;
-    let (_, _, after_not_before) = der_item(validity)?;
-    let (tag, time, _) = der_item(after_not_before)?;
-    parse_der_time(tag, time)
-}
-
-/// One DER item: (tag, contents, rest).
-fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (len_bytes, rest) = rest.split_at(n);
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
-}
-
-/// UTCTime (0x17, `YYMMDDHHMMSSZ`) or GeneralizedTime (0x18, `YYYYMMDDHHMMSSZ`).
-fn parse_der_time(tag: u8, bytes: &[u8]) -> Option<OffsetDateTime> {
-    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
-    let full = match tag {
-        0x17 => {
-            let yy: i32 = text.get(0..2)?.parse().ok()?;
-            format!("{}{}", if yy >= 50 { 19 } else { 20 }, text)
-        }
-        0x18 => text.to_owned(),
-        _ => return None,
-    };
-    let num = |r: std::ops::Range<usize>| -> Option<u32> { full.get(r)?.parse().ok() };
-    let year = i32::try_from(num(0..4)?).ok()?;
-    let month = time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(year, month, u8::try_from(num(6..8)?).ok()?).ok()?;
-    let t = time::Time::from_hms(
-        u8::try_from(num(8..10)?).ok()?,
-        u8::try_from(num(10..12)?).ok()?,
-        u8::try_from(num(12..14)?).ok()?,
-    )
-    .ok()?;
-    Some(date.with_time(t).assume_utc())
+    let der = first_certificate(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.to_datetime())
 }
 
 #[cfg(test)]
@@ -329,13 +268,9 @@ mod tests {
             certificate_not_after("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
                 .is_none()
         );
-        for bytes in [
-            &b"\x30\x84\xff\xff\xff\xff"[..],
-            b"\x30",
-            b"\x30\x03\x30\x01",
-        ] {
-            assert!(der_item(bytes).is_none_or(|(_, c, _)| c.len() <= bytes.len()));
-        }
+        // A PEM key is not a certificate.
+        let key = rcgen::KeyPair::generate().unwrap();
+        assert!(certificate_not_after(&key.serialize_pem()).is_none());
     }
 
     #[test]

@@ -66,9 +66,6 @@ pub struct AuthorizationRequest {
     pkce: Pkce,
 }
 
-/// OIDC scopes added to interactive sign-in so the answer names the user.
-const IDENTITY_SCOPES: [&str; 2] = ["openid", "profile"];
-
 impl AuthorizationRequest {
     /// Builds the `/authorize` URL with PKCE S256 and a random `state`.
     pub fn new(
@@ -96,12 +93,7 @@ impl AuthorizationRequest {
         let mut state_bytes = [0u8; 16];
         let _ = aws_lc_rs::rand::fill(&mut state_bytes);
         let state = URL_SAFE_NO_PAD.encode(state_bytes);
-        let mut all_scopes: Vec<String> = scopes.to_vec();
-        for s in IDENTITY_SCOPES {
-            if !all_scopes.iter().any(|x| x == s) {
-                all_scopes.push(s.to_owned());
-            }
-        }
+        let all_scopes = crate::scopes::with_identity_scopes(scopes);
         let mut consent = all_scopes.clone();
         for s in extra_consent {
             if !consent.contains(s) {
@@ -198,17 +190,10 @@ impl AuthorizationRequest {
     }
 }
 
-/// The user named by an ID token (`preferred_username`), read without verification:
-/// it is only shown back to the person who just signed in.
+/// The user named by an ID token (`preferred_username`, `upn` or `email`), read
+/// without verification: it is only shown back to the person who just signed in.
 pub fn id_token_user(id_token: &str) -> Option<String> {
-    let payload = id_token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("preferred_username")
-        .or_else(|| v.get("upn"))
-        .or_else(|| v.get("email"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
+    crate::claims::signed_in_user(Some(id_token), "").map(|u| u.name)
 }
 
 /// Runs the loopback sign-in: listens on `127.0.0.1:<ephemeral>`, hands the URL to
@@ -270,11 +255,11 @@ pub async fn loopback_sign_in(
             };
             match &outcome {
                 Ok(tokens) => {
-                    let user = tokens
-                        .id_token
-                        .as_deref()
-                        .and_then(id_token_user)
-                        .unwrap_or_else(|| "your account".to_owned());
+                    let user = crate::claims::signed_in_user(
+                        tokens.id_token.as_deref(),
+                        secrecy::ExposeSecret::expose_secret(&tokens.access_token),
+                    )
+                    .map_or_else(|| "your account".to_owned(), |u| u.name);
                     let _ = respond(
                         &mut stream,
                         200,

@@ -5,6 +5,21 @@ use serde::{Deserialize, Serialize};
 
 pub use mailbridge_types::config::Transport;
 
+/// OpenID Connect scopes added to every delegated sign-in (browser, paste, device code)
+/// so that the answer carries an ID token naming the user who signed in.
+pub const IDENTITY_SCOPES: [&str; 2] = ["openid", "profile"];
+
+/// `scopes` with [`IDENTITY_SCOPES`] added (once).
+pub fn with_identity_scopes(scopes: &[String]) -> Vec<String> {
+    let mut all = scopes.to_vec();
+    for s in IDENTITY_SCOPES {
+        if !all.iter().any(|x| x == s) {
+            all.push(s.to_owned());
+        }
+    }
+    all
+}
+
 /// Delegated (a user signs in) or app-only (client credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

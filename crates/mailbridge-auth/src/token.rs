@@ -101,6 +101,76 @@ impl RawTokenResponse {
     }
 }
 
+/// The most a token endpoint's answer may hold (a token set is a few KiB; more is
+/// not the identity platform talking).
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
+/// The longest `Retry-After` read from an answer (a day); larger values count as a day.
+/// Each flow bounds its waits further (the cache's policy, the device code's lifetime,
+/// the code redemption's few tries).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_hours(24);
+
+/// Reads a token endpoint's answer (`microsoft-protocols.md` §1.4 and §1.5): pure, no
+/// I/O, so that it can be fuzzed. A 2xx answer must be a token set; any other status
+/// becomes [`AuthError::Identity`] (an OAuth error body, with its AADSTS diagnosis) or
+/// [`AuthError::Status`]. Answers longer than [`MAX_ANSWER`] are refused.
+pub fn parse_token_response(
+    status: u16,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<TokenSet, AuthError> {
+    if body.len() > MAX_ANSWER {
+        return Err(AuthError::Protocol(format!(
+            "the token answer is longer than {MAX_ANSWER} bytes"
+        )));
+    }
+    if !(200..300).contains(&status) {
+        return Err(error_response(status, body, None));
+    }
+    let raw: RawTokenResponse = serde_json::from_slice(body)
+        .map_err(|e| AuthError::Protocol(format!("token answer is not the expected JSON: {e}")))?;
+    raw.into_token_set(now)
+}
+
+/// The error of a non-2xx answer: the identity platform's OAuth error body with its
+/// diagnosis when there is one, else the bare status.
+pub fn error_response(status: u16, body: &[u8], retry_after: Option<Duration>) -> AuthError {
+    match TokenError::parse(body) {
+        Some(error) => {
+            let diagnosis = error.diagnose();
+            AuthError::Identity(Box::new(IdentityFailure {
+                status,
+                retry_after,
+                error,
+                diagnosis,
+            }))
+        }
+        None => AuthError::Status {
+            status,
+            retry_after,
+        },
+    }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as a wait
+/// from `now`; at most [`MAX_RETRY_AFTER`]. A date in the past is no wait; anything
+/// else is `None`.
+pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: more than fits in a u64 is more than the cap.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let wait = at - now;
+    Some(if wait.is_negative() {
+        Duration::ZERO
+    } else {
+        Duration::try_from(wait).map_or(MAX_RETRY_AFTER, |w| w.min(MAX_RETRY_AFTER))
+    })
+}
+
 /// An error answer of the identity platform, with its diagnosis.
 #[derive(Debug)]
 pub struct IdentityFailure {
@@ -108,6 +178,31 @@ pub struct IdentityFailure {
     pub retry_after: Option<Duration>,
     pub error: TokenError,
     pub diagnosis: Diagnosis,
+}
+
+/// How long to wait before sending a refused request again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryHint {
+    /// The service's `Retry-After`.
+    AsAsked(Duration),
+    /// It did not say: the caller's backoff.
+    Backoff,
+}
+
+impl RetryHint {
+    /// The wait, with `backoff` when the service did not say.
+    pub(crate) fn wait(self, backoff: Duration) -> Duration {
+        match self {
+            RetryHint::AsAsked(d) => d,
+            RetryHint::Backoff => backoff,
+        }
+    }
+}
+
+impl From<Option<Duration>> for RetryHint {
+    fn from(retry_after: Option<Duration>) -> Self {
+        retry_after.map_or(RetryHint::Backoff, RetryHint::AsAsked)
+    }
 }
 
 /// Error of a sign-in operation.
@@ -179,21 +274,22 @@ impl AuthError {
     pub fn class(&self) -> ErrorClass {
         match self {
             AuthError::Http { .. } | AuthError::Protocol(_) => ErrorClass::Transient,
-            AuthError::Identity(f) => match f.status {
-                429 => ErrorClass::Throttled {
-                    retry_after: f.retry_after,
-                },
-                500..=599 => ErrorClass::Transient,
+            // A 5xx that says when to come back is a request to wait that long.
+            AuthError::Identity(f) => match (f.status, f.retry_after) {
+                (429, retry_after) | (500..=599, retry_after @ Some(_)) => {
+                    ErrorClass::Throttled { retry_after }
+                }
+                (500..=599, None) => ErrorClass::Transient,
                 _ => f.diagnosis.class,
             },
             AuthError::Status {
                 status,
                 retry_after,
-            } => match *status {
-                429 => ErrorClass::Throttled {
-                    retry_after: *retry_after,
-                },
-                500..=599 | 408 => ErrorClass::Transient,
+            } => match (*status, *retry_after) {
+                (429, retry_after) | (500..=599 | 408, retry_after @ Some(_)) => {
+                    ErrorClass::Throttled { retry_after }
+                }
+                (500..=599 | 408, None) => ErrorClass::Transient,
                 _ => ErrorClass::Permanent,
             },
             AuthError::Credential(_)
@@ -201,6 +297,35 @@ impl AuthError {
             | AuthError::Certificate { .. }
             | AuthError::TooLarge { .. } => ErrorClass::Misconfigured,
             AuthError::Interaction(_) => ErrorClass::NeedsSignIn,
+        }
+    }
+
+    /// The `Retry-After` the service sent with this answer, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AuthError::Identity(f) => f.retry_after,
+            AuthError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// When the service refused the request without acting on it (429, 408, 5xx) or
+    /// could not be reached at all, how long to wait before sending it again. A timeout
+    /// or a cut-off answer counts too when `idempotent` (the request may have been acted
+    /// on). `None` for every other error.
+    pub(crate) fn retry_hint(&self, idempotent: bool) -> Option<RetryHint> {
+        match self {
+            AuthError::Identity(f) if matches!(f.status, 408 | 429 | 500..=599) => {
+                Some(RetryHint::from(f.retry_after))
+            }
+            AuthError::Status {
+                status: 408 | 429 | 500..=599,
+                retry_after,
+            } => Some(RetryHint::from(*retry_after)),
+            AuthError::Http { source, .. } if idempotent || source.is_connect() => {
+                Some(RetryHint::Backoff)
+            }
+            _ => None,
         }
     }
 
@@ -226,8 +351,51 @@ mod prop_tests {
     }
 
     fn parse(body: &[u8]) -> Result<TokenSet, String> {
-        let raw: RawTokenResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        raw.into_token_set(now()).map_err(|e| e.to_string())
+        parse_token_response(200, body, now()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retry_after_as_seconds_or_date_and_bounded() {
+        let at = |s: &str| parse_retry_after(s, now());
+        assert_eq!(at("120"), Some(Duration::from_mins(2)));
+        assert_eq!(at(" 0 "), Some(Duration::ZERO));
+        assert_eq!(at("99999999999999999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(at("86401"), Some(MAX_RETRY_AFTER));
+        // now() is 2027-01-15 08:00:00 UTC.
+        assert_eq!(
+            at("Fri, 15 Jan 2027 08:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(at("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("Sun, 01 Jan 2034 00:00:00 GMT"), Some(MAX_RETRY_AFTER));
+        for bad in ["", "-1", "1.5", "soon", "30 s"] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_answers_are_classed_with_their_retry_after() {
+        let body = br#"{"error":"temporarily_unavailable","error_description":"AADSTS90033: A transient error has occurred.","error_codes":[90033]}"#;
+        let e = parse_token_response(503, body, now()).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Transient);
+        assert_eq!(e.oauth_error(), Some("temporarily_unavailable"));
+        let ra = Some(Duration::from_secs(7));
+        for status in [429, 503] {
+            assert_eq!(
+                error_response(status, body, ra).class(),
+                ErrorClass::Throttled { retry_after: ra }
+            );
+            assert_eq!(
+                error_response(status, b"<html>busy</html>", ra).class(),
+                ErrorClass::Throttled { retry_after: ra }
+            );
+        }
+        assert_eq!(
+            error_response(502, b"", None).class(),
+            ErrorClass::Transient
+        );
+        let e = parse_token_response(200, &vec![b' '; MAX_ANSWER + 1], now()).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
     }
 
     /// Any JSON value, nested a little.

@@ -526,13 +526,43 @@ fn sign_in_name(m: SignInMethod) -> &'static str {
     }
 }
 
-/// One exported secret.
-#[derive(Debug, Serialize, Deserialize)]
+/// One exported secret. Its `Debug` shows the id and the kind, never the value.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportedSecret {
     id: String,
     kind: String,
     value: String,
+}
+
+impl std::fmt::Debug for ExportedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportedSecret")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("value", &"[REDACTED]")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod exported_secret_tests {
+    #[test]
+    fn debug_of_an_exported_secret_and_its_file_shows_no_value() {
+        let secret = super::ExportedSecret {
+            id: "account:alice:refresh".into(),
+            kind: "refresh-token".into(),
+            value: "0.AXoA-refresh-token-that-must-not-leak".into(),
+        };
+        let file = super::AccountsFile {
+            secrets: vec![secret],
+            ..Default::default()
+        };
+        let shown = format!("{file:?} {file:#?}");
+        assert!(!shown.contains("must-not-leak"), "{shown}");
+        assert!(shown.contains("account:alice:refresh"), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+    }
 }
 
 /// The import/export file: the configuration file's tables plus, on request, secrets.

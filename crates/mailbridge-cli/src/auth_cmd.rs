@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use mailbridge_auth::cache::RetryPolicy;
-use mailbridge_auth::interactive::{AuthorizationRequest, id_token_user, loopback_sign_in};
+use mailbridge_auth::claims::signed_in_user;
+use mailbridge_auth::interactive::{AuthorizationRequest, loopback_sign_in};
 use mailbridge_auth::scopes::{Grant, scopes_for};
 use mailbridge_auth::session::Sessions;
 use mailbridge_store::token_store::refresh_token_id;
@@ -288,16 +289,34 @@ async fn login(
                 .map_err(explain)?
         }
     };
+    // Who signed in, as the answer says (never the account's address by default); a
+    // different user is said at once, before anything else.
+    let user = signed_in_user(
+        tokens.id_token.as_deref(),
+        tokens.access_token.expose_secret(),
+    );
+    let mailbox = acc.address.as_str();
+    let login = acc.login_name();
+    if let Some(u) = &user
+        && !u.is(mailbox)
+        && !u.is(&login)
+    {
+        eprintln!(
+            "warning: {} signed in, but account {} is the mailbox {mailbox}: mailbridge will open {mailbox} with {}'s rights, which works only if {} has Full Access to it. To sign in as {mailbox} instead, run `mailbridge auth login {}` again and choose that account.",
+            u.name, acc.name, u.name, u.name, acc.name
+        );
+    }
     sessions
         .persist(&acc.name, &tokens)
         .await
         .map_err(explain)?;
-    let user = tokens
-        .id_token
-        .as_deref()
-        .and_then(id_token_user)
-        .unwrap_or_else(|| acc.address.clone());
-    println!("{}: signed in as {user}.", acc.name);
+    match &user {
+        Some(u) => println!("{}: signed in as {}.", acc.name, u.name),
+        None => println!(
+            "{}: signed in (the sign-in service did not say which user; personal Microsoft accounts may not).",
+            acc.name
+        ),
+    }
     Ok(())
 }
 

@@ -73,20 +73,7 @@ pub fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
         return Ok(key);
     }
     if let Ok(pass) = std::env::var("MAILBRIDGE_MASTER_PASSPHRASE") {
-        let salt_path = data_dir.join("master.salt");
-        let salt = if salt_path.exists() {
-            std::fs::read(&salt_path)
-                .with_context(|| format!("failed to read {}", salt_path.display()))?
-        } else {
-            std::fs::create_dir_all(data_dir)?;
-            let salt = MasterKey::generate()?.to_base64();
-            let bytes = secrecy::ExposeSecret::expose_secret(&salt)
-                .as_bytes()
-                .to_vec();
-            std::fs::write(&salt_path, &bytes)
-                .with_context(|| format!("failed to write {}", salt_path.display()))?;
-            bytes
-        };
+        let salt = MasterKey::load_or_create_salt(&data_dir.join("master.salt"))?;
         return Ok(MasterKey::from_passphrase(
             &secrecy::SecretString::from(pass),
             &salt,
@@ -100,7 +87,7 @@ pub fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
 /// Opens the store in the data dir.
 pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
     let dir = global.data_dir();
-    std::fs::create_dir_all(&dir)
+    mailbridge_store::files::create_private_dir(&dir)
         .with_context(|| format!("failed to create the data directory {}", dir.display()))?;
     let key = master_key(&dir)?;
     let db = dir.join("mailbridge.db");

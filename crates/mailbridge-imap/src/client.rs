@@ -152,6 +152,28 @@ fn imap_date(day: time::Date) -> String {
     format!("{}-{month}-{}", day.day(), day.year())
 }
 
+/// The user name as a GS2 `saslname` (RFC 5801 §4, used by OAUTHBEARER, RFC 7628
+/// §3.1): `,` becomes `=2C` and `=` becomes `=3D`, so the name cannot end the header or
+/// smuggle another attribute.
+fn gs2_saslname(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
+}
+
+#[cfg(test)]
+mod gs2_tests {
+    #[test]
+    fn gs2_user_names_escape_comma_and_equals() {
+        for (user, wire) in [
+            ("alice@contoso.example", "alice@contoso.example"),
+            ("a,b=c@x", "a=2Cb=3Dc@x"),
+            ("=2C", "=3D2C"),
+            (",,", "=2C=2C"),
+        ] {
+            assert_eq!(super::gs2_saslname(user), wire);
+        }
+    }
+}
+
 fn quote(s: &str) -> Result<String, ImapError> {
     if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(ImapError::Protocol {
@@ -264,7 +286,8 @@ impl ImapClient {
             }
             Credentials::OAuthBearer { user, token } => {
                 let blob = STANDARD.encode(format!(
-                    "n,a={user},\x01auth=Bearer {}\x01\x01",
+                    "n,a={},\x01auth=Bearer {}\x01\x01",
+                    gs2_saslname(user),
                     token.expose_secret()
                 ));
                 self.sasl("OAUTHBEARER", &blob).await

@@ -311,6 +311,19 @@ pub fn message_key(checkpoint: &Checkpoint, message: &MessageRef) -> String {
     )
 }
 
+/// Creates `dir` and its missing parents with mode 0700 (mail is private, whatever the
+/// umask).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Creates `tmp/`, `new/` and `cur/` (durably), drops stale `tmp/` files, and lists
 /// the keys already in `new/` and `cur/`.
 fn prepare(maildir: &Path) -> Result<HashSet<String>, DownloadError> {
@@ -318,7 +331,7 @@ fn prepare(maildir: &Path) -> Result<HashSet<String>, DownloadError> {
     for sub in ["tmp", "new", "cur"] {
         let dir = maildir.join(sub);
         if !dir.is_dir() {
-            std::fs::create_dir_all(&dir).map_err(maildir_err(&dir))?;
+            create_private_dir(&dir).map_err(maildir_err(&dir))?;
             created = true;
         }
     }
@@ -885,6 +898,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn maildir_directories_are_created_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("mail/INBOX");
+        prepare(&maildir).unwrap();
+        for d in [
+            "mail",
+            "mail/INBOX",
+            "mail/INBOX/tmp",
+            "mail/INBOX/new",
+            "mail/INBOX/cur",
+        ] {
+            let mode = std::fs::metadata(dir.path().join(d))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{d}: {mode:o}");
+        }
+    }
 
     #[test]
     fn keys_are_stable_and_safe_file_names() {

@@ -1,6 +1,8 @@
 //! mailbridge-store: what mailbridge keeps between runs.
 //!
 //! Parts:
+//! - [`files`]: directories 0700 and files 0600 (database, `-wal`, `-shm`, key file,
+//!   passphrase salt) whatever the umask.
 //! - [`master_key`]: the master key, kept outside the database: from
 //!   `MAILBRIDGE_MASTER_KEY`, from a key file created on first run with mode 0600, or
 //!   derived from a passphrase with Argon2id.
@@ -12,6 +14,7 @@
 //! - [`records`]: apps, accounts and user-defined providers (their configuration
 //!   documents, without secrets) and each account folder's download checkpoint.
 
+pub mod files;
 pub mod master_key;
 pub mod records;
 pub mod sealed;

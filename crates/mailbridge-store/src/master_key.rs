@@ -101,8 +101,8 @@ impl MasterKey {
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(file_err)?);
             return Self::from_base64(&text).ok_or(MasterKeyError::BadFile { path: shown });
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(file_err)?;
+        if let Some(parent) = path.parent() {
+            crate::files::create_private_dir(parent).map_err(file_err)?;
         }
         let key = Self::generate()?;
         let mut options = std::fs::OpenOptions::new();
@@ -118,6 +118,28 @@ impl MasterKey {
             .and_then(|()| file.sync_all())
             .map_err(file_err)?;
         Ok(key)
+    }
+
+    /// The per-store salt for [`MasterKey::from_passphrase`] in `path` (`master.salt`),
+    /// created with 32 random bytes (as base64) and mode 0600 when missing; an existing
+    /// salt file is tightened to 0600.
+    pub fn load_or_create_salt(path: &Path) -> Result<Vec<u8>, MasterKeyError> {
+        let shown = path.display().to_string();
+        let file_err = |source| MasterKeyError::File {
+            path: shown.clone(),
+            source,
+        };
+        if path.exists() {
+            crate::files::make_private(path).map_err(file_err)?;
+            return std::fs::read(path).map_err(file_err);
+        }
+        if let Some(parent) = path.parent() {
+            crate::files::create_private_dir(parent).map_err(file_err)?;
+        }
+        let salt = Self::generate()?.to_base64();
+        let bytes = salt.expose_secret().as_bytes().to_vec();
+        crate::files::write_private_file(path, &bytes).map_err(file_err)?;
+        Ok(bytes)
     }
 
     /// Derives the key from a passphrase with Argon2id and a per-store salt.

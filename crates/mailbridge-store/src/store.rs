@@ -77,6 +77,12 @@ pub enum StoreError {
         "the master key does not open this database: use the key it was created with (MAILBRIDGE_MASTER_KEY, the key file, or the passphrase)"
     )]
     WrongMasterKey,
+    #[error("failed to create or restrict the database file {path} to its owner")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("secret {id} is damaged or was sealed under another key")]
     Damaged { id: String },
     #[error(transparent)]
@@ -115,7 +121,18 @@ impl Store {
     /// Opens (creating when missing) the SQLite database at `path` in WAL mode, runs
     /// migrations, and checks that `key` is the database's master key (a new database
     /// adopts it).
+    ///
+    /// The database file and its `-wal` and `-shm` files get mode 0600, and a missing
+    /// parent directory is created 0700 ([`crate::files`]).
     pub async fn open(path: &Path, key: &MasterKey) -> Result<Self, StoreError> {
+        let file_err = |source| StoreError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            crate::files::create_private_dir(parent).map_err(file_err)?;
+        }
+        crate::files::create_private_file(path).map_err(file_err)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -125,6 +142,12 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        // Journals left by an older version keep their mode until tightened.
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut journal = path.as_os_str().to_owned();
+            journal.push(suffix);
+            crate::files::make_private(Path::new(&journal)).map_err(file_err)?;
+        }
         Self::from_pool(pool, key).await
     }
 

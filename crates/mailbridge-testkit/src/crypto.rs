@@ -228,8 +228,8 @@ impl Jwt {
 
 /// First certificate of a PEM text, as DER.
 pub fn certificate_der_from_pem(pem: &str) -> Option<Vec<u8>> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
-    rustls_pemfile::certs(&mut reader)
+    use rustls::pki_types::pem::PemObject as _;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()?
         .ok()
         .map(|c| c.as_ref().to_vec())

@@ -8,6 +8,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use rustls::pki_types::pem::PemObject as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -100,10 +101,12 @@ impl EmulatorServer {
         let cert = ca
             .issue(&["localhost", "127.0.0.1"])
             .map_err(std::io::Error::other)?;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut cert.certificate_pem.as_bytes())
-            .collect::<Result<_, _>>()?;
-        let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())?
-            .ok_or_else(|| std::io::Error::other("no key in the issued certificate"))?;
+        let certs: Vec<_> =
+            rustls::pki_types::CertificateDer::pem_slice_iter(cert.certificate_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(std::io::Error::other)?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+            .map_err(std::io::Error::other)?;
         let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))

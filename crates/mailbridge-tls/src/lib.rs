@@ -148,7 +148,8 @@ impl TlsSettings {
     fn connector(&self, name: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
         let mut roots = system_roots().clone();
         if let Some(pem) = &self.extra_ca_pem {
-            for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
+            use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
                 let _ = roots.add(cert);
             }
         }

@@ -382,3 +382,42 @@ async fn personal_outlook_account_signs_in_through_consumers_with_an_opaque_toke
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn device_code_sign_in_names_the_user_from_its_id_token() {
+    let w = world().await;
+    w.emulator()
+        .update_knobs(|k| k.device_code_interval_secs = 1);
+    let client = w.client();
+    let app = w.desktop_app();
+    let authority = w.authority("contoso.example");
+    let code = client
+        .start_device_code(&app, &authority, &imap_scopes())
+        .await
+        .unwrap();
+    let asked = &w.emulator().requests_to("/oauth2/v2.0/devicecode")[0];
+    let scope = asked.param("scope").unwrap();
+    assert!(scope.split(' ').any(|s| s == "openid"), "{scope}");
+    assert!(scope.split(' ').any(|s| s == "profile"), "{scope}");
+    let mut bob = Person::new("bob@contoso.example", PASSWORD);
+    bob.mfa_code = Some("123456".into());
+    let (uri, user_code) = (code.verification_uri.clone(), code.user_code.clone());
+    let robot = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        bob.device_login(&uri, &user_code).await.unwrap()
+    });
+    let tokens = client
+        .poll_device_code(&app, &authority, &code)
+        .await
+        .unwrap();
+    robot.await.unwrap();
+    assert!(tokens.id_token.is_some());
+    let user = mailbridge_auth::claims::signed_in_user(
+        tokens.id_token.as_deref(),
+        tokens.access_token.expose_secret(),
+    )
+    .unwrap();
+    assert_eq!(user.name, "bob@contoso.example");
+    assert_eq!(user.source, mailbridge_auth::claims::UserSource::IdToken);
+    assert!(!user.is("alice@contoso.example"));
+}

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod scripted;
 mod support;
 
 mod app_only;
 mod delegated;
+mod retry;

@@ -5,6 +5,7 @@
 
 mod apps;
 mod hostile;
+mod login;
 mod send;
 mod test_cmd;
 

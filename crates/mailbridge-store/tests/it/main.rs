@@ -195,4 +195,6 @@ async fn rotated_refresh_token_survives_a_restart_and_nothing_secret_is_on_disk(
     // The master key is not in the database either.
     assert!(!contains(&bytes, key.to_base64().expose_secret()));
 }
+#[cfg(unix)]
+mod files;
 mod records;
