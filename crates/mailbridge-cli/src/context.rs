@@ -89,6 +89,12 @@ pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
     let dir = global.data_dir();
     mailbridge_store::files::create_private_dir(&dir)
         .with_context(|| format!("failed to create the data directory {}", dir.display()))?;
+    mailbridge_store::files::make_private_dir(&dir).with_context(|| {
+        format!(
+            "failed to make the data directory {} private (mode 0700)",
+            dir.display()
+        )
+    })?;
     let key = master_key(&dir)?;
     let db = dir.join("mailbridge.db");
     match Store::open(&db, &key).await {

@@ -2,8 +2,10 @@
 //! the umask (with a passphrase, a readable database and salt could be copied and the
 //! passphrase guessed offline).
 //!
-//! New directories are created 0700; an existing directory is left as it is (it may be
-//! one the user chose for more than mailbridge), but the files in it are tightened.
+//! New directories are created 0700; the data directory is tightened to 0700 when it is
+//! opened (it holds the sealed database and the key or salt); other existing
+//! directories are left as they are, but the files mailbridge keeps in them are
+//! tightened.
 
 use std::io;
 use std::path::Path;
@@ -22,6 +24,26 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+/// Sets an existing directory's mode to 0700 when group or others may enter it (the
+/// data directory holds the sealed database and the salt or key file: a data
+/// directory made by an older mailbridge under umask 022 was 0755).
+pub fn make_private_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let m = std::fs::metadata(dir)?;
+        if m.is_dir() && m.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// Sets an existing file's mode to 0600 (owner read and write only); a missing file is

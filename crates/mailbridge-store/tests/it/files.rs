@@ -95,3 +95,13 @@ fn passphrase_salt_is_private_under_umask_022() {
     assert_eq!(MasterKey::load_or_create_salt(&path).unwrap(), salt);
     assert_eq!(mode(&path), 0o600);
 }
+
+#[test]
+fn a_data_directory_an_older_version_left_open_is_made_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mailbridge");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    mailbridge_store::files::make_private_dir(&data).unwrap();
+    assert_eq!(mode(&data), 0o700);
+}
