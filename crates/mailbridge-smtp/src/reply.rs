@@ -570,7 +570,61 @@ mod tests {
         assert_eq!(caps.max_size(), Some(157_286_400));
     }
 
+    fn smtp_ish() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(b"250".to_vec()),
+            Just(b"535".to_vec()),
+            Just(b"-".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"5.7.139 ".to_vec()),
+            Just(b"AUTH XOAUTH2".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\x1b[0m".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
     proptest::proptest! {
+        /// Any bytes: a result, within the bounds, never more bytes used than given;
+        /// and line by line gives what the whole buffer gives.
+        #[test]
+        fn replies_are_bounded_and_parsed_alike_by_line_and_whole(
+            input in smtp_ish(),
+            max_lines in 1usize..8,
+            max_bytes in 0usize..200,
+        ) {
+            let limits = ReplyLimits { max_line: 64, max_lines, max_bytes };
+            let whole = parse(&input, &limits);
+            if let Ok(Some((reply, used))) = &whole {
+                proptest::prop_assert!(*used <= input.len());
+                proptest::prop_assert!(reply.lines.len() <= max_lines);
+                proptest::prop_assert!(reply.lines.iter().map(String::len).sum::<usize>() <= max_bytes);
+                proptest::prop_assert!(!reply.text().chars().any(char::is_control));
+            }
+            let mut parser = ReplyParser::new(limits);
+            let mut by_line = Ok(None);
+            let mut used = 0;
+            for line in input.split_inclusive(|b| *b == b'\n') {
+                let Some(body) = line.strip_suffix(b"\n") else { break };
+                if body.len() > limits.max_line + 1 {
+                    by_line = Err(ReplyError::LineTooLong { max: limits.max_line });
+                    break;
+                }
+                used += line.len();
+                match parser.push_line(body.strip_suffix(b"\r").unwrap_or(body)) {
+                    Ok(Some(r)) => { by_line = Ok(Some((r, used))); break; }
+                    Ok(None) => {}
+                    Err(e) => { by_line = Err(e); break; }
+                }
+            }
+            if !matches!(by_line, Err(ReplyError::LineTooLong { .. })) && !matches!(whole, Err(ReplyError::LineTooLong { .. })) {
+                proptest::prop_assert_eq!(whole, by_line);
+            }
+        }
+
         #[test]
         fn arbitrary_lines_never_panic(line in ".{0,600}") {
             let _ = parse_line(&line);
