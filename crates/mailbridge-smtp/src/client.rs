@@ -645,25 +645,35 @@ impl SmtpClient {
         self.read_reply(step).await
     }
 
+    /// Writes within [`SmtpConfig::timeout`]: a server that stops reading (its
+    /// window closed) is not waited for forever.
+    async fn within<T>(
+        timeout: Duration,
+        step: &'static str,
+        io: impl Future<Output = std::io::Result<T>>,
+    ) -> Result<T, SmtpError> {
+        match tokio::time::timeout(timeout, io).await {
+            Ok(result) => result.map_err(|source| SmtpError::Io { step, source }),
+            Err(_) => Err(SmtpError::Io {
+                step,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server stopped reading what was sent",
+                ),
+            }),
+        }
+    }
+
     async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), SmtpError> {
-        self.conn
-            .write_line(line.as_bytes())
-            .await
-            .map_err(|source| SmtpError::Io { step, source })
+        Self::within(self.timeout, step, self.conn.write_line(line.as_bytes())).await
     }
 
     async fn write_raw(&mut self, bytes: &[u8], step: &'static str) -> Result<(), SmtpError> {
-        self.conn
-            .write_all(bytes)
-            .await
-            .map_err(|source| SmtpError::Io { step, source })
+        Self::within(self.timeout, step, self.conn.write_all(bytes)).await
     }
 
     async fn flush(&mut self, step: &'static str) -> Result<(), SmtpError> {
-        self.conn
-            .flush()
-            .await
-            .map_err(|source| SmtpError::Io { step, source })
+        Self::within(self.timeout, step, self.conn.flush()).await
     }
 
     /// One reply, all its lines within [`SmtpConfig::timeout`].

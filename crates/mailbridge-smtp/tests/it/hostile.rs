@@ -299,3 +299,51 @@ async fn a_refused_token_names_the_mailbox_and_keeps_the_token_checklist() {
         "{text}"
     );
 }
+
+/// A server that says 354 and then stops reading: the body's writes are not waited
+/// for forever, and since the final `.` never went out the failure is an ordinary one.
+#[tokio::test]
+async fn a_server_that_stops_reading_the_body_is_not_waited_for_forever() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((s, _)) = listener.accept().await else {
+            return;
+        };
+        let (r, mut w) = s.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"220 ready\r\n").await.unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let answer: &[u8] = if line.starts_with("EHLO") {
+                b"250-mx\r\n250 8BITMIME\r\n"
+            } else if line.starts_with("DATA") {
+                w.write_all(b"354 go\r\n").await.unwrap();
+                // Never read again; keep the connection.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            } else {
+                b"250 ok\r\n"
+            };
+            w.write_all(answer).await.unwrap();
+        }
+    });
+    let mut config = config(addr);
+    config.timeout = Duration::from_secs(1);
+    let mut c = SmtpClient::connect(&config).await.unwrap();
+    use tokio::io::AsyncReadExt as _;
+    let body = tokio::io::repeat(b'x').take(512 * 1024 * 1024);
+    let err = c
+        .send("a@contoso.example", &["b@contoso.example".into()], body)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SmtpError::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::Transient);
+}
