@@ -10,7 +10,7 @@ use std::time::Duration;
 use mailbridge_smtp::{Credentials, Mechanism, SmtpClient, SmtpConfig, SmtpError, TlsMode};
 use mailbridge_types::ErrorClass;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// After the final `.` of DATA.
 #[derive(Debug, Clone, Copy)]
@@ -324,7 +324,7 @@ async fn a_server_that_stops_reading_the_body_is_not_waited_for_forever() {
             } else if line.starts_with("DATA") {
                 w.write_all(b"354 go\r\n").await.unwrap();
                 // Never read again; keep the connection.
-                tokio::time::sleep(Duration::from_secs(60)).await;
+                tokio::time::sleep(Duration::from_mins(1)).await;
                 return;
             } else {
                 b"250 ok\r\n"
@@ -335,7 +335,6 @@ async fn a_server_that_stops_reading_the_body_is_not_waited_for_forever() {
     let mut config = config(addr);
     config.timeout = Duration::from_secs(1);
     let mut c = SmtpClient::connect(&config).await.unwrap();
-    use tokio::io::AsyncReadExt as _;
     let body = tokio::io::repeat(b'x').take(512 * 1024 * 1024);
     let err = c
         .send("a@contoso.example", &["b@contoso.example".into()], body)
