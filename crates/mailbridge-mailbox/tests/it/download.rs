@@ -541,3 +541,76 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
     assert_exactly(&maildir, &messages.map(<[u8]>::to_vec));
     pop.close().await.unwrap();
 }
+
+/// A POP3 server whose first message never ends (announced as 10 bytes): the
+/// download stops at the account's size bound with an error naming the setting, and
+/// nothing of that message is left in the Maildir or counted as fetched.
+#[tokio::test]
+async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((s, _)) = listener.accept().await else {
+            return;
+        };
+        let (r, mut w) = s.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        w.write_all(b"+OK ready\r\n").await.unwrap();
+        let mut line = String::new();
+        while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+            let answer: &[u8] = match line.trim_end() {
+                "UIDL" => b"+OK\r\n1 endless\r\n2 fine\r\n.\r\n",
+                "LIST" => b"+OK\r\n1 10\r\n2 10\r\n.\r\n",
+                "RETR 1" => {
+                    w.write_all(b"+OK\r\n").await.unwrap();
+                    let chunk = b"endless line\r\n".repeat(4096);
+                    while w.write_all(&chunk).await.is_ok() {}
+                    return;
+                }
+                _ => b"-ERR no\r\n",
+            };
+            line.clear();
+            w.write_all(answer).await.unwrap();
+        }
+    });
+    let mut config =
+        mailbridge_pop3::Pop3Config::new("127.0.0.1", addr.port(), mailbridge_pop3::TlsMode::None);
+    config.limits.max_message_size = 2 * 1024 * 1024;
+    let client = mailbridge_pop3::Pop3Client::connect(&config).await.unwrap();
+    let mut pop = Pop3Mailbox::new(client);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("pop");
+    let mut fetched = 0;
+    let err = download(
+        &mut pop,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |p| {
+            fetched = p.messages;
+            ControlFlow::Continue(())
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.class(),
+        mailbridge_types::ErrorClass::LimitExceeded,
+        "{err:?}"
+    );
+    let DownloadError::Mailbox(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    assert_eq!(fetched, 0, "nothing counted as fetched");
+    assert!(maildir_files(&maildir).is_empty());
+    for sub in ["tmp", "new"] {
+        let left: Vec<_> = std::fs::read_dir(maildir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{sub}/: {left:?}");
+    }
+}
