@@ -140,6 +140,7 @@ pub async fn open_incoming(
         Transport::Pop3 => {
             let mut config = Pop3Config::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
             config.trust = trust(endpoint)?;
+            config.limits = account.limits;
             let mut client = Pop3Client::connect(&config).await?;
             let credentials = match signed_in {
                 Credential::Password { user, password } => {

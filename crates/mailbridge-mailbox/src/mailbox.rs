@@ -543,8 +543,30 @@ impl Mailbox for EwsMailbox {
     }
 }
 
+/// Message ids of a POP3 listing, each one distinct: a UIDL the server gives to
+/// several messages (a broken server, or one that derives it from the content) keeps
+/// its text for the first and gets ` 2`, ` 3`, ... for the later ones (a UIDL has no
+/// spaces, so these never meet a real one). So every message is listed, fetched and
+/// stored once, and none replaces another in the Maildir.
+fn distinct_ids(listing: Vec<(u32, String)>) -> Vec<(u32, String)> {
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    listing
+        .into_iter()
+        .map(|(n, uid)| {
+            let count = seen.entry(uid.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                (n, uid)
+            } else {
+                (n, format!("{uid} {count}"))
+            }
+        })
+        .collect()
+}
+
 /// POP3: one signed-in session. POP has no flags and no folders: `mark_read` does
 /// nothing, `move_to` is refused, and deletions take effect at [`Pop3Mailbox::close`].
+/// Message ids are the UIDLs, made distinct where the server repeats one.
 #[derive(Debug)]
 pub struct Pop3Mailbox {
     client: mailbridge_pop3::Pop3Client,
@@ -586,7 +608,10 @@ impl Mailbox for Pop3Mailbox {
         _folder: &str,
         checkpoint: &Checkpoint,
     ) -> Result<NewMessages, MailboxError> {
-        let listing = self.client.uidl().await?;
+        let listing = distinct_ids(self.client.uidl().await?);
+        // The sizes, so that a message announced over the size bound is refused
+        // without being downloaded (while the bytes are still counted as they come).
+        self.client.list().await?;
         let seen: std::collections::BTreeSet<&str> = match checkpoint {
             Checkpoint::Pop { uidls } => uidls.iter().map(String::as_str).collect(),
             _ => std::collections::BTreeSet::new(),
@@ -648,5 +673,22 @@ impl Mailbox for Pop3Mailbox {
     async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
         let n = self.number(message)?;
         Ok(self.client.dele(n).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_ids;
+
+    #[test]
+    fn repeated_uidls_become_distinct_ids() {
+        let listing = vec![
+            (1, "dup".to_owned()),
+            (2, "x".to_owned()),
+            (3, "dup".to_owned()),
+            (4, "dup".to_owned()),
+        ];
+        let ids: Vec<String> = distinct_ids(listing).into_iter().map(|(_, u)| u).collect();
+        assert_eq!(ids, ["dup", "x", "dup 2", "dup 3"]);
     }
 }

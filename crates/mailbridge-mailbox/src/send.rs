@@ -448,7 +448,9 @@ impl SmtpSender {
                 Ok(reply) => return Ok(format!("{} {}", reply.code, reply.text())),
                 Err(e) => {
                     // Nothing of the body went out, and the connection was found dead
-                    // or closing (421, as Postfix says after its idle timeout).
+                    // or closing (421, as Postfix says after its idle timeout). Never
+                    // after the final "." (`SmtpError::OutcomeUnknown`): the server
+                    // may have the message.
                     let stale = reused
                         && body.count == 0
                         && (matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. })
@@ -1099,7 +1101,7 @@ impl Sender for EwsSender {
 /// Whichever sender an account uses.
 #[derive(Debug)]
 pub enum AnySender {
-    Smtp(SmtpSender),
+    Smtp(Box<SmtpSender>),
     Graph(GraphSender),
     Ews(EwsSender),
 }
@@ -1183,7 +1185,10 @@ impl AnySender {
                     }
                     SenderSignIn::None => None,
                 };
-                Ok(AnySender::Smtp(SmtpSender::new(config, credentials)))
+                Ok(AnySender::Smtp(Box::new(SmtpSender::new(
+                    config,
+                    credentials,
+                ))))
             }
             Transport::Graph => {
                 let root = crate::connect::graph_root(endpoint);

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mailbridge_tls::{LineError, MailStream, TlsSettings};
@@ -10,7 +12,7 @@ use mailbridge_types::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::reply::{MAX_LINE, MAX_LINES, Meaning, Reply, parse_line};
+use crate::reply::{Capabilities, Meaning, Reply, ReplyLimits, ReplyParser};
 
 pub use mailbridge_types::config::TlsMode;
 
@@ -24,12 +26,23 @@ pub struct SmtpConfig {
     pub trust: TlsSettings,
     /// The name sent with EHLO.
     pub ehlo_name: String,
-    /// Timeout for each read (the server's answer to one command).
+    /// The longest the server's reply to one command may take, all its lines
+    /// together (a server that keeps sending `250-...` slowly is stopped by this).
     pub timeout: Duration,
+    /// The longest the reply to the end of `DATA` (the final `.`) may take: RFC 5321
+    /// §4.5.3.2.6 gives the server 10 minutes, and the message may be accepted
+    /// however long it takes ([`FINAL_REPLY_TIMEOUT`]).
+    pub final_reply_timeout: Duration,
+    /// Bounds on each reply (bytes per line, lines, bytes).
+    pub reply_limits: ReplyLimits,
 }
 
+/// RFC 5321 §4.5.3.2.6: "DATA Termination: 10 minutes".
+pub const FINAL_REPLY_TIMEOUT: Duration = Duration::from_mins(10);
+
 impl SmtpConfig {
-    /// A configuration with a 60 s timeout and `mailbridge.localhost` as EHLO name.
+    /// A configuration with a 60 s timeout per reply, 10 minutes for the reply to a
+    /// message's end, default reply bounds and `mailbridge.localhost` as EHLO name.
     pub fn new(host: &str, port: u16, tls: TlsMode) -> Self {
         Self {
             host: host.to_owned(),
@@ -38,6 +51,8 @@ impl SmtpConfig {
             trust: TlsSettings::default(),
             ehlo_name: "mailbridge.localhost".to_owned(),
             timeout: Duration::from_mins(1),
+            final_reply_timeout: FINAL_REPLY_TIMEOUT,
+            reply_limits: ReplyLimits::default(),
         }
     }
 }
@@ -71,6 +86,58 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// The mechanism and login name these credentials sign in with.
+    pub fn sign_in(&self) -> SignIn {
+        let (mechanism, login) = match self {
+            Credentials::XOAuth2 { user, .. } => (Mechanism::XOAuth2, user),
+            Credentials::Plain { user, .. } => (Mechanism::Plain, user),
+            Credentials::Login { user, .. } => (Mechanism::Login, user),
+        };
+        SignIn {
+            mechanism,
+            login: login.clone(),
+        }
+    }
+}
+
+/// How a sign-in was attempted: the mechanism and the login name sent, so a refusal
+/// can say which login was refused and give the causes that fit the mechanism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    pub mechanism: Mechanism,
+    /// The login name (PLAIN, LOGIN) or the mailbox (`user=` of XOAUTH2).
+    pub login: String,
+}
+
+/// A SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// `AUTH XOAUTH2` with an OAuth2 access token.
+    XOAuth2,
+    /// `AUTH PLAIN` with a password.
+    Plain,
+    /// `AUTH LOGIN` with a password.
+    Login,
+}
+
+impl Mechanism {
+    /// True for the password mechanisms.
+    pub fn is_password(self) -> bool {
+        matches!(self, Mechanism::Plain | Mechanism::Login)
+    }
+
+    /// The command (`AUTH XOAUTH2`, `AUTH PLAIN`, `AUTH LOGIN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::XOAuth2 => "AUTH XOAUTH2",
+            Mechanism::Plain => "AUTH PLAIN",
+            Mechanism::Login => "AUTH LOGIN",
+        }
+    }
+}
+
 /// What failed, with the server's reply and the fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -95,8 +162,14 @@ pub enum SmtpError {
     },
     #[error("the SMTP server sent something that is not SMTP during {step}: {detail}")]
     Protocol { step: &'static str, detail: String },
-    #[error("{step} was refused: {} {}. {}", reply.code, reply.text(), reply.meaning().fix())]
-    Refused { step: &'static str, reply: Reply },
+    /// The server refused a command; for a sign-in, `sign_in` says which login and
+    /// mechanism were refused.
+    #[error("{}", refusal(step, reply, sign_in.as_ref()))]
+    Refused {
+        step: &'static str,
+        reply: Reply,
+        sign_in: Option<SignIn>,
+    },
     /// `RCPT TO` refused for one recipient: the message was not sent to anyone.
     #[error("RCPT TO:<{address}> was refused: {} {}. {}", reply.code, reply.text(), reply.meaning().fix())]
     RecipientRefused { address: String, reply: Reply },
@@ -106,6 +179,36 @@ pub enum SmtpError {
         "{0:?} cannot be an envelope address (line breaks, angle brackets or spaces): fix the sender or recipient"
     )]
     InvalidAddress(String),
+    /// The whole message was sent but its final reply did not come (the wait ran
+    /// out, the connection dropped, or the reply was not SMTP): the server may have
+    /// accepted it. Resending blindly may deliver it twice.
+    #[error(
+        "the SMTP server did not confirm the message after its end (the final \".\" of DATA) within {} s: it may have accepted the message; check the recipient's mailbox or Sent Items before resending",
+        waited.as_secs()
+    )]
+    OutcomeUnknown {
+        waited: Duration,
+        #[source]
+        source: Box<SmtpError>,
+    },
+}
+
+fn refusal(step: &str, reply: &Reply, sign_in: Option<&SignIn>) -> String {
+    let meaning = reply.meaning();
+    let (code, text) = (reply.code, reply.text());
+    match sign_in {
+        None => format!("{step} was refused: {code} {text}. {}", meaning.fix()),
+        Some(SignIn { mechanism, login }) if mechanism.is_password() => format!(
+            "the SMTP server refused the password for login {login:?} ({}): {code} {text}. {}",
+            mechanism.as_str(),
+            meaning.password_fix()
+        ),
+        Some(SignIn { mechanism, login }) => format!(
+            "the SMTP server refused the token for {login:?} ({}): {code} {text}. {}",
+            mechanism.as_str(),
+            meaning.fix()
+        ),
+    }
 }
 
 impl SmtpError {
@@ -120,7 +223,22 @@ impl SmtpError {
                 reply.meaning().class()
             }
             SmtpError::InvalidAddress(_) => ErrorClass::Permanent,
+            SmtpError::OutcomeUnknown { .. } => ErrorClass::OutcomeUnknown,
         }
+    }
+
+    /// For a refused sign-in: the mechanism and login name that were refused.
+    pub fn sign_in(&self) -> Option<&SignIn> {
+        match self {
+            SmtpError::Refused { sign_in, .. } => sign_in.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// True when the message may have been accepted although no reply said so
+    /// ([`SmtpError::OutcomeUnknown`]): do not resend blindly.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, SmtpError::OutcomeUnknown { .. })
     }
 
     /// The server's refusal, if it refused.
@@ -148,6 +266,8 @@ impl SmtpError {
 pub struct SmtpClient {
     conn: MailStream,
     timeout: Duration,
+    final_reply_timeout: Duration,
+    reply_limits: ReplyLimits,
     /// EHLO keywords after the last EHLO (`AUTH PLAIN LOGIN XOAUTH2`, `SIZE 35882577`, ...).
     pub capabilities: Vec<String>,
     /// How the connection is secured.
@@ -218,6 +338,8 @@ impl SmtpClient {
         let mut client = Self {
             conn,
             timeout: config.timeout,
+            final_reply_timeout: config.final_reply_timeout,
+            reply_limits: config.reply_limits,
             capabilities: Vec::new(),
             tls,
         };
@@ -234,6 +356,7 @@ impl SmtpClient {
             return Err(SmtpError::Refused {
                 step: "the greeting",
                 reply: greeting,
+                sign_in: None,
             });
         }
         client.ehlo(&config.ehlo_name).await?;
@@ -257,24 +380,21 @@ impl SmtpClient {
 
     /// True when EHLO listed `keyword` (case-insensitive, first word).
     pub fn has_capability(&self, keyword: &str) -> bool {
-        self.capabilities.iter().any(|c| {
-            c.split_whitespace()
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
-        })
+        self.parsed_capabilities().has(keyword)
     }
 
     /// The SASL mechanisms offered after `AUTH`.
     pub fn auth_mechanisms(&self) -> Vec<String> {
-        self.capabilities
-            .iter()
-            .filter_map(|c| {
-                let mut words = c.split_whitespace();
-                (words.next()?.eq_ignore_ascii_case("AUTH"))
-                    .then(|| words.map(str::to_ascii_uppercase).collect::<Vec<_>>())
-            })
-            .flatten()
-            .collect()
+        self.parsed_capabilities().auth_mechanisms()
+    }
+
+    /// The EHLO capabilities, parsed ([`Capabilities`]).
+    pub fn parsed_capabilities(&self) -> Capabilities {
+        // `capabilities` holds the lines after the greeting line.
+        let mut lines = Vec::with_capacity(self.capabilities.len() + 1);
+        lines.push(String::new());
+        lines.extend(self.capabilities.iter().cloned());
+        Capabilities::parse(&lines)
     }
 
     async fn ehlo(&mut self, name: &str) -> Result<(), SmtpError> {
@@ -297,7 +417,9 @@ impl SmtpClient {
                 offered.join(" "),
             ));
         }
-        match credentials {
+        let sign_in = credentials.sign_in();
+        let step = sign_in.mechanism.as_str();
+        let reply = match credentials {
             Credentials::XOAuth2 { user, token } => {
                 let blob = STANDARD.encode(format!(
                     "user={user}\x01auth=Bearer {}\x01\x01",
@@ -312,24 +434,42 @@ impl SmtpClient {
                     self.write_line("", "AUTH").await?;
                     reply = self.read_reply("AUTH").await?;
                 }
-                expect(reply, "AUTH XOAUTH2", 235).map(|_| ())
+                reply
             }
             Credentials::Plain { user, password } => {
                 let blob = STANDARD.encode(format!("\0{user}\0{}", password.expose_secret()));
                 self.write_line(&format!("AUTH PLAIN {blob}"), "AUTH")
                     .await?;
-                let reply = self.read_reply("AUTH").await?;
-                expect(reply, "AUTH PLAIN", 235).map(|_| ())
+                self.read_reply("AUTH").await?
             }
-            Credentials::Login { user, password } => {
+            Credentials::Login { user, password } => 'login: {
+                // A refusal of `AUTH LOGIN` itself is about the mechanism, not the login.
                 self.command("AUTH LOGIN", "AUTH LOGIN", 334).await?;
-                self.command(&STANDARD.encode(user), "AUTH LOGIN", 334)
-                    .await?;
-                self.write_line(&STANDARD.encode(password.expose_secret()), "AUTH")
-                    .await?;
-                let reply = self.read_reply("AUTH").await?;
-                expect(reply, "AUTH LOGIN", 235).map(|_| ())
+                for line in [
+                    STANDARD.encode(user),
+                    STANDARD.encode(password.expose_secret()),
+                ] {
+                    self.write_line(&line, "AUTH").await?;
+                    let reply = self.read_reply("AUTH").await?;
+                    if reply.code != 334 {
+                        break 'login reply;
+                    }
+                }
+                return Err(SmtpError::Protocol {
+                    step: "AUTH LOGIN",
+                    detail: "the server asked for more than the login name and the password"
+                        .to_owned(),
+                });
             }
+        };
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(SmtpError::Refused {
+                step,
+                reply,
+                sign_in: Some(sign_in),
+            })
         }
     }
 
@@ -393,10 +533,23 @@ impl SmtpClient {
         }
         out.clear();
         stuffer.finish(&mut out);
-        self.write_raw(&out, "DATA").await?;
-        self.flush("DATA").await?;
-        let reply = self.read_reply("end of DATA").await?;
-        expect(reply, "the message (end of DATA)", 250)
+        // From here the server may have the whole message: whatever goes wrong before
+        // its reply leaves the outcome unknown, and the session is closed.
+        let waited = self.final_reply_timeout;
+        let unknown = |e: SmtpError| SmtpError::OutcomeUnknown {
+            waited,
+            source: Box::new(e),
+        };
+        let reply = async {
+            self.write_raw(&out, "DATA").await?;
+            self.flush("DATA").await?;
+            self.read_reply_within("the end of DATA", waited).await
+        }
+        .await;
+        match reply {
+            Ok(reply) => expect(reply, "the message (end of DATA)", 250),
+            Err(e) => Err(self.abandon(unknown(e))),
+        }
     }
 
     /// `RSET`, to reuse the connection for the next message after a failure.
@@ -439,6 +592,7 @@ impl SmtpClient {
         let mut refusal = (mail.code != 250).then_some(SmtpError::Refused {
             step: "MAIL FROM",
             reply: mail,
+            sign_in: None,
         });
         for r in recipients {
             match self.read_reply("RCPT TO").await {
@@ -491,71 +645,76 @@ impl SmtpClient {
         self.read_reply(step).await
     }
 
+    /// Writes within [`SmtpConfig::timeout`]: a server that stops reading (its
+    /// window closed) is not waited for forever.
+    async fn within<T>(
+        timeout: Duration,
+        step: &'static str,
+        io: impl Future<Output = std::io::Result<T>>,
+    ) -> Result<T, SmtpError> {
+        match tokio::time::timeout(timeout, io).await {
+            Ok(result) => result.map_err(|source| SmtpError::Io { step, source }),
+            Err(_) => Err(SmtpError::Io {
+                step,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server stopped reading what was sent",
+                ),
+            }),
+        }
+    }
+
     async fn write_line(&mut self, line: &str, step: &'static str) -> Result<(), SmtpError> {
-        self.conn
-            .write_line(line.as_bytes())
-            .await
-            .map_err(|source| SmtpError::Io { step, source })
+        Self::within(self.timeout, step, self.conn.write_line(line.as_bytes())).await
     }
 
     async fn write_raw(&mut self, bytes: &[u8], step: &'static str) -> Result<(), SmtpError> {
-        self.conn
-            .write_all(bytes)
-            .await
-            .map_err(|source| SmtpError::Io { step, source })
+        Self::within(self.timeout, step, self.conn.write_all(bytes)).await
     }
 
     async fn flush(&mut self, step: &'static str) -> Result<(), SmtpError> {
-        self.conn
-            .flush()
-            .await
-            .map_err(|source| SmtpError::Io { step, source })
+        Self::within(self.timeout, step, self.conn.flush()).await
     }
 
-    async fn read_line(&mut self, step: &'static str) -> Result<String, SmtpError> {
-        let line = self
-            .conn
-            .read_line(MAX_LINE, self.timeout)
-            .await
-            .map_err(|e| match e {
-                LineError::TooLong(max) => SmtpError::Protocol {
-                    step,
-                    detail: format!("a line longer than {max} bytes"),
-                },
-                LineError::Io(source) => SmtpError::Io { step, source },
-                other => SmtpError::Io {
-                    step,
-                    source: std::io::Error::other(other),
-                },
-            })?;
-        Ok(String::from_utf8_lossy(&line).into_owned())
-    }
-
+    /// One reply, all its lines within [`SmtpConfig::timeout`].
     async fn read_reply(&mut self, step: &'static str) -> Result<Reply, SmtpError> {
-        let mut lines = Vec::new();
-        let mut code = None;
+        self.read_reply_within(step, self.timeout).await
+    }
+
+    /// One reply within [`SmtpConfig::reply_limits`], all its lines within `time`.
+    async fn read_reply_within(
+        &mut self,
+        step: &'static str,
+        time: Duration,
+    ) -> Result<Reply, SmtpError> {
+        let deadline = Instant::now() + time;
+        let mut parser = ReplyParser::new(self.reply_limits);
         loop {
-            let line = self.read_line(step).await?;
-            let (c, last, text) = parse_line(&line).map_err(|e| SmtpError::Protocol {
-                step,
-                detail: e.to_string(),
-            })?;
-            if code.is_some_and(|k| k != c) {
-                return Err(SmtpError::Protocol {
-                    step,
-                    detail: format!("reply codes change within one reply ({line:?})"),
-                });
-            }
-            code = Some(c);
-            lines.push(text.to_owned());
-            if last {
-                return Ok(Reply { code: c, lines });
-            }
-            if lines.len() >= MAX_LINES {
-                return Err(SmtpError::Protocol {
-                    step,
-                    detail: format!("a reply of more than {MAX_LINES} lines"),
-                });
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .conn
+                .read_line(self.reply_limits.max_line, left)
+                .await
+                .map_err(|e| match e {
+                    LineError::TooLong(max) => SmtpError::Protocol {
+                        step,
+                        detail: format!("a line longer than {max} bytes"),
+                    },
+                    LineError::Io(source) => SmtpError::Io { step, source },
+                    other => SmtpError::Io {
+                        step,
+                        source: std::io::Error::other(other),
+                    },
+                })?;
+            match parser.push_line(&line) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(SmtpError::Protocol {
+                        step,
+                        detail: e.to_string(),
+                    });
+                }
             }
         }
     }
@@ -565,7 +724,11 @@ fn expect(reply: Reply, step: &'static str, want: u16) -> Result<Reply, SmtpErro
     if reply.code == want {
         Ok(reply)
     } else {
-        Err(SmtpError::Refused { step, reply })
+        Err(SmtpError::Refused {
+            step,
+            reply,
+            sign_in: None,
+        })
     }
 }
 

@@ -1,5 +1,13 @@
-//! SMTP replies (RFC 5321 §4.2) with enhanced status codes (RFC 3463), and what they
-//! mean for a Microsoft 365 or other submission server.
+//! SMTP replies ([RFC 5321 §4.2](https://www.rfc-editor.org/rfc/rfc5321#section-4.2))
+//! with enhanced status codes ([RFC 3463](https://www.rfc-editor.org/rfc/rfc3463)),
+//! EHLO capabilities (RFC 5321 §4.1.1.1), and what they mean for a Microsoft 365 or
+//! other submission server.
+//!
+//! Pure functions over bytes with explicit limits ([`ReplyLimits`]: bytes per line,
+//! lines and bytes per reply), apart from any I/O: [`ReplyParser`] takes a reply line
+//! by line, [`parse`] a whole reply from a buffer, [`Capabilities::parse`] an EHLO
+//! reply. Server text is made [`printable`] as it is parsed. Nothing here panics on
+//! any input.
 
 use mailbridge_types::ErrorClass;
 
@@ -7,30 +15,84 @@ use mailbridge_types::ErrorClass;
 pub const MAX_LINE: usize = 4096;
 /// Most lines in one reply.
 pub const MAX_LINES: usize = 256;
+/// Most bytes in one reply (its lines' texts together).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Bounds on one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// Bytes per line, without CR LF.
+    pub max_line: usize,
+    /// Lines per reply.
+    pub max_lines: usize,
+    /// Bytes per reply.
+    pub max_bytes: usize,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        Self {
+            max_line: MAX_LINE,
+            max_lines: MAX_LINES,
+            max_bytes: MAX_REPLY_BYTES,
+        }
+    }
+}
+
+/// A server's text as it may be shown to a person: control characters (escape
+/// sequences, bell, backspace, C1) and bidirectional overrides removed, tabs made
+/// spaces, at most `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if c.is_control() => None,
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => None,
+            c => Some(c),
+        })
+        .take(max)
+        .collect()
+}
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The three-digit code.
     pub code: u16,
-    /// The texts of the lines, without code and separator.
+    /// The texts of the lines, without code and separator, made [`printable`].
     pub lines: Vec<String>,
 }
 
-/// A reply line that is not SMTP.
+/// A reply that is not SMTP or passes a bound.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed SMTP reply line: {0:?}")]
-pub struct ReplyError(pub String);
+#[non_exhaustive]
+pub enum ReplyError {
+    /// Not a reply line (shown escaped, at most 200 characters).
+    #[error("malformed SMTP reply line: {0:?}")]
+    Malformed(String),
+    /// The code changed within one multi-line reply.
+    #[error("reply codes change within one reply ({first} then {then})")]
+    CodeChanged { first: u16, then: u16 },
+    /// A line longer than [`ReplyLimits::max_line`].
+    #[error("a reply line longer than {max} bytes")]
+    LineTooLong { max: usize },
+    /// More lines than [`ReplyLimits::max_lines`].
+    #[error("a reply of more than {max} lines")]
+    TooManyLines { max: usize },
+    /// More bytes than [`ReplyLimits::max_bytes`].
+    #[error("a reply of more than {max} bytes")]
+    TooManyBytes { max: usize },
+}
 
 /// Parses one reply line: `(code, is_last, text)`.
 pub fn parse_line(line: &str) -> Result<(u16, bool, &str), ReplyError> {
     let bytes = line.as_bytes();
-    let bad = || ReplyError(line.chars().take(200).collect());
+    let bad = || ReplyError::Malformed(line.chars().take(200).collect());
     if bytes.len() < 3 || !bytes.iter().take(3).all(u8::is_ascii_digit) {
         return Err(bad());
     }
     let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(bad)?;
-    if !(200..600).contains(&code) && !(100..200).contains(&code) {
+    if !(100..600).contains(&code) {
         return Err(bad());
     }
     match bytes.get(3) {
@@ -41,31 +103,210 @@ pub fn parse_line(line: &str) -> Result<(u16, bool, &str), ReplyError> {
     }
 }
 
+/// A reply taken line by line, within [`ReplyLimits`].
+#[derive(Debug, Clone)]
+pub struct ReplyParser {
+    limits: ReplyLimits,
+    code: Option<u16>,
+    lines: Vec<String>,
+    bytes: usize,
+}
+
+impl ReplyParser {
+    /// A parser for one reply.
+    pub fn new(limits: ReplyLimits) -> Self {
+        Self {
+            limits,
+            code: None,
+            lines: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Takes one line (without its CR LF; invalid UTF-8 is replaced): the reply once
+    /// its last line came. After a reply or an error, start a new parser.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<Reply>, ReplyError> {
+        if line.len() > self.limits.max_line {
+            return Err(ReplyError::LineTooLong {
+                max: self.limits.max_line,
+            });
+        }
+        self.bytes += line.len();
+        if self.bytes > self.limits.max_bytes {
+            return Err(ReplyError::TooManyBytes {
+                max: self.limits.max_bytes,
+            });
+        }
+        let text = String::from_utf8_lossy(line);
+        let (code, last, rest) = parse_line(&text)?;
+        if let Some(first) = self.code.filter(|c| *c != code) {
+            return Err(ReplyError::CodeChanged { first, then: code });
+        }
+        self.code = Some(code);
+        self.lines.push(printable(rest, self.limits.max_line));
+        if last {
+            return Ok(Some(Reply {
+                code,
+                lines: std::mem::take(&mut self.lines),
+            }));
+        }
+        if self.lines.len() >= self.limits.max_lines {
+            return Err(ReplyError::TooManyLines {
+                max: self.limits.max_lines,
+            });
+        }
+        Ok(None)
+    }
+}
+
+/// Parses one whole reply from the start of `input` (lines ending in LF, a CR before
+/// it dropped): the reply and the bytes it used, or `None` when `input` ends before
+/// the reply does (with no bound passed yet).
+pub fn parse(input: &[u8], limits: &ReplyLimits) -> Result<Option<(Reply, usize)>, ReplyError> {
+    let mut parser = ReplyParser::new(*limits);
+    let mut used = 0;
+    while let Some(rest) = input.get(used..) {
+        let Some(lf) = rest.iter().position(|b| *b == b'\n') else {
+            if rest.len() > limits.max_line + 1 {
+                return Err(ReplyError::LineTooLong {
+                    max: limits.max_line,
+                });
+            }
+            return Ok(None);
+        };
+        let line = rest.get(..lf).unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        used += lf + 1;
+        if let Some(reply) = parser.push_line(line)? {
+            return Ok(Some((reply, used)));
+        }
+    }
+    Ok(None)
+}
+
+/// An enhanced status code (RFC 3463): `class.subject.detail`, as `5.7.139`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnhancedCode {
+    /// 2, 4 or 5.
+    pub class: u8,
+    /// 0 to 999.
+    pub subject: u16,
+    /// 0 to 999.
+    pub detail: u16,
+}
+
+impl EnhancedCode {
+    /// Parses one word as an enhanced status code.
+    pub fn parse(word: &str) -> Option<Self> {
+        let mut parts = word.split('.');
+        let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let digits = |p: &str, max: usize| {
+            (!p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u16>().ok())
+                .flatten()
+        };
+        let class = u8::try_from(digits(class, 1)?).ok()?;
+        if !matches!(class, 2 | 4 | 5) {
+            return None;
+        }
+        Some(Self {
+            class,
+            subject: digits(subject, 3)?,
+            detail: digits(detail, 3)?,
+        })
+    }
+}
+
+impl std::fmt::Display for EnhancedCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// What EHLO offered ([RFC 5321 §4.1.1.1](https://www.rfc-editor.org/rfc/rfc5321#section-4.1.1.1)):
+/// each line after the first is a keyword and its parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Keyword (upper case) and parameters, in the server's order.
+    pub entries: Vec<(String, Vec<String>)>,
+}
+
+impl Capabilities {
+    /// The capabilities of an EHLO reply's lines (the first line is the greeting);
+    /// lines that are not `keyword [params]` are left out.
+    pub fn parse(lines: &[String]) -> Self {
+        let entries = lines
+            .iter()
+            .skip(1)
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let keyword = words.next()?;
+                if !keyword
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return None;
+                }
+                Some((
+                    keyword.to_ascii_uppercase(),
+                    words.map(str::to_owned).collect(),
+                ))
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// True when `keyword` is offered (case-insensitive).
+    pub fn has(&self, keyword: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(keyword))
+    }
+
+    /// The SASL mechanisms after `AUTH`, upper case.
+    pub fn auth_mechanisms(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| k == "AUTH")
+            .flat_map(|(_, params)| params.iter().map(|p| p.to_ascii_uppercase()))
+            .collect()
+    }
+
+    /// The largest message the server takes (`SIZE n`, RFC 1870), if it says; 0 means
+    /// no limit and gives `None`.
+    pub fn max_size(&self) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == "SIZE")
+            .and_then(|(_, p)| p.first()?.parse().ok())
+            .filter(|n| *n > 0)
+    }
+}
+
 impl Reply {
     /// The whole text, lines joined with a space.
     pub fn text(&self) -> String {
         self.lines.join(" ")
     }
 
-    /// The first enhanced status code (`5.7.139`) in the reply, wherever it stands:
-    /// some servers (Postfix in front of Dovecot) put the upstream code after their own.
+    /// The enhanced status codes (`5.7.139`) in the reply, wherever they stand: some
+    /// servers (Postfix in front of Dovecot) put the upstream code after their own.
+    pub fn enhanced(&self) -> Vec<EnhancedCode> {
+        self.lines
+            .iter()
+            .flat_map(|line| {
+                line.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == ':')
+                    .filter_map(EnhancedCode::parse)
+            })
+            .collect()
+    }
+
+    /// [`Self::enhanced`] as text.
     pub fn enhanced_codes(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for line in &self.lines {
-            for word in line.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == ':')
-            {
-                let parts: Vec<&str> = word.split('.').collect();
-                if parts.len() == 3
-                    && matches!(parts.first(), Some(&("2" | "4" | "5")))
-                    && parts.iter().all(|p| {
-                        !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit())
-                    })
-                {
-                    out.push(word.to_owned());
-                }
-            }
-        }
-        out
+        self.enhanced().iter().map(ToString::to_string).collect()
     }
 
     /// True for 2xx and 3xx.
@@ -178,7 +419,19 @@ impl Meaning {
             Meaning::Rejected => "the server rejected the command: see its reply",
         }
     }
+
+    /// The fix when a password (`AUTH PLAIN` / `LOGIN`) was refused: the causes of a
+    /// refused password, not a token's.
+    pub fn password_fix(self) -> &'static str {
+        match self {
+            Meaning::AuthenticationFailed | Meaning::Rejected => PASSWORD_FIX,
+            other => other.fix(),
+        }
+    }
 }
+
+/// Why a password sign-in is refused, most likely first.
+pub const PASSWORD_FIX: &str = "check the login name and the password (`mailbridge account edit`); if the account uses two-step verification, the provider wants an app password instead of the account's own (Outlook.com, Gmail, iCloud, Yahoo); Exchange Online refuses passwords where Basic authentication (SMTP AUTH) is disabled for the tenant or the mailbox (`Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false`, if security defaults allow it) or the account needs MFA: sign the account in with OAuth2 instead (delegated or app-only)";
 
 #[cfg(test)]
 mod tests {
@@ -234,7 +487,144 @@ mod tests {
         }
     }
 
+    #[test]
+    fn whole_replies_within_limits() {
+        let limits = ReplyLimits::default();
+        let (r, used) = parse(
+            b"250-mail.contoso.com\r\n250-SIZE 35882577\r\n250 AUTH LOGIN XOAUTH2\r\n220 next",
+            &limits,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.code, 250);
+        assert_eq!(r.lines.len(), 3);
+        assert_eq!(used, 65);
+        assert_eq!(parse(b"250-a\r\n250-b", &limits).unwrap(), None);
+        assert_eq!(
+            parse(b"250-a\r\n550 b\r\n", &limits).unwrap_err(),
+            ReplyError::CodeChanged {
+                first: 250,
+                then: 550
+            }
+        );
+        let small = ReplyLimits {
+            max_line: 10,
+            max_lines: 3,
+            max_bytes: 25,
+        };
+        assert_eq!(
+            parse(b"250-a\r\n250-b\r\n250-c\r\n250 d\r\n", &small).unwrap_err(),
+            ReplyError::TooManyLines { max: 3 }
+        );
+        assert_eq!(
+            parse(b"250 0123456789\r\n", &small).unwrap_err(),
+            ReplyError::LineTooLong { max: 10 }
+        );
+        assert_eq!(
+            parse(b"250-012345\r\n250-012345\r\n250 012345\r\n", &small).unwrap_err(),
+            ReplyError::TooManyBytes { max: 25 }
+        );
+        assert_eq!(
+            parse(&[b'2'; 20], &small).unwrap_err(),
+            ReplyError::LineTooLong { max: 10 }
+        );
+    }
+
+    #[test]
+    fn server_text_loses_its_control_characters() {
+        let (r, _) = parse(
+            b"535 5.7.8 \x1b[31mbad\x07 \xc2\x9b credentials\r\n",
+            &ReplyLimits::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.text(), "5.7.8 [31mbad  credentials");
+        assert_eq!(r.enhanced_codes(), ["5.7.8"]);
+    }
+
+    #[test]
+    fn enhanced_codes_and_capabilities() {
+        assert_eq!(
+            EnhancedCode::parse("5.7.139"),
+            Some(EnhancedCode {
+                class: 5,
+                subject: 7,
+                detail: 139
+            })
+        );
+        for bad in [
+            "", "5.7", "3.1.1", "5.7.1000", "5..1", "5.7.1.2", "x.y.z", "+5.7.1",
+        ] {
+            assert_eq!(EnhancedCode::parse(bad), None, "{bad}");
+        }
+        let caps = Capabilities::parse(&[
+            "smtp.office365.com Hello".to_owned(),
+            "SIZE 157286400".to_owned(),
+            "PIPELINING".to_owned(),
+            "auth login xoauth2".to_owned(),
+            "AUTH=LOGIN".to_owned(),
+            "8BITMIME".to_owned(),
+        ]);
+        assert!(caps.has("pipelining") && caps.has("8BITMIME") && !caps.has("STARTTLS"));
+        assert_eq!(caps.auth_mechanisms(), ["LOGIN", "XOAUTH2"]);
+        assert_eq!(caps.max_size(), Some(157_286_400));
+    }
+
+    fn smtp_ish() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(b"250".to_vec()),
+            Just(b"535".to_vec()),
+            Just(b"-".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"5.7.139 ".to_vec()),
+            Just(b"AUTH XOAUTH2".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\x1b[0m".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
     proptest::proptest! {
+        /// Any bytes: a result, within the bounds, never more bytes used than given;
+        /// and line by line gives what the whole buffer gives.
+        #[test]
+        fn replies_are_bounded_and_parsed_alike_by_line_and_whole(
+            input in smtp_ish(),
+            max_lines in 1usize..8,
+            max_bytes in 0usize..200,
+        ) {
+            let limits = ReplyLimits { max_line: 64, max_lines, max_bytes };
+            let whole = parse(&input, &limits);
+            if let Ok(Some((reply, used))) = &whole {
+                proptest::prop_assert!(*used <= input.len());
+                proptest::prop_assert!(reply.lines.len() <= max_lines);
+                proptest::prop_assert!(reply.lines.iter().map(String::len).sum::<usize>() <= max_bytes);
+                proptest::prop_assert!(!reply.text().chars().any(char::is_control));
+            }
+            let mut parser = ReplyParser::new(limits);
+            let mut by_line = Ok(None);
+            let mut used = 0;
+            for line in input.split_inclusive(|b| *b == b'\n') {
+                let Some(body) = line.strip_suffix(b"\n") else { break };
+                if body.len() > limits.max_line + 1 {
+                    by_line = Err(ReplyError::LineTooLong { max: limits.max_line });
+                    break;
+                }
+                used += line.len();
+                match parser.push_line(body.strip_suffix(b"\r").unwrap_or(body)) {
+                    Ok(Some(r)) => { by_line = Ok(Some((r, used))); break; }
+                    Ok(None) => {}
+                    Err(e) => { by_line = Err(e); break; }
+                }
+            }
+            if !matches!(by_line, Err(ReplyError::LineTooLong { .. })) && !matches!(whole, Err(ReplyError::LineTooLong { .. })) {
+                proptest::prop_assert_eq!(whole, by_line);
+            }
+        }
+
         #[test]
         fn arbitrary_lines_never_panic(line in ".{0,600}") {
             let _ = parse_line(&line);

@@ -445,3 +445,172 @@ async fn graph_downloads_four_messages_at_a_time() {
     assert_eq!(summary.unwrap().messages, 9);
     assert_exactly(&maildir, &expected);
 }
+
+/// A POP3 server that gives two messages the same UIDL: both are downloaded, each
+/// once, and counted right; a second run finds both already there.
+#[tokio::test]
+async fn pop3_messages_with_the_same_uidl_are_both_kept() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let messages: [&[u8]; 3] = [
+        b"Subject: first\r\n\r\none\r\n",
+        b"Subject: second\r\n\r\ntwo\r\n",
+        b"Subject: third\r\n\r\nthree\r\n",
+    ];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let retrs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = retrs.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let heard = heard.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = tokio::io::BufReader::new(r);
+                w.write_all(b"+OK ready\r\n").await.unwrap();
+                let mut line = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let command = line.trim_end().to_owned();
+                    line.clear();
+                    let answer: Vec<u8> = match command.as_str() {
+                        "UIDL" => b"+OK\r\n1 same-uidl\r\n2 other\r\n3 same-uidl\r\n.\r\n".to_vec(),
+                        "LIST" => b"+OK\r\n1 24\r\n2 25\r\n3 27\r\n.\r\n".to_vec(),
+                        "QUIT" => b"+OK bye\r\n".to_vec(),
+                        retr => match retr
+                            .strip_prefix("RETR ")
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .filter(|n| (1..=3).contains(n))
+                        {
+                            Some(n) => {
+                                heard.lock().unwrap().push(n);
+                                [b"+OK\r\n", messages[n - 1], b".\r\n"].concat()
+                            }
+                            None => b"-ERR no\r\n".to_vec(),
+                        },
+                    };
+                    w.write_all(&answer).await.unwrap();
+                }
+            });
+        }
+    });
+    let config =
+        mailbridge_pop3::Pop3Config::new("127.0.0.1", addr.port(), mailbridge_pop3::TlsMode::None);
+    let client = mailbridge_pop3::Pop3Client::connect(&config).await.unwrap();
+    let mut pop = Pop3Mailbox::new(client);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("pop");
+    let first = download(
+        &mut pop,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.messages, 3, "every message counted once");
+    assert_eq!(*retrs.lock().unwrap(), [1, 2, 3], "each fetched once");
+    assert_exactly(&maildir, &messages.map(<[u8]>::to_vec));
+    assert!(
+        matches!(&first.checkpoint, Checkpoint::Pop { uidls } if uidls.len() == 3),
+        "{:?}",
+        first.checkpoint
+    );
+    let again = download(
+        &mut pop,
+        "INBOX",
+        &first.checkpoint,
+        &maildir,
+        &DownloadOptions::default(),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.messages, again.already_present), (0, 0));
+    let from_start = download(
+        &mut pop,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((from_start.messages, from_start.already_present), (0, 3));
+    assert_exactly(&maildir, &messages.map(<[u8]>::to_vec));
+    pop.close().await.unwrap();
+}
+
+/// A POP3 server whose first message never ends (announced as 10 bytes): the
+/// download stops at the account's size bound with an error naming the setting, and
+/// nothing of that message is left in the Maildir or counted as fetched.
+#[tokio::test]
+async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((s, _)) = listener.accept().await else {
+            return;
+        };
+        let (r, mut w) = s.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        w.write_all(b"+OK ready\r\n").await.unwrap();
+        let mut line = String::new();
+        while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+            let answer: &[u8] = match line.trim_end() {
+                "UIDL" => b"+OK\r\n1 endless\r\n2 fine\r\n.\r\n",
+                "LIST" => b"+OK\r\n1 10\r\n2 10\r\n.\r\n",
+                "RETR 1" => {
+                    w.write_all(b"+OK\r\n").await.unwrap();
+                    let chunk = b"endless line\r\n".repeat(4096);
+                    while w.write_all(&chunk).await.is_ok() {}
+                    return;
+                }
+                _ => b"-ERR no\r\n",
+            };
+            line.clear();
+            w.write_all(answer).await.unwrap();
+        }
+    });
+    let mut config =
+        mailbridge_pop3::Pop3Config::new("127.0.0.1", addr.port(), mailbridge_pop3::TlsMode::None);
+    config.limits.max_message_size = 2 * 1024 * 1024;
+    let client = mailbridge_pop3::Pop3Client::connect(&config).await.unwrap();
+    let mut pop = Pop3Mailbox::new(client);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("pop");
+    let mut fetched = 0;
+    let err = download(
+        &mut pop,
+        "INBOX",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |p| {
+            fetched = p.messages;
+            ControlFlow::Continue(())
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.class(),
+        mailbridge_types::ErrorClass::LimitExceeded,
+        "{err:?}"
+    );
+    let DownloadError::Mailbox(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    assert_eq!(fetched, 0, "nothing counted as fetched");
+    assert!(maildir_files(&maildir).is_empty());
+    for sub in ["tmp", "new"] {
+        let left: Vec<_> = std::fs::read_dir(maildir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{sub}/: {left:?}");
+    }
+}

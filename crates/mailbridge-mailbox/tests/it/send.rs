@@ -888,3 +888,87 @@ async fn graph_draft_with_more_than_five_headers_is_refused_before_sending() {
     let raw = w.received(BOB, &m.subject).await;
     assert!(String::from_utf8_lossy(&raw).contains("X-H5: v"));
 }
+
+/// A server that takes the first message and swallows the second one's final `.`:
+/// the second send is "outcome unknown" (the server may have it), and the sender
+/// neither resends it on a new connection nor calls it a passing failure.
+#[tokio::test]
+async fn smtp_never_resends_a_message_whose_final_dot_went_unanswered() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // (connections, DATA commands)
+    let seen = Arc::new(Mutex::new((0usize, 0usize)));
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            counts.lock().unwrap().0 += 1;
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = tokio::io::BufReader::new(r);
+                w.write_all(b"220 ready\r\n").await.unwrap();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let answer: &[u8] = if line.starts_with("DATA") {
+                        let n = {
+                            let mut c = counts.lock().unwrap();
+                            c.1 += 1;
+                            c.1
+                        };
+                        w.write_all(b"354 go\r\n").await.unwrap();
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        if n > 1 {
+                            // Swallowed: hold the connection until the client leaves.
+                            let _ = r.read_line(&mut line).await;
+                            return;
+                        }
+                        b"250 2.0.0 queued\r\n"
+                    } else if line.starts_with("EHLO") {
+                        b"250-mx\r\n250 8BITMIME\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    w.write_all(answer).await.unwrap();
+                }
+            });
+        }
+    });
+    let mut config = SmtpConfig::new("127.0.0.1", addr.port(), mailbridge_smtp::TlsMode::None);
+    config.final_reply_timeout = Duration::from_millis(500);
+    let mut smtp = SmtpSender::new(config, None);
+    let eml = |subject: &str| {
+        RawMime::from_reader(std::io::Cursor::new(
+            format!("From: {ALICE}\r\nTo: {BOB}\r\nSubject: {subject}\r\n\r\nhello\r\n")
+                .into_bytes(),
+        ))
+    };
+    smtp.send(Outgoing::Mime(eml("first").await.unwrap()))
+        .await
+        .unwrap();
+    let e = smtp
+        .send(Outgoing::Mime(eml("second").await.unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::OutcomeUnknown, "{e}");
+    assert!(e.message.contains("may have accepted the message"), "{e}");
+    assert!(!smtp.is_connected(), "the unanswered session is dropped");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        (1, 2),
+        "one connection, one DATA per message: nothing resent"
+    );
+}

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod hostile;
 mod prop;
 
 use mailbridge_pop3::{Credentials, Meaning, Pop3Client, Pop3Config, TlsMode};
@@ -241,4 +242,78 @@ async fn untrusted_certificate_is_refused_as_misconfiguration() {
     config.trust.extra_ca_pem = None;
     let err = Pop3Client::connect(&config).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Misconfigured, "{err}");
+}
+
+/// Over real Dovecot: a message with a 10,000-byte line (longer than any status line
+/// may be) is fetched whole, and so is the message after it.
+#[tokio::test]
+async fn a_message_with_a_10000_byte_line_and_the_next_one_are_fetched() {
+    let w = world(|_| {}).await;
+    let long: String = "0123456789".repeat(1_000);
+    // Straight into Dovecot over LMTP: Postfix's LMTP client would break the line at
+    // 998 bytes.
+    lmtp_deliver(
+        w.mail.lmtp(),
+        &format!("From: bob@example.org\r\nTo: {ALICE}\r\nSubject: long line\r\n\r\nbefore\r\n{long}\r\nafter\r\n"),
+    )
+    .await;
+    w.deliver("the next one", "hello").await;
+    let mut c = Pop3Client::connect(&w.config(TlsMode::Implicit))
+        .await
+        .unwrap();
+    c.authenticate(&Credentials::XOAuth2 {
+        user: ALICE.into(),
+        token: w.token(None, &["POP.AccessAsApp"]),
+    })
+    .await
+    .unwrap();
+    let listed = c.list().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let mut first = Vec::new();
+    let n = c.retr(1, &mut first).await.unwrap();
+    assert_eq!(n, first.len() as u64);
+    let first = String::from_utf8(first).unwrap();
+    assert!(
+        first.contains(&format!("\r\nbefore\r\n{long}\r\nafter\r\n")),
+        "the long line intact: {:?}",
+        first.split("\r\n").map(str::len).collect::<Vec<_>>()
+    );
+    let mut second = Vec::new();
+    c.retr(2, &mut second).await.unwrap();
+    assert!(
+        String::from_utf8(second)
+            .unwrap()
+            .contains("Subject: the next one\r\n")
+    );
+    c.quit().await.unwrap();
+}
+
+/// Delivers `raw` (no line starting with ".") to Alice over Dovecot's LMTP.
+async fn lmtp_deliver(addr: std::net::SocketAddr, raw: &str) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    // Reads one (possibly multi-line) reply.
+    let mut reply = async || loop {
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        if line.get(3..4) != Some("-") {
+            return line;
+        }
+    };
+    let _ = reply().await;
+    for cmd in [
+        "LHLO test".to_owned(),
+        "MAIL FROM:<bob@example.org>".to_owned(),
+        format!("RCPT TO:<{ALICE}>"),
+        "DATA".to_owned(),
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
+        let _ = reply().await;
+    }
+    w.write_all(format!("{raw}.\r\n").as_bytes()).await.unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("250"), "LMTP delivery: {line}");
 }

@@ -211,3 +211,77 @@ proptest! {
         prop_assert_eq!(blob, format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes());
     }
 }
+
+/// The pure parsers, without TCP.
+mod pure {
+    use mailbridge_pop3::response::{
+        Body, ListEntry, ListingError, Status, UidlEntry, decode_body, parse_listing,
+    };
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Dot stuffing undone in any chunking: the message comes back byte for byte,
+        /// the terminator is found, and the bytes after it are left alone.
+        #[test]
+        fn body_decoding_inverts_stuffing_in_any_chunks(
+            lines in proptest::collection::vec(super::message_line(), 0..40),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let stuffed = super::dot_stuff(&lines);
+            let stuffed = stuffed.get(b"+OK message follows\r\n".len()..).unwrap();
+            let mut input = stuffed.to_vec();
+            input.extend_from_slice(b"+OK next");
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(input.len())).collect();
+            cuts.sort_unstable();
+            let mut body = Body::new(u64::MAX);
+            let mut out = Vec::new();
+            let mut at = 0;
+            for end in cuts.into_iter().chain([input.len()]) {
+                let end = end.max(at);
+                let chunk = input.get(at..end).unwrap();
+                let before = out.len();
+                let used = body.decode(chunk, &mut out).unwrap();
+                prop_assert!(used <= chunk.len());
+                prop_assert!(out.len() - before <= 2 * used);
+                at += used;
+                if body.is_done() { break; }
+            }
+            let want: Vec<u8> =
+                lines.iter().flat_map(|l| [l.as_slice(), b"\r\n"].concat()).collect();
+            prop_assert!(body.is_done());
+            prop_assert_eq!(input.get(at..).unwrap(), b"+OK next");
+            prop_assert_eq!(body.size(), want.len() as u64);
+            prop_assert_eq!(out, want);
+        }
+
+        /// A limit is never passed: the output is at most `max` bytes or an error.
+        #[test]
+        fn body_size_is_bounded(input in proptest::collection::vec(any::<u8>(), 0..2000), max in 0u64..1500) {
+            match decode_body(&input, max) {
+                Ok((out, used, _)) => {
+                    prop_assert!(out.len() as u64 <= max);
+                    prop_assert!(used <= input.len());
+                }
+                Err(e) => prop_assert_eq!(e.max, max),
+            }
+        }
+
+        /// Listings: never more than `max` entries, never more bytes used than given,
+        /// and any bytes give a result.
+        #[test]
+        fn listings_are_bounded(input in super::pop_ish(), max in 0u64..5) {
+            match parse_listing::<UidlEntry>(&input, max) {
+                Ok((items, used)) => {
+                    prop_assert!(items.len() as u64 <= max);
+                    prop_assert!(used <= input.len());
+                }
+                Err(ListingError::TooMany { max: m }) => prop_assert_eq!(m, max),
+                Err(_) => {}
+            }
+            let _ = parse_listing::<ListEntry>(&input, max);
+            let _ = Status::parse_bytes(&input);
+        }
+    }
+}

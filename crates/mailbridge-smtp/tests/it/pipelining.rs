@@ -246,7 +246,7 @@ fn run(script: &Script, seen: Arc<Mutex<Seen>>) -> Run {
         .expect("the client hung");
         let outcome = match result {
             Ok(_) => Ok(Outcome::Sent),
-            Err(SmtpError::Refused { step, reply }) => Ok(Outcome::Refused(step, reply.code)),
+            Err(SmtpError::Refused { step, reply, .. }) => Ok(Outcome::Refused(step, reply.code)),
             Err(SmtpError::RecipientRefused { address, reply }) => {
                 Ok(Outcome::Recipient(address, reply.code))
             }
