@@ -64,6 +64,7 @@ pub fn trust(endpoint: &EndpointConfig) -> Result<TlsSettings, MailboxError> {
     Ok(TlsSettings {
         extra_ca_pem: extra_ca_pem(endpoint)?,
         server_name: endpoint.tls_name.clone(),
+        pin: None,
     })
 }
 

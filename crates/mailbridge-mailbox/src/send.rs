@@ -1170,6 +1170,7 @@ impl AnySender {
                 config.trust = mailbridge_tls::TlsSettings {
                     extra_ca_pem,
                     server_name: endpoint.tls_name.clone(),
+                    pin: None,
                 };
                 let credentials = match sign_in {
                     SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {

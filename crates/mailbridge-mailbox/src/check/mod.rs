@@ -289,6 +289,7 @@ async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSe
         Ok(extra_ca_pem) => Some(TlsSettings {
             extra_ca_pem,
             server_name: endpoint.tls_name.clone(),
+            pin: None,
         }),
         Err(e) => {
             report.push(
