@@ -51,6 +51,7 @@ fn endpoint(text: Option<&String>) -> anyhow::Result<Option<Endpoint>> {
             port: e.port(),
             tls: e.tls_mode(),
             host: e.host,
+            tls_pin: e.tls_pin,
         })
     })
     .transpose()

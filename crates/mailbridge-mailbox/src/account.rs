@@ -304,7 +304,7 @@ fn endpoint_config(e: &Endpoint) -> EndpointConfig {
         .then_some(e.tls),
         tls_name: None,
         extra_ca_file: None,
-        tls_pin: None,
+        tls_pin: e.tls_pin.clone(),
     }
 }
 

@@ -59,12 +59,25 @@ pub fn extra_ca_pem(endpoint: &EndpointConfig) -> Result<Option<String>, Mailbox
         .transpose()
 }
 
-/// Trust settings of an endpoint: the system roots, its extra CA, its certificate name.
+/// The pinned certificate of an endpoint (`tls_pin`), parsed.
+pub fn tls_pin(endpoint: &EndpointConfig) -> Result<Option<mailbridge_tls::Pin>, MailboxError> {
+    endpoint
+        .tls_pin
+        .as_deref()
+        .map(|p| {
+            mailbridge_tls::Pin::parse(p)
+                .map_err(|e| misconfigured(format!("{e}; fix tls_pin of {}", endpoint.host)))
+        })
+        .transpose()
+}
+
+/// Trust settings of an endpoint: the system roots, its extra CA, its pinned
+/// certificate, its certificate name.
 pub fn trust(endpoint: &EndpointConfig) -> Result<TlsSettings, MailboxError> {
     Ok(TlsSettings {
         extra_ca_pem: extra_ca_pem(endpoint)?,
         server_name: endpoint.tls_name.clone(),
-        pin: None,
+        pin: tls_pin(endpoint)?,
     })
 }
 
@@ -163,6 +176,7 @@ pub async fn open_incoming(
             };
             let mut config = GraphConfig::new(&graph_root(endpoint));
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            config.tls_pin = tls_pin(endpoint)?;
             let client = GraphClient::new(config)?;
             Ok(AnyMailbox::Graph(GraphMailboxAccess::new(
                 client,
@@ -173,6 +187,7 @@ pub async fn open_incoming(
         Transport::Ews => {
             let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            config.tls_pin = tls_pin(endpoint)?;
             let client = mailbridge_ews::EwsClient::new(config)?;
             let auth = match (signed_in, account.sign_in) {
                 (Credential::Password { user, password }, _) => {

@@ -15,6 +15,10 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
+    /// The server's own certificate, pinned (`sha256:<hex>`), copied to the accounts
+    /// made from the provider: for an on-premises server with a self-signed certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_pin: Option<String>,
 }
 
 /// A provider.
@@ -46,6 +50,7 @@ fn endpoint(transport: Transport, host: &str, port: u16, tls: TlsMode) -> Option
         host: host.to_owned(),
         port,
         tls,
+        tls_pin: None,
     })
 }
 

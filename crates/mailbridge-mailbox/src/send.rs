@@ -1163,6 +1163,7 @@ impl AnySender {
         sign_in: SenderSignIn,
     ) -> Result<Self, MailboxError> {
         let extra_ca_pem = crate::connect::extra_ca_pem(endpoint)?;
+        let tls_pin = crate::connect::tls_pin(endpoint)?;
         match endpoint.transport {
             Transport::Smtp => {
                 let mut config =
@@ -1170,7 +1171,7 @@ impl AnySender {
                 config.trust = mailbridge_tls::TlsSettings {
                     extra_ca_pem,
                     server_name: endpoint.tls_name.clone(),
-                    pin: None,
+                    pin: tls_pin,
                 };
                 let credentials = match sign_in {
                     SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {
@@ -1190,6 +1191,7 @@ impl AnySender {
                 let root = crate::connect::graph_root(endpoint);
                 let mut config = mailbridge_graph::GraphConfig::new(&root);
                 config.extra_ca_pem = extra_ca_pem;
+                config.tls_pin = tls_pin;
                 let client = GraphClient::new(config)?;
                 let (mailbox, token) = match sign_in {
                     SenderSignIn::AppOnly(t) => (GraphMailbox::User(address.to_owned()), t),
@@ -1206,6 +1208,7 @@ impl AnySender {
             Transport::Ews => {
                 let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
                 config.extra_ca_pem = extra_ca_pem;
+                config.tls_pin = tls_pin;
                 let client = EwsClient::new(config)?;
                 let auth = match sign_in {
                     SenderSignIn::AppOnly(token) => EwsAuth::AppOnly {
