@@ -63,11 +63,12 @@ use std::task::{Context, Poll};
 use mail_parser::MessageParser;
 use mailbridge_ews::{EwsAuth, EwsClient};
 use mailbridge_graph::{
-    GraphClient, Mailbox as GraphMailbox, REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX,
-    UPLOAD_SESSION_MIN,
+    GraphClient, REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX, UPLOAD_SESSION_MIN,
 };
 use mailbridge_smtp::{Credentials, SmtpClient, SmtpConfig, SmtpError};
 use mailbridge_types::ErrorClass;
+
+use crate::connect::Identity;
 use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -1153,13 +1154,14 @@ impl std::fmt::Debug for SenderSignIn {
 }
 
 impl AnySender {
-    /// The sender for an account's outgoing endpoint (`address` is the account's
-    /// mailbox). Graph's `host` is its root (see [`crate::connect::graph_root`]: a
+    /// The sender for an account's outgoing endpoint, as `who` ([`Identity::of`] the
+    /// account: SMTP XOAUTH2 as its login, Graph app-only `/users/{graph_user}`, EWS
+    /// impersonation of its address). Graph's `host` is its root (see [`crate::connect::graph_root`]: a
     /// bare host gets `https://`, a root without a version `/v1.0`), EWS's the
     /// `Exchange.asmx` URL.
     pub fn for_endpoint(
         endpoint: &EndpointConfig,
-        address: &str,
+        who: &Identity,
         sign_in: SenderSignIn,
     ) -> Result<Self, MailboxError> {
         let extra_ca_pem = crate::connect::extra_ca_pem(endpoint)?;
@@ -1176,7 +1178,7 @@ impl AnySender {
                 let credentials = match sign_in {
                     SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {
                         Some(Credentials::XOAuth2 {
-                            user: address.to_owned(),
+                            user: who.login.clone(),
                             token,
                         })
                     }
@@ -1194,8 +1196,8 @@ impl AnySender {
                 config.tls_pin = tls_pin;
                 let client = GraphClient::new(config)?;
                 let (mailbox, token) = match sign_in {
-                    SenderSignIn::AppOnly(t) => (GraphMailbox::User(address.to_owned()), t),
-                    SenderSignIn::Delegated(t) => (GraphMailbox::Me, t),
+                    SenderSignIn::AppOnly(t) => (who.graph_mailbox(false), t),
+                    SenderSignIn::Delegated(t) => (who.graph_mailbox(true), t),
                     SenderSignIn::Password { .. } | SenderSignIn::None => {
                         return Err(error(
                             ErrorClass::Misconfigured,
@@ -1213,7 +1215,7 @@ impl AnySender {
                 let auth = match sign_in {
                     SenderSignIn::AppOnly(token) => EwsAuth::AppOnly {
                         token,
-                        mailbox: address.to_owned(),
+                        mailbox: who.address.clone(),
                     },
                     SenderSignIn::Delegated(token) => EwsAuth::Bearer { token },
                     SenderSignIn::Password { user, password } => EwsAuth::Basic { user, password },

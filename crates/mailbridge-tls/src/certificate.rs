@@ -34,9 +34,8 @@ fn printable(text: &str) -> String {
 }
 
 fn time_text(t: x509_parser::time::ASN1Time) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.to_datetime()
         .format(&format)
         .unwrap_or_else(|_| t.timestamp().to_string())
@@ -190,7 +189,8 @@ impl CertificateRefused {
             .as_ref()
             .map(|c| c.fingerprint.to_string())
             .unwrap_or_default();
-        let base = |p: Problem| match p {
+        let base = |p: Problem| {
+            match p {
             Problem::CaAsServerCertificate => "the server's certificate is a CA certificate (CA:TRUE, as `openssl req -x509` makes by default) used as the server's own, which is refused even when it is the extra CA".to_owned(),
             Problem::UntrustedIssuer if cert.as_ref().is_some_and(|c| c.self_signed) => {
                 "the server's certificate is self-signed and not trusted".to_owned()
@@ -213,6 +213,7 @@ impl CertificateRefused {
             Problem::PinMismatch { .. } | Problem::Other => {
                 "the server's certificate was refused".to_owned()
             }
+        }
         };
         match self.problem() {
             Problem::PinMismatch { pinned } => format!(

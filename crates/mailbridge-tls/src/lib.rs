@@ -61,6 +61,44 @@ fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
+/// The certificate refusal somewhere in an error's chain (an HTTPS client's error,
+/// whose handshake ran with [`TlsSettings::client_config_capturing`]): rustls' typed
+/// cause, with the chain the server presented and the pin in force.
+pub fn refused_in_chain(
+    error: &(dyn std::error::Error + 'static),
+    presented: &Presented,
+    pin: Option<Pin>,
+) -> Option<CertificateRefused> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        // An I/O error's `source()` skips the error it wraps: look inside too.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in std::iter::once(e).chain(inner) {
+            if let Some(c) = candidate.downcast_ref::<CertificateRefused>() {
+                return Some(CertificateRefused {
+                    error: c.error.clone(),
+                    chain: c.chain.clone(),
+                    pin: c.pin,
+                });
+            }
+            if let Some(rustls::Error::InvalidCertificate(error)) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                return Some(CertificateRefused {
+                    error: error.clone(),
+                    chain: presented.chain(),
+                    pin,
+                });
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// The server answered the handshake with something that is not TLS.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -197,9 +235,7 @@ struct NoGreeting(Duration);
 
 /// A plain connection's server answered with TLS.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the server speaks TLS from the first byte (like 993, 995 or 465 do): set TLS to implicit"
-)]
+#[error("the server speaks TLS from the first byte (like 993, 995 or 465 do): set TLS to implicit")]
 struct TlsGreeting;
 
 /// The I/O error for a server that sent no greeting within the timeout, when the client
@@ -491,7 +527,9 @@ impl AsyncRead for MailStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_read(cx, buf)
+            }
             MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
@@ -499,9 +537,14 @@ impl AsyncRead for MailStream {
 }
 
 impl AsyncBufRead for MailStream {
-    fn poll_fill_buf(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<&[u8]>> {
         match self.get_mut() {
-            MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).poll_fill_buf(cx),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_fill_buf(cx)
+            }
             MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_fill_buf(cx),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
@@ -523,13 +566,18 @@ impl AsyncWrite for MailStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_write(cx, buf)
+            }
             MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).poll_flush(cx),
             MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
@@ -537,9 +585,14 @@ impl AsyncWrite for MailStream {
         }
     }
 
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_shutdown(cx)
+            }
             MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }

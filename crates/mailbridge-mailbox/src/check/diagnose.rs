@@ -177,6 +177,12 @@ fn graph_roles(sending: bool) -> &'static [&'static str] {
     }
 }
 
+/// True for a Graph token's audience (as `TokenClaims::problems` reads it).
+fn is_graph_audience(audience: &str) -> bool {
+    let aud = audience.trim_end_matches('/').to_ascii_lowercase();
+    aud.contains("graph.") || aud == "00000003-0000-0000-c000-000000000000"
+}
+
 /// Graph refused a request.
 pub(super) fn graph_refusal(
     token: &SecretString,
@@ -190,7 +196,6 @@ pub(super) fn graph_refusal(
         return "check that this machine reaches the Graph root (DNS, proxy, firewall) and that the endpoint's host is the Graph root".to_owned();
     };
     let view = TokenView::of(token);
-    let claims_problem = view.problems(Transport::Graph, grant);
     let app = view.app_id();
     let missing_role = match (&view.claims, grant) {
         (Some(c), Grant::AppOnly) => {
@@ -214,6 +219,21 @@ pub(super) fn graph_refusal(
             ))
         }
         _ => None,
+    };
+    // The token's own problems; for sending, its permission is Mail.Send, not the
+    // Mail.ReadWrite / Mail.Read that reading needs (a Graph token's audience problem
+    // comes first either way).
+    let claims_problem = match view.problems(Transport::Graph, grant) {
+        Some(_)
+            if sending
+                && view
+                    .claims
+                    .as_ref()
+                    .is_some_and(|c| is_graph_audience(&c.audience)) =>
+        {
+            missing_role.clone()
+        }
+        other => other,
     };
     match g.meaning {
         Meaning::BadToken => claims_problem.unwrap_or_else(|| {

@@ -95,7 +95,11 @@ async fn serve(cert: &Cert) -> std::net::SocketAddr {
     addr
 }
 
-async fn connect(settings: &TlsSettings, host: &str, addr: std::net::SocketAddr) -> Result<Vec<u8>, std::io::Error> {
+async fn connect(
+    settings: &TlsSettings,
+    host: &str,
+    addr: std::net::SocketAddr,
+) -> Result<Vec<u8>, std::io::Error> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut stream = MailStream::implicit(settings, host, tcp, Duration::from_secs(10))
         .await
@@ -145,9 +149,15 @@ async fn a_self_signed_ca_certificate_is_refused_unpinned_and_accepted_pinned() 
         pin: Some(Pin::of(&cert.der)),
         ..TlsSettings::default()
     };
-    assert_eq!(connect(&settings, "localhost", addr).await.unwrap(), b"* OK ready");
+    assert_eq!(
+        connect(&settings, "localhost", addr).await.unwrap(),
+        b"* OK ready"
+    );
     // The pin stands for the certificate, whichever name it is reached by.
-    assert_eq!(connect(&settings, "127.0.0.1", addr).await.unwrap(), b"* OK ready");
+    assert_eq!(
+        connect(&settings, "127.0.0.1", addr).await.unwrap(),
+        b"* OK ready"
+    );
 }
 
 #[tokio::test]
@@ -177,7 +187,10 @@ async fn a_pin_does_not_stop_the_normal_checks_for_other_certificates() {
         pin: Some(Pin::of(b"another certificate")),
         ..TlsSettings::default()
     };
-    assert_eq!(connect(&settings, "localhost", addr).await.unwrap(), b"* OK ready");
+    assert_eq!(
+        connect(&settings, "localhost", addr).await.unwrap(),
+        b"* OK ready"
+    );
 }
 
 #[tokio::test]
@@ -190,24 +203,37 @@ async fn each_certificate_problem_has_its_own_cause() {
         .unwrap_err();
     assert_eq!(problem(&err), Problem::UntrustedIssuer);
     let hint = mailbridge_tls::ca_hint(&err);
-    assert!(hint.contains("CN=Contoso Root CA") && hint.contains("extra CA file"), "{hint}");
+    assert!(
+        hint.contains("CN=Contoso Root CA") && hint.contains("extra CA file"),
+        "{hint}"
+    );
     // Name mismatch: trusted, but for mail.contoso.com, reached as localhost.
     let trusted = TlsSettings {
         extra_ca_pem: Some(ca.pem.clone()),
         ..TlsSettings::default()
     };
     let err = connect(&trusted, "localhost", addr).await.unwrap_err();
-    let Problem::WrongName { expected, presented } = problem(&err) else {
+    let Problem::WrongName {
+        expected,
+        presented,
+    } = problem(&err)
+    else {
         panic!("{err}");
     };
-    assert_eq!((expected.as_str(), presented), ("localhost", vec!["mail.contoso.com".to_owned()]));
+    assert_eq!(
+        (expected.as_str(), presented),
+        ("localhost", vec!["mail.contoso.com".to_owned()])
+    );
     assert!(mailbridge_tls::ca_hint(&err).contains("tls_name"));
     // With tls_name, it connects.
     let named = TlsSettings {
         server_name: Some("mail.contoso.com".into()),
         ..trusted
     };
-    assert_eq!(connect(&named, "localhost", addr).await.unwrap(), b"* OK ready");
+    assert_eq!(
+        connect(&named, "localhost", addr).await.unwrap(),
+        b"* OK ready"
+    );
 }
 
 #[tokio::test]
@@ -229,7 +255,10 @@ async fn a_silent_server_on_a_plain_connection_is_named_an_implicit_tls_port() {
     let mailbridge_tls::LineError::Io(e) = err else {
         panic!("{err:?}");
     };
-    assert!(matches!(mailbridge_tls::failure(&e), Failure::ExpectsImplicitTls), "{e}");
+    assert!(
+        matches!(mailbridge_tls::failure(&e), Failure::ExpectsImplicitTls),
+        "{e}"
+    );
     assert!(e.to_string().contains("set TLS to implicit"), "{e}");
     held.abort();
 }
@@ -241,7 +270,9 @@ async fn a_tls_record_where_the_greeting_belongs_is_named_an_implicit_tls_port()
     tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
         // A TLS alert record (what some servers send to a client that says nothing).
-        let _ = tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]).await;
+        let _ = tcp
+            .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])
+            .await;
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
     let mut stream = MailStream::plain(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -252,5 +283,8 @@ async fn a_tls_record_where_the_greeting_belongs_is_named_an_implicit_tls_port()
     let mailbridge_tls::LineError::Io(e) = err else {
         panic!("{err:?}");
     };
-    assert!(matches!(mailbridge_tls::failure(&e), Failure::ExpectsImplicitTls), "{e}");
+    assert!(
+        matches!(mailbridge_tls::failure(&e), Failure::ExpectsImplicitTls),
+        "{e}"
+    );
 }
