@@ -315,3 +315,43 @@ pub(super) fn ews_refusal(
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(claims: &serde_json::Value) -> SecretString {
+        let part = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        SecretString::from(format!(
+            "{}.{}.c2ln",
+            part(&serde_json::json!({"alg": "RS256"})),
+            part(claims)
+        ))
+    }
+
+    #[test]
+    fn a_roleless_app_token_lacks_mail_send_for_sending_and_mail_read_for_reading() {
+        let t = token(&serde_json::json!({
+            "aud": "https://graph.microsoft.com",
+            "appid": "11111111-2222-3333-4444-555555555555",
+            "oid": "99999999-2222-3333-4444-555555555555",
+        }));
+        // Graph's 401 for a token it will not take: the token's own problem is the fix.
+        let e = mailbridge_graph::ClientError::Graph(mailbridge_graph::GraphError::from_answer(
+            401,
+            None,
+            None,
+            br#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token validation failure."}}"#,
+        ));
+        let sending = graph_refusal(&t, Grant::AppOnly, &e, "alice@contoso.com", true);
+        assert!(sending.contains("carries no roles"), "{sending}");
+        assert!(sending.contains("Mail.Send"), "{sending}");
+        assert!(
+            !sending.contains("Mail.ReadWrite") && !sending.contains("Mail.Read "),
+            "{sending}"
+        );
+        let reading = graph_refusal(&t, Grant::AppOnly, &e, "alice@contoso.com", false);
+        assert!(reading.contains("Mail.ReadWrite"), "{reading}");
+        assert!(!reading.contains("Mail.Send"), "{reading}");
+    }
+}
