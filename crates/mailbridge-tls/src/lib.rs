@@ -71,12 +71,18 @@ pub fn refused_in_chain(
 ) -> Option<CertificateRefused> {
     let mut next = Some(error);
     while let Some(e) = next {
-        // An I/O error's `source()` skips the error it wraps: look inside too.
-        let inner = e
-            .downcast_ref::<std::io::Error>()
+        // An I/O error's `source()` skips the error it wraps (which may be another
+        // I/O error): look inside too.
+        let mut candidates = vec![e];
+        while let Some(inner) = candidates
+            .last()
+            .and_then(|c| c.downcast_ref::<std::io::Error>())
             .and_then(std::io::Error::get_ref)
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for candidate in std::iter::once(e).chain(inner) {
+            .filter(|_| candidates.len() < 8)
+        {
+            candidates.push(inner);
+        }
+        for candidate in candidates {
             if let Some(c) = candidate.downcast_ref::<CertificateRefused>() {
                 return Some(CertificateRefused {
                     error: c.error.clone(),
