@@ -139,9 +139,13 @@ async fn https(cert: &Cert) -> SocketAddr {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = tls
-                    .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
+                let body = br#"{"error":{"code":"InvalidAuthenticationToken","message":"IDX14100: JWT is not well formed."}}"#;
+                let head = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(body).await;
                 let _ = tls.shutdown().await;
             });
         }
@@ -396,11 +400,44 @@ async fn https_endpoints_show_the_certificate_and_take_a_pin_too() {
         "{}",
         r.render()
     );
-    e.tls_pin = Some(fingerprint);
+    e.tls_pin = Some(fingerprint.clone());
     let r = receive_graph(&e, &who(), password()).await;
     let step = connect_step(&r);
     assert!(step.ok, "{}", r.render());
     assert!(step.detail.contains("HTTP 401"), "{}", r.render());
+
+    // The Graph and EWS clients that fetch and send use take the pin too: the server's
+    // answer (401) comes through, not a certificate error; without it, a certificate
+    // error.
+    let token = SecretString::from("not-a-token".to_owned());
+    let mailbox = mailbridge_graph::Mailbox::User("alice@contoso.example".into());
+    for pin in [Some(Pin::parse(&fingerprint).unwrap()), None] {
+        let mut config =
+            mailbridge_graph::GraphConfig::new(&format!("https://localhost:{}/v1.0", addr.port()));
+        config.tls_pin = pin;
+        config.attempts = 1;
+        let graph = mailbridge_graph::GraphClient::new(config).unwrap();
+        let err = graph
+            .folder_counts(&token, &mailbox, "inbox")
+            .await
+            .unwrap_err();
+        let answered = matches!(&err, mailbridge_graph::ClientError::Graph(g) if g.status == 401);
+        assert_eq!(answered, pin.is_some(), "{err:?}");
+
+        let mut config = mailbridge_ews::EwsConfig::new(&format!(
+            "https://localhost:{}/EWS/Exchange.asmx",
+            addr.port()
+        ));
+        config.tls_pin = pin;
+        config.attempts = 1;
+        let ews = mailbridge_ews::EwsClient::new(config).unwrap();
+        let auth = mailbridge_ews::EwsAuth::Bearer {
+            token: token.clone(),
+        };
+        let err = ews.find_first_item(&auth, "inbox").await.unwrap_err();
+        let answered = matches!(&err, mailbridge_ews::EwsError::Unauthorized { .. });
+        assert_eq!(answered, pin.is_some(), "{err:?}");
+    }
 }
 
 fn base64_lines(der: &[u8]) -> String {
