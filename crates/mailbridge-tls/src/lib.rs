@@ -248,7 +248,9 @@ struct TlsGreeting;
 /// did not start with TLS: the usual cause is an implicit-TLS port.
 pub fn no_greeting(source: std::io::Error) -> std::io::Error {
     if source.kind() != std::io::ErrorKind::TimedOut
-        || source.get_ref().is_some_and(|e| e.is::<NoGreeting>())
+        || source
+            .get_ref()
+            .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NoGreeting>)
     {
         return source;
     }
