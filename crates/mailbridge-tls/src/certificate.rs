@@ -285,3 +285,74 @@ fn problem_of(error: &CertificateError) -> Problem {
         _ => Problem::Other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever a server presents, reading it never panics and always gives the
+        /// fingerprint; shown text has no control characters.
+        #[test]
+        fn any_presented_bytes_are_read_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let info = CertificateInfo::of(&bytes);
+            prop_assert_eq!(info.fingerprint, Pin::of(&bytes));
+            prop_assert!(!info.subject.chars().any(char::is_control));
+            prop_assert!(!info.issuer.chars().any(char::is_control));
+        }
+
+        /// A real certificate with bytes changed: still no panic.
+        #[test]
+        fn damaged_certificates_are_read_without_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        ) {
+            let mut der = sample().to_vec();
+            for (at, byte) in edits {
+                let len = der.len();
+                if let Some(b) = der.get_mut(at % len) {
+                    *b = byte;
+                }
+            }
+            let info = CertificateInfo::of(&der);
+            prop_assert_eq!(info.fingerprint, Pin::of(&der));
+        }
+
+        #[test]
+        fn pins_parse_without_panic(text in ".{0,100}") {
+            if let Ok(pin) = Pin::parse(&text) {
+                prop_assert_eq!(Pin::parse(&pin.to_string()).ok(), Some(pin));
+            }
+        }
+    }
+
+    fn sample() -> &'static [u8] {
+        static DER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        DER.get_or_init(|| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec![
+                "mail.contoso.com".to_owned(),
+                "10.0.0.1".to_owned(),
+            ])
+            .unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.self_signed(&key).unwrap().der().to_vec()
+        })
+    }
+
+    #[test]
+    fn a_certificate_is_read_as_a_person_needs_it() {
+        let info = CertificateInfo::of(sample());
+        assert_eq!(info.names, ["mail.contoso.com", "10.0.0.1"]);
+        assert!(info.is_ca && info.self_signed, "{info}");
+        assert!(info.not_after.ends_with(" UTC"), "{info}");
+        assert!(info.to_string().contains(&Pin::of(sample()).to_string()));
+    }
+
+    #[test]
+    fn control_characters_in_names_are_not_shown() {
+        assert_eq!(printable("CN=evil\u{1b}[31m\r\nx"), "CN=evil[31mx");
+    }
+}
