@@ -450,6 +450,23 @@ mod tests {
     }
 
     #[test]
+    fn a_providers_pin_goes_to_its_accounts() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let mut p = provider("microsoft365-graph");
+        if let Some(e) = p.incoming.as_mut() {
+            e.tls_pin = Some(pin.clone());
+        }
+        let a = from_provider("helpdesk@contoso.com", &p);
+        assert_eq!(a.incoming.and_then(|e| e.tls_pin), Some(pin));
+        // Providers written without one read as before.
+        let e: crate::provider::Endpoint = serde_json::from_str(
+            r#"{"transport": "imap", "host": "h", "port": 993, "tls": "implicit"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.tls_pin, None);
+    }
+
+    #[test]
     fn client_credentials_with_common_names_the_directory_id() {
         let mut a = from_provider("helpdesk@contoso.com", &provider("microsoft365-imap"));
         a.sign_in = SignInMethod::AppOnly;

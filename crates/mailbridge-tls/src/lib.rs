@@ -433,8 +433,9 @@ impl MailStream {
 
     /// On a fresh plain connection, waits at most [`GREETING_TIMEOUT`] (or `timeout`
     /// when shorter) for the server's first bytes, and refuses a TLS record (0x15/0x16
-    /// 0x03) where a greeting belongs.
-    async fn await_greeting(&mut self, timeout: Duration) -> std::io::Result<()> {
+    /// 0x03) where a greeting belongs. [`MailStream::read_line`] calls it; a driver
+    /// that reads the greeting otherwise calls it first. A no-op after the greeting.
+    pub async fn await_greeting(&mut self, timeout: Duration) -> std::io::Result<()> {
         let MailStream::Greeting(s) = self else {
             return Ok(());
         };
