@@ -63,6 +63,7 @@ async fn child_download(maildir: &Path) -> anyhow::Result<()> {
     config.trust = TlsSettings {
         extra_ca_pem: Some(std::fs::read_to_string(env("MB_CA")?)?),
         server_name: Some("localhost".into()),
+        pin: None,
     };
     let mut client = ImapClient::connect(&config).await?;
     client

@@ -134,6 +134,18 @@ pub struct Settings {
     /// Extra trusted CA (PEM file) for the account's servers.
     #[arg(long)]
     pub extra_ca_file: Option<PathBuf>,
+    /// Pin the servers' own certificate, `sha256:<hex>` of its DER (`mailbridge test
+    /// receive|send` prints it on a TLS failure), for both sides; `none` removes it.
+    /// The pinned certificate is accepted (self-signed or CA:TRUE included), every
+    /// other one is checked as usual.
+    #[arg(long, value_parser = pin_arg)]
+    pub tls_pin: Option<String>,
+    /// Pin the incoming server's certificate (`sha256:<hex>`, or `none`).
+    #[arg(long, value_parser = pin_arg)]
+    pub incoming_tls_pin: Option<String>,
+    /// Pin the outgoing server's certificate (`sha256:<hex>`, or `none`).
+    #[arg(long, value_parser = pin_arg)]
+    pub outgoing_tls_pin: Option<String>,
     /// Turn downloading on or off.
     #[arg(long)]
     pub download: Option<bool>,
@@ -176,6 +188,16 @@ pub struct DetectArgs {
 /// file spells it: the type's own serde names, so flags and file never disagree.
 pub(crate) fn config_word<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
+}
+
+/// A `--*-tls-pin` value: a pin, written back as `sha256:<lowercase hex>`, or `none`.
+fn pin_arg(s: &str) -> Result<String, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok("none".to_owned());
+    }
+    mailbridge_tls::Pin::parse(s)
+        .map(|p| p.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Parses `scheme://host[:port][/path]` into an endpoint.
@@ -352,6 +374,20 @@ fn apply(account: &mut AccountConfig, s: &Settings) -> anyhow::Result<()> {
         }
         if let Some(ca) = &s.extra_ca_file {
             side.extra_ca_file = Some(ca.clone());
+        }
+    }
+    let pin = |side: &mut EndpointConfig, value: &Option<String>| {
+        if let Some(v) = value {
+            side.tls_pin = (v != "none").then(|| v.clone());
+        }
+    };
+    for (side, value) in [
+        (account.incoming.as_mut(), &s.incoming_tls_pin),
+        (account.outgoing.as_mut(), &s.outgoing_tls_pin),
+    ] {
+        if let Some(side) = side {
+            pin(side, &s.tls_pin);
+            pin(side, value);
         }
     }
     if let Some(v) = s.download {

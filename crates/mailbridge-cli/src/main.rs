@@ -87,8 +87,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let mut filter = tracing_subscriber::EnvFilter::from_default_env();
+    // The platform verifier logs every refused certificate as a coloured ERROR; the
+    // command's own message says it, with the cause and the fix. Shown when asked for.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls_platform_verifier"))
+        && let Ok(quiet) = "rustls_platform_verifier=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

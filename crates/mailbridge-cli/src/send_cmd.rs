@@ -212,13 +212,9 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     };
     let sign_in = context::sign_in_now(&store, &account, app.as_ref(), endpoint.transport).await?;
     // Graph app-only addresses the mailbox by its Object ID when one is set; SMTP's
-    // XOAUTH2 user= is the login name.
-    let mailbox = match (&account.mailbox_id, endpoint.transport) {
-        (Some(id), Transport::Graph) => id.clone(),
-        (_, Transport::Smtp) => account.login_name(),
-        _ => account.address.clone(),
-    };
-    let mut sender = AnySender::for_endpoint(&endpoint, &mailbox, sign_in)
+    // XOAUTH2 user= is the login name: as `test send` does.
+    let who = mailbridge_mailbox::connect::Identity::of(&account);
+    let mut sender = AnySender::for_endpoint(&endpoint, &who, sign_in)
         .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.class))?;
     let outgoing = match (&message, &args.mime) {
         (Some(m), _) => Outgoing::Message(m),

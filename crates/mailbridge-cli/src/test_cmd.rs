@@ -5,8 +5,8 @@ use anyhow::bail;
 use mailbridge_auth::cache::RetryPolicy;
 use mailbridge_auth::session::Sessions;
 use mailbridge_mailbox::check::{
-    Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3, send_ews,
-    send_graph, send_smtp,
+    Identity, Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3,
+    send_ews, send_graph, send_smtp,
 };
 use mailbridge_types::config::{SignInMethod, Transport};
 use secrecy::SecretString;
@@ -45,22 +45,23 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
     let Some(account) = config.account(name) else {
         bail!("no account named {name:?} in the configuration");
     };
+    // The side `fetch` and `send` use, and the identity they sign in and address the
+    // mailbox with.
     let side = if receive {
-        account.incoming.clone()
+        account.incoming_side().cloned()
     } else {
-        account
-            .outgoing
-            .clone()
-            .or_else(|| account.incoming.clone())
+        account.outgoing_side().cloned()
     };
     let Some(endpoint) = side else {
         bail!(
-            "account {} has no {} side configured ([account.{}] in the configuration)",
+            "account {} has no {} side in force ([account.{}] in the configuration, and {} turned on)",
             account.name,
             if receive { "incoming" } else { "outgoing" },
-            if receive { "incoming" } else { "outgoing" }
+            if receive { "incoming" } else { "outgoing" },
+            if receive { "download" } else { "send" }
         );
     };
+    let who = Identity::of(account);
     let report = match account.sign_in {
         SignInMethod::Password => {
             let Some(password) = store.get_secret(&account.password_id()).await? else {
@@ -68,13 +69,10 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
             };
             let sign_in =
                 SignIn::<fn() -> std::future::Ready<Result<SecretString, String>>>::Password {
-                    user: account
-                        .login
-                        .clone()
-                        .unwrap_or_else(|| account.address.clone()),
+                    user: who.login.clone(),
                     password,
                 };
-            check(receive, &endpoint, &account.address, to.as_deref(), sign_in).await?
+            check(receive, &endpoint, &who, to.as_deref(), sign_in).await?
         }
         SignInMethod::Delegated | SignInMethod::AppOnly => {
             let (_, app) = context::account_and_app(&config, &account.name)?;
@@ -95,7 +93,7 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
             check(
                 receive,
                 &endpoint,
-                &account.address,
+                &who,
                 to.as_deref(),
                 SignIn::Token { grant, get },
             )
@@ -136,7 +134,7 @@ fn printable_report(report: &Report) -> Report {
 async fn check<F, Fut, E>(
     receive: bool,
     endpoint: &mailbridge_types::config::EndpointConfig,
-    address: &str,
+    who: &Identity,
     to: Option<&str>,
     sign_in: SignIn<F>,
 ) -> anyhow::Result<Report>
@@ -145,15 +143,15 @@ where
     Fut: std::future::Future<Output = Result<SecretString, E>>,
     E: Into<TokenFailure>,
 {
-    let to = to.unwrap_or(address);
+    let to = to.unwrap_or(&who.address);
     Ok(match (receive, endpoint.transport) {
-        (true, Transport::Imap) => receive_imap(endpoint, address, sign_in).await,
-        (true, Transport::Pop3) => receive_pop3(endpoint, address, sign_in).await,
-        (true, Transport::Graph) => receive_graph(endpoint, address, sign_in).await,
-        (true, Transport::Ews) => receive_ews(endpoint, address, sign_in).await,
-        (false, Transport::Smtp) => send_smtp(endpoint, address, to, sign_in).await,
-        (false, Transport::Graph) => send_graph(endpoint, address, to, sign_in).await,
-        (false, Transport::Ews) => send_ews(endpoint, address, to, sign_in).await,
+        (true, Transport::Imap) => receive_imap(endpoint, who, sign_in).await,
+        (true, Transport::Pop3) => receive_pop3(endpoint, who, sign_in).await,
+        (true, Transport::Graph) => receive_graph(endpoint, who, sign_in).await,
+        (true, Transport::Ews) => receive_ews(endpoint, who, sign_in).await,
+        (false, Transport::Smtp) => send_smtp(endpoint, who, to, sign_in).await,
+        (false, Transport::Graph) => send_graph(endpoint, who, to, sign_in).await,
+        (false, Transport::Ews) => send_ews(endpoint, who, to, sign_in).await,
         (true, Transport::Smtp) => bail!(
             "the account's incoming side is SMTP, which only sends: set [account.incoming] to imap, pop3, graph or ews"
         ),

@@ -44,6 +44,9 @@ pub struct EwsConfig {
     /// `https://mail.contoso.com/EWS/Exchange.asmx`.
     pub url: String,
     pub extra_ca_pem: Option<String>,
+    /// The server's own certificate, pinned (see [`mailbridge_tls::Pin`]); other
+    /// certificates are verified as usual.
+    pub tls_pin: Option<mailbridge_tls::Pin>,
     pub server_version: String,
     pub timeout: Duration,
     /// Attempts for `ErrorServerBusy`.
@@ -56,6 +59,7 @@ impl EwsConfig {
         Self {
             url: url.to_owned(),
             extra_ca_pem: None,
+            tls_pin: None,
             server_version: "Exchange2013_SP1".to_owned(),
             timeout: Duration::from_secs(100),
             attempts: 3,
@@ -229,7 +233,17 @@ impl EwsClient {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.extra_ca_pem {
+        if let Some(pin) = config.tls_pin {
+            let trust = mailbridge_tls::TlsSettings {
+                extra_ca_pem: config.extra_ca_pem.clone(),
+                server_name: None,
+                pin: Some(pin),
+            };
+            let tls = trust
+                .client_config()
+                .map_err(|e| EwsError::Protocol(format!("HTTP client: {e}")))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        } else if let Some(pem) = &config.extra_ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .map_err(|e| EwsError::Protocol(format!("extra CA is not PEM: {e}")))?
             {

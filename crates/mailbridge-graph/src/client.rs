@@ -51,6 +51,9 @@ pub struct GraphConfig {
     pub root: String,
     /// Extra trusted CA (PEM).
     pub extra_ca_pem: Option<String>,
+    /// The server's own certificate, pinned (see [`mailbridge_tls::Pin`]); other
+    /// certificates are verified as usual.
+    pub tls_pin: Option<mailbridge_tls::Pin>,
     /// Requests in flight per mailbox (Graph allows 4).
     pub concurrency_per_mailbox: usize,
     /// Attempts for throttled or transient answers.
@@ -66,6 +69,7 @@ impl GraphConfig {
         Self {
             root: root.trim_end_matches('/').to_owned(),
             extra_ca_pem: None,
+            tls_pin: None,
             concurrency_per_mailbox: 4,
             attempts: 4,
             max_retry_after: Duration::from_mins(2),
@@ -171,7 +175,17 @@ impl GraphClient {
             // A body that stops arriving fails after this long, whatever its size.
             .read_timeout(config.timeout)
             .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.extra_ca_pem {
+        if let Some(pin) = config.tls_pin {
+            let trust = mailbridge_tls::TlsSettings {
+                extra_ca_pem: config.extra_ca_pem.clone(),
+                server_name: None,
+                pin: Some(pin),
+            };
+            let tls = trust
+                .client_config()
+                .map_err(|e| ClientError::Protocol(format!("HTTP client: {e}")))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        } else if let Some(pem) = &config.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .map_err(|e| ClientError::Protocol(format!("extra CA is not PEM: {e}")))?;
             for cert in certs {

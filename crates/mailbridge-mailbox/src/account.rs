@@ -792,6 +792,22 @@ mod tests {
     }
 
     #[test]
+    fn a_providers_pin_goes_to_its_accounts() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let mut p = provider("microsoft365-graph");
+        p.defaults.incoming_tls_pin = Some(pin.clone());
+        let a = from_provider("helpdesk@contoso.com", &p);
+        assert_eq!(a.incoming.and_then(|e| e.tls_pin), Some(pin));
+        // Providers written without defaults read as before.
+        let p: crate::provider::Provider = serde_json::from_value(serde_json::json!({
+            "id": "x", "name": "x", "incoming": null, "outgoing": null, "sign_in": [],
+            "login": "email", "domains": [], "builtin": false
+        }))
+        .unwrap();
+        assert!(p.defaults.is_empty());
+    }
+
+    #[test]
     fn client_credentials_with_common_names_the_directory_id() {
         let mut a = from_provider("helpdesk@contoso.com", &provider("microsoft365-imap"));
         a.sign_in = SignInMethod::AppOnly;

@@ -185,6 +185,9 @@ pub struct DetectOptions {
     pub step_timeout: Duration,
     /// Extra trusted CA (PEM) for the HTTP steps.
     pub extra_ca_pem: Option<String>,
+    /// A pinned certificate accepted in the HTTP steps (an on-premises Autodiscover
+    /// with a self-signed certificate); others are verified as usual.
+    pub tls_pin: Option<mailbridge_tls::Pin>,
 }
 
 impl Default for DetectOptions {
@@ -199,6 +202,7 @@ impl Default for DetectOptions {
             ],
             step_timeout: Duration::from_secs(5),
             extra_ca_pem: None,
+            tls_pin: None,
         }
     }
 }
@@ -211,6 +215,8 @@ pub enum DetectError {
     NotAnAddress(String),
     #[error("failed to build the HTTP client")]
     Http(#[from] reqwest::Error),
+    #[error("failed to build the HTTP client")]
+    Tls(#[from] mailbridge_tls::ConfigError),
 }
 
 fn microsoft_mx(host: &str) -> Option<(&'static str, Cloud)> {
@@ -249,7 +255,14 @@ pub async fn detect(
         .redirect(reqwest::redirect::Policy::none())
         .timeout(options.step_timeout)
         .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
-    if let Some(pem) = &options.extra_ca_pem {
+    if let Some(pin) = options.tls_pin {
+        let trust = mailbridge_tls::TlsSettings {
+            extra_ca_pem: options.extra_ca_pem.clone(),
+            server_name: None,
+            pin: Some(pin),
+        };
+        builder = builder.tls_backend_preconfigured(trust.client_config()?);
+    } else if let Some(pem) = &options.extra_ca_pem {
         for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
             builder = builder.add_root_certificate(cert);
         }

@@ -59,11 +59,25 @@ pub fn extra_ca_pem(endpoint: &EndpointConfig) -> Result<Option<String>, Mailbox
         .transpose()
 }
 
-/// Trust settings of an endpoint: the system roots, its extra CA, its certificate name.
+/// The pinned certificate of an endpoint (`tls_pin`), parsed.
+pub fn tls_pin(endpoint: &EndpointConfig) -> Result<Option<mailbridge_tls::Pin>, MailboxError> {
+    endpoint
+        .tls_pin
+        .as_deref()
+        .map(|p| {
+            mailbridge_tls::Pin::parse(p)
+                .map_err(|e| misconfigured(format!("{e}; fix tls_pin of {}", endpoint.host)))
+        })
+        .transpose()
+}
+
+/// Trust settings of an endpoint: the system roots, its extra CA, its pinned
+/// certificate, its certificate name.
 pub fn trust(endpoint: &EndpointConfig) -> Result<TlsSettings, MailboxError> {
     Ok(TlsSettings {
         extra_ca_pem: extra_ca_pem(endpoint)?,
         server_name: endpoint.tls_name.clone(),
+        pin: tls_pin(endpoint)?,
     })
 }
 
@@ -83,18 +97,60 @@ pub fn graph_root(endpoint: &EndpointConfig) -> String {
     }
 }
 
-/// The Graph mailbox of an account: `/me` when a user signs in, else the Object ID or
-/// user principal name.
-pub fn graph_mailbox(account: &AccountConfig) -> GraphMailbox {
-    match account.sign_in {
-        SignInMethod::Delegated => GraphMailbox::Me,
-        _ => GraphMailbox::User(
-            account
+/// Who an account is on the wire, for every transport: the one answer that `fetch`,
+/// `send` and `test receive|send` all use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The account's name (for the commands in fixes).
+    pub account: String,
+    /// The mailbox address (EWS impersonation, the From of test messages).
+    pub address: String,
+    /// The login: the user of a password sign-in and XOAUTH2's `user=`
+    /// ([`AccountConfig::login_name`]: the address, its mailbox name, or a manual one).
+    pub login: String,
+    /// Graph app-only: `/users/{graph_user}`, the Object ID when set, else the address.
+    pub graph_user: String,
+}
+
+impl Identity {
+    /// The identity of an account.
+    pub fn of(account: &AccountConfig) -> Self {
+        Self {
+            account: account.name.clone(),
+            address: account.address.clone(),
+            login: account.login_name(),
+            graph_user: account
                 .mailbox_id
                 .clone()
                 .unwrap_or_else(|| account.address.clone()),
-        ),
+        }
     }
+
+    /// A mailbox known only by its address: it is also the login, the Graph user and
+    /// the account's name.
+    pub fn address(address: &str) -> Self {
+        Self {
+            account: address.to_owned(),
+            address: address.to_owned(),
+            login: address.to_owned(),
+            graph_user: address.to_owned(),
+        }
+    }
+
+    /// The Graph mailbox: `/me` for a delegated token, else `/users/{graph_user}`.
+    pub fn graph_mailbox(&self, delegated: bool) -> GraphMailbox {
+        if delegated {
+            GraphMailbox::Me
+        } else {
+            GraphMailbox::User(self.graph_user.clone())
+        }
+    }
+}
+
+/// The Graph mailbox of an account: `/me` when a user signs in, else the Object ID or
+/// user principal name.
+pub fn graph_mailbox(account: &AccountConfig) -> GraphMailbox {
+    Identity::of(account).graph_mailbox(account.sign_in == SignInMethod::Delegated)
 }
 
 /// Connects to the account's incoming side and signs in (IMAP and POP3 sessions are
@@ -130,7 +186,7 @@ pub async fn open_incoming(
                     mailbridge_imap::Credentials::Login { user, password }
                 }
                 Credential::Token(token) => mailbridge_imap::Credentials::XOAuth2 {
-                    user: account.address.clone(),
+                    user: Identity::of(account).login,
                     token,
                 },
             };
@@ -147,7 +203,7 @@ pub async fn open_incoming(
                     mailbridge_pop3::Credentials::UserPass { user, password }
                 }
                 Credential::Token(token) => mailbridge_pop3::Credentials::XOAuth2 {
-                    user: account.address.clone(),
+                    user: Identity::of(account).login,
                     token,
                 },
             };
@@ -163,6 +219,7 @@ pub async fn open_incoming(
             };
             let mut config = GraphConfig::new(&graph_root(endpoint));
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            config.tls_pin = tls_pin(endpoint)?;
             let client = GraphClient::new(config)?;
             Ok(AnyMailbox::Graph(GraphMailboxAccess::new(
                 client,
@@ -173,6 +230,7 @@ pub async fn open_incoming(
         Transport::Ews => {
             let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            config.tls_pin = tls_pin(endpoint)?;
             let client = mailbridge_ews::EwsClient::new(config)?;
             let auth = match (signed_in, account.sign_in) {
                 (Credential::Password { user, password }, _) => {

@@ -63,11 +63,12 @@ use std::task::{Context, Poll};
 use mail_parser::MessageParser;
 use mailbridge_ews::{EwsAuth, EwsClient};
 use mailbridge_graph::{
-    GraphClient, Mailbox as GraphMailbox, REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX,
-    UPLOAD_SESSION_MIN,
+    GraphClient, REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX, UPLOAD_SESSION_MIN,
 };
 use mailbridge_smtp::{Credentials, SmtpClient, SmtpConfig, SmtpError};
 use mailbridge_types::ErrorClass;
+
+use crate::connect::Identity;
 use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -1100,6 +1101,10 @@ impl Sender for EwsSender {
 
 /// Whichever sender an account uses.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one sender per account and send; the SMTP one holds its configuration"
+)]
 pub enum AnySender {
     Smtp(Box<SmtpSender>),
     Graph(GraphSender),
@@ -1155,16 +1160,18 @@ impl std::fmt::Debug for SenderSignIn {
 }
 
 impl AnySender {
-    /// The sender for an account's outgoing endpoint (`address` is the account's
-    /// mailbox). Graph's `host` is its root (see [`crate::connect::graph_root`]: a
+    /// The sender for an account's outgoing endpoint, as `who` ([`Identity::of`] the
+    /// account: SMTP XOAUTH2 as its login, Graph app-only `/users/{graph_user}`, EWS
+    /// impersonation of its address). Graph's `host` is its root (see [`crate::connect::graph_root`]: a
     /// bare host gets `https://`, a root without a version `/v1.0`), EWS's the
     /// `Exchange.asmx` URL.
     pub fn for_endpoint(
         endpoint: &EndpointConfig,
-        address: &str,
+        who: &Identity,
         sign_in: SenderSignIn,
     ) -> Result<Self, MailboxError> {
         let extra_ca_pem = crate::connect::extra_ca_pem(endpoint)?;
+        let tls_pin = crate::connect::tls_pin(endpoint)?;
         match endpoint.transport {
             Transport::Smtp => {
                 let mut config =
@@ -1172,11 +1179,12 @@ impl AnySender {
                 config.trust = mailbridge_tls::TlsSettings {
                     extra_ca_pem,
                     server_name: endpoint.tls_name.clone(),
+                    pin: tls_pin,
                 };
                 let credentials = match sign_in {
                     SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {
                         Some(Credentials::XOAuth2 {
-                            user: address.to_owned(),
+                            user: who.login.clone(),
                             token,
                         })
                     }
@@ -1194,10 +1202,11 @@ impl AnySender {
                 let root = crate::connect::graph_root(endpoint);
                 let mut config = mailbridge_graph::GraphConfig::new(&root);
                 config.extra_ca_pem = extra_ca_pem;
+                config.tls_pin = tls_pin;
                 let client = GraphClient::new(config)?;
                 let (mailbox, token) = match sign_in {
-                    SenderSignIn::AppOnly(t) => (GraphMailbox::User(address.to_owned()), t),
-                    SenderSignIn::Delegated(t) => (GraphMailbox::Me, t),
+                    SenderSignIn::AppOnly(t) => (who.graph_mailbox(false), t),
+                    SenderSignIn::Delegated(t) => (who.graph_mailbox(true), t),
                     SenderSignIn::Password { .. } | SenderSignIn::None => {
                         return Err(error(
                             ErrorClass::Misconfigured,
@@ -1210,11 +1219,12 @@ impl AnySender {
             Transport::Ews => {
                 let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
                 config.extra_ca_pem = extra_ca_pem;
+                config.tls_pin = tls_pin;
                 let client = EwsClient::new(config)?;
                 let auth = match sign_in {
                     SenderSignIn::AppOnly(token) => EwsAuth::AppOnly {
                         token,
-                        mailbox: address.to_owned(),
+                        mailbox: who.address.clone(),
                     },
                     SenderSignIn::Delegated(token) => EwsAuth::Bearer { token },
                     SenderSignIn::Password { user, password } => EwsAuth::Basic { user, password },

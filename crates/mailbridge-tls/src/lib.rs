@@ -1,13 +1,23 @@
 //! mailbridge-tls: client TLS for the mail protocols (SMTP, POP3, IMAP).
 //!
 //! - [`TlsSettings`]: which certificates are trusted (the system's roots plus an
-//!   optional extra CA, for private CAs and the sandbox) and which name the server's
-//!   certificate must carry. Certificate checks are never switched off.
+//!   optional extra CA, for private CAs and the sandbox, and an optional [`Pin`] of
+//!   the server's own certificate) and which name the server's certificate must
+//!   carry. Certificate checks are never switched off. [`TlsSettings::client_config`]
+//!   is the same trust for HTTPS clients (reqwest's preconfigured rustls).
+//! - `pin`: [`Pin`] and [`PinningVerifier`], which accepts exactly the pinned
+//!   certificate and verifies every other one as usual, keeping what the server
+//!   presented ([`Presented`]).
+//! - `certificate`: [`CertificateRefused`] (the typed cause, the presented chain) and
+//!   [`CertificateInfo`] (subject, issuer, validity, fingerprint, self-signed, CA);
+//!   [`failure`] tells a handshake failure's kind from the typed errors.
 //! - [`MailStream`]: a TCP connection that is plain or TLS, and can be upgraded in
 //!   place (STARTTLS, STLS), buffered for line-based protocols, with the bounded
 //!   line reading and writing that SMTP, POP3 and IMAP share.
 
-use std::pin::Pin;
+mod certificate;
+mod pin;
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,6 +32,9 @@ use tokio::io::{
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+pub use certificate::{CertificateInfo, CertificateRefused, Problem};
+pub use pin::{Pin, PinError, PinningVerifier, Presented};
+
 /// Who is trusted.
 #[derive(Debug, Clone, Default)]
 pub struct TlsSettings {
@@ -29,6 +42,9 @@ pub struct TlsSettings {
     pub extra_ca_pem: Option<String>,
     /// The name the certificate must carry (default: the host connected to).
     pub server_name: Option<String>,
+    /// The server's own certificate, pinned: accepted when presented, whatever its
+    /// issuer, name or `CA:TRUE`; any other certificate is verified as usual.
+    pub pin: Option<Pin>,
 }
 
 /// TLS could not be set up.
@@ -45,6 +61,50 @@ fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
+/// The certificate refusal somewhere in an error's chain (an HTTPS client's error,
+/// whose handshake ran with [`TlsSettings::client_config_capturing`]): rustls' typed
+/// cause, with the chain the server presented and the pin in force.
+pub fn refused_in_chain(
+    error: &(dyn std::error::Error + 'static),
+    presented: &Presented,
+    pin: Option<Pin>,
+) -> Option<CertificateRefused> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        // An I/O error's `source()` skips the error it wraps (which may be another
+        // I/O error): look inside too.
+        let mut candidates = vec![e];
+        while let Some(inner) = candidates
+            .last()
+            .and_then(|c| c.downcast_ref::<std::io::Error>())
+            .and_then(std::io::Error::get_ref)
+            .filter(|_| candidates.len() < 8)
+        {
+            candidates.push(inner);
+        }
+        for candidate in candidates {
+            if let Some(c) = candidate.downcast_ref::<CertificateRefused>() {
+                return Some(CertificateRefused {
+                    error: c.error.clone(),
+                    chain: c.chain.clone(),
+                    pin: c.pin,
+                });
+            }
+            if let Some(rustls::Error::InvalidCertificate(error)) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                return Some(CertificateRefused {
+                    error: error.clone(),
+                    chain: presented.chain(),
+                    pin,
+                });
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// The server answered the handshake with something that is not TLS.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -52,13 +112,13 @@ fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
 )]
 struct NotTls(rustls::Error);
 
-/// The private-CA advice for a failed handshake (`source` of a TLS error), unless the
-/// failure is plainly not about certificates.
-pub fn ca_hint(source: &std::io::Error) -> &'static str {
-    if may_be_trust(source) {
-        " (if the server uses a private CA, add it as the extra CA file; certificate checks stay on)"
-    } else {
-        ""
+/// The fix for a failed handshake (`source` of a TLS error) when the server's
+/// certificate was refused, as ` (fix)`; empty for other failures, whose own text
+/// already says what to change.
+pub fn ca_hint(source: &std::io::Error) -> String {
+    match failure(source) {
+        Failure::Certificate(c) => format!(" ({})", c.fix()),
+        _ => String::new(),
     }
 }
 
@@ -67,6 +127,41 @@ pub fn ca_hint(source: &std::io::Error) -> &'static str {
 /// port and TLS mode, not a CA.
 pub fn may_be_trust(source: &std::io::Error) -> bool {
     !is_not_tls(source) && source.kind() != std::io::ErrorKind::TimedOut
+}
+
+/// What kind of failure a TLS handshake had, read from the typed errors.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Failure<'a> {
+    /// The server answered in plain text: the port expects STARTTLS or no TLS.
+    NotTls,
+    /// The server sent no greeting in time on a plain connection, or answered it
+    /// with TLS: the port expects implicit TLS.
+    ExpectsImplicitTls,
+    /// The handshake did not finish in time.
+    TimedOut,
+    /// The server's certificate was refused.
+    Certificate(&'a CertificateRefused),
+    /// Something else (a reset connection, a TLS alert from the server).
+    Other,
+}
+
+/// The kind of a TLS failure (`source` of a TLS error, or of a failed greeting).
+pub fn failure(source: &std::io::Error) -> Failure<'_> {
+    let inner = source.get_ref();
+    if let Some(c) = inner.and_then(|e| e.downcast_ref::<CertificateRefused>()) {
+        return Failure::Certificate(c);
+    }
+    if inner.is_some_and(|e| e.is::<NoGreeting>() || e.is::<TlsGreeting>()) {
+        return Failure::ExpectsImplicitTls;
+    }
+    if is_not_tls(source) {
+        return Failure::NotTls;
+    }
+    if source.kind() == std::io::ErrorKind::TimedOut {
+        return Failure::TimedOut;
+    }
+    Failure::Other
 }
 
 /// True when a handshake failed (`source` of a TLS error) because the server spoke
@@ -109,21 +204,54 @@ where
     }
 }
 
-/// A handshake that failed because the server spoke something other than TLS (a
-/// plain-text greeting) says so, with the likely fix.
-fn explain_handshake(source: std::io::Error) -> std::io::Error {
+/// A failed handshake, explained: a plain-text answer says so with the likely fix; a
+/// refused certificate carries the chain the server presented and the pin in force.
+fn explain_handshake(
+    source: std::io::Error,
+    presented: &Presented,
+    pin: Option<Pin>,
+) -> std::io::Error {
     match rustls_error(&source) {
         Some(e @ rustls::Error::InvalidMessage(_)) => {
             std::io::Error::new(std::io::ErrorKind::InvalidData, NotTls(e.clone()))
         }
+        Some(rustls::Error::InvalidCertificate(e)) => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            CertificateRefused {
+                error: e.clone(),
+                chain: presented.chain(),
+                pin,
+            },
+        ),
         _ => source,
     }
 }
 
+/// How long a server on a plain connection has to start its greeting: a server that
+/// says nothing is most likely waiting for a TLS handshake (an implicit-TLS port).
+pub const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A plain connection's server sent nothing in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server sent no greeting in time ({} s): if this port expects TLS from the first byte (like 993, 995 or 465), set TLS to implicit",
+    .0.as_secs()
+)]
+struct NoGreeting(Duration);
+
+/// A plain connection's server answered with TLS.
+#[derive(Debug, thiserror::Error)]
+#[error("the server speaks TLS from the first byte (like 993, 995 or 465 do): set TLS to implicit")]
+struct TlsGreeting;
+
 /// The I/O error for a server that sent no greeting within the timeout, when the client
 /// did not start with TLS: the usual cause is an implicit-TLS port.
 pub fn no_greeting(source: std::io::Error) -> std::io::Error {
-    if source.kind() != std::io::ErrorKind::TimedOut {
+    if source.kind() != std::io::ErrorKind::TimedOut
+        || source
+            .get_ref()
+            .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NoGreeting>)
+    {
         return source;
     }
     std::io::Error::new(
@@ -144,8 +272,25 @@ fn system_roots() -> &'static rustls::RootCertStore {
     })
 }
 
+/// The trust settings could not be turned into a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("the TLS configuration could not be built")]
+pub struct ConfigError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
 impl TlsSettings {
-    fn connector(&self, name: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    /// The rustls configuration of these settings: the system's roots and the extra
+    /// CA, verified by [`PinningVerifier`] with the pin. For HTTPS clients:
+    /// `reqwest::ClientBuilder::tls_backend_preconfigured(settings.client_config()?)`.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, ConfigError> {
+        self.client_config_capturing(Presented::default())
+    }
+
+    /// [`TlsSettings::client_config`], keeping what servers present in `presented`
+    /// (for the report of a failed handshake).
+    pub fn client_config_capturing(
+        &self,
+        presented: Presented,
+    ) -> Result<rustls::ClientConfig, ConfigError> {
         let mut roots = system_roots().clone();
         if let Some(pem) = &self.extra_ca_pem {
             use rustls::pki_types::{CertificateDer, pem::PemObject as _};
@@ -154,15 +299,14 @@ impl TlsSettings {
             }
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let verifier = PinningVerifier::new(roots, self.pin, provider.clone(), presented)
+            .map_err(|e| ConfigError(Box::new(e)))?;
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError {
-                name: name.to_owned(),
-                source: std::io::Error::other(e),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            .map_err(|e| ConfigError(Box::new(e)))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth())
     }
 
     /// Runs the TLS handshake on `tcp` for `host`, within `timeout`.
@@ -178,11 +322,19 @@ impl TlsSettings {
                 name: name.clone(),
                 source: std::io::Error::other(e),
             })?;
-        let connecting = self.connector(&name)?.connect(server_name, tcp);
+        let presented = Presented::default();
+        let config = self
+            .client_config_capturing(presented.clone())
+            .map_err(|e| TlsError {
+                name: name.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        let connecting =
+            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name, tcp);
         match tokio::time::timeout(timeout, connecting).await {
             Ok(done) => done.map_err(|source| TlsError {
                 name,
-                source: explain_handshake(source),
+                source: explain_handshake(source, &presented, self.pin),
             }),
             Err(_) => Err(TlsError {
                 name,
@@ -198,6 +350,10 @@ impl TlsSettings {
 /// A buffered connection, plain or TLS.
 pub enum MailStream {
     Plain(BufStream<TcpStream>),
+    /// A plain connection whose greeting has not been read yet: the first
+    /// [`MailStream::read_line`] gives the server at most [`GREETING_TIMEOUT`] to
+    /// start it (a silent server is most likely an implicit-TLS port).
+    Greeting(BufStream<TcpStream>),
     Tls(Box<BufStream<TlsStream<TcpStream>>>),
     /// Taken out for an upgrade, or after a failed one: every operation fails.
     Closed,
@@ -236,6 +392,7 @@ impl MailStream {
     /// Reads one line of at most `max` bytes within `timeout`, without its CR LF.
     /// A closed connection is `UnexpectedEof`; a silent server `TimedOut`.
     pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Vec<u8>, LineError> {
+        self.await_greeting(timeout).await?;
         let mut line = Vec::new();
         let mut limited = (&mut *self).take(max as u64 + 2);
         let read = limited.read_until(b'\n', &mut line);
@@ -275,6 +432,36 @@ impl MailStream {
         Ok(line)
     }
 
+    /// On a fresh plain connection, waits at most [`GREETING_TIMEOUT`] (or `timeout`
+    /// when shorter) for the server's first bytes, and refuses a TLS record (0x15/0x16
+    /// 0x03) where a greeting belongs. [`MailStream::read_line`] calls it; a driver
+    /// that reads the greeting otherwise calls it first. A no-op after the greeting.
+    pub async fn await_greeting(&mut self, timeout: Duration) -> std::io::Result<()> {
+        let MailStream::Greeting(s) = self else {
+            return Ok(());
+        };
+        let wait = timeout.min(GREETING_TIMEOUT);
+        let first = match tokio::time::timeout(wait, s.fill_buf()).await {
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    NoGreeting(wait),
+                ));
+            }
+            Ok(read) => read?,
+        };
+        if matches!(first, [0x15 | 0x16, 0x03, ..]) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                TlsGreeting,
+            ));
+        }
+        if let MailStream::Greeting(s) = std::mem::replace(self, MailStream::Closed) {
+            *self = MailStream::Plain(s);
+        }
+        Ok(())
+    }
+
     /// Writes `line` and CR LF, and flushes.
     pub async fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         self.write_all(line).await?;
@@ -300,9 +487,9 @@ impl MailStream {
         matches!(self, MailStream::Tls(_))
     }
 
-    /// A plain connection.
+    /// A plain connection, its greeting still to be read.
     pub fn plain(tcp: TcpStream) -> Self {
-        MailStream::Plain(BufStream::new(tcp))
+        MailStream::Greeting(BufStream::new(tcp))
     }
 
     /// A TLS connection from the first byte, the handshake within `timeout`.
@@ -326,7 +513,7 @@ impl MailStream {
         timeout: Duration,
     ) -> Result<Self, TlsError> {
         match self {
-            MailStream::Plain(plain) => {
+            MailStream::Plain(plain) | MailStream::Greeting(plain) => {
                 let tcp = plain.into_inner();
                 Self::implicit(settings, host, tcp, timeout).await
             }
@@ -345,31 +532,38 @@ fn closed() -> std::io::Error {
 
 impl AsyncRead for MailStream {
     fn poll_read(
-        self: Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_read(cx, buf)
+            }
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
     }
 }
 
 impl AsyncBufRead for MailStream {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<&[u8]>> {
         match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_fill_buf(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_fill_buf(cx),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_fill_buf(cx)
+            }
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_fill_buf(cx),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
-    fn consume(self: Pin<&mut Self>, amt: usize) {
+    fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
         match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).consume(amt),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).consume(amt),
+            MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).consume(amt),
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).consume(amt),
             MailStream::Closed => {}
         }
     }
@@ -377,29 +571,39 @@ impl AsyncBufRead for MailStream {
 
 impl AsyncWrite for MailStream {
     fn poll_write(
-        self: Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_write(cx, buf)
+            }
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MailStream::Plain(s) | MailStream::Greeting(s) => std::pin::Pin::new(s).poll_flush(cx),
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MailStream::Plain(s) | MailStream::Greeting(s) => {
+                std::pin::Pin::new(s).poll_shutdown(cx)
+            }
+            MailStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
             MailStream::Closed => Poll::Ready(Err(closed())),
         }
     }

@@ -449,3 +449,142 @@ async fn an_added_password_account_passes_test_receive_and_send_on_real_servers(
     assert!(out.contains("✗ authenticate"), "{out}");
     mail.stop().await;
 }
+
+#[tokio::test]
+async fn test_receive_signs_in_with_the_login_fetch_uses_and_pins_are_set_by_flag() {
+    let f = fixture(365).await;
+    f.server.emulator.update(|m| {
+        let t = &mut m.tenants[0];
+        t.basic_auth_enabled = true;
+        t.users
+            .push(User::new("ops@contoso.example", "Operations", PASSWORD));
+    });
+    let mail = MailServers::start(&f.server.emulator, &TestCa::generate().unwrap())
+        .await
+        .unwrap();
+    let ca = f.dir.path().join("ca.pem");
+    std::fs::write(&ca, mail.ca_pem()).unwrap();
+    let incoming = format!("imaps://127.0.0.1:{}", mail.imaps().port());
+    // The server knows the user as ops@contoso.example; the login format makes "ops".
+    let (ok, out, err) = f
+        .run(
+            &[
+                "account",
+                "add",
+                "ops@contoso.example",
+                "--incoming",
+                &incoming,
+                "--sign-in",
+                "password",
+                "--login-format",
+                "mailbox-name",
+                "--tls-name",
+                mail.tls_name(),
+                "--extra-ca-file",
+                ca.to_str().unwrap(),
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let maildir = f.dir.path().join("maildir");
+    let (ok, _, _) = f
+        .run(
+            &[
+                "fetch",
+                "--account",
+                "ops@contoso.example",
+                "--out",
+                maildir.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok, "fetch signs in as \"ops\", which the server refuses");
+    // The check signs in as fetch does, so it fails as fetch does.
+    let (ok, out, _) = f
+        .run(&["test", "receive", "ops@contoso.example"], None)
+        .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("✗ authenticate"), "{out}");
+    let (ok, _, err) = f
+        .run(
+            &[
+                "account",
+                "edit",
+                "ops@contoso.example",
+                "--login-format",
+                "email",
+            ],
+            None,
+        )
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = f
+        .run(&["test", "receive", "ops@contoso.example"], None)
+        .await;
+    assert!(ok, "{out}{err}");
+
+    // Pins: checked when given, kept per side, removed with `none`. A pin of another
+    // certificate does not stop the usual checks (the CA file still makes it trusted).
+    let (ok, _, err) = f
+        .run(
+            &[
+                "account",
+                "edit",
+                "ops@contoso.example",
+                "--incoming-tls-pin",
+                "sha256:12",
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok);
+    assert!(err.contains("is not a certificate pin"), "{err}");
+    let pin = format!("SHA256:{}", vec!["AB"; 32].join(":"));
+    let (ok, _, err) = f
+        .run(
+            &[
+                "account",
+                "edit",
+                "ops@contoso.example",
+                "--incoming-tls-pin",
+                &pin,
+            ],
+            None,
+        )
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = f
+        .run(&["account", "show", "ops@contoso.example", "--json"], None)
+        .await;
+    assert!(ok);
+    assert!(
+        out.contains(&format!("sha256:{}", "ab".repeat(32))),
+        "{out}"
+    );
+    let (ok, out, err) = f
+        .run(&["test", "receive", "ops@contoso.example"], None)
+        .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("certificate pinned"), "{out}");
+    let (ok, _, err) = f
+        .run(
+            &[
+                "account",
+                "edit",
+                "ops@contoso.example",
+                "--incoming-tls-pin",
+                "none",
+            ],
+            None,
+        )
+        .await;
+    assert!(ok, "{err}");
+    let (_, out, _) = f
+        .run(&["account", "show", "ops@contoso.example", "--json"], None)
+        .await;
+    assert!(!out.contains("sha256:"), "{out}");
+    mail.stop().await;
+}

@@ -325,3 +325,75 @@ async fn admin_consent_row_over_ews_and_the_secret_row_at_get_token() {
     );
     mail.stop().await;
 }
+
+#[tokio::test]
+async fn graph_test_receive_opens_the_mailbox_path_fetch_uses() {
+    // With a mailbox_id, fetch and send address /users/<object id>; so does the check.
+    let (f, mail, _) = daemon_ready().await;
+    deliver(&mail).await;
+    let oid = f.server.emulator.update(|m| {
+        m.tenants[0]
+            .users
+            .iter()
+            .find(|u| u.upn == HELPDESK)
+            .unwrap()
+            .object_id
+    });
+    let base = f.server.base_url();
+    set_sides(
+        &f,
+        &format!("{{ transport = \"graph\", host = \"{base}\" }}\nmailbox_id = \"{oid}\""),
+        None,
+    );
+    let (ok, out, err) = f.run(&["test", "receive", "helpdesk"], None).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("/users/{oid}/mailFolders/inbox")),
+        "{out}"
+    );
+    mail.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_https_certificate_is_told_without_the_platform_verifiers_error_line() {
+    let (f, mail, _) = daemon_ready().await;
+    // Graph over HTTPS with a certificate from a CA this machine does not trust.
+    // (Its own emulator, so that its base URL is its own.)
+    let model = f.server.emulator.update(|m| m.clone());
+    let untrusted = mailbridge_testkit::EmulatorServer::start_https(
+        mailbridge_testkit::Emulator::new(model).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        &TestCa::generate().unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = untrusted.base_url();
+    set_sides(
+        &f,
+        &format!("{{ transport = \"graph\", host = \"{base}\" }}"),
+        None,
+    );
+    let out_dir = f.dir.path().join("maildir");
+    let (ok, out, err) = f
+        .run(
+            &[
+                "fetch",
+                "--account",
+                "helpdesk",
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok, "{out}");
+    assert!(!err.contains("rustls_platform_verifier"), "{err}");
+    assert!(!err.contains("ERROR"), "{err}");
+    // The check names it and shows the certificate.
+    let (ok, out, _) = f.run(&["test", "receive", "helpdesk"], None).await;
+    assert!(!ok);
+    assert!(out.contains("✗ connect+TLS"), "{out}");
+    assert!(out.contains("certificate: subject"), "{out}");
+    assert!(out.contains("not a trusted CA"), "{out}");
+    mail.stop().await;
+}

@@ -177,6 +177,12 @@ fn graph_roles(sending: bool) -> &'static [&'static str] {
     }
 }
 
+/// True for a Graph token's audience (as `TokenClaims::problems` reads it).
+fn is_graph_audience(audience: &str) -> bool {
+    let aud = audience.trim_end_matches('/').to_ascii_lowercase();
+    aud.contains("graph.") || aud == "00000003-0000-0000-c000-000000000000"
+}
+
 /// Graph refused a request.
 pub(super) fn graph_refusal(
     token: &SecretString,
@@ -190,7 +196,6 @@ pub(super) fn graph_refusal(
         return "check that this machine reaches the Graph root (DNS, proxy, firewall) and that the endpoint's host is the Graph root".to_owned();
     };
     let view = TokenView::of(token);
-    let claims_problem = view.problems(Transport::Graph, grant);
     let app = view.app_id();
     let missing_role = match (&view.claims, grant) {
         (Some(c), Grant::AppOnly) => {
@@ -214,6 +219,21 @@ pub(super) fn graph_refusal(
             ))
         }
         _ => None,
+    };
+    // The token's own problems; for sending, its permission is Mail.Send, not the
+    // Mail.ReadWrite / Mail.Read that reading needs (a Graph token's audience problem
+    // comes first either way).
+    let claims_problem = match view.problems(Transport::Graph, grant) {
+        Some(_)
+            if sending
+                && view
+                    .claims
+                    .as_ref()
+                    .is_some_and(|c| is_graph_audience(&c.audience)) =>
+        {
+            missing_role.clone()
+        }
+        other => other,
     };
     match g.meaning {
         Meaning::BadToken => claims_problem.unwrap_or_else(|| {
@@ -293,5 +313,45 @@ pub(super) fn ews_refusal(
             "check that this machine reaches the EWS URL (DNS, proxy, firewall) and that it ends in /EWS/Exchange.asmx".to_owned()
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(claims: &serde_json::Value) -> SecretString {
+        let part = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        SecretString::from(format!(
+            "{}.{}.c2ln",
+            part(&serde_json::json!({"alg": "RS256"})),
+            part(claims)
+        ))
+    }
+
+    #[test]
+    fn a_roleless_app_token_lacks_mail_send_for_sending_and_mail_read_for_reading() {
+        let t = token(&serde_json::json!({
+            "aud": "https://graph.microsoft.com",
+            "appid": "11111111-2222-3333-4444-555555555555",
+            "oid": "99999999-2222-3333-4444-555555555555",
+        }));
+        // Graph's 401 for a token it will not take: the token's own problem is the fix.
+        let e = mailbridge_graph::ClientError::Graph(mailbridge_graph::GraphError::from_answer(
+            401,
+            None,
+            None,
+            br#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token validation failure."}}"#,
+        ));
+        let sending = graph_refusal(&t, Grant::AppOnly, &e, "alice@contoso.com", true);
+        assert!(sending.contains("carries no roles"), "{sending}");
+        assert!(sending.contains("Mail.Send"), "{sending}");
+        assert!(
+            !sending.contains("Mail.ReadWrite") && !sending.contains("Mail.Read "),
+            "{sending}"
+        );
+        let reading = graph_refusal(&t, Grant::AppOnly, &e, "alice@contoso.com", false);
+        assert!(reading.contains("Mail.ReadWrite"), "{reading}");
+        assert!(!reading.contains("Mail.Send"), "{reading}");
     }
 }

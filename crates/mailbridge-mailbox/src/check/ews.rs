@@ -10,7 +10,10 @@ use mailbridge_ews::{EwsAuth, EwsClient, EwsConfig};
 use mailbridge_types::config::EndpointConfig;
 use secrecy::SecretString;
 
-use super::{Failure, Obtained, Report, SignIn, TokenFailure, diagnose, obtain, test_message};
+use super::{
+    Failure, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, diagnose, obtain,
+    test_message,
+};
 
 /// The advice for an EWS URL of Exchange Online: blocked by default from 2026-10-01,
 /// switched off on 2027-04-01, and how to move the account to Graph. `None` for
@@ -32,8 +35,7 @@ struct Session {
 /// Resolve, connect + TLS, the notice, and the sign-in; `None` when a step failed.
 async fn open<F, Fut, E>(
     report: &mut Report,
-    endpoint: &EndpointConfig,
-    address: &str,
+    target: &Target<'_>,
     sign_in: SignIn<F>,
 ) -> Option<Session>
 where
@@ -41,8 +43,9 @@ where
     Fut: Future<Output = Result<SecretString, E>>,
     E: Into<TokenFailure>,
 {
-    let url = endpoint.host.clone();
-    let extra_ca = super::graph::reach(report, endpoint, &url).await?;
+    let url = target.endpoint.host.clone();
+    let address = target.who.address.as_str();
+    let trust = super::graph::reach(report, target, &url).await?;
     if let Some(advice) = ews_notice(&url) {
         report.advise(
             "EWS retirement",
@@ -67,7 +70,8 @@ where
         Obtained::Password { user, password } => (EwsAuth::Basic { user, password }, None),
     };
     let mut config = EwsConfig::new(&url);
-    config.extra_ca_pem = extra_ca;
+    config.extra_ca_pem = trust.extra_ca_pem;
+    config.tls_pin = trust.pin;
     config.attempts = 2;
     config.timeout = Duration::from_mins(1);
     match EwsClient::new(config) {
@@ -101,10 +105,10 @@ fn refused(e: &mailbridge_ews::EwsError, session: &Session, address: &str) -> Fa
     (detail, Some(diagnose::ews_refusal(token, e, address)))
 }
 
-/// Test receive over EWS for `address`.
+/// Test receive over EWS as `who` (app-only impersonates its address).
 pub async fn receive_ews<F, Fut, E>(
     endpoint: &EndpointConfig,
-    address: &str,
+    who: &Identity,
     sign_in: SignIn<F>,
 ) -> Report
 where
@@ -113,7 +117,13 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
-    let Some(session) = open(&mut report, endpoint, address, sign_in).await else {
+    let address = who.address.as_str();
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Incoming,
+    };
+    let Some(session) = open(&mut report, &target, sign_in).await else {
         return report;
     };
     let start = Instant::now();
@@ -145,7 +155,7 @@ where
 /// Test send over EWS: CreateItem `SendAndSaveCopy` of a small MIME test message.
 pub async fn send_ews<F, Fut, E>(
     endpoint: &EndpointConfig,
-    from: &str,
+    who: &Identity,
     to: &str,
     sign_in: SignIn<F>,
 ) -> Report
@@ -155,7 +165,13 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
-    let Some(session) = open(&mut report, endpoint, from, sign_in).await else {
+    let from = who.address.as_str();
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Outgoing,
+    };
+    let Some(session) = open(&mut report, &target, sign_in).await else {
         return report;
     };
     let start = Instant::now();

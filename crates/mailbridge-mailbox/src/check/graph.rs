@@ -10,16 +10,24 @@ use mailbridge_graph::{GraphClient, GraphConfig, Mailbox};
 use mailbridge_types::config::EndpointConfig;
 use secrecy::SecretString;
 
-use super::{Failure, Obtained, Report, SignIn, TokenFailure, diagnose, obtain, test_message};
+use mailbridge_tls::TlsSettings;
+
+use super::{
+    Failure, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, diagnose, obtain,
+    test_message,
+};
 use mailbridge_auth::scopes::Grant;
 
 /// Resolve and connect + TLS for an HTTPS endpoint (Graph root or EWS URL): any HTTP
-/// answer to a request without credentials proves both. The extra CA, when set.
+/// answer to a request without credentials proves both. The trust (extra CA, pin) is
+/// the endpoint's, verified by mailbridge's own verifier, which keeps the certificate
+/// the server presented for the report.
 pub(super) async fn reach(
     report: &mut Report,
-    endpoint: &EndpointConfig,
+    target: &Target<'_>,
     url: &str,
-) -> Option<Option<String>> {
+) -> Option<TlsSettings> {
+    let endpoint = target.endpoint;
     let start = Instant::now();
     let parsed = match url::Url::parse(url) {
         Ok(u) => u,
@@ -41,51 +49,69 @@ pub(super) async fn reach(
         return None;
     }
     let start = Instant::now();
-    let extra_ca = match super::read_ca(endpoint) {
-        Ok(ca) => ca,
+    let trust = match crate::connect::trust(endpoint) {
+        Ok(t) => t,
         Err(e) => {
             report.push(
                 "connect+TLS",
                 start,
-                Err((e, Some("fix the extra CA file path".into()))),
+                Err((
+                    e.message,
+                    Some("fix the extra CA file path or the pin".into()),
+                )),
             );
             return None;
         }
     };
+    let presented = mailbridge_tls::Presented::default();
+    let mut certificate = None;
     let result = async {
-        let mut builder = reqwest::Client::builder()
+        let tls = trust
+            .client_config_capturing(presented.clone())
+            .map_err(|e| (mailbridge_types::error_chain(&e), None))?;
+        let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
-            .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &extra_ca {
-            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| (format!("the extra CA file is not PEM: {e}"), Some("point extra_ca_file at the CA certificate in PEM".to_owned())))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
+            .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| (format!("HTTP client: {e}"), None))?;
         let response = http.get(url).send().await.map_err(|e| {
-            let text = mailbridge_types::error_chain(&e);
-            let certificate = text.to_ascii_lowercase().contains("certificate");
-            let fix = if certificate {
-                "the server's certificate is not trusted: add its CA as the endpoint's extra_ca_file (certificate checks stay on)"
-            } else {
-                "check the URL, and that this machine reaches it (DNS, proxy, firewall)"
-            };
-            (text, Some(fix.to_owned()))
+            match mailbridge_tls::refused_in_chain(&e, &presented, trust.pin) {
+                Some(refused) => {
+                    let explained = super::tls::certificate(&refused, target.who, target.side);
+                    certificate = explained.certificate;
+                    (
+                        format!(
+                            "TLS with {host} failed: {}",
+                            explained.cause.unwrap_or_default()
+                        ),
+                        Some(explained.fix),
+                    )
+                }
+                None => (
+                    mailbridge_types::error_chain(&e),
+                    Some(
+                        "check the URL, and that this machine reaches it (DNS, proxy, firewall)"
+                            .to_owned(),
+                    ),
+                ),
+            }
         })?;
+        let pinned = if trust.pin.is_some() {
+            ", certificate pinned"
+        } else {
+            ""
+        };
         Ok(format!(
-            "{host}:{port} answers (HTTP {} without credentials)",
+            "{host}:{port} answers (HTTP {} without credentials{pinned})",
             response.status().as_u16()
         ))
     }
     .await;
-    report
-        .push("connect+TLS", start, result)
-        .then_some(extra_ca)
+    let ok = report.push("connect+TLS", start, result);
+    report.presented(certificate);
+    ok.then_some(trust)
 }
 
 /// The Graph client and the mailbox path for a grant; a failed step when the account
@@ -93,8 +119,8 @@ pub(super) async fn reach(
 fn client_for(
     report: &mut Report,
     endpoint: &EndpointConfig,
-    extra_ca: Option<String>,
-    address: &str,
+    trust: TlsSettings,
+    who: &Identity,
     obtained: Obtained,
 ) -> Option<(GraphClient, Mailbox, SecretString, Grant)> {
     let start = Instant::now();
@@ -113,7 +139,8 @@ fn client_for(
         }
     };
     let mut config = GraphConfig::new(&crate::connect::graph_root(endpoint));
-    config.extra_ca_pem = extra_ca;
+    config.extra_ca_pem = trust.extra_ca_pem;
+    config.tls_pin = trust.pin;
     config.attempts = 2;
     config.max_retry_after = Duration::from_secs(10);
     config.timeout = Duration::from_mins(1);
@@ -124,10 +151,8 @@ fn client_for(
             return None;
         }
     };
-    let mailbox = match grant {
-        Grant::AppOnly => Mailbox::User(address.to_owned()),
-        Grant::Delegated => Mailbox::Me,
-    };
+    // The mailbox path `fetch` and `send` use: the Object ID when set.
+    let mailbox = who.graph_mailbox(grant == Grant::Delegated);
     Some((client, mailbox, token, grant))
 }
 
@@ -151,10 +176,10 @@ fn refused(
     )
 }
 
-/// Test receive over Graph for `address`.
+/// Test receive over Graph as `who` (`/users/{object id or address}`, or `/me`).
 pub async fn receive_graph<F, Fut, E>(
     endpoint: &EndpointConfig,
-    address: &str,
+    who: &Identity,
     sign_in: SignIn<F>,
 ) -> Report
 where
@@ -163,15 +188,21 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
+    let address = who.address.as_str();
     let root = crate::connect::graph_root(endpoint);
-    let Some(extra_ca) = reach(&mut report, endpoint, &format!("{root}/me")).await else {
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Incoming,
+    };
+    let Some(trust) = reach(&mut report, &target, &format!("{root}/me")).await else {
         return report;
     };
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
     };
     let Some((client, mailbox, token, grant)) =
-        client_for(&mut report, endpoint, extra_ca, address, obtained)
+        client_for(&mut report, endpoint, trust, who, obtained)
     else {
         return report;
     };
@@ -219,10 +250,11 @@ where
     report
 }
 
-/// Test send over Graph: `sendMail` with a small MIME test message from `from` to `to`.
+/// Test send over Graph: `sendMail` with a small MIME test message from `who`'s
+/// mailbox (the path `send` uses) to `to`.
 pub async fn send_graph<F, Fut, E>(
     endpoint: &EndpointConfig,
-    from: &str,
+    who: &Identity,
     to: &str,
     sign_in: SignIn<F>,
 ) -> Report
@@ -232,15 +264,21 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
+    let from = who.address.as_str();
     let root = crate::connect::graph_root(endpoint);
-    let Some(extra_ca) = reach(&mut report, endpoint, &format!("{root}/me")).await else {
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Outgoing,
+    };
+    let Some(trust) = reach(&mut report, &target, &format!("{root}/me")).await else {
         return report;
     };
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
     };
     let Some((client, mailbox, token, grant)) =
-        client_for(&mut report, endpoint, extra_ca, from, obtained)
+        client_for(&mut report, endpoint, trust, who, obtained)
     else {
         return report;
     };

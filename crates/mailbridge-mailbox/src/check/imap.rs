@@ -9,12 +9,15 @@ use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 
 use super::headers::{self, HeaderSink};
-use super::{Obtained, Report, SignIn, TokenFailure, connect_step, diagnose, obtain, prepare};
+use super::{
+    Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
+    prepare,
+};
 
-/// Test receive over IMAP for `mailbox`.
+/// Test receive over IMAP as `who` (XOAUTH2's `user=` is its login, as in `fetch`).
 pub async fn receive_imap<F, Fut, E>(
     endpoint: &EndpointConfig,
-    mailbox: &str,
+    who: &Identity,
     sign_in: SignIn<F>,
 ) -> Report
 where
@@ -23,17 +26,27 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
+    let mailbox = who.address.as_str();
     let port = endpoint.port();
     let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
     };
     let mut config = ImapConfig::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Incoming,
+    };
     let Some(mut client) = connect_step(
         &mut report,
-        endpoint,
+        &target,
         ImapClient::connect(&config),
-        |e| matches!(e, ImapError::Tls(t) if mailbridge_tls::may_be_trust(&t.source)),
+        |e| match e {
+            ImapError::Tls(t) => Some(&t.source),
+            ImapError::Io { source, .. } => Some(source),
+            _ => None,
+        },
         ImapClient::tls_mode,
         "IMAP: 993 implicit TLS, 143 STARTTLS",
     )
@@ -47,7 +60,7 @@ where
     let (credentials, token) = match obtained {
         Obtained::Token { token, grant } => (
             mailbridge_imap::Credentials::XOAuth2 {
-                user: mailbox.to_owned(),
+                user: who.login.clone(),
                 token: token.clone(),
             },
             Some((token, grant)),

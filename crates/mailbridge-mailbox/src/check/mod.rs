@@ -7,7 +7,11 @@
 //! Parts: one file per transport ([`receive_imap`], [`receive_pop3`],
 //! [`receive_graph`] / [`send_graph`], [`receive_ews`] / [`send_ews`],
 //! [`send_smtp`]); `diagnose` turns a refusal plus the token into the admin's fix;
+//! `tls` explains a failed TLS step (the cause, the certificate presented, the fix);
 //! this file holds the report, the sign-in step and the steps every transport shares.
+//!
+//! Every check signs in and opens the mailbox as [`Identity`] says, as `fetch` and
+//! `send` do.
 
 mod diagnose;
 mod ews;
@@ -16,6 +20,7 @@ mod headers;
 mod imap;
 mod pop3;
 mod smtp;
+mod tls;
 
 use std::future::Future;
 use std::time::Instant;
@@ -26,6 +31,10 @@ use mailbridge_tls::TlsSettings;
 use mailbridge_types::config::{EndpointConfig, TlsMode};
 use secrecy::SecretString;
 use serde::Serialize;
+
+pub use crate::connect::Identity;
+pub use tls::PresentedCertificate;
+use tls::Side;
 
 pub use ews::{ews_notice, receive_ews, send_ews};
 pub use graph::{receive_graph, send_graph};
@@ -45,6 +54,9 @@ pub struct StepResult {
     /// the EWS retirement notice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// On a TLS failure: the certificate the server presented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PresentedCertificate>,
 }
 
 /// A whole check.
@@ -69,8 +81,16 @@ impl Report {
             elapsed_ms: start.elapsed().as_millis(),
             detail,
             fix,
+            certificate: None,
         });
         ok
+    }
+
+    /// Puts the certificate the server presented beside the last step.
+    fn presented(&mut self, certificate: Option<PresentedCertificate>) {
+        if let Some(step) = self.steps.last_mut() {
+            step.certificate = certificate;
+        }
     }
 
     /// The last step, passed, with advice beside it.
@@ -81,6 +101,7 @@ impl Report {
             elapsed_ms: 0,
             detail,
             fix: Some(advice),
+            certificate: None,
         });
     }
 
@@ -102,6 +123,9 @@ impl Report {
                 s.elapsed_ms,
                 s.detail
             );
+            if let Some(c) = &s.certificate {
+                let _ = writeln!(out, "    certificate: {c}");
+            }
             if let Some(fix) = &s.fix {
                 let label = if s.ok { "note" } else { "fix" };
                 let _ = writeln!(out, "    {label}: {fix}");
@@ -228,24 +252,28 @@ async fn resolve(report: &mut Report, host: &str, port: u16) -> bool {
     report.push("resolve", start, result)
 }
 
-/// The endpoint's extra CA, read (the error as the step shows it).
-fn read_ca(endpoint: &EndpointConfig) -> Result<Option<String>, String> {
-    crate::connect::extra_ca_pem(endpoint).map_err(|e| e.message)
+/// Where a check connects and as whom: the endpoint, the account's identity, and the
+/// side of the account (for the commands in fixes).
+struct Target<'a> {
+    endpoint: &'a EndpointConfig,
+    who: &'a Identity,
+    side: Side,
 }
 
 /// The "connect+TLS" step of IMAP, POP3 and SMTP: runs `connecting`, records the
-/// step (on failure with the fix: the CA for a certificate error, else the host, port
-/// and TLS mode with the protocol's usual `ports`), and hands back the session.
-async fn connect_step<C, E: std::fmt::Display>(
+/// step (on failure the cause read from the typed errors, the certificate the server
+/// presented, and the fix: CA file or pin, name, or the TLS mode with the protocol's
+/// usual `ports`), and hands back the session.
+async fn connect_step<C, E: std::error::Error + 'static>(
     report: &mut Report,
-    endpoint: &EndpointConfig,
+    target: &Target<'_>,
     connecting: impl Future<Output = Result<C, E>>,
-    // True for a TLS failure about trust (not a plain-text answer or a timeout,
-    // whose fix is the port and TLS mode).
-    tls_failed: impl FnOnce(&E) -> bool,
+    // The I/O error of a failed TLS handshake or greeting, if that is what failed.
+    io_source: impl FnOnce(&E) -> Option<&std::io::Error>,
     tls_of: impl FnOnce(&C) -> TlsMode,
     ports: &str,
 ) -> Option<C> {
+    let endpoint = target.endpoint;
     let start = Instant::now();
     match connecting.await {
         Ok(client) => {
@@ -254,11 +282,16 @@ async fn connect_step<C, E: std::fmt::Display>(
             } else {
                 ""
             };
+            let pinned = if endpoint.tls_pin.is_some() {
+                ", certificate pinned"
+            } else {
+                ""
+            };
             report.push(
                 "connect+TLS",
                 start,
                 Ok(format!(
-                    "{}:{} ({:?}{auto})",
+                    "{}:{} ({:?}{auto}{pinned})",
                     endpoint.host,
                     endpoint.port(),
                     tls_of(&client)
@@ -267,12 +300,16 @@ async fn connect_step<C, E: std::fmt::Display>(
             Some(client)
         }
         Err(e) => {
-            let fix = if tls_failed(&e) {
-                "add the server's CA as the extra CA file, or check tls_name; certificate checks stay on".to_owned()
-            } else {
-                format!("check the host, port and TLS mode ({ports})")
+            let explained = tls::explain(io_source(&e), target.who, target.side, ports);
+            let detail = match &explained.cause {
+                Some(cause) => format!(
+                    "TLS with {} failed: {cause}",
+                    endpoint.tls_name.as_deref().unwrap_or(&endpoint.host)
+                ),
+                None => mailbridge_types::error_chain(&e),
             };
-            report.push("connect+TLS", start, Err((format!("{e:#}"), Some(fix))));
+            report.push("connect+TLS", start, Err((detail, Some(explained.fix))));
+            report.presented(explained.certificate);
             None
         }
     }
@@ -285,16 +322,16 @@ async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSe
         return None;
     }
     let start = Instant::now();
-    match read_ca(endpoint) {
-        Ok(extra_ca_pem) => Some(TlsSettings {
-            extra_ca_pem,
-            server_name: endpoint.tls_name.clone(),
-        }),
+    match crate::connect::trust(endpoint) {
+        Ok(settings) => Some(settings),
         Err(e) => {
             report.push(
                 "connect+TLS",
                 start,
-                Err((e, Some("fix the extra CA file path".into()))),
+                Err((
+                    e.message,
+                    Some("fix the extra CA file path or the pin".into()),
+                )),
             );
             None
         }

@@ -9,12 +9,15 @@ use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 
 use super::headers;
-use super::{Obtained, Report, SignIn, TokenFailure, connect_step, diagnose, obtain, prepare};
+use super::{
+    Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
+    prepare,
+};
 
-/// Test receive over POP3 for `mailbox`.
+/// Test receive over POP3 as `who` (XOAUTH2's `user=` is its login, as in `fetch`).
 pub async fn receive_pop3<F, Fut, E>(
     endpoint: &EndpointConfig,
-    mailbox: &str,
+    who: &Identity,
     sign_in: SignIn<F>,
 ) -> Report
 where
@@ -23,17 +26,27 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
+    let mailbox = who.address.as_str();
     let port = endpoint.port();
     let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
     };
     let mut config = Pop3Config::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Incoming,
+    };
     let Some(mut client) = connect_step(
         &mut report,
-        endpoint,
+        &target,
         Pop3Client::connect(&config),
-        |e| matches!(e, Pop3Error::Tls(t) if mailbridge_tls::may_be_trust(&t.source)),
+        |e| match e {
+            Pop3Error::Tls(t) => Some(&t.source),
+            Pop3Error::Io { source, .. } => Some(source),
+            _ => None,
+        },
         Pop3Client::tls_mode,
         "POP3: 995 implicit TLS, 110 STLS",
     )
@@ -47,7 +60,7 @@ where
     let (credentials, token) = match obtained {
         Obtained::Token { token, grant } => (
             mailbridge_pop3::Credentials::XOAuth2 {
-                user: mailbox.to_owned(),
+                user: who.login.clone(),
                 token: token.clone(),
             },
             Some((token, grant)),

@@ -4,18 +4,20 @@
 use std::future::Future;
 use std::time::Instant;
 
-use mailbridge_smtp::{SmtpClient, SmtpConfig};
-use mailbridge_types::config::{EndpointConfig, Transport};
+use mailbridge_smtp::{SmtpClient, SmtpConfig, SmtpError};
+use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use secrecy::SecretString;
 
 use super::{
-    Obtained, Report, SignIn, TokenFailure, connect_step, diagnose, obtain, prepare, test_message,
+    Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
+    prepare, test_message,
 };
 
-/// Test send over SMTP: a test message from `from` to `to`.
+/// Test send over SMTP: a test message from `who`'s address to `to`, signed in as
+/// its login (XOAUTH2's `user=`, as in `send`).
 pub async fn send_smtp<F, Fut, E>(
     endpoint: &EndpointConfig,
-    from: &str,
+    who: &Identity,
     to: &str,
     sign_in: SignIn<F>,
 ) -> Report
@@ -25,17 +27,26 @@ where
     E: Into<TokenFailure>,
 {
     let mut report = Report::default();
+    let from = who.address.as_str();
     let port = endpoint.port();
     let Some(settings) = prepare(&mut report, endpoint).await else {
         return report;
     };
     let mut config = SmtpConfig::new(&endpoint.host, port, endpoint.tls_mode());
     config.trust = settings;
+    let target = Target {
+        endpoint,
+        who,
+        side: Side::Outgoing,
+    };
     let Some(mut client) = connect_step(
         &mut report,
-        endpoint,
+        &target,
         SmtpClient::connect(&config),
-        |e| matches!(e, mailbridge_smtp::SmtpError::Tls { source, .. } if mailbridge_tls::may_be_trust(source)),
+        |e| match e {
+            SmtpError::Tls { source, .. } | SmtpError::Io { source, .. } => Some(source),
+            _ => None,
+        },
         SmtpClient::tls_mode,
         "SMTP submission: 587 STARTTLS, 465 implicit TLS",
     )
@@ -49,7 +60,7 @@ where
     let (credentials, token) = match obtained {
         Obtained::Token { token, grant } => (
             mailbridge_smtp::Credentials::XOAuth2 {
-                user: from.to_owned(),
+                user: who.login.clone(),
                 token: token.clone(),
             },
             Some((token, grant)),
@@ -60,6 +71,26 @@ where
     };
     let token_ref = token.as_ref().map(|(t, g)| (t, *g));
     let start = Instant::now();
+    if client.tls_mode() == TlsMode::None
+        && client.auth_mechanisms().is_empty()
+        && client.has_capability("STARTTLS")
+    {
+        // Exchange Online (smtp.office365.com:587) and most submission servers offer
+        // AUTH only after STARTTLS: the refusal is about TLS, not the credentials.
+        report.push(
+            "authenticate",
+            start,
+            Err((
+                format!(
+                    "the server offers no AUTH before STARTTLS (it offers: {})",
+                    client.capabilities.join(", ")
+                ),
+                Some("the server offers no AUTH before STARTTLS: set TLS to STARTTLS (`smtp+starttls://host:587` as the outgoing side)".to_owned()),
+            )),
+        );
+        let _ = client.quit().await;
+        return report;
+    }
     if let Err(e) = client.authenticate(&credentials).await {
         let meaning = e.meaning();
         let server_fix = meaning.map(|m| m.fix().to_owned()).unwrap_or_default();

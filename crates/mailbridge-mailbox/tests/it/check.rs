@@ -5,7 +5,7 @@ use mailbridge_auth::authority::{Authority, TenantSegment};
 use mailbridge_auth::client::{App, HttpOptions, TokenClient};
 use mailbridge_auth::credential::ClientCredential;
 use mailbridge_auth::scopes::{Grant, Transport as AuthTransport, scopes_for};
-use mailbridge_mailbox::check::{Report, SignIn, receive_imap, send_smtp};
+use mailbridge_mailbox::check::{Identity, Report, SignIn, receive_imap, send_smtp};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{
@@ -138,7 +138,7 @@ impl World {
     async fn receive(&self) -> Report {
         receive_imap(
             &self.endpoint(Transport::Imap),
-            ALICE,
+            &Identity::address(ALICE),
             SignIn::Token {
                 grant: Grant::AppOnly,
                 get: self.token_getter(),
@@ -150,7 +150,7 @@ impl World {
     async fn send(&self) -> Report {
         send_smtp(
             &self.endpoint(Transport::Smtp),
-            ALICE,
+            &Identity::address(ALICE),
             BOB,
             SignIn::Token {
                 grant: Grant::AppOnly,
@@ -250,7 +250,7 @@ async fn untrusted_certificate_stops_at_connect() {
     endpoint.extra_ca_file = None;
     let r = receive_imap(
         &endpoint,
-        ALICE,
+        &Identity::address(ALICE),
         SignIn::Token {
             grant: Grant::AppOnly,
             get: w.token_getter(),

@@ -62,6 +62,7 @@ impl World {
         TlsSettings {
             extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
             server_name: Some(self.mail.tls_name().to_owned()),
+            pin: None,
         }
     }
 

@@ -37,6 +37,7 @@ async fn send(mail: &MailServers, emulator: &Emulator, app: &AppRegistration, su
     config.trust = TlsSettings {
         extra_ca_pem: Some(mail.ca_pem().to_owned()),
         server_name: Some(mail.tls_name().to_owned()),
+        pin: None,
     };
     let mut c = SmtpClient::connect(&config).await.unwrap();
     c.authenticate(&mailbridge_smtp::Credentials::XOAuth2 {
@@ -92,6 +93,7 @@ async fn imap_and_graph_see_the_same_mailbox_through_one_api() {
     imap_config.trust = TlsSettings {
         extra_ca_pem: Some(mail.ca_pem().to_owned()),
         server_name: Some(mail.tls_name().to_owned()),
+        pin: None,
     };
     let mut client = ImapClient::connect(&imap_config).await.unwrap();
     client
@@ -190,6 +192,7 @@ async fn imap_and_graph_see_the_same_mailbox_through_one_api() {
     pop_config.trust = TlsSettings {
         extra_ca_pem: Some(mail.ca_pem().to_owned()),
         server_name: Some(mail.tls_name().to_owned()),
+        pin: None,
     };
     let mut pop_client = mailbridge_pop3::Pop3Client::connect(&pop_config)
         .await

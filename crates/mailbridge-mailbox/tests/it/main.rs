@@ -11,6 +11,7 @@ mod matrix;
 mod prop;
 mod send;
 mod since;
+mod tls_check;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, NoDns, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};

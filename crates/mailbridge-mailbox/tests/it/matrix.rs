@@ -90,6 +90,7 @@ impl World {
         TlsSettings {
             extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
             server_name: Some(self.mail.tls_name().to_owned()),
+            pin: None,
         }
     }
 
@@ -641,6 +642,7 @@ async fn tls_auto_takes_whichever_tls_the_port_offers_and_never_none() {
     config.trust = TlsSettings {
         extra_ca_pem: None,
         server_name: Some(w.mail.tls_name().to_owned()),
+        pin: None,
     };
     config.timeout = timeout;
     match ImapClient::connect(&config).await {

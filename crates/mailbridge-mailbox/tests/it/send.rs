@@ -74,6 +74,7 @@ impl World {
         config.trust = TlsSettings {
             extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
             server_name: Some(self.mail.tls_name().to_owned()),
+            pin: None,
         };
         SmtpSender::new(
             config,
@@ -653,6 +654,7 @@ impl World {
         config.trust = TlsSettings {
             extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
             server_name: Some(self.mail.tls_name().to_owned()),
+            pin: None,
         };
         config.timeout = Duration::from_secs(20);
         SmtpSender::new(

@@ -87,6 +87,7 @@ impl World {
         config.trust = TlsSettings {
             extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
             server_name: Some(self.mail.tls_name().to_owned()),
+            pin: None,
         };
         let mut client = ImapClient::connect(&config).await.unwrap();
         client
@@ -304,6 +305,7 @@ async fn pop3_refuses_a_date_and_says_why() {
     config.trust = TlsSettings {
         extra_ca_pem: Some(w.mail.ca_pem().to_owned()),
         server_name: Some(w.mail.tls_name().to_owned()),
+        pin: None,
     };
     let mut client = mailbridge_pop3::Pop3Client::connect(&config).await.unwrap();
     client

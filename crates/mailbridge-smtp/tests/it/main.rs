@@ -73,6 +73,7 @@ impl World {
         c.trust = mailbridge_tls::TlsSettings {
             extra_ca_pem: Some(self.mail.ca_pem().to_owned()),
             server_name: Some(self.mail.tls_name().to_owned()),
+            pin: None,
         };
         c
     }
