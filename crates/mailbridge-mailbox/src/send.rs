@@ -1101,10 +1101,6 @@ impl Sender for EwsSender {
 
 /// Whichever sender an account uses.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one sender per account and send; the SMTP one holds its configuration"
-)]
 pub enum AnySender {
     Smtp(Box<SmtpSender>),
     Graph(GraphSender),
