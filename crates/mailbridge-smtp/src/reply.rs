@@ -326,10 +326,18 @@ impl Reply {
             if text.contains("for the mailbox") {
                 return Meaning::SmtpAuthDisabledForMailbox;
             }
-            if text.contains("basic authentication is disabled") {
+            if text.contains("smtpclientauthentication is disabled") {
+                return Meaning::SmtpAuthDisabledForTenant;
+            }
+            if text.contains("basic authentication is disabled")
+                || text.contains("security defaults")
+            {
                 return Meaning::BasicAuthDisabled;
             }
-            return Meaning::SmtpAuthDisabledForTenant;
+            // "the user credentials were incorrect", "the request did not meet the
+            // criteria to be authenticated successfully": 5.7.139 is Exchange Online's
+            // code for every refused AUTH, not only for the switched-off ones.
+            return Meaning::AuthenticationFailed;
         }
         if has("5.2.252") || text.contains("sendasdenied") || has("5.7.60") {
             return Meaning::SendAsDenied;
@@ -442,6 +450,39 @@ mod tests {
             code,
             lines: vec![text.to_owned()],
         }
+    }
+
+    #[test]
+    fn exchange_s_5_7_139_variants_each_mean_their_own_cause() {
+        let m = |text: &str| reply(535, text).meaning();
+        assert_eq!(
+            m(
+                "5.7.139 Authentication unsuccessful, the user credentials were incorrect. [SN4PR0501CA0123]"
+            ),
+            Meaning::AuthenticationFailed
+        );
+        assert_eq!(
+            m(
+                "5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator. [h]"
+            ),
+            Meaning::AuthenticationFailed
+        );
+        assert_eq!(
+            m("5.7.139 Authentication unsuccessful, basic authentication is disabled. [h]"),
+            Meaning::BasicAuthDisabled
+        );
+        assert_eq!(
+            m(
+                "5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy. Contact your administrator. [h]"
+            ),
+            Meaning::BasicAuthDisabled
+        );
+        assert_eq!(
+            m(
+                "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [h]"
+            ),
+            Meaning::SmtpAuthDisabledForTenant
+        );
     }
 
     #[test]

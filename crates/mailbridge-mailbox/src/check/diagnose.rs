@@ -126,7 +126,7 @@ pub(super) fn mail_refusal(
             .map(|s| format!("; and if the password is right, {s}"))
             .unwrap_or_default();
         return format!(
-            "the server refused the user name and password: check both (on-premises Exchange may want DOMAIN\\user or the user principal name); Exchange Online refuses passwords, so for Microsoft 365 set the account's sign_in to app-only or delegated{switch}"
+            "the server refused the login name and password: check both (`mailbridge account edit`; on-premises Exchange may want DOMAIN\\user or the user principal name: `--login-format`); with two-step verification the provider wants an app password instead of the account's own (Outlook.com, Gmail, iCloud, Yahoo); Exchange Online refuses passwords where Basic authentication is disabled (for Microsoft 365 set the account's sign_in to app-only or delegated){switch}"
         );
     };
     let view = TokenView::of(token);

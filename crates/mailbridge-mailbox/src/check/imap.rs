@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use super::headers::{self, HeaderSink};
 use super::{
     Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
-    prepare,
+    prepare, refused_login,
 };
 
 /// Test receive over IMAP as `who` (XOAUTH2's `user=` is its login, as in `fetch`).
@@ -57,6 +57,10 @@ where
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
     };
+    let password_login = match &obtained {
+        Obtained::Password { user, .. } => Some(user.clone()),
+        Obtained::Token { .. } => None,
+    };
     let (credentials, token) = match obtained {
         Obtained::Token { token, grant } => (
             mailbridge_imap::Credentials::XOAuth2 {
@@ -80,6 +84,7 @@ where
             ImapError::Refused { text, .. } => format!("the server answered: {text}"),
             other => other.to_string(),
         };
+        let detail = refused_login(password_login.as_deref(), detail);
         report.push("authenticate", start, Err((detail, Some(refusal(&e)))));
         return report;
     }

@@ -380,6 +380,15 @@ where
     }
 }
 
+/// A refusal's detail, naming the login when a password was refused (the server's
+/// own words do not say which login it was given).
+fn refused_login(password_login: Option<&str>, detail: String) -> String {
+    match password_login {
+        Some(login) => format!("the password sign-in as {login} was refused; {detail}"),
+        None => detail,
+    }
+}
+
 /// The test message `mailbridge test send` sends.
 fn test_message(from: &str, to: &str) -> String {
     format!(

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use super::headers;
 use super::{
     Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
-    prepare,
+    prepare, refused_login,
 };
 
 /// Test receive over POP3 as `who` (XOAUTH2's `user=` is its login, as in `fetch`).
@@ -57,6 +57,10 @@ where
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
     };
+    let password_login = match &obtained {
+        Obtained::Password { user, .. } => Some(user.clone()),
+        Obtained::Token { .. } => None,
+    };
     let (credentials, token) = match obtained {
         Obtained::Token { token, grant } => (
             mailbridge_pop3::Credentials::XOAuth2 {
@@ -85,7 +89,13 @@ where
                 } else {
                     meaning.fix().to_owned()
                 };
-                (format!("the server answered: -ERR {}", status.text), fix)
+                (
+                    refused_login(
+                        password_login.as_deref(),
+                        format!("the server answered: -ERR {}", status.text),
+                    ),
+                    fix,
+                )
             }
             other => (
                 other.to_string(),

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use super::{
     Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
-    prepare, test_message,
+    prepare, refused_login, test_message,
 };
 
 /// Test send over SMTP: a test message from `who`'s address to `to`, signed in as
@@ -56,6 +56,10 @@ where
     };
     let Some(obtained) = obtain(&mut report, sign_in).await else {
         return report;
+    };
+    let password_login = match &obtained {
+        Obtained::Password { user, .. } => Some(user.clone()),
+        Obtained::Token { .. } => None,
     };
     let (credentials, token) = match obtained {
         Obtained::Token { token, grant } => (
@@ -107,6 +111,7 @@ where
             }
             other => other.to_string(),
         };
+        let detail = refused_login(password_login.as_deref(), detail);
         report.push("authenticate", start, Err((detail, Some(fix))));
         return report;
     }

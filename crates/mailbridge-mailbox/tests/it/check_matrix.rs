@@ -1244,17 +1244,49 @@ async fn passwords_work_where_basic_is_allowed_and_are_named_where_not() {
             r.render()
         );
     }
-    let r = receive_imap(
-        &w.endpoint(Transport::Imap),
-        &Identity::address(ALICE),
-        password("wrong"),
-    )
-    .await;
-    let failed = r.failed_step().unwrap();
-    assert_eq!(failed.step, "authenticate", "{}", r.render());
-    assert!(
-        failed.fix.as_deref().unwrap().contains("password"),
-        "{}",
-        r.render()
-    );
+    // A wrong password is refused at authenticate over IMAP, POP3 and SMTP: the
+    // detail names the login that was refused, the fix gives password causes (app
+    // password, Basic authentication off) and no app-only token advice.
+    for r in [
+        receive_imap(
+            &w.endpoint(Transport::Imap),
+            &Identity::address(ALICE),
+            password("wrong"),
+        )
+        .await,
+        receive_pop3(
+            &w.endpoint(Transport::Pop3),
+            &Identity::address(ALICE),
+            password("wrong"),
+        )
+        .await,
+        send_smtp(
+            &w.endpoint(Transport::Smtp),
+            &Identity::address(ALICE),
+            BOB,
+            password("wrong"),
+        )
+        .await,
+    ] {
+        let failed = r.failed_step().unwrap();
+        assert_eq!(failed.step, "authenticate", "{}", r.render());
+        assert!(
+            failed
+                .detail
+                .contains(&format!("password sign-in as {ALICE} was refused")),
+            "{}",
+            r.render()
+        );
+        let fix = failed.fix.as_deref().unwrap();
+        assert!(
+            fix.contains("password") && fix.contains("app password"),
+            "{}",
+            r.render()
+        );
+        assert!(
+            !fix.contains("New-ServicePrincipal") && !fix.contains("FullAccess"),
+            "{}",
+            r.render()
+        );
+    }
 }
