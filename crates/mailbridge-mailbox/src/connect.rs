@@ -162,6 +162,7 @@ pub async fn open_incoming(
             };
             let mut config = GraphConfig::new(&graph_root(endpoint));
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            config.limits = account.limits;
             let client = GraphClient::new(config)?;
             Ok(AnyMailbox::Graph(GraphMailboxAccess::new(
                 client,
@@ -172,6 +173,7 @@ pub async fn open_incoming(
         Transport::Ews => {
             let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
+            config.limits = account.limits;
             let client = mailbridge_ews::EwsClient::new(config)?;
             let auth = match (signed_in, account.sign_in) {
                 (Credential::Password { user, password }, _) => {
