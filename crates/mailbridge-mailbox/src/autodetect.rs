@@ -279,12 +279,13 @@ pub async fn detect(
         "{}/{domain}/v2.0/.well-known/openid-configuration",
         options.authority_host.trim_end_matches('/')
     );
+    let shown = mailbridge_http::redact(&url);
     let outcome = match http.get(&url).send().await {
-        Err(e) => format!("{url} could not be reached: {e}"),
+        Err(e) => format!("{shown} could not be reached: {}", e.without_url()),
         Ok(r) if r.status().is_success() => match read_json(r).await {
             Ok(v) => match read_openid(&v) {
                 None => format!(
-                    "{url} answered JSON that is not an OpenID configuration (no issuer URL)"
+                    "{shown} answered JSON that is not an OpenID configuration (no issuer URL)"
                 ),
                 Some((tenant, cloud)) => {
                     d.cloud = Some(d.cloud.unwrap_or(cloud));
@@ -296,7 +297,7 @@ pub async fn detect(
                     )
                 }
             },
-            Err(e) => format!("{url}: {e}"),
+            Err(e) => format!("{shown}: {e}"),
         },
         Ok(r) => format!(
             "{domain} is not an Entra tenant (HTTP {})",
@@ -316,11 +317,18 @@ pub async fn detect(
             "{}/v1.0/{address}?Protocol=EWS",
             options.autodiscover_url.trim_end_matches('/')
         );
+        let shown = mailbridge_http::redact(&url);
         let outcome = match http.get(&url).send().await {
-            Err(e) => format!("{url} could not be reached: {e}"),
+            Err(e) => format!("{shown} could not be reached: {}", e.without_url()),
             Ok(r) if r.status().is_success() => match read_json(r).await {
-                Ok(v) => match read_autodiscover(&v) {
-                    Some(ews) => {
+                Ok(v) => match read_autodiscover(&v).map(|ews| own_ews_url(&url, ews)) {
+                    // An EWS URL on another scheme, host or port than the Autodiscover
+                    // endpoint asked is not taken: the account's credentials would go
+                    // there.
+                    Some(Err(foreign)) => format!(
+                        "Autodiscover answered an EWS URL on another server, not used: {foreign}; if it is your Exchange server, set the account's EWS URL to it by hand"
+                    ),
+                    Some(Ok(ews)) => {
                         let exchange_online =
                             d.tenant_id.is_some() || ews.contains("outlook.office365.com");
                         decide(
@@ -342,7 +350,7 @@ pub async fn detect(
                     }
                     None => "answer has no http(s) Url".to_owned(),
                 },
-                Err(e) => format!("{url}: {e}"),
+                Err(e) => format!("{shown}: {e}"),
             },
             Ok(r) if r.status().is_redirection() => {
                 "no Exchange Online mailbox for this address (redirected)".to_owned()
@@ -369,7 +377,7 @@ pub async fn detect(
             let text = match mailbridge_http::bounded_body(r, MAX_DOCUMENT).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) => {
-                    outcome = format!("{url}: {e}");
+                    outcome = format!("{}: {e}", mailbridge_http::redact(&url));
                     continue;
                 }
             };
@@ -377,7 +385,11 @@ pub async fn detect(
             if !servers.is_empty() {
                 decide(&mut d, "generic-imap", Step::Autoconfig);
                 let endpoints: Vec<Endpoint> = servers.iter().map(|s| s.endpoint.clone()).collect();
-                outcome = format!("{url}: {}", describe(&endpoints));
+                outcome = format!(
+                    "{}: {}",
+                    mailbridge_http::redact(&url),
+                    describe(&endpoints)
+                );
                 // The login of the server the account reads from (IMAP, else POP3).
                 let incoming = [Transport::Imap, Transport::Pop3]
                     .into_iter()
@@ -498,6 +510,29 @@ fn is_host_name(h: &str) -> bool {
         && h.chars().all(|c| {
             c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '%' | ':' | '[' | ']')
         })
+}
+
+/// `ews` when it is on the scheme, host and port of the Autodiscover URL that gave it.
+fn own_ews_url<'a>(
+    autodiscover: &str,
+    ews: &'a str,
+) -> Result<&'a str, mailbridge_http::ForeignUrl> {
+    let origin = url::Url::parse(autodiscover).map_err(|_| mailbridge_http::ForeignUrl {
+        endpoint: mailbridge_http::redact(autodiscover),
+        link: mailbridge_http::redact(ews),
+    })?;
+    mailbridge_http::check_origin(&origin, ews).map(|_| ews)
+}
+
+/// An Autodiscover v2 answer read from its bytes: the EWS URL, when the answer is
+/// JSON with an http(s) `Url`.
+/// <https://learn.microsoft.com/exchange/client-developer/exchange-web-services/autodiscover-for-exchange>
+pub fn parse_autodiscover(body: &[u8]) -> Option<String> {
+    if body.len() > MAX_DOCUMENT {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    read_autodiscover(&v).map(str::to_owned)
 }
 
 /// The EWS URL of an Autodiscover v2 answer, when it is an http(s) URL.
