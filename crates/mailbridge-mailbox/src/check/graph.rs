@@ -28,7 +28,7 @@ pub(super) async fn reach(
                 "resolve",
                 start,
                 Err((
-                    format!("{url} is not a URL: {e}"),
+                    format!("{} is not a URL: {e}", mailbridge_http::redact(url)),
                     Some("set the endpoint's host to the full URL, such as https://graph.microsoft.com or https://mail.contoso.com/EWS/Exchange.asmx".into()),
                 )),
             );
@@ -68,7 +68,8 @@ pub(super) async fn reach(
             .build()
             .map_err(|e| (format!("HTTP client: {e}"), None))?;
         let response = http.get(url).send().await.map_err(|e| {
-            let text = mailbridge_types::error_chain(&e);
+            // Without the URL reqwest would print, query and all.
+            let text = mailbridge_types::error_chain(&e.without_url());
             let certificate = text.to_ascii_lowercase().contains("certificate");
             let fix = if certificate {
                 "the server's certificate is not trusted: add its CA as the endpoint's extra_ca_file (certificate checks stay on)"
