@@ -321,7 +321,10 @@ pub async fn detect(
         let outcome = match http.get(&url).send().await {
             Err(e) => format!("{shown} could not be reached: {}", e.without_url()),
             Ok(r) if r.status().is_success() => match read_json(r).await {
-                Ok(v) => match read_autodiscover(&v).map(|ews| own_ews_url(&url, ews)) {
+                Ok(v) => match read_autodiscover(&v)
+                    .as_deref()
+                    .map(|ews| own_ews_url(&url, ews).map(str::to_owned))
+                {
                     // An EWS URL on another scheme, host or port than the Autodiscover
                     // endpoint asked is not taken: the account's credentials would go
                     // there.
@@ -342,11 +345,11 @@ pub async fn detect(
                         );
                         d.endpoints.push(Endpoint {
                             transport: Transport::Ews,
-                            host: ews.to_owned(),
+                            host: ews.clone(),
                             port: 443,
                             tls: TlsMode::Implicit,
                         });
-                        format!("EWS at {ews}")
+                        format!("EWS at {}", mailbridge_http::redact(&ews))
                     }
                     None => "answer has no http(s) Url".to_owned(),
                 },
@@ -532,14 +535,17 @@ pub fn parse_autodiscover(body: &[u8]) -> Option<String> {
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    read_autodiscover(&v).map(str::to_owned)
+    read_autodiscover(&v)
 }
 
-/// The EWS URL of an Autodiscover v2 answer, when it is an http(s) URL.
-fn read_autodiscover(v: &serde_json::Value) -> Option<&str> {
+/// The EWS URL of an Autodiscover v2 answer, when it is an http(s) URL, as the URL
+/// parser reads it (`https:/x.example` is `https://x.example/`): the text kept is
+/// the URL that was checked.
+fn read_autodiscover(v: &serde_json::Value) -> Option<String> {
     let u = v.get("Url")?.as_str()?;
     let parsed = url::Url::parse(u).ok()?;
-    (matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some()).then_some(u)
+    (matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some())
+        .then(|| parsed.to_string())
 }
 
 /// A server of an autoconfig document, placeholders filled for one address.
@@ -970,8 +976,15 @@ mod prop_tests {
             assert!(read_autodiscover(&v).is_none(), "{v}");
         }
         assert_eq!(
-            read_autodiscover(&json!({"Url": "https://outlook.office365.com/EWS/Exchange.asmx"})),
+            read_autodiscover(&json!({"Url": "https://outlook.office365.com/EWS/Exchange.asmx"}))
+                .as_deref(),
             Some("https://outlook.office365.com/EWS/Exchange.asmx")
+        );
+        // Found by the autodiscover_json fuzz target: the answer's text was kept
+        // although the URL parser read another URL from it.
+        assert_eq!(
+            parse_autodiscover(br#"{"Url":"https:/.contoso.com/EWS/Exchange.asmx"}"#).as_deref(),
+            Some("https://.contoso.com/EWS/Exchange.asmx")
         );
     }
 

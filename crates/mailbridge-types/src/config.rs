@@ -154,7 +154,12 @@ impl AppConfig {
     /// cloud's. Never a sandbox or proxy URL, which Entra does not know (AADSTS500011):
     /// those are the account's Graph endpoint, where requests go.
     pub fn graph_resource(&self) -> &'static str {
-        let clouds = [Cloud::Global, Cloud::UsGovHigh, Cloud::UsGovDod, Cloud::China];
+        let clouds = [
+            Cloud::Global,
+            Cloud::UsGovHigh,
+            Cloud::UsGovDod,
+            Cloud::China,
+        ];
         self.graph_root
             .as_deref()
             .map(|r| r.trim_end_matches('/'))
