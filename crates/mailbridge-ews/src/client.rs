@@ -157,6 +157,9 @@ pub enum EwsError {
     Status { status: u16 },
     #[error("EWS sent an answer mailbridge does not understand: {0}")]
     Protocol(String),
+    /// The configured EWS URL is not a URL.
+    #[error("{0}")]
+    BadEndpoint(String),
 }
 
 fn unauthorized_fix(diagnostics: Option<&str>) -> &'static str {
@@ -197,7 +200,7 @@ impl EwsError {
             EwsError::Http { .. } | EwsError::Protocol(_) | EwsError::Sink(_) => {
                 ErrorClass::Transient
             }
-            EwsError::Redirected(_) => ErrorClass::Misconfigured,
+            EwsError::Redirected(_) | EwsError::BadEndpoint(_) => ErrorClass::Misconfigured,
             EwsError::LimitExceeded { .. } => ErrorClass::LimitExceeded,
             EwsError::Unauthorized { diagnostics } => {
                 match diagnostics.as_deref().and_then(|d| d.split(';').next()) {
@@ -271,7 +274,7 @@ impl EwsClient {
     /// A client.
     pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
         let origin = url::Url::parse(&config.url).map_err(|e| {
-            EwsError::Protocol(format!(
+            EwsError::BadEndpoint(format!(
                 "the EWS URL {} is not a URL ({e}): set it to e.g. https://mail.contoso.com/EWS/Exchange.asmx",
                 redact(&config.url)
             ))

@@ -149,6 +149,9 @@ pub enum ClientError {
     },
     #[error("Microsoft Graph sent an answer mailbridge does not understand: {0}")]
     Protocol(String),
+    /// The configured Graph root is not a URL.
+    #[error("{0}")]
+    BadEndpoint(String),
     #[error("writing the message failed")]
     Sink(#[source] std::io::Error),
 }
@@ -158,7 +161,9 @@ impl ClientError {
     pub fn class(&self) -> mailbridge_types::ErrorClass {
         match self {
             ClientError::Graph(g) => g.class(),
-            ClientError::ForeignLink(_) => mailbridge_types::ErrorClass::Misconfigured,
+            ClientError::ForeignLink(_) | ClientError::BadEndpoint(_) => {
+                mailbridge_types::ErrorClass::Misconfigured
+            }
             ClientError::LimitExceeded { .. } => mailbridge_types::ErrorClass::LimitExceeded,
             ClientError::Http { .. } | ClientError::Protocol(_) | ClientError::Sink(_) => {
                 mailbridge_types::ErrorClass::Transient
@@ -187,7 +192,7 @@ impl GraphClient {
     /// A client.
     pub fn new(config: GraphConfig) -> Result<Self, ClientError> {
         let origin = url::Url::parse(&config.root).map_err(|e| {
-            ClientError::Protocol(format!(
+            ClientError::BadEndpoint(format!(
                 "the Graph root {} is not a URL ({e}): set the account's Graph endpoint to e.g. https://graph.microsoft.com",
                 redact(&config.root)
             ))

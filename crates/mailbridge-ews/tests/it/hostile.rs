@@ -255,3 +255,10 @@ fn a_large_message_is_fetched_in_memory_that_does_not_follow_its_size() {
     assert!(peak < 40 * 1024, "peak resident set {peak} KiB: {stdout}");
     eprintln!("{stdout}");
 }
+
+#[test]
+fn an_ews_url_that_is_not_a_url_is_misconfigured() {
+    let err = EwsClient::new(EwsConfig::new("mail.contoso.com")).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Misconfigured);
+    assert!(err.to_string().contains("/EWS/Exchange.asmx"), "{err}");
+}

@@ -316,3 +316,10 @@ async fn an_upload_url_never_appears_in_an_error() {
             .all(|r| r.header("authorization").is_none())
     );
 }
+
+#[test]
+fn a_graph_root_that_is_not_a_url_is_misconfigured() {
+    let err = GraphClient::new(GraphConfig::new("graph.microsoft.com/v1.0?x=SECRET")).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Misconfigured);
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+}
