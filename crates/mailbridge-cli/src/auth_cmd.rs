@@ -236,7 +236,7 @@ async fn login(
         .transports
         .iter()
         .skip(1)
-        .flat_map(|t| scopes_for(*t, Grant::Delegated, app.graph_root()))
+        .flat_map(|t| scopes_for(*t, Grant::Delegated, app.graph_resource()))
         .collect();
     let tokens = match method {
         LoginMethod::Browser => loopback_sign_in(

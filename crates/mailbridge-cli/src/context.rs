@@ -221,7 +221,7 @@ pub async fn account_sign_in(
         account: account.name.clone(),
         app: app_with_credential(app, store).await?,
         authority: authority(app)?,
-        scopes: scopes_for(transport, grant, app.graph_root()),
+        scopes: scopes_for(transport, grant, app.graph_resource()),
         delegated: grant == Grant::Delegated,
     })
 }

@@ -4,17 +4,25 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use mailbridge_http::{ForeignUrl, check_origin, redact};
 use mailbridge_types::ErrorClass;
+use mailbridge_types::config::Limits;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
+use crate::mime_stream::{MimeScanner, ScanError};
 use crate::xml::{Element, escape, parse};
 
 /// Largest answer read for an operation other than GetItem with MimeContent (a page
 /// of 1,000 ids or 512 changes is far smaller).
 pub const MAX_ANSWER: usize = 8 * 1024 * 1024;
-/// Largest GetItem answer with MimeContent: a 150 MB message (Exchange Online's
-/// largest) in base64 (4/3), and 1 MiB for the envelope around it.
+/// Largest GetItem answer with MimeContent at the default
+/// [`Limits::max_message_size`]: a 150 MiB message (Exchange Online's largest) in
+/// base64 (4/3), and 1 MiB for the envelope around it. The message itself is
+/// bounded by the account's limit ([`EwsConfig::limits`]), decoded as it arrives.
 pub const MAX_MIME_ANSWER: usize = 150 * 1024 * 1024 / 3 * 4 + 1024 * 1024;
+/// Redirects followed on the EWS URL's own scheme, host and port.
+const MAX_REDIRECTS: usize = 5;
 
 mod find_item;
 pub use find_item::{FolderPeek, FoundPage, ItemSummary};
@@ -51,6 +59,8 @@ pub struct EwsConfig {
     pub timeout: Duration,
     /// Attempts for `ErrorServerBusy`.
     pub attempts: u32,
+    /// Bounds on a message's size, a sync round's pages and items, and time.
+    pub limits: Limits,
 }
 
 impl EwsConfig {
@@ -63,6 +73,7 @@ impl EwsConfig {
             server_version: "Exchange2013_SP1".to_owned(),
             timeout: Duration::from_secs(100),
             attempts: 3,
+            limits: Limits::default(),
         }
     }
 }
@@ -104,6 +115,7 @@ impl std::fmt::Debug for EwsAuth {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EwsError {
+    /// `url` is redacted.
     #[error("could not reach EWS at {url}")]
     Http {
         url: String,
@@ -126,10 +138,32 @@ pub enum EwsError {
         operation: String,
         limit: usize,
     },
+    /// EWS (or something in its place) redirected to another scheme, host or port:
+    /// not followed, so the credentials go nowhere else. Misconfigured: the same
+    /// request is redirected again; the EWS URL is likely not the server's own.
+    #[error(
+        "EWS redirected to another server, which mailbridge does not follow with the credentials: {0}; if that server is the right one, set the account's EWS URL to its /EWS/Exchange.asmx"
+    )]
+    Redirected(#[from] ForeignUrl),
+    /// A bound of [`Limits`] was reached.
+    #[error(
+        "{what} exceeds {limit} {unit} ({setting}): if that is genuine, raise {setting} in the account's [account.limits]; otherwise the server is misbehaving"
+    )]
+    LimitExceeded {
+        what: String,
+        limit: u64,
+        unit: &'static str,
+        setting: &'static str,
+    },
+    #[error("writing the message failed")]
+    Sink(#[source] std::io::Error),
     #[error("EWS answered HTTP {status} without a SOAP answer")]
     Status { status: u16 },
     #[error("EWS sent an answer mailbridge does not understand: {0}")]
     Protocol(String),
+    /// The configured EWS URL is not a URL.
+    #[error("{0}")]
+    BadEndpoint(String),
 }
 
 fn unauthorized_fix(diagnostics: Option<&str>) -> &'static str {
@@ -167,7 +201,11 @@ impl EwsError {
     /// What to do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
-            EwsError::Http { .. } | EwsError::Protocol(_) => ErrorClass::Transient,
+            EwsError::Http { .. } | EwsError::Protocol(_) | EwsError::Sink(_) => {
+                ErrorClass::Transient
+            }
+            EwsError::Redirected(_) | EwsError::BadEndpoint(_) => ErrorClass::Misconfigured,
+            EwsError::LimitExceeded { .. } => ErrorClass::LimitExceeded,
             EwsError::Unauthorized { diagnostics } => {
                 match diagnostics.as_deref().and_then(|d| d.split(';').next()) {
                     Some("2000008") => ErrorClass::NeedsAdmin,
@@ -224,11 +262,27 @@ pub struct SyncPage {
 pub struct EwsClient {
     http: reqwest::Client,
     config: EwsConfig,
+    /// The EWS URL: redirects are followed only on its origin.
+    origin: url::Url,
+}
+
+/// A transport error for `url`, shown redacted and without the URL reqwest keeps.
+fn http_error(url: &str, source: reqwest::Error) -> EwsError {
+    EwsError::Http {
+        url: redact(url),
+        source: source.without_url(),
+    }
 }
 
 impl EwsClient {
     /// A client.
     pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
+        let origin = url::Url::parse(&config.url).map_err(|e| {
+            EwsError::BadEndpoint(format!(
+                "the EWS URL {} is not a URL ({e}): set it to e.g. https://mail.contoso.com/EWS/Exchange.asmx",
+                redact(&config.url)
+            ))
+        })?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
@@ -255,6 +309,7 @@ impl EwsClient {
                 .build()
                 .map_err(|e| EwsError::Protocol(e.to_string()))?,
             config,
+            origin,
         })
     }
 
@@ -293,42 +348,16 @@ impl EwsClient {
         let envelope = self.envelope(auth, body);
         let mut attempt = 1;
         loop {
-            let mut request = self
-                .http
-                .post(&self.config.url)
-                .header("content-type", "text/xml; charset=utf-8")
-                .body(envelope.clone());
-            request = match auth {
-                EwsAuth::Bearer { token } => request.bearer_auth(token.expose_secret()),
-                EwsAuth::AppOnly { token, mailbox } => request
-                    .bearer_auth(token.expose_secret())
-                    .header("X-AnchorMailbox", mailbox),
-                EwsAuth::Basic { user, password } => {
-                    request.basic_auth(user, Some(password.expose_secret()))
-                }
-            };
-            let response = request.send().await.map_err(|source| EwsError::Http {
-                url: self.config.url.clone(),
-                source,
-            })?;
+            let response = self.post(auth, &envelope).await?;
             let status = response.status().as_u16();
-            if status == 401 {
-                let diagnostics = response
-                    .headers()
-                    .get("x-ms-diagnostics")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                return Err(EwsError::Unauthorized { diagnostics });
-            }
             let bytes = mailbridge_http::bounded_body(response, limit)
                 .await
                 .map_err(|e| match e {
-                    mailbridge_http::BodyError::Http(source) => EwsError::Http {
-                        url: self.config.url.clone(),
-                        source,
-                    },
+                    mailbridge_http::BodyError::Http(source) => {
+                        http_error(&self.config.url, source)
+                    }
                     _ => EwsError::TooLarge {
-                        url: self.config.url.clone(),
+                        url: redact(&self.config.url),
                         operation: message
                             .strip_suffix("ResponseMessage")
                             .unwrap_or(message)
@@ -355,6 +384,60 @@ impl EwsClient {
         }
     }
 
+    /// Posts `envelope` with the credentials, following redirects only on the EWS
+    /// URL's own scheme, host and port (a redirect elsewhere is an error naming both);
+    /// a 401 is read from `x-ms-diagnostics`.
+    async fn post(&self, auth: &EwsAuth, envelope: &str) -> Result<reqwest::Response, EwsError> {
+        let mut url = self.origin.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = self
+                .http
+                .post(url.clone())
+                .header("content-type", "text/xml; charset=utf-8")
+                .body(envelope.to_owned());
+            request = match auth {
+                EwsAuth::Bearer { token } => request.bearer_auth(token.expose_secret()),
+                EwsAuth::AppOnly { token, mailbox } => request
+                    .bearer_auth(token.expose_secret())
+                    .header("X-AnchorMailbox", mailbox),
+                EwsAuth::Basic { user, password } => {
+                    request.basic_auth(user, Some(password.expose_secret()))
+                }
+            };
+            let response = request
+                .send()
+                .await
+                .map_err(|source| http_error(url.as_str(), source))?;
+            let status = response.status();
+            if status.as_u16() == 401 {
+                let diagnostics = response
+                    .headers()
+                    .get("x-ms-diagnostics")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                return Err(EwsError::Unauthorized { diagnostics });
+            }
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let (true, Some(location)) = (status.is_redirection(), location) else {
+                return Ok(response);
+            };
+            let target = url.join(location).map_err(|_| {
+                EwsError::Redirected(ForeignUrl {
+                    endpoint: redact(&self.config.url),
+                    link: redact(location),
+                })
+            })?;
+            url = check_origin(&self.origin, target.as_str())?;
+        }
+        Err(EwsError::Protocol(format!(
+            "EWS at {} redirected more than {MAX_REDIRECTS} times",
+            redact(&self.config.url)
+        )))
+    }
+
     /// One round of SyncFolderItems on a distinguished folder (`inbox`, ...), from
     /// `sync_state` (none for the first round).
     pub async fn sync_folder_items(
@@ -375,46 +458,149 @@ impl EwsClient {
         let msg = self
             .call(auth, &body, "SyncFolderItemsResponseMessage")
             .await?;
-        let sync_state = msg
-            .child("SyncState")
-            .map(|s| s.text.clone())
-            .ok_or_else(|| {
-                EwsError::Protocol("SyncFolderItems answered without SyncState".into())
-            })?;
-        let includes_last = msg
-            .child("IncludesLastItemInRange")
-            .is_none_or(|e| e.text == "true");
+        sync_page(&msg)
+    }
+
+    /// A whole SyncFolderItems round: from `sync_state`, answers of at most
+    /// `max_changes` followed until `IncludesLastItemInRange`. Bounded by
+    /// [`Limits::max_pages`], [`Limits::max_list_items`] (changes) and
+    /// [`Limits::command_timeout`].
+    pub async fn sync_round(
+        &self,
+        auth: &EwsAuth,
+        folder: &str,
+        sync_state: Option<&str>,
+        max_changes: u32,
+    ) -> Result<SyncPage, EwsError> {
+        let mut budget = Budget::new(
+            self.config.limits,
+            format!("the sync round of folder {folder}"),
+        );
+        let mut state = sync_state.map(str::to_owned);
         let mut changes = Vec::new();
-        if let Some(list) = msg.child("Changes") {
-            for c in &list.children {
-                let kind = match c.name.as_str() {
-                    "Create" => ChangeKind::Create,
-                    "Update" => ChangeKind::Update,
-                    "Delete" => ChangeKind::Delete,
-                    "ReadFlagChange" => ChangeKind::ReadFlagChange,
-                    _ => continue,
-                };
-                let Some(item_id) = c.find("ItemId") else {
-                    continue;
-                };
-                let Some(id) = item_id.attr("Id") else {
-                    continue;
-                };
-                changes.push(Change {
-                    kind,
-                    id: id.to_owned(),
-                    change_key: item_id.attr("ChangeKey").map(str::to_owned),
-                    is_read: c.find("IsRead").map(|e| e.text == "true"),
+        loop {
+            budget.page()?;
+            let page = budget
+                .timed(self.sync_folder_items(auth, folder, state.as_deref(), max_changes))
+                .await??;
+            budget.items(changes.len() + page.changes.len())?;
+            changes.extend(page.changes);
+            state = Some(page.sync_state);
+            if page.includes_last {
+                return Ok(SyncPage {
+                    changes,
+                    sync_state: state.unwrap_or_default(),
+                    includes_last: true,
                 });
             }
         }
-        Ok(SyncPage {
-            changes,
-            sync_state,
-            includes_last,
-        })
+    }
+}
+
+/// The bounds of one round of pages.
+struct Budget {
+    limits: Limits,
+    deadline: tokio::time::Instant,
+    pages: u64,
+    what: String,
+}
+
+impl Budget {
+    fn new(limits: Limits, what: String) -> Self {
+        Self {
+            limits,
+            deadline: tokio::time::Instant::now() + limits.command_timeout(),
+            pages: 0,
+            what,
+        }
     }
 
+    fn exceeded(&self, limit: u64, unit: &'static str, setting: &'static str) -> EwsError {
+        EwsError::LimitExceeded {
+            what: self.what.clone(),
+            limit,
+            unit,
+            setting,
+        }
+    }
+
+    /// Counts a page.
+    fn page(&mut self) -> Result<(), EwsError> {
+        if self.pages >= self.limits.max_pages {
+            return Err(self.exceeded(self.limits.max_pages, "pages", "limits.max_pages"));
+        }
+        self.pages += 1;
+        Ok(())
+    }
+
+    /// Checks the entries collected.
+    fn items(&self, count: usize) -> Result<(), EwsError> {
+        if count as u64 > self.limits.max_list_items {
+            return Err(self.exceeded(
+                self.limits.max_list_items,
+                "entries",
+                "limits.max_list_items",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `f`, within the round's time.
+    async fn timed<T>(&self, f: impl std::future::Future<Output = T>) -> Result<T, EwsError> {
+        tokio::time::timeout_at(self.deadline, f)
+            .await
+            .map_err(|_| {
+                self.exceeded(
+                    self.limits.command_timeout_secs,
+                    "seconds",
+                    "limits.command_timeout_secs",
+                )
+            })
+    }
+}
+
+/// Reads a SyncFolderItems response message (after [`read_response`]).
+/// <https://learn.microsoft.com/exchange/client-developer/web-service-reference/syncfolderitems-operation>
+pub fn sync_page(msg: &Element) -> Result<SyncPage, EwsError> {
+    let sync_state = msg
+        .child("SyncState")
+        .map(|s| s.text.clone())
+        .ok_or_else(|| EwsError::Protocol("SyncFolderItems answered without SyncState".into()))?;
+    let includes_last = msg
+        .child("IncludesLastItemInRange")
+        .is_none_or(|e| e.text == "true");
+    let mut changes = Vec::new();
+    if let Some(list) = msg.child("Changes") {
+        for c in &list.children {
+            let kind = match c.name.as_str() {
+                "Create" => ChangeKind::Create,
+                "Update" => ChangeKind::Update,
+                "Delete" => ChangeKind::Delete,
+                "ReadFlagChange" => ChangeKind::ReadFlagChange,
+                _ => continue,
+            };
+            let Some(item_id) = c.find("ItemId") else {
+                continue;
+            };
+            let Some(id) = item_id.attr("Id") else {
+                continue;
+            };
+            changes.push(Change {
+                kind,
+                id: id.to_owned(),
+                change_key: item_id.attr("ChangeKey").map(str::to_owned),
+                is_read: c.find("IsRead").map(|e| e.text == "true"),
+            });
+        }
+    }
+    Ok(SyncPage {
+        changes,
+        sync_state,
+        includes_last,
+    })
+}
+
+impl EwsClient {
     /// The item's header fields, in order (GetItem with
     /// `item:InternetMessageHeaders`): the header without the message.
     /// <https://learn.microsoft.com/exchange/client-developer/web-service-reference/internetmessageheaders>
@@ -439,22 +625,114 @@ impl EwsClient {
             .collect())
     }
 
-    /// The item's MIME (GetItem with `IncludeMimeContent`).
+    /// The item's MIME (GetItem with `IncludeMimeContent`), in memory; see
+    /// [`Self::get_mime_into`].
     pub async fn get_mime(&self, auth: &EwsAuth, id: &str) -> Result<Vec<u8>, EwsError> {
+        let mut mime = Vec::new();
+        self.get_mime_into(auth, id, &mut mime).await?;
+        Ok(mime)
+    }
+
+    /// The item's MIME (GetItem with `IncludeMimeContent`), decoded from base64 as the
+    /// answer arrives and written into `sink`; its size. Memory does not follow the
+    /// message size: only the envelope around it is kept (at most [`MAX_ANSWER`]).
+    /// At most [`Limits::max_message_size`] bytes of message (an answer announcing
+    /// more than its base64 is refused before reading) and [`Limits::command_timeout`]
+    /// in all. On an error the sink may hold part of the message: discard it.
+    pub async fn get_mime_into<W: AsyncWrite + Unpin>(
+        &self,
+        auth: &EwsAuth,
+        id: &str,
+        sink: &mut W,
+    ) -> Result<u64, EwsError> {
         let body = format!(
             r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:IncludeMimeContent>true</t:IncludeMimeContent></m:ItemShape><m:ItemIds><t:ItemId Id="{}" /></m:ItemIds></m:GetItem>"#,
             escape(id)
         );
-        let msg = self
-            .call_bounded(auth, &body, "GetItemResponseMessage", MAX_MIME_ANSWER)
-            .await?;
-        let mime = msg
-            .find("MimeContent")
-            .ok_or_else(|| EwsError::Protocol("GetItem answered without MimeContent".into()))?;
-        let compact: String = mime.text.chars().filter(|c| !c.is_whitespace()).collect();
-        STANDARD
-            .decode(compact)
-            .map_err(|e| EwsError::Protocol(format!("MimeContent is not base64: {e}")))
+        let envelope = self.envelope(auth, &body);
+        let limits = self.config.limits;
+        let mut budget = Budget::new(limits, format!("reading message {id}"));
+        // base64 of the largest message, with a line break every 76 characters, and
+        // the envelope around it.
+        let b64 = limits.max_message_size.div_ceil(3).saturating_mul(4);
+        let max_answer = b64
+            .saturating_add(b64 / 38)
+            .saturating_add(MAX_ANSWER as u64);
+        loop {
+            budget.page()?;
+            let response = budget.timed(self.post(auth, &envelope)).await??;
+            let status = response.status().as_u16();
+            if response.content_length().is_some_and(|n| n > max_answer) {
+                return Err(message_too_large(id, limits.max_message_size));
+            }
+            let mut scanner = MimeScanner::new(MAX_ANSWER, limits.max_message_size);
+            budget
+                .timed(Self::stream_mime(
+                    &self.config.url,
+                    id,
+                    response,
+                    &mut scanner,
+                    sink,
+                ))
+                .await??;
+            let total = scanner.decoded();
+            let found = scanner.found();
+            let rest = scanner
+                .finish()
+                .map_err(|e| EwsError::Protocol(format!("GetItem answer for message {id}: {e}")))?;
+            let text = String::from_utf8_lossy(&rest);
+            let Ok(root) = parse(&text) else {
+                return Err(EwsError::Status { status });
+            };
+            match read_response(&root, "GetItemResponseMessage") {
+                Err(EwsError::Response {
+                    ref code,
+                    back_off: Some(wait),
+                    ..
+                }) if code == "ErrorServerBusy"
+                    && budget.pages < u64::from(self.config.attempts)
+                    && total == 0 =>
+                {
+                    tokio::time::sleep(wait.min(Duration::from_mins(1))).await;
+                }
+                Err(e) => return Err(e),
+                Ok(_) if !found => {
+                    return Err(EwsError::Protocol(
+                        "GetItem answered without MimeContent".into(),
+                    ));
+                }
+                Ok(_) => {
+                    sink.flush().await.map_err(EwsError::Sink)?;
+                    return Ok(total);
+                }
+            }
+        }
+    }
+
+    /// Feeds the answer's body through `scanner`, writing the decoded message.
+    async fn stream_mime<W: AsyncWrite + Unpin>(
+        url: &str,
+        id: &str,
+        mut response: reqwest::Response,
+        scanner: &mut MimeScanner,
+        sink: &mut W,
+    ) -> Result<(), EwsError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| http_error(url, source))?
+        {
+            scanner.feed(&chunk, &mut out).map_err(|e| match e {
+                ScanError::MessageTooLarge { limit } => message_too_large(id, limit),
+                e => EwsError::Protocol(format!("GetItem answer for message {id}: {e}")),
+            })?;
+            if !out.is_empty() {
+                sink.write_all(&out).await.map_err(EwsError::Sink)?;
+                out.clear();
+            }
+        }
+        Ok(())
     }
 
     /// Marks an item read or unread.
@@ -537,6 +815,16 @@ impl EwsClient {
     }
 }
 
+/// The error for a message over `limit` bytes.
+fn message_too_large(id: &str, limit: u64) -> EwsError {
+    EwsError::LimitExceeded {
+        what: format!("message {id}"),
+        limit,
+        unit: "bytes",
+        setting: "limits.max_message_size",
+    }
+}
+
 /// `BackOffMilliseconds` from `<t:Value Name="BackOffMilliseconds">` (or an element of
 /// that name).
 fn back_off_ms(el: &Element) -> Option<Duration> {
@@ -552,7 +840,7 @@ fn back_off_ms(el: &Element) -> Option<Duration> {
 
 /// Reads the response message `message` from an answer: a SOAP fault or an item error
 /// becomes [`EwsError::Response`].
-fn read_response(root: &Element, message: &str) -> Result<Element, EwsError> {
+pub fn read_response(root: &Element, message: &str) -> Result<Element, EwsError> {
     if let Some(fault) = root.find("Fault") {
         let code = fault
             .find("ResponseCode")

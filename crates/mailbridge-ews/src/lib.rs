@@ -5,6 +5,8 @@
 //! Parts:
 //! - [`xml`]: a small bounded element tree read from the answer with quick-xml (local
 //!   names, attributes, text), so hostile XML is an error, never a panic.
+//! - [`mime_stream`]: GetItem's MimeContent decoded as the answer arrives (a pure
+//!   state machine over bytes), so a message's size does not become memory.
 //! - [`client`]: SOAP requests for SyncFolderItems, FindItem (a folder's first item;
 //!   ids received since a date), GetItem with MimeContent or only the header fields
 //!   (InternetMessageHeaders),
@@ -19,6 +21,7 @@
 //! the handful of operations here is small.
 
 pub mod client;
+pub mod mime_stream;
 pub mod xml;
 
 pub use client::{

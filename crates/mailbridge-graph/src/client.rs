@@ -7,13 +7,15 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt as _;
-use mailbridge_http::{BodyError, bounded_body};
+use mailbridge_http::{BodyError, ForeignUrl, bounded_body, check_origin, redact};
+use mailbridge_types::config::Limits;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::Semaphore;
 
 use crate::error::{GraphError, Meaning};
+pub use crate::page::{DeltaItem, DeltaPage};
 
 mod inbox_probe;
 pub use inbox_probe::{FolderCounts, MessageHeaders};
@@ -61,6 +63,8 @@ pub struct GraphConfig {
     /// Longest wait honoured from `Retry-After`.
     pub max_retry_after: Duration,
     pub timeout: Duration,
+    /// Bounds on a delta round (pages, items, time) and on a message's size.
+    pub limits: Limits,
 }
 
 impl GraphConfig {
@@ -74,29 +78,19 @@ impl GraphConfig {
             attempts: 4,
             max_retry_after: Duration::from_mins(2),
             timeout: Duration::from_secs(100),
+            limits: Limits::default(),
         }
     }
 }
 
-/// One entry of a delta page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeltaItem {
-    pub id: String,
-    /// `@removed`: deleted or moved out of the folder.
-    pub removed: bool,
-    pub is_read: Option<bool>,
-    pub subject: Option<String>,
-    pub received: Option<String>,
-}
-
-/// A page of a delta sync.
+/// A whole delta round: every page followed to its `@odata.deltaLink`.
 #[derive(Debug, Clone)]
-pub struct DeltaPage {
+pub struct DeltaRound {
     pub items: Vec<DeltaItem>,
-    /// Fetch this for the next page (`@odata.nextLink`).
-    pub next_link: Option<String>,
-    /// Store this as the checkpoint; fetch it for the next round (`@odata.deltaLink`).
-    pub delta_link: Option<String>,
+    /// Store this as the checkpoint.
+    pub delta_link: String,
+    /// Pages read.
+    pub pages: u64,
 }
 
 /// A draft created by [`GraphClient::create_draft`].
@@ -121,6 +115,8 @@ pub const REQUEST_LIMIT: u64 = 4 * 1024 * 1024;
 pub struct GraphClient {
     http: reqwest::Client,
     config: GraphConfig,
+    /// The root as a URL: links Graph hands out must be on its origin.
+    origin: url::Url,
     limits: Arc<Mutex<HashMap<Mailbox, Arc<Semaphore>>>>,
 }
 
@@ -130,14 +126,36 @@ pub struct GraphClient {
 pub enum ClientError {
     #[error(transparent)]
     Graph(#[from] GraphError),
+    /// `url` is redacted (no query: an upload session's URL carries its credential).
     #[error("could not reach Microsoft Graph at {url}")]
     Http {
         url: String,
         #[source]
         source: reqwest::Error,
     },
+    /// Graph (or something answering in its place) handed out a next or delta link
+    /// on another scheme, host or port: it is not followed, so the token goes nowhere
+    /// else. Misconfigured: retrying gets the same link, and the likely cause is a
+    /// Graph endpoint set to a proxy or alias whose answers name the real host.
+    #[error(
+        "Microsoft Graph gave a link to another server, which mailbridge does not follow with the token: {0}; if that server is the right Graph endpoint, set the account's Graph endpoint to it"
+    )]
+    ForeignLink(#[from] ForeignUrl),
+    /// A bound of [`Limits`] was reached.
+    #[error(
+        "{what} exceeds {limit} {unit} ({setting}): if that is genuine, raise {setting} in the account's [account.limits]; otherwise the server is misbehaving"
+    )]
+    LimitExceeded {
+        what: String,
+        limit: u64,
+        unit: &'static str,
+        setting: &'static str,
+    },
     #[error("Microsoft Graph sent an answer mailbridge does not understand: {0}")]
     Protocol(String),
+    /// The configured Graph root is not a URL.
+    #[error("{0}")]
+    BadEndpoint(String),
     #[error("writing the message failed")]
     Sink(#[source] std::io::Error),
 }
@@ -147,6 +165,10 @@ impl ClientError {
     pub fn class(&self) -> mailbridge_types::ErrorClass {
         match self {
             ClientError::Graph(g) => g.class(),
+            ClientError::ForeignLink(_) | ClientError::BadEndpoint(_) => {
+                mailbridge_types::ErrorClass::Misconfigured
+            }
+            ClientError::LimitExceeded { .. } => mailbridge_types::ErrorClass::LimitExceeded,
             ClientError::Http { .. } | ClientError::Protocol(_) | ClientError::Sink(_) => {
                 mailbridge_types::ErrorClass::Transient
             }
@@ -154,9 +176,13 @@ impl ClientError {
     }
 }
 
-/// The longest a message body (`$value`) may take in all, as long as its bytes keep
-/// coming (each read has the client's timeout): 150 MB at about 350 kbit/s.
-const MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_hours(1);
+/// A transport error for `url`, shown redacted and without the URL reqwest keeps.
+fn http_error(url: &str, source: reqwest::Error) -> ClientError {
+    ClientError::Http {
+        url: redact(url),
+        source: source.without_url(),
+    }
+}
 
 /// The text `field` of an answer, or a protocol error saying `missing`.
 fn text_field(v: &Value, field: &str, missing: &str) -> Result<String, ClientError> {
@@ -169,6 +195,12 @@ fn text_field(v: &Value, field: &str, missing: &str) -> Result<String, ClientErr
 impl GraphClient {
     /// A client.
     pub fn new(config: GraphConfig) -> Result<Self, ClientError> {
+        let origin = url::Url::parse(&config.root).map_err(|e| {
+            ClientError::BadEndpoint(format!(
+                "the Graph root {} is not a URL ({e}): set the account's Graph endpoint to e.g. https://graph.microsoft.com",
+                redact(&config.root)
+            ))
+        })?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
@@ -198,6 +230,7 @@ impl GraphClient {
         Ok(Self {
             http,
             config,
+            origin,
             limits: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -243,10 +276,10 @@ impl GraphClient {
             if let Some(token) = token {
                 request = request.bearer_auth(token.expose_secret());
             }
-            let response = request.send().await.map_err(|source| ClientError::Http {
-                url: url.to_owned(),
-                source,
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|source| http_error(url, source))?;
             let status = response.status().as_u16();
             if status < 400 {
                 return Ok(response);
@@ -290,16 +323,37 @@ impl GraphClient {
         let bytes = bounded_body(response, MAX_JSON_BODY)
             .await
             .map_err(|e| match e {
-                BodyError::Http(source) => ClientError::Http {
-                    url: url.to_owned(),
-                    source,
-                },
-                e => ClientError::Protocol(format!("{url}: {e}")),
+                BodyError::Http(source) => http_error(url, source),
+                e => ClientError::Protocol(format!("{}: {e}", redact(url))),
             })?;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("{url}: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("{}: {e}", redact(url))))
+    }
+
+    /// The raw body of a JSON answer, read with the page bound.
+    async fn body(
+        &self,
+        mailbox: &Mailbox,
+        token: &SecretString,
+        url: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(mailbox, token, url, build).await?;
+        bounded_body(response, MAX_JSON_BODY)
+            .await
+            .map_err(|e| match e {
+                BodyError::Http(source) => http_error(url, source),
+                e => ClientError::Protocol(format!("{}: {e}", redact(url))),
+            })
+    }
+
+    /// True when `link` is on the Graph root's scheme, host and port (a stored delta
+    /// link from before the endpoint changed is not).
+    pub fn is_own_link(&self, link: &str) -> bool {
+        check_origin(&self.origin, link).is_ok()
     }
 
     /// `{root}{mailbox}/messages/{id}{suffix}`.
@@ -322,7 +376,8 @@ impl GraphClient {
     }
 
     /// One page of a folder's delta sync: from the start (`from = None`), or from a
-    /// stored `@odata.nextLink` / `@odata.deltaLink`.
+    /// stored `@odata.nextLink` / `@odata.deltaLink` (which must be on the root's
+    /// origin, as must the links the page hands out).
     pub async fn delta(
         &self,
         token: &SecretString,
@@ -332,13 +387,7 @@ impl GraphClient {
         page_size: u32,
     ) -> Result<DeltaPage, ClientError> {
         let url = from.map_or_else(
-            || {
-                self.folder_url(
-                    mailbox,
-                    folder,
-                    "messages/delta?$select=subject,isRead,receivedDateTime",
-                )
-            },
+            || self.first_delta_url(mailbox, folder, None),
             str::to_owned,
         );
         self.delta_page(token, mailbox, url, page_size).await
@@ -357,15 +406,23 @@ impl GraphClient {
         since: &str,
         page_size: u32,
     ) -> Result<DeltaPage, ClientError> {
-        let url = self.folder_url(
+        let url = self.first_delta_url(mailbox, folder, Some(since));
+        self.delta_page(token, mailbox, url, page_size).await
+    }
+
+    /// The URL of a delta round's first page.
+    fn first_delta_url(&self, mailbox: &Mailbox, folder: &str, since: Option<&str>) -> String {
+        let filter = since.map_or_else(String::new, |since| {
+            format!(
+                "&$filter={}",
+                percent_encode(&format!("receivedDateTime ge {since}"))
+            )
+        });
+        self.folder_url(
             mailbox,
             folder,
-            &format!(
-                "messages/delta?$select=subject,isRead,receivedDateTime&$filter={}",
-                percent_encode(&format!("receivedDateTime ge {since}"))
-            ),
-        );
-        self.delta_page(token, mailbox, url, page_size).await
+            &format!("messages/delta?$select=subject,isRead,receivedDateTime{filter}"),
+        )
     }
 
     async fn delta_page(
@@ -375,39 +432,100 @@ impl GraphClient {
         url: String,
         page_size: u32,
     ) -> Result<DeltaPage, ClientError> {
+        // The token goes only to the configured root's origin, whoever wrote the link.
+        check_origin(&self.origin, &url)?;
         let prefer = format!("odata.maxpagesize={page_size}");
-        let v = self
-            .json(mailbox, token, &url, |h| {
+        let bytes = self
+            .body(mailbox, token, &url, |h| {
                 h.get(&url).header("Prefer", &prefer)
             })
             .await?;
-        // Not a delta page (a proxy's answer, an HTML page in JSON clothing): an empty
-        // page here would end the sync round as if the folder had no news.
-        let Some(values) = v["value"].as_array() else {
-            return Err(ClientError::Protocol(format!(
-                "{url}: a delta page without a value array"
-            )));
-        };
-        let items = values
-            .iter()
-            .filter_map(|m| {
-                Some(DeltaItem {
-                    id: m["id"].as_str()?.to_owned(),
-                    removed: m.get("@removed").is_some(),
-                    is_read: m["isRead"].as_bool(),
-                    subject: m["subject"].as_str().map(str::to_owned),
-                    received: m["receivedDateTime"].as_str().map(str::to_owned),
-                })
-            })
-            .collect();
-        Ok(DeltaPage {
-            items,
-            next_link: v["@odata.nextLink"].as_str().map(str::to_owned),
-            delta_link: v["@odata.deltaLink"].as_str().map(str::to_owned),
-        })
+        let max_items = usize::try_from(self.config.limits.max_list_items).unwrap_or(usize::MAX);
+        let page = crate::page::parse_delta_page(&bytes, max_items).map_err(|e| match e {
+            crate::page::PageError::TooManyItems { .. } => self.too_many_items(mailbox),
+            e => ClientError::Protocol(format!("{}: {e}", redact(&url))),
+        })?;
+        // Refused when handed out, before a deltaLink becomes a stored checkpoint.
+        for link in [&page.next_link, &page.delta_link].into_iter().flatten() {
+            check_origin(&self.origin, link)?;
+        }
+        Ok(page)
     }
 
-    /// The message's MIME (`$value`), streamed into `sink`; its size.
+    fn too_many_items(&self, mailbox: &Mailbox) -> ClientError {
+        ClientError::LimitExceeded {
+            what: format!("the delta listing of {}", mailbox.path()),
+            limit: self.config.limits.max_list_items,
+            unit: "entries",
+            setting: "limits.max_list_items",
+        }
+    }
+
+    /// A whole delta round of `folder`: from a stored link (`from`), else from the
+    /// start (received at or after `since` when given), following `@odata.nextLink`
+    /// to the `@odata.deltaLink`. Bounded by [`Limits::max_pages`],
+    /// [`Limits::max_list_items`] and [`Limits::command_timeout`]; every link must be
+    /// on the root's origin.
+    pub async fn delta_round(
+        &self,
+        token: &SecretString,
+        mailbox: &Mailbox,
+        folder: &str,
+        from: Option<&str>,
+        since: Option<&str>,
+        page_size: u32,
+    ) -> Result<DeltaRound, ClientError> {
+        let limits = self.config.limits;
+        let deadline = tokio::time::Instant::now() + limits.command_timeout();
+        let mut items: Vec<DeltaItem> = Vec::new();
+        let mut pages = 0u64;
+        let mut url = match from {
+            Some(link) => link.to_owned(),
+            None => self.first_delta_url(mailbox, folder, since),
+        };
+        loop {
+            if pages >= limits.max_pages {
+                return Err(ClientError::LimitExceeded {
+                    what: format!("the delta round of folder {folder}"),
+                    limit: limits.max_pages,
+                    unit: "pages",
+                    setting: "limits.max_pages",
+                });
+            }
+            pages += 1;
+            let page =
+                tokio::time::timeout_at(deadline, self.delta_page(token, mailbox, url, page_size))
+                    .await
+                    .map_err(|_| ClientError::LimitExceeded {
+                        what: format!("the delta round of folder {folder}"),
+                        limit: limits.command_timeout_secs,
+                        unit: "seconds",
+                        setting: "limits.command_timeout_secs",
+                    })??;
+            if (items.len() + page.items.len()) as u64 > limits.max_list_items {
+                return Err(self.too_many_items(mailbox));
+            }
+            items.extend(page.items);
+            if let Some(next) = page.next_link {
+                url = next;
+                continue;
+            }
+            let delta_link = page.delta_link.ok_or_else(|| {
+                ClientError::Protocol("Graph ended a delta round without a deltaLink".into())
+            })?;
+            return Ok(DeltaRound {
+                items,
+                delta_link,
+                pages,
+            });
+        }
+    }
+
+    /// The message's MIME (`$value`), streamed into `sink`; its size. At most
+    /// [`Limits::max_message_size`] bytes: a larger `Content-Length` is refused before
+    /// reading, and a body that goes past it (with or without a length) is an error,
+    /// never a message cut short. A message may take [`Limits::command_timeout`] in
+    /// all, as long as its bytes keep coming (each read has the client's timeout).
     pub async fn fetch_mime<W: AsyncWrite + Unpin>(
         &self,
         token: &SecretString,
@@ -416,22 +534,33 @@ impl GraphClient {
         sink: &mut W,
     ) -> Result<u64, ClientError> {
         let url = self.message_url(mailbox, id, "/$value");
-        // A message of up to 150 MB on a slow link (and sharing it with three more)
-        // takes longer than an ordinary request may: the read timeout guards it instead.
+        let limits = self.config.limits;
+        let too_large = || ClientError::LimitExceeded {
+            what: format!("message {id}"),
+            limit: limits.max_message_size,
+            unit: "bytes",
+            setting: "limits.max_message_size",
+        };
         let response = self
             .send(mailbox, token, &url, |h| {
-                h.get(&url).timeout(MESSAGE_TIMEOUT)
+                h.get(&url).timeout(limits.command_timeout())
             })
             .await?;
+        if response
+            .content_length()
+            .is_some_and(|n| n > limits.max_message_size)
+        {
+            return Err(too_large());
+        }
         let mut stream = response.bytes_stream();
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
-            sink.write_all(&chunk).await.map_err(ClientError::Sink)?;
+            let chunk = chunk.map_err(|source| http_error(&url, source))?;
             total += chunk.len() as u64;
+            if total > limits.max_message_size {
+                return Err(too_large());
+            }
+            sink.write_all(&chunk).await.map_err(ClientError::Sink)?;
         }
         sink.flush().await.map_err(ClientError::Sink)?;
         Ok(total)

@@ -5,6 +5,7 @@
 //! - [`error`]: Graph's error envelope and what each answer means (throttled with
 //!   `Retry-After`, token problems, missing admin consent or access policy,
 //!   unlicensed mailbox, delta state lost) with the admin's fix.
+//! - [`page`]: delta pages read as a pure function over bytes, with a bound.
 //! - [`client`]: the client: a mailbox addressed by object id or UPN (app-only) or
 //!   `/me` (delegated); per-folder delta sync; `$value` MIME streamed into a writer;
 //!   mark read, move, delete; `sendMail` with MIME; drafts, attachments and upload
@@ -13,9 +14,10 @@
 
 pub mod client;
 pub mod error;
+pub mod page;
 
 pub use client::{
-    ClientError, DeltaItem, DeltaPage, Draft, GraphClient, GraphConfig, Mailbox, REQUEST_LIMIT,
-    UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX, UPLOAD_SESSION_MIN,
+    ClientError, DeltaItem, DeltaPage, DeltaRound, Draft, GraphClient, GraphConfig, Mailbox,
+    REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX, UPLOAD_SESSION_MIN,
 };
 pub use error::{GraphError, Meaning};

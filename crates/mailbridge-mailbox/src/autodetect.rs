@@ -356,12 +356,13 @@ async fn openid_step(
         "{}/{domain}/v2.0/.well-known/openid-configuration",
         options.authority_host.trim_end_matches('/')
     );
+    let shown = mailbridge_http::redact(&url);
     let outcome = match http.get(&url).send().await {
-        Err(e) => format!("{url} could not be reached: {e}"),
+        Err(e) => format!("{shown} could not be reached: {}", e.without_url()),
         Ok(r) if r.status().is_success() => match read_json(r).await {
             Ok(v) => match read_openid(&v) {
                 None => format!(
-                    "{url} answered JSON that is not an OpenID configuration (no issuer URL)"
+                    "{shown} answered JSON that is not an OpenID configuration (no issuer URL)"
                 ),
                 Some((tenant, cloud)) => {
                     d.cloud = Some(d.cloud.unwrap_or(cloud));
@@ -373,7 +374,7 @@ async fn openid_step(
                     )
                 }
             },
-            Err(e) => format!("{url}: {e}"),
+            Err(e) => format!("{shown}: {e}"),
         },
         Ok(r) => format!(
             "{domain} is not an Entra tenant (HTTP {})",
@@ -396,11 +397,21 @@ async fn autodiscover_step(
             "{}/v1.0/{address}?Protocol=EWS",
             options.autodiscover_url.trim_end_matches('/')
         );
+        let shown = mailbridge_http::redact(&url);
         let outcome = match http.get(&url).send().await {
-            Err(e) => format!("{url} could not be reached: {e}"),
+            Err(e) => format!("{shown} could not be reached: {}", e.without_url()),
             Ok(r) if r.status().is_success() => match read_json(r).await {
-                Ok(v) => match read_autodiscover(&v) {
-                    Some(ews) => {
+                Ok(v) => match read_autodiscover(&v)
+                    .as_deref()
+                    .map(|ews| own_ews_url(&url, ews).map(str::to_owned))
+                {
+                    // An EWS URL on another scheme, host or port than the Autodiscover
+                    // endpoint asked is not taken: the account's credentials would go
+                    // there.
+                    Some(Err(foreign)) => format!(
+                        "Autodiscover answered an EWS URL on another server, not used: {foreign}; if it is your Exchange server, set the account's EWS URL to it by hand"
+                    ),
+                    Some(Ok(ews)) => {
                         let exchange_online =
                             d.tenant_id.is_some() || ews.contains("outlook.office365.com");
                         decide(
@@ -414,15 +425,15 @@ async fn autodiscover_step(
                         );
                         d.endpoints.push(Endpoint {
                             transport: Transport::Ews,
-                            host: ews.to_owned(),
+                            host: ews.clone(),
                             port: 443,
                             tls: TlsMode::Implicit,
                         });
-                        format!("EWS at {ews}")
+                        format!("EWS at {}", mailbridge_http::redact(&ews))
                     }
                     None => "answer has no http(s) Url".to_owned(),
                 },
-                Err(e) => format!("{url}: {e}"),
+                Err(e) => format!("{shown}: {e}"),
             },
             Ok(r) if r.status().is_redirection() => {
                 "no Exchange Online mailbox for this address (redirected)".to_owned()
@@ -456,7 +467,7 @@ async fn autoconfig_step(
             let text = match mailbridge_http::bounded_body(r, MAX_DOCUMENT).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) => {
-                    outcome = format!("{url}: {e}");
+                    outcome = format!("{}: {e}", mailbridge_http::redact(&url));
                     continue;
                 }
             };
@@ -464,7 +475,11 @@ async fn autoconfig_step(
             if !servers.is_empty() {
                 decide(d, "generic-imap", Step::Autoconfig);
                 let endpoints: Vec<Endpoint> = servers.iter().map(|s| s.endpoint.clone()).collect();
-                outcome = format!("{url}: {}", describe(&endpoints));
+                outcome = format!(
+                    "{}: {}",
+                    mailbridge_http::redact(&url),
+                    describe(&endpoints)
+                );
                 // The login of the server the account reads from (IMAP, else POP3).
                 let incoming = [Transport::Imap, Transport::Pop3]
                     .into_iter()
@@ -587,11 +602,37 @@ fn is_host_name(h: &str) -> bool {
         })
 }
 
-/// The EWS URL of an Autodiscover v2 answer, when it is an http(s) URL.
-fn read_autodiscover(v: &serde_json::Value) -> Option<&str> {
+/// `ews` when it is on the scheme, host and port of the Autodiscover URL that gave it.
+fn own_ews_url<'a>(
+    autodiscover: &str,
+    ews: &'a str,
+) -> Result<&'a str, mailbridge_http::ForeignUrl> {
+    let origin = url::Url::parse(autodiscover).map_err(|_| mailbridge_http::ForeignUrl {
+        endpoint: mailbridge_http::redact(autodiscover),
+        link: mailbridge_http::redact(ews),
+    })?;
+    mailbridge_http::check_origin(&origin, ews).map(|_| ews)
+}
+
+/// An Autodiscover v2 answer read from its bytes: the EWS URL, when the answer is
+/// JSON with an http(s) `Url`.
+/// <https://learn.microsoft.com/exchange/client-developer/exchange-web-services/autodiscover-for-exchange>
+pub fn parse_autodiscover(body: &[u8]) -> Option<String> {
+    if body.len() > MAX_DOCUMENT {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    read_autodiscover(&v)
+}
+
+/// The EWS URL of an Autodiscover v2 answer, when it is an http(s) URL, as the URL
+/// parser reads it (`https:/x.example` is `https://x.example/`): the text kept is
+/// the URL that was checked.
+fn read_autodiscover(v: &serde_json::Value) -> Option<String> {
     let u = v.get("Url")?.as_str()?;
     let parsed = url::Url::parse(u).ok()?;
-    (matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some()).then_some(u)
+    (matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some())
+        .then(|| parsed.to_string())
 }
 
 /// A server of an autoconfig document, placeholders filled for one address.
@@ -1022,8 +1063,15 @@ mod prop_tests {
             assert!(read_autodiscover(&v).is_none(), "{v}");
         }
         assert_eq!(
-            read_autodiscover(&json!({"Url": "https://outlook.office365.com/EWS/Exchange.asmx"})),
+            read_autodiscover(&json!({"Url": "https://outlook.office365.com/EWS/Exchange.asmx"}))
+                .as_deref(),
             Some("https://outlook.office365.com/EWS/Exchange.asmx")
+        );
+        // Found by the autodiscover_json fuzz target: the answer's text was kept
+        // although the URL parser read another URL from it.
+        assert_eq!(
+            parse_autodiscover(br#"{"Url":"https:/.contoso.com/EWS/Exchange.asmx"}"#).as_deref(),
+            Some("https://.contoso.com/EWS/Exchange.asmx")
         );
     }
 

@@ -220,6 +220,7 @@ pub async fn open_incoming(
             let mut config = GraphConfig::new(&graph_root(endpoint));
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
             config.tls_pin = tls_pin(endpoint)?;
+            config.limits = account.limits;
             let client = GraphClient::new(config)?;
             Ok(AnyMailbox::Graph(GraphMailboxAccess::new(
                 client,
@@ -231,6 +232,7 @@ pub async fn open_incoming(
             let mut config = mailbridge_ews::EwsConfig::new(&endpoint.host);
             config.extra_ca_pem = extra_ca_pem(endpoint)?;
             config.tls_pin = tls_pin(endpoint)?;
+            config.limits = account.limits;
             let client = mailbridge_ews::EwsClient::new(config)?;
             let auth = match (signed_in, account.sign_in) {
                 (Credential::Password { user, password }, _) => {

@@ -295,57 +295,54 @@ fn utc_rfc3339(since: OffsetDateTime) -> Result<String, MailboxError> {
 
 impl GraphMailboxAccess {
     /// One delta round: from `from` (a stored link), else from the start, limited to
-    /// messages received at or after `since` when given.
+    /// messages received at or after `since` when given. The client bounds it (pages,
+    /// entries, time) and follows only links on the Graph root's origin. A stored link
+    /// on another origin (the account's Graph endpoint changed since) is not followed:
+    /// the folder is listed again from the start.
     async fn delta_round(
         &mut self,
         folder: &str,
         mut from: Option<String>,
         since: Option<&str>,
     ) -> Result<NewMessages, MailboxError> {
-        let mut messages = Vec::new();
         let mut resynced = false;
+        if from.as_deref().is_some_and(|f| !self.client.is_own_link(f)) {
+            from = None;
+            resynced = true;
+        }
         loop {
-            let request = match (&from, since) {
-                (None, Some(since)) => {
-                    self.client
-                        .delta_received_since(&self.token, &self.mailbox, folder, since, 100)
-                        .await
-                }
-                _ => {
-                    self.client
-                        .delta(&self.token, &self.mailbox, folder, from.as_deref(), 100)
-                        .await
-                }
-            };
-            let page = match request {
-                Ok(p) => p,
+            let round = self
+                .client
+                .delta_round(
+                    &self.token,
+                    &self.mailbox,
+                    folder,
+                    from.as_deref(),
+                    since,
+                    100,
+                )
+                .await;
+            let round = match round {
+                Ok(r) => r,
                 Err(mailbridge_graph::ClientError::Graph(g))
-                    if g.meaning == mailbridge_graph::Meaning::ResyncRequired && !resynced =>
+                    if g.meaning == mailbridge_graph::Meaning::ResyncRequired && from.is_some() =>
                 {
                     resynced = true;
-                    messages.clear();
                     from = None;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
-            messages.extend(
-                page.items
+            return Ok(NewMessages {
+                messages: round
+                    .items
                     .into_iter()
                     .filter(|i| !i.removed)
-                    .map(|i| MessageRef { id: i.id }),
-            );
-            if let Some(next) = page.next_link {
-                from = Some(next);
-                continue;
-            }
-            let delta_link = page.delta_link.ok_or_else(|| MailboxError {
-                class: ErrorClass::Transient,
-                message: "Graph ended a delta round without a deltaLink".into(),
-            })?;
-            return Ok(NewMessages {
-                messages,
-                checkpoint: Checkpoint::Graph { delta_link },
+                    .map(|i| MessageRef { id: i.id })
+                    .collect(),
+                checkpoint: Checkpoint::Graph {
+                    delta_link: round.delta_link,
+                },
                 resynced,
             });
         }
@@ -434,41 +431,33 @@ impl Mailbox for EwsMailbox {
             Checkpoint::Ews { sync_state } => Some(sync_state.clone()),
             _ => None,
         };
-        let mut messages = Vec::new();
         let mut resynced = false;
-        loop {
-            let page = match self
+        // The client bounds the round (pages, changes, time).
+        let round = loop {
+            match self
                 .client
-                .sync_folder_items(&self.auth, folder, state.as_deref(), 512)
+                .sync_round(&self.auth, folder, state.as_deref(), 512)
                 .await
             {
-                Ok(p) => p,
+                Ok(r) => break r,
                 Err(mailbridge_ews::EwsError::Response { ref code, .. })
-                    if code == "ErrorInvalidSyncStateData" && !resynced =>
+                    if code == "ErrorInvalidSyncStateData" && state.is_some() =>
                 {
                     resynced = true;
-                    messages.clear();
                     state = None;
-                    continue;
                 }
                 Err(e) => return Err(e.into()),
-            };
-            messages.extend(
-                page.changes
-                    .iter()
-                    .filter(|c| c.kind == mailbridge_ews::ChangeKind::Create)
-                    .map(|c| MessageRef { id: c.id.clone() }),
-            );
-            let done = page.includes_last;
-            state = Some(page.sync_state);
-            if done {
-                break;
             }
-        }
+        };
         Ok(NewMessages {
-            messages,
+            messages: round
+                .changes
+                .iter()
+                .filter(|c| c.kind == mailbridge_ews::ChangeKind::Create)
+                .map(|c| MessageRef { id: c.id.clone() })
+                .collect(),
             checkpoint: Checkpoint::Ews {
-                sync_state: state.unwrap_or_default(),
+                sync_state: round.sync_state,
             },
             resynced,
         })
@@ -486,20 +475,13 @@ impl Mailbox for EwsMailbox {
         // EWS cannot start a sync state at "now": the state comes from paging through
         // the whole folder (512 ids per request), the ids themselves dropped.
         let now = self.new_since(folder, &Checkpoint::Start).await?;
-        let mut messages = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = self
-                .client
-                .find_received_since(&self.auth, folder, &since, offset, 1000)
-                .await?;
-            let got = page.ids.len();
-            messages.extend(page.ids.into_iter().map(|id| MessageRef { id }));
-            if page.includes_last || got == 0 || page.next_offset <= offset {
-                break;
-            }
-            offset = page.next_offset;
-        }
+        let messages = self
+            .client
+            .find_all_received_since(&self.auth, folder, &since, 1000)
+            .await?
+            .into_iter()
+            .map(|id| MessageRef { id })
+            .collect();
         Ok(NewMessages {
             messages,
             checkpoint: now.checkpoint,
@@ -512,13 +494,11 @@ impl Mailbox for EwsMailbox {
         message: &MessageRef,
         sink: &mut W,
     ) -> Result<u64, MailboxError> {
-        use tokio::io::AsyncWriteExt as _;
-        let mime = self.client.get_mime(&self.auth, &message.id).await?;
-        sink.write_all(&mime).await.map_err(|e| MailboxError {
-            class: ErrorClass::Transient,
-            message: format!("writing the message failed: {e}"),
-        })?;
-        Ok(mime.len() as u64)
+        // Decoded as it arrives: the message is never held whole.
+        Ok(self
+            .client
+            .get_mime_into(&self.auth, &message.id, sink)
+            .await?)
     }
 
     async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {

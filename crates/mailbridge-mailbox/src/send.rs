@@ -1012,6 +1012,39 @@ fn message_from_mime(mime: &[u8]) -> Result<(Message, Vec<String>), MailboxError
     Ok((m, notes))
 }
 
+/// What raw MIME becomes as a Graph draft ([`graph_draft_from_mime`]).
+#[derive(Debug, Clone)]
+pub struct GraphDraftPlan {
+    /// The `message` JSON of `POST /messages`.
+    pub message: Value,
+    /// Each attachment added to the draft afterwards: file name, content type, size.
+    pub attachments: Vec<(String, String, u64)>,
+    /// What a draft cannot carry and was left out.
+    pub notes: Vec<String>,
+}
+
+/// Raw MIME as the Graph draft it becomes, without any I/O: the function the Graph
+/// sender uses for MIME over sendMail's limit; public for tests and fuzzing.
+pub fn graph_draft_from_mime(mime: &[u8]) -> Result<GraphDraftPlan, MailboxError> {
+    let (m, notes) = message_from_mime(mime)?;
+    let attachments = m
+        .attachments
+        .iter()
+        .map(|a| {
+            let size = match &a.content {
+                Content::Bytes(b) => b.len() as u64,
+                Content::File(_) => 0,
+            };
+            (a.file_name.clone(), a.content_type.clone(), size)
+        })
+        .collect();
+    Ok(GraphDraftPlan {
+        message: draft_json(&m),
+        attachments,
+        notes,
+    })
+}
+
 /// The most `internetMessageHeaders` Graph takes on a message (more is a 400
 /// `InvalidInternetMessageHeaderCollection`).
 pub const GRAPH_MAX_HEADERS: usize = 5;

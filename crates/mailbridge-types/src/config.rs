@@ -122,7 +122,9 @@ pub struct AppConfig {
     /// Sign-in host override (national clouds, the sandbox): replaces the cloud's.
     #[serde(default)]
     pub authority_host: Option<String>,
-    /// Graph root override.
+    /// Graph root override: a national cloud's Graph root. It is the tokens'
+    /// resource only when it is one (see [`AppConfig::graph_resource`]); where Graph
+    /// requests go is each account's Graph endpoint (a sandbox or proxy goes there).
     #[serde(default)]
     pub graph_root: Option<String>,
     /// Extra trusted CA certificates (PEM file), added to the system roots.
@@ -144,6 +146,29 @@ impl AppConfig {
     pub fn graph_root(&self) -> &str {
         self.graph_root
             .as_deref()
+            .unwrap_or(self.cloud.graph_root())
+    }
+
+    /// The resource of Graph tokens (`{resource}/.default`, `{resource}/Mail.Send`):
+    /// the cloud's Graph root, or the `graph_root` override when it names a national
+    /// cloud's. Never a sandbox or proxy URL, which Entra does not know (AADSTS500011):
+    /// those are the account's Graph endpoint, where requests go.
+    pub fn graph_resource(&self) -> &'static str {
+        let clouds = [
+            Cloud::Global,
+            Cloud::UsGovHigh,
+            Cloud::UsGovDod,
+            Cloud::China,
+        ];
+        self.graph_root
+            .as_deref()
+            .map(|r| r.trim_end_matches('/'))
+            .and_then(|r| {
+                clouds
+                    .into_iter()
+                    .map(Cloud::graph_root)
+                    .find(|c| c.eq_ignore_ascii_case(r))
+            })
             .unwrap_or(self.cloud.graph_root())
     }
 
@@ -422,5 +447,47 @@ impl ConfigFile {
         self.accounts
             .iter()
             .find(|a| a.name == name_or_address || a.address.eq_ignore_ascii_case(name_or_address))
+    }
+}
+
+#[cfg(test)]
+mod graph_resource_tests {
+    use super::*;
+
+    #[test]
+    fn the_token_resource_follows_the_cloud_not_a_sandbox_or_proxy_root() {
+        let app = |cloud, graph_root: Option<&str>| AppConfig {
+            name: "a".into(),
+            tenant: "contoso.example".into(),
+            client_id: "c".into(),
+            cloud,
+            authority_host: None,
+            graph_root: graph_root.map(str::to_owned),
+            extra_ca_file: None,
+            credential: AppCredentialConfig::None,
+        };
+        assert_eq!(
+            app(Cloud::Global, None).graph_resource(),
+            "https://graph.microsoft.com"
+        );
+        // Found as a new user: a sandbox root as the resource gave AADSTS500011.
+        for root in [
+            "http://127.0.0.1:8400",
+            "https://graph-proxy.contoso.example/v1.0",
+        ] {
+            assert_eq!(
+                app(Cloud::Global, Some(root)).graph_resource(),
+                "https://graph.microsoft.com"
+            );
+            assert_eq!(
+                app(Cloud::China, Some(root)).graph_resource(),
+                "https://microsoftgraph.chinacloudapi.cn"
+            );
+        }
+        // A national cloud's root named as the override is that cloud's resource.
+        assert_eq!(
+            app(Cloud::Global, Some("https://graph.microsoft.us/")).graph_resource(),
+            "https://graph.microsoft.us"
+        );
     }
 }

@@ -106,3 +106,36 @@ impl EwsClient {
         })
     }
 }
+
+impl EwsClient {
+    /// Every id [`Self::find_received_since`] lists, page after page of at most
+    /// `page_size`. Bounded by [`Limits::max_pages`](mailbridge_types::config::Limits),
+    /// `max_list_items` and the command timeout.
+    pub async fn find_all_received_since(
+        &self,
+        auth: &EwsAuth,
+        folder: &str,
+        since: &str,
+        page_size: u32,
+    ) -> Result<Vec<String>, EwsError> {
+        let mut budget = super::Budget::new(
+            self.config.limits,
+            format!("the listing of folder {folder} since {since}"),
+        );
+        let mut ids = Vec::new();
+        let mut offset = 0;
+        loop {
+            budget.page()?;
+            let page = budget
+                .timed(self.find_received_since(auth, folder, since, offset, page_size))
+                .await??;
+            let got = page.ids.len();
+            budget.items(ids.len() + got)?;
+            ids.extend(page.ids);
+            if page.includes_last || got == 0 || page.next_offset <= offset {
+                return Ok(ids);
+            }
+            offset = page.next_offset;
+        }
+    }
+}

@@ -99,20 +99,21 @@ async fn get_item_mime_content_may_be_larger_up_to_its_own_bound() {
         .into_bytes()
     };
     assert!(b64.len() > MAX_ANSWER);
-    // The bound of GetItem is MIME's: an answer announced one byte over it is refused
-    // (before it is read).
+    // The bound of GetItem is the message size limit's (in base64, with the
+    // envelope): an answer announced over it is refused before it is read.
     let url = serve(vec![
         (item(&b64), None),
-        (item("AAAA"), Some(MAX_MIME_ANSWER + 1)),
+        (item("AAAA"), Some(MAX_MIME_ANSWER * 2)),
     ])
     .await;
     let client = EwsClient::new(EwsConfig::new(&url)).unwrap();
     let got = client.get_mime(&auth(), "AAA=").await.unwrap();
     assert_eq!(got, message.as_bytes());
     let err = client.get_mime(&auth(), "AAA=").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::LimitExceeded, "{err:?}");
     let text = err.to_string();
     assert!(
-        text.contains("GetItem") && text.contains(&MAX_MIME_ANSWER.to_string()),
+        text.contains("limits.max_message_size") && text.contains("157286400"),
         "{text}"
     );
 }

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bounds;
+mod hostile;
 mod prop;
+mod scripted;
 
 use mailbridge_ews::{ChangeKind, EwsAuth, EwsClient, EwsConfig, EwsError};
 use mailbridge_testkit::crypto::TestCa;

@@ -46,7 +46,8 @@ impl GraphClient {
                 unread: unread.unwrap_or_default(),
             }),
             _ => Err(ClientError::Protocol(format!(
-                "{url}: the folder answer has no totalItemCount"
+                "{}: the folder answer has no totalItemCount",
+                mailbridge_http::redact(&url)
             ))),
         }
     }
@@ -70,7 +71,12 @@ impl GraphClient {
         };
         let id = first["id"]
             .as_str()
-            .ok_or_else(|| ClientError::Protocol(format!("{url}: a message without an id")))?
+            .ok_or_else(|| {
+                ClientError::Protocol(format!(
+                    "{}: a message without an id",
+                    mailbridge_http::redact(&url)
+                ))
+            })?
             .to_owned();
         let headers = first["internetMessageHeaders"]
             .as_array()

@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod hostile;
 mod prop;
+mod scripted;
 
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox, Meaning};
 use mailbridge_testkit::crypto::TestCa;

@@ -172,6 +172,12 @@ proptest! {
                     prop_assert_eq!(item.subject.as_deref(), m.get("subject").and_then(Value::as_str));
                 }
             }
+            // A nextLink that is not on the root's origin is refused (never followed
+            // with the token), naming the root.
+            Err(ClientError::ForeignLink(f)) => {
+                prop_assert!(wrap && next.is_string(), "{:?}", f);
+                prop_assert!(f.endpoint.ends_with("/v1.0"), "{:?}", f);
+            }
             Err(e) => {
                 prop_assert!(!e.to_string().is_empty());
                 prop_assert!(!(wrap), "a wrapped page was refused: {}", e);

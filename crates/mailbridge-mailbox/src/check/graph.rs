@@ -36,7 +36,7 @@ pub(super) async fn reach(
                 "resolve",
                 start,
                 Err((
-                    format!("{url} is not a URL: {e}"),
+                    format!("{} is not a URL: {e}", mailbridge_http::redact(url)),
                     Some("set the endpoint's host to the full URL, such as https://graph.microsoft.com or https://mail.contoso.com/EWS/Exchange.asmx".into()),
                 )),
             );
@@ -90,7 +90,7 @@ pub(super) async fn reach(
                     )
                 }
                 None => (
-                    mailbridge_types::error_chain(&e),
+                    mailbridge_types::error_chain(&e.without_url()),
                     Some(
                         "check the URL, and that this machine reaches it (DNS, proxy, firewall)"
                             .to_owned(),

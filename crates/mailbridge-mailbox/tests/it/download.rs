@@ -615,3 +615,90 @@ async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
         assert!(left.is_empty(), "{sub}/: {left:?}");
     }
 }
+
+/// A Graph stand-in whose delta lists two messages: `m1` ends, `m2`'s `$value`
+/// never does (no Content-Length). Measured on main: two 1 GB "messages" stored and
+/// exit 0.
+async fn endless_graph() -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/v1.0/users/{user}/mailFolders/{folder}/messages/delta",
+            get(|headers: axum::http::HeaderMap| async move {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                axum::Json(serde_json::json!({
+                    "value": [{"id": "m1"}, {"id": "m2"}],
+                    "@odata.deltaLink": format!("http://{host}/v1.0/delta?$deltatoken=1"),
+                }))
+            }),
+        )
+        .route(
+            "/v1.0/users/{user}/messages/{id}/$value",
+            get(
+                |axum::extract::Path((_, id)): axum::extract::Path<(String, String)>| async move {
+                    if id == "m1" {
+                        axum::body::Body::from("From: a@b.example\r\nSubject: small\r\n\r\nhi\r\n")
+                    } else {
+                        let piece = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                        axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+                            Ok::<_, std::io::Error>(piece.clone())
+                        }))
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
+    let base = endless_graph().await;
+    let mut config = GraphConfig::new(&format!("{base}/v1.0"));
+    config.limits.max_message_size = 1024 * 1024;
+    config.attempts = 1;
+    let mut graph = GraphMailboxAccess::new(
+        GraphClient::new(config).unwrap(),
+        GraphTarget::User(ALICE.into()),
+        SecretString::from("t"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Inbox");
+    let mut durable = None;
+    let err = download(
+        &mut graph,
+        "inbox",
+        &Checkpoint::Start,
+        &maildir,
+        &DownloadOptions::default(),
+        |p| {
+            if p.durable.is_some() {
+                durable.clone_from(&p.durable);
+            }
+            ControlFlow::Continue(())
+        },
+    )
+    .await
+    .unwrap_err();
+    let DownloadError::Mailbox(e) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(e.class, mailbridge_types::ErrorClass::LimitExceeded, "{e}");
+    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    // No checkpoint covers m2, and no file holds any of it.
+    assert!(
+        !matches!(durable, Some(Checkpoint::Graph { .. })),
+        "{durable:?}"
+    );
+    for (name, bytes) in maildir_files(&maildir) {
+        assert!(!bytes.starts_with(b"xxxx"), "{name} holds the cut message");
+    }
+}

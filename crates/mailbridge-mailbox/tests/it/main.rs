@@ -381,3 +381,71 @@ async fn autodiscover_v2_gives_the_ews_url_of_the_tenant() {
         .unwrap();
     assert!(step.outcome.contains("redirected"), "{}", step.outcome);
 }
+
+#[tokio::test]
+async fn an_autodiscover_answer_on_another_server_is_not_taken_and_urls_are_redacted() {
+    // Autodiscover answers an EWS URL on another port over plain http: the account's
+    // credentials would go there. The autoconfig URL carries the address in its query.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let answer =
+        format!(r#"{{"Protocol":"EWS","Url":"http://{other_addr}/EWS/Exchange.asmx?x=SECRET"}}"#);
+    let app = axum::Router::new()
+        .route(
+            "/autodiscover/autodiscover.json/v1.0/{email}",
+            axum::routing::get(
+                move || async move { ([("content-type", "application/json")], answer) },
+            ),
+        )
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "no") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let base = format!("http://{addr}");
+    let options = DetectOptions {
+        authority_host: base.clone(),
+        autodiscover_url: format!("{base}/autodiscover/autodiscover.json"),
+        // Nothing listens there once `other` is dropped below: unreachable.
+        autoconfig_urls: vec![format!(
+            "http://{other_addr}/mail/config-v1.1.xml?emailaddress={{email}}"
+        )],
+        ..DetectOptions::default()
+    };
+    drop(other);
+    let d = detect(
+        "bob@example.org",
+        &ProviderTable::default(),
+        &StaticDns::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert!(
+        d.endpoints
+            .iter()
+            .all(|e| e.transport != mailbridge_types::config::Transport::Ews),
+        "{:?}",
+        d.endpoints
+    );
+    assert_ne!(d.decided_by, Some(Step::AutodiscoverV2));
+    let outcome = &d
+        .steps
+        .iter()
+        .find(|s| s.step == Step::AutodiscoverV2)
+        .unwrap()
+        .outcome;
+    assert!(
+        outcome.contains(&format!(
+            "{base}/autodiscover/autodiscover.json/v1.0/bob@example.org"
+        )) && outcome.contains(&format!("http://{other_addr}/EWS/Exchange.asmx"))
+            && !outcome.contains("SECRET"),
+        "{outcome}"
+    );
+    let all: String = d.steps.iter().map(|s| s.outcome.clone()).collect();
+    assert!(
+        !all.contains("Protocol=EWS") && !all.contains("SECRET"),
+        "{all}"
+    );
+}
