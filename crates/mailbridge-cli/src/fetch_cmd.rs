@@ -93,7 +93,8 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
         );
     };
     let transport = endpoint.transport;
-    std::fs::create_dir_all(&args.out)
+    // A new Maildir is private (0700), whatever the umask; one the user made keeps its mode.
+    mailbridge_store::files::create_private_dir(&args.out)
         .with_context(|| format!("failed to create {}", args.out.display()))?;
     let out = args
         .out

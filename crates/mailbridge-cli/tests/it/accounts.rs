@@ -374,6 +374,14 @@ async fn an_added_password_account_passes_test_receive_and_send_on_real_servers(
     assert_eq!(files.len(), 1);
     let body = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
     assert!(body.contains("mailbridge test message"), "{body}");
+    {
+        // The Maildir fetch made is private, its root included.
+        use std::os::unix::fs::PermissionsExt as _;
+        for dir in [maildir.clone(), maildir.join("new"), maildir.join("tmp")] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
+    }
     // Again: nothing new. From the start: nothing fetched twice.
     let (ok, out, _) = fetch("last").await;
     assert!(ok);
