@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use crate::response::{
     self, CompletionStatus, FetchItems, Greeting, LiteralItem, MAX_CONTINUATIONS,
-    MAX_INLINE_LITERAL, MAX_LINE, MAX_SEARCH_LINE, MAX_UNTAGGED_BYTES, MAX_UNTAGGED_LINES,
-    Meaning, ParseError, SelectData, printable,
+    MAX_INLINE_LITERAL, MAX_LINE, MAX_SEARCH_LINE, MAX_UNTAGGED_BYTES, MAX_UNTAGGED_LINES, Meaning,
+    ParseError, SelectData, printable,
 };
 
 pub use mailbridge_types::config::TlsMode;
@@ -696,9 +696,11 @@ impl ImapClient {
         } else {
             "-FLAGS.SILENT"
         };
-        self.run(&format!("UID STORE {uid} {op} (\\Seen)"), "UID STORE", |_| {
-            Ok(())
-        })
+        self.run(
+            &format!("UID STORE {uid} {op} (\\Seen)"),
+            "UID STORE",
+            |_| Ok(()),
+        )
         .await
         .map(|_| ())
     }
@@ -753,7 +755,8 @@ impl ImapClient {
         .await?;
         let line = self.read_line("APPEND").await?;
         if !response::is_continuation(&line) {
-            let text = response::completion(&line, tag.as_bytes()).map_or(line.as_slice(), |c| c.text);
+            let text =
+                response::completion(&line, tag.as_bytes()).map_or(line.as_slice(), |c| c.text);
             return Err(ImapError::refused("APPEND", text));
         }
         let copied = tokio::io::copy(&mut message.take(size), &mut self.conn)
@@ -784,7 +787,8 @@ impl ImapClient {
         self.write_line(&format!("{tag} IDLE"), "IDLE").await?;
         let first = self.read_line("IDLE").await?;
         if !response::is_continuation(&first) {
-            let text = response::completion(&first, tag.as_bytes()).map_or(first.as_slice(), |c| c.text);
+            let text =
+                response::completion(&first, tag.as_bytes()).map_or(first.as_slice(), |c| c.text);
             return Err(ImapError::refused("IDLE", text));
         }
         let deadline = Instant::now() + wait;
@@ -971,7 +975,10 @@ impl ImapClient {
     /// The wait for the next bytes: the per-answer timeout, or what is left of the
     /// command's total time if less.
     fn wait(&self, step: &'static str) -> Result<Duration, ImapError> {
-        let left = self.budget.deadline.saturating_duration_since(Instant::now());
+        let left = self
+            .budget
+            .deadline
+            .saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(self.out_of_time(step));
         }
@@ -1047,7 +1054,12 @@ impl ImapClient {
 
     /// Reads and drops a literal of `n` bytes, refused before reading when larger than
     /// `max`.
-    async fn skip_literal(&mut self, n: u64, max: u64, step: &'static str) -> Result<(), ImapError> {
+    async fn skip_literal(
+        &mut self,
+        n: u64,
+        max: u64,
+        step: &'static str,
+    ) -> Result<(), ImapError> {
         if n > max {
             return Err(if max == self.limits.max_message_size {
                 ImapError::message_too_large(step, n, &self.limits)
@@ -1278,8 +1290,8 @@ impl ImapClient {
                 in_response = false;
                 let uid = items.take().and_then(|i| i.uid);
                 if let Some(o) = open.take() {
-                    let uid = uid
-                        .ok_or_else(|| ImapError::protocol(STEP, "a message without its UID"))?;
+                    let uid =
+                        uid.ok_or_else(|| ImapError::protocol(STEP, "a message without its UID"))?;
                     if !asked.wants(uid) {
                         // Dropping the writer discards what was written.
                         tracing::warn!(
@@ -1434,6 +1446,28 @@ m2 OK done\r\n"
         assert_eq!(sinks.done[&4], b"hello");
         assert_eq!(sinks.done[&6], b"world!");
         assert_eq!(sinks.hints, [Some(4), None]);
+    }
+
+    #[tokio::test]
+    async fn answers_about_messages_not_asked_for_are_never_handed_over() {
+        // Asked for 1:3; the server answers about 999 (UID before the body), 4242
+        // (UID after it), 2 twice, and never about 1 and 3.
+        let script = b"* 1 FETCH (UID 999 BODY[] {5}\r\nhello)\r\n\
+* 2 FETCH (BODY[] {5}\r\nworld UID 4242)\r\n\
+* 3 FETCH (UID 2 BODY[] {3}\r\ntwo)\r\n\
+* 3 FETCH (UID 2 BODY[] {5}\r\nagain)\r\n\
+m2 OK done\r\n"
+            .to_vec();
+        let mut client = scripted(script).await;
+        let mut sinks = Collect::default();
+        assert_eq!(client.fetch_many(&[1, 2, 3], &mut sinks).await.unwrap(), 1);
+        assert_eq!(sinks.done.keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(sinks.done[&2], b"two");
+        assert_eq!(
+            sinks.hints,
+            [None, Some(2)],
+            "999 and the second 2 not opened"
+        );
     }
 
     #[tokio::test]

@@ -489,13 +489,15 @@ impl FetchItems {
             }
         }
         let name = self.last_name.as_slice();
-        Ok(match name
-            .strip_prefix(b"BODY[")
-            .and_then(|s| s.strip_suffix(b"]"))
-        {
-            Some(section) if self.depth == 1 => LiteralItem::Body(section.to_vec()),
-            _ => LiteralItem::Other,
-        })
+        Ok(
+            match name
+                .strip_prefix(b"BODY[")
+                .and_then(|s| s.strip_suffix(b"]"))
+            {
+                Some(section) if self.depth == 1 => LiteralItem::Body(section.to_vec()),
+                _ => LiteralItem::Other,
+            },
+        )
     }
 }
 
@@ -783,11 +785,19 @@ mod tests {
             .unwrap();
         assert_eq!(e.count, None);
         assert_eq!(
-            esearch(b"* ESEARCH UID ALL 1:4294967295", 1_000_000, &mut Vec::new()),
+            esearch(
+                b"* ESEARCH UID ALL 1:4294967295",
+                1_000_000,
+                &mut Vec::new()
+            ),
             Err(ParseError::TooManyItems(1_000_000)),
             "refused before expanding"
         );
-        assert!(esearch(b"* SEARCH 1", 10, &mut Vec::new()).unwrap().is_none());
+        assert!(
+            esearch(b"* SEARCH 1", 10, &mut Vec::new())
+                .unwrap()
+                .is_none()
+        );
         assert!(esearch(b"* ESEARCH UID ALL 1:*", 10, &mut Vec::new()).is_err());
     }
 
@@ -822,7 +832,10 @@ mod tests {
         let (_, uid) = feed(&[b"* 3 FETCH (X \"UID 5\" FLAGS (UID 6))"]);
         assert_eq!(uid, None);
         let (kinds, _) = feed(&[b"* 3 FETCH (BODY[HEADER.FIELDS (FROM TO)] {4}"]);
-        assert_eq!(kinds[0], LiteralItem::Body(b"HEADER.FIELDS (FROM TO)".to_vec()));
+        assert_eq!(
+            kinds[0],
+            LiteralItem::Body(b"HEADER.FIELDS (FROM TO)".to_vec())
+        );
         // A literal value of UID is not a UID.
         let (_, uid) = feed(&[b"* 3 FETCH (UID {2}", b" BODY[] {1}"]);
         assert_eq!(uid, None);

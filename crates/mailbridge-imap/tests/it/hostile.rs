@@ -98,7 +98,7 @@ async fn signed_in(port: u16, command_timeout_secs: u64) -> ImapClient {
 /// `SELECT` against `hostility`; the error, within 60 s or the test fails as a hang.
 async fn select_error(hostility: Hostility, command_timeout_secs: u64) -> ImapError {
     let mut client = signed_in(server(hostility).await, command_timeout_secs).await;
-    tokio::time::timeout(Duration::from_secs(60), client.select("INBOX"))
+    tokio::time::timeout(Duration::from_mins(1), client.select("INBOX"))
         .await
         .expect("the client hung on a server that keeps talking")
         .unwrap_err()
@@ -132,7 +132,7 @@ async fn a_server_that_keeps_asking_for_more_is_cut_off() {
 async fn a_fetch_drowned_in_noise_about_other_messages_ends_at_the_command_time() {
     let mut client = signed_in(server(Hostility::SlowFetchNoise).await, 1).await;
     let mut sink = Vec::new();
-    let err = tokio::time::timeout(Duration::from_secs(60), client.fetch(7, &mut sink))
+    let err = tokio::time::timeout(Duration::from_mins(1), client.fetch(7, &mut sink))
         .await
         .expect("the client hung")
         .unwrap_err();

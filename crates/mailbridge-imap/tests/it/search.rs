@@ -63,14 +63,14 @@ fn answer_search(criteria: &str, uids: &[u32], tag: &str) -> String {
             "SINCE" => {
                 words.next();
             }
-            set => seq = range(set, uids.len() as u32),
+            set => seq = range(set, u32::try_from(uids.len()).unwrap()),
         }
     }
     let hits: Vec<u32> = uids
         .iter()
         .enumerate()
         .filter(|(i, u)| {
-            let n = *i as u32 + 1;
+            let n = u32::try_from(*i).unwrap() + 1;
             (seq.0..=seq.1).contains(&n) && (uid.0..=uid.1).contains(*u)
         })
         .map(|(_, u)| *u)
@@ -79,7 +79,10 @@ fn answer_search(criteria: &str, uids: &[u32], tag: &str) -> String {
         if hits.is_empty() {
             format!("* ESEARCH (TAG \"{tag}\") UID\r\n")
         } else {
-            format!("* ESEARCH (TAG \"{tag}\") UID ALL {}\r\n", sequence_set(&hits))
+            format!(
+                "* ESEARCH (TAG \"{tag}\") UID ALL {}\r\n",
+                sequence_set(&hits)
+            )
         }
     } else {
         let list: Vec<String> = hits.iter().map(u32::to_string).collect();
