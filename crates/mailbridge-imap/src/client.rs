@@ -1053,7 +1053,7 @@ impl ImapClient {
     }
 
     /// Reads and drops a literal of `n` bytes, refused before reading when larger than
-    /// `max`.
+    /// `max` or past the command's untagged byte budget.
     async fn skip_literal(
         &mut self,
         n: u64,
@@ -1070,6 +1070,8 @@ impl ImapClient {
                 )
             });
         }
+        // Bytes nobody asked for count against the command's budget.
+        self.count_bytes(n, step)?;
         self.copy_literal(n, &mut tokio::io::sink()).await
     }
 
