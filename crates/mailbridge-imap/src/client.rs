@@ -560,9 +560,11 @@ impl ImapClient {
         self.write_line(&format!("{tag} UID SEARCH {criteria}"), STEP)
             .await?;
         self.collect(&tag, STEP, MAX_SEARCH_LINE, |line| {
+            let before = uids.len();
             let parsed = match response::esearch(line, max, uids) {
                 Ok(Some(e)) if e.tag.as_ref().is_some_and(|t| *t != tag.as_bytes()) => {
-                    // The answer to another command.
+                    // The answer to another command: not ours to list.
+                    uids.truncate(before);
                     Ok(true)
                 }
                 Ok(Some(_)) => Ok(true),

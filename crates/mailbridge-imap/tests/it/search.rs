@@ -76,11 +76,13 @@ fn answer_search(criteria: &str, uids: &[u32], tag: &str) -> String {
         .map(|(_, u)| *u)
         .collect();
     if esearch {
+        // An answer to another command comes first: it is not part of the listing.
+        let other = "* ESEARCH (TAG \"x9\") UID ALL 77777:77779\r\n";
         if hits.is_empty() {
-            format!("* ESEARCH (TAG \"{tag}\") UID\r\n")
+            format!("{other}* ESEARCH (TAG \"{tag}\") UID\r\n")
         } else {
             format!(
-                "* ESEARCH (TAG \"{tag}\") UID ALL {}\r\n",
+                "{other}* ESEARCH (TAG \"{tag}\") UID ALL {}\r\n",
                 sequence_set(&hits)
             )
         }
