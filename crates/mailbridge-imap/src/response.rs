@@ -373,12 +373,44 @@ pub struct FetchItems {
     started: bool,
     /// Parenthesis depth at the end of the text so far (1: among the items).
     depth: u32,
-    /// The last atom at depth 1 (an item name), upper case, at most 64 bytes.
-    last_name: Vec<u8>,
+    /// The last atom at depth 1 (an item name), upper case, at most 64 bytes (kept
+    /// inline: no allocation per message).
+    last_name: Name,
     /// The atom before `last_name`'s value was `UID`: the next number is the UID.
     want_uid: bool,
     /// Bytes of text taken so far.
     text: usize,
+}
+
+/// An item name, upper case, its first 64 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Name {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl Name {
+    fn of(atom: &[u8]) -> Self {
+        let mut name = Self::default();
+        for (slot, b) in name.bytes.iter_mut().zip(atom) {
+            *slot = b.to_ascii_uppercase();
+        }
+        name.len = atom.len().min(64);
+        name
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// The item a literal belongs to.
@@ -433,7 +465,7 @@ impl FetchItems {
             match b {
                 b'(' => {
                     if self.depth == 1 {
-                        self.last_name.clear();
+                        self.last_name = Name::default();
                     }
                     self.depth = self.depth.saturating_add(1);
                     i += 1;
@@ -455,7 +487,7 @@ impl FetchItems {
                         }
                     }
                     if self.depth == 1 {
-                        self.last_name.clear();
+                        self.last_name = Name::default();
                     }
                     self.want_uid = false;
                 }
@@ -480,15 +512,14 @@ impl FetchItems {
                             self.want_uid = false;
                         } else {
                             self.want_uid = atom.eq_ignore_ascii_case(b"UID");
-                            self.last_name.clear();
-                            self.last_name
-                                .extend(atom.iter().take(64).map(u8::to_ascii_uppercase));
+                            self.last_name = Name::default();
+                            self.last_name = Name::of(atom);
                         }
                     }
                 }
             }
         }
-        let name = self.last_name.as_slice();
+        let name = self.last_name.as_bytes();
         Ok(
             match name
                 .strip_prefix(b"BODY[")
