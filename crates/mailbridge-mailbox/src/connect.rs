@@ -180,6 +180,7 @@ pub async fn open_incoming(
         Transport::Imap => {
             let mut config = ImapConfig::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
             config.trust = trust(endpoint)?;
+            config.limits = account.limits;
             let mut client = ImapClient::connect(&config).await?;
             let credentials = match signed_in {
                 Credential::Password { user, password } => {

@@ -592,6 +592,9 @@ struct MaildirSinks<'p, F> {
     stopped: bool,
     /// The last batch becoming durable, and the checkpoint it makes durable.
     settling: Option<(Settling, Option<Checkpoint>)>,
+    /// IMAP: the UIDs of the current batch handed over, to find the ones the server
+    /// did not deliver.
+    delivered: Vec<u32>,
 }
 
 /// The messages of one batch becoming durable: their fsyncs and placements, then the
@@ -752,6 +755,11 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSink
             file.sync_all()?;
             place(&file, tmp, &target)
         }));
+        if matches!(self.checkpoint, Checkpoint::Imap { .. })
+            && let Ok(uid) = message.id.parse::<u32>()
+        {
+            self.delivered.push(uid);
+        }
         self.state.messages += 1;
         self.state.bytes += size;
         if (self.progress)(&self.state).is_break() {
@@ -849,7 +857,11 @@ where
         failed: None,
         stopped: false,
         settling: None,
+        delivered: Vec::new(),
     };
+    // IMAP: the highest UID a checkpoint may cover, once a listed message was not
+    // delivered (see [`first_undelivered`]).
+    let mut ceiling: Option<u32> = None;
     let batches = wanted.chunks(options.batch.max(1));
     let count = batches.len();
     for (i, batch) in batches.enumerate() {
@@ -872,6 +884,16 @@ where
             kept?;
             return Err(DownloadError::Mailbox(e));
         }
+        if matches!(listed.checkpoint, Checkpoint::Imap { .. })
+            && let Some(missing) = first_undelivered(batch, &mut sinks.delivered)
+        {
+            tracing::warn!(
+                uid = missing,
+                "the IMAP server did not deliver a listed message: the checkpoint stays before it, so the next run asks again"
+            );
+            let below = missing.saturating_sub(1);
+            ceiling = Some(ceiling.map_or(below, |c| c.min(below)));
+        }
         // Over IMAP every batch has its own checkpoint (UIDs ascend); elsewhere only
         // the round's final one exists.
         let durable = match (&listed.checkpoint, batch.last()) {
@@ -884,15 +906,49 @@ where
             }
             _ => None,
         };
-        sinks.settling = Some((sinks.settle(), durable));
+        sinks.settling = Some((sinks.settle(), durable.map(|d| below_ceiling(d, ceiling))));
     }
     sinks.hand_out(true).await?;
     Ok(Summary {
         messages: sinks.state.messages,
         bytes: sinks.state.bytes,
         already_present: known.len() as u64,
-        checkpoint: listed.checkpoint,
+        checkpoint: below_ceiling(listed.checkpoint, ceiling),
     })
+}
+
+/// IMAP: the first UID of `batch` not among `delivered` (which is emptied for the
+/// next batch). A server may leave out a message expunged since the listing, or (a
+/// broken or hostile one) answer about others instead; either way no checkpoint may
+/// pass a UID that was asked for and not delivered, or the message would be skipped
+/// for ever. The next run lists from before it again: an expunged message is not
+/// listed then, and the messages after it are recognised in the Maildir and not
+/// fetched again.
+fn first_undelivered(batch: &[MessageRef], delivered: &mut Vec<u32>) -> Option<u32> {
+    delivered.sort_unstable();
+    let missing = batch
+        .iter()
+        .filter_map(|m| m.id.parse::<u32>().ok())
+        .find(|uid| delivered.binary_search(uid).is_err());
+    delivered.clear();
+    missing
+}
+
+/// `checkpoint`, covering no UID above `ceiling` (IMAP).
+fn below_ceiling(checkpoint: Checkpoint, ceiling: Option<u32>) -> Checkpoint {
+    match (checkpoint, ceiling) {
+        (
+            Checkpoint::Imap {
+                uid_validity,
+                last_uid,
+            },
+            Some(ceiling),
+        ) => Checkpoint::Imap {
+            uid_validity,
+            last_uid: last_uid.min(ceiling),
+        },
+        (checkpoint, _) => checkpoint,
+    }
 }
 
 #[cfg(test)]

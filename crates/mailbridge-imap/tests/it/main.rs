@@ -306,4 +306,5 @@ async fn login_and_oauthbearer_where_the_server_allows_them() {
     .unwrap();
     c.select("INBOX").await.unwrap();
 }
+mod hostile;
 mod search;

@@ -119,19 +119,24 @@ fn io_kind(e: &ImapError) -> Option<std::io::ErrorKind> {
 }
 
 #[test]
-fn a_literal_larger_than_memory_is_streamed_not_allocated() {
-    // 2^63 bytes announced, 36 sent: the client streams what comes (the rest of the
-    // answer is literal content too) and reports the cut.
-    let answer = fetch_answer(b"0123456789", 1 << 63);
-    let after_marker = answer.len() - answer.iter().position(|b| *b == b'\n').unwrap() - 1;
-    let (r, sink) = fetch(answer);
-    let err = r.unwrap_err();
-    assert_eq!(
-        io_kind(&err),
-        Some(std::io::ErrorKind::UnexpectedEof),
-        "{err}"
-    );
-    assert_eq!(sink.len(), after_marker);
+fn a_literal_larger_than_the_message_bound_is_refused_before_reading_it() {
+    // 2^63 bytes announced: refused at once as past `limits.max_message_size`, with
+    // nothing written (before, the client streamed whatever came, 1 GB and more).
+    for announced in [1u64 << 63, 9_223_372_036_854_775_807, u64::MAX] {
+        let (r, sink) = fetch(fetch_answer(b"0123456789", announced));
+        let err = r.unwrap_err();
+        assert!(
+            matches!(&err, ImapError::LimitExceeded { setting, .. } if *setting == "limits.max_message_size"),
+            "{err}"
+        );
+        assert_eq!(err.class(), mailbridge_types::ErrorClass::LimitExceeded);
+        let text = err.to_string();
+        assert!(
+            text.contains(&announced.to_string()) && text.contains("157286400"),
+            "{text}"
+        );
+        assert!(sink.is_empty());
+    }
 }
 
 #[test]

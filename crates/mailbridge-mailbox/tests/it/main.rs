@@ -6,6 +6,7 @@
 mod check;
 mod check_matrix;
 mod download;
+mod imap_hostile;
 mod mailbox;
 mod matrix;
 mod prop;
