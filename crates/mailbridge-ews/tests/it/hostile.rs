@@ -11,7 +11,7 @@ use mailbridge_types::ErrorClass;
 use mailbridge_types::config::Limits;
 use secrecy::SecretString;
 
-use crate::scripted::{Answer, serve};
+use mailbridge_testkit::hostile::http::{Answer, serve};
 
 fn client(url: &str, limits: Limits) -> EwsClient {
     let mut config = EwsConfig::new(url);

@@ -5,7 +5,6 @@
 mod bounds;
 mod hostile;
 mod prop;
-mod scripted;
 
 use mailbridge_ews::{ChangeKind, EwsAuth, EwsClient, EwsConfig, EwsError};
 use mailbridge_testkit::crypto::TestCa;

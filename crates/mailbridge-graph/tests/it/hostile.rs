@@ -14,7 +14,7 @@ use mailbridge_types::config::Limits;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::scripted::{Answer, json, serve};
+use mailbridge_testkit::hostile::http::{Answer, json, serve};
 
 fn client(base: &str, limits: Limits) -> GraphClient {
     let mut config = GraphConfig::new(&format!("{base}/v1.0"));

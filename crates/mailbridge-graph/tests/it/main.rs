@@ -4,7 +4,6 @@
 
 mod hostile;
 mod prop;
-mod scripted;
 
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox, Meaning};
 use mailbridge_testkit::crypto::TestCa;

@@ -20,6 +20,12 @@
 //!
 //! Everything a client sends is recorded ([`HostileServer::received`]) so a test can
 //! check what reached the server (for example that no token did).
+//!
+//! [`http`] is the HTTP/1.1 counterpart for Graph and EWS: each request is recorded and
+//! answered by a function of its number and head, with a fixed body or a body generated
+//! piece by piece until the generator stops (a `$value` that never ends).
+
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -23,6 +23,19 @@ pub enum Answer {
     Chunked { headers: String, pieces: Pieces },
 }
 
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Full { status, body, .. } => f
+                .debug_struct("Full")
+                .field("status", status)
+                .field("body_len", &body.len())
+                .finish_non_exhaustive(),
+            Answer::Chunked { .. } => f.debug_struct("Chunked").finish_non_exhaustive(),
+        }
+    }
+}
+
 /// A request as received: its head (request line and headers) and body.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -48,6 +61,7 @@ impl Request {
 }
 
 /// The server: its address and the requests it got.
+#[derive(Debug)]
 pub struct Scripted {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Request>>>,
@@ -61,14 +75,16 @@ impl Scripted {
 
     /// The requests so far.
     pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.requests.lock().expect("test server").clone()
     }
 }
 
 /// Starts a server answering request number `n` (from 0) with `answer(n, &request)`.
 pub async fn serve(answer: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static) -> Scripted {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test server");
+    let addr = listener.local_addr().expect("test server");
     let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
     let answer = Arc::new(answer);
     let seen = requests.clone();
@@ -104,7 +120,7 @@ pub async fn serve(answer: impl Fn(usize, &Request) -> Answer + Send + Sync + 's
                         }
                     }
                     let n = {
-                        let mut seen = seen.lock().unwrap();
+                        let mut seen = seen.lock().expect("test server");
                         seen.push(request.clone());
                         seen.len() - 1
                     };
@@ -152,4 +168,13 @@ pub async fn serve(answer: impl Fn(usize, &Request) -> Answer + Send + Sync + 's
         }
     });
     Scripted { addr, requests }
+}
+
+/// A JSON answer.
+pub fn json(status: u16, body: &serde_json::Value) -> Answer {
+    Answer::Full {
+        status,
+        headers: "content-type: application/json\r\n".into(),
+        body: body.to_string().into_bytes(),
+    }
 }
