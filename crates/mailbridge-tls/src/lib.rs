@@ -152,7 +152,9 @@ pub fn failure(source: &std::io::Error) -> Failure<'_> {
     if let Some(c) = inner.and_then(|e| e.downcast_ref::<CertificateRefused>()) {
         return Failure::Certificate(c);
     }
-    if inner.is_some_and(|e| e.is::<NoGreeting>() || e.is::<TlsGreeting>()) {
+    if inner
+        .is_some_and(|e| e.is::<NoGreeting>() || e.is::<NoGreetingAtAll>() || e.is::<TlsGreeting>())
+    {
         return Failure::ExpectsImplicitTls;
     }
     if is_not_tls(source) {
@@ -250,15 +252,21 @@ pub fn no_greeting(source: std::io::Error) -> std::io::Error {
     if source.kind() != std::io::ErrorKind::TimedOut
         || source
             .get_ref()
-            .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NoGreeting>)
+            .is_some_and(|e| e.is::<NoGreeting>() || e.is::<NoGreetingAtAll>())
     {
         return source;
     }
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the server sent no greeting in time: if this port expects TLS from the first byte (like 993, 995 or 465), set TLS to implicit",
-    )
+    // Typed, so `failure` names it as the implicit-TLS port it most likely is (a
+    // client's own read timeout can fire before the greeting wait does).
+    std::io::Error::new(std::io::ErrorKind::TimedOut, NoGreetingAtAll)
 }
+
+/// A plain connection's server sent nothing before the client's own timeout.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server sent no greeting in time: if this port expects TLS from the first byte (like 993, 995 or 465), set TLS to implicit"
+)]
+struct NoGreetingAtAll;
 
 /// The system's trusted roots, read from disk once per process (not per connection).
 fn system_roots() -> &'static rustls::RootCertStore {
