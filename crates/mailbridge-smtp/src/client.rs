@@ -175,6 +175,12 @@ pub enum SmtpError {
     RecipientRefused { address: String, reply: Reply },
     #[error("the server does not offer {0} (it offers: {1})")]
     Unsupported(String, String),
+    /// No `AUTH` on a plain connection to a server that offers `STARTTLS`: it offers
+    /// sign-in only after STARTTLS (as smtp.office365.com:587 does).
+    #[error(
+        "the server offers no AUTH before STARTTLS: set TLS to STARTTLS (`smtp+starttls://host:587` as the outgoing side)"
+    )]
+    AuthOnlyAfterStartTls,
     #[error(
         "{0:?} cannot be an envelope address (line breaks, angle brackets or spaces): fix the sender or recipient"
     )]
@@ -218,7 +224,9 @@ impl SmtpError {
             SmtpError::Connect { .. } | SmtpError::Io { .. } | SmtpError::Protocol { .. } => {
                 ErrorClass::Transient
             }
-            SmtpError::Tls { .. } | SmtpError::Unsupported(..) => ErrorClass::Misconfigured,
+            SmtpError::Tls { .. }
+            | SmtpError::Unsupported(..)
+            | SmtpError::AuthOnlyAfterStartTls => ErrorClass::Misconfigured,
             SmtpError::Refused { reply, .. } | SmtpError::RecipientRefused { reply, .. } => {
                 reply.meaning().class()
             }
@@ -411,6 +419,10 @@ impl SmtpClient {
             Credentials::Plain { .. } => "PLAIN",
             Credentials::Login { .. } => "LOGIN",
         };
+        if offered.is_empty() && self.tls_mode() == TlsMode::None && self.has_capability("STARTTLS")
+        {
+            return Err(SmtpError::AuthOnlyAfterStartTls);
+        }
         if !offered.iter().any(|m| m == need) {
             return Err(SmtpError::Unsupported(
                 format!("AUTH {need}"),

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use mailbridge_smtp::{SmtpClient, SmtpConfig, SmtpError};
-use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
+use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 
 use super::{
@@ -75,27 +75,25 @@ where
     };
     let token_ref = token.as_ref().map(|(t, g)| (t, *g));
     let start = Instant::now();
-    if client.tls_mode() == TlsMode::None
-        && client.auth_mechanisms().is_empty()
-        && client.has_capability("STARTTLS")
-    {
-        // Exchange Online (smtp.office365.com:587) and most submission servers offer
-        // AUTH only after STARTTLS: the refusal is about TLS, not the credentials.
-        report.push(
-            "authenticate",
-            start,
-            Err((
-                format!(
-                    "the server offers no AUTH before STARTTLS (it offers: {})",
-                    client.capabilities.join(", ")
-                ),
-                Some("the server offers no AUTH before STARTTLS: set TLS to STARTTLS (`smtp+starttls://host:587` as the outgoing side)".to_owned()),
-            )),
-        );
-        let _ = client.quit().await;
-        return report;
-    }
     if let Err(e) = client.authenticate(&credentials).await {
+        if matches!(e, mailbridge_smtp::SmtpError::AuthOnlyAfterStartTls) {
+            // Exchange Online (smtp.office365.com:587) and most submission servers
+            // offer AUTH only after STARTTLS: the refusal is about TLS, not the
+            // credentials.
+            report.push(
+                "authenticate",
+                start,
+                Err((
+                    format!(
+                        "the server offers no AUTH before STARTTLS (it offers: {})",
+                        client.capabilities.join(", ")
+                    ),
+                    Some(e.to_string()),
+                )),
+            );
+            let _ = client.quit().await;
+            return report;
+        }
         let meaning = e.meaning();
         let server_fix = meaning.map(|m| m.fix().to_owned()).unwrap_or_default();
         // 5.7.139 says exactly what is wrong; only a bare refusal needs the token read.

@@ -346,3 +346,25 @@ async fn a_server_that_stops_reading_the_body_is_not_waited_for_forever() {
     );
     assert_eq!(err.class(), ErrorClass::Transient);
 }
+
+#[tokio::test]
+async fn no_auth_before_starttls_says_to_set_tls_to_starttls() {
+    // smtp.office365.com:587 offers AUTH only after STARTTLS: with tls = none the
+    // sign-in fails for the TLS mode, not as a refused credential.
+    let script = Script {
+        ehlo: b"250-mx\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+        ..Script::default()
+    };
+    let addr = server(script, Arc::default()).await;
+    let mut client = SmtpClient::connect(&config(addr)).await.unwrap();
+    let err = client
+        .authenticate(&Credentials::Plain {
+            user: "ops@contoso.example".into(),
+            password: SecretString::from("pw"),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SmtpError::AuthOnlyAfterStartTls), "{err}");
+    assert_eq!(err.class(), ErrorClass::Misconfigured);
+    assert!(err.to_string().contains("set TLS to STARTTLS"), "{err}");
+}
