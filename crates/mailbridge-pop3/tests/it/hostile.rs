@@ -313,3 +313,74 @@ async fn a_refused_token_keeps_the_token_checklist_and_names_the_mailbox() {
         "{text}"
     );
 }
+
+/// Env var that makes [`child_lists_an_endless_uidl`] do its work.
+const MEMORY_CHILD: &str = "MAILBRIDGE_POP3_MEMORY_CHILD";
+
+/// Peak resident set (VmHWM) of this process, in KiB.
+fn peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The child's part of [`an_endless_uidl_listing_is_bounded_in_memory_at_the_defaults`]:
+/// lists an endless `UIDL` with the default limits and prints its peak memory. Does
+/// nothing unless started by the parent.
+#[test]
+fn child_lists_an_endless_uidl() {
+    if std::env::var_os(MEMORY_CHILD).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let addr = server(
+            vec![Answer::Endless {
+                head: b"+OK\r\n",
+                repeat: b"1 AAMkADU3NzBmZjQ4LTVmMjEtNDI0Yy1hZjk1LTQ0\r\n".repeat(200),
+                pause: None,
+            }],
+            Arc::default(),
+        )
+        .await;
+        let mut c = client(addr, Limits::default()).await;
+        let err = c.uidl().await.unwrap_err();
+        assert_limit(&err, "limits.max_list_items");
+        println!("PEAK_KIB={}", peak_kib());
+    });
+}
+
+/// Measured before the bound: an endless `UIDL` reached 1.5 GB. With the default
+/// limits (1,000,000 entries) the listing stops with a clear error, its memory far
+/// below that.
+#[test]
+fn an_endless_uidl_listing_is_bounded_in_memory_at_the_defaults() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "hostile::child_lists_an_endless_uidl",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(MEMORY_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak: u64 = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PEAK_KIB="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {stdout}"));
+    assert!(peak < 512 * 1024, "peak resident set {peak} KiB: {stdout}");
+    eprintln!("{stdout}");
+}
