@@ -323,3 +323,84 @@ fn a_graph_root_that_is_not_a_url_is_misconfigured() {
     assert_eq!(err.class(), ErrorClass::Misconfigured);
     assert!(!err.to_string().contains("SECRET"), "{err}");
 }
+
+/// Env var that makes [`child_follows_an_endless_delta`] do its work.
+const MEMORY_CHILD: &str = "MAILBRIDGE_GRAPH_MEMORY_CHILD";
+
+/// Peak resident set (VmHWM) of this process, in KiB.
+fn peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The child's part of [`an_endless_delta_is_bounded_in_memory_at_the_defaults`]:
+/// follows a next-link chain that never ends (1,000 messages a page) with the
+/// default limits and prints its peak memory. Does nothing unless started by the
+/// parent.
+#[test]
+fn child_follows_an_endless_delta() {
+    if std::env::var_os(MEMORY_CHILD).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let base = Arc::new(std::sync::OnceLock::<String>::new());
+        let b = base.clone();
+        // The same 1,000 messages on every page, written once (the test's cost is
+        // the client's, not the server's JSON).
+        let items = page(0, 1000, "")["value"].to_string();
+        let server = serve(move |n, _| Answer::Full {
+            status: 200,
+            headers: "content-type: application/json\r\n".into(),
+            body: format!(
+                r#"{{"value":{items},"@odata.nextLink":"{}/v1.0/next?$skiptoken={n}"}}"#,
+                b.get().unwrap()
+            )
+            .into_bytes(),
+        })
+        .await;
+        base.set(server.base()).unwrap();
+        let err = client(&server.base(), Limits::default())
+            .delta_round(&token(), &mailbox(), "inbox", None, None, 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::LimitExceeded, "{err:?}");
+        assert!(err.to_string().contains("limits.max_list_items"), "{err}");
+        println!("PEAK_KIB={} PAGES={}", peak_kib(), server.requests().len());
+    });
+}
+
+/// Measured before the bounds: an endless delta ran 26,812 pages to 5.0 GB. With the
+/// default limits it stops at 1,000,000 items with a clear error, far below that.
+#[test]
+fn an_endless_delta_is_bounded_in_memory_at_the_defaults() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "hostile::child_follows_an_endless_delta",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(MEMORY_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak: u64 = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PEAK_KIB="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {stdout}"));
+    assert!(peak < 1024 * 1024, "peak resident set {peak} KiB: {stdout}");
+    eprintln!("{stdout}");
+}
