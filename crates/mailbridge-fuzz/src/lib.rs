@@ -42,3 +42,44 @@ pub fn all() -> Vec<Target> {
 pub fn find(name: &str) -> Option<Target> {
     all().into_iter().find(|t| t.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{Rng, mutate, read_corpus};
+
+    /// Every target over its seed corpus and 300 deterministic mutations of each seed
+    /// (a smoke run in every `cargo test`; the long runs are `scripts/fuzz`'s). A
+    /// finding added to the corpus stays a regression test here.
+    #[test]
+    fn every_target_takes_its_seeds_and_their_mutations() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+        for target in all() {
+            let seeds = read_corpus(&root.join(target.name));
+            assert!(
+                seeds.len() >= 3,
+                "{}: {} seeds in fuzz/corpus",
+                target.name,
+                seeds.len()
+            );
+            let mut rng = Rng::new(0x9e37_79b9);
+            for seed in &seeds {
+                (target.run)(seed);
+                for _ in 0..300 {
+                    let mut input = seed.clone();
+                    for _ in 0..=rng.below(4) {
+                        mutate(&mut rng, &mut input, &seeds);
+                    }
+                    (target.run)(&input);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn target_names_are_unique() {
+        let mut names: Vec<_> = all().iter().map(|t| t.name).collect();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
+    }
+}

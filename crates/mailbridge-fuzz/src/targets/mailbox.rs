@@ -47,39 +47,3 @@ fn graph_draft(data: &[u8]) {
         );
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// Each target over its seed corpus, and over cut and bit-flipped copies of it
-    /// (a deterministic smoke run; the long runs are the fuzzer's).
-    #[test]
-    fn seeds_and_their_mutations_never_panic() {
-        for target in super::TARGETS {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../fuzz/corpus")
-                .join(target.name);
-            let mut seeds = 0;
-            for entry in
-                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            {
-                let data = std::fs::read(entry.unwrap().path()).unwrap();
-                seeds += 1;
-                (target.run)(&data);
-                let mut state = 0x9e37_79b9_u32;
-                for i in 0..64usize {
-                    state ^= state << 13;
-                    state ^= state >> 17;
-                    state ^= state << 5;
-                    let at = state as usize % data.len().max(1);
-                    (target.run)(data.get(..at).unwrap_or_default());
-                    let mut flipped = data.clone();
-                    if let Some(b) = flipped.get_mut(at) {
-                        *b ^= 1 << (i % 8);
-                    }
-                    (target.run)(&flipped);
-                }
-            }
-            assert!(seeds > 0, "{}: no seeds", target.name);
-        }
-    }
-}
