@@ -20,6 +20,7 @@
 //! - [`mailservers`]: the Dovecot + Postfix harness (IMAP, POP3, SMTP submission, LMTP)
 //!   on free loopback ports with the per-run test CA; [`mailstore`]: the one mail store
 //!   (Dovecot) that Graph and EWS read and write.
+//! - [`memory`]: peak memory of a piece of work, measured in a child process.
 //! - [`hostile`]: scripted hostile servers (a byte script per connection: greet, answer,
 //!   never stop talking, stall, close) for the bounds tests of every client.
 
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod knobs;
 pub mod mailservers;
 pub mod mailstore;
+pub mod memory;
 pub mod model;
 pub mod robot;
 pub mod sandbox;

@@ -191,16 +191,6 @@ async fn a_mime_content_that_never_ends_is_refused_at_max_message_size() {
 /// Env var that makes [`child_fetches_a_large_message`] do its work.
 const CHILD: &str = "MAILBRIDGE_EWS_MEMORY_CHILD";
 
-/// Peak resident set (VmHWM) of this process, in KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// The child's part of [`a_large_message_is_fetched_in_memory_that_does_not_follow_its_size`]:
 /// fetches a 50 MiB message (67 MiB of base64) into a sink that drops it, and prints
 /// its peak memory. Does nothing unless started by the parent.
@@ -218,38 +208,23 @@ fn child_fetches_a_large_message() {
         let server = serve(|_, _| generated_mime(Some(1067))).await;
         let url = format!("{}/EWS/Exchange.asmx", server.base());
         let mut sink = tokio::io::sink();
-        let before = peak_kib();
+        let before = mailbridge_testkit::memory::peak_kib();
         let n = client(&url, Limits::default())
             .get_mime_into(&bearer(), "AAA=", &mut sink)
             .await
             .unwrap();
         assert_eq!(n, 1067 * 48 * 1024);
-        println!("PEAK_KIB={} BEFORE_KIB={before} BYTES={n}", peak_kib());
+        println!(
+            "PEAK_KIB={} BEFORE_KIB={before} BYTES={n}",
+            mailbridge_testkit::memory::peak_kib()
+        );
     });
 }
 
 #[test]
 fn a_large_message_is_fetched_in_memory_that_does_not_follow_its_size() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "hostile::child_fetches_a_large_message",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peak: u64 = stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("PEAK_KIB="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no peak in {stdout}"));
+    let (peak, stdout) =
+        mailbridge_testkit::memory::child_peak_kib("hostile::child_fetches_a_large_message", CHILD);
     // Holding the answer (67 MiB of base64) and the message (50 MiB) took over
     // 117 MiB; streamed, the process stays far under the message's own size.
     assert!(peak < 40 * 1024, "peak resident set {peak} KiB: {stdout}");

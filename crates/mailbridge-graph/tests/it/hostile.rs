@@ -327,16 +327,6 @@ fn a_graph_root_that_is_not_a_url_is_misconfigured() {
 /// Env var that makes [`child_follows_an_endless_delta`] do its work.
 const MEMORY_CHILD: &str = "MAILBRIDGE_GRAPH_MEMORY_CHILD";
 
-/// Peak resident set (VmHWM) of this process, in KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// The child's part of [`an_endless_delta_is_bounded_in_memory_at_the_defaults`]:
 /// follows a next-link chain that never ends (1,000 messages a page) with the
 /// default limits and prints its peak memory. Does nothing unless started by the
@@ -373,7 +363,11 @@ fn child_follows_an_endless_delta() {
             .unwrap_err();
         assert_eq!(err.class(), ErrorClass::LimitExceeded, "{err:?}");
         assert!(err.to_string().contains("limits.max_list_items"), "{err}");
-        println!("PEAK_KIB={} PAGES={}", peak_kib(), server.requests().len());
+        println!(
+            "PEAK_KIB={} PAGES={}",
+            mailbridge_testkit::memory::peak_kib(),
+            server.requests().len()
+        );
     });
 }
 
@@ -381,26 +375,10 @@ fn child_follows_an_endless_delta() {
 /// default limits it stops at 1,000,000 items with a clear error, far below that.
 #[test]
 fn an_endless_delta_is_bounded_in_memory_at_the_defaults() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "hostile::child_follows_an_endless_delta",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(MEMORY_CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (peak, stdout) = mailbridge_testkit::memory::child_peak_kib(
+        "hostile::child_follows_an_endless_delta",
+        MEMORY_CHILD,
     );
-    let peak: u64 = stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("PEAK_KIB="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no peak in {stdout}"));
     assert!(peak < 1024 * 1024, "peak resident set {peak} KiB: {stdout}");
     eprintln!("{stdout}");
 }

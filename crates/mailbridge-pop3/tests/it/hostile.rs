@@ -317,16 +317,6 @@ async fn a_refused_token_keeps_the_token_checklist_and_names_the_mailbox() {
 /// Env var that makes [`child_lists_an_endless_uidl`] do its work.
 const MEMORY_CHILD: &str = "MAILBRIDGE_POP3_MEMORY_CHILD";
 
-/// Peak resident set (VmHWM) of this process, in KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// The child's part of [`an_endless_uidl_listing_is_bounded_in_memory_at_the_defaults`]:
 /// lists an endless `UIDL` with the default limits and prints its peak memory. Does
 /// nothing unless started by the parent.
@@ -352,7 +342,7 @@ fn child_lists_an_endless_uidl() {
         let mut c = client(addr, Limits::default()).await;
         let err = c.uidl().await.unwrap_err();
         assert_limit(&err, "limits.max_list_items");
-        println!("PEAK_KIB={}", peak_kib());
+        println!("PEAK_KIB={}", mailbridge_testkit::memory::peak_kib());
     });
 }
 
@@ -361,26 +351,10 @@ fn child_lists_an_endless_uidl() {
 /// below that.
 #[test]
 fn an_endless_uidl_listing_is_bounded_in_memory_at_the_defaults() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "hostile::child_lists_an_endless_uidl",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(MEMORY_CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (peak, stdout) = mailbridge_testkit::memory::child_peak_kib(
+        "hostile::child_lists_an_endless_uidl",
+        MEMORY_CHILD,
     );
-    let peak: u64 = stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("PEAK_KIB="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no peak in {stdout}"));
     assert!(peak < 512 * 1024, "peak resident set {peak} KiB: {stdout}");
     eprintln!("{stdout}");
 }
