@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, ImapError, TlsMode};
+use mailbridge_testkit::hostile::imap::{ImapAnswer, serve};
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::Limits;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// What the server does after signing in.
 #[derive(Clone, Copy)]
@@ -26,54 +26,28 @@ enum Hostility {
 }
 
 async fn server(hostility: Hostility) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (reader, mut w) = socket.into_split();
-        let mut r = BufReader::new(reader);
-        w.write_all(b"* OK ready\r\n").await.unwrap();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let (tag, command) = line.trim_end().split_once(' ').unwrap();
-            let upper = command.to_ascii_uppercase();
-            if upper.starts_with("CAPABILITY") || upper.starts_with("LOGIN") {
-                let answer = format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n");
-                w.write_all(answer.as_bytes()).await.unwrap();
-                continue;
-            }
-            let filler = format!("* OK {}\r\n", "x".repeat(1000));
-            let mut n = 0u64;
-            loop {
-                n += 1;
-                let chunk = match hostility {
-                    Hostility::SlowUntagged => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        b"* OK still here\r\n".to_vec()
-                    }
-                    Hostility::FastUntagged => filler.as_bytes().to_vec(),
-                    Hostility::Continuations => b"+ more\r\n".to_vec(),
-                    Hostility::SlowFetchNoise => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        format!("* {n} FETCH (FLAGS ())\r\n").into_bytes()
-                    }
-                    Hostility::EscapeSequences => {
-                        format!("{tag} NO \x1b]0;owned\x07\x1b[31mno such\r folder\x1b[0m\r\n")
-                            .into_bytes()
-                    }
-                };
-                if w.write_all(&chunk).await.is_err() {
-                    return;
-                }
-                if matches!(hostility, Hostility::EscapeSequences) {
-                    break;
-                }
-            }
+    let (port, _) = serve(move |tag, command| {
+        let upper = command.to_ascii_uppercase();
+        if upper.starts_with("CAPABILITY") || upper.starts_with("LOGIN") {
+            return ImapAnswer::text(format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n"));
         }
-    });
+        let slow = Some(Duration::from_millis(20));
+        match hostility {
+            Hostility::SlowUntagged => ImapAnswer::repeat(*b"* OK still here\r\n", slow),
+            Hostility::FastUntagged => {
+                ImapAnswer::repeat(format!("* OK {}\r\n", "x".repeat(1000)), None)
+            }
+            Hostility::Continuations => ImapAnswer::repeat(*b"+ more\r\n", None),
+            Hostility::SlowFetchNoise => ImapAnswer::Forever {
+                make: Box::new(|n| format!("* {n} FETCH (FLAGS ())\r\n").into_bytes()),
+                pause: slow,
+            },
+            Hostility::EscapeSequences => ImapAnswer::text(format!(
+                "{tag} NO \x1b]0;owned\x07\x1b[31mno such\r folder\x1b[0m\r\n"
+            )),
+        }
+    })
+    .await;
     port
 }
 

@@ -23,9 +23,11 @@
 //!
 //! [`http`] is the HTTP/1.1 counterpart for Graph and EWS: each request is recorded and
 //! answered by a function of its number and head, with a fixed body or a body generated
-//! piece by piece until the generator stops (a `$value` that never ends).
+//! piece by piece until the generator stops (a `$value` that never ends). [`imap`]
+//! answers each tagged IMAP command by a function of its tag and text.
 
 pub mod http;
+pub mod imap;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
