@@ -11,59 +11,45 @@ use std::time::Duration;
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
 use mailbridge_mailbox::download::{DownloadOptions, download};
 use mailbridge_mailbox::mailbox::{Checkpoint, ImapMailbox};
+use mailbridge_testkit::hostile::imap::{ImapAnswer, serve};
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// A folder of UIDs 1, 2, 3 (UIDVALIDITY 5) whose server answers every `UID FETCH`
 /// with the messages `delivered` (UID, whether the UID comes before the body).
 async fn server(delivered: &'static [(u32, bool)]) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (reader, mut w) = socket.into_split();
-        let mut r = BufReader::new(reader);
-        w.write_all(b"* OK ready\r\n").await.unwrap();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let (tag, command) = line.trim_end().split_once(' ').unwrap();
-            let upper = command.to_ascii_uppercase();
-            let mut answer = String::new();
-            if upper.starts_with("CAPABILITY") {
-                answer.push_str("* CAPABILITY IMAP4rev1\r\n");
-            } else if upper.starts_with("SELECT") {
-                answer.push_str("* 3 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n* OK [UIDNEXT 4] n\r\n");
-            } else if upper.starts_with("UID SEARCH") {
-                answer.push_str("* SEARCH 1 2 3\r\n");
-            } else if upper.starts_with("UID FETCH") {
-                for (i, (uid, first)) in delivered.iter().enumerate() {
-                    let body = format!("Subject: message {uid}\r\n\r\nbody\r\n");
-                    let n = i + 1;
-                    let len = body.len();
-                    if *first {
-                        write!(
-                            answer,
-                            "* {n} FETCH (UID {uid} BODY[] {{{len}}}\r\n{body})\r\n"
-                        )
-                        .unwrap();
-                    } else {
-                        write!(
-                            answer,
-                            "* {n} FETCH (BODY[] {{{len}}}\r\n{body} UID {uid})\r\n"
-                        )
-                        .unwrap();
-                    }
+    let (port, _) = serve(move |tag, command| {
+        let upper = command.to_ascii_uppercase();
+        let mut answer = String::new();
+        if upper.starts_with("CAPABILITY") {
+            answer.push_str("* CAPABILITY IMAP4rev1\r\n");
+        } else if upper.starts_with("SELECT") {
+            answer.push_str("* 3 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n* OK [UIDNEXT 4] n\r\n");
+        } else if upper.starts_with("UID SEARCH") {
+            answer.push_str("* SEARCH 1 2 3\r\n");
+        } else if upper.starts_with("UID FETCH") {
+            for (i, (uid, first)) in delivered.iter().enumerate() {
+                let body = format!("Subject: message {uid}\r\n\r\nbody\r\n");
+                let n = i + 1;
+                let len = body.len();
+                if *first {
+                    write!(
+                        answer,
+                        "* {n} FETCH (UID {uid} BODY[] {{{len}}}\r\n{body})\r\n"
+                    )
+                    .unwrap();
+                } else {
+                    write!(
+                        answer,
+                        "* {n} FETCH (BODY[] {{{len}}}\r\n{body} UID {uid})\r\n"
+                    )
+                    .unwrap();
                 }
             }
-            write!(answer, "{tag} OK done\r\n").unwrap();
-            if w.write_all(answer.as_bytes()).await.is_err() {
-                return;
-            }
         }
-    });
+        write!(answer, "{tag} OK done\r\n").unwrap();
+        ImapAnswer::text(answer)
+    })
+    .await;
     port
 }
 
