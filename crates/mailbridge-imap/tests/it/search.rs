@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, ImapError, TlsMode};
+use mailbridge_testkit::hostile::imap::{ImapAnswer, serve};
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::Limits;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// `a:b`, `a:*` or `a` over `1..=highest`, as an inclusive range.
 fn range(set: &str, highest: u32) -> (u32, u32) {
@@ -100,39 +100,26 @@ struct Folder {
 }
 
 async fn folder(uids: Vec<u32>, uid_next: u32, esearch: bool) -> Folder {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let searches = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = searches.clone();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (reader, mut w) = socket.into_split();
-        let mut r = BufReader::new(reader);
-        w.write_all(b"* OK ready\r\n").await.unwrap();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let (tag, command) = line.trim_end().split_once(' ').unwrap();
-            let upper = command.to_ascii_uppercase();
-            let answer = if upper.starts_with("CAPABILITY") {
-                let extra = if esearch { " ESEARCH" } else { "" };
-                format!("* CAPABILITY IMAP4rev1{extra}\r\n{tag} OK done\r\n")
-            } else if upper.starts_with("SELECT") {
-                format!(
-                    "* {} EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT {uid_next}] n\r\n{tag} OK [READ-WRITE] done\r\n",
-                    uids.len()
-                )
-            } else if let Some(criteria) = upper.strip_prefix("UID SEARCH ") {
-                seen.lock().unwrap().push(criteria.to_owned());
-                format!("{}{tag} OK done\r\n", answer_search(criteria, &uids, tag))
-            } else {
-                format!("{tag} OK done\r\n")
-            };
-            w.write_all(answer.as_bytes()).await.unwrap();
-        }
-    });
+    let (port, _) = serve(move |tag, command| {
+        let upper = command.to_ascii_uppercase();
+        ImapAnswer::text(if upper.starts_with("CAPABILITY") {
+            let extra = if esearch { " ESEARCH" } else { "" };
+            format!("* CAPABILITY IMAP4rev1{extra}\r\n{tag} OK done\r\n")
+        } else if upper.starts_with("SELECT") {
+            format!(
+                "* {} EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT {uid_next}] n\r\n{tag} OK [READ-WRITE] done\r\n",
+                uids.len()
+            )
+        } else if let Some(criteria) = upper.strip_prefix("UID SEARCH ") {
+            seen.lock().unwrap().push(criteria.to_owned());
+            format!("{}{tag} OK done\r\n", answer_search(criteria, &uids, tag))
+        } else {
+            format!("{tag} OK done\r\n")
+        })
+    })
+    .await;
     Folder { searches, port }
 }
 
