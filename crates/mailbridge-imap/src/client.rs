@@ -2,9 +2,10 @@
 //!
 //! Every command runs within bounds a server cannot talk its way past: a total time
 //! ([`Limits::command_timeout_secs`]) besides the wait for each answer, a number of
-//! untagged lines and bytes ([`MAX_UNTAGGED_LINES`], [`MAX_UNTAGGED_BYTES`]) and of
-//! continuation requests ([`MAX_CONTINUATIONS`]); a literal larger than
-//! [`Limits::max_message_size`] is refused before a byte of it is read, and a listing
+//! untagged lines (the larger of [`MAX_UNTAGGED_LINES`] and [`Limits::max_list_items`]),
+//! untagged bytes ([`MAX_UNTAGGED_BYTES`]) and continuation requests
+//! ([`MAX_CONTINUATIONS`]); a literal larger than [`Limits::max_message_size`] is
+//! refused before a byte of it is read, and a listing
 //! longer than [`Limits::max_list_items`] is refused as it grows.
 
 use std::time::Duration;
@@ -117,6 +118,13 @@ pub enum ImapError {
         /// Its value.
         bound: u64,
     },
+    /// A fixed bound of mailbridge's was exceeded: the server kept sending what no
+    /// command asks for (response bytes that carry no message, continuation requests
+    /// where no data was due).
+    #[error(
+        "{what} during {step}: the server keeps sending what was not asked for (a fixed bound of mailbridge); the server or something in between misbehaves"
+    )]
+    Flooded { step: &'static str, what: String },
 }
 
 impl ImapError {
@@ -129,7 +137,9 @@ impl ImapError {
             | ImapError::Bye(_) => ErrorClass::Transient,
             ImapError::Tls(_) => ErrorClass::Misconfigured,
             ImapError::Refused { text, .. } => Meaning::of(text).class(),
-            ImapError::LimitExceeded { .. } => ErrorClass::LimitExceeded,
+            ImapError::LimitExceeded { .. } | ImapError::Flooded { .. } => {
+                ErrorClass::LimitExceeded
+            }
         }
     }
 
@@ -933,12 +943,12 @@ impl ImapClient {
         if response::is_continuation(line) {
             self.budget.continuations += 1;
             if self.budget.continuations > MAX_CONTINUATIONS {
-                return Err(ImapError::protocol(
+                return Err(ImapError::Flooded {
                     step,
-                    format!(
+                    what: format!(
                         "more than {MAX_CONTINUATIONS} continuation requests where no data was due"
                     ),
-                ));
+                });
             }
         }
         Ok(())
@@ -976,11 +986,18 @@ impl ImapClient {
     ) -> Result<Vec<u8>, ImapError> {
         let line = self.read_line_max(step, max_line).await?;
         self.budget.lines += 1;
-        if self.budget.lines > MAX_UNTAGGED_LINES {
-            return Err(ImapError::protocol(
+        // A listing of N messages takes at most N lines (FETCH, EXPUNGE, flags): the
+        // listing bound, with room for a command's own few lines.
+        let max_lines = self.limits.max_list_items.max(MAX_UNTAGGED_LINES);
+        if self.budget.lines > max_lines {
+            return Err(ImapError::LimitExceeded {
                 step,
-                format!("more than {MAX_UNTAGGED_LINES} response lines to one command"),
-            ));
+                what: format!(
+                    "the server sent more than {max_lines} response lines to one command"
+                ),
+                setting: "limits.max_list_items",
+                bound: self.limits.max_list_items,
+            });
         }
         self.count_bytes(line.len() as u64 + 2, step)?;
         Ok(line)
@@ -989,10 +1006,10 @@ impl ImapClient {
     fn count_bytes(&mut self, n: u64, step: &'static str) -> Result<(), ImapError> {
         self.budget.bytes = self.budget.bytes.saturating_add(n);
         if self.budget.bytes > MAX_UNTAGGED_BYTES {
-            return Err(ImapError::protocol(
+            return Err(ImapError::Flooded {
                 step,
-                format!("more than {MAX_UNTAGGED_BYTES} bytes of responses to one command"),
-            ));
+                what: format!("more than {MAX_UNTAGGED_BYTES} bytes of responses to one command"),
+            });
         }
         Ok(())
     }

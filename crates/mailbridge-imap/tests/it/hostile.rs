@@ -92,13 +92,16 @@ async fn a_server_that_keeps_sending_untagged_lines_is_cut_off_at_the_command_ti
 #[tokio::test]
 async fn a_server_that_floods_untagged_lines_is_cut_off_at_the_byte_bound() {
     let err = select_error(Hostility::FastUntagged, 3_600).await;
-    assert!(matches!(err, ImapError::Protocol { .. }), "{err}");
+    assert!(matches!(err, ImapError::Flooded { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::LimitExceeded, "{err}");
     assert!(err.to_string().contains("bytes of responses"), "{err}");
 }
 
 #[tokio::test]
 async fn a_server_that_keeps_asking_for_more_is_cut_off() {
     let err = select_error(Hostility::Continuations, 3_600).await;
+    assert!(matches!(err, ImapError::Flooded { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::LimitExceeded, "{err}");
     assert!(err.to_string().contains("continuation requests"), "{err}");
 }
 
