@@ -146,6 +146,22 @@ pub struct Settings {
     /// Pin the outgoing server's certificate (`sha256:<hex>`, or `none`).
     #[arg(long, value_parser = pin_arg)]
     pub outgoing_tls_pin: Option<String>,
+    /// The largest message accepted, in bytes (`limits.max_message_size`; default
+    /// 157286400, 150 MiB as Exchange Online's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_message_size: Option<u64>,
+    /// The most entries one listing may return (`limits.max_list_items`; default
+    /// 1000000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_list_items: Option<u64>,
+    /// The most pages one page chain may run in one round (`limits.max_pages`;
+    /// default 50000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pages: Option<u64>,
+    /// The longest one command may take in all, in seconds
+    /// (`limits.command_timeout_secs`; default 3600).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub command_timeout_secs: Option<u64>,
     /// Turn downloading on or off.
     #[arg(long)]
     pub download: Option<bool>,
@@ -388,6 +404,17 @@ fn apply(account: &mut AccountConfig, s: &Settings) -> anyhow::Result<()> {
         if let Some(side) = side {
             pin(side, &s.tls_pin);
             pin(side, value);
+        }
+    }
+    let limits = &mut account.limits;
+    for (value, field) in [
+        (s.max_message_size, &mut limits.max_message_size),
+        (s.max_list_items, &mut limits.max_list_items),
+        (s.max_pages, &mut limits.max_pages),
+        (s.command_timeout_secs, &mut limits.command_timeout_secs),
+    ] {
+        if let Some(v) = value {
+            *field = v;
         }
     }
     if let Some(v) = s.download {
@@ -1004,6 +1031,13 @@ async fn show(global: &GlobalArgs, store: &Store, name: &str, json: bool) -> any
             .map(|u| format!("{u:?}").to_ascii_lowercase())
             .collect();
         println!("usages    {}", u.join(", "));
+    }
+    if !a.limits.is_default() {
+        let l = &a.limits;
+        println!(
+            "limits    max_message_size {}, max_list_items {}, max_pages {}, command_timeout_secs {}",
+            l.max_message_size, l.max_list_items, l.max_pages, l.command_timeout_secs
+        );
     }
     println!("state     {}", v.sign_in_state);
     if !v.problems.is_empty() {

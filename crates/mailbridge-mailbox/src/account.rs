@@ -360,6 +360,21 @@ pub fn validate(account: &AccountConfig, apps: &[AppConfig]) -> Vec<Problem> {
     {
         out.push(problem("display_name", why));
     }
+    let l = &account.limits;
+    for (setting, value) in [
+        ("limits.max_message_size", l.max_message_size),
+        ("limits.max_list_items", l.max_list_items),
+        ("limits.max_pages", l.max_pages),
+        ("limits.command_timeout_secs", l.command_timeout_secs),
+    ] {
+        if value == 0 {
+            out.push(problem(
+                setting,
+                "0 would refuse everything: set at least 1, or remove it for the default"
+                    .to_owned(),
+            ));
+        }
+    }
     if let Some(l) = &account.login
         && let Some(why) = text_problem(l, MAX_WORD)
     {
@@ -854,6 +869,20 @@ mod tests {
         let p = validate(&a, &[]);
         assert_eq!(fields(&p), vec!["download, send"]);
         assert!(p[0].message.contains("at least one"));
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_named() {
+        let mut a = from_provider("ops@example.org", &provider("microsoft365-imap"));
+        a.sign_in = SignInMethod::Password;
+        a.limits.max_pages = 0;
+        a.limits.command_timeout_secs = 0;
+        let p = validate(&a, &[]);
+        assert_eq!(
+            fields(&p),
+            vec!["limits.max_pages", "limits.command_timeout_secs"]
+        );
+        assert!(p[0].message.contains("at least 1"), "{}", p[0]);
     }
 
     #[test]

@@ -297,6 +297,42 @@ async fn account_hosts_ports_and_names_are_checked_when_saving() {
     .await;
     assert_eq!(code, 1);
     assert!(err.contains("incoming.tls_name"), "{err}");
+    // The limits are set from the command line, shown, and checked (0 is refused by
+    // the parser; a 0 in a file by validation).
+    let (code, out, err) = run_code(
+        &f,
+        &[
+            "account",
+            "edit",
+            "ops@example.org",
+            "--max-message-size",
+            "1000",
+            "--command-timeout-secs",
+            "60",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) =
+        run_code(&f, &["account", "show", "ops@example.org", "--json"], None).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let limits = &v["limits"];
+    assert_eq!(limits["max_message_size"], 1000, "{v}");
+    assert_eq!(limits["command_timeout_secs"], 60, "{v}");
+    assert_eq!(limits["max_list_items"], 1_000_000, "{v}");
+    let (code, out, _) = run_code(&f, &["account", "show", "ops@example.org"], None).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("max_message_size 1000"), "{out}");
+    let (code, _, err) = run_code(
+        &f,
+        &["account", "edit", "ops@example.org", "--max-pages", "0"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--max-pages"), "{err}");
 }
 
 #[tokio::test]
