@@ -609,11 +609,10 @@ pub const MAX_SHOWN_TEXT: usize = 300;
 /// sequences included) dropped, at most [`MAX_SHOWN_TEXT`] characters.
 pub fn printable(text: &[u8]) -> String {
     let text = text.get(..MAX_SHOWN_TEXT * 4).unwrap_or(text);
-    let mut shown: String = String::from_utf8_lossy(text)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_SHOWN_TEXT + 1)
-        .collect();
+    let mut shown = mailbridge_types::text::without_controls(
+        &String::from_utf8_lossy(text),
+        MAX_SHOWN_TEXT + 1,
+    );
     if shown.chars().count() > MAX_SHOWN_TEXT {
         shown = shown.chars().take(MAX_SHOWN_TEXT).collect();
         shown.push('…');

@@ -29,15 +29,7 @@ pub const MAX_UID: usize = 70;
 /// sequences, bell, backspace, C1) and bidirectional overrides removed, tabs made
 /// spaces, at most `max` characters.
 pub fn printable(text: &str, max: usize) -> String {
-    text.chars()
-        .filter_map(|c| match c {
-            '\t' => Some(' '),
-            c if c.is_control() => None,
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => None,
-            c => Some(c),
-        })
-        .take(max)
-        .collect()
+    mailbridge_types::text::without_controls(text, max)
 }
 
 /// A status line.

@@ -30,7 +30,7 @@ pub struct CertificateInfo {
 /// Printable text from a server: control characters (escape sequences) dropped, and
 /// at most 300 characters.
 fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(300).collect()
+    mailbridge_types::text::without_controls(text, 300)
 }
 
 fn time_text(t: x509_parser::time::ASN1Time) -> String {

@@ -46,6 +46,20 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A server's text with every character [`printable`] would escape dropped instead
+/// (tabs made spaces), at most `max` characters: for server words the protocol crates
+/// keep inside their errors and replies, where an escape would only be noise.
+pub fn without_controls(text: &str, max: usize) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if needs_escape(c) => None,
+            c => Some(c),
+        })
+        .take(max)
+        .collect()
+}
+
 /// Like [`printable`], but line feeds stay line breaks (a `\r` before one is dropped):
 /// for multi-line text of mailbridge's own (an error with a list of problems) that may
 /// quote a server.
