@@ -215,7 +215,8 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     // XOAUTH2 user= is the login name: as `test send` does.
     let who = mailbridge_mailbox::connect::Identity::of(&account);
     let mut sender = AnySender::for_endpoint(&endpoint, &who, sign_in)
-        .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.class))?;
+        .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.class))?
+        .with_max_message_size(account.limits.max_message_size);
     let outgoing = match (&message, &args.mime) {
         (Some(m), _) => Outgoing::Message(m),
         (None, Some(path)) => {

@@ -434,18 +434,27 @@ impl SmtpSender {
             .ok_or_else(|| error(ErrorClass::Transient, "the SMTP connection is gone"))
     }
 
-    /// `MAIL FROM`, `RCPT TO`, `DATA` from `body`. A reused connection that fails
-    /// before the body is read (the server closed it while idle) is reopened once.
+    /// The largest message sent, in bytes (the account's `limits.max_message_size`);
+    /// the server's EHLO `SIZE` bounds it too. Used from the next message on.
+    pub fn set_max_message_size(&mut self, bytes: u64) {
+        self.config.max_message_size = bytes;
+    }
+
+    /// `MAIL FROM`, `RCPT TO`, `DATA` from `body`, whose `size` is given when known
+    /// (then a message over the bound is refused before `MAIL FROM`). A reused
+    /// connection that fails before the body is read (the server closed it while
+    /// idle) is reopened once.
     async fn transmit<R: AsyncRead + Unpin + Send>(
         &mut self,
         from: &str,
         recipients: &[String],
         body: &mut Counting<R>,
+        size: Option<u64>,
     ) -> Result<String, MailboxError> {
         let mut reused = self.client.is_some();
         loop {
             let client = self.client().await?;
-            match client.send(from, recipients, &mut *body).await {
+            match client.send_sized(from, recipients, &mut *body, size).await {
                 Ok(reply) => return Ok(format!("{} {}", reply.code, reply.text())),
                 Err(e) => {
                     // Nothing of the body went out, and the connection was found dead
@@ -457,7 +466,9 @@ impl SmtpSender {
                         && (matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. })
                             || e.reply().is_some_and(|r| r.code == 421));
                     match e {
-                        SmtpError::Refused { .. } | SmtpError::RecipientRefused { .. }
+                        SmtpError::Refused { .. }
+                        | SmtpError::RecipientRefused { .. }
+                        | SmtpError::MessageTooLarge { .. }
                             if !stale =>
                         {
                             // The session is in step unless the client had to drop it:
@@ -514,7 +525,7 @@ impl Sender for SmtpSender {
                     count: 0,
                 };
                 let reply = self
-                    .transmit(&m.from.address, &recipients, &mut body)
+                    .transmit(&m.from.address, &recipients, &mut body, Some(size))
                     .await?;
                 Ok(Sent {
                     transport: Transport::Smtp,
@@ -546,11 +557,15 @@ impl Sender for SmtpSender {
                     })?;
                 let message_id = raw.message_id();
                 let header = raw.header_without_bcc();
+                // A file's size, with the header as it is sent (without Bcc).
+                let size = raw.size_hint.map(|total| {
+                    total.saturating_sub(raw.header.len() as u64) + header.len() as u64
+                });
                 let mut body = Counting {
                     inner: std::io::Cursor::new(header).chain(raw.rest),
                     count: 0,
                 };
-                let reply = self.transmit(&from, &recipients, &mut body).await?;
+                let reply = self.transmit(&from, &recipients, &mut body, size).await?;
                 Ok(Sent {
                     transport: Transport::Smtp,
                     route: Route::SmtpData,
@@ -1189,6 +1204,17 @@ impl std::fmt::Debug for SenderSignIn {
 }
 
 impl AnySender {
+    /// The largest message sent, in bytes: the account's `limits.max_message_size`,
+    /// applied to SMTP (refused before `MAIL FROM` when the size is known, else
+    /// stopped while streaming). Graph and EWS answer with their own service limits.
+    #[must_use]
+    pub fn with_max_message_size(mut self, bytes: u64) -> Self {
+        if let AnySender::Smtp(s) = &mut self {
+            s.set_max_message_size(bytes);
+        }
+        self
+    }
+
     /// The sender for an account's outgoing endpoint, as `who` ([`Identity::of`] the
     /// account: SMTP XOAUTH2 as its login, Graph app-only `/users/{graph_user}`, EWS
     /// impersonation of its address). Graph's `host` is its root (see [`crate::connect::graph_root`]: a

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mailbridge_tls::{LineError, MailStream, TlsSettings};
 use mailbridge_types::ErrorClass;
+use mailbridge_types::config::Limits;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -35,6 +36,10 @@ pub struct SmtpConfig {
     pub final_reply_timeout: Duration,
     /// Bounds on each reply (bytes per line, lines, bytes).
     pub reply_limits: ReplyLimits,
+    /// The largest message sent, in bytes: the account's `limits.max_message_size`
+    /// (default [`Limits::DEFAULT_MAX_MESSAGE_SIZE`]). The server's EHLO `SIZE`, when
+    /// smaller, bounds it too ([`SmtpClient::size_limit`]).
+    pub max_message_size: u64,
 }
 
 /// RFC 5321 §4.5.3.2.6: "DATA Termination: 10 minutes".
@@ -53,8 +58,68 @@ impl SmtpConfig {
             timeout: Duration::from_mins(1),
             final_reply_timeout: FINAL_REPLY_TIMEOUT,
             reply_limits: ReplyLimits::default(),
+            max_message_size: Limits::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
+}
+
+/// The bound a message's size met: the smaller of the account's setting and the
+/// server's EHLO `SIZE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SizeLimit {
+    /// The account's `limits.max_message_size`, in bytes.
+    Setting(u64),
+    /// The server's EHLO `SIZE` (RFC 1870), in bytes.
+    Server(u64),
+}
+
+impl SizeLimit {
+    /// The bound in bytes.
+    pub fn bytes(self) -> u64 {
+        match self {
+            SizeLimit::Setting(n) | SizeLimit::Server(n) => n,
+        }
+    }
+
+    /// The setting that raises it (`limits.max_message_size`); `None` for the
+    /// server's own bound, which only its administrator can raise.
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            SizeLimit::Setting(_) => Some("limits.max_message_size"),
+            SizeLimit::Server(_) => None,
+        }
+    }
+}
+
+/// What a message's size and its bound say, in a person's words.
+fn too_large(size: Option<u64>, limit: SizeLimit) -> String {
+    let what = match size {
+        Some(n) => format!("the message is {n} bytes, more than"),
+        None => "the message went past".to_owned(),
+    };
+    let bound = match limit {
+        SizeLimit::Setting(max) => format!(
+            "{what} {max} bytes, the most this account sends (limits.max_message_size)"
+        ),
+        SizeLimit::Server(max) => format!(
+            "{what} the SMTP server's limit: the server accepts at most {max} bytes (its EHLO SIZE)"
+        ),
+    };
+    let sent = if size.is_some() {
+        "nothing was sent"
+    } else {
+        "sending stopped before the message's end, so nothing was delivered"
+    };
+    let fix = match limit {
+        SizeLimit::Setting(_) => {
+            "send a smaller message, or raise limits.max_message_size in the account's [account.limits]"
+        }
+        SizeLimit::Server(_) => {
+            "send a smaller message (large files as links), or ask the server's administrator to raise its limit"
+        }
+    };
+    format!("{bound}; {sent}: {fix}")
 }
 
 /// How to sign in.
@@ -181,6 +246,15 @@ pub enum SmtpError {
         "the server offers no AUTH before STARTTLS: set TLS to STARTTLS (`smtp+starttls://host:587` as the outgoing side)"
     )]
     AuthOnlyAfterStartTls,
+    /// The message is larger than [`SizeLimit`]: refused before `MAIL FROM` when its
+    /// size was known (`size`), else stopped while `DATA` was streamed once it went
+    /// past the bound (`size` is `None`; the connection was dropped before the final
+    /// `.`, so nothing was delivered).
+    #[error("{}", too_large(*size, *limit))]
+    MessageTooLarge {
+        size: Option<u64>,
+        limit: SizeLimit,
+    },
     #[error(
         "{0:?} cannot be an envelope address (line breaks, angle brackets or spaces): fix the sender or recipient"
     )]
@@ -231,6 +305,7 @@ impl SmtpError {
                 reply.meaning().class()
             }
             SmtpError::InvalidAddress(_) => ErrorClass::Permanent,
+            SmtpError::MessageTooLarge { .. } => ErrorClass::LimitExceeded,
             SmtpError::OutcomeUnknown { .. } => ErrorClass::OutcomeUnknown,
         }
     }
@@ -247,6 +322,14 @@ impl SmtpError {
     /// ([`SmtpError::OutcomeUnknown`]): do not resend blindly.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, SmtpError::OutcomeUnknown { .. })
+    }
+
+    /// The size bound a message met ([`SmtpError::MessageTooLarge`]).
+    pub fn size_limit(&self) -> Option<SizeLimit> {
+        match self {
+            SmtpError::MessageTooLarge { limit, .. } => Some(*limit),
+            _ => None,
+        }
     }
 
     /// The server's refusal, if it refused.
@@ -276,6 +359,7 @@ pub struct SmtpClient {
     timeout: Duration,
     final_reply_timeout: Duration,
     reply_limits: ReplyLimits,
+    max_message_size: u64,
     /// EHLO keywords after the last EHLO (`AUTH PLAIN LOGIN XOAUTH2`, `SIZE 35882577`, ...).
     pub capabilities: Vec<String>,
     /// How the connection is secured.
@@ -348,6 +432,7 @@ impl SmtpClient {
             timeout: config.timeout,
             final_reply_timeout: config.final_reply_timeout,
             reply_limits: config.reply_limits,
+            max_message_size: config.max_message_size,
             capabilities: Vec::new(),
             tls,
         };
@@ -389,6 +474,16 @@ impl SmtpClient {
     /// True when EHLO listed `keyword` (case-insensitive, first word).
     pub fn has_capability(&self, keyword: &str) -> bool {
         self.parsed_capabilities().has(keyword)
+    }
+
+    /// The largest message this session sends: the account's
+    /// [`SmtpConfig::max_message_size`], or the server's EHLO `SIZE` when that is
+    /// smaller (or equal: then the server's word is the one to quote).
+    pub fn size_limit(&self) -> SizeLimit {
+        match self.parsed_capabilities().max_size() {
+            Some(server) if server <= self.max_message_size => SizeLimit::Server(server),
+            _ => SizeLimit::Setting(self.max_message_size),
+        }
     }
 
     /// The SASL mechanisms offered after `AUTH`.
@@ -485,8 +580,27 @@ impl SmtpClient {
         }
     }
 
+    /// Sends one message whose size is not known in advance: [`Self::send_sized`]
+    /// with no size (the message is counted as it is streamed).
+    pub async fn send<R: AsyncRead + Unpin>(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        body: R,
+    ) -> Result<Reply, SmtpError> {
+        self.send_sized(from, recipients, body, None).await
+    }
+
     /// Sends one message: `MAIL FROM`, `RCPT TO` for each recipient, `DATA` streamed
     /// from `body` (dot-stuffed, bare LF made CRLF). Returns the server's final reply.
+    ///
+    /// `size` is the message's size in bytes when known before sending (a file, a
+    /// composed message). A message larger than [`Self::size_limit`] is then refused
+    /// before `MAIL FROM` ([`SmtpError::MessageTooLarge`], nothing sent, the session
+    /// unchanged), and `MAIL FROM` carries `SIZE=n` when the server offers `SIZE`
+    /// (RFC 1870). Whether or not it was known, the bytes read from `body` are
+    /// counted: past the bound the connection is dropped before the final `.`, so
+    /// nothing is delivered, and the error is the same.
     ///
     /// When EHLO offered `PIPELINING` the envelope goes in one write and the
     /// replies are read in order (up to [`MAX_PIPELINED_RECIPIENTS`] recipients, so
@@ -496,11 +610,12 @@ impl SmtpClient {
     /// sent to the others) and the session is ready for [`Self::reset`], unless the
     /// connection had to be dropped to stop a `DATA` the server had accepted (then every
     /// later command fails with [`SmtpError::Io`] and the caller reconnects).
-    pub async fn send<R: AsyncRead + Unpin>(
+    pub async fn send_sized<R: AsyncRead + Unpin>(
         &mut self,
         from: &str,
         recipients: &[String],
         mut body: R,
+        size: Option<u64>,
     ) -> Result<Reply, SmtpError> {
         // An address must not smuggle a second command into the envelope.
         if let Some(bad) = std::iter::once(from)
@@ -512,11 +627,23 @@ impl SmtpClient {
         {
             return Err(SmtpError::InvalidAddress(bad.to_owned()));
         }
+        let limit = self.size_limit();
+        if let Some(size) = size
+            && size > limit.bytes()
+        {
+            return Err(SmtpError::MessageTooLarge {
+                size: Some(size),
+                limit,
+            });
+        }
+        let mail_from = match size {
+            Some(size) if self.has_capability("SIZE") => format!("MAIL FROM:<{from}> SIZE={size}"),
+            _ => format!("MAIL FROM:<{from}>"),
+        };
         if self.has_capability("PIPELINING") && recipients.len() <= MAX_PIPELINED_RECIPIENTS {
-            self.envelope_pipelined(from, recipients).await?;
+            self.envelope_pipelined(&mail_from, recipients).await?;
         } else {
-            self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)
-                .await?;
+            self.command(&mail_from, "MAIL FROM", 250).await?;
             for r in recipients {
                 let reply = self.exchange(&format!("RCPT TO:<{r}>"), "RCPT TO").await?;
                 if !recipient_accepted(&reply) {
@@ -531,6 +658,7 @@ impl SmtpClient {
         let mut stuffer = DotStuffer::default();
         let mut buf = vec![0u8; 64 * 1024];
         let mut out = Vec::with_capacity(70 * 1024);
+        let mut read = 0u64;
         loop {
             let n = body.read(&mut buf).await.map_err(|source| SmtpError::Io {
                 step: "reading the message",
@@ -538,6 +666,12 @@ impl SmtpClient {
             })?;
             if n == 0 {
                 break;
+            }
+            read += n as u64;
+            if read > limit.bytes() {
+                // Without the final "." the server delivers nothing: drop the
+                // connection before any byte past the bound goes out.
+                return Err(self.abandon(SmtpError::MessageTooLarge { size: None, limit }));
             }
             out.clear();
             stuffer.push(buf.get(..n).unwrap_or_default(), &mut out);
@@ -574,8 +708,8 @@ impl SmtpClient {
         self.command("QUIT", "QUIT", 221).await.map(|_| ())
     }
 
-    /// RFC 2920: `MAIL FROM`, every `RCPT TO` and `DATA` in one write, then their
-    /// replies in order. The outcome is the one the commands would have had one by one:
+    /// RFC 2920: `mail_from` (the `MAIL FROM` line), every `RCPT TO` and `DATA` in
+    /// one write, then their replies in order. The outcome is the one the commands would have had one by one:
     /// a refused `MAIL FROM` first, then the first refused recipient (with its address;
     /// `DATA`'s 503/554 "no valid recipients" never hides it), then `DATA`'s own reply.
     /// Every reply is read, so a refused envelope leaves the session in step for `RSET`;
@@ -584,10 +718,10 @@ impl SmtpClient {
     /// dot would deliver an empty message to the recipients it did accept.
     async fn envelope_pipelined(
         &mut self,
-        from: &str,
+        mail_from: &str,
         recipients: &[String],
     ) -> Result<(), SmtpError> {
-        let mut batch = format!("MAIL FROM:<{from}>\r\n");
+        let mut batch = format!("{mail_from}\r\n");
         for r in recipients {
             batch.push_str("RCPT TO:<");
             batch.push_str(r);

@@ -12,7 +12,11 @@
 //!   mechanism), the envelope (`MAIL FROM`, `RCPT TO`, `DATA`) in one write when the
 //!   server offers `PIPELINING` (RFC 2920), each reply still taken as the answer to
 //!   its own command, and `DATA` streamed from any reader with dot stuffing, so a
-//!   large message is never held in memory. Each reply must come whole within the
+//!   large message is never held in memory. A message larger than the account's
+//!   `limits.max_message_size` or the server's EHLO `SIZE` is refused before
+//!   `MAIL FROM` when its size is known (then sent as `SIZE=n`, RFC 1870), else
+//!   stopped while streaming, before its final `.`, so nothing is delivered
+//!   ([`SmtpError::MessageTooLarge`]). Each reply must come whole within the
 //!   timeout; the reply to the final `.` gets 10 minutes (RFC 5321 §4.5.3.2.6), and
 //!   no reply to it is [`SmtpError::OutcomeUnknown`] (the server may have accepted
 //!   the message), never a passing failure.
@@ -24,6 +28,7 @@ pub mod client;
 pub mod reply;
 
 pub use client::{
-    Credentials, FINAL_REPLY_TIMEOUT, Mechanism, SignIn, SmtpClient, SmtpConfig, SmtpError, TlsMode,
+    Credentials, FINAL_REPLY_TIMEOUT, Mechanism, SignIn, SizeLimit, SmtpClient, SmtpConfig, SmtpError,
+    TlsMode,
 };
 pub use reply::{Meaning, Reply};

@@ -45,13 +45,22 @@ pub enum Step {
     ReadLine,
     /// Read one line and answer it with its own IMAP tag: `<tag> <text>\r\n`.
     ReplyTagged(String),
+    /// Read lines (recorded) until one is exactly these bytes (SMTP's `.\r\n` after
+    /// `DATA`); the script ends if the client closes first.
+    ReadUntil(Vec<u8>),
     /// Write these bytes again and again until the client goes away or `limit` bytes
     /// were written (`Endless` stops at 8 GiB).
     Endless(Vec<u8>),
+    /// Write these bytes again and again with this pause between, until the client
+    /// goes away (a reply or listing that trickles forever).
+    Trickle(Vec<u8>, Duration),
     /// Write this many bytes of filler (`x`, with CRLF every 76 bytes).
     Filler(u64),
     /// Say nothing for this long (reading and recording what arrives meanwhile).
     Stall(Duration),
+    /// Neither read nor write for this long: the client's writes fill the socket
+    /// buffers and then wait (a server that stopped reading).
+    Deaf(Duration),
     /// Close the connection.
     Close,
 }
@@ -62,6 +71,7 @@ pub struct HostileServer {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<u8>>>,
     connections: Arc<Mutex<u32>>,
+    ended: Arc<tokio::sync::watch::Sender<u32>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -78,13 +88,15 @@ impl HostileServer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
         let script = Arc::new(script);
-        let (rec, conns) = (received.clone(), connections.clone());
+        let ended = Arc::new(tokio::sync::watch::Sender::new(0u32));
+        let (rec, conns, done) = (received.clone(), connections.clone(), ended.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 *conns.lock().expect("lock") += 1;
-                let (script, rec) = (script.clone(), rec.clone());
+                let (script, rec, done) = (script.clone(), rec.clone(), done.clone());
                 tokio::spawn(async move {
                     let _ = play(stream, &script, &rec).await;
+                    done.send_modify(|n| *n += 1);
                 });
             }
         });
@@ -92,6 +104,7 @@ impl HostileServer {
             addr,
             received,
             connections,
+            ended,
             task,
         }
     }
@@ -119,6 +132,16 @@ impl HostileServer {
     /// How many connections were accepted.
     pub fn connections(&self) -> u32 {
         *self.connections.lock().expect("lock")
+    }
+
+    /// Waits until `n` connections have ended (the client closed, or the script
+    /// closed or failed), so that everything they sent is in [`Self::received`].
+    /// False when `within` ran out first.
+    pub async fn wait_ended(&self, n: u32, within: Duration) -> bool {
+        let mut ended = self.ended.subscribe();
+        tokio::time::timeout(within, ended.wait_for(|e| *e >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -171,6 +194,21 @@ async fn play(stream: TcpStream, script: &[Step], rec: &Mutex<Vec<u8>>) -> std::
                 answer.extend_from_slice(b"\r\n");
                 write.write_all(&answer).await?;
             }
+            Step::ReadUntil(end) => loop {
+                let (n, line) = read_line(&mut read).await?;
+                rec.lock().expect("lock").extend_from_slice(&line);
+                if n == 0 {
+                    return Ok(());
+                }
+                if line == *end {
+                    break;
+                }
+            },
+            Step::Trickle(bytes, pause) => loop {
+                write.write_all(bytes).await?;
+                tokio::time::sleep(*pause).await;
+            },
+            Step::Deaf(d) => tokio::time::sleep(*d).await,
             Step::Endless(bytes) => {
                 let chunk = bytes.repeat((65_536 / bytes.len().max(1)).max(1));
                 let mut written = 0u64;
@@ -234,6 +272,29 @@ mod tests {
         assert_eq!(text.len(), "* OK hi\r\na1 OK done\r\n".len() + 200);
         assert_eq!(server.received_text(), "a1 LOGIN x y\r\n");
         assert_eq!(server.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn read_until_waits_for_its_line_and_wait_ended_sees_the_client_leave() {
+        let server = HostileServer::start(vec![
+            Step::Send(b"354 go\r\n".to_vec()),
+            Step::ReadUntil(b".\r\n".to_vec()),
+            Step::Send(b"250 ok\r\n".to_vec()),
+        ])
+        .await;
+        let mut c = TcpStream::connect(server.addr()).await.unwrap();
+        let mut buf = [0u8; 8];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"354 go\r\n");
+        c.write_all(b"a\r\n..b\r\n").await.unwrap();
+        c.write_all(b".\r\n").await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"250 ok\r\n");
+        assert!(!server.wait_ended(1, Duration::from_millis(50)).await);
+        c.write_all(b"QUIT\r\n").await.unwrap();
+        drop(c);
+        assert!(server.wait_ended(1, Duration::from_secs(10)).await);
+        assert_eq!(server.received_text(), "a\r\n..b\r\n.\r\nQUIT\r\n");
     }
 
     #[tokio::test]
