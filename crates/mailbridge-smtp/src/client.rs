@@ -99,9 +99,9 @@ fn too_large(size: Option<u64>, limit: SizeLimit) -> String {
         None => "the message went past".to_owned(),
     };
     let bound = match limit {
-        SizeLimit::Setting(max) => format!(
-            "{what} {max} bytes, the most this account sends (limits.max_message_size)"
-        ),
+        SizeLimit::Setting(max) => {
+            format!("{what} {max} bytes, the most this account sends (limits.max_message_size)")
+        }
         SizeLimit::Server(max) => format!(
             "{what} the SMTP server's limit: the server accepts at most {max} bytes (its EHLO SIZE)"
         ),
@@ -251,10 +251,7 @@ pub enum SmtpError {
     /// past the bound (`size` is `None`; the connection was dropped before the final
     /// `.`, so nothing was delivered).
     #[error("{}", too_large(*size, *limit))]
-    MessageTooLarge {
-        size: Option<u64>,
-        limit: SizeLimit,
-    },
+    MessageTooLarge { size: Option<u64>, limit: SizeLimit },
     #[error(
         "{0:?} cannot be an envelope address (line breaks, angle brackets or spaces): fix the sender or recipient"
     )]

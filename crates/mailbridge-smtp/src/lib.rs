@@ -28,7 +28,7 @@ pub mod client;
 pub mod reply;
 
 pub use client::{
-    Credentials, FINAL_REPLY_TIMEOUT, Mechanism, SignIn, SizeLimit, SmtpClient, SmtpConfig, SmtpError,
-    TlsMode,
+    Credentials, FINAL_REPLY_TIMEOUT, Mechanism, SignIn, SizeLimit, SmtpClient, SmtpConfig,
+    SmtpError, TlsMode,
 };
 pub use reply::{Meaning, Reply};

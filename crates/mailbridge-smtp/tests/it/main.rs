@@ -7,10 +7,11 @@
 mod hostile;
 mod pipelining;
 mod prop;
+mod size;
 
 use mailbridge_smtp::{Credentials, Meaning, SmtpClient, SmtpConfig, SmtpError, TlsMode};
 use mailbridge_testkit::crypto::TestCa;
-use mailbridge_testkit::mailservers::MailServers;
+use mailbridge_testkit::mailservers::{MailServers, Options};
 use mailbridge_testkit::model::{
     Api, AppRegistration, MailboxRight, PermissionKind, Tenant, TenantModel, User,
 };
@@ -32,6 +33,11 @@ struct World {
 }
 
 async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
+    world_with(adjust, Options::default()).await
+}
+
+/// [`world`] with the mail servers' `options` (a small Postfix `message_size_limit`).
+async fn world_with(adjust: impl FnOnce(&mut Tenant), options: Options) -> World {
     let app = AppRegistration::new("Notifier")
         .with_permission(
             Api::ExchangeOnline,
@@ -55,7 +61,7 @@ async fn world(adjust: impl FnOnce(&mut Tenant)) -> World {
     let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let mail = MailServers::start(&emulator, &TestCa::generate().unwrap())
+    let mail = MailServers::start_with(&emulator, &TestCa::generate().unwrap(), options)
         .await
         .unwrap();
     World {

@@ -152,9 +152,31 @@ namespace inbox {{
     )
 }
 
+/// What a test may change in the servers' configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Postfix's `message_size_limit` in bytes, which its EHLO announces as `SIZE`
+    /// (default 157,286,400: 150 MiB, as Exchange Online).
+    pub message_size_limit: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            message_size_limit: 157_286_400,
+        }
+    }
+}
+
 /// Postfix `main.cf`. `domains` are the verified domains mail is delivered for.
-pub fn postfix_main_cf(root: &Path, ports: &Ports, domains: &[String]) -> String {
+pub fn postfix_main_cf(
+    root: &Path,
+    ports: &Ports,
+    domains: &[String],
+    options: &Options,
+) -> String {
     let r = root.display();
+    let message_size_limit = options.message_size_limit;
     let domains = if domains.is_empty() {
         "localhost.invalid".to_owned()
     } else {
@@ -182,7 +204,7 @@ readme_directory = no
 smtputf8_enable = no
 in_flow_delay = 0
 line_length_limit = 65536
-message_size_limit = 157286400
+message_size_limit = {message_size_limit}
 virtual_mailbox_domains = {domains}
 virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
 # No internet: mail for other domains is kept in Dovecot too, in a mailbox named by
@@ -316,7 +338,9 @@ mod tests {
             Path::new("/r"),
             &ports(),
             &["a.example".into(), "b.example".into()],
+            &Options::default(),
         );
+        assert!(main.contains("message_size_limit = 157286400\n"));
         assert!(main.contains("virtual_mailbox_domains = a.example, b.example\n"));
         assert!(main.contains("virtual_transport = lmtp:inet:127.0.0.1:5\n"));
         let master = postfix_master_cf(&ports());

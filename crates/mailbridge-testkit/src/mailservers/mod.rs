@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::TestCa;
 use crate::emulator::Emulator;
 use crate::mailstore::{MailStore, MailStoreConfig};
+pub use config::Options;
 use config::Ports;
 
 /// How long the servers get to come up.
@@ -220,6 +221,16 @@ impl MailServers {
     /// Returns once every listener answers. A missing program or a server that fails
     /// to come up is an error quoting its log.
     pub async fn start(emulator: &Emulator, ca: &TestCa) -> Result<Self, MailServersError> {
+        Self::start_with(emulator, ca, Options::default()).await
+    }
+
+    /// [`Self::start`] with `options` changed from the defaults (a small Postfix
+    /// `message_size_limit`, for example).
+    pub async fn start_with(
+        emulator: &Emulator,
+        ca: &TestCa,
+        options: Options,
+    ) -> Result<Self, MailServersError> {
         let dovecot_bin = find_program("dovecot")?;
         let postfix_bin = find_program("postfix")?;
         let curl = find_program("curl")?;
@@ -292,9 +303,16 @@ impl MailServers {
         let (ports, dovecot, postfix) = loop {
             attempt += 1;
             let launched = match pick_ports(milter_port) {
-                Ok(ports) => launch(&layout, &ports, &domains, &dovecot_bin, &postfix_bin)
-                    .await
-                    .map(|(d, p)| (ports, d, p)),
+                Ok(ports) => launch(
+                    &layout,
+                    &ports,
+                    &domains,
+                    &options,
+                    &dovecot_bin,
+                    &postfix_bin,
+                )
+                .await
+                .map(|(d, p)| (ports, d, p)),
                 Err(e) => Err(prepare_err(&root)(e)),
             };
             match launched {
@@ -543,6 +561,7 @@ async fn launch(
     layout: &Layout,
     ports: &Ports,
     domains: &[String],
+    options: &Options,
     dovecot_bin: &Path,
     postfix_bin: &Path,
 ) -> Result<(Child, Child), MailServersError> {
@@ -551,7 +570,7 @@ async fn launch(
     let pf = layout.path("postfix");
     write(
         &pf.join("main.cf"),
-        &config::postfix_main_cf(&layout.root, ports, domains),
+        &config::postfix_main_cf(&layout.root, ports, domains, options),
         0o644,
     )?;
     write(
