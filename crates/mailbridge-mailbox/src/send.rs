@@ -466,9 +466,14 @@ impl SmtpSender {
                         && (matches!(e, SmtpError::Io { .. } | SmtpError::Protocol { .. })
                             || e.reply().is_some_and(|r| r.code == 421));
                     match e {
-                        SmtpError::Refused { .. }
-                        | SmtpError::RecipientRefused { .. }
-                        | SmtpError::MessageTooLarge { .. }
+                        // Refused before `MAIL FROM`: the session is untouched. Stopped
+                        // while streaming: the client dropped the connection.
+                        SmtpError::MessageTooLarge { .. } => {
+                            if self.client.as_ref().is_some_and(|c| !c.is_open()) {
+                                self.client = None;
+                            }
+                        }
+                        SmtpError::Refused { .. } | SmtpError::RecipientRefused { .. }
                             if !stale =>
                         {
                             // The session is in step unless the client had to drop it:

@@ -9,7 +9,8 @@ use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphTarget};
 use mailbridge_mailbox::compose::{Address, Attachment, Content, Message};
 use mailbridge_mailbox::mailbox::{Checkpoint, GraphMailboxAccess, Mailbox as _};
 use mailbridge_mailbox::send::{
-    EwsSender, GraphSender, Outgoing, RawMime, Route, Sender as _, SmtpSender,
+    AnySender, EwsSender, GraphSender, Outgoing, RawMime, Route, Sender as _, SenderSignIn,
+    SmtpSender,
 };
 use mailbridge_smtp::SmtpConfig;
 use mailbridge_testkit::crypto::TestCa;
@@ -19,7 +20,7 @@ use mailbridge_testkit::tokens::Resource;
 use mailbridge_testkit::{Emulator, EmulatorServer};
 use mailbridge_tls::TlsSettings;
 use mailbridge_types::ErrorClass;
-use mailbridge_types::config::Transport;
+use mailbridge_types::config::{EndpointConfig, Transport};
 use secrecy::SecretString;
 
 const ALICE: &str = "alice@contoso.example";
@@ -973,4 +974,83 @@ async fn smtp_never_resends_a_message_whose_final_dot_went_unanswered() {
         (1, 2),
         "one connection, one DATA per message: nothing resent"
     );
+}
+
+/// An SMTP server offering `SIZE 1000000` that hears EHLO and, at the end, QUIT.
+async fn smtp_server() -> mailbridge_testkit::hostile::HostileServer {
+    use mailbridge_testkit::hostile::{HostileServer, Step};
+    HostileServer::start(vec![
+        Step::Send(b"220 ready\r\n".to_vec()),
+        Step::ReadLine,
+        Step::Send(b"250-mx\r\n250-SIZE 1000000\r\n250 8BITMIME\r\n".to_vec()),
+        Step::ReadLine,
+        Step::Send(b"221 bye\r\n".to_vec()),
+    ])
+    .await
+}
+
+fn smtp_sender(port: u16, max_message_size: u64) -> AnySender {
+    let endpoint = EndpointConfig {
+        transport: Transport::Smtp,
+        host: "127.0.0.1".into(),
+        port: Some(port),
+        tls: Some(mailbridge_types::config::TlsMode::None),
+        tls_name: None,
+        extra_ca_file: None,
+        tls_pin: None,
+    };
+    AnySender::for_endpoint(
+        &endpoint,
+        &mailbridge_mailbox::connect::Identity::address("a@x.example"),
+        SenderSignIn::None,
+    )
+    .unwrap()
+    .with_max_message_size(max_message_size)
+}
+
+#[tokio::test]
+async fn smtp_refuses_a_mime_file_over_max_message_size_before_mail_from() {
+    let server = smtp_server().await;
+    let mut sender = smtp_sender(server.port(), 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.eml");
+    let header =
+        "From: a@x.example\r\nTo: b@x.example\r\nBcc: hidden@x.example\r\nSubject: big\r\n\r\n";
+    let mut eml = header.as_bytes().to_vec();
+    eml.extend(b"x".repeat(5000));
+    std::fs::write(&path, &eml).unwrap();
+    let raw = RawMime::from_file(&path).await.unwrap();
+    let e = sender.send(Outgoing::Mime(raw)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::LimitExceeded, "{}", e.message);
+    // The size is the file's, less the Bcc line that is not sent.
+    let sent = eml.len() - "Bcc: hidden@x.example\r\n".len();
+    assert!(
+        e.message.contains(&format!("{sent} bytes"))
+            && e.message.contains("2000 bytes")
+            && e.message.contains("limits.max_message_size"),
+        "{}",
+        e.message
+    );
+
+    // A composed message over the bound too, on the same connection.
+    let mut m = Message::new(Address::new("a@x.example"));
+    m.to.push(Address::new("b@x.example"));
+    m.text = Some("y".repeat(5000));
+    let e = sender.send(Outgoing::Message(&m)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::LimitExceeded, "{}", e.message);
+    assert!(
+        e.message.contains("limits.max_message_size"),
+        "{}",
+        e.message
+    );
+
+    let AnySender::Smtp(smtp) = sender else {
+        panic!("an SMTP sender")
+    };
+    smtp.close().await.unwrap();
+    assert_eq!(
+        server.received_text(),
+        "EHLO mailbridge.localhost\r\nQUIT\r\n"
+    );
+    assert_eq!(server.connections(), 1);
 }
