@@ -62,7 +62,20 @@ pub fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
             path.display()
         )
     })?;
-    toml::from_str(&text).with_context(|| format!("configuration {} is not valid", path.display()))
+    let config: ConfigFile = toml::from_str(&text)
+        .with_context(|| format!("configuration {} is not valid", path.display()))?;
+    let problems = config.problems();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "configuration {} has settings that cannot work (fix them in the file):\n  {}",
+        path.display(),
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    Ok(config)
 }
 
 /// The master key: `MAILBRIDGE_MASTER_KEY`, else a passphrase in

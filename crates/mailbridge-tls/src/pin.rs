@@ -38,31 +38,11 @@ impl Pin {
         Pin(out)
     }
 
-    /// Parses `sha256:<hex>`.
+    /// Parses `sha256:<hex>` (the grammar of [`mailbridge_types::config::pin_digest`]).
     pub fn parse(text: &str) -> Result<Self, PinError> {
-        let err = || PinError(text.chars().take(120).collect());
-        let trimmed = text.trim();
-        let hex = trimmed
-            .get(..7)
-            .filter(|p| p.eq_ignore_ascii_case("sha256:"))
-            .and_then(|_| trimmed.get(7..))
-            .ok_or_else(err)?;
-        let digits: Vec<u8> = hex.bytes().filter(|b| *b != b':').collect();
-        if digits.len() != 64 {
-            return Err(err());
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            let [hi, lo] = pair else {
-                return Err(err());
-            };
-            let (Some(hi), Some(lo)) = (char::from(*hi).to_digit(16), char::from(*lo).to_digit(16))
-            else {
-                return Err(err());
-            };
-            *byte = u8::try_from(hi * 16 + lo).map_err(|_| err())?;
-        }
-        Ok(Pin(out))
+        mailbridge_types::config::pin_digest(text)
+            .map(Pin)
+            .ok_or_else(|| PinError(text.chars().take(120).collect()))
     }
 }
 

@@ -353,7 +353,100 @@ pub struct EndpointConfig {
     pub tls_pin: Option<String>,
 }
 
+/// The SHA-256 digest a certificate pin names: `sha256:` (any case) and the 64
+/// hexadecimal digits of the fingerprint, `:` between byte pairs allowed, spaces around
+/// ignored (`openssl x509 -fingerprint -sha256` prints it so). `None` when `text` is
+/// not a pin. The one grammar of `tls_pin`, used when a configuration is loaded and
+/// when a connection is made.
+pub fn pin_digest(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let hex = text
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("sha256:"))
+        .and_then(|_| text.get(7..))?;
+    let digits: Vec<u8> = hex.bytes().filter(|b| *b != b':').collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let [hi, lo] = pair else {
+            return None;
+        };
+        let hi = char::from(*hi).to_digit(16)?;
+        let lo = char::from(*lo).to_digit(16)?;
+        *byte = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// A setting of one side of an account that cannot work, found without connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointProblem {
+    /// The setting (`tls_pin`, `port`, `host`, `tls_name`).
+    pub setting: &'static str,
+    /// What is wrong and how to write it.
+    pub problem: String,
+}
+
 impl EndpointConfig {
+    /// What can be found wrong with this side without connecting: a `tls_pin` that is
+    /// not a pin, port 0, no host, a `tls_name` that is not a name. Empty when none.
+    pub fn problems(&self) -> Vec<EndpointProblem> {
+        let mut out = Vec::new();
+        let mut push = |setting, problem: String| out.push(EndpointProblem { setting, problem });
+        if let Some(pin) = &self.tls_pin
+            && pin_digest(pin).is_none()
+        {
+            let shown: String = pin.chars().take(120).collect();
+            push(
+                "tls_pin",
+                format!(
+                    "{shown:?} is not a certificate pin: write sha256: and the 64 hexadecimal digits of the certificate's SHA-256 fingerprint (`mailbridge test receive` prints it; or `openssl x509 -in server.pem -noout -fingerprint -sha256`)"
+                ),
+            );
+        }
+        if self.port == Some(0) {
+            push(
+                "port",
+                "port 0 is not a port: give a port from 1 to 65535, or leave it out for the standard port".to_owned(),
+            );
+        }
+        if self.host.trim().is_empty() {
+            push(
+                "host",
+                "no host is set: give the server's host name (or the URL for Graph and EWS)"
+                    .to_owned(),
+            );
+        } else if self
+            .host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            push(
+                "host",
+                format!(
+                    "{:?} has spaces or control characters: give the host name alone",
+                    self.host
+                ),
+            );
+        }
+        if let Some(name) = &self.tls_name
+            && (name.trim().is_empty()
+                || name
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/'))
+        {
+            push(
+                "tls_name",
+                format!(
+                    "{name:?} is not a host name: give the name the server's certificate carries, or leave tls_name out"
+                ),
+            );
+        }
+        out
+    }
+
     /// The TLS mode in force (implicit unless set).
     pub fn tls_mode(&self) -> TlsMode {
         self.tls.unwrap_or(TlsMode::Implicit)
@@ -436,7 +529,40 @@ pub struct ConfigFile {
     pub accounts: Vec<AccountConfig>,
 }
 
+/// A setting in a configuration file that cannot work, naming the account, the side
+/// (`incoming` or `outgoing`) and the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account {account:?}: {side}.{}: {}", problem.setting, problem.problem)]
+pub struct ConfigProblem {
+    /// The account's name.
+    pub account: String,
+    /// `incoming` or `outgoing`.
+    pub side: &'static str,
+    pub problem: EndpointProblem,
+}
+
 impl ConfigFile {
+    /// What can be found wrong without connecting, account by account and side by side
+    /// ([`EndpointConfig::problems`]), so that a hand-written file is reported when it is
+    /// loaded rather than when a connection is made. Empty when none.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        self.accounts
+            .iter()
+            .flat_map(|a| {
+                [("incoming", &a.incoming), ("outgoing", &a.outgoing)]
+                    .into_iter()
+                    .filter_map(|(side, e)| e.as_ref().map(|e| (side, e)))
+                    .flat_map(move |(side, e)| {
+                        e.problems().into_iter().map(move |problem| ConfigProblem {
+                            account: a.name.clone(),
+                            side,
+                            problem,
+                        })
+                    })
+            })
+            .collect()
+    }
+
     /// The app with this name.
     pub fn app(&self, name: &str) -> Option<&AppConfig> {
         self.apps.iter().find(|a| a.name == name)
@@ -447,6 +573,119 @@ impl ConfigFile {
         self.accounts
             .iter()
             .find(|a| a.name == name_or_address || a.address.eq_ignore_ascii_case(name_or_address))
+    }
+}
+
+#[cfg(test)]
+mod problem_tests {
+    use super::*;
+
+    const PIN: &str = "sha256:6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
+
+    #[test]
+    fn a_pin_is_sha256_and_64_hex_digits_with_optional_colons() {
+        let digest = pin_digest(PIN).unwrap();
+        assert_eq!(digest[0], 0x6f);
+        assert_eq!(digest[31], 0xf8);
+        let colons = format!(
+            "SHA256:{}",
+            PIN[7..]
+                .as_bytes()
+                .chunks(2)
+                .map(|p| String::from_utf8_lossy(p).to_uppercase())
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+        assert_eq!(pin_digest(&colons), Some(digest));
+        assert_eq!(pin_digest(&format!(" {PIN}\n")), Some(digest));
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c",
+            &PIN[..PIN.len() - 1],
+            &format!("{PIN}00"),
+            &PIN.replace('6', "g"),
+            &PIN.replace("6f", "é"),
+            "sha256 6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8",
+        ] {
+            assert_eq!(pin_digest(bad), None, "{bad:?}");
+        }
+    }
+
+    fn file(toml: &str) -> ConfigFile {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn a_malformed_pin_in_a_file_names_the_account_the_side_and_the_setting() {
+        let config = file(&format!(
+            r#"
+[[account]]
+name = "helpdesk"
+address = "helpdesk@contoso.example"
+sign_in = "password"
+incoming = {{ transport = "imap", host = "mail.contoso.example", tls_pin = "{PIN}" }}
+outgoing = {{ transport = "smtp", host = "mail.contoso.example", tls_pin = "sha256:1234" }}
+
+[[account]]
+name = "ops"
+address = "ops@contoso.example"
+sign_in = "password"
+incoming = {{ transport = "pop3", host = "pop.contoso.example", port = 0, tls_name = "not a name" }}
+"#
+        ));
+        let problems = config.problems();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{shown:#?}");
+        assert_eq!(
+            (
+                problems[0].account.as_str(),
+                problems[0].side,
+                problems[0].problem.setting
+            ),
+            ("helpdesk", "outgoing", "tls_pin")
+        );
+        assert!(
+            shown[0].starts_with(
+                "account \"helpdesk\": outgoing.tls_pin: \"sha256:1234\" is not a certificate pin"
+            ),
+            "{}",
+            shown[0]
+        );
+        assert!(shown[0].contains("64 hexadecimal digits"), "{}", shown[0]);
+        assert!(
+            shown[1].starts_with("account \"ops\": incoming.port: "),
+            "{}",
+            shown[1]
+        );
+        assert!(
+            shown[2].starts_with("account \"ops\": incoming.tls_name: "),
+            "{}",
+            shown[2]
+        );
+    }
+
+    #[test]
+    fn a_good_file_has_no_problems_and_an_empty_host_is_one() {
+        let good = file(&format!(
+            r#"
+[[account]]
+name = "a"
+address = "a@contoso.example"
+sign_in = "app-only"
+incoming = {{ transport = "graph", host = "https://graph.microsoft.com" }}
+outgoing = {{ transport = "smtp", host = "smtp.office365.com", port = 587, tls = "starttls", tls_name = "smtp.office365.com", tls_pin = "{PIN}" }}
+"#
+        ));
+        assert_eq!(good.problems(), vec![]);
+        let mut bad = good.clone();
+        if let Some(e) = bad.accounts[0].incoming.as_mut() {
+            " ".clone_into(&mut e.host);
+        }
+        let problems = bad.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].problem.setting, "host");
+        assert_eq!(problems[0].side, "incoming");
     }
 }
 

@@ -596,3 +596,27 @@ async fn test_receive_signs_in_with_the_login_fetch_uses_and_pins_are_set_by_fla
     assert!(!out.contains("sha256:"), "{out}");
     mail.stop().await;
 }
+
+#[tokio::test]
+async fn a_malformed_pin_in_the_configuration_file_is_reported_when_it_is_loaded() {
+    let f = fixture(365).await;
+    let good = std::fs::read_to_string(f.config()).unwrap();
+    let (ok, out, err) = f.run(&["account", "list"], None).await;
+    assert!(ok, "the fixture's file loads: {out}{err}");
+    let bad = format!(
+        "{good}\n[[account]]\nname = \"relay\"\naddress = \"relay@contoso.example\"\nsign_in = \"password\"\noutgoing = {{ transport = \"smtp\", host = \"smtp.contoso.example\", port = 587, tls = \"starttls\", tls_pin = \"sha256:not-hex\" }}\n"
+    );
+    std::fs::write(f.config(), bad).unwrap();
+    // Any command that reads the file says so before connecting anywhere.
+    for args in [&["account", "list"][..], &["account", "show", "relay"][..]] {
+        let (ok, out, err) = f.run(args, None).await;
+        assert!(!ok, "{args:?}: {out}");
+        assert!(
+            err.contains(
+                "account \"relay\": outgoing.tls_pin: \"sha256:not-hex\" is not a certificate pin"
+            ),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("mailbridge.toml"), "the file is named: {err}");
+    }
+}
