@@ -589,8 +589,7 @@ mod problem_tests {
         assert_eq!(digest[31], 0xf8);
         let colons = format!(
             "SHA256:{}",
-            PIN[7..]
-                .as_bytes()
+            PIN.as_bytes()[7..]
                 .chunks(2)
                 .map(|p| String::from_utf8_lossy(p).to_uppercase())
                 .collect::<Vec<_>>()
