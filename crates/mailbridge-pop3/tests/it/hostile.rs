@@ -1,16 +1,15 @@
 //! Hostile POP3 servers on loopback: endless listings and messages, a trickle, a size
 //! announced larger than the bound, refusals with escape sequences. Each must end in
 //! an error that names the bound and its setting, never in unbounded memory or time.
+//! Every server is a `mailbridge_testkit::hostile` script.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailbridge_pop3::{Credentials, Limit, Mechanism, Pop3Client, Pop3Config, Pop3Error, TlsMode};
+use mailbridge_testkit::hostile::{HostileServer, Step};
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::Limits;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// What the server answers to one command.
 #[derive(Clone)]
@@ -25,62 +24,33 @@ enum Answer {
     },
 }
 
-/// A server that greets and answers the i-th command with `answers[i]`, then waits
-/// for the client to leave; the commands heard go to `heard`.
-async fn server(answers: Vec<Answer>, heard: Arc<Mutex<Vec<String>>>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((s, _)) = listener.accept().await else {
-            return;
-        };
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        let _ = w.write_all(b"+OK POP3 ready\r\n").await;
-        let mut line = String::new();
-        for answer in answers {
-            line.clear();
-            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            heard
-                .lock()
-                .unwrap()
-                .push(line.trim_end_matches(['\r', '\n']).to_owned());
-            match answer {
-                Answer::Bytes(b) => {
-                    if w.write_all(b).await.is_err() {
-                        return;
-                    }
-                }
-                Answer::Endless {
-                    head,
-                    repeat,
-                    pause,
-                } => {
-                    if w.write_all(head).await.is_err() {
-                        return;
-                    }
-                    loop {
-                        if w.write_all(&repeat).await.is_err() {
-                            return;
-                        }
-                        if let Some(p) = pause {
-                            tokio::time::sleep(p).await;
-                        }
-                    }
-                }
+/// A scripted server (`mailbridge_testkit::hostile`) that greets and answers the i-th
+/// command with `answers[i]`, then waits for the client to leave; it records the
+/// commands it heard.
+async fn server(answers: Vec<Answer>) -> HostileServer {
+    let mut script = vec![Step::Send(b"+OK POP3 ready\r\n".to_vec())];
+    for answer in answers {
+        script.push(Step::ReadLine);
+        match answer {
+            Answer::Bytes(b) => script.push(Step::Send(b.to_vec())),
+            Answer::Endless {
+                head,
+                repeat,
+                pause,
+            } => {
+                script.push(Step::Send(head.to_vec()));
+                script.push(match pause {
+                    Some(p) => Step::Trickle(repeat, p),
+                    None => Step::Endless(repeat),
+                });
             }
         }
-        // Keep the connection open until the client closes it.
-        line.clear();
-        let _ = r.read_line(&mut line).await;
-    });
-    addr
+    }
+    HostileServer::start(script).await
 }
 
-async fn client(addr: SocketAddr, limits: Limits) -> Pop3Client {
-    let mut config = Pop3Config::new("127.0.0.1", addr.port(), TlsMode::None);
+async fn client(server: &HostileServer, limits: Limits) -> Pop3Client {
+    let mut config = Pop3Config::new("127.0.0.1", server.port(), TlsMode::None);
     config.timeout = Duration::from_secs(10);
     config.limits = limits;
     Pop3Client::connect(&config).await.unwrap()
@@ -104,17 +74,13 @@ fn assert_limit(err: &Pop3Error, setting: &str) {
 
 #[tokio::test]
 async fn an_endless_uidl_listing_stops_at_max_list_items() {
-    let heard = Arc::default();
-    let addr = server(
-        vec![Answer::Endless {
-            head: b"+OK\r\n",
-            repeat: b"1 abcdefghijklmnop\r\n".repeat(100),
-            pause: None,
-        }],
-        heard,
-    )
+    let srv = server(vec![Answer::Endless {
+        head: b"+OK\r\n",
+        repeat: b"1 abcdefghijklmnop\r\n".repeat(100),
+        pause: None,
+    }])
     .await;
-    let mut c = client(addr, limits(|l| l.max_list_items = 5_000)).await;
+    let mut c = client(&srv, limits(|l| l.max_list_items = 5_000)).await;
     let err = c.uidl().await.unwrap_err();
     assert_limit(&err, "limits.max_list_items");
     assert!(err.to_string().contains("5000 entries"), "{err}");
@@ -123,41 +89,33 @@ async fn an_endless_uidl_listing_stops_at_max_list_items() {
 
 #[tokio::test]
 async fn an_endless_list_listing_stops_at_max_list_items() {
-    let heard = Arc::default();
     let mut lines = Vec::new();
     for n in 1..=100u32 {
         lines.extend_from_slice(format!("{n} 1000\r\n").as_bytes());
     }
-    let addr = server(
-        vec![Answer::Endless {
-            head: b"+OK\r\n",
-            repeat: lines,
-            pause: None,
-        }],
-        heard,
-    )
+    let srv = server(vec![Answer::Endless {
+        head: b"+OK\r\n",
+        repeat: lines,
+        pause: None,
+    }])
     .await;
-    let mut c = client(addr, limits(|l| l.max_list_items = 1_000)).await;
+    let mut c = client(&srv, limits(|l| l.max_list_items = 1_000)).await;
     let err = c.list().await.unwrap_err();
     assert_limit(&err, "limits.max_list_items");
 }
 
 #[tokio::test]
 async fn a_listing_that_trickles_forever_stops_at_the_time_per_command() {
-    let heard = Arc::default();
-    let addr = server(
-        vec![Answer::Endless {
-            head: b"+OK\r\n",
-            repeat: b"1 a\r\n".to_vec(),
-            pause: Some(Duration::from_millis(20)),
-        }],
-        heard,
-    )
+    let srv = server(vec![Answer::Endless {
+        head: b"+OK\r\n",
+        repeat: b"1 a\r\n".to_vec(),
+        pause: Some(Duration::from_millis(20)),
+    }])
     .await;
     // Every line comes well within the per-answer timeout; only the command's own
     // bound ends it (the same number is listed again and again, but the listing is
     // checked for that only at its end).
-    let mut c = client(addr, limits(|l| l.command_timeout_secs = 1)).await;
+    let mut c = client(&srv, limits(|l| l.command_timeout_secs = 1)).await;
     let err = c.uidl().await.unwrap_err();
     assert_limit(&err, "limits.command_timeout_secs");
 }
@@ -165,18 +123,14 @@ async fn a_listing_that_trickles_forever_stops_at_the_time_per_command() {
 #[tokio::test]
 async fn an_endless_retr_stops_at_max_message_size_and_writes_no_more() {
     for repeat in [b"x".repeat(64 * 1024), b"a line\r\n".repeat(8 * 1024)] {
-        let heard = Arc::default();
-        let addr = server(
-            vec![Answer::Endless {
-                head: b"+OK message follows\r\n",
-                repeat,
-                pause: None,
-            }],
-            heard,
-        )
+        let srv = server(vec![Answer::Endless {
+            head: b"+OK message follows\r\n",
+            repeat,
+            pause: None,
+        }])
         .await;
         let max = 1024 * 1024;
-        let mut c = client(addr, limits(|l| l.max_message_size = max)).await;
+        let mut c = client(&srv, limits(|l| l.max_message_size = max)).await;
         let mut sink = Vec::new();
         let err = c.retr(1, &mut sink).await.unwrap_err();
         assert_limit(&err, "limits.max_message_size");
@@ -188,16 +142,12 @@ async fn an_endless_retr_stops_at_max_message_size_and_writes_no_more() {
 
 #[tokio::test]
 async fn a_message_announced_too_large_is_refused_before_retr_and_the_session_goes_on() {
-    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
-    let addr = server(
-        vec![
-            Answer::Bytes(b"+OK 2 messages\r\n1 5000000000\r\n2 10\r\n.\r\n"),
-            Answer::Bytes(b"+OK\r\nshort\r\n.\r\n"),
-        ],
-        heard.clone(),
-    )
+    let srv = server(vec![
+        Answer::Bytes(b"+OK 2 messages\r\n1 5000000000\r\n2 10\r\n.\r\n"),
+        Answer::Bytes(b"+OK\r\nshort\r\n.\r\n"),
+    ])
     .await;
-    let mut c = client(addr, Limits::default()).await;
+    let mut c = client(&srv, Limits::default()).await;
     assert_eq!(c.list().await.unwrap(), [(1, 5_000_000_000), (2, 10)]);
     let mut sink = Vec::new();
     let err = c.retr(1, &mut sink).await.unwrap_err();
@@ -207,25 +157,21 @@ async fn a_message_announced_too_large_is_refused_before_retr_and_the_session_go
     // The session is in step: the next message comes.
     assert_eq!(c.retr(2, &mut sink).await.unwrap(), 7);
     assert_eq!(sink, b"short\r\n");
-    assert_eq!(*heard.lock().unwrap(), ["LIST", "RETR 2"]);
+    assert_eq!(srv.received_text(), "LIST\r\nRETR 2\r\n");
 }
 
 #[tokio::test]
 async fn a_size_announced_small_is_not_trusted() {
-    let heard = Arc::default();
-    let addr = server(
-        vec![
-            Answer::Bytes(b"+OK\r\n1 10\r\n.\r\n"),
-            Answer::Endless {
-                head: b"+OK\r\n",
-                repeat: b"y".repeat(4096),
-                pause: None,
-            },
-        ],
-        heard,
-    )
+    let srv = server(vec![
+        Answer::Bytes(b"+OK\r\n1 10\r\n.\r\n"),
+        Answer::Endless {
+            head: b"+OK\r\n",
+            repeat: b"y".repeat(4096),
+            pause: None,
+        },
+    ])
     .await;
-    let mut c = client(addr, limits(|l| l.max_message_size = 100_000)).await;
+    let mut c = client(&srv, limits(|l| l.max_message_size = 100_000)).await;
     c.list().await.unwrap();
     let mut sink = Vec::new();
     let err = c.retr(1, &mut sink).await.unwrap_err();
@@ -234,13 +180,12 @@ async fn a_size_announced_small_is_not_trusted() {
 
 #[tokio::test]
 async fn a_message_line_longer_than_a_status_line_is_fetched() {
-    let heard = Arc::default();
     let long = "z".repeat(100_000);
     let answer: &'static [u8] = format!("+OK\r\nSubject: x\r\n\r\n{long}\r\n.\r\n")
         .into_bytes()
         .leak();
-    let addr = server(vec![Answer::Bytes(answer)], heard).await;
-    let mut c = client(addr, Limits::default()).await;
+    let srv = server(vec![Answer::Bytes(answer)]).await;
+    let mut c = client(&srv, Limits::default()).await;
     let mut sink = Vec::new();
     let n = c.retr(1, &mut sink).await.unwrap();
     assert_eq!(n, sink.len() as u64);
@@ -249,16 +194,12 @@ async fn a_message_line_longer_than_a_status_line_is_fetched() {
 
 #[tokio::test]
 async fn a_refused_password_names_the_login_and_the_password_causes() {
-    let heard = Arc::default();
-    let addr = server(
-        vec![
-            Answer::Bytes(b"+OK\r\n"),
-            Answer::Bytes(b"-ERR [AUTH] Authentication failed.\x1b[2J\x1b]0;pwned\x07\r\n"),
-        ],
-        heard,
-    )
+    let srv = server(vec![
+        Answer::Bytes(b"+OK\r\n"),
+        Answer::Bytes(b"-ERR [AUTH] Authentication failed.\x1b[2J\x1b]0;pwned\x07\r\n"),
+    ])
     .await;
-    let mut c = client(addr, Limits::default()).await;
+    let mut c = client(&srv, Limits::default()).await;
     let err = c
         .authenticate(&Credentials::UserPass {
             user: "alice.smith".into(),
@@ -289,16 +230,12 @@ async fn a_refused_password_names_the_login_and_the_password_causes() {
 
 #[tokio::test]
 async fn a_refused_token_keeps_the_token_checklist_and_names_the_mailbox() {
-    let heard = Arc::default();
-    let addr = server(
-        vec![
-            Answer::Bytes(b"+ \r\n"),
-            Answer::Bytes(b"-ERR Authentication failure: unknown user name or bad password.\r\n"),
-        ],
-        heard,
-    )
+    let srv = server(vec![
+        Answer::Bytes(b"+ \r\n"),
+        Answer::Bytes(b"-ERR Authentication failure: unknown user name or bad password.\r\n"),
+    ])
     .await;
-    let mut c = client(addr, Limits::default()).await;
+    let mut c = client(&srv, Limits::default()).await;
     let err = c
         .authenticate(&Credentials::XOAuth2 {
             user: "alice@contoso.example".into(),
@@ -330,16 +267,13 @@ fn child_lists_an_endless_uidl() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let addr = server(
-            vec![Answer::Endless {
-                head: b"+OK\r\n",
-                repeat: b"1 AAMkADU3NzBmZjQ4LTVmMjEtNDI0Yy1hZjk1LTQ0\r\n".repeat(200),
-                pause: None,
-            }],
-            Arc::default(),
-        )
+        let srv = server(vec![Answer::Endless {
+            head: b"+OK\r\n",
+            repeat: b"1 AAMkADU3NzBmZjQ4LTVmMjEtNDI0Yy1hZjk1LTQ0\r\n".repeat(200),
+            pause: None,
+        }])
         .await;
-        let mut c = client(addr, Limits::default()).await;
+        let mut c = client(&srv, Limits::default()).await;
         let err = c.uidl().await.unwrap_err();
         assert_limit(&err, "limits.max_list_items");
         println!("PEAK_KIB={}", mailbridge_testkit::memory::peak_kib());

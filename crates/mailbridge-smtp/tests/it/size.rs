@@ -29,7 +29,11 @@ fn greeting(capabilities: &[&str]) -> Vec<Step> {
     } else {
         let mut lines = vec!["250-mx.contoso.example\r\n".to_owned()];
         for (i, c) in capabilities.iter().enumerate() {
-            let sep = if i + 1 == capabilities.len() { ' ' } else { '-' };
+            let sep = if i + 1 == capabilities.len() {
+                ' '
+            } else {
+                '-'
+            };
             lines.push(format!("250{sep}{c}\r\n"));
         }
         lines.concat()
