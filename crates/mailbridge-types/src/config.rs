@@ -1,6 +1,9 @@
 //! Apps and accounts, shared by every crate: an app registration (tenant, client id,
 //! cloud, endpoints, credential) and an account (address, login, sign-in, incoming and
 //! outgoing sides, usages). They are read from a TOML file and kept in the store.
+//! [`ConfigFile::problems`] finds, without connecting, the per-endpoint settings of a
+//! hand-written file that cannot work (a malformed `tls_pin`, port 0, no host, a bad
+//! `tls_name`).
 //!
 //! Secrets are never part of these types: they live sealed in the store under the ids
 //! [`AppConfig::secret_id`] and [`AccountConfig::refresh_token_id`] /

@@ -8,7 +8,9 @@
 //! - [`error_class`]: [`ErrorClass`], what to do about an error (retry, wait, sign in,
 //!   ask an admin, fix the configuration, give up).
 //! - [`config`]: apps (tenant, client id, cloud, endpoints, credential) and accounts
-//!   (address, sign-in method, app, transports), as read from the configuration file.
+//!   (address, sign-in method, app, transports), as read from the configuration file,
+//!   and what such a file gets wrong that is found without connecting
+//!   ([`config::ConfigFile::problems`], [`config::pin_digest`]).
 //! - [`text`]: [`printable`], a server's words made safe to show on a terminal
 //!   (control characters written as visible escapes).
 
