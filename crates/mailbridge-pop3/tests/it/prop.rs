@@ -1,46 +1,26 @@
-//! Property tests of the POP3 client against a scripted server on loopback: a
-//! dot-stuffed `RETR` comes back as the original message byte for byte, the XOAUTH2
-//! blob decodes to exactly what was meant, and garbage answers give errors, not panics.
+//! Property tests of the POP3 client against a scripted server on loopback
+//! (`mailbridge_testkit::hostile`): a dot-stuffed `RETR` comes back as the original
+//! message byte for byte, the XOAUTH2 blob decodes to exactly what was meant, and
+//! garbage answers give errors, not panics.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use mailbridge_pop3::{Credentials, Pop3Client, Pop3Config, Pop3Error, TlsMode};
+use mailbridge_testkit::hostile::{HostileServer, Step};
 use proptest::prelude::*;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
-/// A server that greets and then sends `replies[i]` to the i-th command line, closing
-/// after the last; the command lines it received go to `heard`.
-async fn server(replies: Vec<Vec<u8>>, heard: Arc<Mutex<Vec<String>>>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((s, _)) = listener.accept().await else {
-            return;
-        };
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        let _ = w.write_all(b"+OK POP3 ready\r\n").await;
-        let mut line = String::new();
-        for reply in replies {
-            line.clear();
-            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            heard
-                .lock()
-                .unwrap()
-                .push(line.trim_end_matches(['\r', '\n']).to_owned());
-            if w.write_all(&reply).await.is_err() {
-                return;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
-    addr
+/// A scripted server (`mailbridge_testkit::hostile`) that greets and then sends
+/// `replies[i]` to the i-th command line, closing after the last; it records the
+/// command lines it received.
+async fn server(replies: Vec<Vec<u8>>) -> HostileServer {
+    let mut script = vec![Step::Send(b"+OK POP3 ready\r\n".to_vec())];
+    for reply in replies {
+        script.extend([Step::ReadLine, Step::Send(reply)]);
+    }
+    script.push(Step::Close);
+    HostileServer::start(script).await
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -50,8 +30,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn connect(addr: SocketAddr) -> Result<Pop3Client, Pop3Error> {
-    let mut config = Pop3Config::new("127.0.0.1", addr.port(), TlsMode::None);
+async fn connect(server: &HostileServer) -> Result<Pop3Client, Pop3Error> {
+    let mut config = Pop3Config::new("127.0.0.1", server.port(), TlsMode::None);
     config.timeout = Duration::from_secs(5);
     Pop3Client::connect(&config).await
 }
@@ -59,9 +39,8 @@ async fn connect(addr: SocketAddr) -> Result<Pop3Client, Pop3Error> {
 /// USER + PASS, then `RETR 1` answered with `retr`; the result and the sink.
 fn retr(retr: Vec<u8>) -> (Result<u64, Pop3Error>, Vec<u8>) {
     runtime().block_on(async {
-        let heard = Arc::default();
-        let addr = server(vec![b"+OK\r\n".to_vec(), b"+OK\r\n".to_vec(), retr], heard).await;
-        let mut client = connect(addr).await.unwrap();
+        let srv = server(vec![b"+OK\r\n".to_vec(), b"+OK\r\n".to_vec(), retr]).await;
+        let mut client = connect(&srv).await.unwrap();
         client
             .authenticate(&Credentials::UserPass {
                 user: "u".into(),
@@ -164,9 +143,8 @@ proptest! {
     #[test]
     fn garbage_answers_never_panic(answer in pop_ish(), command in 0usize..3) {
         runtime().block_on(async {
-            let heard = Arc::default();
-            let addr = server(vec![answer], heard).await;
-            let Ok(mut client) = connect(addr).await else { return };
+            let srv = server(vec![answer]).await;
+            let Ok(mut client) = connect(&srv).await else { return };
             let mut sink = Vec::new();
             let r = tokio::time::timeout(Duration::from_secs(20), async {
                 match command {
@@ -187,23 +165,19 @@ proptest! {
     /// The XOAUTH2 blob is base64 of `user=U^Aauth=Bearer T^A^A`, whatever U and T are.
     #[test]
     fn xoauth2_blob_round_trips(user in "[!-~]{1,60}", token in "[!-~]{1,300}") {
-        let heard: Arc<Mutex<Vec<String>>> = Arc::default();
-        let result = runtime().block_on(async {
-            let addr = server(
-                vec![b"+ \r\n".to_vec(), b"+OK signed in\r\n".to_vec()],
-                heard.clone(),
-            )
-            .await;
-            let mut client = connect(addr).await.unwrap();
-            client
+        let (result, srv) = runtime().block_on(async {
+            let srv = server(vec![b"+ \r\n".to_vec(), b"+OK signed in\r\n".to_vec()]).await;
+            let mut client = connect(&srv).await.unwrap();
+            let result = client
                 .authenticate(&Credentials::XOAuth2 {
                     user: user.clone(),
                     token: SecretString::from(token.clone()),
                 })
-                .await
+                .await;
+            (result, srv)
         });
         prop_assert!(result.is_ok(), "{:?}", result);
-        let heard = heard.lock().unwrap().clone();
+        let heard: Vec<String> = srv.received_text().lines().map(str::to_owned).collect();
         prop_assert_eq!(heard.first().map(String::as_str), Some("AUTH XOAUTH2"));
         let blob = base64::engine::general_purpose::STANDARD
             .decode(heard.get(1).unwrap())
