@@ -1,108 +1,36 @@
-//! Property tests of the SMTP client against a scripted server on loopback: multi-line
+//! Property tests of the SMTP client against a scripted server on loopback
+//! (`mailbridge_testkit::hostile`): multi-line
 //! replies with mixed separators are read as RFC 5321 §4.2.1 says or refused clearly,
 //! `DATA` dot stuffing is undone by a receiver's unstuffing to the message with CR LF
 //! line ends, and the SASL blobs decode to exactly what was meant.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mailbridge_smtp::{Credentials, SmtpClient, SmtpConfig, SmtpError, TlsMode};
+use mailbridge_testkit::hostile::{HostileServer, Step};
 use proptest::prelude::*;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
-/// What the scripted server heard: command lines, and each message's DATA lines.
-#[derive(Debug, Default)]
-struct Heard {
-    lines: Vec<Vec<u8>>,
-    data: Vec<Vec<u8>>,
+/// A scripted server (`mailbridge_testkit::hostile`): `greeting`, then `then`.
+async fn server(greeting: Vec<u8>, then: Vec<Step>) -> HostileServer {
+    let mut script = vec![Step::Send(greeting)];
+    script.extend(then);
+    HostileServer::start(script).await
 }
 
-/// A submission server: `greeting`, then `ehlo` to EHLO, 334/235 to AUTH, 250 to MAIL,
-/// RCPT and the end of DATA, 354 to DATA, 221 to QUIT; with `close_after`, it closes
-/// the connection after answering that many commands (0: after the greeting).
-async fn server(
-    greeting: Vec<u8>,
-    ehlo: Vec<u8>,
-    heard: Arc<Mutex<Heard>>,
-    close_after: Option<usize>,
-) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((s, _)) = listener.accept().await else {
-            return;
-        };
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        if w.write_all(&greeting).await.is_err() {
-            return;
-        }
-        let mut login_step = 0;
-        let mut answered = 0;
-        loop {
-            if close_after.is_some_and(|n| answered >= n) {
-                let _ = w.shutdown().await;
-                return;
-            }
-            answered += 1;
-            let mut line = Vec::new();
-            if r.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let text = String::from_utf8_lossy(&line)
-                .trim_end()
-                .to_ascii_uppercase();
-            heard.lock().unwrap().lines.push(line.clone());
-            let reply: Vec<u8> = if login_step > 0 {
-                login_step += 1;
-                if login_step == 2 {
-                    b"334 UGFzc3dvcmQ6\r\n".to_vec()
-                } else {
-                    b"235 ok\r\n".to_vec()
-                }
-            } else if text.starts_with("EHLO") {
-                ehlo.clone()
-            } else if text == "AUTH LOGIN" {
-                login_step = 1;
-                b"334 VXNlcm5hbWU6\r\n".to_vec()
-            } else if text.starts_with("AUTH") {
-                b"235 2.7.0 ok\r\n".to_vec()
-            } else if text == "DATA" {
-                if w.write_all(b"354 go ahead\r\n").await.is_err() {
-                    return;
-                }
-                let mut data = Vec::new();
-                loop {
-                    let mut l = Vec::new();
-                    if r.read_until(b'\n', &mut l).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if l == b".\r\n" {
-                        break;
-                    }
-                    data.extend_from_slice(&l);
-                }
-                heard.lock().unwrap().data.push(data);
-                b"250 2.0.0 queued\r\n".to_vec()
-            } else if text == "QUIT" {
-                let _ = w.write_all(b"221 bye\r\n").await;
-                return;
-            } else {
-                b"250 ok\r\n".to_vec()
-            };
-            if login_step > 2 {
-                login_step = 0;
-            }
-            if w.write_all(&reply).await.is_err() {
-                return;
-            }
-        }
-    });
-    addr
+/// EHLO answered with `ehlo`.
+fn ehlo(ehlo: &[u8]) -> Vec<Step> {
+    vec![Step::ReadLine, Step::Send(ehlo.to_vec())]
+}
+
+/// Each line the client sends answered with the next of `replies`.
+fn answers(replies: &[&[u8]]) -> Vec<Step> {
+    replies
+        .iter()
+        .flat_map(|r| [Step::ReadLine, Step::Send(r.to_vec())])
+        .collect()
 }
 
 const EHLO: &[u8] = b"250-localhost\r\n250-AUTH PLAIN LOGIN XOAUTH2\r\n250 8BITMIME\r\n";
@@ -114,8 +42,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn connect(addr: SocketAddr) -> Result<SmtpClient, SmtpError> {
-    let mut config = SmtpConfig::new("127.0.0.1", addr.port(), TlsMode::None);
+async fn connect(server: &HostileServer) -> Result<SmtpClient, SmtpError> {
+    let mut config = SmtpConfig::new("127.0.0.1", server.port(), TlsMode::None);
     config.timeout = Duration::from_secs(5);
     tokio::time::timeout(Duration::from_secs(20), SmtpClient::connect(&config))
         .await
@@ -239,43 +167,59 @@ fn normalise(input: &[u8]) -> Vec<u8> {
 }
 
 fn send(body: &[u8]) -> Vec<u8> {
-    let heard: Arc<Mutex<Heard>> = Arc::default();
-    runtime().block_on(async {
-        let addr = server(
-            b"220 ready\r\n".to_vec(),
-            EHLO.to_vec(),
-            heard.clone(),
-            None,
-        )
-        .await;
-        let mut client = connect(addr).await.unwrap();
+    let srv = runtime().block_on(async {
+        let mut then = ehlo(EHLO);
+        then.extend(answers(&[
+            b"250 ok\r\n",
+            b"250 ok\r\n",
+            b"354 go ahead\r\n",
+        ]));
+        then.extend([
+            Step::ReadUntil(b".\r\n".to_vec()),
+            Step::Send(b"250 2.0.0 queued\r\n".to_vec()),
+        ]);
+        then.extend(answers(&[b"221 bye\r\n"]));
+        let srv = server(b"220 ready\r\n".to_vec(), then).await;
+        let mut client = connect(&srv).await.unwrap();
         client
             .send("a@example.org", &["b@example.org".to_owned()], body)
             .await
             .unwrap();
         client.quit().await.unwrap();
+        srv
     });
-    let mut heard = heard.lock().unwrap();
-    heard.data.pop().expect("no DATA received")
+    // What came between DATA and the final dot (the envelope before it holds no
+    // `DATA` line).
+    let heard = srv.received();
+    let start = heard
+        .windows(8)
+        .position(|w| w == b"\r\nDATA\r\n")
+        .expect("no DATA received")
+        + 8;
+    heard[start..]
+        .strip_suffix(b".\r\nQUIT\r\n")
+        .expect("the final dot, then QUIT")
+        .to_vec()
 }
 
 fn sasl_lines(credentials: &Credentials) -> Vec<Vec<u8>> {
-    let heard: Arc<Mutex<Heard>> = Arc::default();
-    runtime().block_on(async {
-        let addr = server(
-            b"220 ready\r\n".to_vec(),
-            EHLO.to_vec(),
-            heard.clone(),
-            None,
-        )
-        .await;
-        let mut client = connect(addr).await.unwrap();
+    let srv = runtime().block_on(async {
+        let mut then = ehlo(EHLO);
+        then.extend(match credentials {
+            Credentials::Login { .. } => answers(&[
+                b"334 VXNlcm5hbWU6\r\n",
+                b"334 UGFzc3dvcmQ6\r\n",
+                b"235 ok\r\n",
+            ]),
+            _ => answers(&[b"235 2.7.0 ok\r\n"]),
+        });
+        let srv = server(b"220 ready\r\n".to_vec(), then).await;
+        let mut client = connect(&srv).await.unwrap();
         client.authenticate(credentials).await.unwrap();
+        srv
     });
-    let heard = heard.lock().unwrap();
-    heard
-        .lines
-        .iter()
+    srv.received()
+        .split_inclusive(|b| *b == b'\n')
         .skip_while(|l| !l.starts_with(b"AUTH"))
         .map(|l| l.strip_suffix(b"\r\n").unwrap_or(l).to_vec())
         .collect()
@@ -298,11 +242,10 @@ proptest! {
             wire.push_str("\r\n");
         }
         let result = runtime().block_on(async {
-            let heard = Arc::default();
             // A reply that is not complete would leave the client waiting for the rest.
-            let close = model(&lines).is_none().then_some(0);
-            let addr = server(wire.clone().into_bytes(), EHLO.to_vec(), heard, close).await;
-            connect(addr).await
+            let then = if model(&lines).is_none() { vec![Step::Close] } else { ehlo(EHLO) };
+            let srv = server(wire.clone().into_bytes(), then).await;
+            connect(&srv).await
         });
         match (model(&lines), result) {
             (Some((code, texts)), Err(SmtpError::Refused { reply, .. })) => {
@@ -316,13 +259,14 @@ proptest! {
 
     /// Arbitrary bytes as EHLO answer: a result, never a panic or a hang.
     #[test]
-    fn garbage_ehlo_answers_never_panic(ehlo in proptest::collection::vec(
+    fn garbage_ehlo_answers_never_panic(answer in proptest::collection::vec(
         prop_oneof![any::<u8>(), Just(b'\n'), Just(b'-'), Just(b'2'), Just(b'5'), Just(b' ')], 0..200)
     ) {
         let result = runtime().block_on(async {
-            let heard = Arc::default();
-            let addr = server(b"220 ready\r\n".to_vec(), ehlo, heard, Some(1)).await;
-            connect(addr).await
+            let mut then = ehlo(&answer);
+            then.push(Step::Close);
+            let srv = server(b"220 ready\r\n".to_vec(), then).await;
+            connect(&srv).await
         });
         if let Err(e) = result {
             prop_assert!(!e.to_string().is_empty());
