@@ -7,8 +7,8 @@
 //! migrations (`migrations/sqlite`, `migrations/postgres`).
 //!
 //! Parts:
-//! - [`files`]: directories 0700 and files 0600 (database, `-wal`, `-shm`, key file,
-//!   passphrase salt) whatever the umask.
+//! - [`files`]: directories 0700 and files 0600 (database, `-wal`, `-shm`, `.lock`,
+//!   key file, passphrase salt) whatever the umask.
 //! - [`master_key`]: the master key, kept outside the database: from
 //!   `MAILBRIDGE_MASTER_KEY`, from a key file created on first run with mode 0600, or
 //!   derived from a passphrase with Argon2id.

@@ -1,6 +1,8 @@
 //! The SQLite backend: one file in WAL mode with `synchronous = FULL` and foreign keys
 //! on; the file, its `-wal` and `-shm` private to the owner; migrations in
-//! `migrations/sqlite`.
+//! `migrations/sqlite`, run under an exclusive lock on `<database>.lock` so that two
+//! processes opening a new database at once (the daemon and a command) do not both
+//! apply the same migration.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -36,6 +38,25 @@ pub(crate) async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
         journal.push(suffix);
         crate::files::make_private(Path::new(&journal)).map_err(file_err)?;
     }
+    let lock = lock_for_migrations(path).await.map_err(file_err)?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    drop(lock);
     Ok(pool)
+}
+
+/// Waits for the exclusive lock on `<path>.lock` (created 0600); held until the file is
+/// dropped. A file of its own: SQLite's locks on the database file are POSIX locks,
+/// which a second descriptor on that file would release when closed.
+async fn lock_for_migrations(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    crate::files::create_private_file(&lock_path)?;
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().write(true).open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

@@ -75,7 +75,29 @@ suite!(
     import_writes_a_batch_and_replace_keeps_ids,
     a_failed_import_leaves_nothing,
     token_store_keeps_refresh_tokens_and_sign_in_state,
+    instances_opening_a_new_database_together_agree_on_one_key,
 );
+
+#[tokio::test]
+async fn a_url_picks_the_backend_and_an_unknown_scheme_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let path = dir.path().join("by-url.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()), &key)
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    put_secret(&store, "s", "v").await;
+    store.close().await;
+    let store = Store::open(&path, &key).await.unwrap();
+    assert_eq!(secret_text(&store, "s").await.as_deref(), Some("v"));
+    let err = Store::connect("mysql://root:hunter2@db/mail", &key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("postgres://"), "{err}");
+}
 
 const FILE: &str = r#"
 [[app]]
@@ -612,4 +634,33 @@ async fn token_store_keeps_refresh_tokens_and_sign_in_state(db: Fixture) {
     let meta = store.secrets().await.unwrap();
     assert_eq!(meta[0].kind, SecretKind::RefreshToken);
     assert!(meta[0].last_used_at.is_some(), "loading marks it used");
+}
+
+async fn instances_opening_a_new_database_together_agree_on_one_key(db: Fixture) {
+    let key = MasterKey::generate().unwrap();
+    let other = MasterKey::generate().unwrap();
+    // Same key: both open (migrations and the key check do not trip over each other).
+    let (a, b) = tokio::join!(db.open(&key), db.open(&key));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    put_secret(&a, "s", "from-a").await;
+    assert_eq!(secret_text(&b, "s").await.as_deref(), Some("from-a"));
+    a.close().await;
+    b.close().await;
+    assert!(matches!(
+        db.open(&other).await,
+        Err(StoreError::WrongMasterKey)
+    ));
+
+    // Different keys on a new database: exactly one of them becomes its key.
+    let fresh = match &db {
+        Fixture::Sqlite(_) => Fixture::sqlite(),
+        Fixture::Postgres(_) => Fixture::postgres(),
+    };
+    let (a, b) = tokio::join!(fresh.open(&key), fresh.open(&other));
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::WrongMasterKey)))
+        .count();
+    assert_eq!(refused, 1, "{a:?} {b:?}");
+    assert!(a.is_ok() || b.is_ok());
 }
