@@ -1,9 +1,9 @@
-//! The store: one type over two backends ([`crate::sqlite`], [`crate::postgres`]),
+//! The store: one type over two backends (`sqlite.rs`, `postgres.rs`),
 //! sealed secrets, account sign-in state, master-key rotation.
 //!
 //! Both backends run the same SQL: the subset SQLite and PostgreSQL share (`$n`
 //! parameters, `ON CONFLICT ... DO UPDATE`, `RETURNING`, `lower()`), written once and
-//! compiled for each pool by [`on_db!`]. Each backend owns its connection settings and
+//! compiled for each pool by `on_db!`. Each backend owns its connection settings and
 //! its migrations.
 
 use std::path::Path;
