@@ -1,25 +1,39 @@
 //! mailbridge-store: what mailbridge keeps between runs.
 //!
+//! One type, [`Store`], over two backends with the same behaviour and one test suite:
+//! SQLite ([`Store::open`], a file in WAL mode, the embedded default) and PostgreSQL
+//! ([`Store::connect`] with a `postgres://` URL, for several instances sharing one
+//! store). Both run the same SQL, each with its own connection settings and
+//! migrations (`migrations/sqlite`, `migrations/postgres`).
+//!
 //! Parts:
-//! - [`files`]: directories 0700 and files 0600 (database, `-wal`, `-shm`, key file,
-//!   passphrase salt) whatever the umask.
+//! - [`files`]: directories 0700 and files 0600 (database, `-wal`, `-shm`, `.lock`,
+//!   key file, passphrase salt) whatever the umask.
 //! - [`master_key`]: the master key, kept outside the database: from
 //!   `MAILBRIDGE_MASTER_KEY`, from a key file created on first run with mode 0600, or
 //!   derived from a passphrase with Argon2id.
 //! - [`sealed`]: sealing with XChaCha20-Poly1305 (random 192-bit nonce, the record id
 //!   as associated data), so a sealed value cannot be moved to another record.
-//! - [`store`]: the SQLite store (embedded default; PostgreSQL follows) with
-//!   migrations, sealed secrets, account sign-in state and master-key rotation;
-//!   [`token_store`]: the store as `mailbridge-auth`'s refresh-token store.
+//! - [`store`]: opening either backend, sealed secrets, account sign-in state and
+//!   master-key rotation; [`token_store`]: the store as `mailbridge-auth`'s
+//!   refresh-token store.
+//! - [`ids`]: the stable ids (UUIDs) of apps, accounts and providers, kept when a name
+//!   is edited; sign-in state and checkpoints are kept by account id.
 //! - [`records`]: apps, accounts and user-defined providers (their configuration
-//!   documents, without secrets) and each account folder's download checkpoint.
+//!   documents, without secrets), each account folder's download checkpoint, and
+//!   [`Store::import`], a batch written all or nothing.
 
 pub mod files;
+pub mod ids;
 pub mod master_key;
+mod postgres;
 pub mod records;
 pub mod sealed;
+mod sqlite;
 pub mod store;
 pub mod token_store;
 
+pub use ids::{AccountId, AppId, ProviderId};
 pub use master_key::MasterKey;
-pub use store::{AccountState, SecretKind, SecretMeta, Store, StoreError};
+pub use records::{Import, ImportSecret};
+pub use store::{AccountState, Backend, SecretKind, SecretMeta, Store, StoreError};

@@ -1,15 +1,20 @@
-//! The SQLite store: migrations, sealed secrets, master-key rotation.
+//! The store: one type over two backends (`sqlite.rs`, `postgres.rs`),
+//! sealed secrets, account sign-in state, master-key rotation.
+//!
+//! Both backends run the same SQL: the subset SQLite and PostgreSQL share (`$n`
+//! parameters, `ON CONFLICT ... DO UPDATE`, `RETURNING`, `lower()`), written once and
+//! compiled for each pool by `on_db!`. Each backend owns its connection settings and
+//! its migrations.
 
 use std::path::Path;
-use std::str::FromStr as _;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row as _;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 use time::OffsetDateTime;
 
+use crate::ids::AccountId;
 use crate::master_key::{MasterKey, RandomError};
 use crate::sealed::Sealer;
 
@@ -34,7 +39,7 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SecretKind::RefreshToken => "refresh-token",
             SecretKind::ClientSecret => "client-secret",
@@ -87,6 +92,22 @@ pub enum StoreError {
     Damaged { id: String },
     #[error(transparent)]
     Random(#[from] RandomError),
+    #[error(
+        "failed to connect to the PostgreSQL database {target}: check the URL, that the server runs and accepts this user"
+    )]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "unsupported database URL {target}: use a file path, sqlite://PATH or postgres://USER@HOST/DATABASE"
+    )]
+    UnsupportedUrl { target: String },
+    #[error("{kind} {name} exists already")]
+    Exists { kind: &'static str, name: String },
+    #[error("no {kind} with id {id}")]
+    NotFound { kind: &'static str, id: String },
     #[error("stored record {id} cannot be read")]
     Record {
         id: String,
@@ -95,18 +116,48 @@ pub enum StoreError {
     },
 }
 
-/// The store. Cheap to clone.
+/// The database behind a [`Store`].
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool; the body is written once and
+/// compiled for each backend.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// The store: SQLite (embedded, the default) or PostgreSQL (several instances), with
+/// the same behaviour. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) pool: SqlitePool,
+    pub(crate) db: Db,
     sealer: std::sync::Arc<std::sync::RwLock<Sealer>>,
     clock: std::sync::Arc<dyn mailbridge_types::Clock>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
     }
+}
+
+/// Which database a [`Store`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 pub(crate) fn unix(t: OffsetDateTime) -> i64 {
@@ -125,57 +176,63 @@ impl Store {
     /// The database file and its `-wal` and `-shm` files get mode 0600, and a missing
     /// parent directory is created 0700 ([`crate::files`]).
     pub async fn open(path: &Path, key: &MasterKey) -> Result<Self, StoreError> {
-        let file_err = |source| StoreError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            crate::files::create_private_dir(parent).map_err(file_err)?;
-        }
-        crate::files::create_private_file(path).map_err(file_err)?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        // Journals left by an older version keep their mode until tightened.
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let mut journal = path.as_os_str().to_owned();
-            journal.push(suffix);
-            crate::files::make_private(Path::new(&journal)).map_err(file_err)?;
-        }
-        Self::from_pool(pool, key).await
+        let pool = crate::sqlite::open(path).await?;
+        Self::with_db(Db::Sqlite(pool), key).await
     }
 
-    async fn from_pool(pool: SqlitePool, key: &MasterKey) -> Result<Self, StoreError> {
-        sqlx::migrate!("./migrations").run(&pool).await?;
+    /// Opens the store a URL names: `postgres://` (or `postgresql://`) for PostgreSQL,
+    /// `sqlite://PATH` (or `sqlite:PATH`) for SQLite; then as [`Store::open`]: runs the
+    /// backend's migrations and checks `key`.
+    pub async fn connect(url: &str, key: &MasterKey) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = crate::postgres::connect(url).await?;
+            return Self::with_db(Db::Postgres(pool), key).await;
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|p| !p.is_empty())
+        {
+            return Self::open(Path::new(path), key).await;
+        }
+        Err(StoreError::UnsupportedUrl {
+            target: crate::postgres::redacted(url),
+        })
+    }
+
+    async fn with_db(db: Db, key: &MasterKey) -> Result<Self, StoreError> {
         let sealer = Sealer::new(key);
-        let check: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
-            .bind(KEY_CHECK_ID)
-            .fetch_optional(&pool)
-            .await?;
-        match check {
-            Some(sealed) => match sealer.open(KEY_CHECK_ID, &sealed) {
-                Ok(text) if text == KEY_CHECK_TEXT => {}
-                _ => return Err(StoreError::WrongMasterKey),
-            },
-            None => {
-                sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
-                    .bind(KEY_CHECK_ID)
-                    .bind(sealer.seal(KEY_CHECK_ID, KEY_CHECK_TEXT)?)
-                    .execute(&pool)
-                    .await?;
-            }
+        // Two instances starting on a new database race here: the first check value
+        // written wins and both compare against it.
+        let fresh = sealer.seal(KEY_CHECK_ID, KEY_CHECK_TEXT)?;
+        let check: Vec<u8> = on_db!(&db, pool => {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(KEY_CHECK_ID)
+                .bind(fresh)
+                .execute(pool)
+                .await?;
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                .bind(KEY_CHECK_ID)
+                .fetch_one(pool)
+                .await?
+        });
+        match sealer.open(KEY_CHECK_ID, &check) {
+            Ok(text) if text == KEY_CHECK_TEXT => {}
+            _ => return Err(StoreError::WrongMasterKey),
         }
         Ok(Self {
-            pool,
+            db,
             sealer: std::sync::Arc::new(std::sync::RwLock::new(sealer)),
             clock: std::sync::Arc::new(mailbridge_types::SystemClock),
         })
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// Uses `clock` for timestamps (tests move it to age refresh tokens).
@@ -190,45 +247,75 @@ impl Store {
         self.clock.now()
     }
 
-    /// Records the sign-in state of an account.
+    /// Records the sign-in state of an account, by name. An account the store has no
+    /// configuration for (one from the configuration file) gets an id here.
     pub async fn set_account_state(
         &self,
         account: &str,
+        state: AccountState,
+    ) -> Result<(), StoreError> {
+        let id = self.account_id_or_register(account).await?;
+        self.set_account_state_by_id(id, state).await
+    }
+
+    /// Records the sign-in state of the account with this id.
+    pub async fn set_account_state_by_id(
+        &self,
+        account: AccountId,
         state: AccountState,
     ) -> Result<(), StoreError> {
         let (name, reason) = match &state {
             AccountState::SignedIn => ("signed-in", None),
             AccountState::NeedsSignIn { reason } => ("needs-sign-in", Some(reason.as_str())),
         };
-        sqlx::query(
-            "INSERT INTO account_state (account, state, reason, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT(account) DO UPDATE SET state = excluded.state, reason = excluded.reason,
-               updated_at = excluded.updated_at",
-        )
-        .bind(account)
-        .bind(name)
-        .bind(reason)
-        .bind(unix(self.now()))
-        .execute(&self.pool)
-        .await?;
+        let now = unix(self.now());
+        let done = on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO account_state (account_id, state, reason, updated_at)
+                 SELECT id, $2, $3, $4 FROM accounts WHERE id = $1
+                 ON CONFLICT (account_id) DO UPDATE SET state = excluded.state,
+                   reason = excluded.reason, updated_at = excluded.updated_at",
+            )
+            .bind(account.as_uuid())
+            .bind(name)
+            .bind(reason)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound {
+                kind: "account",
+                id: account.to_string(),
+            });
+        }
         Ok(())
     }
 
-    /// The sign-in state of an account; `None` when it never signed in.
+    /// The sign-in state of an account, by name; `None` when it never signed in.
     pub async fn account_state(&self, account: &str) -> Result<Option<AccountState>, StoreError> {
-        let row = sqlx::query("SELECT state, reason FROM account_state WHERE account = ?")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| {
-            let state: String = r.try_get("state").unwrap_or_default();
+        match self.account_id(account).await? {
+            Some(id) => self.account_state_by_id(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The sign-in state of the account with this id; `None` when it never signed in.
+    pub async fn account_state_by_id(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<AccountState>, StoreError> {
+        let row: Option<(String, Option<String>)> = on_db!(&self.db, pool => {
+            sqlx::query_as("SELECT state, reason FROM account_state WHERE account_id = $1")
+                .bind(account.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(state, reason)| {
             if state == "needs-sign-in" {
                 AccountState::NeedsSignIn {
-                    reason: r
-                        .try_get::<Option<String>, _>("reason")
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
+                    reason: reason.unwrap_or_default(),
                 }
             } else {
                 AccountState::SignedIn
@@ -238,14 +325,18 @@ impl Store {
 
     /// Forgets an account's sign-in state.
     pub async fn clear_account_state(&self, account: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM account_state WHERE account = ?")
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "DELETE FROM account_state WHERE account_id IN (SELECT id FROM accounts WHERE name = $1)",
+            )
             .bind(account)
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
+        });
         Ok(())
     }
 
-    fn seal(&self, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn seal_bytes(&self, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         let sealer = self
             .sealer
             .read()
@@ -253,7 +344,7 @@ impl Store {
         Ok(sealer.seal(id, plaintext)?)
     }
 
-    fn open_sealed(&self, id: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn open_sealed(&self, id: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         let sealer = self
             .sealer
             .read()
@@ -261,6 +352,15 @@ impl Store {
         sealer
             .open(id, sealed)
             .map_err(|_| StoreError::Damaged { id: id.to_owned() })
+    }
+
+    /// Seals `value` as the secret `id`.
+    pub(crate) fn seal_secret(
+        &self,
+        id: &str,
+        value: &SecretString,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.seal_bytes(id, value.expose_secret().as_bytes())
     }
 
     /// Stores (or replaces) a secret, sealed. The write is durable when this returns,
@@ -273,29 +373,28 @@ impl Store {
         expires_at: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let sealed = self.seal(id, value.expose_secret().as_bytes())?;
-        sqlx::query(
-            "INSERT INTO secrets (id, kind, sealed, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, sealed = excluded.sealed,
-               updated_at = excluded.updated_at, expires_at = excluded.expires_at",
-        )
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(sealed)
-        .bind(unix(now))
-        .bind(unix(now))
-        .bind(expires_at.map(unix))
-        .execute(&self.pool)
-        .await?;
+        let sealed = self.seal_secret(id, value)?;
+        on_db!(&self.db, pool => {
+            sqlx::query(PUT_SECRET)
+                .bind(id)
+                .bind(kind.as_str())
+                .bind(sealed)
+                .bind(unix(now))
+                .bind(expires_at.map(unix))
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// Opens a secret; `None` when there is none with that id.
     pub async fn get_secret(&self, id: &str) -> Result<Option<SecretString>, StoreError> {
-        let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT sealed FROM secrets WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let sealed: Option<Vec<u8>> = on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT sealed FROM secrets WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
         let Some(sealed) = sealed else {
             return Ok(None);
         };
@@ -307,46 +406,48 @@ impl Store {
 
     /// Records that a secret was used (refresh-token idle tracking).
     pub async fn touch_secret(&self, id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE secrets SET last_used_at = ? WHERE id = ?")
-            .bind(unix(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("UPDATE secrets SET last_used_at = $1 WHERE id = $2")
+                .bind(unix(now))
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// Removes a secret; true when it existed.
     pub async fn delete_secret(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM secrets WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let done = on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM secrets WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
     }
 
     /// Metadata of every secret, by id.
     pub async fn secrets(&self) -> Result<Vec<SecretMeta>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, created_at, updated_at, last_used_at, expires_at FROM secrets ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        type Meta = (String, String, i64, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Meta> = on_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT id, kind, created_at, updated_at, last_used_at, expires_at FROM secrets ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
+            .filter_map(|(id, kind, created, updated, used, expires)| {
                 Some(SecretMeta {
-                    id: r.try_get("id").ok()?,
-                    kind: SecretKind::parse(r.try_get::<String, _>("kind").ok()?.as_str())?,
-                    created_at: from_unix(r.try_get("created_at").ok()?),
-                    updated_at: from_unix(r.try_get("updated_at").ok()?),
-                    last_used_at: r
-                        .try_get::<Option<i64>, _>("last_used_at")
-                        .ok()?
-                        .map(from_unix),
-                    expires_at: r
-                        .try_get::<Option<i64>, _>("expires_at")
-                        .ok()?
-                        .map(from_unix),
+                    id,
+                    kind: SecretKind::parse(&kind)?,
+                    created_at: from_unix(created),
+                    updated_at: from_unix(updated),
+                    last_used_at: used.map(from_unix),
+                    expires_at: expires.map(from_unix),
                 })
             })
             .collect())
@@ -356,28 +457,31 @@ impl Store {
     /// Afterwards only `new_key` opens the database.
     pub async fn rotate_key(&self, new_key: &MasterKey) -> Result<usize, StoreError> {
         let new_sealer = Sealer::new(new_key);
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("SELECT id, sealed FROM secrets")
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut count = 0;
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let sealed: Vec<u8> = row.try_get("sealed")?;
-            let plain = zeroize::Zeroizing::new(self.open_sealed(&id, &sealed)?);
-            sqlx::query("UPDATE secrets SET sealed = ? WHERE id = ?")
-                .bind(new_sealer.seal(&id, &plain)?)
-                .bind(&id)
+        let count = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let rows = sqlx::query("SELECT id, sealed FROM secrets")
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut count = 0;
+            for row in rows {
+                let id: String = row.try_get("id")?;
+                let sealed: Vec<u8> = row.try_get("sealed")?;
+                let plain = zeroize::Zeroizing::new(self.open_sealed(&id, &sealed)?);
+                sqlx::query("UPDATE secrets SET sealed = $1 WHERE id = $2")
+                    .bind(new_sealer.seal(&id, &plain)?)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                count += 1;
+            }
+            sqlx::query("UPDATE meta SET value = $1 WHERE key = $2")
+                .bind(new_sealer.seal(KEY_CHECK_ID, KEY_CHECK_TEXT)?)
+                .bind(KEY_CHECK_ID)
                 .execute(&mut *tx)
                 .await?;
-            count += 1;
-        }
-        sqlx::query("UPDATE meta SET value = ? WHERE key = ?")
-            .bind(new_sealer.seal(KEY_CHECK_ID, KEY_CHECK_TEXT)?)
-            .bind(KEY_CHECK_ID)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            tx.commit().await?;
+            count
+        });
         *self
             .sealer
             .write()
@@ -385,11 +489,17 @@ impl Store {
         Ok(count)
     }
 
-    /// Closes the pool (flushes the WAL).
+    /// Closes the pool (for SQLite, flushes the WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(&self.db, pool => pool.close().await);
     }
 }
+
+/// Writes a sealed secret: `$1` id, `$2` kind, `$3` sealed, `$4` now, `$5` expires.
+pub(crate) const PUT_SECRET: &str =
+    "INSERT INTO secrets (id, kind, sealed, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $4, $5)
+     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sealed = excluded.sealed,
+       updated_at = excluded.updated_at, expires_at = excluded.expires_at";
 
 #[cfg(test)]
 mod tests {
@@ -433,56 +543,5 @@ mod tests {
         assert_eq!(meta.len(), 1);
         assert_eq!(meta[0].kind, SecretKind::RefreshToken);
         assert!(store.get_secret("missing").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn wrong_master_key_is_refused_and_rotation_switches_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("mailbridge.db");
-        let old = MasterKey::generate().unwrap();
-        let new = MasterKey::generate().unwrap();
-        let now = OffsetDateTime::now_utc();
-        let store = Store::open(&db, &old).await.unwrap();
-        for i in 0..3 {
-            store
-                .put_secret(
-                    &format!("s{i}"),
-                    SecretKind::Password,
-                    &SecretString::from(format!("pw{i}")),
-                    None,
-                    now,
-                )
-                .await
-                .unwrap();
-        }
-        assert!(matches!(
-            Store::open(&db, &new).await,
-            Err(StoreError::WrongMasterKey)
-        ));
-        assert_eq!(store.rotate_key(&new).await.unwrap(), 3);
-        assert_eq!(
-            store
-                .get_secret("s2")
-                .await
-                .unwrap()
-                .unwrap()
-                .expose_secret(),
-            "pw2"
-        );
-        store.close().await;
-        assert!(matches!(
-            Store::open(&db, &old).await,
-            Err(StoreError::WrongMasterKey)
-        ));
-        let reopened = Store::open(&db, &new).await.unwrap();
-        assert_eq!(
-            reopened
-                .get_secret("s0")
-                .await
-                .unwrap()
-                .unwrap()
-                .expose_secret(),
-            "pw0"
-        );
     }
 }

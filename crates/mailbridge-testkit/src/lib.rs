@@ -21,6 +21,8 @@
 //!   on free loopback ports with the per-run test CA; [`mailstore`]: the one mail store
 //!   (Dovecot) that Graph and EWS read and write.
 //! - [`memory`]: peak memory of a piece of work, measured in a child process.
+//! - [`postgres`]: a private PostgreSQL cluster per test process (free loopback port,
+//!   temporary directory, a fresh database per test, stopped when the process ends).
 //! - [`hostile`]: scripted hostile servers (a byte script per connection: greet, answer,
 //!   never stop talking, stall, close) for the bounds tests of every client.
 
@@ -38,6 +40,7 @@ pub mod mailservers;
 pub mod mailstore;
 pub mod memory;
 pub mod model;
+pub mod postgres;
 pub mod robot;
 pub mod sandbox;
 pub mod server;

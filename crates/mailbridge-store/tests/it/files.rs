@@ -63,7 +63,12 @@ async fn data_directory_database_and_its_journals_are_private_under_umask_022() 
         .unwrap();
     assert_eq!(mode(&dir.path().join("share")), 0o700);
     assert_eq!(mode(&data), 0o700);
-    for name in ["mailbridge.db", "mailbridge.db-wal", "mailbridge.db-shm"] {
+    for name in [
+        "mailbridge.db",
+        "mailbridge.db-wal",
+        "mailbridge.db-shm",
+        "mailbridge.db.lock",
+    ] {
         assert_eq!(mode(&data.join(name)), 0o600, "{name}");
     }
     store.close().await;

@@ -3,6 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(unix)]
+mod files;
+mod migration;
+mod suite;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,6 +200,3 @@ async fn rotated_refresh_token_survives_a_restart_and_nothing_secret_is_on_disk(
     // The master key is not in the database either.
     assert!(!contains(&bytes, key.to_base64().expose_secret()));
 }
-#[cfg(unix)]
-mod files;
-mod records;
