@@ -126,3 +126,78 @@ impl<S: TokenStore + 'static> TokenSource for AccountTokens<S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::{Authority, TenantSegment};
+    use crate::cache::RetryPolicy;
+    use crate::client::{App, HttpOptions, TokenClient};
+    use crate::credential::ClientCredential;
+    use crate::session::StoreFailure;
+    use secrecy::ExposeSecret;
+
+    struct NoStore;
+
+    impl TokenStore for NoStore {
+        async fn load_refresh_token(&self, _: &str) -> Result<Option<SecretString>, StoreFailure> {
+            Ok(None)
+        }
+        async fn save_refresh_token(&self, _: &str, _: &SecretString) -> Result<(), StoreFailure> {
+            Ok(())
+        }
+        async fn mark_needs_sign_in(&self, _: &str, _: &str) -> Result<(), StoreFailure> {
+            Ok(())
+        }
+        async fn mark_signed_in(&self, _: &str) -> Result<(), StoreFailure> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_token_is_handed_out_as_is_and_never_replaced() {
+        let source = fixed(SecretString::from("eyJ.fixed-token-value"));
+        assert_eq!(
+            source.token().await.unwrap().expose_secret(),
+            "eyJ.fixed-token-value"
+        );
+        let rejected = SecretString::from("eyJ.fixed-token-value");
+        assert!(
+            source
+                .refresh_after_rejection(&rejected)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(!format!("{source:?}").contains("fixed-token-value"));
+    }
+
+    #[test]
+    fn account_tokens_show_the_account_and_never_a_secret() {
+        let sessions = Sessions::new(
+            TokenClient::new(&HttpOptions::default()).unwrap(),
+            Arc::new(NoStore),
+            RetryPolicy::default(),
+        );
+        let tokens = AccountTokens::new(
+            Arc::new(sessions),
+            AccountSignIn {
+                account: "helpdesk".into(),
+                app: App {
+                    client_id: "6731de76-14a6-49ae-97bc-6eba6914391e".into(),
+                    credential: ClientCredential::Secret(SecretString::from("app-secret-value")),
+                },
+                authority: Authority::new(
+                    "https://login.microsoftonline.com",
+                    TenantSegment::parse("contoso.example").unwrap(),
+                )
+                .unwrap(),
+                scopes: vec!["https://graph.microsoft.com/.default".into()],
+                delegated: false,
+            },
+        );
+        let shown = format!("{tokens:?}");
+        assert!(shown.contains("helpdesk"), "{shown}");
+        assert!(!shown.contains("app-secret-value"), "{shown}");
+    }
+}

@@ -27,7 +27,7 @@ use mailbridge_testkit::model::{
 use mailbridge_testkit::{Emulator, EmulatorServer};
 use mailbridge_types::config::Transport;
 use mailbridge_types::{ErrorClass, OffsetClock};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 const ALICE: &str = "alice@contoso.example";
 const BOB: &str = "bob@contoso.example";
@@ -214,6 +214,17 @@ async fn graph_and_ews_mailboxes_and_senders_outlive_their_first_token() {
     let mut ews_sender = EwsSender::new(w.ews_client(), World::ews_auth(ews_tokens.clone()));
     // What mailbridge did before: one token, held. It is the control.
     let held = sessions_token(&graph_tokens).await;
+    // Whatever holds a source never shows its token.
+    for shown in [
+        format!("{graph_tokens:?}"),
+        format!("{graph:?}"),
+        format!("{ews:?}"),
+        format!("{graph_sender:?}"),
+        format!("{ews_sender:?}"),
+    ] {
+        assert!(!shown.contains(held.expose_secret()), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
     let mut fixed_graph = GraphMailboxAccess::new(
         w.graph_client(),
         GraphTarget::User(ALICE.into()),
