@@ -18,7 +18,7 @@ use mailbridge_ews::{EwsAuth, EwsClient, EwsConfig};
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphTarget};
 use mailbridge_mailbox::compose::{Address, Message};
 use mailbridge_mailbox::mailbox::{Checkpoint, EwsMailbox, GraphMailboxAccess, Mailbox as _};
-use mailbridge_mailbox::send::{EwsSender, GraphSender, Outgoing, Sender as _};
+use mailbridge_mailbox::send::{EwsSender, GraphSender, Outgoing, Sender as _, SmtpSender};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{
@@ -41,7 +41,7 @@ struct World {
     tenant_clock: Arc<OffsetClock>,
     /// Ours (the token cache's).
     our_clock: Arc<OffsetClock>,
-    _mail: MailServers,
+    mail: MailServers,
     app: AppRegistration,
 }
 
@@ -55,6 +55,11 @@ async fn world() -> World {
             Api::ExchangeOnline,
             PermissionKind::Application,
             "full_access_as_app",
+        )
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "SMTP.SendAsApp",
         )
         .consented();
     let sp = app.service_principal_id.to_string();
@@ -86,7 +91,7 @@ async fn world() -> World {
         emulator,
         tenant_clock,
         our_clock: Arc::new(OffsetClock::new()),
-        _mail: mail,
+        mail,
         app,
     }
 }
@@ -417,4 +422,48 @@ async fn ews_error(mut ews: EwsMailbox) -> (ErrorClass, String) {
         .await
         .unwrap_err();
     (err.class, err.message)
+}
+
+#[tokio::test]
+async fn an_smtp_sender_signs_in_with_a_token_current_at_connection_time() {
+    let w = world().await;
+    let sessions = w.sessions();
+    let tokens = w.tokens(&sessions, Transport::Smtp);
+    let addr = w.mail.submission();
+    let mut config = mailbridge_smtp::SmtpConfig::new(
+        &addr.ip().to_string(),
+        addr.port(),
+        mailbridge_smtp::TlsMode::StartTls,
+    );
+    config.trust = mailbridge_tls::TlsSettings {
+        extra_ca_pem: Some(w.mail.ca_pem().to_owned()),
+        server_name: Some(w.mail.tls_name().to_owned()),
+        pin: None,
+    };
+    // The sender is made, and the account's token fetched, now...
+    let held = tokens.token().await.unwrap();
+    let mut sender = SmtpSender::with_tokens(config.clone(), ALICE.into(), tokens.clone());
+    let mut held_sender = SmtpSender::new(
+        config,
+        Some(mailbridge_smtp::Credentials::XOAuth2 {
+            user: ALICE.into(),
+            token: held,
+        }),
+    );
+    assert_eq!(w.token_requests(), 1);
+    // ...and it connects an hour later, when that token has expired.
+    w.time_passes(time::Duration::minutes(61));
+    sender
+        .send(Outgoing::Message(&note("over SMTP")))
+        .await
+        .unwrap();
+    assert_eq!(w.token_requests(), 2, "a token current at connection time");
+    // The token held since is refused (the control): Exchange's 535 5.7.3 does not
+    // say "expired", so a held token would have read as a setup mistake.
+    let err = held_sender
+        .send(Outgoing::Message(&note("too late")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Misconfigured, "{}", err.message);
+    assert!(err.message.contains("refused the token"), "{}", err.message);
 }
