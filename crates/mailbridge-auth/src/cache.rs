@@ -6,6 +6,9 @@
 //!   to the still-valid token when the refresh fails;
 //! - single flight per key: concurrent callers wait for one request to the token
 //!   endpoint and share its answer;
+//! - a token a resource rejected (HTTP 401) is replaced once: callers that hand back
+//!   the same rejected token together cause one request, and one that hands back a
+//!   token already replaced gets the replacement ([`TokenCache::replace_rejected`]);
 //! - throttled or transient failures are retried a bounded number of times with
 //!   backoff (honouring `Retry-After`, also on 5xx answers; a `Retry-After` longer
 //!   than the policy's longest wait is returned, not cut short), never in a tight loop.
@@ -160,6 +163,55 @@ impl TokenCache {
                 Some((token, _)) => Ok(token),
                 None => Err(e),
             },
+        }
+    }
+
+    /// A new access token for `key` after a resource rejected `rejected` (HTTP 401)
+    /// though it looked valid. When the cached token is no longer `rejected` (another
+    /// caller replaced it meanwhile) and is still valid, that one is returned without a
+    /// request; otherwise `fetch` is called (single flight, with retries), whatever the
+    /// cached expiry says. On failure the rejected token is forgotten, so it is not
+    /// handed out again.
+    pub async fn replace_rejected<F, Fut>(
+        &self,
+        key: &CacheKey,
+        rejected: &SecretString,
+        mut fetch: F,
+    ) -> Result<SecretString, AuthError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<TokenSet, AuthError>>,
+    {
+        let slot = self.slot(key);
+        let mut guard = slot.lock().await;
+        let now = self.clock.now();
+        if let Some(c) = guard.as_ref()
+            && c.access_token.expose_secret() != rejected.expose_secret()
+            && now < c.expires_at - EXPIRY_MARGIN
+        {
+            return Ok(SecretString::from(
+                c.access_token.expose_secret().to_owned(),
+            ));
+        }
+        match self.fetch_with_retry(&mut fetch).await {
+            Ok(set) => {
+                let token = SecretString::from(set.access_token.expose_secret().to_owned());
+                *guard = Some(Cached {
+                    access_token: set.access_token,
+                    expires_at: set.expires_at,
+                    refresh_at: set.refresh_at,
+                });
+                Ok(token)
+            }
+            Err(e) => {
+                if guard
+                    .as_ref()
+                    .is_some_and(|c| c.access_token.expose_secret() == rejected.expose_secret())
+                {
+                    *guard = None;
+                }
+                Err(e)
+            }
         }
     }
 
@@ -358,6 +410,89 @@ mod tests {
             .unwrap_err();
         assert!(err.class().is_retryable());
         assert_eq!(calls3.load(Ordering::SeqCst), 3, "bounded retries");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_replaced_once_for_all_who_hand_it_back() {
+        let clock = Arc::new(OffsetClock::new());
+        let cache = Arc::new(TokenCache::new(clock.clone(), fast()));
+        let key = CacheKey::new("a", "c", "x", &[]);
+        let calls = Arc::new(AtomicU32::new(0));
+        let fetch = {
+            let (calls, clock) = (calls.clone(), clock.clone());
+            move || {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let s = set(&clock, &format!("t{n}"), 3600);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Ok(s)
+                }
+            }
+        };
+        let first = cache.get_or_fetch(&key, fetch.clone()).await.unwrap();
+        assert_eq!(first.expose_secret(), "t0");
+        // Twenty callers were refused with t0 at once: one request, one new token.
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (cache, key, fetch) = (cache.clone(), key.clone(), fetch.clone());
+            let rejected = SecretString::from("t0");
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .replace_rejected(&key, &rejected, fetch)
+                    .await
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "t1");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // The replacement is what everyone gets now; t1 rejected in turn is replaced.
+        let now = cache.get_or_fetch(&key, fetch.clone()).await.unwrap();
+        assert_eq!(now.expose_secret(), "t1");
+        let next = cache
+            .replace_rejected(&key, &SecretString::from("t1"), fetch.clone())
+            .await
+            .unwrap();
+        assert_eq!(next.expose_secret(), "t2");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_not_handed_out_again_when_no_new_one_comes() {
+        let clock = Arc::new(OffsetClock::new());
+        let cache = TokenCache::new(clock.clone(), fast());
+        let key = CacheKey::new("a", "c", "x", &[]);
+        cache
+            .get_or_fetch(&key, || {
+                let s = set(&clock, "old", 3600);
+                async move { Ok(s) }
+            })
+            .await
+            .unwrap();
+        let err = cache
+            .replace_rejected(&key, &SecretString::from("old"), || async {
+                Err(AuthError::Status {
+                    status: 400,
+                    retry_after: None,
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        let calls = AtomicU32::new(0);
+        let t = cache
+            .get_or_fetch(&key, || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let s = set(&clock, "new", 3600);
+                async move { Ok(s) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(t.expose_secret(), "new");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

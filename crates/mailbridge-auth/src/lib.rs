@@ -10,6 +10,9 @@
 //! - [`cache`]: the access-token cache (5-minute margin, `refresh_in`, single flight,
 //!   bounded backoff); [`session`]: tokens per account with refresh-token rotation
 //!   persisted through a [`session::TokenStore`], and "needs sign-in" marking;
+//!   [`source`]: [`source::TokenSource`], what every transport holds instead of a
+//!   token (an account's tokens from the sessions, refreshed before expiry and once
+//!   after a 401, or a fixed token);
 //!   [`interactive`]: PKCE, the loopback browser sign-in and paste-the-URL.
 //! - [`claims`]: an access token's claims read without trusting them, to name the
 //!   missing admin consent or the wrong scope.
@@ -27,4 +30,5 @@ pub mod diagnosis;
 pub mod interactive;
 pub mod scopes;
 pub mod session;
+pub mod source;
 pub mod token;

@@ -103,16 +103,46 @@ impl<S: TokenStore> Sessions<S> {
         let key = Self::key(sign_in);
         let result = self
             .cache
-            .get_or_fetch(&key, || async {
-                if sign_in.delegated {
-                    self.refresh(sign_in).await
-                } else {
-                    self.client
-                        .client_credentials(&sign_in.app, &sign_in.authority, &sign_in.scopes)
-                        .await
-                }
-            })
+            .get_or_fetch(&key, || self.request(sign_in))
             .await;
+        self.note_failure(sign_in, result).await
+    }
+
+    /// A new access token for the account after a resource refused `rejected` with
+    /// HTTP 401 although it had not expired by our clock (revoked, the server's clock
+    /// ahead, a policy change). Callers refused with the same token together cause one
+    /// token request; one whose token was already replaced gets the replacement.
+    pub async fn replace_rejected(
+        &self,
+        sign_in: &AccountSignIn,
+        rejected: &SecretString,
+    ) -> Result<SecretString, AuthError> {
+        let key = Self::key(sign_in);
+        let result = self
+            .cache
+            .replace_rejected(&key, rejected, || self.request(sign_in))
+            .await;
+        self.note_failure(sign_in, result).await
+    }
+
+    /// One token request: client credentials, or the stored refresh token.
+    async fn request(&self, sign_in: &AccountSignIn) -> Result<TokenSet, AuthError> {
+        if sign_in.delegated {
+            self.refresh(sign_in).await
+        } else {
+            self.client
+                .client_credentials(&sign_in.app, &sign_in.authority, &sign_in.scopes)
+                .await
+        }
+    }
+
+    /// Marks a delegated account "needs sign-in" when `result` says only a person can
+    /// fix it.
+    async fn note_failure(
+        &self,
+        sign_in: &AccountSignIn,
+        result: Result<SecretString, AuthError>,
+    ) -> Result<SecretString, AuthError> {
         if let Err(e) = &result
             && sign_in.delegated
             && e.class() == ErrorClass::NeedsSignIn

@@ -12,6 +12,7 @@ use mailbridge_auth::credential::{AssertionAlgorithm, CertificateCredential, Cli
 use mailbridge_auth::scopes::{Grant, scopes_for};
 use mailbridge_auth::session::AccountSignIn;
 use mailbridge_auth::session::Sessions;
+use mailbridge_auth::source::{AccountTokens, TokenSource};
 use mailbridge_mailbox::send::SenderSignIn;
 use mailbridge_store::{MasterKey, Store};
 use mailbridge_types::config::{
@@ -293,8 +294,10 @@ pub async fn lookup_account(
     Ok((account.clone(), app))
 }
 
-/// Signs the account in for `transport` now: its stored password, or an access token
-/// (cached, refreshed or requested). What the send API and `open_incoming` take.
+/// Signs the account in for `transport` now: its stored password, or a token source
+/// over the store's sessions whose first token is requested now (so a sign-in problem
+/// is reported before any connection); later tokens come from the source as the
+/// first one expires or is refused. What the send API and `open_incoming` take.
 pub async fn sign_in_now(
     store: &Store,
     account: &AccountConfig,
@@ -318,7 +321,9 @@ pub async fn sign_in_now(
         (method, Some(app)) => {
             let spec = account_sign_in(account, app, store, transport).await?;
             let sessions = Sessions::new(token_client(app)?, shared(store), RetryPolicy::default());
-            let token = sessions.access_token(&spec).await.map_err(|e| {
+            let tokens: Arc<dyn TokenSource> =
+                Arc::new(AccountTokens::new(Arc::new(sessions), spec));
+            tokens.token().await.map_err(|e| {
                 anyhow::anyhow!(
                     "could not get a token for account {} [{}]: {}",
                     account.name,
@@ -327,9 +332,9 @@ pub async fn sign_in_now(
                 )
             })?;
             Ok(if method == SignInMethod::AppOnly {
-                SenderSignIn::AppOnly(token)
+                SenderSignIn::AppOnly(tokens)
             } else {
-                SenderSignIn::Delegated(token)
+                SenderSignIn::Delegated(tokens)
             })
         }
         (_, None) => bail!("account {} has no app to sign in with", account.name),

@@ -1,9 +1,12 @@
 //! The EWS client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use mailbridge_auth::source::TokenSource;
+use mailbridge_auth::token::AuthError;
 use mailbridge_http::{ForeignUrl, check_origin, redact};
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::Limits;
@@ -78,14 +81,16 @@ impl EwsConfig {
     }
 }
 
-/// How requests are authorised.
+/// How requests are authorised. A token comes from its source before each request
+/// (so a long-lived mailbox outlives its first token); a 401 gets one retry with the
+/// token the source replaces it with.
 pub enum EwsAuth {
-    /// A delegated token: the user's own mailbox (or one it has FullAccess on).
-    Bearer { token: SecretString },
-    /// An app-only token (`full_access_as_app`) acting on `mailbox` through
+    /// Delegated tokens: the user's own mailbox (or one it has FullAccess on).
+    Bearer { token: Arc<dyn TokenSource> },
+    /// App-only tokens (`full_access_as_app`) acting on `mailbox` through
     /// `ExchangeImpersonation` and `X-AnchorMailbox`.
     AppOnly {
-        token: SecretString,
+        token: Arc<dyn TokenSource>,
         mailbox: String,
     },
     /// Basic, for on-premises Exchange.
@@ -122,6 +127,9 @@ pub enum EwsError {
         #[source]
         source: reqwest::Error,
     },
+    /// No access token could be had for the request (the class is the sign-in's).
+    #[error("no access token for EWS")]
+    Token(#[source] AuthError),
     #[error("EWS refused the credentials (HTTP 401{}). {}", diagnostics.as_deref().map(|d| format!(", {d}")).unwrap_or_default(), unauthorized_fix(diagnostics.as_deref()))]
     Unauthorized { diagnostics: Option<String> },
     #[error("EWS answered {code}: {message}. {}", response_fix(code))]
@@ -206,6 +214,7 @@ impl EwsError {
             }
             EwsError::Redirected(_) | EwsError::BadEndpoint(_) => ErrorClass::Misconfigured,
             EwsError::LimitExceeded { .. } => ErrorClass::LimitExceeded,
+            EwsError::Token(e) => e.class(),
             EwsError::Unauthorized { diagnostics } => {
                 match diagnostics.as_deref().and_then(|d| d.split(';').next()) {
                     Some("2000008") => ErrorClass::NeedsAdmin,
@@ -386,29 +395,55 @@ impl EwsClient {
 
     /// Posts `envelope` with the credentials, following redirects only on the EWS
     /// URL's own scheme, host and port (a redirect elsewhere is an error naming both);
-    /// a 401 is read from `x-ms-diagnostics`.
+    /// a 401 to a token is retried once with the token its source replaces it with,
+    /// and a 401 that stays is read from `x-ms-diagnostics`.
     async fn post(&self, auth: &EwsAuth, envelope: &str) -> Result<reqwest::Response, EwsError> {
+        let source = match auth {
+            EwsAuth::Bearer { token } | EwsAuth::AppOnly { token, .. } => Some(token),
+            EwsAuth::Basic { .. } => None,
+        };
+        let mut bearer = match source {
+            Some(source) => Some(source.token().await.map_err(EwsError::Token)?),
+            None => None,
+        };
+        let mut replaced = false;
         let mut url = self.origin.clone();
-        for _ in 0..=MAX_REDIRECTS {
+        let mut redirects = 0;
+        while redirects <= MAX_REDIRECTS {
             let mut request = self
                 .http
                 .post(url.clone())
                 .header("content-type", "text/xml; charset=utf-8")
                 .body(envelope.to_owned());
-            request = match auth {
-                EwsAuth::Bearer { token } => request.bearer_auth(token.expose_secret()),
-                EwsAuth::AppOnly { token, mailbox } => request
-                    .bearer_auth(token.expose_secret())
+            request = match (auth, &bearer) {
+                (EwsAuth::AppOnly { mailbox, .. }, Some(bearer)) => request
+                    .bearer_auth(bearer.expose_secret())
                     .header("X-AnchorMailbox", mailbox),
-                EwsAuth::Basic { user, password } => {
+                (_, Some(bearer)) => request.bearer_auth(bearer.expose_secret()),
+                (EwsAuth::Basic { user, password }, None) => {
                     request.basic_auth(user, Some(password.expose_secret()))
                 }
+                (_, None) => request,
             };
             let response = request
                 .send()
                 .await
                 .map_err(|source| http_error(url.as_str(), source))?;
             let status = response.status();
+            // A token refused before its time (revoked, the server's clock ahead of
+            // ours): once, a new one from the source; a second 401 is the answer.
+            if status.as_u16() == 401
+                && !replaced
+                && let (Some(source), Some(rejected)) = (source, &bearer)
+                && let Some(fresh) = source
+                    .refresh_after_rejection(rejected)
+                    .await
+                    .map_err(EwsError::Token)?
+            {
+                bearer = Some(fresh);
+                replaced = true;
+                continue;
+            }
             if status.as_u16() == 401 {
                 let diagnostics = response
                     .headers()
@@ -431,6 +466,7 @@ impl EwsClient {
                 })
             })?;
             url = check_origin(&self.origin, target.as_str())?;
+            redirects += 1;
         }
         Err(EwsError::Protocol(format!(
             "EWS at {} redirected more than {MAX_REDIRECTS} times",

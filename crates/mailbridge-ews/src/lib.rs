@@ -12,7 +12,9 @@
 //!   (InternetMessageHeaders),
 //!   UpdateItem (IsRead), MoveItem, DeleteItem and CreateItem (send with or without a
 //!   copy); bearer tokens with `ExchangeImpersonation` + `X-AnchorMailbox` for
-//!   app-only, or Basic for on-premises; `ErrorServerBusy` retried after its
+//!   app-only, or Basic for on-premises; tokens come from a
+//!   [`TokenSource`](mailbridge_auth::source::TokenSource) before each request, and a
+//!   401 is retried once with the token the source replaces the refused one with; `ErrorServerBusy` retried after its
 //!   `BackOffMilliseconds`; 401 answers read from `x-ms-diagnostics`; answers read
 //!   with a bound ([`client::MAX_ANSWER`], [`client::MAX_MIME_ANSWER`] for GetItem
 //!   with MimeContent).

@@ -7,9 +7,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt as _;
+use mailbridge_auth::source::TokenSource;
+use mailbridge_auth::token::AuthError;
 use mailbridge_http::{BodyError, ForeignUrl, bounded_body, check_origin, redact};
 use mailbridge_types::config::Limits;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::Semaphore;
@@ -153,6 +155,10 @@ pub enum ClientError {
     },
     #[error("Microsoft Graph sent an answer mailbridge does not understand: {0}")]
     Protocol(String),
+    /// No access token could be had for the request (the class is the sign-in's: a
+    /// withdrawn consent needs a person, a token endpoint down is transient).
+    #[error("no access token for Microsoft Graph")]
+    Token(#[source] AuthError),
     /// The configured Graph root is not a URL.
     #[error("{0}")]
     BadEndpoint(String),
@@ -169,6 +175,7 @@ impl ClientError {
                 mailbridge_types::ErrorClass::Misconfigured
             }
             ClientError::LimitExceeded { .. } => mailbridge_types::ErrorClass::LimitExceeded,
+            ClientError::Token(e) => e.class(),
             ClientError::Http { .. } | ClientError::Protocol(_) | ClientError::Sink(_) => {
                 mailbridge_types::ErrorClass::Transient
             }
@@ -243,12 +250,13 @@ impl GraphClient {
             .clone()
     }
 
-    /// Sends a request built by `build`, at most N in flight per mailbox, retrying
-    /// throttled and transient answers after `Retry-After` (bounded).
+    /// Sends a request built by `build` with a token from `token`, at most N in flight
+    /// per mailbox, retrying throttled and transient answers after `Retry-After`
+    /// (bounded), and a 401 once with a token the source replaced it with.
     async fn send(
         &self,
         mailbox: &Mailbox,
-        token: &SecretString,
+        token: &dyn TokenSource,
         url: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
@@ -260,10 +268,14 @@ impl GraphClient {
     async fn send_with(
         &self,
         mailbox: &Mailbox,
-        token: Option<&SecretString>,
+        token: Option<&dyn TokenSource>,
         url: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
+        let mut bearer = match token {
+            Some(source) => Some(source.token().await.map_err(ClientError::Token)?),
+            None => None,
+        };
         let limiter = self.limiter(mailbox);
         let _permit = limiter
             .acquire_owned()
@@ -271,10 +283,11 @@ impl GraphClient {
             .map_err(|_| ClientError::Protocol("limiter closed".into()))?;
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(500);
+        let mut replaced = false;
         loop {
             let mut request = build(&self.http);
-            if let Some(token) = token {
-                request = request.bearer_auth(token.expose_secret());
+            if let Some(bearer) = &bearer {
+                request = request.bearer_auth(bearer.expose_secret());
             }
             let response = request
                 .send()
@@ -283,6 +296,20 @@ impl GraphClient {
             let status = response.status().as_u16();
             if status < 400 {
                 return Ok(response);
+            }
+            // A token refused before its time (revoked, Graph's clock ahead of ours):
+            // once, a new one from the source; a second 401 is the answer.
+            if status == 401
+                && !replaced
+                && let (Some(source), Some(rejected)) = (token, &bearer)
+                && let Some(fresh) = source
+                    .refresh_after_rejection(rejected)
+                    .await
+                    .map_err(ClientError::Token)?
+            {
+                bearer = Some(fresh);
+                replaced = true;
+                continue;
             }
             let retry_after = response
                 .headers()
@@ -315,7 +342,7 @@ impl GraphClient {
     async fn json(
         &self,
         mailbox: &Mailbox,
-        token: &SecretString,
+        token: &dyn TokenSource,
         url: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Value, ClientError> {
@@ -337,7 +364,7 @@ impl GraphClient {
     async fn body(
         &self,
         mailbox: &Mailbox,
-        token: &SecretString,
+        token: &dyn TokenSource,
         url: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, ClientError> {
@@ -380,7 +407,7 @@ impl GraphClient {
     /// origin, as must the links the page hands out).
     pub async fn delta(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         folder: &str,
         from: Option<&str>,
@@ -400,7 +427,7 @@ impl GraphClient {
     /// <https://learn.microsoft.com/graph/delta-query-messages>
     pub async fn delta_received_since(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         folder: &str,
         since: &str,
@@ -427,7 +454,7 @@ impl GraphClient {
 
     async fn delta_page(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         url: String,
         page_size: u32,
@@ -468,7 +495,7 @@ impl GraphClient {
     /// on the root's origin.
     pub async fn delta_round(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         folder: &str,
         from: Option<&str>,
@@ -528,7 +555,7 @@ impl GraphClient {
     /// all, as long as its bytes keep coming (each read has the client's timeout).
     pub async fn fetch_mime<W: AsyncWrite + Unpin>(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         id: &str,
         sink: &mut W,
@@ -569,7 +596,7 @@ impl GraphClient {
     /// Marks a message read or unread.
     pub async fn set_read(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         id: &str,
         read: bool,
@@ -584,7 +611,7 @@ impl GraphClient {
     /// Moves a message to a folder (id or well-known name); the moved message's new id.
     pub async fn move_to(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         id: &str,
         destination: &str,
@@ -600,7 +627,7 @@ impl GraphClient {
     /// Deletes a message (to Deleted Items, as Graph does).
     pub async fn delete(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         id: &str,
     ) -> Result<(), ClientError> {
@@ -614,7 +641,7 @@ impl GraphClient {
     /// Graph accepts up to about 4 MB; a copy goes to Sent Items.
     pub async fn send_mime(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         mime: &[u8],
     ) -> Result<(), ClientError> {
@@ -635,7 +662,7 @@ impl GraphClient {
     /// <https://learn.microsoft.com/graph/api/user-post-messages>
     pub async fn create_draft(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         message: &Value,
     ) -> Result<Draft, ClientError> {
@@ -656,7 +683,7 @@ impl GraphClient {
     /// <https://learn.microsoft.com/graph/api/message-post-attachments>
     pub async fn add_attachment(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         message_id: &str,
         name: &str,
@@ -681,7 +708,7 @@ impl GraphClient {
     /// <https://learn.microsoft.com/graph/api/attachment-createuploadsession>
     pub async fn create_upload_session(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         message_id: &str,
         name: &str,
@@ -750,7 +777,7 @@ impl GraphClient {
     /// <https://learn.microsoft.com/graph/api/message-send>
     pub async fn send_draft(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         message_id: &str,
     ) -> Result<(), ClientError> {

@@ -11,6 +11,9 @@
 //!   mark read, move, delete; `sendMail` with MIME; drafts, attachments and upload
 //!   sessions (chunks without the Graph token), sending a draft; at most 4 requests in flight per
 //!   mailbox and 429/503 retried after `Retry-After`, a bounded number of times.
+//!   Every method takes a [`TokenSource`](mailbridge_auth::source::TokenSource), not a
+//!   token: it is asked before each request, and a 401 is retried once with the token
+//!   the source replaces the refused one with (a second 401 is the error).
 
 pub mod client;
 pub mod error;

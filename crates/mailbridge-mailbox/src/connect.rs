@@ -7,10 +7,13 @@ use mailbridge_pop3::{Pop3Client, Pop3Config};
 use mailbridge_tls::TlsSettings;
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::{AccountConfig, EndpointConfig, SignInMethod, Transport};
+use std::sync::Arc;
+
+use mailbridge_auth::source::TokenSource;
 use secrecy::SecretString;
 use tokio::io::AsyncWrite;
 
-use crate::send::SenderSignIn;
+use crate::send::{SenderSignIn, token_error};
 
 use crate::mailbox::{
     Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError, MessageRef,
@@ -23,7 +26,7 @@ enum Credential {
         user: String,
         password: SecretString,
     },
-    Token(SecretString),
+    Token(Arc<dyn TokenSource>),
 }
 
 /// Any transport's mailbox.
@@ -186,9 +189,9 @@ pub async fn open_incoming(
                 Credential::Password { user, password } => {
                     mailbridge_imap::Credentials::Login { user, password }
                 }
-                Credential::Token(token) => mailbridge_imap::Credentials::XOAuth2 {
+                Credential::Token(tokens) => mailbridge_imap::Credentials::XOAuth2 {
                     user: Identity::of(account).login,
-                    token,
+                    token: tokens.token().await.map_err(|e| token_error(&e))?,
                 },
             };
             client.authenticate(&credentials).await?;
@@ -203,9 +206,9 @@ pub async fn open_incoming(
                 Credential::Password { user, password } => {
                     mailbridge_pop3::Credentials::UserPass { user, password }
                 }
-                Credential::Token(token) => mailbridge_pop3::Credentials::XOAuth2 {
+                Credential::Token(tokens) => mailbridge_pop3::Credentials::XOAuth2 {
                     user: Identity::of(account).login,
-                    token,
+                    token: tokens.token().await.map_err(|e| token_error(&e))?,
                 },
             };
             client.authenticate(&credentials).await?;

@@ -13,11 +13,12 @@
 //! [`Mailbox::new_since`] from it goes on with what arrives next.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use mailbridge_auth::source::TokenSource;
 use mailbridge_graph::{GraphClient, Mailbox as GraphMailbox};
 use mailbridge_imap::ImapClient;
 use mailbridge_types::ErrorClass;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -258,27 +259,23 @@ impl Mailbox for ImapMailbox {
     }
 }
 
-/// Graph: a mailbox addressed by the client, with a token per call.
+/// Graph: a mailbox addressed by the client, with a token from its source per call.
 #[derive(Debug)]
 pub struct GraphMailboxAccess {
     pub(crate) client: GraphClient,
     pub(crate) mailbox: GraphMailbox,
-    pub(crate) token: SecretString,
+    pub(crate) token: Arc<dyn TokenSource>,
 }
 
 impl GraphMailboxAccess {
-    /// A mailbox over `client` with `token` (refreshed by the caller).
-    pub fn new(client: GraphClient, mailbox: GraphMailbox, token: SecretString) -> Self {
+    /// A mailbox over `client` with tokens from `token` (asked before each request,
+    /// so the mailbox outlives any one token).
+    pub fn new(client: GraphClient, mailbox: GraphMailbox, token: Arc<dyn TokenSource>) -> Self {
         Self {
             client,
             mailbox,
             token,
         }
-    }
-
-    /// Replaces the token (after a refresh).
-    pub fn set_token(&mut self, token: SecretString) {
-        self.token = token;
     }
 }
 

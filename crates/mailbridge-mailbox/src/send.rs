@@ -58,9 +58,12 @@ use std::future::Future;
 use std::io::SeekFrom;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use mail_parser::MessageParser;
+use mailbridge_auth::source::TokenSource;
+use mailbridge_auth::token::AuthError;
 use mailbridge_ews::{EwsAuth, EwsClient};
 use mailbridge_graph::{
     GraphClient, REQUEST_LIMIT, UPLOAD_CHUNK_UNIT, UPLOAD_SESSION_MAX, UPLOAD_SESSION_MIN,
@@ -105,6 +108,11 @@ fn compose_error(e: &ComposeError) -> MailboxError {
 
 fn smtp_error(e: &SmtpError) -> MailboxError {
     error(e.class(), error_chain(e))
+}
+
+/// No access token to sign in with, classed as the sign-in's failure.
+pub(crate) fn token_error(e: &AuthError) -> MailboxError {
+    error(e.class(), format!("no access token: {}", error_chain(e)))
 }
 
 /// Raw MIME to send: the header block read (at most [`MAX_RAW_HEADER`]) and the rest
@@ -387,6 +395,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
 pub struct SmtpSender {
     config: SmtpConfig,
     credentials: Option<Credentials>,
+    /// XOAUTH2 as this login with a token from the source, asked at each connection.
+    tokens: Option<(String, Arc<dyn TokenSource>)>,
     client: Option<SmtpClient>,
 }
 
@@ -397,13 +407,27 @@ impl SmtpSender {
         Self {
             config,
             credentials,
+            tokens: None,
             client: None,
         }
     }
 
-    /// Replaces the credentials (a refreshed token); used at the next connection.
+    /// A sender that connects on first use and signs in with XOAUTH2 as `user`, with a
+    /// token from `tokens` asked at each connection.
+    pub fn with_tokens(config: SmtpConfig, user: String, tokens: Arc<dyn TokenSource>) -> Self {
+        Self {
+            config,
+            credentials: None,
+            tokens: Some((user, tokens)),
+            client: None,
+        }
+    }
+
+    /// Replaces how the sender signs in (and any token source); used at the next
+    /// connection.
     pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
         self.credentials = credentials;
+        self.tokens = None;
     }
 
     /// True while a connection is open.
@@ -424,7 +448,17 @@ impl SmtpSender {
             let mut client = SmtpClient::connect(&self.config)
                 .await
                 .map_err(|e| smtp_error(&e))?;
-            if let Some(c) = &self.credentials {
+            if let Some((user, tokens)) = &self.tokens {
+                let token = tokens.token().await.map_err(|e| token_error(&e))?;
+                let credentials = Credentials::XOAuth2 {
+                    user: user.clone(),
+                    token,
+                };
+                client
+                    .authenticate(&credentials)
+                    .await
+                    .map_err(|e| smtp_error(&e))?;
+            } else if let Some(c) = &self.credentials {
                 client.authenticate(c).await.map_err(|e| smtp_error(&e))?;
             }
             self.client = Some(client);
@@ -1096,11 +1130,6 @@ impl EwsSender {
     pub fn new(client: EwsClient, auth: EwsAuth) -> Self {
         Self { client, auth }
     }
-
-    /// Replaces the authorisation (a refreshed token).
-    pub fn set_auth(&mut self, auth: EwsAuth) {
-        self.auth = auth;
-    }
 }
 
 impl Sender for EwsSender {
@@ -1180,11 +1209,12 @@ impl Sender for AnySender {
 
 /// How an account signs in, for [`AnySender::for_endpoint`].
 pub enum SenderSignIn {
-    /// An app-only token: Graph `/users/{address}`, EWS impersonation of the address,
-    /// SMTP XOAUTH2 as the address.
-    AppOnly(SecretString),
-    /// A delegated token: Graph `/me`, EWS bearer, SMTP XOAUTH2 as the address.
-    Delegated(SecretString),
+    /// App-only tokens: Graph `/users/{address}`, EWS impersonation of the address,
+    /// SMTP XOAUTH2 as the address. Asked for a token at each request (Graph, EWS) or
+    /// connection (SMTP, IMAP, POP3), so the sender or mailbox outlives any one token.
+    AppOnly(Arc<dyn TokenSource>),
+    /// Delegated tokens: Graph `/me`, EWS bearer, SMTP XOAUTH2 as the address.
+    Delegated(Arc<dyn TokenSource>),
     /// A password (SMTP PLAIN, EWS Basic; Graph has none).
     Password {
         user: String,
@@ -1241,22 +1271,16 @@ impl AnySender {
                     server_name: endpoint.tls_name.clone(),
                     pin: tls_pin,
                 };
-                let credentials = match sign_in {
+                let sender = match sign_in {
                     SenderSignIn::AppOnly(token) | SenderSignIn::Delegated(token) => {
-                        Some(Credentials::XOAuth2 {
-                            user: who.login.clone(),
-                            token,
-                        })
+                        SmtpSender::with_tokens(config, who.login.clone(), token)
                     }
                     SenderSignIn::Password { user, password } => {
-                        Some(Credentials::Plain { user, password })
+                        SmtpSender::new(config, Some(Credentials::Plain { user, password }))
                     }
-                    SenderSignIn::None => None,
+                    SenderSignIn::None => SmtpSender::new(config, None),
                 };
-                Ok(AnySender::Smtp(Box::new(SmtpSender::new(
-                    config,
-                    credentials,
-                ))))
+                Ok(AnySender::Smtp(Box::new(sender)))
             }
             Transport::Graph => {
                 let root = crate::connect::graph_root(endpoint);

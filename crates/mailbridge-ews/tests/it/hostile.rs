@@ -22,7 +22,9 @@ fn client(url: &str, limits: Limits) -> EwsClient {
 
 fn bearer() -> EwsAuth {
     EwsAuth::Bearer {
-        token: SecretString::from("eyJ0eXAiOiJKV1QifQ.secret-token."),
+        token: mailbridge_auth::source::fixed(SecretString::from(
+            "eyJ0eXAiOiJKV1QifQ.secret-token.",
+        )),
     }
 }
 

@@ -60,11 +60,11 @@ impl World {
 
     fn app_auth(&self, roles: &[&str], mailbox: &str) -> EwsAuth {
         EwsAuth::AppOnly {
-            token: SecretString::from(self.emulator.app_token(
+            token: mailbridge_auth::source::fixed(SecretString::from(self.emulator.app_token(
                 &self.app,
                 Resource::exchange(),
                 roles,
-            )),
+            ))),
             mailbox: mailbox.to_owned(),
         }
     }

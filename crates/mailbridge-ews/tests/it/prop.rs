@@ -239,7 +239,7 @@ fn ask(status: u16, body: Vec<u8>) -> (Result<Vec<u8>, EwsError>, Result<(), Ews
         config.attempts = 1;
         let client = EwsClient::new(config).unwrap();
         let auth = EwsAuth::Bearer {
-            token: SecretString::from("t"),
+            token: mailbridge_auth::source::fixed(SecretString::from("t")),
         };
         let mime = client.get_mime(&auth, "AAMk=").await;
         let sync = client

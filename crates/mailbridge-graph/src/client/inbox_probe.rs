@@ -4,7 +4,7 @@
 //! ([List messages](https://learn.microsoft.com/graph/api/user-list-messages) with
 //! `$top=1&$select=subject,internetMessageHeaders`).
 
-use secrecy::SecretString;
+use mailbridge_auth::source::TokenSource;
 use serde_json::Value;
 
 use super::{ClientError, GraphClient, Mailbox, percent_encode};
@@ -28,7 +28,7 @@ impl GraphClient {
     /// The counts of `folder` (an id or a well-known name such as `inbox`).
     pub async fn folder_counts(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         folder: &str,
     ) -> Result<FolderCounts, ClientError> {
@@ -56,7 +56,7 @@ impl GraphClient {
     /// the folder is empty.
     pub async fn first_message_headers(
         &self,
-        token: &SecretString,
+        token: &dyn TokenSource,
         mailbox: &Mailbox,
         folder: &str,
     ) -> Result<Option<MessageHeaders>, ClientError> {

@@ -58,11 +58,11 @@ where
         Obtained::Token { token, grant } => {
             let auth = match grant {
                 Grant::AppOnly => EwsAuth::AppOnly {
-                    token: token.clone(),
+                    token: std::sync::Arc::new(token.clone()),
                     mailbox: address.to_owned(),
                 },
                 Grant::Delegated => EwsAuth::Bearer {
-                    token: token.clone(),
+                    token: std::sync::Arc::new(token.clone()),
                 },
             };
             (auth, Some((token, grant)))

@@ -409,10 +409,11 @@ async fn graph_downloads_four_messages_at_a_time() {
     let mut graph = GraphMailboxAccess::new(
         GraphClient::new(GraphConfig::new(&format!("{}/v1.0", w.server.base_url()))).unwrap(),
         GraphTarget::User(ALICE.into()),
-        SecretString::from(
-            w.emulator
-                .app_token(&w.app, Resource::graph(), &["Mail.ReadWrite"]),
-        ),
+        mailbridge_auth::source::fixed(SecretString::from(w.emulator.app_token(
+            &w.app,
+            Resource::graph(),
+            &["Mail.ReadWrite"],
+        ))),
     );
     let listed = graph.new_since("inbox", &Checkpoint::Start).await.unwrap();
     assert_eq!(listed.messages.len(), 9);
@@ -668,7 +669,7 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
     let mut graph = GraphMailboxAccess::new(
         GraphClient::new(config).unwrap(),
         GraphTarget::User(ALICE.into()),
-        SecretString::from("t"),
+        mailbridge_auth::source::fixed(SecretString::from("t")),
     );
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Inbox");

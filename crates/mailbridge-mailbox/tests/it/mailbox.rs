@@ -107,7 +107,12 @@ async fn imap_and_graph_see_the_same_mailbox_through_one_api() {
     let mut graph = GraphMailboxAccess::new(
         GraphClient::new(GraphConfig::new(&format!("{}/v1.0", server.base_url()))).unwrap(),
         GraphTarget::User(ALICE.into()),
-        token(&emulator, &app, Resource::graph(), &["Mail.ReadWrite"]),
+        mailbridge_auth::source::fixed(token(
+            &emulator,
+            &app,
+            Resource::graph(),
+            &["Mail.ReadWrite"],
+        )),
     );
 
     let mut imap_cp = Checkpoint::Start;
@@ -160,12 +165,12 @@ async fn imap_and_graph_see_the_same_mailbox_through_one_api() {
         )))
         .unwrap(),
         mailbridge_ews::EwsAuth::AppOnly {
-            token: token(
+            token: mailbridge_auth::source::fixed(token(
                 &emulator,
                 &app,
                 Resource::exchange(),
                 &["full_access_as_app"],
-            ),
+            )),
             mailbox: ALICE.into(),
         },
     );

@@ -13,6 +13,7 @@ mod prop;
 mod send;
 mod since;
 mod tls_check;
+mod token_source;
 
 use mailbridge_mailbox::autodetect::{DetectOptions, NoDns, SrvRecord, StaticDns, Step, detect};
 use mailbridge_mailbox::provider::{ProviderTable, TlsMode};

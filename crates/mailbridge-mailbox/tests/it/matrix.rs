@@ -754,7 +754,7 @@ async fn a_shared_mailbox_account_reads_with_the_signed_in_users_token() {
                 },
             }))
             .unwrap();
-        let signed_in = SenderSignIn::Delegated(w.delegated(scope));
+        let signed_in = SenderSignIn::Delegated(mailbridge_auth::source::fixed(w.delegated(scope)));
         match open_incoming(&account, signed_in).await {
             Ok(mut mailbox) => match newest(&mut mailbox).await {
                 Ok(got) => check_bytes(transport, &got, &raw, &mut failures),
@@ -798,7 +798,12 @@ async fn a_shared_mailbox_account_reads_with_the_signed_in_users_token() {
             },
         }))
         .unwrap();
-    let Err(err) = open_incoming(&account, SenderSignIn::Delegated(token)).await else {
+    let Err(err) = open_incoming(
+        &account,
+        SenderSignIn::Delegated(mailbridge_auth::source::fixed(token)),
+    )
+    .await
+    else {
         panic!("bob has no FullAccess on the shared mailbox, yet it opened");
     };
     assert!(

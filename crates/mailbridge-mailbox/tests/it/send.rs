@@ -98,7 +98,9 @@ impl World {
         GraphSender::new(
             self.graph_client(),
             GraphTarget::User(ALICE.into()),
-            self.token(Resource::graph(), &["Mail.Send", "Mail.ReadWrite"]),
+            mailbridge_auth::source::fixed(
+                self.token(Resource::graph(), &["Mail.Send", "Mail.ReadWrite"]),
+            ),
         )
     }
 
@@ -110,7 +112,9 @@ impl World {
             )))
             .unwrap(),
             mailbridge_ews::EwsAuth::AppOnly {
-                token: self.token(Resource::exchange(), &["full_access_as_app"]),
+                token: mailbridge_auth::source::fixed(
+                    self.token(Resource::exchange(), &["full_access_as_app"]),
+                ),
                 mailbox: ALICE.into(),
             },
         )
@@ -418,7 +422,7 @@ async fn sent_over_smtp_is_read_through_graph() {
     let mut inbox = GraphMailboxAccess::new(
         w.graph_client(),
         GraphTarget::User(BOB.into()),
-        w.token(Resource::graph(), &["Mail.ReadWrite"]),
+        mailbridge_auth::source::fixed(w.token(Resource::graph(), &["Mail.ReadWrite"])),
     );
     let new = inbox.new_since("inbox", &Checkpoint::Start).await.unwrap();
     assert_eq!(new.messages.len(), 1);
@@ -530,7 +534,11 @@ async fn graph_delegated_sends_from_me() {
         Resource::graph(),
         &["Mail.Send", "Mail.ReadWrite"],
     ));
-    let mut graph = GraphSender::new(w.graph_client(), GraphTarget::Me, token);
+    let mut graph = GraphSender::new(
+        w.graph_client(),
+        GraphTarget::Me,
+        mailbridge_auth::source::fixed(token),
+    );
     let m = message("delegiert über /me");
     let sent = graph.send(Outgoing::Message(&m)).await.unwrap();
     assert_eq!(sent.route, Route::GraphSendMail);

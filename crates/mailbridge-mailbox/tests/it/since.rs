@@ -108,7 +108,7 @@ impl World {
             )))
             .unwrap(),
             GraphTarget::User(ALICE.into()),
-            self.token(Resource::graph(), "Mail.ReadWrite"),
+            mailbridge_auth::source::fixed(self.token(Resource::graph(), "Mail.ReadWrite")),
         )
     }
 
@@ -120,7 +120,9 @@ impl World {
             )))
             .unwrap(),
             mailbridge_ews::EwsAuth::AppOnly {
-                token: self.token(Resource::exchange(), "full_access_as_app"),
+                token: mailbridge_auth::source::fixed(
+                    self.token(Resource::exchange(), "full_access_as_app"),
+                ),
                 mailbox: ALICE.into(),
             },
         )

@@ -432,7 +432,7 @@ async fn https_endpoints_show_the_certificate_and_take_a_pin_too() {
         config.attempts = 1;
         let ews = mailbridge_ews::EwsClient::new(config).unwrap();
         let auth = mailbridge_ews::EwsAuth::Bearer {
-            token: token.clone(),
+            token: mailbridge_auth::source::fixed(token.clone()),
         };
         let err = ews.find_first_item(&auth, "inbox").await.unwrap_err();
         let answered = matches!(&err, mailbridge_ews::EwsError::Unauthorized { .. });
