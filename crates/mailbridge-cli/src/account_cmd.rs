@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mailbridge_mailbox::account::{
+use mailbridge_accounts::account::{
     Problem, from_detection, from_provider, provider_for_sides, transports_of, validate,
 };
-use mailbridge_mailbox::autodetect::{DetectOptions, NoDns, SystemDns, detect};
-use mailbridge_mailbox::provider::{Provider, ProviderTable};
+use mailbridge_accounts::autodetect::{DetectOptions, NoDns, SystemDns, detect};
+use mailbridge_accounts::provider::{Provider, ProviderTable};
 use mailbridge_store::{AccountState, SecretKind, Store};
 use mailbridge_types::config::{
     AccountConfig, AppConfig, ConfigFile, EndpointConfig, LoginFormat, SignInMethod, TlsMode,
@@ -748,7 +748,7 @@ async fn add(
         let Some(p) = table.get(id) else {
             bail!(
                 "no provider {id:?} (providers: {})",
-                mailbridge_mailbox::provider::builtin()
+                mailbridge_accounts::provider::builtin()
                     .iter()
                     .map(|p| p.id.as_str())
                     .collect::<Vec<_>>()

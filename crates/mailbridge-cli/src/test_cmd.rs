@@ -4,7 +4,7 @@
 use anyhow::bail;
 use mailbridge_auth::cache::RetryPolicy;
 use mailbridge_auth::session::Sessions;
-use mailbridge_mailbox::check::{
+use mailbridge_accounts::check::{
     Identity, Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3,
     send_ews, send_graph, send_smtp,
 };
