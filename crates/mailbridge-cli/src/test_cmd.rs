@@ -2,12 +2,12 @@
 //! side step by step, naming the cause and the fix of a failure.
 
 use anyhow::bail;
-use mailbridge_auth::cache::RetryPolicy;
-use mailbridge_auth::session::Sessions;
 use mailbridge_accounts::check::{
     Identity, Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3,
     send_ews, send_graph, send_smtp,
 };
+use mailbridge_auth::cache::RetryPolicy;
+use mailbridge_auth::session::Sessions;
 use mailbridge_types::config::{SignInMethod, Transport};
 use secrecy::SecretString;
 

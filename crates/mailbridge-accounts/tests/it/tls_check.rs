@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mailbridge_accounts::check::{Identity, Report, SignIn, receive_graph, receive_imap, send_smtp};
+use mailbridge_accounts::check::{
+    Identity, Report, SignIn, receive_graph, receive_imap, send_smtp,
+};
 use mailbridge_tls::Pin;
 use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};

@@ -10,4 +10,3 @@ mod matrix;
 mod prop;
 mod send;
 mod since;
-
