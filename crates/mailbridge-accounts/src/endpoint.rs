@@ -48,9 +48,11 @@ pub fn parse_endpoint(text: &str) -> Result<EndpointConfig> {
                 tls_pin: None,
             });
         }
-        other => return Err(invalid(format!(
-            "unknown endpoint scheme {other:?}: use imaps, imap+starttls, imap, pop3s, pop3+starttls, pop3, smtps, smtp+starttls, smtp, graph+https or ews+https"
-        ))),
+        other => {
+            return Err(invalid(format!(
+                "unknown endpoint scheme {other:?}: use imaps, imap+starttls, imap, pop3s, pop3+starttls, pop3, smtps, smtp+starttls, smtp, graph+https or ews+https"
+            )));
+        }
     };
     let authority = rest.trim_end_matches('/');
     // host, host:port, [IPv6] or [IPv6]:port; the host's syntax is checked with the
@@ -69,12 +71,16 @@ pub fn parse_endpoint(text: &str) -> Result<EndpointConfig> {
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or_else(|| {
-                invalid(format!("{text:?}: after the bracketed address comes only :port"))
+                invalid(format!(
+                    "{text:?}: after the bracketed address comes only :port"
+                ))
             })?),
         };
         (address, port)
     } else if authority.matches(':').count() > 1 {
-        return Err(invalid(format!("{text:?}: write an IPv6 address in brackets, as in imaps://[2001:db8::1]:993")));
+        return Err(invalid(format!(
+            "{text:?}: write an IPv6 address in brackets, as in imaps://[2001:db8::1]:993"
+        )));
     } else {
         match authority.split_once(':') {
             Some((h, p)) => (h, Some(p)),

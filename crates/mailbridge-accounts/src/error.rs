@@ -123,7 +123,9 @@ impl std::error::Error for Error {
         match (&self.message, &self.source) {
             // Passed on as it is: its own words are shown, so the chain goes on below.
             (None, Some(s)) => s.source(),
-            (_, s) => s.as_deref().map(|s| s as &(dyn std::error::Error + 'static)),
+            (_, s) => s
+                .as_deref()
+                .map(|s| s as &(dyn std::error::Error + 'static)),
         }
     }
 }

@@ -24,8 +24,8 @@ pub fn master_key(data_dir: &Path) -> Result<MasterKey> {
         return Ok(key);
     }
     if let Ok(pass) = std::env::var(MASTER_PASSPHRASE_ENV) {
-        let salt = MasterKey::load_or_create_salt(&data_dir.join("master.salt"))
-            .map_err(store_error)?;
+        let salt =
+            MasterKey::load_or_create_salt(&data_dir.join("master.salt")).map_err(store_error)?;
         return MasterKey::from_passphrase(&SecretString::from(pass), &salt).map_err(store_error);
     }
     MasterKey::load_or_create_file(&data_dir.join("master.key")).map_err(store_error)
@@ -85,11 +85,13 @@ pub async fn open_store(data_dir: &Path) -> Result<Store> {
 
 /// What a key rotation did.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Rotation {
     /// The key came from the environment: every secret is re-sealed under `new_key`,
     /// which must be set as `MAILBRIDGE_MASTER_KEY` before the next run (show it once).
-    Environment { resealed: usize, new_key: SecretString },
+    Environment {
+        resealed: usize,
+        new_key: SecretString,
+    },
     /// The key file: every secret is re-sealed and `key_file` holds the new key.
     KeyFile { resealed: usize, key_file: PathBuf },
 }

@@ -18,11 +18,10 @@ use mailbridge_auth::token::AuthError;
 use mailbridge_mailbox::send::SenderSignIn;
 use mailbridge_store::Store;
 use mailbridge_types::config::{
-    AccountConfig, AppConfig, AppCredentialConfig, ConfigFile, SignInMethod, Transport,
+    AccountConfig, AppConfig, AppCredentialConfig, SignInMethod, Transport,
 };
 use secrecy::SecretString;
 
-use crate::catalog;
 use crate::error::{Error, ErrorKind, Result};
 
 fn misconfigured(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
@@ -137,34 +136,33 @@ fn token_failure(account: &str, e: AuthError) -> Error {
     .classed(class)
 }
 
-/// The sign-in service: the store, the catalog, and the token sessions, built once
-/// (per command for the CLI, for its lifetime in the daemon) and shared by everything
-/// that signs accounts in. Two requests for one account's token share one token
-/// request (single flight) and then the cached token until it nears expiry.
+/// The sign-in service: the store and the token sessions, built once (per process
+/// for the CLI, for its lifetime in the daemon) and shared by everything that signs
+/// accounts in. Two requests for one account's token share one token request (single
+/// flight) and then the cached token until it nears expiry.
 ///
 /// There is one `Sessions` per token client: apps with the same extra CA (almost
-/// always all of them) share it.
+/// always all of them) share it. The account and its app are given per call (from
+/// [`crate::catalog`]), not kept: the daemon's accounts change while it runs.
 #[derive(Debug)]
 pub struct SignIn {
     store: Store,
     shared: Arc<Store>,
-    catalog: ConfigFile,
     retry: RetryPolicy,
     sessions: Mutex<BTreeMap<Option<PathBuf>, Arc<Sessions<Store>>>>,
 }
 
 impl SignIn {
-    /// The service over `store` for the apps and accounts of `catalog`.
-    pub fn new(store: Store, catalog: ConfigFile) -> Self {
-        Self::with_retry(store, catalog, RetryPolicy::default())
+    /// The service over `store`.
+    pub fn new(store: Store) -> Self {
+        Self::with_retry(store, RetryPolicy::default())
     }
 
     /// The same, with a retry policy for the token endpoint.
-    pub fn with_retry(store: Store, catalog: ConfigFile, retry: RetryPolicy) -> Self {
+    pub fn with_retry(store: Store, retry: RetryPolicy) -> Self {
         Self {
             shared: Arc::new(store.clone()),
             store,
-            catalog,
             retry,
             sessions: Mutex::new(BTreeMap::new()),
         }
@@ -173,11 +171,6 @@ impl SignIn {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// The apps and accounts the service knows.
-    pub fn catalog(&self) -> &ConfigFile {
-        &self.catalog
     }
 
     /// The sessions that hand out `app`'s tokens (made on first use, then kept).
@@ -247,12 +240,5 @@ impl SignIn {
                 format!("account {} has no app to sign in with", account.name),
             )),
         }
-    }
-
-    /// [`Self::credentials`] of the account named `name` (or with that address) in the
-    /// catalog.
-    pub async fn credentials_of(&self, name: &str, transport: Transport) -> Result<SenderSignIn> {
-        let (account, app) = catalog::lookup_account(&self.catalog, name)?;
-        self.credentials(&account, app.as_ref(), transport).await
     }
 }

@@ -195,7 +195,11 @@ pub async fn import(
 
 /// The apps and accounts of `catalog` as an accounts file, with their passwords,
 /// refresh tokens and client secrets when `with_secrets`.
-pub async fn export(store: &Store, catalog: ConfigFile, with_secrets: bool) -> Result<AccountsFile> {
+pub async fn export(
+    store: &Store,
+    catalog: ConfigFile,
+    with_secrets: bool,
+) -> Result<AccountsFile> {
     let ConfigFile { apps, accounts } = catalog;
     let mut secrets = Vec::new();
     if with_secrets {
@@ -235,9 +239,10 @@ pub fn to_toml(file: &AccountsFile, with_secrets: bool) -> Result<String> {
     if with_secrets {
         text.push_str("# This file holds secrets in clear text: keep it private.\n");
     }
-    text.push_str(&toml::to_string_pretty(file).map_err(|e| {
-        Error::with_source(ErrorKind::Invalid, "failed to write TOML", e)
-    })?);
+    text.push_str(
+        &toml::to_string_pretty(file)
+            .map_err(|e| Error::with_source(ErrorKind::Invalid, "failed to write TOML", e))?,
+    );
     Ok(text)
 }
 

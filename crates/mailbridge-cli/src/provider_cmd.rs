@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use mailbridge_accounts::account::{from_provider, validate};
+use mailbridge_accounts::catalog::provider_table;
+use mailbridge_accounts::endpoint::parse_endpoint;
 use mailbridge_accounts::provider::{Endpoint, Provider, ProviderDefaults};
 use mailbridge_types::config::{LoginFormat, SignInMethod};
 
-use crate::account_cmd::{parse_endpoint, provider_table};
 use crate::context::{self, GlobalArgs};
 
 /// `mailbridge provider ...`

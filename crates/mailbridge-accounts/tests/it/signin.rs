@@ -1,7 +1,8 @@
 //! The sign-in service against the emulated tenant: one service, one token cache.
 
-use mailbridge_accounts::signin::SignIn;
 use mailbridge_accounts::ErrorKind;
+use mailbridge_accounts::catalog::lookup_account;
+use mailbridge_accounts::signin::SignIn;
 use mailbridge_mailbox::send::SenderSignIn;
 use mailbridge_store::{MasterKey, SecretKind, Store};
 use mailbridge_testkit::model::{Api, AppRegistration, PermissionKind, Tenant, TenantModel, User};
@@ -38,9 +39,12 @@ async fn world() -> World {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("mailbridge.db"), &MasterKey::generate().unwrap())
-        .await
-        .unwrap();
+    let store = Store::open(
+        &dir.path().join("mailbridge.db"),
+        &MasterKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
     let app_config: AppConfig = serde_json::from_value(serde_json::json!({
         "name": "helpdesk",
         "tenant": "contoso.example",
@@ -78,6 +82,20 @@ async fn world() -> World {
     }
 }
 
+impl World {
+    /// What the account named `name` signs in with, through `service`.
+    async fn credentials(
+        &self,
+        service: &SignIn,
+        name: &str,
+    ) -> Result<SenderSignIn, mailbridge_accounts::Error> {
+        let (account, app) = lookup_account(&self.catalog, name)?;
+        service
+            .credentials(&account, app.as_ref(), Transport::Graph)
+            .await
+    }
+}
+
 fn token(s: SenderSignIn) -> String {
     match s {
         SenderSignIn::AppOnly(t) => t.expose_secret().to_owned(),
@@ -88,41 +106,35 @@ fn token(s: SenderSignIn) -> String {
 #[tokio::test]
 async fn two_token_requests_through_one_service_reach_the_token_endpoint_once() {
     let w = world().await;
-    let service = SignIn::new(w.store.clone(), w.catalog.clone());
+    let service = SignIn::new(w.store.clone());
     // At the same time, then once more: one token request in all.
     let (a, b) = tokio::join!(
-        service.credentials_of("alice", Transport::Graph),
-        service.credentials_of(ALICE, Transport::Graph),
+        w.credentials(&service, "alice"),
+        w.credentials(&service, ALICE),
     );
     let (a, b) = (token(a.unwrap()), token(b.unwrap()));
-    assert_eq!(a, b);
-    let c = token(service.credentials_of("alice", Transport::Graph).await.unwrap());
-    assert_eq!(a, c);
+    assert!(a == b, "two tokens for one account");
+    let c = token(w.credentials(&service, "alice").await.unwrap());
+    assert!(a == c, "a second token for one account");
     assert_eq!(w.server.emulator.requests_to(TOKEN_PATH).len(), 1);
     // The cache is the service's: a second service (a second process) asks again.
-    let other = SignIn::new(w.store.clone(), w.catalog.clone());
-    token(other.credentials_of("alice", Transport::Graph).await.unwrap());
+    let other = SignIn::new(w.store.clone());
+    token(w.credentials(&other, "alice").await.unwrap());
     assert_eq!(w.server.emulator.requests_to(TOKEN_PATH).len(), 2);
 }
 
 #[tokio::test]
 async fn a_missing_secret_or_account_is_a_typed_error_that_names_the_fix() {
     let w = world().await;
-    let service = SignIn::new(w.store.clone(), w.catalog.clone());
-    let e = service
-        .credentials_of("bob", Transport::Graph)
-        .await
-        .unwrap_err();
+    let service = SignIn::new(w.store.clone());
+    let e = w.credentials(&service, "bob").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.to_string().contains("mailbridge account add"), "{e}");
     w.store
         .delete_secret(&w.catalog.apps[0].secret_id())
         .await
         .unwrap();
-    let e = service
-        .credentials_of("alice", Transport::Graph)
-        .await
-        .unwrap_err();
+    let e = w.credentials(&service, "alice").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Misconfigured);
     assert_eq!(e.class(), ErrorClass::Misconfigured);
     assert!(
@@ -138,14 +150,18 @@ async fn a_refused_token_request_keeps_the_sign_in_class_and_cause() {
     let w = world().await;
     let mut catalog = w.catalog.clone();
     catalog.apps[0].client_id = "00000000-0000-4000-8000-00000000dead".into();
-    let service = SignIn::new(w.store.clone(), catalog);
+    let service = SignIn::new(w.store.clone());
+    let (account, app) = lookup_account(&catalog, "alice").unwrap();
     let e = service
-        .credentials_of("alice", Transport::Graph)
+        .credentials(&account, app.as_ref(), Transport::Graph)
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::SignIn);
     assert_ne!(e.class(), ErrorClass::Transient, "{e:?}");
     let chain = mailbridge_types::error_chain(&e);
-    assert!(chain.starts_with("could not get a token for account alice ["), "{chain}");
+    assert!(
+        chain.starts_with("could not get a token for account alice ["),
+        "{chain}"
+    );
     assert!(chain.contains("AADSTS"), "{chain}");
 }
