@@ -7,6 +7,7 @@
 mod check;
 mod check_matrix;
 mod signin;
+mod store;
 mod tls_check;
 
 use mailbridge_accounts::autodetect::{DetectOptions, NoDns, SrvRecord, StaticDns, Step, detect};
