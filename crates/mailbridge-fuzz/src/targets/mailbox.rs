@@ -1,4 +1,5 @@
-//! Fuzz targets for the mailbox parsers: an Autodiscover v2 answer, a Thunderbird
+//! Fuzz targets for the parsers of mailbridge-accounts and mailbridge-mailbox: an
+//! Autodiscover v2 answer, a Thunderbird
 //! autoconfig document, and raw MIME turned into a Graph draft.
 
 use mailbridge_accounts::autodetect::{autoconfig_servers, parse_autodiscover};
