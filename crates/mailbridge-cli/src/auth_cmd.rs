@@ -315,7 +315,7 @@ async fn status(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let health = mailbridge_accounts::health::health(config, store).await?;
-    // Through `Value`, as before: the keys of each object in order.
+    // Through `Value`, as the command printed it before: the same keys, in the same order.
     let apps: Vec<serde_json::Value> = health
         .apps
         .iter()
