@@ -132,3 +132,97 @@ async fn export_with_secrets_imports_into_another_store_and_a_conflict_writes_no
         .unwrap();
     assert!(to.account("sales").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn health_reads_sign_in_states_idle_refresh_tokens_and_expiring_secrets_from_the_store() {
+    use mailbridge_auth::session::TokenStore as _;
+    use mailbridge_store::AccountState;
+    use mailbridge_types::config::AppConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(mailbridge_types::clock::OffsetClock::new());
+    let store = master_key::open_store(dir.path())
+        .await
+        .unwrap()
+        .with_clock(clock.clone());
+    let delegated = |name: &str| -> AccountConfig {
+        let mut a = account(name);
+        a.sign_in = mailbridge_types::config::SignInMethod::Delegated;
+        a.app = Some("helpdesk".into());
+        a
+    };
+    let mut app: AppConfig = serde_json::from_value(serde_json::json!({
+        "name": "helpdesk", "tenant": "contoso.example",
+        "client_id": "00000000-0000-4000-8000-000000000001",
+    }))
+    .unwrap();
+    app.credential = mailbridge_types::config::AppCredentialConfig::Secret {
+        expires: Some(store.now() + time::Duration::days(70)),
+    };
+    store
+        .save_refresh_token("alice", &SecretString::from("rt-alice"))
+        .await
+        .unwrap();
+    store
+        .set_account_state("alice", AccountState::SignedIn)
+        .await
+        .unwrap();
+    store
+        .set_account_state(
+            "bob",
+            AccountState::NeedsSignIn {
+                reason: "AADSTS70008: the refresh token has expired".into(),
+            },
+        )
+        .await
+        .unwrap();
+    clock.advance(time::Duration::days(61));
+    let catalog = ConfigFile {
+        apps: vec![app],
+        accounts: vec![
+            delegated("alice"),
+            delegated("bob"),
+            delegated("carol"),
+            account("ops"),
+        ],
+    };
+    let h = mailbridge_accounts::health::health(&catalog, &store)
+        .await
+        .unwrap();
+    let states: Vec<(&str, &str)> = h
+        .accounts
+        .iter()
+        .map(|a| (a.name.as_str(), a.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("alice", "signed-in"),
+            ("bob", "needs-sign-in"),
+            ("carol", "never-signed-in"),
+            ("ops", "password"),
+        ]
+    );
+    let alice = &h.accounts[0];
+    assert_eq!(alice.refresh_token_idle_days, Some(61));
+    assert!(
+        alice.warnings[0].contains("90 days of inactivity"),
+        "{alice:?}"
+    );
+    let bob = &h.accounts[1];
+    assert_eq!(
+        bob.reason.as_deref(),
+        Some("AADSTS70008: the refresh token has expired")
+    );
+    assert_eq!(bob.warnings, ["run `mailbridge auth login bob`"]);
+    assert!(h.accounts[3].warnings.is_empty());
+    // The secret expires 70 days after the start: 9 days from the store's now (less
+    // the milliseconds the test took, so 8 whole days), and was never stored.
+    let app = &h.apps[0];
+    assert!(matches!(app.expires_in_days, Some(8 | 9)), "{app:?}");
+    assert!(app.warnings[0].contains("expires in"), "{app:?}");
+    assert!(
+        app.warnings[1].contains("mailbridge secrets set-app-secret helpdesk"),
+        "{app:?}"
+    );
+}
