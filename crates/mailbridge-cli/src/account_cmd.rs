@@ -7,18 +7,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mailbridge_mailbox::account::{
+use mailbridge_accounts::account::{
     Problem, from_detection, from_provider, provider_for_sides, transports_of, validate,
 };
-use mailbridge_mailbox::autodetect::{DetectOptions, NoDns, SystemDns, detect};
-use mailbridge_mailbox::provider::{Provider, ProviderTable};
+use mailbridge_accounts::autodetect::{DetectOptions, NoDns, SystemDns, detect};
+use mailbridge_accounts::catalog::provider_table;
+use mailbridge_accounts::endpoint::{endpoint_text, parse_endpoint};
+use mailbridge_accounts::provider::ProviderTable;
+use mailbridge_accounts::transfer;
 use mailbridge_store::{AccountState, SecretKind, Store};
 use mailbridge_types::config::{
-    AccountConfig, AppConfig, ConfigFile, EndpointConfig, LoginFormat, SignInMethod, TlsMode,
-    Transport, Usage,
+    AccountConfig, AppConfig, EndpointConfig, LoginFormat, SignInMethod, Transport, Usage,
 };
-use secrecy::{ExposeSecret as _, SecretString};
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
+use serde::Serialize;
 
 use crate::context::{self, GlobalArgs};
 
@@ -214,140 +216,6 @@ fn pin_arg(s: &str) -> Result<String, String> {
     mailbridge_tls::Pin::parse(s)
         .map(|p| p.to_string())
         .map_err(|e| e.to_string())
-}
-
-/// Parses `scheme://host[:port][/path]` into an endpoint.
-pub fn parse_endpoint(text: &str) -> anyhow::Result<EndpointConfig> {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        bail!(
-            "{text:?} is not an endpoint: write it as imaps://host[:port], imap+starttls://host, pop3s://host, smtp+starttls://host, smtps://host, graph+https://graph.microsoft.com or ews+https://host/EWS/Exchange.asmx"
-        );
-    };
-    let (transport, tls) = match scheme.to_ascii_lowercase().as_str() {
-        "imaps" => (Transport::Imap, TlsMode::Implicit),
-        "imap+starttls" => (Transport::Imap, TlsMode::StartTls),
-        "imap" => (Transport::Imap, TlsMode::None),
-        "imap+auto" => (Transport::Imap, TlsMode::Auto),
-        "pop3s" => (Transport::Pop3, TlsMode::Implicit),
-        "pop3+starttls" | "pop3+stls" => (Transport::Pop3, TlsMode::StartTls),
-        "pop3" => (Transport::Pop3, TlsMode::None),
-        "pop3+auto" => (Transport::Pop3, TlsMode::Auto),
-        "smtps" => (Transport::Smtp, TlsMode::Implicit),
-        "smtp+starttls" | "submission" => (Transport::Smtp, TlsMode::StartTls),
-        "smtp" => (Transport::Smtp, TlsMode::None),
-        "smtp+auto" => (Transport::Smtp, TlsMode::Auto),
-        "graph+https" | "graph+http" | "ews+https" | "ews+http" => {
-            let (kind, web) = scheme.split_once('+').unwrap_or_default();
-            let transport = if kind == "graph" {
-                Transport::Graph
-            } else {
-                Transport::Ews
-            };
-            return Ok(EndpointConfig {
-                transport,
-                host: format!("{web}://{rest}"),
-                port: None,
-                tls: None,
-                tls_name: None,
-                extra_ca_file: None,
-                tls_pin: None,
-            });
-        }
-        other => bail!(
-            "unknown endpoint scheme {other:?}: use imaps, imap+starttls, imap, pop3s, pop3+starttls, pop3, smtps, smtp+starttls, smtp, graph+https or ews+https"
-        ),
-    };
-    let authority = rest.trim_end_matches('/');
-    // host, host:port, [IPv6] or [IPv6]:port; the host's syntax is checked with the
-    // account (`incoming.host`), so every way in gets the same message.
-    let (host, port_text) = if let Some(inner) = authority.strip_prefix('[') {
-        let Some((address, after)) = inner.split_once(']') else {
-            bail!(
-                "{text:?}: the IPv6 address has no closing bracket: write it as [2001:db8::1] or [2001:db8::1]:993"
-            );
-        };
-        if address.parse::<std::net::Ipv6Addr>().is_err() {
-            bail!(
-                "{text:?}: {address:?} in brackets is not an IPv6 address (only IPv6 addresses are written in brackets)"
-            );
-        }
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').with_context(|| {
-                format!("{text:?}: after the bracketed address comes only :port")
-            })?),
-        };
-        (address, port)
-    } else if authority.matches(':').count() > 1 {
-        bail!("{text:?}: write an IPv6 address in brackets, as in imaps://[2001:db8::1]:993");
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = port_text
-        .map(|p| {
-            p.parse::<u16>()
-                .with_context(|| format!("{p:?} in {text:?} is not a port number (1-65535)"))
-        })
-        .transpose()?;
-    if host.is_empty() || host.contains('/') {
-        bail!("{text:?} has no host name");
-    }
-    Ok(EndpointConfig {
-        transport,
-        host: host.to_owned(),
-        port,
-        tls: Some(tls),
-        tls_name: None,
-        extra_ca_file: None,
-        tls_pin: None,
-    })
-}
-
-/// An endpoint written back in the `scheme://host:port` form.
-pub fn endpoint_text(e: &EndpointConfig) -> String {
-    match e.transport {
-        Transport::Graph | Transport::Ews => {
-            format!(
-                "{}+{}",
-                if e.transport == Transport::Graph {
-                    "graph"
-                } else {
-                    "ews"
-                },
-                e.host
-            )
-        }
-        t => {
-            let base = match t {
-                Transport::Imap => "imap",
-                Transport::Pop3 => "pop3",
-                _ => "smtp",
-            };
-            let scheme = match e.tls_mode() {
-                TlsMode::Implicit => format!("{base}s"),
-                TlsMode::StartTls => format!("{base}+starttls"),
-                TlsMode::None => base.to_owned(),
-                TlsMode::Auto => format!("{base}+auto"),
-            };
-            format!("{scheme}://{}:{}", e.host, e.port())
-        }
-    }
-}
-
-/// The provider table: built-in providers and those kept in the store.
-pub async fn provider_table(store: &Store) -> anyhow::Result<ProviderTable> {
-    let mut table = ProviderTable::default();
-    let stored: Vec<Provider> = store
-        .providers()
-        .await
-        .context("failed to read the providers in the store")?;
-    for p in stored {
-        table.add(p);
-    }
-    Ok(table)
 }
 
 fn apply(account: &mut AccountConfig, s: &Settings) -> anyhow::Result<()> {
@@ -589,76 +457,6 @@ fn sign_in_name(m: SignInMethod) -> &'static str {
     }
 }
 
-/// One exported secret. Its `Debug` shows the id and the kind, never the value.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportedSecret {
-    id: String,
-    kind: String,
-    value: String,
-}
-
-impl std::fmt::Debug for ExportedSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExportedSecret")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("value", &"[REDACTED]")
-            .finish()
-    }
-}
-
-#[cfg(test)]
-mod exported_secret_tests {
-    #[test]
-    fn debug_of_an_exported_secret_and_its_file_shows_no_value() {
-        let secret = super::ExportedSecret {
-            id: "account:alice:refresh".into(),
-            kind: "refresh-token".into(),
-            value: "0.AXoA-refresh-token-that-must-not-leak".into(),
-        };
-        let file = super::AccountsFile {
-            secrets: vec![secret],
-            ..Default::default()
-        };
-        let shown = format!("{file:?} {file:#?}");
-        assert!(!shown.contains("must-not-leak"), "{shown}");
-        assert!(shown.contains("account:alice:refresh"), "{shown}");
-        assert!(shown.contains("[REDACTED]"), "{shown}");
-    }
-}
-
-/// The import/export file: the configuration file's tables plus, on request, secrets.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountsFile {
-    #[serde(default, rename = "app", skip_serializing_if = "Vec::is_empty")]
-    apps: Vec<AppConfig>,
-    #[serde(default, rename = "account", skip_serializing_if = "Vec::is_empty")]
-    accounts: Vec<AccountConfig>,
-    #[serde(default, rename = "secret", skip_serializing_if = "Vec::is_empty")]
-    secrets: Vec<ExportedSecret>,
-}
-
-fn kind_name(kind: SecretKind) -> &'static str {
-    match kind {
-        SecretKind::RefreshToken => "refresh-token",
-        SecretKind::ClientSecret => "client-secret",
-        SecretKind::CertificateKey => "certificate-key",
-        _ => "password",
-    }
-}
-
-fn kind_of(name: &str) -> Option<SecretKind> {
-    Some(match name {
-        "refresh-token" => SecretKind::RefreshToken,
-        "client-secret" => SecretKind::ClientSecret,
-        "certificate-key" => SecretKind::CertificateKey,
-        "password" => SecretKind::Password,
-        _ => return None,
-    })
-}
-
 /// Runs an account command.
 pub async fn run(global: &GlobalArgs, command: AccountCommand) -> anyhow::Result<()> {
     let store = context::open_store(global).await?;
@@ -748,7 +546,7 @@ async fn add(
         let Some(p) = table.get(id) else {
             bail!(
                 "no provider {id:?} (providers: {})",
-                mailbridge_mailbox::provider::builtin()
+                mailbridge_accounts::provider::builtin()
                     .iter()
                     .map(|p| p.id.as_str())
                     .collect::<Vec<_>>()
@@ -1114,93 +912,16 @@ async fn import(
     replace: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read {}", path.display()))?;
-    let file: AccountsFile = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid accounts file", path.display()))?;
+    let file = transfer::read(path)?;
     let existing = context::catalog(global, store).await?;
-    let stored_apps = store.apps().await?;
-    let stored_accounts = store.accounts().await?;
-    let mut problems = Vec::new();
-    if !replace {
-        for a in &file.apps {
-            if stored_apps.iter().any(|s| s.name == a.name) {
-                problems.push(format!(
-                    "app {} exists already (use --replace to overwrite)",
-                    a.name
-                ));
-            }
-        }
-        for a in &file.accounts {
-            if stored_accounts.iter().any(|s| s.name == a.name) {
-                problems.push(format!(
-                    "account {} exists already (use --replace to overwrite)",
-                    a.name
-                ));
-            }
-        }
-    }
-    let mut apps: Vec<AppConfig> = file.apps.clone();
-    for a in existing.apps {
-        if !apps.iter().any(|x| x.name == a.name) {
-            apps.push(a);
-        }
-    }
-    for a in &file.accounts {
-        for p in validate(a, &apps) {
-            problems.push(format!("account {}: {p}", a.name));
-        }
-    }
-    let known: Vec<String> = file
-        .apps
-        .iter()
-        .map(AppConfig::secret_id)
-        .chain(
-            file.accounts
-                .iter()
-                .flat_map(|a| [a.password_id(), a.refresh_token_id()]),
-        )
-        .collect();
-    for s in &file.secrets {
-        if kind_of(&s.kind).is_none() {
-            problems.push(format!("secret {}: unknown kind {:?}", s.id, s.kind));
-        }
-        if !known.contains(&s.id) {
-            problems.push(format!(
-                "secret {} belongs to no app or account in the file",
-                s.id
-            ));
-        }
-    }
-    if !problems.is_empty() {
-        bail!(
-            "nothing was imported from {}:\n{}",
-            path.display(),
-            problems
-                .iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    for a in &file.apps {
-        store.put_app(a).await?;
-    }
-    for a in &file.accounts {
-        store.put_account(a).await?;
-    }
-    for s in &file.secrets {
-        let kind = kind_of(&s.kind).unwrap_or(SecretKind::Password);
-        store
-            .put_secret(
-                &s.id,
-                kind,
-                &SecretString::from(s.value.clone()),
-                None,
-                store.now(),
-            )
-            .await?;
-    }
+    transfer::import(
+        store,
+        &existing,
+        &file,
+        replace,
+        &path.display().to_string(),
+    )
+    .await?;
     if json {
         println!(
             "{}",
@@ -1228,43 +949,11 @@ async fn export(
     out: Option<PathBuf>,
     with_secrets: bool,
 ) -> anyhow::Result<()> {
-    let ConfigFile { apps, accounts } = context::catalog(global, store).await?;
-    let mut secrets = Vec::new();
-    if with_secrets {
-        let metas = store.secrets().await?;
-        let wanted: Vec<String> = apps
-            .iter()
-            .map(AppConfig::secret_id)
-            .chain(
-                accounts
-                    .iter()
-                    .flat_map(|a| [a.password_id(), a.refresh_token_id()]),
-            )
-            .collect();
-        for meta in metas.iter().filter(|m| wanted.contains(&m.id)) {
-            if let Some(value) = store.get_secret(&meta.id).await? {
-                secrets.push(ExportedSecret {
-                    id: meta.id.clone(),
-                    kind: kind_name(meta.kind).to_owned(),
-                    value: value.expose_secret().to_owned(),
-                });
-            }
-        }
-    }
-    let file = AccountsFile {
-        apps,
-        accounts,
-        secrets,
-    };
-    let mut text = String::from(
-        "# mailbridge apps and accounts (`mailbridge account import` reads this file)\n",
-    );
-    if with_secrets {
-        text.push_str("# This file holds secrets in clear text: keep it private.\n");
-    }
-    text.push_str(&toml::to_string_pretty(&file).context("failed to write TOML")?);
+    let catalog = context::catalog(global, store).await?;
+    let file = transfer::export(store, catalog, with_secrets).await?;
+    let text = transfer::to_toml(&file, with_secrets)?;
     if let Some(path) = out {
-        write_private(&path, text.as_bytes(), with_secrets)
+        transfer::write_file(&path, text.as_bytes(), with_secrets)
             .with_context(|| format!("failed to write {}", path.display()))?;
         eprintln!(
             "exported {} app(s) and {} account(s){} to {}",
@@ -1284,111 +973,4 @@ async fn export(
         print!("{text}");
     }
     Ok(())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    if private {
-        options.mode(0o600);
-    }
-    let mut f = options.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_parse_and_print_back() {
-        for (text, transport, tls, port) in [
-            (
-                "imaps://mail.example.org",
-                Transport::Imap,
-                TlsMode::Implicit,
-                993,
-            ),
-            (
-                "imap+starttls://mail.example.org:1143",
-                Transport::Imap,
-                TlsMode::StartTls,
-                1143,
-            ),
-            (
-                "pop3s://127.0.0.1:9995",
-                Transport::Pop3,
-                TlsMode::Implicit,
-                9995,
-            ),
-            (
-                "smtp+starttls://smtp.office365.com:587",
-                Transport::Smtp,
-                TlsMode::StartTls,
-                587,
-            ),
-            ("smtp://[::1]:2525", Transport::Smtp, TlsMode::None, 2525),
-            (
-                "imap+auto://mail.example.org",
-                Transport::Imap,
-                TlsMode::Auto,
-                993,
-            ),
-            (
-                "smtp+auto://mail.example.org:2587",
-                Transport::Smtp,
-                TlsMode::Auto,
-                2587,
-            ),
-        ] {
-            let e = parse_endpoint(text).unwrap();
-            assert_eq!(
-                (e.transport, e.tls_mode(), e.port()),
-                (transport, tls, port),
-                "{text}"
-            );
-        }
-        let g = parse_endpoint("graph+https://graph.microsoft.us").unwrap();
-        assert_eq!(g.transport, Transport::Graph);
-        assert_eq!(g.host, "https://graph.microsoft.us");
-        assert_eq!(endpoint_text(&g), "graph+https://graph.microsoft.us");
-        let e = parse_endpoint("imaps://mail.example.org").unwrap();
-        assert_eq!(endpoint_text(&e), "imaps://mail.example.org:993");
-        let e = parse_endpoint("pop3+auto://mail.example.org:1110").unwrap();
-        assert_eq!(endpoint_text(&e), "pop3+auto://mail.example.org:1110");
-        assert!(
-            parse_endpoint("mail.example.org")
-                .unwrap_err()
-                .to_string()
-                .contains("imaps://")
-        );
-        assert!(
-            parse_endpoint("imap4://x")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown endpoint scheme")
-        );
-        assert!(parse_endpoint("imaps://x:99999").is_err());
-        let e = parse_endpoint("imaps://[2001:db8::1]:1993").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("2001:db8::1", Some(1993)));
-        assert_eq!(parse_endpoint("imaps://[::1]").unwrap().host, "::1");
-        for (bad, says) in [
-            ("imaps://[::1", "no closing bracket"),
-            ("imaps://::1", "in brackets"),
-            ("imaps://[mail.example.org]:993", "not an IPv6 address"),
-            ("imaps://[::1]993", "only :port"),
-            ("imaps://mail.example.org:", "not a port number"),
-        ] {
-            let err = parse_endpoint(bad).unwrap_err().to_string();
-            assert!(err.contains(says), "{bad}: {err}");
-        }
-        // Port 0 and a host with a space parse, and the account checks name them.
-        assert_eq!(parse_endpoint("imaps://x:0").unwrap().port, Some(0));
-        assert_eq!(
-            parse_endpoint("imaps://mail example.org").unwrap().host,
-            "mail example.org"
-        );
-    }
 }

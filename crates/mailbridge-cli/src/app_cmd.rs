@@ -7,7 +7,7 @@ use std::io::{BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use mailbridge_mailbox::account::{Problem, validate_app};
+use mailbridge_accounts::account::{Problem, validate_app};
 use mailbridge_store::{SecretKind, Store};
 use mailbridge_types::config::{AppConfig, AppCredentialConfig, Cloud};
 use secrecy::{ExposeSecret as _, SecretString};

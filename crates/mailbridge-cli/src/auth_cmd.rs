@@ -4,17 +4,14 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mailbridge_auth::cache::RetryPolicy;
 use mailbridge_auth::claims::signed_in_user;
 use mailbridge_auth::interactive::{AuthorizationRequest, loopback_sign_in};
 use mailbridge_auth::scopes::{Grant, scopes_for};
-use mailbridge_auth::session::Sessions;
+use mailbridge_store::Store;
 use mailbridge_store::token_store::refresh_token_id;
-use mailbridge_store::{AccountState, Store};
 use mailbridge_types::config::{AppCredentialConfig, Transport};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
-use time::OffsetDateTime;
 
 use crate::context::{self, GlobalArgs};
 
@@ -154,11 +151,7 @@ pub async fn run(global: &GlobalArgs, command: AuthCommand) -> anyhow::Result<()
                 .or_else(|| acc.transports.first().copied())
                 .unwrap_or(Transport::Graph);
             let sign_in = context::account_sign_in(acc, app, &store, transport).await?;
-            let sessions = Sessions::new(
-                context::token_client(app)?,
-                context::shared(&store),
-                RetryPolicy::default(),
-            );
+            let sessions = context::sign_in(&store).sessions(app)?;
             let token = sessions.access_token(&sign_in).await.map_err(explain)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", token.expose_secret())?;
@@ -199,14 +192,10 @@ async fn login(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let (acc, app) = context::account_and_app(config, account)?;
-    let client = context::token_client(app)?;
     let first = acc.transports.first().copied().unwrap_or(Transport::Graph);
     let sign_in = context::account_sign_in(acc, app, store, first).await?;
-    let sessions = Sessions::new(
-        client.clone(),
-        context::shared(store),
-        RetryPolicy::default(),
-    );
+    let sessions = context::sign_in(store).sessions(app)?;
+    let client = sessions.client().clone();
     if context::grant(acc)? == Grant::AppOnly {
         let token = sessions.access_token(&sign_in).await.map_err(explain)?;
         println!(
@@ -320,90 +309,23 @@ async fn login(
     Ok(())
 }
 
-const EXPIRY_WARNING_DAYS: i64 = 30;
-const IDLE_WARNING_DAYS: i64 = 60;
-
 async fn status(
     config: &mailbridge_types::config::ConfigFile,
     store: &Store,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let now = store.now();
-    let secrets = store.secrets().await?;
-    let mut apps = Vec::new();
-    for app in &config.apps {
-        let mut thumbprint = None;
-        let (kind, expires) = match &app.credential {
-            AppCredentialConfig::None => ("none", None),
-            AppCredentialConfig::Secret { expires } => ("client-secret", *expires),
-            AppCredentialConfig::Certificate {
-                certificate_file, ..
-            } => {
-                let pem = std::fs::read_to_string(certificate_file).ok();
-                thumbprint = pem
-                    .as_deref()
-                    .and_then(mailbridge_auth::credential::certificate_thumbprint);
-                (
-                    "certificate",
-                    pem.as_deref().and_then(certificate_not_after),
-                )
-            }
-        };
-        let days = expires.map(|e| (e - now).whole_days());
-        let mut warnings = Vec::new();
-        if let Some(d) = days {
-            if d < 0 {
-                warnings.push(format!(
-                    "the {kind} expired {} days ago: create a new one in App registrations -> Certificates & secrets",
-                    -d
-                ));
-            } else if d <= EXPIRY_WARNING_DAYS {
-                warnings.push(format!(
-                    "the {kind} expires in {d} days: create a new one in App registrations -> Certificates & secrets before then"
-                ));
-            }
-        }
-        if kind == "client-secret" && !secrets.iter().any(|s| s.id == app.secret_id()) {
-            warnings.push(format!(
-                "no client secret stored: run `mailbridge secrets set-app-secret {}`",
-                app.name
-            ));
-        }
-        apps.push(json!({
-            "name": app.name, "client_id": app.client_id, "tenant": app.tenant,
-            "credential": kind, "thumbprint": thumbprint, "expires": expires.map(rfc3339), "expires_in_days": days, "warnings": warnings,
-        }));
-    }
-    let mut accounts = Vec::new();
-    for acc in &config.accounts {
-        let state = store.account_state(&acc.name).await?;
-        let rt = secrets.iter().find(|s| s.id == refresh_token_id(&acc.name));
-        let last_used = rt.and_then(|s| s.last_used_at.or(Some(s.updated_at)));
-        let idle_days = last_used.map(|t| (now - t).whole_days());
-        let (state_name, reason) = match (&state, acc.sign_in) {
-            (_, mailbridge_types::config::SignInMethod::Password) => ("password", None),
-            (_, mailbridge_types::config::SignInMethod::AppOnly) => ("app-only", None),
-            (Some(AccountState::NeedsSignIn { reason }), _) => {
-                ("needs-sign-in", Some(reason.clone()))
-            }
-            (Some(AccountState::SignedIn), _) if rt.is_some() => ("signed-in", None),
-            _ => ("never-signed-in", None),
-        };
-        let mut warnings = Vec::new();
-        if let Some(d) = idle_days.filter(|d| *d > IDLE_WARNING_DAYS) {
-            warnings.push(format!(
-                "the refresh token has not been used for {d} days; Microsoft expires it after 90 days of inactivity"
-            ));
-        }
-        if state_name == "needs-sign-in" || state_name == "never-signed-in" {
-            warnings.push(format!("run `mailbridge auth login {}`", acc.name));
-        }
-        accounts.push(json!({
-            "name": acc.name, "address": acc.address, "sign_in": acc.sign_in, "app": acc.app,
-            "state": state_name, "reason": reason, "refresh_token_last_used": last_used.map(rfc3339),
-            "refresh_token_idle_days": idle_days, "warnings": warnings,
-        }));
-    }
+    let health = mailbridge_accounts::health::health(config, store).await?;
+    // Through `Value`, as the command printed it before: the same keys, in the same order.
+    let apps: Vec<serde_json::Value> = health
+        .apps
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let accounts: Vec<serde_json::Value> = health
+        .accounts
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
     if as_json {
         println!(
             "{}",
@@ -440,14 +362,4 @@ async fn status(
         }
     }
     Ok(())
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// The notAfter of the first certificate in a PEM text.
-fn certificate_not_after(pem: &str) -> Option<OffsetDateTime> {
-    mailbridge_auth::credential::certificate_not_after(pem)
 }

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use mailbridge_mailbox::account::{from_provider, validate};
-use mailbridge_mailbox::provider::{Endpoint, Provider, ProviderDefaults};
+use mailbridge_accounts::account::{from_provider, validate};
+use mailbridge_accounts::catalog::provider_table;
+use mailbridge_accounts::endpoint::parse_endpoint;
+use mailbridge_accounts::provider::{Endpoint, Provider, ProviderDefaults};
 use mailbridge_types::config::{LoginFormat, SignInMethod};
 
-use crate::account_cmd::{parse_endpoint, provider_table};
 use crate::context::{self, GlobalArgs};
 
 /// `mailbridge provider ...`
@@ -86,7 +87,7 @@ pub async fn run(global: &GlobalArgs, command: ProviderCommand) -> anyhow::Resul
     match command {
         ProviderCommand::List { json } => {
             let table = provider_table(&store).await?;
-            let mut ids: Vec<String> = mailbridge_mailbox::provider::builtin()
+            let mut ids: Vec<String> = mailbridge_accounts::provider::builtin()
                 .into_iter()
                 .map(|p| p.id)
                 .collect();
@@ -137,7 +138,7 @@ pub async fn run(global: &GlobalArgs, command: ProviderCommand) -> anyhow::Resul
                 incoming_tls_pin,
                 outgoing_tls_pin,
             } = *defaults;
-            if mailbridge_mailbox::provider::builtin()
+            if mailbridge_accounts::provider::builtin()
                 .iter()
                 .any(|p| p.id == id)
             {

@@ -3,7 +3,8 @@
 use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::{Context as _, bail};
-use mailbridge_store::{MasterKey, SecretKind, Store};
+use mailbridge_accounts::master_key::{self, Rotation};
+use mailbridge_store::{SecretKind, Store};
 use mailbridge_types::config::AppCredentialConfig;
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -74,39 +75,18 @@ pub(crate) fn uuid_like(s: &str) -> bool {
 }
 
 async fn rotate_key(global: &GlobalArgs) -> anyhow::Result<()> {
-    let dir = global.data_dir();
     let store: Store = context::open_store(global).await?;
-    let new_key = MasterKey::generate()?;
-    if std::env::var_os(mailbridge_store::master_key::MASTER_KEY_ENV).is_some()
-        || std::env::var_os("MAILBRIDGE_MASTER_PASSPHRASE").is_some()
-    {
-        let count = store.rotate_key(&new_key).await?;
-        println!(
-            "re-sealed {count} secrets. Set this new master key before the next run (shown once):"
-        );
-        println!(
-            "MAILBRIDGE_MASTER_KEY={}",
-            new_key.to_base64().expose_secret()
-        );
-        return Ok(());
+    match master_key::rotate_key(&global.data_dir(), &store).await? {
+        Rotation::Environment { resealed, new_key } => {
+            println!(
+                "re-sealed {resealed} secrets. Set this new master key before the next run (shown once):"
+            );
+            println!("MAILBRIDGE_MASTER_KEY={}", new_key.expose_secret());
+        }
+        Rotation::KeyFile { resealed, key_file } => println!(
+            "re-sealed {resealed} secrets under a new master key in {}",
+            key_file.display()
+        ),
     }
-    // Key file: write the new key beside the old one first, so a crash between the
-    // database commit and the rename leaves both keys on disk.
-    let key_path = dir.join("master.key");
-    let new_path = dir.join("master.key.new");
-    let _ = std::fs::remove_file(&new_path);
-    let written = MasterKey::load_or_create_file(&new_path)?;
-    let count = store.rotate_key(&written).await?;
-    std::fs::rename(&new_path, &key_path).with_context(|| {
-        format!(
-            "re-sealed, but failed to move {} to {}",
-            new_path.display(),
-            key_path.display()
-        )
-    })?;
-    println!(
-        "re-sealed {count} secrets under a new master key in {}",
-        key_path.display()
-    );
     Ok(())
 }

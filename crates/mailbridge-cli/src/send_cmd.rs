@@ -88,13 +88,8 @@ fn read_text(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 fn compose(args: &SendArgs, account: &AccountConfig) -> anyhow::Result<Message> {
-    let from = args.from.as_deref().map_or_else(
-        || Address {
-            address: account.address.clone(),
-            name: account.display_name.clone(),
-        },
-        parse_address,
-    );
+    let from =
+        mailbridge_mailbox::connect::sender(account, args.from.as_deref().map(parse_address));
     let mut m = Message::new(from);
     m.to = args.to.iter().map(|a| parse_address(a)).collect();
     m.cc = args.cc.iter().map(|a| parse_address(a)).collect();

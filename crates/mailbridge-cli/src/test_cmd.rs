@@ -2,9 +2,7 @@
 //! side step by step, naming the cause and the fix of a failure.
 
 use anyhow::bail;
-use mailbridge_auth::cache::RetryPolicy;
-use mailbridge_auth::session::Sessions;
-use mailbridge_mailbox::check::{
+use mailbridge_accounts::check::{
     Identity, Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3,
     send_ews, send_graph, send_smtp,
 };
@@ -79,11 +77,7 @@ pub async fn run(global: &GlobalArgs, command: TestCommand) -> anyhow::Result<()
             let sign_in_spec =
                 context::account_sign_in(account, app, &store, endpoint.transport).await?;
             let grant = context::grant(account)?;
-            let sessions = Sessions::new(
-                context::token_client(app)?,
-                context::shared(&store),
-                RetryPolicy::default(),
-            );
+            let sessions = context::sign_in(&store).sessions(app)?;
             let get = || async move {
                 sessions
                     .access_token(&sign_in_spec)

@@ -13,6 +13,7 @@ use mailbridge_auth::source::TokenSource;
 use secrecy::SecretString;
 use tokio::io::AsyncWrite;
 
+use crate::compose::Address;
 use crate::send::{SenderSignIn, token_error};
 
 use crate::mailbox::{
@@ -116,11 +117,11 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The identity of an account.
+    /// The identity of an account. Its `address` is the account's [`sender`].
     pub fn of(account: &AccountConfig) -> Self {
         Self {
             account: account.name.clone(),
-            address: account.address.clone(),
+            address: sender(account, None).address,
             login: account.login_name(),
             graph_user: account
                 .mailbox_id
@@ -148,6 +149,28 @@ impl Identity {
             GraphMailbox::User(self.graph_user.clone())
         }
     }
+}
+
+/// The sender of what an account sends: the `From` of `mailbridge send`, of the
+/// outbox's messages and of the checks' test messages (through [`Identity::address`]).
+///
+/// The rule: the send-as address when one is given (the account's address or another
+/// it may send as: whether it may is the server's decision, and a refusal comes back
+/// classified, SMTP `5.2.252`, Graph and EWS `ErrorSendAsDenied`); else the account's
+/// mailbox address (`address`) with its display name (`display_name`, left out when
+/// blank). Never the login (a mailbox-name or manual login is not an address) nor the
+/// Graph Object ID (`mailbox_id`), which only say how the account signs in and which
+/// mailbox Graph opens.
+pub fn sender(account: &AccountConfig, send_as: Option<Address>) -> Address {
+    send_as.unwrap_or_else(|| Address {
+        address: account.address.clone(),
+        name: account
+            .display_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+    })
 }
 
 /// The Graph mailbox of an account: `/me` when a user signs in, else the Object ID or
@@ -365,6 +388,45 @@ impl crate::download::FetchMany for AnyMailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account() -> AccountConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": "helpdesk",
+            "address": "helpdesk@contoso.example",
+            "display_name": "Contoso Helpdesk",
+            "sign_in": "app-only",
+            "app": "connector",
+            "login_format": "mailbox-name",
+            "mailbox_id": "6f0c2a1e-0000-4000-8000-000000000001",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_sender_is_the_mailbox_address_with_its_display_name_never_the_login() {
+        let a = account();
+        // The login (mailbox-name) and the Graph Object ID differ from the address:
+        // neither is the sender.
+        assert_eq!(a.login_name(), "helpdesk");
+        assert_eq!(
+            sender(&a, None),
+            Address::with_name("helpdesk@contoso.example", "Contoso Helpdesk")
+        );
+        // The checks' test messages go out from the same address.
+        assert_eq!(Identity::of(&a).address, sender(&a, None).address);
+        assert_eq!(Identity::of(&a).login, "helpdesk");
+    }
+
+    #[test]
+    fn a_send_as_address_wins_and_a_blank_display_name_is_left_out() {
+        let mut a = account();
+        let send_as = Address::with_name("support@contoso.example", "Support");
+        assert_eq!(sender(&a, Some(send_as.clone())), send_as);
+        a.display_name = Some("  ".into());
+        assert_eq!(sender(&a, None), Address::new("helpdesk@contoso.example"));
+        a.display_name = None;
+        assert_eq!(sender(&a, None), Address::new("helpdesk@contoso.example"));
+    }
 
     #[test]
     fn graph_root_gets_a_scheme_and_a_version_only_when_missing() {

@@ -1,7 +1,8 @@
-//! Fuzz targets for the mailbox parsers: an Autodiscover v2 answer, a Thunderbird
-//! autoconfig document, and raw MIME turned into a Graph draft.
+//! Fuzz targets for the parsers of mailbridge-accounts and mailbridge-mailbox: an
+//! Autodiscover v2 answer, a Thunderbird autoconfig document, and raw MIME turned into
+//! a Graph draft.
 
-use mailbridge_mailbox::autodetect::{autoconfig_servers, parse_autodiscover};
+use mailbridge_accounts::autodetect::{autoconfig_servers, parse_autodiscover};
 use mailbridge_mailbox::send::graph_draft_from_mime;
 
 use crate::Target;

@@ -49,7 +49,7 @@ pub(super) async fn reach(
         return None;
     }
     let start = Instant::now();
-    let trust = match crate::connect::trust(endpoint) {
+    let trust = match mailbridge_mailbox::connect::trust(endpoint) {
         Ok(t) => t,
         Err(e) => {
             report.push(
@@ -138,7 +138,7 @@ fn client_for(
             return None;
         }
     };
-    let mut config = GraphConfig::new(&crate::connect::graph_root(endpoint));
+    let mut config = GraphConfig::new(&mailbridge_mailbox::connect::graph_root(endpoint));
     config.extra_ca_pem = trust.extra_ca_pem;
     config.tls_pin = trust.pin;
     config.attempts = 2;
@@ -189,7 +189,7 @@ where
 {
     let mut report = Report::default();
     let address = who.address.as_str();
-    let root = crate::connect::graph_root(endpoint);
+    let root = mailbridge_mailbox::connect::graph_root(endpoint);
     let target = Target {
         endpoint,
         who,
@@ -265,7 +265,7 @@ where
 {
     let mut report = Report::default();
     let from = who.address.as_str();
-    let root = crate::connect::graph_root(endpoint);
+    let root = mailbridge_mailbox::connect::graph_root(endpoint);
     let target = Target {
         endpoint,
         who,

@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mailbridge_mailbox::check::{Identity, Report, SignIn, receive_graph, receive_imap, send_smtp};
+use mailbridge_accounts::check::{
+    Identity, Report, SignIn, receive_graph, receive_imap, send_smtp,
+};
 use mailbridge_tls::Pin;
 use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -165,7 +167,7 @@ fn endpoint(transport: Transport, host: &str, addr: SocketAddr, tls: TlsMode) ->
     }
 }
 
-fn connect_step(r: &Report) -> &mailbridge_mailbox::check::StepResult {
+fn connect_step(r: &Report) -> &mailbridge_accounts::check::StepResult {
     r.steps
         .iter()
         .find(|s| s.step == "connect+TLS")

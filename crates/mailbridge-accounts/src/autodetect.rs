@@ -761,7 +761,7 @@ fn parse_autoconfig_servers(xml: &str) -> Vec<(Endpoint, Option<String>)> {
                 if let (Some((_, fields)), Some(f)) = (current.as_mut(), field.as_ref()) {
                     let c = match r.resolve_char_ref() {
                         Ok(Some(c)) => Some(c),
-                        Ok(None) => match r.as_ref() {
+                        Ok(None) => match &*r {
                             b"lt" => Some('<'),
                             b"gt" => Some('>'),
                             b"amp" => Some('&'),

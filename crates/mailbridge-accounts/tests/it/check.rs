@@ -1,11 +1,11 @@
 //! "Test receive" and "test send" against real Dovecot/Postfix and the emulated
 //! tenant: every step reported, and the §8.2 mistakes named with their fix.
 
+use mailbridge_accounts::check::{Identity, Report, SignIn, receive_imap, send_smtp};
 use mailbridge_auth::authority::{Authority, TenantSegment};
 use mailbridge_auth::client::{App, HttpOptions, TokenClient};
 use mailbridge_auth::credential::ClientCredential;
 use mailbridge_auth::scopes::{Grant, Transport as AuthTransport, scopes_for};
-use mailbridge_mailbox::check::{Identity, Report, SignIn, receive_imap, send_smtp};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{
@@ -161,7 +161,7 @@ impl World {
     }
 }
 
-fn failed_step(report: &Report) -> &mailbridge_mailbox::check::StepResult {
+fn failed_step(report: &Report) -> &mailbridge_accounts::check::StepResult {
     report
         .steps
         .iter()

@@ -6,7 +6,7 @@
 use mailbridge_tls::{CertificateInfo, CertificateRefused, Failure, Problem};
 use serde::Serialize;
 
-use crate::connect::Identity;
+use mailbridge_mailbox::connect::Identity;
 
 /// The certificate a server presented, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -9,14 +9,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use mailbridge_accounts::check::{
+    Identity, Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3,
+    send_ews, send_graph, send_smtp,
+};
 use mailbridge_auth::authority::{Authority, TenantSegment};
 use mailbridge_auth::client::{App, HttpOptions, TokenClient};
 use mailbridge_auth::credential::{CertificateCredential, ClientCredential};
 use mailbridge_auth::scopes::{Grant, Transport as AuthTransport, scopes_for};
-use mailbridge_mailbox::check::{
-    Identity, Report, SignIn, TokenFailure, receive_ews, receive_graph, receive_imap, receive_pop3,
-    send_ews, send_graph, send_smtp,
-};
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
 use mailbridge_testkit::model::{

@@ -32,7 +32,7 @@ use mailbridge_types::config::{EndpointConfig, TlsMode};
 use secrecy::SecretString;
 use serde::Serialize;
 
-pub use crate::connect::Identity;
+pub use mailbridge_mailbox::connect::Identity;
 pub use tls::PresentedCertificate;
 use tls::Side;
 
@@ -322,7 +322,7 @@ async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSe
         return None;
     }
     let start = Instant::now();
-    match crate::connect::trust(endpoint) {
+    match mailbridge_mailbox::connect::trust(endpoint) {
         Ok(settings) => Some(settings),
         Err(e) => {
             report.push(
