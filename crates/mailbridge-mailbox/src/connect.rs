@@ -1,15 +1,15 @@
 //! Opening an account's incoming side: from its configuration and what it signs in
 //! with to one [`AnyMailbox`], whatever the transport.
 
+use std::sync::Arc;
+
+use mailbridge_auth::source::TokenSource;
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphMailbox};
 use mailbridge_imap::{ImapClient, ImapConfig};
 use mailbridge_pop3::{Pop3Client, Pop3Config};
 use mailbridge_tls::TlsSettings;
 use mailbridge_types::ErrorClass;
 use mailbridge_types::config::{AccountConfig, EndpointConfig, SignInMethod, Transport};
-use std::sync::Arc;
-
-use mailbridge_auth::source::TokenSource;
 use secrecy::SecretString;
 use tokio::io::AsyncWrite;
 
