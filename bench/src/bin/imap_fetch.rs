@@ -86,6 +86,7 @@ async fn child_download(maildir: &Path) -> anyhow::Result<()> {
         &Checkpoint::Start,
         maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await

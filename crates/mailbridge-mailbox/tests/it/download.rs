@@ -167,6 +167,7 @@ async fn lands_once_each(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |p| {
             if let Some(Checkpoint::Imap {
                 uid_validity,
@@ -218,6 +219,7 @@ async fn lands_once_each(named_files: bool) {
         &summary.checkpoint,
         &maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -263,6 +265,7 @@ async fn stopped_then_rerun(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |p| {
             if let Some(c) = &p.durable {
                 stored = c.clone();
@@ -290,7 +293,7 @@ async fn stopped_then_rerun(named_files: bool) {
 
     // The re-run lists 5..10 again; 5 and 6 are not duplicated.
     let mut imap = w.imap().await;
-    let summary = download(&mut imap, "INBOX", &stored, &maildir, &options, |_| {
+    let summary = download(&mut imap, "INBOX", &stored, &maildir, &options, &mut (), |_| {
         ControlFlow::Continue(())
     })
     .await
@@ -306,6 +309,7 @@ async fn stopped_then_rerun(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -336,6 +340,7 @@ async fn stopped_then_rerun(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -373,6 +378,7 @@ async fn pop3_downloads_one_by_one_with_the_same_guarantees() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| {
             calls += 1;
             ControlFlow::Continue(())
@@ -390,6 +396,7 @@ async fn pop3_downloads_one_by_one_with_the_same_guarantees() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -433,8 +440,9 @@ async fn graph_downloads_four_messages_at_a_time() {
         seen
     };
     let options = DownloadOptions::default();
+    let mut nothing = ();
     let (summary, most) = tokio::join!(
-        download_listed(&mut graph, listed, &maildir, &options, |_| {
+        download_listed(&mut graph, "inbox", listed, &maildir, &options, &mut nothing, |_| {
             ControlFlow::Continue(())
         },),
         watch
@@ -505,6 +513,7 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -523,6 +532,7 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
         &first.checkpoint,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -534,6 +544,7 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -589,6 +600,7 @@ async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |p| {
             fetched = p.messages;
             ControlFlow::Continue(())
@@ -604,7 +616,7 @@ async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
     let DownloadError::Mailbox(e) = &err else {
         panic!("{err:?}")
     };
-    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    assert!(e.detail().contains("limits.max_message_size"), "{e}");
     assert_eq!(fetched, 0, "nothing counted as fetched");
     assert!(maildir_files(&maildir).is_empty());
     for sub in ["tmp", "new"] {
@@ -679,6 +691,7 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |p| {
             if p.durable.is_some() {
                 durable.clone_from(&p.durable);
@@ -692,7 +705,7 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
         panic!("{err:?}");
     };
     assert_eq!(e.class, mailbridge_types::ErrorClass::LimitExceeded, "{e}");
-    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    assert!(e.detail().contains("limits.max_message_size"), "{e}");
     // No checkpoint covers m2, and no file holds any of it.
     assert!(
         !matches!(durable, Some(Checkpoint::Graph { .. })),

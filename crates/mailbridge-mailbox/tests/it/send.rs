@@ -440,22 +440,22 @@ async fn header_injection_is_refused_before_anything_is_sent() {
     let e = smtp.send(Outgoing::Message(&m)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Permanent);
     assert!(
-        e.message.contains("header X-Note contains a line break"),
+        e.detail().contains("header X-Note contains a line break"),
         "{}",
-        e.message
+        e.detail()
     );
     assert!(!smtp.is_connected(), "refused before connecting");
     let e = w.graph().send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("line break"), "{}", e.message);
+    assert!(e.detail().contains("line break"), "{}", e.detail());
     let e = w.ews().send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("line break"), "{}", e.message);
+    assert!(e.detail().contains("line break"), "{}", e.detail());
     let mut m = message("subject\nBcc: victim@contoso.example");
     m.headers.clear();
     let e = smtp.send(Outgoing::Message(&m)).await.unwrap_err();
     assert!(
-        e.message.contains("the subject contains a line break"),
+        e.detail().contains("the subject contains a line break"),
         "{}",
-        e.message
+        e.detail()
     );
 }
 
@@ -467,8 +467,8 @@ async fn send_as_without_the_right_is_refused_by_the_server() {
     m.from = Address::new(BOB);
     let mut smtp = w.smtp();
     let e = smtp.send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("5.2.252"), "{}", e.message);
-    assert_ne!(e.class, ErrorClass::Transient, "{}", e.message);
+    assert!(e.detail().contains("5.2.252"), "{}", e.detail());
+    assert_ne!(e.class, ErrorClass::Transient, "{}", e.detail());
     // The session survives the refusal (RSET) and sends the next message.
     assert!(smtp.is_connected());
     let ok = message("as alice after a refusal");
@@ -476,7 +476,7 @@ async fn send_as_without_the_right_is_refused_by_the_server() {
     w.received(BOB, &ok.subject).await;
     // EWS checks the From of the MIME.
     let e = w.ews().send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("SendAs"), "{}", e.message);
+    assert!(e.detail().contains("SendAs"), "{}", e.detail());
 }
 
 #[tokio::test]
@@ -716,8 +716,8 @@ async fn a_dropped_idle_smtp_connection_is_reopened_once_and_a_cut_in_data_is_an
     big.text = Some("0123456789abcdef\r\n".repeat(200_000)); // 3.6 MB
     proxy.cut_after(1024 * 1024);
     let e = smtp.send(Outgoing::Message(&big)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Transient, "{}", e.message);
-    assert_eq!(proxy.accepted(), 2, "no silent retry: {}", e.message);
+    assert_eq!(e.class, ErrorClass::Transient, "{}", e.detail());
+    assert_eq!(proxy.accepted(), 2, "no silent retry: {}", e.detail());
     assert!(!smtp.is_connected());
 
     // The next message opens a new connection.
@@ -843,13 +843,13 @@ async fn a_refused_recipient_among_several_stops_the_message_and_is_named() {
         .unwrap()
         .with_recipients(vec![BOB.into(), bad.into(), CAROL.into()]);
     let e = smtp.send(Outgoing::Mime(raw)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.message);
+    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.detail());
     assert!(
-        e.message.contains(&format!("RCPT TO:<{bad}>")),
+        e.detail().contains(&format!("RCPT TO:<{bad}>")),
         "{}",
-        e.message
+        e.detail()
     );
-    assert!(e.message.contains("5.1.3"), "{}", e.message);
+    assert!(e.detail().contains("5.1.3"), "{}", e.detail());
     // Postfix had said 354 to the pipelined DATA: the connection was dropped, not
     // used for a message to BOB and CAROL; the next message opens a new one.
     assert!(!smtp.is_connected());
@@ -878,7 +878,7 @@ async fn graph_draft_with_more_than_five_headers_is_refused_before_sending() {
     let e = graph.send(Outgoing::Message(&m)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Permanent, "{e}");
     assert!(
-        e.message.contains("at most 5") && e.message.contains("SMTP"),
+        e.detail().contains("at most 5") && e.detail().contains("SMTP"),
         "{e}"
     );
     let mut m = message("Six headers, small");
@@ -966,7 +966,7 @@ async fn smtp_never_resends_a_message_whose_final_dot_went_unanswered() {
         .await
         .unwrap_err();
     assert_eq!(e.class, ErrorClass::OutcomeUnknown, "{e}");
-    assert!(e.message.contains("may have accepted the message"), "{e}");
+    assert!(e.detail().contains("may have accepted the message"), "{e}");
     assert!(!smtp.is_connected(), "the unanswered session is dropped");
     assert_eq!(
         *seen.lock().unwrap(),
