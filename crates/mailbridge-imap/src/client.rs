@@ -1061,15 +1061,13 @@ impl ImapClient {
         n: u64,
         sink: &mut W,
     ) -> Result<(), ImapError> {
-        self.copy_literal_into(n, sink)
-            .await
-            .map_err(|e| match e {
-                FetchError::Imap(e) => e,
-                FetchError::Sink(source) => ImapError::Io {
-                    step: "storing a fetched message",
-                    source,
-                },
-            })
+        self.copy_literal_into(n, sink).await.map_err(|e| match e {
+            FetchError::Imap(e) => e,
+            FetchError::Sink(source) => ImapError::Io {
+                step: "storing a fetched message",
+                source,
+            },
+        })
     }
 
     /// [`Self::copy_literal`], with a failed write into `sink` reported as
@@ -1416,7 +1414,9 @@ impl ImapClient {
                 match self.copy_literal_into(n, &mut writer).await {
                     Ok(()) => {}
                     Err(FetchError::Imap(e)) => return Err(e.into()),
-                    Err(FetchError::Sink(e)) => return Err(FetchError::Sink(sinks.write_failed(e))),
+                    Err(FetchError::Sink(e)) => {
+                        return Err(FetchError::Sink(sinks.write_failed(e)));
+                    }
                 }
                 open = Some(Open { size: n, writer });
             } else {
@@ -1649,11 +1649,21 @@ m2 OK done\r\n"
         let script = b"* 1 FETCH (UID 4 BODY[] {5}\r\nhello)\r\nm2 OK done\r\n".to_vec();
         for (step, expected) in [
             (0, Full::Open(Some(4))),
-            (1, Full::Write(std::io::Error::from(std::io::ErrorKind::StorageFull).kind().to_string())),
+            (
+                1,
+                Full::Write(
+                    std::io::Error::from(std::io::ErrorKind::StorageFull)
+                        .kind()
+                        .to_string(),
+                ),
+            ),
             (2, Full::Done(4)),
         ] {
             let mut client = scripted(script.clone()).await;
-            let err = client.fetch_many(&[4], &mut Failing(step)).await.unwrap_err();
+            let err = client
+                .fetch_many(&[4], &mut Failing(step))
+                .await
+                .unwrap_err();
             match err {
                 FetchError::Sink(e) => assert_eq!(e, expected),
                 FetchError::Imap(e) => panic!("step {step}: taken for the connection's: {e}"),

@@ -2,9 +2,16 @@
 //!
 //! Each message is streamed into its own file (never held in memory), fsynced, and
 //! only then given its name in `new/`; after every batch the `new/` directory is
-//! fsynced and only then is the checkpoint covering the batch handed out
-//! ([`Progress::durable`]) or returned ([`Summary::checkpoint`]). So a stored
+//! fsynced and only then is the checkpoint covering the batch handed to the caller's
+//! [`Durable`] hook (awaited: the connector's sync loop stores it there) and to
+//! [`Progress::durable`], or returned ([`Summary::checkpoint`]). So a stored
 //! checkpoint never covers a message that a crash could lose.
+//!
+//! The Maildir's failures are its own ([`DownloadError::Maildir`], naming the fix for
+//! a full disk or a directory it may not write): the sinks' error type travels
+//! through [`FetchMany`] and the IMAP client as [`FetchError::Sink`], and a write that
+//! fails inside a transport's fetch is recognised as the sink's, never reported as a
+//! connection failure.
 //!
 //! On Linux the files are made without a name (`O_TMPFILE` in `new/`) and linked
 //! under the message's name once complete, so a crash leaves nothing half-written
@@ -15,8 +22,8 @@
 //! time per directory) and was what bounded a download; a batch's directory fsync
 //! runs while the next batch arrives.
 //!
-//! A message's file name is derived from its transport id (for IMAP: UIDVALIDITY and
-//! UID), so a run after a crash, which lists again what the last stored checkpoint
+//! A message's file name ([`message_key`]) is derived from its typed transport id (for
+//! IMAP: UIDVALIDITY and UID), the same as every earlier version wrote, so a run after a crash, which lists again what the last stored checkpoint
 //! did not cover, skips what is already in `new/` or `cur/` instead of duplicating it.
 //! One Maildir per source folder: ids are unique only within a folder.
 //!
@@ -1146,11 +1153,15 @@ mod tests {
         let m = |id: &str| MessageRef::Graph { id: id.into() };
         assert_eq!(message_key(&m("AAMk/a+b=")), "id-AAMk=2Fa=2Bb=3D");
         assert_eq!(
-            message_key(&MessageRef::Ews { id: "AAMk/a+b=".into() }),
+            message_key(&MessageRef::Ews {
+                id: "AAMk/a+b=".into()
+            }),
             "id-AAMk=2Fa=2Bb=3D"
         );
         assert_eq!(
-            message_key(&MessageRef::Pop3 { uidl: "dup 2".into() }),
+            message_key(&MessageRef::Pop3 {
+                uidl: "dup 2".into()
+            }),
             "id-dup=202"
         );
         let long = "x/".repeat(200);
@@ -1162,6 +1173,119 @@ mod tests {
             let k = message_key(&m(id));
             assert!(!k.contains(['/', ':', '.']), "{k}");
         }
+    }
+
+    /// A transport that writes each message and, like the real ones, reports a failed
+    /// write as its own (connection) failure.
+    struct OneByOne;
+
+    impl Mailbox for OneByOne {
+        async fn new_since(
+            &mut self,
+            _folder: &str,
+            _checkpoint: &Checkpoint,
+        ) -> Result<NewMessages, MailboxError> {
+            unreachable!("not listed in this test")
+        }
+        async fn received_since(
+            &mut self,
+            _folder: &str,
+            _since: time::OffsetDateTime,
+        ) -> Result<NewMessages, MailboxError> {
+            unreachable!("not listed in this test")
+        }
+        async fn fetch<W: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _message: &MessageRef,
+            sink: &mut W,
+        ) -> Result<u64, MailboxError> {
+            let write = async {
+                sink.write_all(b"Subject: x\r\n\r\nbody").await?;
+                sink.flush().await
+            };
+            write.await.map_err(|e| {
+                MailboxError::with_source(
+                    mailbridge_types::ErrorClass::Transient,
+                    ErrorKind::Connection,
+                    "POP3: the connection to the server failed",
+                    e,
+                )
+            })?;
+            Ok(16)
+        }
+        async fn mark_read(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            Ok(())
+        }
+        async fn move_to(
+            &mut self,
+            _message: &MessageRef,
+            _folder: &str,
+        ) -> Result<(), MailboxError> {
+            Ok(())
+        }
+        async fn delete(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            Ok(())
+        }
+    }
+
+    impl FetchMany for OneByOne {}
+
+    /// Writers onto `/dev/full`: every write fails with "no space left on device".
+    struct DiskFull {
+        done: usize,
+    }
+
+    impl MessageSinks for DiskFull {
+        type Writer = tokio::fs::File;
+        type Error = DownloadError;
+
+        async fn open(&mut self) -> Result<tokio::fs::File, DownloadError> {
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .await
+                .map_err(maildir_err(Path::new("/dev/full")))
+        }
+
+        async fn done(
+            &mut self,
+            _message: &MessageRef,
+            _size: u64,
+            _writer: tokio::fs::File,
+        ) -> Result<(), DownloadError> {
+            self.done += 1;
+            Ok(())
+        }
+
+        fn write_failed(&mut self, error: std::io::Error) -> DownloadError {
+            maildir_err(Path::new("/dev/full"))(error)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_full_disk_is_the_sinks_failure_not_the_transports() {
+        let mut sinks = DiskFull { done: 0 };
+        let messages = [MessageRef::Pop3 { uidl: "a".into() }];
+        let err = OneByOne
+            .fetch_many("INBOX", &messages, &mut sinks)
+            .await
+            .unwrap_err();
+        let FetchError::Sink(err) = err else {
+            panic!("taken for the transport's failure: {err:?}");
+        };
+        assert_eq!(sinks.done, 0);
+        assert_eq!(err.class(), mailbridge_types::ErrorClass::Misconfigured);
+        let text = err.to_string();
+        assert!(
+            text.contains("failed to write the maildir /dev/full")
+                && text.contains("the disk is full"),
+            "{text}"
+        );
+        let DownloadError::Maildir { source, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!   on-premises over EWS; Gmail; generic IMAP/SMTP), the defaults a provider gives its
 //!   accounts (app, extra CA file, TLS pins), and the domain -> provider table.
 //! - [`mailbox`]: the [`mailbox::Mailbox`] trait (new since a checkpoint, fetch MIME
-//!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3.
+//!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3; messages named
+//!   by a typed [`mailbox::MessageRef`] (IMAP UID with its UIDVALIDITY, Graph id, EWS
+//!   id, POP3 UIDL); errors as [`mailbox::MailboxError`] (class, typed kind, the
+//!   transport's error as source).
 //! - [`connect`]: an account's incoming side opened as one [`connect::AnyMailbox`]
 //!   from its configuration and a password or token.
 //! - [`check`]: "test receive" (IMAP, POP3, Graph, EWS: open the inbox and read one
@@ -27,9 +30,11 @@
 //!   table, MX, the tenant's OpenID configuration, Autodiscover v2, Thunderbird
 //!   autoconfig, SRV records), each with a timeout and an injectable base URL or
 //!   resolver; the result says which step decided.
-//! - [`download`]: new messages of a folder into a local Maildir, durably (fsync,
-//!   rename, directory fsync before the checkpoint moves), crash-safe on re-run;
-//!   pipelined over IMAP.
+//! - [`download`]: a listing of a folder into a local Maildir, durably (fsync,
+//!   rename, directory fsync before each checkpoint goes to the caller's
+//!   [`download::Durable`] hook), crash-safe on re-run; pipelined over IMAP; the
+//!   Maildir's failures typed as its own. The loop that lists, downloads and stores
+//!   checkpoints is `mailbridge-connector`'s `sync`.
 
 pub mod account;
 pub mod autodetect;

@@ -11,6 +11,12 @@
 //! restricted on `item:DateTimeReceived`. POP3 keeps no received date and refuses it.
 //! The listing's checkpoint covers the folder as it was listed, so a later
 //! [`Mailbox::new_since`] from it goes on with what arrives next.
+//!
+//! A listed message is a [`MessageRef`] holding its transport's own id, typed (an IMAP
+//! UID with its folder's UIDVALIDITY, a Graph or EWS id, a POP3 UIDL); a mailbox
+//! refuses another transport's reference, and IMAP one listed under another
+//! UIDVALIDITY. Errors are [`MailboxError`]s: a class (what to do), an [`ErrorKind`]
+//! (what happened, for retry logic to match) and the transport's error as source.
 
 use std::future::Future;
 
@@ -217,14 +223,14 @@ impl MailboxError {
 impl ErrorKind {
     /// The kind that goes with `class` where nothing more is known.
     pub fn of_class(class: ErrorClass) -> ErrorKind {
-    match class {
-        ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin => ErrorKind::SignInRefused,
-        ErrorClass::Throttled { .. } => ErrorKind::Throttled,
-        ErrorClass::LimitExceeded => ErrorKind::LimitExceeded,
-        ErrorClass::OutcomeUnknown => ErrorKind::OutcomeUnknown,
-        ErrorClass::Misconfigured => ErrorKind::Configuration,
-        _ => ErrorKind::ServerRefused,
-    }
+        match class {
+            ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin => ErrorKind::SignInRefused,
+            ErrorClass::Throttled { .. } => ErrorKind::Throttled,
+            ErrorClass::LimitExceeded => ErrorKind::LimitExceeded,
+            ErrorClass::OutcomeUnknown => ErrorKind::OutcomeUnknown,
+            ErrorClass::Misconfigured => ErrorKind::Configuration,
+            _ => ErrorKind::ServerRefused,
+        }
     }
 }
 
@@ -254,7 +260,9 @@ impl From<mailbridge_ews::EwsError> for MailboxError {
         let kind = match &e {
             E::Http { .. } => ErrorKind::Connection,
             E::Unauthorized { .. } => ErrorKind::SignInRefused,
-            E::Response { code, .. } if code == "ErrorItemNotFound" || code == "ErrorFolderNotFound" => {
+            E::Response { code, .. }
+                if code == "ErrorItemNotFound" || code == "ErrorFolderNotFound" =>
+            {
                 ErrorKind::NotFound
             }
             E::TooLarge { .. } | E::LimitExceeded { .. } => ErrorKind::LimitExceeded,
@@ -894,8 +902,8 @@ impl Mailbox for Pop3Mailbox {
         since: OffsetDateTime,
     ) -> Result<NewMessages, MailboxError> {
         Err(MailboxError::misconfigured(format!(
-                "POP3 cannot list messages received since {}: the protocol keeps no received date (only the sender's Date: header, which is not when a message arrived); fetch everything (--since all) or use the account's IMAP, Graph or EWS side",
-                since.format(&Rfc3339).unwrap_or_else(|_| since.to_string())
+            "POP3 cannot list messages received since {}: the protocol keeps no received date (only the sender's Date: header, which is not when a message arrived); fetch everything (--since all) or use the account's IMAP, Graph or EWS side",
+            since.format(&Rfc3339).unwrap_or_else(|_| since.to_string())
         )))
     }
 
@@ -926,7 +934,89 @@ impl Mailbox for Pop3Mailbox {
 
 #[cfg(test)]
 mod tests {
-    use super::distinct_ids;
+    use super::*;
+
+    #[test]
+    fn a_transport_error_keeps_its_class_a_kind_and_itself_as_the_source() {
+        use mailbridge_imap::ImapError;
+        let cut = MailboxError::from(ImapError::Io {
+            step: "UID FETCH",
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+        });
+        assert_eq!(cut.class, ErrorClass::Transient);
+        assert_eq!(cut.kind, ErrorKind::Connection);
+        assert_eq!(cut.to_string(), "IMAP: the connection to the server failed");
+        let source = std::error::Error::source(&cut).expect("the transport's error");
+        assert!(source.downcast_ref::<ImapError>().is_some(), "{source}");
+        assert_eq!(
+            cut.detail(),
+            "IMAP: the connection to the server failed: connection to the IMAP server failed during UID FETCH: timed out"
+        );
+
+        let refused = MailboxError::from(ImapError::Refused {
+            step: "AUTHENTICATE XOAUTH2",
+            text: "[AUTHENTICATIONFAILED] no".into(),
+        });
+        assert_eq!(refused.kind, ErrorKind::SignInRefused);
+        assert_eq!(refused.class, refused_class());
+        assert!(
+            refused.detail().contains("[AUTHENTICATIONFAILED] no"),
+            "{}",
+            refused.detail()
+        );
+        assert!(
+            !refused.to_string().contains("AUTHENTICATIONFAILED"),
+            "one line of its own"
+        );
+
+        let big = MailboxError::from(mailbridge_graph::ClientError::LimitExceeded {
+            what: "a message of 9 bytes".into(),
+            limit: 1,
+            unit: "bytes",
+            setting: "limits.max_message_size",
+        });
+        assert_eq!(
+            (big.class, big.kind),
+            (ErrorClass::LimitExceeded, ErrorKind::LimitExceeded)
+        );
+        let local = MailboxError::from(mailbridge_graph::ClientError::Sink(
+            std::io::ErrorKind::StorageFull.into(),
+        ));
+        assert_eq!(local.kind, ErrorKind::Sink);
+
+        let own = MailboxError::misconfigured("set the pin");
+        assert_eq!(
+            (own.class, own.kind),
+            (ErrorClass::Misconfigured, ErrorKind::Configuration)
+        );
+        assert!(std::error::Error::source(&own).is_none());
+        assert_eq!(own.detail(), "set the pin");
+    }
+
+    fn refused_class() -> ErrorClass {
+        mailbridge_imap::ImapError::Refused {
+            step: "AUTHENTICATE XOAUTH2",
+            text: "[AUTHENTICATIONFAILED] no".into(),
+        }
+        .class()
+    }
+
+    #[test]
+    fn references_are_refused_by_the_wrong_transport() {
+        let graph = MessageRef::Graph { id: "AAMk".into() };
+        let e = graph_id(&MessageRef::Ews { id: "AAMk".into() }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Configuration);
+        assert_eq!(graph_id(&graph).unwrap(), "AAMk");
+        assert!(ews_id(&graph).is_err());
+        assert_eq!(
+            MessageRef::Imap {
+                uid_validity: 7,
+                uid: 42
+            }
+            .transport_id(),
+            "42"
+        );
+    }
 
     #[test]
     fn repeated_uidls_become_distinct_ids() {

@@ -12,7 +12,7 @@ use mailbridge_mailbox::download::{
     DownloadError, DownloadOptions, GRAPH_FETCHES_IN_FLIGHT, Progress, download, download_listed,
 };
 use mailbridge_mailbox::mailbox::{
-    Checkpoint, GraphMailboxAccess, ImapMailbox, Mailbox as _, Pop3Mailbox,
+    Checkpoint, ErrorKind, GraphMailboxAccess, ImapMailbox, Mailbox as _, MessageRef, Pop3Mailbox,
 };
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
@@ -293,9 +293,15 @@ async fn stopped_then_rerun(named_files: bool) {
 
     // The re-run lists 5..10 again; 5 and 6 are not duplicated.
     let mut imap = w.imap().await;
-    let summary = download(&mut imap, "INBOX", &stored, &maildir, &options, &mut (), |_| {
-        ControlFlow::Continue(())
-    })
+    let summary = download(
+        &mut imap,
+        "INBOX",
+        &stored,
+        &maildir,
+        &options,
+        &mut (),
+        |_| ControlFlow::Continue(()),
+    )
     .await
     .unwrap();
     assert_eq!(summary.messages + summary.already_present, 6);
@@ -442,9 +448,15 @@ async fn graph_downloads_four_messages_at_a_time() {
     let options = DownloadOptions::default();
     let mut nothing = ();
     let (summary, most) = tokio::join!(
-        download_listed(&mut graph, "inbox", listed, &maildir, &options, &mut nothing, |_| {
-            ControlFlow::Continue(())
-        },),
+        download_listed(
+            &mut graph,
+            "inbox",
+            listed,
+            &maildir,
+            &options,
+            &mut nothing,
+            |_| { ControlFlow::Continue(()) },
+        ),
         watch
     );
     assert_eq!(
@@ -714,4 +726,60 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
     for (name, bytes) in maildir_files(&maildir) {
         assert!(!bytes.starts_with(b"xxxx"), "{name} holds the cut message");
     }
+}
+
+#[tokio::test]
+async fn a_reference_from_another_uidvalidity_or_transport_is_refused_not_fetched() {
+    let w = world().await;
+    w.fill(0, 2).await;
+    let mut imap = w.imap().await;
+    let mut listed = imap.new_since("INBOX", &Checkpoint::Start).await.unwrap();
+    assert_eq!(listed.messages.len(), 2);
+    let Some(MessageRef::Imap { uid_validity, uid }) = listed.messages.first().cloned() else {
+        panic!("{:?}", listed.messages);
+    };
+    // The same UID under another UIDVALIDITY may name another message now.
+    listed.messages = vec![MessageRef::Imap {
+        uid_validity: uid_validity.wrapping_add(1),
+        uid,
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let err = download_listed(
+        &mut imap,
+        "INBOX",
+        listed,
+        &dir.path().join("m"),
+        &DownloadOptions::default(),
+        &mut (),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap_err();
+    let DownloadError::Mailbox(e) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.detail());
+    assert!(
+        e.detail().contains("list the folder again"),
+        "{}",
+        e.detail()
+    );
+    assert!(maildir_files(&dir.path().join("m")).is_empty());
+
+    let mut sink = Vec::new();
+    let e = imap
+        .fetch(
+            &MessageRef::Graph {
+                id: uid.to_string(),
+            },
+            &mut sink,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Configuration, "{}", e.detail());
+    let size = imap
+        .fetch(&MessageRef::Imap { uid_validity, uid }, &mut sink)
+        .await
+        .unwrap();
+    assert_eq!(size, sink.len() as u64);
 }
