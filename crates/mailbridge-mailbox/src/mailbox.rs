@@ -246,7 +246,6 @@ impl From<mailbridge_imap::ImapError> for MailboxError {
                 ErrorKind::SignInRefused
             }
             E::Refused { step, .. } if *step == "SELECT" => ErrorKind::NotFound,
-            E::Refused { .. } => ErrorKind::of_class(class),
             _ => ErrorKind::of_class(class),
         };
         Self::transport("IMAP", class, kind, e)
