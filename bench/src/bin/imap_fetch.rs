@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use mailbridge_bench::{MailWorld, PASSWORD, USER, corpus, count_maildir_messages, peak};
+use mailbridge_connector::{MaildirSink, Start};
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
-use mailbridge_mailbox::download::{DownloadOptions, download};
-use mailbridge_mailbox::mailbox::{Checkpoint, ImapMailbox};
+use mailbridge_mailbox::download::DownloadOptions;
+use mailbridge_mailbox::mailbox::ImapMailbox;
+use mailbridge_store::{MasterKey, Store};
 use mailbridge_tls::{MailStream, TlsSettings};
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -55,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         .block_on(bench())
 }
 
-/// The mailbridge side: a durable download of the whole INBOX; prints
+/// The mailbridge side: a durable sync of the whole INBOX; prints
 /// `messages bytes vmhwm_kib`.
 async fn child_download(maildir: &Path) -> anyhow::Result<()> {
     let env = |k: &str| std::env::var(k).with_context(|| format!("{k} not set"));
@@ -80,16 +82,25 @@ async fn child_download(maildir: &Path) -> anyhow::Result<()> {
     if let Some(s) = std::env::var("MB_SYNCS").ok().and_then(|v| v.parse().ok()) {
         options.parallel_syncs = s;
     }
-    let summary = download(
+    // The path `mailbridge fetch` runs: the connector's sync loop, each durable batch's
+    // checkpoint stored in a SQLite store.
+    let state = tempfile::tempdir()?;
+    let store = Store::open(&state.path().join("db.sqlite"), &MasterKey::generate()?).await?;
+    let sink = MaildirSink {
+        dir: maildir.to_owned(),
+        options,
+    };
+    let summary = mailbridge_connector::sync(
         &mut mailbox,
+        "bench",
         "INBOX",
-        &Checkpoint::Start,
-        maildir,
-        &options,
+        Start::All,
+        &sink,
+        &store,
         |_| ControlFlow::Continue(()),
     )
     .await
-    .map_err(|e| anyhow::anyhow!(e))
+    .map_err(|e| anyhow::anyhow!(mailbridge_types::error_chain(&e)))
     .context("download failed")?;
     println!(
         "{} {} {}",

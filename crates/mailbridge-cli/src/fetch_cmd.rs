@@ -6,14 +6,17 @@
 //! `receivedDateTime ge`, EWS FindItem on `DateTimeReceived`; POP3 refuses), downloads
 //! them the same durable way, and stores the listing's checkpoint: a later
 //! `--since last` goes on with what arrives after the run.
+//!
+//! The run itself is the connector's sync loop ([`mailbridge_connector::sync`]); this
+//! command parses, shows the progress bar and prints.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use mailbridge_connector::{MaildirSink, Start};
 use mailbridge_mailbox::connect::open_incoming;
-use mailbridge_mailbox::download::{DownloadOptions, Progress, download, download_listed};
-use mailbridge_mailbox::mailbox::{Checkpoint, Mailbox as _};
+use mailbridge_mailbox::download::{DownloadOptions, Progress};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -100,21 +103,13 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
         .out
         .canonicalize()
         .with_context(|| format!("failed to open {}", args.out.display()))?;
-    // The checkpoint belongs to the pair (folder, directory): another directory starts over.
-    let key = format!("{}\u{1f}{}", args.folder, out.display());
-    let checkpoint: Checkpoint = match args.since {
-        Since::All | Since::Date(_) => Checkpoint::Start,
-        Since::Last => store
-            .checkpoint(&account.name, &key)
-            .await?
-            .unwrap_or(Checkpoint::Start),
-    };
     let sign_in = context::sign_in_now(&store, &account, app.as_ref(), transport).await?;
     let mut mailbox = open_incoming(&account, sign_in).await.map_err(|e| {
         anyhow::anyhow!(
-            "could not open the mailbox of account {} [{}]: {e}; `mailbridge test receive {}` shows which step fails and the fix",
+            "could not open the mailbox of account {} [{}]: {}; `mailbridge test receive {}` shows which step fails and the fix",
             account.name,
             e.class,
+            e.detail(),
             account.name
         )
     })?;
@@ -131,79 +126,54 @@ pub async fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     };
-    // Checkpoints are stored as batches become durable, so a stop loses nothing.
-    let (durable_tx, mut durable_rx) = tokio::sync::mpsc::unbounded_channel::<Checkpoint>();
-    let saver = {
-        let store = store.clone();
-        let name = account.name.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            while let Some(cp) = durable_rx.recv().await {
-                store.set_checkpoint(&name, &key, &cp).await?;
-            }
-            Ok::<_, mailbridge_store::StoreError>(())
-        })
-    };
     let progress_bar = bar.clone();
     let on_progress = move |p: &Progress| {
         progress_bar.set_length(p.total);
         progress_bar.set_position(p.messages);
         progress_bar.set_message(format!("{} MB", megabytes(p.bytes)));
-        if let Some(cp) = &p.durable {
-            let _ = durable_tx.send(cp.clone());
-        }
         std::ops::ControlFlow::Continue(())
     };
-    let options = DownloadOptions::default();
-    let result = match args.since {
-        Since::Date(since) => {
-            let listed = match mailbox.received_since(&args.folder, since).await {
-                Ok(l) => l,
-                Err(e) => {
-                    bar.finish_and_clear();
-                    bail!(
-                        "could not list the messages of {} in account {} received since {} [{}]: {e}",
-                        args.folder,
-                        account.name,
-                        since.format(&Rfc3339).unwrap_or_else(|_| since.to_string()),
-                        e.class
-                    );
-                }
-            };
-            download_listed(&mut mailbox, listed, &out, &options, on_progress).await
-        }
-        Since::Last | Since::All => {
-            download(
-                &mut mailbox,
-                &args.folder,
-                &checkpoint,
-                &out,
-                &options,
-                on_progress,
-            )
-            .await
-        }
+    let start = match args.since {
+        Since::Last => Start::Last,
+        Since::All => Start::All,
+        Since::Date(since) => Start::Since(since),
     };
+    // The checkpoint belongs to the pair (folder, directory): another directory starts
+    // over. Each is stored as its batch becomes durable, so a stop loses nothing.
+    let sink = MaildirSink {
+        dir: out.clone(),
+        options: DownloadOptions::default(),
+    };
+    let result = mailbridge_connector::sync(
+        &mut mailbox,
+        &account.name,
+        &args.folder,
+        start,
+        &sink,
+        &store,
+        on_progress,
+    )
+    .await;
     bar.finish_and_clear();
-    saver
-        .await
-        .context("the checkpoint writer stopped")?
-        .context("failed to store the checkpoint")?;
     // The whole chain: `{e:#}` on a library error prints only its own words ("failed to
     // read new messages from the mailbox"), never why (a 503, a timeout, a cut-off
     // message).
     let summary = result.map_err(|e| {
+        let since = match args.since {
+            Since::Date(since) => format!(
+                " (received since {})",
+                since.format(&Rfc3339).unwrap_or_else(|_| since.to_string())
+            ),
+            Since::Last | Since::All => String::new(),
+        };
         anyhow::anyhow!(
-            "fetching {} of account {} stopped [{}]: {}; what was written is kept, and the next `mailbridge fetch` goes on from there",
+            "fetching {}{since} of account {} stopped [{}]: {}; what was written is kept, and the next `mailbridge fetch` goes on from there",
             args.folder,
             account.name,
             e.class(),
             mailbridge_types::error_chain(&e)
         )
     })?;
-    store
-        .set_checkpoint(&account.name, &key, &summary.checkpoint)
-        .await?;
     let _ = mailbox.close().await;
     if args.json {
         println!(

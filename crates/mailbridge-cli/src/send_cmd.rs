@@ -210,14 +210,14 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     // XOAUTH2 user= is the login name: as `test send` does.
     let who = mailbridge_mailbox::connect::Identity::of(&account);
     let mut sender = AnySender::for_endpoint(&endpoint, &who, sign_in)
-        .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.class))?
+        .map_err(|e| anyhow::anyhow!("{} [{}]", e.detail(), e.class))?
         .with_max_message_size(account.limits.max_message_size);
     let outgoing = match (&message, &args.mime) {
         (Some(m), _) => Outgoing::Message(m),
         (None, Some(path)) => {
             let mut raw = RawMime::from_file(path)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
             let envelope: Vec<String> = args
                 .to
                 .iter()
@@ -243,7 +243,7 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             account.name,
             transport_name(endpoint.transport),
             e.class,
-            e.message,
+            e.detail(),
             next_step(&account.name, &e)
         ),
     }

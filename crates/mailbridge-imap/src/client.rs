@@ -1053,19 +1053,37 @@ impl ImapClient {
 
     /// Copies a literal of `n` bytes from the connection's buffer into `sink`, with the
     /// timeout applied to each read (a large message may take longer than one) and
-    /// the command's total time to all of them. Never allocates what `n` says.
+    /// the command's total time to all of them. Never allocates what `n` says. A
+    /// failed write into `sink` is reported as a connection failure while storing; see
+    /// [`Self::copy_literal_into`] to tell the two apart.
     async fn copy_literal<W: AsyncWrite + Unpin>(
         &mut self,
         n: u64,
         sink: &mut W,
     ) -> Result<(), ImapError> {
+        self.copy_literal_into(n, sink).await.map_err(|e| match e {
+            FetchError::Imap(e) => e,
+            FetchError::Sink(source) => ImapError::Io {
+                step: "storing a fetched message",
+                source,
+            },
+        })
+    }
+
+    /// [`Self::copy_literal`], with a failed write into `sink` reported as
+    /// [`FetchError::Sink`].
+    async fn copy_literal_into<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: u64,
+        sink: &mut W,
+    ) -> Result<(), FetchError<std::io::Error>> {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
         const STEP: &str = "reading a message";
         let mut left = n;
         while left > 0 {
             let wait = self.wait(STEP)?;
             let chunk = match tokio::time::timeout(wait, self.conn.fill_buf()).await {
-                Err(_) => return Err(self.timed_out(STEP, "the server stopped sending")),
+                Err(_) => return Err(self.timed_out(STEP, "the server stopped sending").into()),
                 Ok(r) => r.map_err(|source| ImapError::Io { step: STEP, source })?,
             };
             if chunk.is_empty() {
@@ -1075,14 +1093,12 @@ impl ImapClient {
                         std::io::ErrorKind::UnexpectedEof,
                         "the message was cut short",
                     ),
-                });
+                }
+                .into());
             }
             let take = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
             let part = chunk.get(..take).unwrap_or_default();
-            sink.write_all(part).await.map_err(|source| ImapError::Io {
-                step: "storing a fetched message",
-                source,
-            })?;
+            sink.write_all(part).await.map_err(FetchError::Sink)?;
             self.conn.consume(take);
             left -= take as u64;
         }
@@ -1158,9 +1174,15 @@ impl ImapClient {
 /// rest of its `FETCH` response have arrived. A writer that is not handed back (the
 /// answer turned out to be about a message not asked for, or the fetch failed) is
 /// dropped: its message is discarded.
+///
+/// The sinks' failures come back from [`ImapClient::fetch_many`] as
+/// [`FetchError::Sink`] in their own type, never as a connection failure: a full disk
+/// is not a reason to reconnect.
 pub trait FetchSinks {
     /// Where one message's bytes go.
     type Writer: AsyncWrite + Unpin + Send;
+    /// Why the sinks failed.
+    type Error: std::error::Error + Send + Sync + 'static;
 
     /// A writer for the next message of `size` bytes; `uid` when the server named it
     /// before the body (Dovecot and Exchange do; a server may also send it after).
@@ -1168,7 +1190,7 @@ pub trait FetchSinks {
         &mut self,
         uid: Option<u32>,
         size: u64,
-    ) -> impl Future<Output = std::io::Result<Self::Writer>> + Send;
+    ) -> impl Future<Output = Result<Self::Writer, Self::Error>> + Send;
 
     /// Message `uid` (`size` bytes) was written completely into `writer`. Called only
     /// for UIDs asked for, at most once each.
@@ -1177,7 +1199,21 @@ pub trait FetchSinks {
         uid: u32,
         size: u64,
         writer: Self::Writer,
-    ) -> impl Future<Output = std::io::Result<()>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Writing into one of the writers failed with `error`: the sinks' own error for it.
+    fn write_failed(&mut self, error: std::io::Error) -> Self::Error;
+}
+
+/// Why [`ImapClient::fetch_many`] failed: the server or connection, or the sinks.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError<E> {
+    /// The server or the connection failed (drop the session).
+    #[error(transparent)]
+    Imap(#[from] ImapError),
+    /// The sinks failed (the session is in the middle of a response: drop it too).
+    #[error(transparent)]
+    Sink(E),
 }
 
 /// Longest UID set sent in one `UID FETCH` command; longer sets become several
@@ -1265,14 +1301,15 @@ impl ImapClient {
     /// no longer has are left out; answers about messages not asked for (or a second
     /// answer about one) are skipped and logged, never handed over. A message
     /// announced larger than [`Limits::max_message_size`] is an error before any of it
-    /// is read. Returns how many messages were handed to `sinks`.
+    /// is read. Returns how many messages were handed to `sinks`; the sinks' failures
+    /// (opening, writing, completing a message) come back as [`FetchError::Sink`].
     ///
     /// After an error the session may be in the middle of a response: drop it.
     pub async fn fetch_many<S: FetchSinks + Send>(
         &mut self,
         uids: &[u32],
         sinks: &mut S,
-    ) -> Result<u32, ImapError> {
+    ) -> Result<u32, FetchError<S::Error>> {
         const STEP: &str = "UID FETCH";
         let mut asked = Asked::new(uids);
         let mut tags = std::collections::VecDeque::new();
@@ -1318,7 +1355,7 @@ impl ImapClient {
                     continue;
                 }
                 if response::is_bye(&segment) {
-                    return Err(ImapError::bye(&segment));
+                    return Err(ImapError::bye(&segment).into());
                 }
                 self.count_continuation(&segment, STEP)?;
                 items = FetchItems::start(&segment);
@@ -1348,10 +1385,7 @@ impl ImapClient {
                     sinks
                         .done(uid, o.size, o.writer)
                         .await
-                        .map_err(|source| ImapError::Io {
-                            step: "storing a fetched message",
-                            source,
-                        })?;
+                        .map_err(FetchError::Sink)?;
                     handed += 1;
                 }
                 continue;
@@ -1363,7 +1397,7 @@ impl ImapClient {
                 continue;
             };
             if n > self.limits.max_message_size {
-                return Err(ImapError::message_too_large(STEP, n, &self.limits));
+                return Err(ImapError::message_too_large(STEP, n, &self.limits).into());
             }
             let known = i.uid;
             if open.is_none() && item == LiteralItem::Body(Vec::new()) {
@@ -1376,11 +1410,14 @@ impl ImapClient {
                         .await?;
                     continue;
                 }
-                let mut writer = sinks.open(known, n).await.map_err(|source| ImapError::Io {
-                    step: "storing a fetched message",
-                    source,
-                })?;
-                self.copy_literal(n, &mut writer).await?;
+                let mut writer = sinks.open(known, n).await.map_err(FetchError::Sink)?;
+                match self.copy_literal_into(n, &mut writer).await {
+                    Ok(()) => {}
+                    Err(FetchError::Imap(e)) => return Err(e.into()),
+                    Err(FetchError::Sink(e)) => {
+                        return Err(FetchError::Sink(sinks.write_failed(e)));
+                    }
+                }
                 open = Some(Open { size: n, writer });
             } else {
                 self.skip_literal(n, self.limits.max_message_size, STEP)
@@ -1388,7 +1425,7 @@ impl ImapClient {
             }
         }
         match refused {
-            Some(text) => Err(ImapError::Refused { step: STEP, text }),
+            Some(text) => Err(ImapError::Refused { step: STEP, text }.into()),
             None => Ok(handed),
         }
     }
@@ -1413,6 +1450,7 @@ mod fetch_many_tests {
 
     impl FetchSinks for Collect {
         type Writer = Vec<u8>;
+        type Error = std::io::Error;
 
         async fn open(&mut self, uid: Option<u32>, _size: u64) -> std::io::Result<Vec<u8>> {
             self.hints.push(uid);
@@ -1423,6 +1461,10 @@ mod fetch_many_tests {
             assert_eq!(writer.len() as u64, size);
             self.done.insert(uid, writer);
             Ok(())
+        }
+
+        fn write_failed(&mut self, error: std::io::Error) -> std::io::Error {
+            error
         }
     }
 
@@ -1521,6 +1563,9 @@ m2 OK done\r\n"
             .fetch_many(&[1], &mut Collect::default())
             .await
             .unwrap_err();
+        let FetchError::Imap(err) = err else {
+            panic!("a refusal is the server's: {err}");
+        };
         assert_eq!(err.class(), ErrorClass::Transient, "{err}");
         assert!(matches!(err, ImapError::Refused { .. }), "{err}");
 
@@ -1537,6 +1582,93 @@ m2 OK done\r\n"
             .await
             .unwrap_err();
         assert!(err.to_string().contains("without its UID"), "{err}");
+    }
+
+    /// The sinks' own failure, typed: never taken for the connection's.
+    #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+    enum Full {
+        #[error("opening message {0:?} failed")]
+        Open(Option<u32>),
+        #[error("writing failed: {0}")]
+        Write(String),
+        #[error("completing message {0} failed")]
+        Done(u32),
+    }
+
+    /// Writes that fail with "no space left on device".
+    struct NoSpace;
+
+    impl AsyncWrite for NoSpace {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Err(std::io::ErrorKind::StorageFull.into()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Sinks failing at one step: 0 opening, 1 writing, 2 completing.
+    struct Failing(u8);
+
+    impl FetchSinks for Failing {
+        type Writer = std::pin::Pin<Box<dyn AsyncWrite + Send>>;
+        type Error = Full;
+
+        async fn open(&mut self, uid: Option<u32>, _size: u64) -> Result<Self::Writer, Full> {
+            match self.0 {
+                0 => Err(Full::Open(uid)),
+                1 => Ok(Box::pin(NoSpace)),
+                _ => Ok(Box::pin(tokio::io::sink())),
+            }
+        }
+
+        async fn done(&mut self, uid: u32, _size: u64, _writer: Self::Writer) -> Result<(), Full> {
+            Err(Full::Done(uid))
+        }
+
+        fn write_failed(&mut self, error: std::io::Error) -> Full {
+            Full::Write(error.kind().to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sinks_failures_come_back_as_theirs_not_as_the_connections() {
+        let script = b"* 1 FETCH (UID 4 BODY[] {5}\r\nhello)\r\nm2 OK done\r\n".to_vec();
+        for (step, expected) in [
+            (0, Full::Open(Some(4))),
+            (
+                1,
+                Full::Write(
+                    std::io::Error::from(std::io::ErrorKind::StorageFull)
+                        .kind()
+                        .to_string(),
+                ),
+            ),
+            (2, Full::Done(4)),
+        ] {
+            let mut client = scripted(script.clone()).await;
+            let err = client
+                .fetch_many(&[4], &mut Failing(step))
+                .await
+                .unwrap_err();
+            match err {
+                FetchError::Sink(e) => assert_eq!(e, expected),
+                FetchError::Imap(e) => panic!("step {step}: taken for the connection's: {e}"),
+            }
+        }
     }
 
     proptest::proptest! {

@@ -26,5 +26,5 @@
 pub mod client;
 pub mod response;
 
-pub use client::{Credentials, Folder, ImapClient, ImapConfig, ImapError, TlsMode};
+pub use client::{Credentials, FetchError, Folder, ImapClient, ImapConfig, ImapError, TlsMode};
 pub use response::Meaning;

@@ -8,7 +8,6 @@ use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphMailbox};
 use mailbridge_imap::{ImapClient, ImapConfig};
 use mailbridge_pop3::{Pop3Client, Pop3Config};
 use mailbridge_tls::TlsSettings;
-use mailbridge_types::ErrorClass;
 use mailbridge_types::config::{AccountConfig, EndpointConfig, SignInMethod, Transport};
 use secrecy::SecretString;
 use tokio::io::AsyncWrite;
@@ -41,10 +40,7 @@ pub enum AnyMailbox {
 }
 
 fn misconfigured(message: String) -> MailboxError {
-    MailboxError {
-        class: ErrorClass::Misconfigured,
-        message,
-    }
+    MailboxError::misconfigured(message)
 }
 
 /// The extra CA of an endpoint, read.
@@ -373,14 +369,15 @@ impl Mailbox for AnyMailbox {
 impl crate::download::FetchMany for AnyMailbox {
     async fn fetch_many<S: crate::download::MessageSinks + Send>(
         &mut self,
+        folder: &str,
         messages: &[MessageRef],
         sinks: &mut S,
-    ) -> Result<(), MailboxError> {
+    ) -> Result<(), crate::download::FetchError<S::Error>> {
         match self {
-            AnyMailbox::Imap(m) => m.fetch_many(messages, sinks).await,
-            AnyMailbox::Pop3(m) => m.fetch_many(messages, sinks).await,
-            AnyMailbox::Graph(m) => m.fetch_many(messages, sinks).await,
-            AnyMailbox::Ews(m) => m.fetch_many(messages, sinks).await,
+            AnyMailbox::Imap(m) => m.fetch_many(folder, messages, sinks).await,
+            AnyMailbox::Pop3(m) => m.fetch_many(folder, messages, sinks).await,
+            AnyMailbox::Graph(m) => m.fetch_many(folder, messages, sinks).await,
+            AnyMailbox::Ews(m) => m.fetch_many(folder, messages, sinks).await,
         }
     }
 }

@@ -2,9 +2,16 @@
 //!
 //! Each message is streamed into its own file (never held in memory), fsynced, and
 //! only then given its name in `new/`; after every batch the `new/` directory is
-//! fsynced and only then is the checkpoint covering the batch handed out
-//! ([`Progress::durable`]) or returned ([`Summary::checkpoint`]). So a stored
+//! fsynced and only then is the checkpoint covering the batch handed to the caller's
+//! [`Durable`] hook (awaited: the connector's sync loop stores it there) and to
+//! [`Progress::durable`], or returned ([`Summary::checkpoint`]). So a stored
 //! checkpoint never covers a message that a crash could lose.
+//!
+//! The Maildir's failures are its own ([`DownloadError::Maildir`], naming the fix for
+//! a full disk or a directory it may not write): the sinks' error type travels
+//! through [`FetchMany`] and the IMAP client as [`FetchError::Sink`], and a write that
+//! fails inside a transport's fetch is recognised as the sink's, never reported as a
+//! connection failure.
 //!
 //! On Linux the files are made without a name (`O_TMPFILE` in `new/`) and linked
 //! under the message's name once complete, so a crash leaves nothing half-written
@@ -15,8 +22,8 @@
 //! time per directory) and was what bounded a download; a batch's directory fsync
 //! runs while the next batch arrives.
 //!
-//! A message's file name is derived from its transport id (for IMAP: UIDVALIDITY and
-//! UID), so a run after a crash, which lists again what the last stored checkpoint
+//! A message's file name ([`message_key`]) is derived from its typed transport id (for
+//! IMAP: UIDVALIDITY and UID), the same as every earlier version wrote, so a run after a crash, which lists again what the last stored checkpoint
 //! did not cover, skips what is already in `new/` or `cur/` instead of duplicating it.
 //! One Maildir per source folder: ids are unique only within a folder.
 //!
@@ -40,8 +47,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::mailbox::{
-    Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError, MessageRef,
-    Pop3Mailbox,
+    Checkpoint, ErrorKind, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError,
+    MessageRef, NewMessages, Pop3Mailbox,
 };
 
 /// Messages per batch: one `UID FETCH` over IMAP, one directory fsync, one checkpoint.
@@ -57,96 +64,185 @@ const MAX_KEY: usize = 180;
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Where each fetched message goes: a writer per message, handed back when complete.
+/// Its failures come back from [`FetchMany::fetch_many`] as [`FetchError::Sink`], in
+/// its own error type.
 pub trait MessageSinks {
     /// Where one message's bytes go.
     type Writer: AsyncWrite + Unpin + Send;
+    /// Why the sinks failed.
+    type Error: std::error::Error + Send + Sync + 'static;
     /// A writer for the next message.
-    fn open(&mut self) -> impl Future<Output = std::io::Result<Self::Writer>> + Send;
+    fn open(&mut self) -> impl Future<Output = Result<Self::Writer, Self::Error>> + Send;
     /// `message` (`size` bytes) was written completely into `writer`.
     fn done(
         &mut self,
         message: &MessageRef,
         size: u64,
         writer: Self::Writer,
-    ) -> impl Future<Output = std::io::Result<()>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Writing into one of the writers failed with `error`: the sinks' error for it.
+    fn write_failed(&mut self, error: std::io::Error) -> Self::Error;
 }
 
-/// Fetching many messages at once. The default fetches them one by one; IMAP
-/// pipelines them in one `UID FETCH`.
+/// Why [`FetchMany::fetch_many`] failed: the mailbox, or the sinks (a full disk is
+/// not a mailbox failure, and is never retried as one).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError<E> {
+    #[error(transparent)]
+    Mailbox(#[from] MailboxError),
+    #[error(transparent)]
+    Sink(E),
+}
+
+/// A writer that keeps the first error written into it, so that a transport's error
+/// caused by the sink ("connection failed while storing") is told apart from one of
+/// the transport.
+struct Watched<W> {
+    writer: W,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: AsyncWrite + Unpin> Watched<W> {
+    fn keep<T>(&mut self, r: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Ready(Err(e)) => {
+                let again = std::io::Error::new(e.kind(), "the message could not be stored");
+                self.failed.get_or_insert(e);
+                Poll::Ready(Err(again))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Watched<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.writer).poll_write(cx, buf);
+        self.keep(r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.writer).poll_flush(cx);
+        self.keep(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.writer).poll_shutdown(cx);
+        self.keep(r)
+    }
+}
+
+/// Fetching many messages of a folder at once. The default fetches them one by one;
+/// IMAP pipelines them in one `UID FETCH`.
 pub trait FetchMany: Mailbox {
-    /// Fetches `messages` of the folder selected by the last `new_since`, each into a
-    /// writer from `sinks`, in order. Messages gone from the server may be left out.
+    /// Fetches `messages` of `folder` (as listed by `new_since` or `received_since`),
+    /// each into a writer from `sinks`, in order. Messages gone from the server may be
+    /// left out.
     fn fetch_many<S: MessageSinks + Send>(
         &mut self,
+        folder: &str,
         messages: &[MessageRef],
         sinks: &mut S,
-    ) -> impl Future<Output = Result<(), MailboxError>> + Send
+    ) -> impl Future<Output = Result<(), FetchError<S::Error>>> + Send
     where
         Self: Send,
     {
+        // One by one, by id: the transports without pipelining need no folder.
+        let _ = folder;
         async move {
             for message in messages {
-                let mut writer = sinks.open().await.map_err(sink_error)?;
-                let size = self.fetch(message, &mut writer).await?;
-                sinks
-                    .done(message, size, writer)
-                    .await
-                    .map_err(sink_error)?;
+                let mut writer = Watched {
+                    writer: sinks.open().await.map_err(FetchError::Sink)?,
+                    failed: None,
+                };
+                match self.fetch(message, &mut writer).await {
+                    Ok(size) => sinks
+                        .done(message, size, writer.writer)
+                        .await
+                        .map_err(FetchError::Sink)?,
+                    Err(e) => {
+                        return Err(match writer.failed.take() {
+                            Some(local) => FetchError::Sink(sinks.write_failed(local)),
+                            None => FetchError::Mailbox(e),
+                        });
+                    }
+                }
             }
             Ok(())
         }
     }
 }
 
-#[expect(clippy::needless_pass_by_value, reason = "used as map_err(sink_error)")]
-fn sink_error(e: std::io::Error) -> MailboxError {
-    MailboxError {
-        class: mailbridge_types::ErrorClass::Transient,
-        message: format!("storing a fetched message failed: {e}"),
-    }
-}
-
 /// Hands IMAP's per-UID writers to the download's per-message sinks.
-struct ByUid<'a, S>(&'a mut S);
+struct ByUid<'a, S> {
+    sinks: &'a mut S,
+    uid_validity: u32,
+}
 
 impl<S: MessageSinks + Send> FetchSinks for ByUid<'_, S> {
     type Writer = S::Writer;
+    type Error = S::Error;
 
     fn open(
         &mut self,
         _uid: Option<u32>,
         _size: u64,
-    ) -> impl Future<Output = std::io::Result<S::Writer>> + Send {
-        self.0.open()
+    ) -> impl Future<Output = Result<S::Writer, S::Error>> + Send {
+        self.sinks.open()
     }
 
-    async fn done(&mut self, uid: u32, size: u64, writer: S::Writer) -> std::io::Result<()> {
-        let message = MessageRef {
-            id: uid.to_string(),
+    async fn done(&mut self, uid: u32, size: u64, writer: S::Writer) -> Result<(), S::Error> {
+        let message = MessageRef::Imap {
+            uid_validity: self.uid_validity,
+            uid,
         };
-        self.0.done(&message, size, writer).await
+        self.sinks.done(&message, size, writer).await
+    }
+
+    fn write_failed(&mut self, error: std::io::Error) -> S::Error {
+        self.sinks.write_failed(error)
     }
 }
 
 impl FetchMany for ImapMailbox {
     async fn fetch_many<S: MessageSinks + Send>(
         &mut self,
+        folder: &str,
         messages: &[MessageRef],
         sinks: &mut S,
-    ) -> Result<(), MailboxError> {
-        let uids = messages
-            .iter()
-            .map(|m| {
-                m.id.parse::<u32>().map_err(|_| MailboxError {
-                    class: mailbridge_types::ErrorClass::Permanent,
-                    message: format!("{:?} is not an IMAP UID", m.id),
-                })
-            })
-            .collect::<Result<Vec<u32>, _>>()?;
-        self.client_mut()
-            .fetch_many(&uids, &mut ByUid(sinks))
-            .await?;
-        Ok(())
+    ) -> Result<(), FetchError<S::Error>> {
+        let uid_validity = self.ensure_selected(folder).await?;
+        let mut uids = Vec::with_capacity(messages.len());
+        for m in messages {
+            match m {
+                MessageRef::Imap {
+                    uid_validity: v,
+                    uid,
+                } if *v == uid_validity => uids.push(*uid),
+                _ => {
+                    return Err(FetchError::Mailbox(MailboxError::new(
+                        mailbridge_types::ErrorClass::Transient,
+                        ErrorKind::NotFound,
+                        format!(
+                            "{m} is not a message of {folder:?} as it is now (UIDVALIDITY {uid_validity}): list the folder again"
+                        ),
+                    )));
+                }
+            }
+        }
+        let mut by_uid = ByUid {
+            sinks,
+            uid_validity,
+        };
+        match self.client_mut().fetch_many(&uids, &mut by_uid).await {
+            Ok(_) => Ok(()),
+            Err(mailbridge_imap::FetchError::Imap(e)) => Err(FetchError::Mailbox(e.into())),
+            Err(mailbridge_imap::FetchError::Sink(e)) => Err(FetchError::Sink(e)),
+        }
     }
 }
 
@@ -156,11 +252,13 @@ impl FetchMany for ImapMailbox {
 pub const GRAPH_FETCHES_IN_FLIGHT: usize = 4;
 
 impl FetchMany for GraphMailboxAccess {
+    /// Graph ids name a message in any folder: `folder` is not needed.
     async fn fetch_many<S: MessageSinks + Send>(
         &mut self,
+        _folder: &str,
         messages: &[MessageRef],
         sinks: &mut S,
-    ) -> Result<(), MailboxError> {
+    ) -> Result<(), FetchError<S::Error>> {
         use futures::StreamExt as _;
         let (client, mailbox, token) = (&self.client, &self.mailbox, &self.token);
         let mut in_flight = futures::stream::FuturesOrdered::new();
@@ -170,22 +268,33 @@ impl FetchMany for GraphMailboxAccess {
             while in_flight.len() < GRAPH_FETCHES_IN_FLIGHT
                 && let Some(message) = waiting.next()
             {
-                let mut writer = sinks.open().await.map_err(sink_error)?;
+                let MessageRef::Graph { id } = message else {
+                    return Err(FetchError::Mailbox(MailboxError::new(
+                        mailbridge_types::ErrorClass::Permanent,
+                        ErrorKind::Configuration,
+                        format!("{message} is not a Graph message: the Graph side cannot fetch it"),
+                    )));
+                };
+                let mut writer = sinks.open().await.map_err(FetchError::Sink)?;
                 in_flight.push_back(async move {
-                    let size = client
-                        .fetch_mime(token, mailbox, &message.id, &mut writer)
-                        .await;
+                    let size = client.fetch_mime(token, mailbox, id, &mut writer).await;
                     (message, size, writer)
                 });
             }
             let Some((message, size, writer)) = in_flight.next().await else {
                 return Ok(());
             };
-            let size = size.map_err(MailboxError::from)?;
+            let size = match size {
+                Ok(size) => size,
+                Err(mailbridge_graph::ClientError::Sink(local)) => {
+                    return Err(FetchError::Sink(sinks.write_failed(local)));
+                }
+                Err(e) => return Err(FetchError::Mailbox(e.into())),
+            };
             sinks
                 .done(message, size, writer)
                 .await
-                .map_err(sink_error)?;
+                .map_err(FetchError::Sink)?;
         }
     }
 }
@@ -241,21 +350,64 @@ pub struct Summary {
     pub checkpoint: Checkpoint,
 }
 
-/// Why a download failed. Checkpoints handed out through [`Progress::durable`]
-/// before the failure stay valid.
+/// Told when a batch became durable, with the checkpoint that now covers it: the
+/// place to store it. Awaited before the download goes on, so a checkpoint is stored
+/// in order and never before the messages it covers are on disk.
+pub trait Durable: Send {
+    /// Why storing failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Every message `checkpoint` covers is on disk.
+    fn durable(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Nothing to store (the caller keeps [`Summary::checkpoint`] or watches
+/// [`Progress::durable`]).
+impl Durable for () {
+    type Error = std::convert::Infallible;
+
+    async fn durable(&mut self, _checkpoint: &Checkpoint) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Why a download failed. Checkpoints handed out through [`Durable`] and
+/// [`Progress::durable`] before the failure stay valid.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DownloadError {
     #[error("failed to read new messages from the mailbox")]
     Mailbox(#[source] MailboxError),
-    #[error("failed to write the maildir {path}")]
+    /// Writing the Maildir failed: a local fault (full disk, no permission, a
+    /// directory gone), never the mailbox's.
+    #[error("failed to write the maildir {path}{}", maildir_fix(source))]
     Maildir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to store the checkpoint of a durable batch")]
+    Checkpoint(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     #[error("the download was stopped by its caller")]
     Stopped,
+}
+
+/// What to do about a Maildir write failure, by its kind.
+fn maildir_fix(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            " (the disk is full: free space there, then fetch again; nothing written is lost)"
+        }
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            " (mailbridge may not write there: give the user running it write access, or choose another --out)"
+        }
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::NotFound => {
+            " (the directory changed under the download: it needs tmp/, new/ and cur/ directories)"
+        }
+        _ => "",
+    }
 }
 
 impl DownloadError {
@@ -264,6 +416,7 @@ impl DownloadError {
         match self {
             DownloadError::Mailbox(e) => e.class,
             DownloadError::Maildir { .. } => mailbridge_types::ErrorClass::Misconfigured,
+            DownloadError::Checkpoint(_) => mailbridge_types::ErrorClass::Transient,
             DownloadError::Stopped => mailbridge_types::ErrorClass::Permanent,
         }
     }
@@ -277,15 +430,16 @@ fn maildir_err(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_
 }
 
 /// The file name of a message in `new/` (and, before the `:2,` flags, in `cur/`):
-/// the same on every run, so a message already downloaded is recognised.
-pub fn message_key(checkpoint: &Checkpoint, message: &MessageRef) -> String {
-    if let Checkpoint::Imap { uid_validity, .. } = checkpoint
-        && let Ok(uid) = message.id.parse::<u32>()
-    {
-        return format!("imap-{uid_validity}-{uid}");
-    }
+/// the same on every run (and as every earlier version named it), so a message
+/// already downloaded is recognised.
+pub fn message_key(message: &MessageRef) -> String {
+    let id = match message {
+        MessageRef::Imap { uid_validity, uid } => return format!("imap-{uid_validity}-{uid}"),
+        MessageRef::Graph { id } | MessageRef::Ews { id } => id.as_str(),
+        MessageRef::Pop3 { uidl } => uidl.as_str(),
+    };
     let mut key = String::from("id-");
-    for b in message.id.bytes() {
+    for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             key.push(char::from(b));
         } else {
@@ -299,7 +453,7 @@ pub fn message_key(checkpoint: &Checkpoint, message: &MessageRef) -> String {
     }
     // Two independent 64-bit FNV-1a hashes of the id.
     let hash = |seed: u64| {
-        message.id.bytes().fold(seed, |h, b| {
+        id.bytes().fold(seed, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         })
     };
@@ -307,7 +461,7 @@ pub fn message_key(checkpoint: &Checkpoint, message: &MessageRef) -> String {
         "idh-{:016x}{:016x}-{}",
         hash(0xcbf2_9ce4_8422_2325),
         hash(0x6c62_272e_07bb_0142),
-        message.id.len()
+        id.len()
     )
 }
 
@@ -577,18 +731,15 @@ fn make_ahead(
 
 /// The Maildir side of a download: one file per message (made ahead of need),
 /// fsynced and placed into `new/` in the background, at most `parallel_syncs` at once.
-struct MaildirSinks<'p, F> {
+struct MaildirSinks<'p, F, D> {
     maildir: PathBuf,
     placement: Placement,
     blanks: mpsc::Receiver<std::io::Result<Blank>>,
-    /// Keys of messages by id (computed once, before fetching).
-    checkpoint: Checkpoint,
     syncs: Arc<Semaphore>,
     pending: Vec<JoinHandle<std::io::Result<()>>>,
     progress: &'p mut F,
+    durable: &'p mut D,
     state: Progress,
-    /// The first local failure (reported instead of the transport's view of it).
-    failed: Option<DownloadError>,
     stopped: bool,
     /// The last batch becoming durable, and the checkpoint it makes durable.
     settling: Option<(Settling, Option<Checkpoint>)>,
@@ -601,7 +752,7 @@ struct MaildirSinks<'p, F> {
 /// fsync of `new/`.
 type Settling = JoinHandle<Result<(), DownloadError>>;
 
-impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MaildirSinks<'_, F> {
+impl<F: FnMut(&Progress) -> ControlFlow<()> + Send, D: Durable> MaildirSinks<'_, F, D> {
     /// Makes what was written so far durable, in the background: waits for every
     /// fsync and placement, then fsyncs `new/`.
     fn settle(&mut self) -> Settling {
@@ -636,6 +787,10 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MaildirSinks<'_, F> {
         };
         settled(job, &self.maildir).await?;
         if let Some(durable) = durable {
+            self.durable
+                .durable(&durable)
+                .await
+                .map_err(|e| DownloadError::Checkpoint(Box::new(e)))?;
             self.state.durable = Some(durable);
             let flow = (self.progress)(&self.state);
             self.state.durable = None;
@@ -655,14 +810,6 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MaildirSinks<'_, F> {
             let _ = job.await;
         }
         let _ = settled(self.settle(), &self.maildir).await;
-    }
-
-    fn fail(&mut self, error: DownloadError) -> std::io::Error {
-        let text = error.to_string();
-        if self.failed.is_none() {
-            self.failed = Some(error);
-        }
-        std::io::Error::other(text)
     }
 }
 
@@ -696,10 +843,13 @@ impl AsyncWrite for MessageFile {
     }
 }
 
-impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSinks<'_, F> {
+impl<F: FnMut(&Progress) -> ControlFlow<()> + Send, D: Durable> MessageSinks
+    for MaildirSinks<'_, F, D>
+{
     type Writer = MessageFile;
+    type Error = DownloadError;
 
-    async fn open(&mut self) -> std::io::Result<Self::Writer> {
+    async fn open(&mut self) -> Result<Self::Writer, DownloadError> {
         let made = if let Some(made) = self.blanks.recv().await {
             made
         } else {
@@ -715,13 +865,7 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSink
                 file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(blank.file)),
                 tmp: blank.tmp,
             }),
-            Err(e) => {
-                let dir = self.maildir.join(match self.placement {
-                    Placement::Anonymous => "new",
-                    Placement::Named => "tmp",
-                });
-                Err(self.fail(maildir_err(&dir)(e)))
-            }
+            Err(e) => Err(maildir_err(&self.writing_dir())(e)),
         }
     }
 
@@ -730,18 +874,15 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSink
         message: &MessageRef,
         size: u64,
         writer: Self::Writer,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), DownloadError> {
         let MessageFile {
             file: mut writer,
             tmp,
         } = writer;
-        let target = self
-            .maildir
-            .join("new")
-            .join(message_key(&self.checkpoint, message));
+        let target = self.maildir.join("new").join(message_key(message));
         if let Err(e) = writer.flush().await {
             drop(tmp);
-            return Err(self.fail(maildir_err(&target)(e)));
+            return Err(maildir_err(&target)(e));
         }
         let file = writer.into_inner().into_std().await;
         let permit = self
@@ -749,77 +890,91 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send> MessageSinks for MaildirSink
             .clone()
             .acquire_owned()
             .await
-            .map_err(std::io::Error::other)?;
+            .map_err(|e| maildir_err(&target)(std::io::Error::other(e)))?;
         self.pending.push(tokio::task::spawn_blocking(move || {
             let _permit = permit;
             file.sync_all()?;
             place(&file, tmp, &target)
         }));
-        if matches!(self.checkpoint, Checkpoint::Imap { .. })
-            && let Ok(uid) = message.id.parse::<u32>()
-        {
-            self.delivered.push(uid);
+        if let MessageRef::Imap { uid, .. } = message {
+            self.delivered.push(*uid);
         }
         self.state.messages += 1;
         self.state.bytes += size;
         if (self.progress)(&self.state).is_break() {
             self.stopped = true;
+            return Err(DownloadError::Stopped);
         }
-        if !self.stopped
-            && let Err(e) = self.hand_out(false).await
-            && !matches!(e, DownloadError::Stopped)
-        {
-            return Err(self.fail(e));
-        }
-        if self.stopped {
-            return Err(std::io::Error::other("stopped by the caller"));
-        }
-        Ok(())
+        self.hand_out(false).await
+    }
+
+    fn write_failed(&mut self, error: std::io::Error) -> DownloadError {
+        maildir_err(&self.writing_dir())(error)
+    }
+}
+
+impl<F, D> MaildirSinks<'_, F, D> {
+    /// Where message files are being written.
+    fn writing_dir(&self) -> PathBuf {
+        self.maildir.join(match self.placement {
+            Placement::Anonymous => "new",
+            Placement::Named => "tmp",
+        })
     }
 }
 
 /// Downloads the messages of `folder` new since `checkpoint` into the Maildir at
-/// `maildir` (created if missing), durably. `progress` is called after each message
-/// and after each durable batch (with the checkpoint to store); returning
-/// `ControlFlow::Break` stops the download at once, as a crash would: nothing more is
-/// fetched and no further checkpoint handed out. Whether stopped or failed, what was
-/// already written is finished and `new/` fsynced before it returns, so the Maildir
-/// does not change after the call.
-///
-/// A batch becomes durable while the next one arrives: its checkpoint is handed out
-/// as soon as its files and `new/` are fsynced (seen after each message, and waited
-/// for at the end of the next batch).
-pub async fn download<M, F>(
+/// `maildir` (created if missing), durably: [`download_listed`] of
+/// [`Mailbox::new_since`]'s listing.
+pub async fn download<M, D, F>(
     mailbox: &mut M,
     folder: &str,
     checkpoint: &Checkpoint,
     maildir: &Path,
     options: &DownloadOptions,
+    durable: &mut D,
     progress: F,
 ) -> Result<Summary, DownloadError>
 where
     M: FetchMany + Send,
+    D: Durable,
     F: FnMut(&Progress) -> ControlFlow<()> + Send,
 {
     let listed = mailbox
         .new_since(folder, checkpoint)
         .await
         .map_err(DownloadError::Mailbox)?;
-    download_listed(mailbox, listed, maildir, options, progress).await
+    download_listed(mailbox, folder, listed, maildir, options, durable, progress).await
 }
 
-/// [`download`] of a listing the caller made (e.g. [`Mailbox::received_since`]), from
-/// the folder the mailbox listed last: the same durable path, file names and
-/// checkpoints, ending with the listing's checkpoint.
-pub async fn download_listed<M, F>(
+/// Downloads `listed` (a listing of `folder`: [`Mailbox::new_since`] or
+/// [`Mailbox::received_since`]) into the Maildir at `maildir` (created if missing),
+/// durably, ending with the listing's checkpoint. Messages already in the Maildir
+/// (a run that stopped before its checkpoint was stored) are not fetched again.
+///
+/// After each batch whose files and `new/` are fsynced, `durable` is given the
+/// checkpoint covering it (and awaited) before the download goes on; `progress` is
+/// called after each message and after each durable batch (with the checkpoint in
+/// [`Progress::durable`]). Returning `ControlFlow::Break` stops the download at once,
+/// as a crash would: nothing more is fetched and no further checkpoint handed out.
+/// Whether stopped or failed, what was already written is finished and `new/`
+/// fsynced before it returns, so the Maildir does not change after the call.
+///
+/// A batch becomes durable while the next one arrives: its checkpoint is handed out
+/// as soon as its files and `new/` are fsynced (seen after each message, and waited
+/// for at the end of the next batch).
+pub async fn download_listed<M, D, F>(
     mailbox: &mut M,
-    listed: crate::mailbox::NewMessages,
+    folder: &str,
+    listed: NewMessages,
     maildir: &Path,
     options: &DownloadOptions,
+    durable: &mut D,
     mut progress: F,
 ) -> Result<Summary, DownloadError>
 where
     M: FetchMany + Send,
+    D: Durable,
     F: FnMut(&Progress) -> ControlFlow<()> + Send,
 {
     let dir = maildir.to_owned();
@@ -839,22 +994,21 @@ where
     let (wanted, known): (Vec<MessageRef>, Vec<MessageRef>) = listed
         .messages
         .into_iter()
-        .partition(|m| !present.contains(&message_key(&listed.checkpoint, m)));
+        .partition(|m| !present.contains(&message_key(m)));
     let mut sinks = MaildirSinks {
         maildir: maildir.to_owned(),
         placement,
         blanks: make_ahead(maildir, placement, wanted.len()),
-        checkpoint: listed.checkpoint.clone(),
         syncs: Arc::new(Semaphore::new(options.parallel_syncs.max(1))),
         pending: Vec::new(),
         progress: &mut progress,
+        durable,
         state: Progress {
             messages: 0,
             bytes: 0,
             total: wanted.len() as u64,
             durable: None,
         },
-        failed: None,
         stopped: false,
         settling: None,
         delivered: Vec::new(),
@@ -865,7 +1019,7 @@ where
     let batches = wanted.chunks(options.batch.max(1));
     let count = batches.len();
     for (i, batch) in batches.enumerate() {
-        let fetched = mailbox.fetch_many(batch, &mut sinks).await;
+        let fetched = mailbox.fetch_many(folder, batch, &mut sinks).await;
         if sinks.stopped {
             sinks.wind_down().await;
             return Err(DownloadError::Stopped);
@@ -875,18 +1029,21 @@ where
             sinks.wind_down().await;
             return Err(e);
         }
-        if let Err(e) = fetched {
-            // Keep what is complete, and drop what is not.
-            let kept = settled(sinks.settle(), maildir).await;
-            if let Some(local) = sinks.failed.take() {
+        match fetched {
+            Ok(()) => {}
+            Err(FetchError::Sink(local)) => {
+                // Keep what is complete; the sink's own failure is the answer.
+                sinks.wind_down().await;
                 return Err(local);
             }
-            kept?;
-            return Err(DownloadError::Mailbox(e));
+            Err(FetchError::Mailbox(e)) => {
+                // Keep what is complete, and drop what is not; a local failure
+                // while finishing comes first.
+                settled(sinks.settle(), maildir).await?;
+                return Err(DownloadError::Mailbox(e));
+            }
         }
-        if matches!(listed.checkpoint, Checkpoint::Imap { .. })
-            && let Some(missing) = first_undelivered(batch, &mut sinks.delivered)
-        {
+        if let Some(missing) = first_undelivered(batch, &mut sinks.delivered) {
             tracing::warn!(
                 uid = missing,
                 "the IMAP server did not deliver a listed message: the checkpoint stays before it, so the next run asks again"
@@ -898,12 +1055,16 @@ where
         // the round's final one exists.
         let durable = match (&listed.checkpoint, batch.last()) {
             _ if i + 1 == count => Some(listed.checkpoint.clone()),
-            (Checkpoint::Imap { uid_validity, .. }, Some(last)) => {
-                last.id.parse().ok().map(|last_uid| Checkpoint::Imap {
-                    uid_validity: *uid_validity,
-                    last_uid,
-                })
-            }
+            (
+                Checkpoint::Imap { uid_validity, .. },
+                Some(MessageRef::Imap {
+                    uid_validity: v,
+                    uid,
+                }),
+            ) if v == uid_validity => Some(Checkpoint::Imap {
+                uid_validity: *uid_validity,
+                last_uid: *uid,
+            }),
             _ => None,
         };
         sinks.settling = Some((sinks.settle(), durable.map(|d| below_ceiling(d, ceiling))));
@@ -928,7 +1089,10 @@ fn first_undelivered(batch: &[MessageRef], delivered: &mut Vec<u32>) -> Option<u
     delivered.sort_unstable();
     let missing = batch
         .iter()
-        .filter_map(|m| m.id.parse::<u32>().ok())
+        .filter_map(|m| match m {
+            MessageRef::Imap { uid, .. } => Some(*uid),
+            _ => None,
+        })
         .find(|uid| delivered.binary_search(uid).is_err());
     delivered.clear();
     missing
@@ -979,25 +1143,149 @@ mod tests {
 
     #[test]
     fn keys_are_stable_and_safe_file_names() {
-        let imap = Checkpoint::Imap {
+        // The names earlier versions gave (from the id as text): a Maildir they
+        // wrote is recognised, and nothing in it fetched again.
+        let imap = MessageRef::Imap {
             uid_validity: 7,
-            last_uid: 9,
+            uid: 42,
         };
-        let m = |id: &str| MessageRef { id: id.into() };
-        assert_eq!(message_key(&imap, &m("42")), "imap-7-42");
+        assert_eq!(message_key(&imap), "imap-7-42");
+        let m = |id: &str| MessageRef::Graph { id: id.into() };
+        assert_eq!(message_key(&m("AAMk/a+b=")), "id-AAMk=2Fa=2Bb=3D");
         assert_eq!(
-            message_key(&Checkpoint::Start, &m("AAMk/a+b=")),
+            message_key(&MessageRef::Ews {
+                id: "AAMk/a+b=".into()
+            }),
             "id-AAMk=2Fa=2Bb=3D"
         );
+        assert_eq!(
+            message_key(&MessageRef::Pop3 {
+                uidl: "dup 2".into()
+            }),
+            "id-dup=202"
+        );
         let long = "x/".repeat(200);
-        let k = message_key(&Checkpoint::Start, &m(&long));
+        let k = message_key(&m(&long));
         assert!(k.starts_with("idh-") && k.len() < MAX_KEY, "{k}");
-        assert_eq!(k, message_key(&Checkpoint::Start, &m(&long)));
-        assert_ne!(k, message_key(&Checkpoint::Start, &m(&"x/".repeat(201))));
+        assert_eq!(k, message_key(&m(&long)));
+        assert_ne!(k, message_key(&m(&"x/".repeat(201))));
         for id in ["a:b", "../x", "\u{e9}t\u{e9}", ""] {
-            let k = message_key(&Checkpoint::Start, &m(id));
+            let k = message_key(&m(id));
             assert!(!k.contains(['/', ':', '.']), "{k}");
         }
+    }
+
+    /// A transport that writes each message and, like the real ones, reports a failed
+    /// write as its own (connection) failure.
+    struct OneByOne;
+
+    impl Mailbox for OneByOne {
+        async fn new_since(
+            &mut self,
+            _folder: &str,
+            _checkpoint: &Checkpoint,
+        ) -> Result<NewMessages, MailboxError> {
+            unreachable!("not listed in this test")
+        }
+        async fn received_since(
+            &mut self,
+            _folder: &str,
+            _since: time::OffsetDateTime,
+        ) -> Result<NewMessages, MailboxError> {
+            unreachable!("not listed in this test")
+        }
+        async fn fetch<W: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _message: &MessageRef,
+            sink: &mut W,
+        ) -> Result<u64, MailboxError> {
+            let write = async {
+                sink.write_all(b"Subject: x\r\n\r\nbody").await?;
+                sink.flush().await
+            };
+            write.await.map_err(|e| {
+                MailboxError::with_source(
+                    mailbridge_types::ErrorClass::Transient,
+                    ErrorKind::Connection,
+                    "POP3: the connection to the server failed",
+                    e,
+                )
+            })?;
+            Ok(16)
+        }
+        async fn mark_read(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            Ok(())
+        }
+        async fn move_to(
+            &mut self,
+            _message: &MessageRef,
+            _folder: &str,
+        ) -> Result<(), MailboxError> {
+            Ok(())
+        }
+        async fn delete(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            Ok(())
+        }
+    }
+
+    impl FetchMany for OneByOne {}
+
+    /// Writers onto `/dev/full`: every write fails with "no space left on device".
+    struct DiskFull {
+        done: usize,
+    }
+
+    impl MessageSinks for DiskFull {
+        type Writer = tokio::fs::File;
+        type Error = DownloadError;
+
+        async fn open(&mut self) -> Result<tokio::fs::File, DownloadError> {
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .await
+                .map_err(maildir_err(Path::new("/dev/full")))
+        }
+
+        async fn done(
+            &mut self,
+            _message: &MessageRef,
+            _size: u64,
+            _writer: tokio::fs::File,
+        ) -> Result<(), DownloadError> {
+            self.done += 1;
+            Ok(())
+        }
+
+        fn write_failed(&mut self, error: std::io::Error) -> DownloadError {
+            maildir_err(Path::new("/dev/full"))(error)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_full_disk_is_the_sinks_failure_not_the_transports() {
+        let mut sinks = DiskFull { done: 0 };
+        let messages = [MessageRef::Pop3 { uidl: "a".into() }];
+        let err = OneByOne
+            .fetch_many("INBOX", &messages, &mut sinks)
+            .await
+            .unwrap_err();
+        let FetchError::Sink(err) = err else {
+            panic!("taken for the transport's failure: {err:?}");
+        };
+        assert_eq!(sinks.done, 0);
+        assert_eq!(err.class(), mailbridge_types::ErrorClass::Misconfigured);
+        let text = err.to_string();
+        assert!(
+            text.contains("failed to write the maildir /dev/full")
+                && text.contains("the disk is full"),
+            "{text}"
+        );
+        let DownloadError::Maildir { source, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! restricted on `item:DateTimeReceived`. POP3 keeps no received date and refuses it.
 //! The listing's checkpoint covers the folder as it was listed, so a later
 //! [`Mailbox::new_since`] from it goes on with what arrives next.
+//!
+//! A listed message is a [`MessageRef`] holding its transport's own id, typed (an IMAP
+//! UID with its folder's UIDVALIDITY, a Graph or EWS id, a POP3 UIDL); a mailbox
+//! refuses another transport's reference, and IMAP one listed under another
+//! UIDVALIDITY. Errors are [`MailboxError`]s: a class (what to do), an [`ErrorKind`]
+//! (what happened, for retry logic to match) and the transport's error as source.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,11 +46,43 @@ pub enum Checkpoint {
     Pop { uidls: Vec<String> },
 }
 
-/// A message as the Mailbox API names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageRef {
-    /// Transport id (IMAP UID as text, Graph message id).
-    pub id: String,
+/// A message as the Mailbox API names it: its transport's own id, typed, from the
+/// listing to the fetch and the Maildir file name (never parsed back from text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageRef {
+    /// IMAP: a UID, valid within its folder's UIDVALIDITY.
+    Imap { uid_validity: u32, uid: u32 },
+    /// Graph: the message id.
+    Graph { id: String },
+    /// EWS: the item id.
+    Ews { id: String },
+    /// POP3: the UIDL (made distinct where the server repeats one: ` 2`, ` 3`, ...).
+    Pop3 { uidl: String },
+}
+
+impl MessageRef {
+    /// The id as its transport writes it (a UID in decimal, a Graph or EWS id, a UIDL).
+    pub fn transport_id(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            MessageRef::Imap { uid, .. } => uid.to_string().into(),
+            MessageRef::Graph { id } | MessageRef::Ews { id } => id.as_str().into(),
+            MessageRef::Pop3 { uidl } => uidl.as_str().into(),
+        }
+    }
+}
+
+impl std::fmt::Display for MessageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageRef::Imap { uid_validity, uid } => {
+                write!(f, "IMAP UID {uid} (UIDVALIDITY {uid_validity})")
+            }
+            MessageRef::Graph { id } => write!(f, "Graph message {id:?}"),
+            MessageRef::Ews { id } => write!(f, "EWS item {id:?}"),
+            MessageRef::Pop3 { uidl } => write!(f, "POP3 message {uidl:?}"),
+        }
+    }
 }
 
 /// What a sync round returns.
@@ -58,51 +96,217 @@ pub struct NewMessages {
     pub resynced: bool,
 }
 
-/// An error of any transport, with its class.
+/// What happened, for code that reacts to it (the connector's retry logic); the class
+/// ([`MailboxError::class`]) says what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The server could not be reached or the connection broke (network, TLS,
+    /// timeout, the server closed the session).
+    Connection,
+    /// The server refused the sign-in (password, token, permission, consent).
+    SignInRefused,
+    /// The message or folder is not there (any more).
+    NotFound,
+    /// A bound of the account's limits was exceeded.
+    LimitExceeded,
+    /// The service asked to slow down.
+    Throttled,
+    /// A request may or may not have taken effect.
+    OutcomeUnknown,
+    /// The server refused the request (its words are in the source).
+    ServerRefused,
+    /// The server answered outside its protocol.
+    Protocol,
+    /// The account's configuration does not allow it (endpoint, certificate, a
+    /// transport that cannot do what was asked).
+    Configuration,
+    /// The message to send is not acceptable as it is.
+    Message,
+    /// Where the message was being written (a caller's writer, a Maildir) failed.
+    Sink,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Connection => "the connection to the server failed",
+            ErrorKind::SignInRefused => "the server refused the sign-in",
+            ErrorKind::NotFound => "the message or folder is not there",
+            ErrorKind::LimitExceeded => "a limit of the account was exceeded",
+            ErrorKind::Throttled => "the service is throttling",
+            ErrorKind::OutcomeUnknown => "the request may or may not have taken effect",
+            ErrorKind::ServerRefused => "the server refused the request",
+            ErrorKind::Protocol => "the server's answer is not what its protocol allows",
+            ErrorKind::Configuration => "the account's configuration does not allow it",
+            ErrorKind::Message => "the message is not acceptable",
+            ErrorKind::Sink => "writing the message failed",
+        }
+    }
+}
+
+/// An error of any transport: its class (what to do), its kind (what happened), one
+/// line of its own and, when a transport failed, that transport's error as its
+/// [`source`](std::error::Error::source) ([`mailbridge_types::error_chain`] prints
+/// the whole story).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct MailboxError {
     pub class: ErrorClass,
-    pub message: String,
+    pub kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl MailboxError {
+    /// An error without a source: `message` says what happened and what to do.
+    pub fn new(class: ErrorClass, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Misconfigured: the configuration does not allow it (`message` names the fix).
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Misconfigured, ErrorKind::Configuration, message)
+    }
+
+    /// Permanent: the message is not acceptable as it is.
+    pub fn bad_message(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self::new(class, ErrorKind::Message, message)
+    }
+
+    /// `source`, with its class, under `message`.
+    pub fn with_source(
+        class: ErrorClass,
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            class,
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A transport's error: `transport` names it ("IMAP", "Microsoft Graph").
+    fn transport(
+        transport: &str,
+        class: ErrorClass,
+        kind: ErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_source(
+            class,
+            kind,
+            format!("{transport}: {}", kind.describe()),
+            source,
+        )
+    }
+
+    /// Its own line, without the source.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The line and every cause (`error_chain`), one line.
+    pub fn detail(&self) -> String {
+        mailbridge_types::error_chain(self)
+    }
+}
+
+impl ErrorKind {
+    /// The kind that goes with `class` where nothing more is known.
+    pub fn of_class(class: ErrorClass) -> ErrorKind {
+        match class {
+            ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin => ErrorKind::SignInRefused,
+            ErrorClass::Throttled { .. } => ErrorKind::Throttled,
+            ErrorClass::LimitExceeded => ErrorKind::LimitExceeded,
+            ErrorClass::OutcomeUnknown => ErrorKind::OutcomeUnknown,
+            ErrorClass::Misconfigured => ErrorKind::Configuration,
+            _ => ErrorKind::ServerRefused,
+        }
+    }
 }
 
 impl From<mailbridge_imap::ImapError> for MailboxError {
     fn from(e: mailbridge_imap::ImapError) -> Self {
-        Self {
-            class: e.class(),
-            // The whole chain: "connection ... failed during FETCH: timed out".
-            message: mailbridge_types::error_chain(&e),
-        }
+        use mailbridge_imap::ImapError as E;
+        let class = e.class();
+        let kind = match &e {
+            E::Connect { .. } | E::Tls(_) | E::Io { .. } | E::Bye(_) => ErrorKind::Connection,
+            E::Protocol { .. } => ErrorKind::Protocol,
+            E::LimitExceeded { .. } | E::Flooded { .. } => ErrorKind::LimitExceeded,
+            E::Refused { step, .. } if step.starts_with("AUTHENTICATE") || *step == "LOGIN" => {
+                ErrorKind::SignInRefused
+            }
+            E::Refused { step, .. } if *step == "SELECT" => ErrorKind::NotFound,
+            _ => ErrorKind::of_class(class),
+        };
+        Self::transport("IMAP", class, kind, e)
     }
 }
 
 impl From<mailbridge_ews::EwsError> for MailboxError {
     fn from(e: mailbridge_ews::EwsError) -> Self {
-        Self {
-            class: e.class(),
-            // The whole chain: "connection ... failed during FETCH: timed out".
-            message: mailbridge_types::error_chain(&e),
-        }
+        use mailbridge_ews::EwsError as E;
+        let class = e.class();
+        let kind = match &e {
+            E::Http { .. } => ErrorKind::Connection,
+            E::Unauthorized { .. } => ErrorKind::SignInRefused,
+            E::Response { code, .. }
+                if code == "ErrorItemNotFound" || code == "ErrorFolderNotFound" =>
+            {
+                ErrorKind::NotFound
+            }
+            E::TooLarge { .. } | E::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            E::Sink(_) => ErrorKind::Sink,
+            E::Protocol(_) => ErrorKind::Protocol,
+            E::Redirected(_) | E::BadEndpoint(_) => ErrorKind::Configuration,
+            _ => ErrorKind::of_class(class),
+        };
+        Self::transport("EWS", class, kind, e)
     }
 }
 
 impl From<mailbridge_pop3::Pop3Error> for MailboxError {
     fn from(e: mailbridge_pop3::Pop3Error) -> Self {
-        Self {
-            class: e.class(),
-            // The whole chain: "connection ... failed during FETCH: timed out".
-            message: mailbridge_types::error_chain(&e),
-        }
+        use mailbridge_pop3::Pop3Error as E;
+        let class = e.class();
+        let kind = match &e {
+            E::Connect { .. } | E::Tls(_) | E::Io { .. } => ErrorKind::Connection,
+            E::Protocol { .. } => ErrorKind::Protocol,
+            E::Refused {
+                sign_in: Some(_), ..
+            } => ErrorKind::SignInRefused,
+            E::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            _ => ErrorKind::of_class(class),
+        };
+        Self::transport("POP3", class, kind, e)
     }
 }
 
 impl From<mailbridge_graph::ClientError> for MailboxError {
     fn from(e: mailbridge_graph::ClientError) -> Self {
-        Self {
-            class: e.class(),
-            // The whole chain: "connection ... failed during FETCH: timed out".
-            message: mailbridge_types::error_chain(&e),
-        }
+        use mailbridge_graph::ClientError as E;
+        let class = e.class();
+        let kind = match &e {
+            E::Http { .. } => ErrorKind::Connection,
+            E::Graph(g) if g.status == 404 => ErrorKind::NotFound,
+            E::Graph(g) if g.status == 401 => ErrorKind::SignInRefused,
+            E::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            E::Protocol(_) => ErrorKind::Protocol,
+            E::Sink(_) => ErrorKind::Sink,
+            E::ForeignLink(_) | E::BadEndpoint(_) => ErrorKind::Configuration,
+            _ => ErrorKind::of_class(class),
+        };
+        Self::transport("Microsoft Graph", class, kind, e)
     }
 }
 
@@ -152,25 +356,66 @@ pub trait Mailbox {
 #[derive(Debug)]
 pub struct ImapMailbox {
     client: ImapClient,
+    /// The folder selected last, and its UIDVALIDITY.
+    selected: Option<(String, u32)>,
 }
 
 impl ImapMailbox {
     /// Wraps a signed-in session.
     pub fn new(client: ImapClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            selected: None,
+        }
     }
 
-    /// The session, for what the Mailbox API does not cover (batched fetches).
+    /// The session, for what the Mailbox API does not cover.
     pub fn client_mut(&mut self) -> &mut ImapClient {
         &mut self.client
     }
-}
 
-fn uid(message: &MessageRef) -> Result<u32, MailboxError> {
-    message.id.parse().map_err(|_| MailboxError {
-        class: ErrorClass::Permanent,
-        message: format!("{:?} is not an IMAP UID", message.id),
-    })
+    async fn select(&mut self, folder: &str) -> Result<mailbridge_imap::Folder, MailboxError> {
+        self.selected = None;
+        let f = self.client.select(folder).await?;
+        self.selected = Some((folder.to_owned(), f.uid_validity));
+        Ok(f)
+    }
+
+    /// Selects `folder` unless it is selected already; its UIDVALIDITY.
+    pub(crate) async fn ensure_selected(&mut self, folder: &str) -> Result<u32, MailboxError> {
+        match &self.selected {
+            Some((name, uid_validity)) if name == folder => Ok(*uid_validity),
+            _ => Ok(self.select(folder).await?.uid_validity),
+        }
+    }
+
+    /// The UID of `message` in the selected folder: refused for another transport's
+    /// message, or for one listed under another UIDVALIDITY (the folder was recreated
+    /// since, and the UID may name another message now).
+    fn uid(&self, message: &MessageRef) -> Result<u32, MailboxError> {
+        let MessageRef::Imap { uid_validity, uid } = message else {
+            return Err(MailboxError::new(
+                ErrorClass::Permanent,
+                ErrorKind::Configuration,
+                format!("{message} is not an IMAP message: the IMAP side cannot fetch it"),
+            ));
+        };
+        match &self.selected {
+            Some((folder, selected)) if selected != uid_validity => Err(MailboxError::new(
+                ErrorClass::Transient,
+                ErrorKind::NotFound,
+                format!(
+                    "{message} was listed under another UIDVALIDITY than {folder:?} has now ({selected}): the folder was recreated; list it again"
+                ),
+            )),
+            Some(_) => Ok(*uid),
+            None => Err(MailboxError::new(
+                ErrorClass::Permanent,
+                ErrorKind::Configuration,
+                format!("{message}: no folder is selected; list a folder first"),
+            )),
+        }
+    }
 }
 
 /// An IMAP listing: `uids` of the folder, and the checkpoint covering up to `last_uid`.
@@ -178,7 +423,7 @@ fn imap_listing(uids: &[u32], uid_validity: u32, last_uid: u32, resynced: bool) 
     NewMessages {
         messages: uids
             .iter()
-            .map(|u| MessageRef { id: u.to_string() })
+            .map(|&uid| MessageRef::Imap { uid_validity, uid })
             .collect(),
         checkpoint: Checkpoint::Imap {
             uid_validity,
@@ -194,7 +439,7 @@ impl Mailbox for ImapMailbox {
         folder: &str,
         checkpoint: &Checkpoint,
     ) -> Result<NewMessages, MailboxError> {
-        let f = self.client.select(folder).await?;
+        let f = self.select(folder).await?;
         let (last, resynced) = match checkpoint {
             Checkpoint::Imap {
                 uid_validity,
@@ -213,7 +458,7 @@ impl Mailbox for ImapMailbox {
         folder: &str,
         since: OffsetDateTime,
     ) -> Result<NewMessages, MailboxError> {
-        let f = self.client.select(folder).await?;
+        let f = self.select(folder).await?;
         let uids = self.client.uids_received_since(since.date()).await?;
         // Everything in the folder now is accounted for: older messages by the date,
         // the rest listed. Without UIDNEXT (RFC 3501 requires it, but a server may
@@ -237,25 +482,53 @@ impl Mailbox for ImapMailbox {
         message: &MessageRef,
         sink: &mut W,
     ) -> Result<u64, MailboxError> {
-        self.client
-            .fetch(uid(message)?, sink)
-            .await?
-            .ok_or_else(|| MailboxError {
-                class: ErrorClass::Permanent,
-                message: format!("message {} no longer exists", message.id),
-            })
+        let uid = self.uid(message)?;
+        self.client.fetch(uid, sink).await?.ok_or_else(|| {
+            MailboxError::new(
+                ErrorClass::Permanent,
+                ErrorKind::NotFound,
+                format!("{message} no longer exists"),
+            )
+        })
     }
 
     async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
-        Ok(self.client.set_seen(uid(message)?, true).await?)
+        let uid = self.uid(message)?;
+        Ok(self.client.set_seen(uid, true).await?)
     }
 
     async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
-        Ok(self.client.move_to(uid(message)?, folder).await?)
+        let uid = self.uid(message)?;
+        Ok(self.client.move_to(uid, folder).await?)
     }
 
     async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
-        Ok(self.client.delete(uid(message)?).await?)
+        let uid = self.uid(message)?;
+        Ok(self.client.delete(uid).await?)
+    }
+}
+
+/// The id of a Graph message: refused for another transport's message.
+fn graph_id(message: &MessageRef) -> Result<&str, MailboxError> {
+    match message {
+        MessageRef::Graph { id } => Ok(id),
+        _ => Err(MailboxError::new(
+            ErrorClass::Permanent,
+            ErrorKind::Configuration,
+            format!("{message} is not a Graph message: the Graph side cannot reach it"),
+        )),
+    }
+}
+
+/// The id of an EWS item: refused for another transport's message.
+fn ews_id(message: &MessageRef) -> Result<&str, MailboxError> {
+    match message {
+        MessageRef::Ews { id } => Ok(id),
+        _ => Err(MailboxError::new(
+            ErrorClass::Permanent,
+            ErrorKind::Configuration,
+            format!("{message} is not an EWS item: the EWS side cannot reach it"),
+        )),
     }
 }
 
@@ -284,9 +557,13 @@ fn utc_rfc3339(since: OffsetDateTime) -> Result<String, MailboxError> {
     since
         .to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
-        .map_err(|e| MailboxError {
-            class: ErrorClass::Misconfigured,
-            message: format!("{since} cannot be written as an RFC 3339 date-time: {e}"),
+        .map_err(|e| {
+            MailboxError::with_source(
+                ErrorClass::Misconfigured,
+                ErrorKind::Configuration,
+                format!("{since} cannot be written as an RFC 3339 date-time"),
+                e,
+            )
         })
 }
 
@@ -335,7 +612,7 @@ impl GraphMailboxAccess {
                     .items
                     .into_iter()
                     .filter(|i| !i.removed)
-                    .map(|i| MessageRef { id: i.id })
+                    .map(|i| MessageRef::Graph { id: i.id })
                     .collect(),
                 checkpoint: Checkpoint::Graph {
                     delta_link: round.delta_link,
@@ -377,20 +654,20 @@ impl Mailbox for GraphMailboxAccess {
     ) -> Result<u64, MailboxError> {
         Ok(self
             .client
-            .fetch_mime(&self.token, &self.mailbox, &message.id, sink)
+            .fetch_mime(&self.token, &self.mailbox, graph_id(message)?, sink)
             .await?)
     }
 
     async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
         Ok(self
             .client
-            .set_read(&self.token, &self.mailbox, &message.id, true)
+            .set_read(&self.token, &self.mailbox, graph_id(message)?, true)
             .await?)
     }
 
     async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
         self.client
-            .move_to(&self.token, &self.mailbox, &message.id, folder)
+            .move_to(&self.token, &self.mailbox, graph_id(message)?, folder)
             .await?;
         Ok(())
     }
@@ -398,7 +675,7 @@ impl Mailbox for GraphMailboxAccess {
     async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
         Ok(self
             .client
-            .delete(&self.token, &self.mailbox, &message.id)
+            .delete(&self.token, &self.mailbox, graph_id(message)?)
             .await?)
     }
 }
@@ -451,7 +728,7 @@ impl Mailbox for EwsMailbox {
                 .changes
                 .iter()
                 .filter(|c| c.kind == mailbridge_ews::ChangeKind::Create)
-                .map(|c| MessageRef { id: c.id.clone() })
+                .map(|c| MessageRef::Ews { id: c.id.clone() })
                 .collect(),
             checkpoint: Checkpoint::Ews {
                 sync_state: round.sync_state,
@@ -477,7 +754,7 @@ impl Mailbox for EwsMailbox {
             .find_all_received_since(&self.auth, folder, &since, 1000)
             .await?
             .into_iter()
-            .map(|id| MessageRef { id })
+            .map(|id| MessageRef::Ews { id })
             .collect();
         Ok(NewMessages {
             messages,
@@ -494,20 +771,20 @@ impl Mailbox for EwsMailbox {
         // Decoded as it arrives: the message is never held whole.
         Ok(self
             .client
-            .get_mime_into(&self.auth, &message.id, sink)
+            .get_mime_into(&self.auth, ews_id(message)?, sink)
             .await?)
     }
 
     async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
         Ok(self
             .client
-            .set_read(&self.auth, &message.id, None, true)
+            .set_read(&self.auth, ews_id(message)?, None, true)
             .await?)
     }
 
     async fn move_to(&mut self, message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
         self.client
-            .move_item(&self.auth, &message.id, folder)
+            .move_item(&self.auth, ews_id(message)?, folder)
             .await?;
         Ok(())
     }
@@ -515,7 +792,7 @@ impl Mailbox for EwsMailbox {
     async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
         Ok(self
             .client
-            .delete_item(&self.auth, &message.id, false)
+            .delete_item(&self.auth, ews_id(message)?, false)
             .await?)
     }
 }
@@ -566,16 +843,20 @@ impl Pop3Mailbox {
     }
 
     fn number(&self, message: &MessageRef) -> Result<u32, MailboxError> {
-        self.numbers
-            .get(&message.id)
-            .copied()
-            .ok_or_else(|| MailboxError {
-                class: ErrorClass::Permanent,
-                message: format!(
-                    "message {} is not in this POP3 session's listing",
-                    message.id
-                ),
-            })
+        let MessageRef::Pop3 { uidl } = message else {
+            return Err(MailboxError::new(
+                ErrorClass::Permanent,
+                ErrorKind::Configuration,
+                format!("{message} is not a POP3 message: the POP3 side cannot reach it"),
+            ));
+        };
+        self.numbers.get(uidl).copied().ok_or_else(|| {
+            MailboxError::new(
+                ErrorClass::Permanent,
+                ErrorKind::NotFound,
+                format!("{message} is not in this POP3 session's listing"),
+            )
+        })
     }
 }
 
@@ -597,7 +878,7 @@ impl Mailbox for Pop3Mailbox {
         let messages = listing
             .iter()
             .filter(|(_, u)| !seen.contains(u.as_str()))
-            .map(|(_, u)| MessageRef { id: u.clone() })
+            .map(|(_, u)| MessageRef::Pop3 { uidl: u.clone() })
             .collect();
         Ok(NewMessages {
             messages,
@@ -616,13 +897,10 @@ impl Mailbox for Pop3Mailbox {
         _folder: &str,
         since: OffsetDateTime,
     ) -> Result<NewMessages, MailboxError> {
-        Err(MailboxError {
-            class: ErrorClass::Misconfigured,
-            message: format!(
-                "POP3 cannot list messages received since {}: the protocol keeps no received date (only the sender's Date: header, which is not when a message arrived); fetch everything (--since all) or use the account's IMAP, Graph or EWS side",
-                since.format(&Rfc3339).unwrap_or_else(|_| since.to_string())
-            ),
-        })
+        Err(MailboxError::misconfigured(format!(
+            "POP3 cannot list messages received since {}: the protocol keeps no received date (only the sender's Date: header, which is not when a message arrived); fetch everything (--since all) or use the account's IMAP, Graph or EWS side",
+            since.format(&Rfc3339).unwrap_or_else(|_| since.to_string())
+        )))
     }
 
     async fn fetch<W: AsyncWrite + Unpin + Send>(
@@ -639,12 +917,9 @@ impl Mailbox for Pop3Mailbox {
     }
 
     async fn move_to(&mut self, _message: &MessageRef, folder: &str) -> Result<(), MailboxError> {
-        Err(MailboxError {
-            class: ErrorClass::Misconfigured,
-            message: format!(
-                "POP3 has no folders: a message cannot be moved to {folder:?}; use delete, or IMAP"
-            ),
-        })
+        Err(MailboxError::misconfigured(format!(
+            "POP3 has no folders: a message cannot be moved to {folder:?}; use delete, or IMAP"
+        )))
     }
 
     async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
@@ -655,7 +930,89 @@ impl Mailbox for Pop3Mailbox {
 
 #[cfg(test)]
 mod tests {
-    use super::distinct_ids;
+    use super::*;
+
+    #[test]
+    fn a_transport_error_keeps_its_class_a_kind_and_itself_as_the_source() {
+        use mailbridge_imap::ImapError;
+        let cut = MailboxError::from(ImapError::Io {
+            step: "UID FETCH",
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+        });
+        assert_eq!(cut.class, ErrorClass::Transient);
+        assert_eq!(cut.kind, ErrorKind::Connection);
+        assert_eq!(cut.to_string(), "IMAP: the connection to the server failed");
+        let source = std::error::Error::source(&cut).expect("the transport's error");
+        assert!(source.downcast_ref::<ImapError>().is_some(), "{source}");
+        assert_eq!(
+            cut.detail(),
+            "IMAP: the connection to the server failed: connection to the IMAP server failed during UID FETCH: timed out"
+        );
+
+        let refused = MailboxError::from(ImapError::Refused {
+            step: "AUTHENTICATE XOAUTH2",
+            text: "[AUTHENTICATIONFAILED] no".into(),
+        });
+        assert_eq!(refused.kind, ErrorKind::SignInRefused);
+        assert_eq!(refused.class, refused_class());
+        assert!(
+            refused.detail().contains("[AUTHENTICATIONFAILED] no"),
+            "{}",
+            refused.detail()
+        );
+        assert!(
+            !refused.to_string().contains("AUTHENTICATIONFAILED"),
+            "one line of its own"
+        );
+
+        let big = MailboxError::from(mailbridge_graph::ClientError::LimitExceeded {
+            what: "a message of 9 bytes".into(),
+            limit: 1,
+            unit: "bytes",
+            setting: "limits.max_message_size",
+        });
+        assert_eq!(
+            (big.class, big.kind),
+            (ErrorClass::LimitExceeded, ErrorKind::LimitExceeded)
+        );
+        let local = MailboxError::from(mailbridge_graph::ClientError::Sink(
+            std::io::ErrorKind::StorageFull.into(),
+        ));
+        assert_eq!(local.kind, ErrorKind::Sink);
+
+        let own = MailboxError::misconfigured("set the pin");
+        assert_eq!(
+            (own.class, own.kind),
+            (ErrorClass::Misconfigured, ErrorKind::Configuration)
+        );
+        assert!(std::error::Error::source(&own).is_none());
+        assert_eq!(own.detail(), "set the pin");
+    }
+
+    fn refused_class() -> ErrorClass {
+        mailbridge_imap::ImapError::Refused {
+            step: "AUTHENTICATE XOAUTH2",
+            text: "[AUTHENTICATIONFAILED] no".into(),
+        }
+        .class()
+    }
+
+    #[test]
+    fn references_are_refused_by_the_wrong_transport() {
+        let graph = MessageRef::Graph { id: "AAMk".into() };
+        let e = graph_id(&MessageRef::Ews { id: "AAMk".into() }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Configuration);
+        assert_eq!(graph_id(&graph).unwrap(), "AAMk");
+        assert!(ews_id(&graph).is_err());
+        assert_eq!(
+            MessageRef::Imap {
+                uid_validity: 7,
+                uid: 42
+            }
+            .transport_id(),
+            "42"
+        );
+    }
 
     #[test]
     fn repeated_uidls_become_distinct_ids() {

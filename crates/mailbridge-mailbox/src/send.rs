@@ -79,7 +79,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, BufReader, BufWriter, ReadBuf};
 
 use crate::compose::{Address, BccHeader, ComposeError, Content, Message};
-use crate::mailbox::{GraphMailboxAccess, MailboxError};
+use crate::mailbox::{ErrorKind, GraphMailboxAccess, MailboxError};
 use mailbridge_types::error_chain;
 
 /// Largest header block read from raw MIME (1 MiB).
@@ -96,14 +96,11 @@ pub const EWS_MIME_LIMIT: u64 = 150 * 1024 * 1024;
 const UPLOAD_CHUNK: usize = UPLOAD_CHUNK_UNIT * 10;
 
 fn error(class: ErrorClass, message: impl Into<String>) -> MailboxError {
-    MailboxError {
-        class,
-        message: message.into(),
-    }
+    MailboxError::new(class, ErrorKind::of_class(class), message)
 }
 
 fn compose_error(e: &ComposeError) -> MailboxError {
-    error(e.class(), error_chain(e))
+    MailboxError::bad_message(e.class(), error_chain(e))
 }
 
 fn smtp_error(e: &SmtpError) -> MailboxError {
@@ -1364,7 +1361,7 @@ mod tests {
         let e = RawMime::from_reader(std::io::Cursor::new(big))
             .await
             .unwrap_err();
-        assert!(e.message.contains("no end of header"), "{}", e.message);
+        assert!(e.message().contains("no end of header"), "{}", e.message());
         let mut m = b"From: a@x.example\r\nTo: b@x.example\r\n\r\n".to_vec();
         m.extend(vec![b'x'; 500]);
         let mime = RawMime::from_reader(std::io::Cursor::new(m)).await.unwrap();
@@ -1372,7 +1369,7 @@ mod tests {
             .into_vec(100, "too big for the test")
             .await
             .unwrap_err();
-        assert_eq!(e.message, "too big for the test");
+        assert_eq!(e.message(), "too big for the test");
         assert_eq!(e.class, ErrorClass::Permanent);
     }
 
@@ -1483,8 +1480,8 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
                 "From: a@x.example\r\nTo: b@x.example\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: {ct}\r\n\r\n--s\r\nContent-Type: text/plain\r\n\r\nx\r\n--s--\r\n"
             );
             let e = message_from_mime(eml.as_bytes()).unwrap_err();
-            assert!(e.message.contains("signed or encrypted"), "{ct}: {e}");
-            assert!(e.message.contains("SMTP"), "{ct}: {e}");
+            assert!(e.message().contains("signed or encrypted"), "{ct}: {e}");
+            assert!(e.message().contains("SMTP"), "{ct}: {e}");
         }
     }
 

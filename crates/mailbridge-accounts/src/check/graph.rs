@@ -56,7 +56,7 @@ pub(super) async fn reach(
                 "connect+TLS",
                 start,
                 Err((
-                    e.message,
+                    e.detail(),
                     Some("fix the extra CA file path or the pin".into()),
                 )),
             );

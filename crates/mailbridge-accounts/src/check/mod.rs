@@ -329,7 +329,7 @@ async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSe
                 "connect+TLS",
                 start,
                 Err((
-                    e.message,
+                    e.detail(),
                     Some("fix the extra CA file path or the pin".into()),
                 )),
             );

@@ -12,7 +12,7 @@ use mailbridge_mailbox::download::{
     DownloadError, DownloadOptions, GRAPH_FETCHES_IN_FLIGHT, Progress, download, download_listed,
 };
 use mailbridge_mailbox::mailbox::{
-    Checkpoint, GraphMailboxAccess, ImapMailbox, Mailbox as _, Pop3Mailbox,
+    Checkpoint, ErrorKind, GraphMailboxAccess, ImapMailbox, Mailbox as _, MessageRef, Pop3Mailbox,
 };
 use mailbridge_testkit::crypto::TestCa;
 use mailbridge_testkit::mailservers::MailServers;
@@ -167,6 +167,7 @@ async fn lands_once_each(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |p| {
             if let Some(Checkpoint::Imap {
                 uid_validity,
@@ -218,6 +219,7 @@ async fn lands_once_each(named_files: bool) {
         &summary.checkpoint,
         &maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -263,6 +265,7 @@ async fn stopped_then_rerun(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |p| {
             if let Some(c) = &p.durable {
                 stored = c.clone();
@@ -290,9 +293,15 @@ async fn stopped_then_rerun(named_files: bool) {
 
     // The re-run lists 5..10 again; 5 and 6 are not duplicated.
     let mut imap = w.imap().await;
-    let summary = download(&mut imap, "INBOX", &stored, &maildir, &options, |_| {
-        ControlFlow::Continue(())
-    })
+    let summary = download(
+        &mut imap,
+        "INBOX",
+        &stored,
+        &maildir,
+        &options,
+        &mut (),
+        |_| ControlFlow::Continue(()),
+    )
     .await
     .unwrap();
     assert_eq!(summary.messages + summary.already_present, 6);
@@ -306,6 +315,7 @@ async fn stopped_then_rerun(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -336,6 +346,7 @@ async fn stopped_then_rerun(named_files: bool) {
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -373,6 +384,7 @@ async fn pop3_downloads_one_by_one_with_the_same_guarantees() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| {
             calls += 1;
             ControlFlow::Continue(())
@@ -390,6 +402,7 @@ async fn pop3_downloads_one_by_one_with_the_same_guarantees() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -434,10 +447,17 @@ async fn graph_downloads_four_messages_at_a_time() {
         seen
     };
     let options = DownloadOptions::default();
+    let mut nothing = ();
     let (summary, most) = tokio::join!(
-        download_listed(&mut graph, listed, &maildir, &options, |_| {
-            ControlFlow::Continue(())
-        },),
+        download_listed(
+            &mut graph,
+            "inbox",
+            listed,
+            &maildir,
+            &options,
+            &mut nothing,
+            |_| { ControlFlow::Continue(()) },
+        ),
         watch
     );
     assert_eq!(
@@ -506,6 +526,7 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -524,6 +545,7 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
         &first.checkpoint,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -535,6 +557,7 @@ async fn pop3_messages_with_the_same_uidl_are_both_kept() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -590,6 +613,7 @@ async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |p| {
             fetched = p.messages;
             ControlFlow::Continue(())
@@ -605,7 +629,7 @@ async fn pop3_an_endless_message_stops_at_the_size_bound_and_is_not_stored() {
     let DownloadError::Mailbox(e) = &err else {
         panic!("{err:?}")
     };
-    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    assert!(e.detail().contains("limits.max_message_size"), "{e}");
     assert_eq!(fetched, 0, "nothing counted as fetched");
     assert!(maildir_files(&maildir).is_empty());
     for sub in ["tmp", "new"] {
@@ -680,6 +704,7 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
         &Checkpoint::Start,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |p| {
             if p.durable.is_some() {
                 durable.clone_from(&p.durable);
@@ -693,7 +718,7 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
         panic!("{err:?}");
     };
     assert_eq!(e.class, mailbridge_types::ErrorClass::LimitExceeded, "{e}");
-    assert!(e.message.contains("limits.max_message_size"), "{e}");
+    assert!(e.detail().contains("limits.max_message_size"), "{e}");
     // No checkpoint covers m2, and no file holds any of it.
     assert!(
         !matches!(durable, Some(Checkpoint::Graph { .. })),
@@ -702,4 +727,60 @@ async fn a_graph_message_over_max_message_size_is_an_error_and_never_stored() {
     for (name, bytes) in maildir_files(&maildir) {
         assert!(!bytes.starts_with(b"xxxx"), "{name} holds the cut message");
     }
+}
+
+#[tokio::test]
+async fn a_reference_from_another_uidvalidity_or_transport_is_refused_not_fetched() {
+    let w = world().await;
+    w.fill(0, 2).await;
+    let mut imap = w.imap().await;
+    let mut listed = imap.new_since("INBOX", &Checkpoint::Start).await.unwrap();
+    assert_eq!(listed.messages.len(), 2);
+    let Some(MessageRef::Imap { uid_validity, uid }) = listed.messages.first().cloned() else {
+        panic!("{:?}", listed.messages);
+    };
+    // The same UID under another UIDVALIDITY may name another message now.
+    listed.messages = vec![MessageRef::Imap {
+        uid_validity: uid_validity.wrapping_add(1),
+        uid,
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let err = download_listed(
+        &mut imap,
+        "INBOX",
+        listed,
+        &dir.path().join("m"),
+        &DownloadOptions::default(),
+        &mut (),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap_err();
+    let DownloadError::Mailbox(e) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.detail());
+    assert!(
+        e.detail().contains("list the folder again"),
+        "{}",
+        e.detail()
+    );
+    assert!(maildir_files(&dir.path().join("m")).is_empty());
+
+    let mut sink = Vec::new();
+    let e = imap
+        .fetch(
+            &MessageRef::Graph {
+                id: uid.to_string(),
+            },
+            &mut sink,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Configuration, "{}", e.detail());
+    let size = imap
+        .fetch(&MessageRef::Imap { uid_validity, uid }, &mut sink)
+        .await
+        .unwrap();
+    assert_eq!(size, sink.len() as u64);
 }

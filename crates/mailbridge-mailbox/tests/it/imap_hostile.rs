@@ -84,6 +84,7 @@ async fn run(
         &Checkpoint::Start,
         &maildir,
         &options,
+        &mut (),
         |p| {
             if let Some(d) = &p.durable {
                 durable.push(d.clone());

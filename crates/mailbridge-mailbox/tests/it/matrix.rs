@@ -807,7 +807,7 @@ async fn a_shared_mailbox_account_reads_with_the_signed_in_users_token() {
         panic!("bob has no FullAccess on the shared mailbox, yet it opened");
     };
     assert!(
-        err.message.contains("FullAccess") || err.message.contains("full access"),
+        err.detail().contains("FullAccess") || err.detail().contains("full access"),
         "{err}"
     );
 }

@@ -445,22 +445,22 @@ async fn header_injection_is_refused_before_anything_is_sent() {
     let e = smtp.send(Outgoing::Message(&m)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Permanent);
     assert!(
-        e.message.contains("header X-Note contains a line break"),
+        e.detail().contains("header X-Note contains a line break"),
         "{}",
-        e.message
+        e.detail()
     );
     assert!(!smtp.is_connected(), "refused before connecting");
     let e = w.graph().send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("line break"), "{}", e.message);
+    assert!(e.detail().contains("line break"), "{}", e.detail());
     let e = w.ews().send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("line break"), "{}", e.message);
+    assert!(e.detail().contains("line break"), "{}", e.detail());
     let mut m = message("subject\nBcc: victim@contoso.example");
     m.headers.clear();
     let e = smtp.send(Outgoing::Message(&m)).await.unwrap_err();
     assert!(
-        e.message.contains("the subject contains a line break"),
+        e.detail().contains("the subject contains a line break"),
         "{}",
-        e.message
+        e.detail()
     );
 }
 
@@ -472,8 +472,8 @@ async fn send_as_without_the_right_is_refused_by_the_server() {
     m.from = Address::new(BOB);
     let mut smtp = w.smtp();
     let e = smtp.send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("5.2.252"), "{}", e.message);
-    assert_ne!(e.class, ErrorClass::Transient, "{}", e.message);
+    assert!(e.detail().contains("5.2.252"), "{}", e.detail());
+    assert_ne!(e.class, ErrorClass::Transient, "{}", e.detail());
     // The session survives the refusal (RSET) and sends the next message.
     assert!(smtp.is_connected());
     let ok = message("as alice after a refusal");
@@ -481,7 +481,7 @@ async fn send_as_without_the_right_is_refused_by_the_server() {
     w.received(BOB, &ok.subject).await;
     // EWS checks the From of the MIME.
     let e = w.ews().send(Outgoing::Message(&m)).await.unwrap_err();
-    assert!(e.message.contains("SendAs"), "{}", e.message);
+    assert!(e.detail().contains("SendAs"), "{}", e.detail());
 }
 
 #[tokio::test]
@@ -725,8 +725,8 @@ async fn a_dropped_idle_smtp_connection_is_reopened_once_and_a_cut_in_data_is_an
     big.text = Some("0123456789abcdef\r\n".repeat(200_000)); // 3.6 MB
     proxy.cut_after(1024 * 1024);
     let e = smtp.send(Outgoing::Message(&big)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Transient, "{}", e.message);
-    assert_eq!(proxy.accepted(), 2, "no silent retry: {}", e.message);
+    assert_eq!(e.class, ErrorClass::Transient, "{}", e.detail());
+    assert_eq!(proxy.accepted(), 2, "no silent retry: {}", e.detail());
     assert!(!smtp.is_connected());
 
     // The next message opens a new connection.
@@ -852,13 +852,13 @@ async fn a_refused_recipient_among_several_stops_the_message_and_is_named() {
         .unwrap()
         .with_recipients(vec![BOB.into(), bad.into(), CAROL.into()]);
     let e = smtp.send(Outgoing::Mime(raw)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.message);
+    assert_eq!(e.class, ErrorClass::Permanent, "{}", e.detail());
     assert!(
-        e.message.contains(&format!("RCPT TO:<{bad}>")),
+        e.detail().contains(&format!("RCPT TO:<{bad}>")),
         "{}",
-        e.message
+        e.detail()
     );
-    assert!(e.message.contains("5.1.3"), "{}", e.message);
+    assert!(e.detail().contains("5.1.3"), "{}", e.detail());
     // Postfix had said 354 to the pipelined DATA: the connection was dropped, not
     // used for a message to BOB and CAROL; the next message opens a new one.
     assert!(!smtp.is_connected());
@@ -887,7 +887,7 @@ async fn graph_draft_with_more_than_five_headers_is_refused_before_sending() {
     let e = graph.send(Outgoing::Message(&m)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Permanent, "{e}");
     assert!(
-        e.message.contains("at most 5") && e.message.contains("SMTP"),
+        e.detail().contains("at most 5") && e.detail().contains("SMTP"),
         "{e}"
     );
     let mut m = message("Six headers, small");
@@ -975,7 +975,7 @@ async fn smtp_never_resends_a_message_whose_final_dot_went_unanswered() {
         .await
         .unwrap_err();
     assert_eq!(e.class, ErrorClass::OutcomeUnknown, "{e}");
-    assert!(e.message.contains("may have accepted the message"), "{e}");
+    assert!(e.detail().contains("may have accepted the message"), "{e}");
     assert!(!smtp.is_connected(), "the unanswered session is dropped");
     assert_eq!(
         *seen.lock().unwrap(),
@@ -1029,15 +1029,15 @@ async fn smtp_refuses_a_mime_file_over_max_message_size_before_mail_from() {
     std::fs::write(&path, &eml).unwrap();
     let raw = RawMime::from_file(&path).await.unwrap();
     let e = sender.send(Outgoing::Mime(raw)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::LimitExceeded, "{}", e.message);
+    assert_eq!(e.class, ErrorClass::LimitExceeded, "{}", e.detail());
     // The size is the file's, less the Bcc line that is not sent.
     let sent = eml.len() - "Bcc: hidden@x.example\r\n".len();
     assert!(
-        e.message.contains(&format!("{sent} bytes"))
-            && e.message.contains("2000 bytes")
-            && e.message.contains("limits.max_message_size"),
+        e.detail().contains(&format!("{sent} bytes"))
+            && e.detail().contains("2000 bytes")
+            && e.detail().contains("limits.max_message_size"),
         "{}",
-        e.message
+        e.detail()
     );
 
     // A composed message over the bound too, on the same connection.
@@ -1045,11 +1045,11 @@ async fn smtp_refuses_a_mime_file_over_max_message_size_before_mail_from() {
     m.to.push(Address::new("b@x.example"));
     m.text = Some("y".repeat(5000));
     let e = sender.send(Outgoing::Message(&m)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::LimitExceeded, "{}", e.message);
+    assert_eq!(e.class, ErrorClass::LimitExceeded, "{}", e.detail());
     assert!(
-        e.message.contains("limits.max_message_size"),
+        e.detail().contains("limits.max_message_size"),
         "{}",
-        e.message
+        e.detail()
     );
 
     let AnySender::Smtp(smtp) = sender else {

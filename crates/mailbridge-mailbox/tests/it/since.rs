@@ -185,9 +185,11 @@ async fn imap_lists_by_day_downloads_and_hands_over_to_new_since() {
     let checkpoint = listed.checkpoint.clone();
     let summary = download_listed(
         &mut imap,
+        "INBOX",
         listed,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -215,9 +217,11 @@ async fn imap_lists_by_day_downloads_and_hands_over_to_new_since() {
     assert_eq!(again.messages.len(), 2);
     let summary = download_listed(
         &mut imap,
+        "INBOX",
         again,
         &maildir,
         &DownloadOptions::default(),
+        &mut (),
         |_| ControlFlow::Continue(()),
     )
     .await
@@ -324,9 +328,9 @@ async fn pop3_refuses_a_date_and_says_why() {
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Misconfigured);
     assert!(
-        err.message.contains("no received date") && err.message.contains("--since all"),
+        err.detail().contains("no received date") && err.detail().contains("--since all"),
         "{}",
-        err.message
+        err.detail()
     );
 }
 

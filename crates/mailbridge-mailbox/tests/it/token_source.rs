@@ -262,7 +262,7 @@ async fn graph_and_ews_mailboxes_and_senders_outlive_their_first_token() {
         .new_since("inbox", &Checkpoint::Start)
         .await
         .unwrap_err();
-    assert_eq!(err.class, ErrorClass::NeedsSignIn, "{}", err.message);
+    assert_eq!(err.class, ErrorClass::NeedsSignIn, "{}", err.detail());
 }
 
 async fn sessions_token(tokens: &Arc<dyn TokenSource>) -> SecretString {
@@ -393,7 +393,7 @@ async fn a_token_refused_every_time_ends_in_the_usual_error_after_one_retry() {
         .await
         .unwrap_err();
     assert_eq!(err.class, expected.class);
-    assert_eq!(err.message, expected.message);
+    assert_eq!(err.detail(), expected.detail());
     assert_eq!(w.statuses("/messages/delta"), [401, 401, 401]);
     assert_eq!(source.replaced.load(Ordering::SeqCst), 1);
 
@@ -421,7 +421,7 @@ async fn ews_error(mut ews: EwsMailbox) -> (ErrorClass, String) {
         .new_since("inbox", &Checkpoint::Start)
         .await
         .unwrap_err();
-    (err.class, err.message)
+    (err.class, err.detail())
 }
 
 #[tokio::test]
@@ -464,6 +464,10 @@ async fn an_smtp_sender_signs_in_with_a_token_current_at_connection_time() {
         .send(Outgoing::Message(&note("too late")))
         .await
         .unwrap_err();
-    assert_eq!(err.class, ErrorClass::Misconfigured, "{}", err.message);
-    assert!(err.message.contains("refused the token"), "{}", err.message);
+    assert_eq!(err.class, ErrorClass::Misconfigured, "{}", err.detail());
+    assert!(
+        err.detail().contains("refused the token"),
+        "{}",
+        err.detail()
+    );
 }
