@@ -129,7 +129,13 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for ip in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "52.96.0.1"] {
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "52.96.0.1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(non_public_kind(ip), None, "{ip}");
             assert!(AddressPolicy::PublicOnly.check(ip).is_ok());

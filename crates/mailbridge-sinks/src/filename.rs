@@ -55,11 +55,19 @@ fn is_dropped(c: char) -> bool {
 
 /// Windows device names, which no file may be called (with any extension).
 fn is_device_name(name: &str) -> bool {
-    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_ascii_uppercase();
     matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
         || ((stem.starts_with("COM") || stem.starts_with("LPT"))
             && stem.len() == 4
-            && stem.as_bytes().get(3).is_some_and(|b| (b'1'..=b'9').contains(b)))
+            && stem
+                .as_bytes()
+                .get(3)
+                .is_some_and(|b| (b'1'..=b'9').contains(b)))
 }
 
 /// `name` cut to at most `max` bytes on a character boundary, keeping a short
@@ -69,7 +77,11 @@ fn shorten(name: &str, max: usize) -> String {
         return name.to_owned();
     }
     let (stem, ext) = split_extension(name);
-    let ext = if ext.len() <= MAX_EXTENSION_BYTES { ext } else { "" };
+    let ext = if ext.len() <= MAX_EXTENSION_BYTES {
+        ext
+    } else {
+        ""
+    };
     let room = max - ext.len();
     let mut cut = room.min(stem.len());
     while !stem.is_char_boundary(cut) {
@@ -158,7 +170,10 @@ mod tests {
         let long = format!("{}.pdf", "ä".repeat(300));
         let safe = safe_name(Some(&long));
         assert!(safe.len() <= MAX_NAME_BYTES, "{}", safe.len());
-        assert_eq!(std::path::Path::new(&safe).extension(), Some("pdf".as_ref()));
+        assert_eq!(
+            std::path::Path::new(&safe).extension(),
+            Some("pdf".as_ref())
+        );
         assert!(safe.starts_with('ä'));
     }
 

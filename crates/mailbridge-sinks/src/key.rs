@@ -37,8 +37,11 @@ impl IdempotencyKey {
 
     /// A key read back (from a file name, a database row, a header): 32 hex digits.
     pub fn parse(text: &str) -> Option<Self> {
-        (text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Self(text.to_owned()))
+        (text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(text.to_owned()))
     }
 
     /// The key as text.

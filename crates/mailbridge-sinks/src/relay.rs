@@ -85,9 +85,9 @@ impl RelaySink {
                 .as_ref()
                 .and_then(|m| match m.return_path() {
                     HeaderValue::Text(t) => Some(t.trim_matches(['<', '>', ' ']).to_owned()),
-                    HeaderValue::TextList(l) => {
-                        l.first().map(|t| t.trim_matches(['<', '>', ' ']).to_owned())
-                    }
+                    HeaderValue::TextList(l) => l
+                        .first()
+                        .map(|t| t.trim_matches(['<', '>', ' ']).to_owned()),
                     _ => None,
                 })
                 .filter(|a| a.contains('@'))
@@ -170,7 +170,9 @@ impl RelaySink {
         let file = tokio::fs::File::open(&delivery.spool)
             .await
             .map_err(io("reading the spooled message"))?;
-        let body = trace.as_bytes().chain(BufReader::with_capacity(64 * 1024, file));
+        let body = trace
+            .as_bytes()
+            .chain(BufReader::with_capacity(64 * 1024, file));
         let reply = client
             .send(&envelope.from, &envelope.recipients, body)
             .await
@@ -276,7 +278,9 @@ mod tests {
             .envelope(b"From: alice@example.com\r\nTo: b@example.com\r\n\r\n")
             .unwrap();
         assert_eq!(e.from, "alice@example.com");
-        let e = sink(None, &[]).envelope(b"To: b@example.com\r\n\r\n").unwrap();
+        let e = sink(None, &[])
+            .envelope(b"To: b@example.com\r\n\r\n")
+            .unwrap();
         assert_eq!(e.from, "");
     }
 
@@ -309,6 +313,9 @@ mod tests {
         let h = received_header(&d, OffsetDateTime::UNIX_EPOCH);
         assert_eq!(h.matches("\r\n").count(), 2, "{h}");
         assert!(h.starts_with("Received: by mailbridge (account evilBcc: x@y, folder INBOX) id "));
-        assert!(h.ends_with("\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"), "{h}");
+        assert!(
+            h.ends_with("\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"),
+            "{h}"
+        );
     }
 }
