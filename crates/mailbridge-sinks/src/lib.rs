@@ -25,6 +25,10 @@
 //! - [`relay`]: the message's bytes unchanged (plus an optional `Received:` trace
 //!   header) into an SMTP relay, envelope from the message or set by the route.
 //!
+//! - [`route`]: ordered rules (from, to, subject, has attachments, size, folder; wildcard
+//!   patterns without case) choosing a message's sinks, and the source action (keep,
+//!   mark read, move, delete) done once every sink accepted it.
+//!
 //! The exact delivery guarantee of each sink is written in `docs/delivery.md`.
 
 pub mod address;
@@ -33,6 +37,7 @@ pub mod filename;
 pub mod folder;
 pub mod key;
 pub mod relay;
+pub mod route;
 pub mod summary;
 pub mod webhook;
 
