@@ -9,9 +9,12 @@
 //!   ask an admin, fix the configuration, give up).
 //! - [`config`]: apps (tenant, client id, cloud, endpoints, credential) and accounts
 //!   (address, sign-in method, app, transports), as read from the configuration file.
+//! - [`access`]: roles (administrator, user, auditor) and [`access::allowed`], the one
+//!   rule of who may do what that the API and the pages ask.
 //! - [`text`]: [`printable`], a server's words made safe to show on a terminal
 //!   (control characters written as visible escapes).
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod error_class;
