@@ -11,9 +11,15 @@
 //!   (address, sign-in method, app, transports), as read from the configuration file,
 //!   and what such a file gets wrong that is found without connecting
 //!   ([`config::ConfigFile::problems`], [`config::pin_digest`]).
+//! - [`access`]: roles (administrator, user, auditor) and [`access::allowed`], the one
+//!   rule of who may do what that the API and the pages ask.
+//! - [`backoff`]: the one retry rule (exponential, full jitter, capped, never shorter
+//!   than a server's `Retry-After`) for reconnecting, redelivering and resending.
 //! - [`text`]: [`printable`], a server's words made safe to show on a terminal
 //!   (control characters written as visible escapes).
 
+pub mod access;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod error_class;

@@ -1,0 +1,95 @@
+use mailbridge_sinks::folder::{FolderSink, TMP_DIR};
+use mailbridge_types::ErrorClass;
+
+use crate::{delivery, names};
+
+#[tokio::test]
+async fn a_message_is_written_once_under_its_key() {
+    let spool = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let sink = FolderSink::open(out.path()).await.unwrap();
+    let mime = b"Subject: one\r\n\r\nbody\r\n";
+    let d = delivery(spool.path(), "1", mime);
+
+    let first = sink.deliver(&d).await.unwrap();
+    assert!(!first.already_there);
+    assert_eq!(names(out.path()), [format!("{}.eml", d.key)]);
+    assert_eq!(std::fs::read(sink.path_of(&d.key)).unwrap(), mime);
+
+    // The same message again (a crash before the checkpoint, a resync): nothing added,
+    // nothing overwritten, even when the spool now holds other bytes.
+    std::fs::write(&d.spool, b"Subject: changed\r\n\r\n").unwrap();
+    let second = sink.deliver(&d).await.unwrap();
+    assert!(second.already_there);
+    assert_eq!(names(out.path()).len(), 1);
+    assert_eq!(std::fs::read(sink.path_of(&d.key)).unwrap(), mime);
+    // No temporary file stays behind.
+    assert!(names(&out.path().join(TMP_DIR)).is_empty());
+}
+
+#[tokio::test]
+async fn what_a_killed_run_left_is_removed_and_never_shown() {
+    let spool = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let tmp = out.path().join(TMP_DIR);
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("0123.4567.half"), b"Subject: half").unwrap();
+    let sink = FolderSink::open(out.path()).await.unwrap();
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
+    let d = delivery(spool.path(), "2", b"Subject: two\r\n\r\n");
+    sink.deliver(&d).await.unwrap();
+    assert_eq!(names(out.path()), [format!("{}.eml", d.key)]);
+}
+
+#[tokio::test]
+async fn many_messages_at_once_each_land_exactly_once() {
+    let spool = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let sink = FolderSink::open(out.path()).await.unwrap();
+    let deliveries: Vec<_> = (0..50)
+        .map(|i| {
+            delivery(
+                spool.path(),
+                &i.to_string(),
+                format!("Subject: {i}\r\n\r\n").as_bytes(),
+            )
+        })
+        .collect();
+    // Every message twice, concurrently: 50 files, each with its own bytes.
+    let mut tasks = Vec::new();
+    for d in deliveries.iter().chain(&deliveries) {
+        let d = d.clone();
+        let sink = sink.clone();
+        tasks.push(tokio::spawn(async move { sink.deliver(&d).await.unwrap() }));
+    }
+    let mut added = 0;
+    for t in tasks {
+        if !t.await.unwrap().already_there {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 50);
+    assert_eq!(names(out.path()).len(), 50);
+    for (i, d) in deliveries.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(sink.path_of(&d.key)).unwrap(),
+            format!("Subject: {i}\r\n\r\n").as_bytes()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_folder_is_named_as_such() {
+    let out = tempfile::tempdir().unwrap();
+    let sink = FolderSink::open(out.path()).await.unwrap();
+    // Something else took the temporary directory's place (root writes anywhere, so
+    // permissions would not stop this test's user).
+    std::fs::remove_dir(out.path().join(TMP_DIR)).unwrap();
+    std::fs::write(out.path().join(TMP_DIR), b"not a directory").unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let d = delivery(spool.path(), "3", b"Subject: x\r\n\r\n");
+    let e = sink.deliver(&d).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Misconfigured, "{e:?}");
+    assert!(e.to_string().contains("writing the message"), "{e}");
+    assert!(!sink.path_of(&d.key).exists());
+}
