@@ -123,19 +123,21 @@ impl ReplyParser {
                 max: self.limits.max_line,
             });
         }
-        self.bytes += line.len();
+        let text = String::from_utf8_lossy(line);
+        let (code, last, rest) = parse_line(&text)?;
+        let kept = printable(rest, self.limits.max_line);
+        // What is held counts: a byte that is not UTF-8 is kept as U+FFFD (3 bytes).
+        self.bytes += line.len().max(kept.len());
         if self.bytes > self.limits.max_bytes {
             return Err(ReplyError::TooManyBytes {
                 max: self.limits.max_bytes,
             });
         }
-        let text = String::from_utf8_lossy(line);
-        let (code, last, rest) = parse_line(&text)?;
         if let Some(first) = self.code.filter(|c| *c != code) {
             return Err(ReplyError::CodeChanged { first, then: code });
         }
         self.code = Some(code);
-        self.lines.push(printable(rest, self.limits.max_line));
+        self.lines.push(kept);
         if last {
             return Ok(Some(Reply {
                 code,
@@ -618,6 +620,28 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..12),
         ];
         proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
+    /// Found by the property below: bytes that are not UTF-8 are held as U+FFFD (three
+    /// bytes each), so the byte bound counts what is held, not what came.
+    #[test]
+    fn bytes_that_are_not_utf8_count_as_held() {
+        let input = b"250  \x80\x80\x80\x80\x80 \x80250\x1b[0m\r\n";
+        let limits = ReplyLimits {
+            max_line: 64,
+            max_lines: 1,
+            max_bytes: 19,
+        };
+        assert!(matches!(
+            parse(input, &limits),
+            Err(ReplyError::TooManyBytes { max: 19 })
+        ));
+        let roomy = ReplyLimits {
+            max_bytes: 64,
+            ..limits
+        };
+        let (reply, _) = parse(input, &roomy).unwrap().unwrap();
+        assert!(reply.lines.iter().map(String::len).sum::<usize>() <= 64);
     }
 
     proptest::proptest! {
