@@ -150,7 +150,8 @@ pub async fn problems(
 }
 
 /// Imports `file` (read from `origin`, named in the error) into `store`: nothing is
-/// written when [`problems`] finds any; then apps, accounts and secrets, row by row.
+/// written when [`problems`] finds any; then apps, accounts and secrets in one transaction (`Store::import`: all or
+/// nothing).
 pub async fn import(
     store: &Store,
     catalog: &ConfigFile,
@@ -172,24 +173,23 @@ pub async fn import(
             ),
         ));
     }
-    for a in &file.apps {
-        store.put_app(a).await?;
-    }
-    for a in &file.accounts {
-        store.put_account(a).await?;
-    }
-    for s in &file.secrets {
-        let kind = kind_of(&s.kind).unwrap_or(SecretKind::Password);
-        store
-            .put_secret(
-                &s.id,
-                kind,
-                &SecretString::from(s.value.clone()),
-                None,
-                store.now(),
-            )
-            .await?;
-    }
+    // One transaction: a failure anywhere (a name taken since the check, a database
+    // error) leaves the store as it was.
+    let mut batch = mailbridge_store::Import::default();
+    batch.apps.clone_from(&file.apps);
+    batch.accounts.clone_from(&file.accounts);
+    batch.secrets = file
+        .secrets
+        .iter()
+        .map(|s| mailbridge_store::ImportSecret {
+            id: s.id.clone(),
+            kind: kind_of(&s.kind).unwrap_or(SecretKind::Password),
+            value: SecretString::from(s.value.clone()),
+            expires_at: None,
+        })
+        .collect();
+    batch.replace = replace;
+    store.import(&batch).await?;
     Ok(())
 }
 
