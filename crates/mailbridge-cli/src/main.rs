@@ -12,11 +12,10 @@
 //! standard error as `error: ...` lines, with the whole cause chain and any server's
 //! words made printable (control characters as visible escapes).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "sandbox")]
 use mailbridge_testkit::TenantModel;
 
 mod account_cmd;
@@ -47,13 +46,14 @@ struct Cli {
 enum Command {
     /// Run the emulated Microsoft 365 tenant (identity platform, Graph, EWS,
     /// Autodiscover) with demo users and apps, and print how to use it.
+    #[cfg(feature = "sandbox")]
     Sandbox {
         /// Tenant model (TOML); the built-in sandbox tenant when absent.
         #[arg(long, env = "MAILBRIDGE_SANDBOX_TENANT")]
-        tenant: Option<PathBuf>,
+        tenant: Option<std::path::PathBuf>,
         /// Address for the HTTP endpoints.
         #[arg(long, default_value = "127.0.0.1:8400")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// Serve only the HTTP endpoints (no Dovecot/Postfix, so no mailboxes).
         #[arg(long)]
         no_mail_servers: bool,
@@ -122,6 +122,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        #[cfg(feature = "sandbox")]
         Command::Sandbox {
             tenant: config,
             listen,
@@ -145,9 +146,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(feature = "sandbox")]
 async fn sandbox(
-    tenant: Option<PathBuf>,
-    listen: SocketAddr,
+    tenant: Option<std::path::PathBuf>,
+    listen: std::net::SocketAddr,
     no_mail_servers: bool,
 ) -> anyhow::Result<()> {
     mailbridge_testkit::sandbox::run(tenant.as_deref(), listen, !no_mail_servers).await
