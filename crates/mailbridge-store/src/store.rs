@@ -489,6 +489,14 @@ impl Store {
         Ok(count)
     }
 
+    /// Asks the database a trivial query (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(&self.db, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// Closes the pool (for SQLite, flushes the WAL).
     pub async fn close(&self) {
         on_db!(&self.db, pool => pool.close().await);
