@@ -30,15 +30,13 @@ use crate::context::{self, GlobalArgs};
 #[derive(Clone)]
 pub struct DatabaseUrl(SecretString);
 
+/// Any text: the store checks it (and names it without its password) when it opens;
+/// an argument parser's error would repeat it whole.
 impl std::str::FromStr for DatabaseUrl {
-    type Err = String;
+    type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Ok(Self(SecretString::from(s.to_owned())))
-        } else {
-            Err("use a PostgreSQL URL, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (without --database the store is SQLite in the data directory)".to_owned())
-        }
+        Ok(Self(SecretString::from(s.to_owned())))
     }
 }
 
@@ -52,8 +50,8 @@ impl std::fmt::Debug for DatabaseUrl {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// PostgreSQL for the store (several instances share it):
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. Without it: SQLite in the data
-    /// directory.
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or sqlite://PATH). Without it:
+    /// SQLite in the data directory.
     #[arg(
         long,
         env = "MAILBRIDGE_DATABASE",

@@ -7,6 +7,7 @@ mod apps;
 mod hostile;
 mod login;
 mod send;
+mod serve;
 mod test_cmd;
 
 use std::path::{Path, PathBuf};
