@@ -6,6 +6,7 @@
 mod apps;
 mod hostile;
 mod login;
+mod packaging;
 mod send;
 mod serve;
 mod test_cmd;

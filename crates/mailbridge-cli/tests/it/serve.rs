@@ -254,3 +254,52 @@ async fn token_commands_explain_mistakes() {
     assert!(!err.contains("pw-x9"), "{err}");
     assert!(err.contains("postgres://"), "{err}");
 }
+
+#[tokio::test]
+async fn a_stop_is_bounded_by_the_shutdown_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = mailbridge(
+        &data,
+        None,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-timeout",
+            "1",
+            "--log-format",
+            "json",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("serve ended early");
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                return addr.to_owned();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // A request that never finishes arriving keeps its connection busy: the graceful
+    // stop would wait for it without the bound.
+    let mut stuck = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stuck, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Accepted in order: once a later connection is answered, this one is being read.
+    let daemon = Daemon {
+        child,
+        base: format!("http://{addr}"),
+        token: None,
+        _stdout: lines,
+    };
+    assert_eq!(daemon.get("/healthz", None).await.0, 200);
+    let log = daemon.stop().await;
+    assert!(log.contains("cut off"), "{log}");
+    drop(stuck);
+}
