@@ -115,6 +115,8 @@ pub struct ServeArgs {
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    // Listened for from the start: a stop asked for while starting is a clean stop too.
+    let stop_signal = stop_signal()?;
     let store = args.store.open(global).await?;
     let backend = match store.backend() {
         Backend::Sqlite => "sqlite",
@@ -167,18 +169,14 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ended = &mut server => {
             ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
         }
-        signal = stop_signal() => {
-            let signal = signal?;
+        signal = stop_signal => {
             tracing::info!(signal, timeout_secs = args.shutdown_timeout, "stopping: no new connections, waiting for requests in flight");
             stop.notify_one();
-            match tokio::time::timeout(bound, &mut server).await {
-                Ok(ended) => {
-                    ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
-                }
-                Err(_) => {
-                    server.abort();
-                    tracing::warn!(timeout_secs = args.shutdown_timeout, "requests still in flight after the shutdown timeout were cut off");
-                }
+            if let Ok(ended) = tokio::time::timeout(bound, &mut server).await {
+                ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
+            } else {
+                server.abort();
+                tracing::warn!(timeout_secs = args.shutdown_timeout, "requests still in flight after the shutdown timeout were cut off");
             }
         }
     }
@@ -187,13 +185,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or Ctrl-C (SIGINT); its name.
-async fn stop_signal() -> anyhow::Result<&'static str> {
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from now on; the future ends with the
+/// name of the first that arrives.
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     })
 }

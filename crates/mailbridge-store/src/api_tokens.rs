@@ -168,7 +168,6 @@ impl Store {
     /// does not find it. Returns the token as revoked; [`StoreError::NotFound`] when
     /// no valid token has this name or id.
     pub async fn revoke_api_token(&self, name_or_id: &str) -> Result<ApiToken, StoreError> {
-        let now = unix(self.now());
         const BY_NAME: &str = concat!(
             "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND name = $2 RETURNING ",
             columns!()
@@ -177,6 +176,7 @@ impl Store {
             "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND id = $2 RETURNING ",
             columns!()
         );
+        let now = unix(self.now());
         let id = Uuid::parse_str(name_or_id).ok();
         let row: Option<Row> = on_db!(&self.db, pool => {
             match sqlx::query_as(BY_NAME)
