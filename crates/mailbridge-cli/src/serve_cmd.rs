@@ -50,7 +50,7 @@ impl std::fmt::Debug for DatabaseUrl {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// PostgreSQL for the store (several instances share it):
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or sqlite://PATH). Without it:
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (or sqlite://PATH). Without it:
     /// SQLite in the data directory.
     #[arg(
         long,
