@@ -5,7 +5,8 @@
 //! autodetection, list, show, edit, remove, import/export), `app` (app registrations:
 //! add, list, show, edit, remove), `provider` (built-in and user-defined providers), `auth` (sign accounts in, status, tokens for scripts),
 //! `secrets` (client secrets, master-key rotation), `test receive|send` (step-by-step
-//! checks that name the fix). The daemon arrives in a later step.
+//! checks that name the fix), `serve` (the daemon: the HTTP API over the store, SQLite
+//! in the data directory or PostgreSQL), `token` (the daemon's API tokens).
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
 //! 2 usage error (from clap). `--json` prints JSON on standard output; errors go to
@@ -27,7 +28,9 @@ mod output;
 mod provider_cmd;
 mod secrets_cmd;
 mod send_cmd;
+mod serve_cmd;
 mod test_cmd;
+mod token_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,10 +87,24 @@ enum Command {
     Send(Box<send_cmd::SendArgs>),
     /// Download a folder's new messages into a Maildir, durably, with a progress bar.
     Fetch(fetch_cmd::FetchArgs),
+    /// Run the daemon: the HTTP API on 127.0.0.1:8025, the store in the data
+    /// directory (or PostgreSQL); prints the first administrator API token once.
+    Serve(serve_cmd::ServeArgs),
+    /// Make, list and revoke the daemon's API tokens.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 fn main() -> ExitCode {
-    let mut filter = tracing_subscriber::EnvFilter::from_default_env();
+    let cli = Cli::parse();
+    // The daemon logs what it does (info unless RUST_LOG says otherwise), in the format
+    // asked for; a command logs errors only unless asked.
+    let (default_level, json) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format == serve_cmd::LogFormat::Json),
+        _ => ("error", false),
+    };
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // The platform verifier logs every refused certificate as a coloured ERROR; the
     // command's own message says it, with the cause and the fix. Shown when asked for.
     if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls_platform_verifier"))
@@ -95,11 +112,14 @@ fn main() -> ExitCode {
     {
         filter = filter.add_directive(quiet);
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -143,6 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Test(command) => test_cmd::run(&cli.global, command).await,
         Command::Send(args) => send_cmd::run(&cli.global, *args).await,
         Command::Fetch(args) => fetch_cmd::run(&cli.global, args).await,
+        Command::Serve(args) => serve_cmd::run(&cli.global, args).await,
+        Command::Token(command) => token_cmd::run(&cli.global, command).await,
     }
 }
 

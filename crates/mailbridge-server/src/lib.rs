@@ -12,6 +12,9 @@
 //! - [`api_token`]: `mbt_` tokens kept as SHA-256 only, the [`api_token::Caller`]
 //!   extractor, and the role check every endpoint makes through
 //!   [`mailbridge_types::access::allowed`].
+//! - [`store_tokens`]: the store behind the tokens ([`store_tokens::StoreTokens`]) and
+//!   readiness ([`store_tokens::store_ready`]), and making a token ([`store_tokens::issue`];
+//!   the first administrator's on the first start, [`store_tokens::issue_first`]).
 //! - [`metrics`]: the Prometheus registry behind `/metrics` (HTTP requests by route
 //!   and status class; the connector registers its own families).
 //! - `/healthz` (the process answers), `/readyz` (its store answers), the OpenAPI
@@ -25,6 +28,7 @@ pub mod api_token;
 pub mod json;
 pub mod metrics;
 pub mod problem;
+pub mod store_tokens;
 
 use std::future::Future;
 use std::pin::Pin;

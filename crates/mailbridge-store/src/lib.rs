@@ -17,12 +17,15 @@
 //! - [`store`]: opening either backend, sealed secrets, account sign-in state and
 //!   master-key rotation; [`token_store`]: the store as `mailbridge-auth`'s
 //!   refresh-token store.
+//! - [`api_tokens`]: the daemon's API tokens (name, role, user, SHA-256 only; revoked
+//!   ones kept with the time), added, found by hash, listed, revoked and counted.
 //! - [`ids`]: the stable ids (UUIDs) of apps, accounts and providers, kept when a name
 //!   is edited; sign-in state and checkpoints are kept by account id.
 //! - [`records`]: apps, accounts and user-defined providers (their configuration
 //!   documents, without secrets), each account folder's download checkpoint, and
 //!   [`Store::import`], a batch written all or nothing.
 
+pub mod api_tokens;
 pub mod files;
 pub mod ids;
 pub mod master_key;
@@ -33,6 +36,7 @@ mod sqlite;
 pub mod store;
 pub mod token_store;
 
+pub use api_tokens::ApiToken;
 pub use ids::{AccountId, AppId, ProviderId};
 pub use master_key::MasterKey;
 pub use records::{Import, ImportSecret};

@@ -164,7 +164,7 @@ pub(crate) fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn from_unix(s: i64) -> OffsetDateTime {
+pub(crate) fn from_unix(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
@@ -487,6 +487,14 @@ impl Store {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = new_sealer;
         Ok(count)
+    }
+
+    /// Asks the database a trivial query (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(&self.db, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// Closes the pool (for SQLite, flushes the WAL).

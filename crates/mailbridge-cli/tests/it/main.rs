@@ -6,7 +6,9 @@
 mod apps;
 mod hostile;
 mod login;
+mod packaging;
 mod send;
+mod serve;
 mod test_cmd;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ use mailbridge_auth::session::TokenStore as _;
 use mailbridge_store::{
     AccountState, Backend, Import, ImportSecret, MasterKey, SecretKind, Store, StoreError,
 };
+use mailbridge_types::access::Role;
 use mailbridge_types::config::{AccountConfig, AppConfig, ConfigFile};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -76,6 +77,8 @@ suite!(
     a_failed_import_leaves_nothing,
     token_store_keeps_refresh_tokens_and_sign_in_state,
     instances_opening_a_new_database_together_agree_on_one_key,
+    api_tokens_are_found_by_hash_listed_and_revoked,
+    the_first_api_token_is_stored_once_only,
 );
 
 #[tokio::test]
@@ -663,4 +666,129 @@ async fn instances_opening_a_new_database_together_agree_on_one_key(db: Fixture)
         .count();
     assert_eq!(refused, 1, "{a:?} {b:?}");
     assert!(a.is_ok() || b.is_ok());
+}
+
+fn hash(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+async fn api_tokens_are_found_by_hash_listed_and_revoked(db: Fixture) {
+    let key = MasterKey::generate().unwrap();
+    let store = db.open(&key).await.unwrap();
+    assert_eq!(store.api_token_count().await.unwrap(), 0);
+    assert!(store.api_tokens().await.unwrap().is_empty());
+    let admin = store
+        .add_api_token("ops", Role::Administrator, None, &hash(1))
+        .await
+        .unwrap();
+    let audit = store
+        .add_api_token("audit", Role::Auditor, Some("carol"), &hash(2))
+        .await
+        .unwrap();
+    assert_ne!(admin.id, audit.id);
+    // A valid token's name is taken; so is a hash.
+    let err = store
+        .add_api_token("ops", Role::User, None, &hash(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+    assert!(
+        store
+            .add_api_token("other", Role::User, None, &hash(1))
+            .await
+            .is_err()
+    );
+    assert_eq!(store.api_token_count().await.unwrap(), 2);
+
+    // Found by hash only, with what it is; survives a restart.
+    store.close().await;
+    let store = db.open(&key).await.unwrap();
+    let found = store.find_api_token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(found, audit);
+    assert_eq!(found.role, Role::Auditor);
+    assert_eq!(found.user.as_deref(), Some("carol"));
+    assert!(store.find_api_token(&hash(9)).await.unwrap().is_none());
+    let listed: Vec<_> = store
+        .api_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.role, t.revoked_at.is_none()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("audit".to_owned(), Role::Auditor, true),
+            ("ops".to_owned(), Role::Administrator, true)
+        ]
+    );
+
+    // Revoked by name: not found any more, listed with the time, the name free again.
+    let revoked = store.revoke_api_token("audit").await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.find_api_token(&hash(2)).await.unwrap().is_none());
+    assert_eq!(store.api_token_count().await.unwrap(), 1);
+    assert!(matches!(
+        store.revoke_api_token("audit").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let again = store
+        .add_api_token("audit", Role::Auditor, None, &hash(4))
+        .await
+        .unwrap();
+    assert!(store.find_api_token(&hash(4)).await.unwrap().is_some());
+    let all = store.api_tokens().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.iter().filter(|t| t.revoked_at.is_some()).count(), 1);
+
+    // Revoked by id.
+    store.revoke_api_token(&again.id.to_string()).await.unwrap();
+    assert!(store.find_api_token(&hash(4)).await.unwrap().is_none());
+    assert!(matches!(
+        store.revoke_api_token(&uuid_like()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The other token is untouched.
+    assert_eq!(
+        store.find_api_token(&hash(1)).await.unwrap().unwrap().name,
+        "ops"
+    );
+}
+
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".to_owned()
+}
+
+async fn the_first_api_token_is_stored_once_only(db: Fixture) {
+    let key = MasterKey::generate().unwrap();
+    // Two instances starting together on a new database: one first token.
+    let (a, b) = tokio::join!(db.open(&key), db.open(&key));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (h1, h2) = (hash(1), hash(2));
+    let (first_a, first_b) = tokio::join!(
+        a.add_first_api_token("first-admin", Role::Administrator, None, &h1),
+        b.add_first_api_token("first-admin", Role::Administrator, None, &h2),
+    );
+    let made: Vec<_> = [first_a.unwrap(), first_b.unwrap()]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].role, Role::Administrator);
+    assert_eq!(a.api_token_count().await.unwrap(), 1);
+    // Later starts make none, even after every token was revoked.
+    assert!(
+        a.add_first_api_token("first-admin", Role::Administrator, None, &hash(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    a.revoke_api_token("first-admin").await.unwrap();
+    assert!(
+        a.add_first_api_token("first-admin", Role::Administrator, None, &hash(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(a.api_token_count().await.unwrap(), 0);
 }

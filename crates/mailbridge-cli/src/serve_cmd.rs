@@ -1,0 +1,200 @@
+//! `mailbridge serve`: the daemon. With nothing set it keeps SQLite (WAL) and the
+//! master key file in the data directory and answers HTTP on 127.0.0.1:8025;
+//! `--database postgres://...` puts the store in PostgreSQL instead (the master key
+//! still comes from the data directory or the environment). Every flag has a
+//! `MAILBRIDGE_*` environment variable.
+//!
+//! On the first start (a store that never had an API token) an administrator token
+//! named `first-admin` is made and printed once on standard output; later starts print
+//! none. Standard output also gets `listening on http://ADDR` once the socket is bound
+//! (scripts and tests read the port from it); logs go to standard error, as text or
+//! JSON, and never carry a token or a password.
+//!
+//! SIGTERM or Ctrl-C: stop accepting connections, let requests in flight finish, and
+//! exit 0 within `--shutdown-timeout` seconds however long they take.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mailbridge_server::metrics::Metrics;
+use mailbridge_server::store_tokens::{FIRST_TOKEN_NAME, StoreTokens, issue_first, store_ready};
+use mailbridge_server::{ApiLimits, AppState, app};
+use mailbridge_store::{Backend, Store};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::context::{self, GlobalArgs};
+
+/// A database URL: may hold a password, so never shown whole.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+/// Any text: the store checks it (and names it without its password) when it opens;
+/// an argument parser's error would repeat it whole.
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(SecretString::from(s.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(REDACTED)")
+    }
+}
+
+/// Where the store is: SQLite in the data directory, or PostgreSQL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// PostgreSQL for the store (several instances share it):
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (or sqlite://PATH). Without it:
+    /// SQLite in the data directory.
+    #[arg(
+        long,
+        env = "MAILBRIDGE_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<DatabaseUrl>,
+}
+
+impl StoreArgs {
+    /// Opens the store these arguments name, with the master key in force (from the
+    /// environment, or the key file in the data directory, created on first run).
+    pub async fn open(&self, global: &GlobalArgs) -> anyhow::Result<Store> {
+        let Some(url) = &self.database else {
+            return context::open_store(global).await;
+        };
+        let dir = global.data_dir();
+        mailbridge_store::files::create_private_dir(&dir).with_context(|| {
+            format!(
+                "failed to create the data directory {} (it holds the master key file)",
+                dir.display()
+            )
+        })?;
+        let key = mailbridge_accounts::master_key::master_key(&dir)?;
+        Store::connect(url.0.expose_secret(), &key).await.context(
+            "failed to open the PostgreSQL store given by --database (MAILBRIDGE_DATABASE)",
+        )
+    }
+}
+
+/// How logs are written on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event (fields as keys).
+    Json,
+}
+
+/// `mailbridge serve`
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port for the HTTP API (port 0: any free port; the line
+    /// `listening on http://ADDR` says which).
+    #[arg(long, env = "MAILBRIDGE_LISTEN", default_value = "127.0.0.1:8025")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The longest a stop (SIGTERM, Ctrl-C) waits for requests in flight, in seconds.
+    #[arg(
+        long,
+        env = "MAILBRIDGE_SHUTDOWN_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub shutdown_timeout: u64,
+    /// Log format on standard error.
+    #[arg(long, env = "MAILBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    // Listened for from the start: a stop asked for while starting is a clean stop too.
+    let stop_signal = stop_signal()?;
+    let store = args.store.open(global).await?;
+    let backend = match store.backend() {
+        Backend::Sqlite => "sqlite",
+        _ => "postgres",
+    };
+    if let Some(token) = issue_first(&store)
+        .await
+        .context("failed to make the first administrator API token")?
+    {
+        // Standard output, not the log: logs never carry a token.
+        println!(
+            "API token \"{FIRST_TOKEN_NAME}\" (administrator): {}",
+            token.expose_secret()
+        );
+        println!(
+            "It is shown only this once: keep it now. To make another: mailbridge token add NAME --role administrator"
+        );
+        tracing::info!(
+            token = FIRST_TOKEN_NAME,
+            "first administrator API token made and printed once"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (another program may use the port; choose another with --listen or MAILBRIDGE_LISTEN)",
+                args.listen
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .context("failed to read the address the HTTP API listens on")?;
+    let state = AppState {
+        tokens: Arc::new(StoreTokens::new(store.clone())),
+        metrics: Arc::new(Metrics::default()),
+        ready: store_ready(store.clone()),
+        limits: ApiLimits::default(),
+    };
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let server = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { stopped.notified().await });
+    let mut server = tokio::spawn(async move { server.await });
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, backend, "mailbridge serve started");
+
+    let bound = Duration::from_secs(args.shutdown_timeout);
+    tokio::select! {
+        ended = &mut server => {
+            ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
+        }
+        signal = stop_signal => {
+            tracing::info!(signal, timeout_secs = args.shutdown_timeout, "stopping: no new connections, waiting for requests in flight");
+            stop.notify_one();
+            if let Ok(ended) = tokio::time::timeout(bound, &mut server).await {
+                ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
+            } else {
+                server.abort();
+                tracing::warn!(timeout_secs = args.shutdown_timeout, "requests still in flight after the shutdown timeout were cut off");
+            }
+        }
+    }
+    store.close().await;
+    tracing::info!("mailbridge serve stopped");
+    Ok(())
+}
+
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from now on; the future ends with the
+/// name of the first that arrives.
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
