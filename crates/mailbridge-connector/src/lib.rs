@@ -14,6 +14,7 @@
 //! instances; they run the same loop.
 
 pub mod checkpoint;
+pub mod outbox;
 pub mod sync;
 
 pub use checkpoint::{CheckpointStore, checkpoint_key};
