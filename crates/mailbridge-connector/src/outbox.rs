@@ -78,9 +78,9 @@ impl<T: OutgoingSides> OutgoingSides for Arc<T> {
 pub struct OutboxSettings {
     /// This sender's name in claims (`claimed_by`): unique per running instance.
     pub instance: String,
-    /// How long a claim lasts. Longer than any one send (SMTP waits up to 10 minutes
-    /// for the answer to the final `.`): a sender that stops while sending leaves the
-    /// message `outcome-unknown` when its lease ends.
+    /// How long a claim lasts; renewed every third of it while a message is being
+    /// sent. A sender that stops while sending leaves the message `outcome-unknown`
+    /// when its lease ends.
     pub lease: Duration,
     /// A message still failing this long after it was queued fails for good.
     pub deadline: Duration,
@@ -198,8 +198,22 @@ impl<S: OutgoingSides> OutboxWorker<S> {
             return Ok(None);
         };
         let id = claimed.entry.id;
-        let result = self.send(&claimed).await;
         let instance = &self.settings.instance;
+        // The lease is renewed while the message is handed over (a third of it at a
+        // time), so a long send is not taken for a stopped sender.
+        let mut renew = tokio::time::interval(self.settings.lease / 3);
+        renew.tick().await;
+        let send = self.send(&claimed);
+        tokio::pin!(send);
+        let result = loop {
+            tokio::select! {
+                result = &mut send => break result,
+                _ = renew.tick() => {
+                    let until = self.clock.now() + self.settings.lease;
+                    self.store.outbox_renew_claim(id, instance, until).await?;
+                }
+            }
+        };
         let outcome = match result {
             Ok(server_reply) => {
                 self.store

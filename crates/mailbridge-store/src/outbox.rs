@@ -11,7 +11,8 @@
 //!
 //! A message moves: `queued` → (claimed) `sending` → `sent` | `retrying` (at a time;
 //! claimed again then) | `failed` | `outcome-unknown`. A claim is a lease
-//! (`claimed_by`, `claim_until`): a sender that stops while `sending` (a crash, a
+//! (`claimed_by`, `claim_until`, renewed by a sender while it sends): a sender that
+//! stops while `sending` (a crash, a
 //! `kill -9`) cannot say whether the server took the message, so when its lease ends
 //! the row becomes `outcome-unknown` rather than being sent again. Each row is
 //! therefore handed to a server at most once, except when a person resends an
@@ -465,6 +466,36 @@ impl Store {
             })),
             None => Ok(None),
         }
+    }
+
+    /// Extends `instance`'s claim on `id` to `until` (a long send renews its lease so
+    /// that the message does not become `outcome-unknown` under it); an error when
+    /// the claim is not (any more) `instance`'s.
+    pub async fn outbox_renew_claim(
+        &self,
+        id: OutboxId,
+        instance: &str,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let done = on_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE outbox SET claim_until = $3
+                 WHERE id = $1 AND state = 'sending' AND claimed_by = $2",
+            )
+            .bind(id.as_uuid())
+            .bind(instance)
+            .bind(unix(until))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::ClaimLost {
+                id: id.to_string(),
+                instance: instance.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Ends `instance`'s claim on `id` with `state` and the given fields; an error

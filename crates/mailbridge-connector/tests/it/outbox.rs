@@ -565,3 +565,86 @@ async fn a_cancelled_worker_takes_nothing() {
         OutboxState::Queued
     );
 }
+
+/// Answers only once `release` is notified, with a permanent refusal.
+struct Slow {
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl OutgoingSides for Slow {
+    async fn outgoing(&self, _: AccountId) -> Result<OutgoingSide, MailboxError> {
+        self.release.notified().await;
+        Err(MailboxError::new(
+            ErrorClass::Permanent,
+            ErrorKind::ServerRefused,
+            "refused after a long wait",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_long_send_renews_its_lease() {
+    let (_dir, store, clock, account) = sqlite_store().await;
+    let id = store
+        .outbox_enqueue(plain(account), u64::MAX)
+        .await
+        .unwrap()
+        .entry
+        .id;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let worker = OutboxWorker::new(
+        store.clone(),
+        Slow {
+            release: release.clone(),
+        },
+        OutboxSettings {
+            instance: "slow".into(),
+            lease: Duration::from_secs(3),
+            ..OutboxSettings::default()
+        },
+    )
+    .with_clock(clock.clone());
+    let task = tokio::spawn(async move { worker.send_next().await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first_until = loop {
+        let row = store.outbox_get(id).await.unwrap().unwrap();
+        if row.state == OutboxState::Sending {
+            break row.claim_until.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not claimed: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The sender's clock moves past the first lease while it is still sending: the
+    // lease is renewed from the new time (checked with a deadline, not a sleep).
+    clock.advance(time::Duration::hours(1));
+    assert!(first_until < clock.now());
+    loop {
+        let row = store.outbox_get(id).await.unwrap().unwrap();
+        if row.state == OutboxState::Sending && row.claim_until.is_some_and(|u| u >= clock.now()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not renewed: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Another sender finds nothing to take, nor declares it lost.
+    assert!(
+        store
+            .outbox_claim_next("other", clock.now(), Duration::from_secs(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.outbox_get(id).await.unwrap().unwrap().state,
+        OutboxState::Sending
+    );
+    release.notify_one();
+    let outcome = task.await.unwrap().unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+}

@@ -254,8 +254,30 @@ async fn a_sender_that_stops_while_sending_leaves_outcome_unknown(db: Fixture) {
             .unwrap()
             .is_none()
     );
+    // A renewed lease holds longer; only its holder renews it.
+    store
+        .outbox_renew_claim(a1, "dead", now + Duration::from_mins(20))
+        .await
+        .unwrap();
+    let err = store
+        .outbox_renew_claim(a1, "live", now + Duration::from_hours(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ClaimLost { .. }), "{err}");
+    let renewed = now + Duration::from_mins(15);
+    assert!(
+        store
+            .outbox_claim_next("live", renewed, LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.outbox_get(a1).await.unwrap().unwrap().state,
+        OutboxState::Sending
+    );
     // After it, a1 is outcome-unknown (never resent), and a2 goes on.
-    let after = now + LEASE + Duration::from_secs(1);
+    let after = now + Duration::from_mins(20) + Duration::from_secs(1);
     let claim = store
         .outbox_claim_next("live", after, LEASE)
         .await
