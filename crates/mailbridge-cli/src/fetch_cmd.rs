@@ -7,7 +7,7 @@
 //! them the same durable way, and stores the listing's checkpoint: a later
 //! `--since last` goes on with what arrives after the run.
 //!
-//! The run itself is the connector's sync loop ([`mailbridge_connector::sync`]); this
+//! The run itself is the connector's sync loop ([`mailbridge_connector::sync()`]); this
 //! command parses, shows the progress bar and prints.
 
 use std::path::PathBuf;

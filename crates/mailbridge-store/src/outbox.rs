@@ -12,9 +12,9 @@
 //! A message moves: `queued` → (claimed) `sending` → `sent` | `retrying` (at a time;
 //! claimed again then) | `failed` | `outcome-unknown`. A claim is a lease
 //! (`claimed_by`, `claim_until`, renewed by a sender while it sends): a sender that
-//! stops while `sending` (a crash, a
-//! `kill -9`) cannot say whether the server took the message, so when its lease ends
-//! the row becomes `outcome-unknown` rather than being sent again. Each row is
+//! stops while `sending` (a crash, a `kill -9`) cannot say whether the server took
+//! the message, so when its lease ends the row becomes `outcome-unknown` rather than
+//! being sent again. Each row is
 //! therefore handed to a server at most once, except when a person resends an
 //! `outcome-unknown` one.
 //!
