@@ -5,8 +5,10 @@
 //! autodetection, list, show, edit, remove, import/export), `app` (app registrations:
 //! add, list, show, edit, remove), `provider` (built-in and user-defined providers), `auth` (sign accounts in, status, tokens for scripts),
 //! `secrets` (client secrets, master-key rotation), `test receive|send` (step-by-step
-//! checks that name the fix), `serve` (the daemon: the HTTP API over the store, SQLite
-//! in the data directory or PostgreSQL), `token` (the daemon's API tokens).
+//! checks that name the fix), `send` (now, or `--queue` into the durable outbox),
+//! `outbox` (list the queued messages, `send-pending`), `fetch`, `serve` (the daemon:
+//! the HTTP API over the store, SQLite in the data directory or PostgreSQL), `token`
+//! (the daemon's API tokens).
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
 //! 2 usage error (from clap). `--json` prints JSON on standard output; errors go to
@@ -24,6 +26,7 @@ mod app_cmd;
 mod auth_cmd;
 mod context;
 mod fetch_cmd;
+mod outbox_cmd;
 mod output;
 mod provider_cmd;
 mod secrets_cmd;
@@ -85,6 +88,9 @@ enum Command {
     Test(test_cmd::TestCommand),
     /// Send a message (or a raw MIME file) from an account over SMTP, Graph or EWS.
     Send(Box<send_cmd::SendArgs>),
+    /// The durable outbox: list queued messages and their state, send what is due.
+    #[command(subcommand)]
+    Outbox(outbox_cmd::OutboxCommand),
     /// Download a folder's new messages into a Maildir, durably, with a progress bar.
     Fetch(fetch_cmd::FetchArgs),
     /// Run the daemon: the HTTP API on 127.0.0.1:8025, the store in the data
@@ -162,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets(command) => secrets_cmd::run(&cli.global, command).await,
         Command::Test(command) => test_cmd::run(&cli.global, command).await,
         Command::Send(args) => send_cmd::run(&cli.global, *args).await,
+        Command::Outbox(command) => outbox_cmd::run(&cli.global, command).await,
         Command::Fetch(args) => fetch_cmd::run(&cli.global, args).await,
         Command::Serve(args) => serve_cmd::run(&cli.global, args).await,
         Command::Token(command) => token_cmd::run(&cli.global, command).await,

@@ -61,6 +61,15 @@ pub struct SendArgs {
     /// (In-Reply-To, References, ...) are not: send such a message over SMTP.
     #[arg(long)]
     mime: Option<PathBuf>,
+    /// Queue the message in the durable outbox instead of sending it now (prints its
+    /// id); `mailbridge outbox send-pending` (or the daemon) sends it, retrying
+    /// passing failures.
+    #[arg(long)]
+    queue: bool,
+    /// With --queue: queuing the same key again for the account returns the message
+    /// queued first instead of queuing another.
+    #[arg(long, requires = "queue")]
+    idempotency_key: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -178,6 +187,92 @@ fn print_sent(account: &AccountConfig, sent: &Sent, json: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// The envelope recipients given for a MIME file (--to, --cc, --bcc).
+fn envelope(args: &SendArgs) -> Vec<String> {
+    args.to
+        .iter()
+        .chain(&args.cc)
+        .chain(&args.bcc)
+        .map(|a| parse_address(a).address)
+        .collect()
+}
+
+/// `mailbridge send --queue`: the message's MIME into the outbox. A composed message
+/// keeps its Bcc field (SMTP takes the recipients from the header and drops it, Graph
+/// and EWS read it), so it goes over whichever side the account has when sent.
+async fn queue(
+    store: &mailbridge_store::Store,
+    account: &AccountConfig,
+    args: &SendArgs,
+    message: Option<&Message>,
+) -> anyhow::Result<()> {
+    let (bytes, recipients) = match (message, &args.mime) {
+        (Some(m), _) => (
+            m.to_vec(mailbridge_mailbox::compose::BccHeader::Include)
+                .await
+                .map_err(|e| anyhow::anyhow!("the message was not queued: {e}"))?,
+            Vec::new(),
+        ),
+        (None, Some(path)) => {
+            let max = account.limits.max_message_size;
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("failed to read the MIME file {}", path.display()))?
+                .len();
+            if size > max {
+                bail!(
+                    "the MIME file {} is {size} bytes, over account {}'s limit of {max}: send a smaller message or raise its limits.max_message_size",
+                    path.display(),
+                    account.name
+                );
+            }
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("failed to read the MIME file {}", path.display()))?;
+            // The same check as sending it now: a header that can be read.
+            RawMime::from_reader(std::io::Cursor::new(bytes.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+            (bytes, envelope(args))
+        }
+        (None, None) => bail!("nothing to queue"),
+    };
+    let id = store.outbox_account_id(&account.name).await?;
+    let queued = store
+        .outbox_enqueue(
+            mailbridge_store::NewOutboxMessage {
+                account: id,
+                idempotency_key: args.idempotency_key.clone(),
+                message: bytes,
+                mail_from: None,
+                recipients,
+            },
+            account.limits.max_message_size,
+        )
+        .await
+        .with_context(|| format!("failed to queue the message of account {}", account.name))?;
+    if args.json {
+        let v = serde_json::json!({
+            "id": queued.entry.id.to_string(),
+            "account": account.name,
+            "state": queued.entry.state.as_str(),
+            "created": queued.created,
+        });
+        println!("{}", crate::output::json_pretty(&v)?);
+    } else if queued.created {
+        println!("{}", queued.entry.id);
+        eprintln!(
+            "queued from {} ({} bytes): `mailbridge outbox send-pending` sends it",
+            account.name, queued.entry.size
+        );
+    } else {
+        println!("{}", queued.entry.id);
+        eprintln!(
+            "already queued with this idempotency key ({}): nothing new queued",
+            queued.entry.state
+        );
+    }
+    Ok(())
+}
+
 /// Runs `mailbridge send`.
 pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     let store = context::open_store(global).await?;
@@ -205,6 +300,9 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("the message was not sent: {e}"))?;
         Some(m)
     };
+    if args.queue {
+        return queue(&store, &account, &args, message.as_ref()).await;
+    }
     let sign_in = context::sign_in_now(&store, &account, app.as_ref(), endpoint.transport).await?;
     // Graph app-only addresses the mailbox by its Object ID when one is set; SMTP's
     // XOAUTH2 user= is the login name: as `test send` does.
@@ -218,13 +316,7 @@ pub async fn run(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             let mut raw = RawMime::from_file(path)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
-            let envelope: Vec<String> = args
-                .to
-                .iter()
-                .chain(&args.cc)
-                .chain(&args.bcc)
-                .map(|a| parse_address(a).address)
-                .collect();
+            let envelope = envelope(&args);
             if !envelope.is_empty() {
                 raw = raw.with_recipients(envelope);
             }

@@ -24,11 +24,15 @@
 //! - [`records`]: apps, accounts and user-defined providers (their configuration
 //!   documents, without secrets), each account folder's download checkpoint, and
 //!   [`Store::import`], a batch written all or nothing.
+//! - [`outbox`]: the durable outbox (messages queued for sending, claimed under a
+//!   lease, in the order of submission per account; `FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL), and why it is a table of our own rather than a job-queue crate.
 
 pub mod api_tokens;
 pub mod files;
 pub mod ids;
 pub mod master_key;
+pub mod outbox;
 mod postgres;
 pub mod records;
 pub mod sealed;
@@ -39,5 +43,6 @@ pub mod token_store;
 pub use api_tokens::ApiToken;
 pub use ids::{AccountId, AppId, ProviderId};
 pub use master_key::MasterKey;
+pub use outbox::{ClaimedMessage, Enqueued, NewOutboxMessage, OutboxEntry, OutboxId, OutboxState};
 pub use records::{Import, ImportSecret};
 pub use store::{AccountState, Backend, SecretKind, SecretMeta, Store, StoreError};

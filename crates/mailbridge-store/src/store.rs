@@ -108,6 +108,14 @@ pub enum StoreError {
     Exists { kind: &'static str, name: String },
     #[error("no {kind} with id {id}")]
     NotFound { kind: &'static str, id: String },
+    #[error(
+        "the message is {size} bytes, over the account's limit of {max}: send a smaller message or raise the account's limits.max_message_size"
+    )]
+    MessageTooLarge { size: u64, max: u64 },
+    #[error(
+        "outbox message {id} is no longer claimed by {instance}: its lease ended and it was handed on; lengthen the outbox lease"
+    )]
+    ClaimLost { id: String, instance: String },
     #[error("stored record {id} cannot be read")]
     Record {
         id: String,

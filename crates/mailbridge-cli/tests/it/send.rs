@@ -612,3 +612,150 @@ async fn raw_mime_over_3_mb_goes_through_graph_as_a_draft() {
     assert_eq!(a.attachment_name(), Some("Bericht für März.pdf"));
     assert!(a.contents() == data.as_slice(), "attachment bytes differ");
 }
+
+/// `send --queue` writes to the outbox (an idempotency key queues once), `outbox list`
+/// shows the messages queued, and `outbox send-pending` sends each once, over SMTP
+/// and Graph, Bcc included.
+#[tokio::test]
+async fn queued_messages_are_listed_and_sent_by_send_pending() {
+    let w = world().await;
+    let queue = |account: &'static str, subject: &'static str, key: Option<&'static str>| {
+        let mut args = vec![
+            "send",
+            "--account",
+            account,
+            "--to",
+            BOB,
+            "--subject",
+            subject,
+            "--text",
+            "later",
+            "--queue",
+        ];
+        if let Some(key) = key {
+            args.extend(["--idempotency-key", key]);
+        }
+        args
+    };
+    let (ok, first, err) = w.run(&queue("smtp", "queued over smtp", Some("k-1"))).await;
+    assert!(ok, "{err}");
+    let first = first.trim().to_owned();
+    assert_eq!(first.len(), 36, "the id: {first}");
+    let (ok, again, err) = w.run(&queue("smtp", "queued over smtp", Some("k-1"))).await;
+    assert!(ok, "{err}");
+    assert_eq!(again.trim(), first);
+    assert!(err.contains("already queued"), "{err}");
+    let (ok, _, err) = w.run(&queue("graph", "queued over graph", None)).await;
+    assert!(ok, "{err}");
+    // A composed message with a Bcc recipient: delivered to the Bcc, who is in no
+    // header.
+    let (ok, _, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "smtp",
+            "--to",
+            ALICE,
+            "--bcc",
+            BOB,
+            "--subject",
+            "queued with bcc",
+            "--text",
+            "x",
+            "--queue",
+        ])
+        .await;
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = w.run(&["outbox", "list", "--json"]).await;
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{out}");
+    assert_eq!(list[0]["id"], first.as_str());
+    assert_eq!(list[0]["account"], "smtp");
+    assert!(list.iter().all(|e| e["state"] == "queued"), "{out}");
+    let (ok, out, _) = w.run(&["outbox", "list", "--account", "graph"]).await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("graph  queued"), "{out}");
+
+    let (ok, out, err) = w.run(&["outbox", "send-pending", "--json"]).await;
+    assert!(ok, "{out}{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let outcomes = done["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 3, "{out}");
+    assert!(outcomes.iter().all(|o| o["state"] == "sent"), "{out}");
+    assert!(done["next_due"].is_null(), "{out}");
+    w.received("queued over smtp").await;
+    w.received("queued over graph").await;
+    let (_, raw) = w.received("queued with bcc").await;
+    let header = MessageParser::default().parse_headers(&raw).unwrap();
+    assert!(header.bcc().is_none(), "Bcc must not reach recipients");
+    // Nothing is sent twice.
+    let (ok, out, err) = w.run(&["outbox", "send-pending"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing to send"), "{out}");
+    let (ok, out, _) = w.run(&["outbox", "list", "--json"]).await;
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "sent" && e["attempts"] == 1),
+        "{out}"
+    );
+    let store = w.mail.mail_store();
+    let count = |subject: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list(BOB, "INBOX")
+                .await
+                .unwrap()
+                .iter()
+                .filter(|m| {
+                    MessageParser::default()
+                        .parse_headers(&m.header)
+                        .unwrap()
+                        .subject()
+                        == Some(subject)
+                })
+                .count()
+        }
+    };
+    assert_eq!(count("queued over smtp").await, 1);
+    assert_eq!(count("queued over graph").await, 1);
+}
+
+/// A 5xx refusal fails the queued message with the server's reason: `send-pending`
+/// says so and exits non-zero, and `outbox list` shows the reason.
+#[tokio::test]
+async fn send_pending_reports_a_refusal_and_exits_non_zero() {
+    let w = world().await;
+    let (ok, id, err) = w
+        .run(&[
+            "send",
+            "--account",
+            "smtp",
+            "--to",
+            "carol@-bad-.example",
+            "--subject",
+            "refused",
+            "--text",
+            "x",
+            "--queue",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = w.run(&["outbox", "send-pending"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("{}  failed", id.trim())), "{out}");
+    assert!(out.contains("5.1.3"), "{out}");
+    assert!(err.contains("1 message(s) could not be sent"), "{err}");
+    let (ok, out, _) = w.run(&["outbox", "list"]).await;
+    assert!(ok);
+    assert!(out.contains("smtp  failed"), "{out}");
+    assert!(out.contains("carol@-bad-.example"), "{out}");
+}

@@ -65,6 +65,8 @@ macro_rules! suite {
     };
 }
 
+mod outbox;
+
 suite!(
     opens_the_backend_it_is_given,
     secrets_are_sealed_and_only_the_master_key_opens_them,
