@@ -15,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod sync;
+pub mod watcher;
 
 pub use checkpoint::{CheckpointStore, checkpoint_key};
 pub use sync::{MaildirSink, Start, SyncError, sync};
