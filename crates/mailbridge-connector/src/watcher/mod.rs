@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailbridge_mailbox::connect::{AnyMailbox, open_incoming};
-use mailbridge_mailbox::mailbox::MailboxError;
+use mailbridge_mailbox::mailbox::{ErrorKind, MailboxError};
 use mailbridge_mailbox::send::SenderSignIn;
 use mailbridge_sinks::route::Route;
 use mailbridge_store::{AccountId, Store};
@@ -120,9 +120,19 @@ impl WatcherHandle {
         }
     }
 
-    /// Whether the task ended (stopped, or waiting for a sign-in that it cannot get).
+    /// Whether the task ended (stopped, or stopped for a sign-in).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// Waits for the task to end on its own (after [`WatcherState::NeedsSignIn`]),
+    /// without stopping it.
+    pub async fn finished(self) {
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 }
 
@@ -219,6 +229,20 @@ pub async fn run<S: SignInSource>(
     publisher.set(WatcherState::Disabled);
 }
 
+/// Which side a source's error counts against: a refused sign-in (not a passing
+/// failure of the token service) is [`Side::SignIn`].
+fn source_side(e: &MailboxError) -> Side {
+    let passing = matches!(
+        e.class,
+        mailbridge_types::ErrorClass::Transient | mailbridge_types::ErrorClass::Throttled { .. }
+    );
+    if e.kind == ErrorKind::SignInRefused && !passing {
+        Side::SignIn
+    } else {
+        Side::Source
+    }
+}
+
 /// One session: connect, then rounds and waits until something fails or the watcher
 /// is cancelled.
 async fn session<S: SignInSource>(
@@ -231,7 +255,7 @@ async fn session<S: SignInSource>(
     cancel: &CancellationToken,
 ) -> Ended {
     let source_failed =
-        |e: &MailboxError| Ended::Failed(Side::Source, e.class, mailbridge_types::error_chain(e));
+        |e: &MailboxError| Ended::Failed(source_side(e), e.class, mailbridge_types::error_chain(e));
     publisher.set(WatcherState::Connecting);
     let opened = tokio::select! {
         () = cancel.cancelled() => return Ended::Cancelled,
@@ -279,11 +303,7 @@ async fn session<S: SignInSource>(
                 summary.listed
             }
             Err(e) => {
-                let side = if e.is_source() {
-                    Side::Source
-                } else {
-                    Side::Delivery
-                };
+                let side = e.source_error().map_or(Side::Delivery, source_side);
                 return Ended::Failed(side, e.class(), mailbridge_types::error_chain(&e));
             }
         };

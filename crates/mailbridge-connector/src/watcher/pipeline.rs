@@ -190,13 +190,15 @@ impl RoundError {
         }
     }
 
-    /// Whether the mail source failed (its connection, sign-in, listing, fetch or
-    /// source action), as opposed to a sink, the spool or the store.
-    pub fn is_source(&self) -> bool {
-        matches!(
-            self,
-            RoundError::List { .. } | RoundError::Fetch { .. } | RoundError::SourceAction { .. }
-        )
+    /// The mail source's error, when the source failed (its connection, sign-in,
+    /// listing, fetch or source action) rather than a sink, the spool or the store.
+    pub fn source_error(&self) -> Option<&MailboxError> {
+        match self {
+            RoundError::List { source, .. }
+            | RoundError::Fetch { source, .. }
+            | RoundError::SourceAction { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct WatcherEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Source,
+    /// The source refused the sign-in itself (whatever class its answer had: an IMAP
+    /// server saying `AUTHENTICATE failed` is "misconfigured" to the IMAP client).
+    SignIn,
     Delivery,
 }
 
@@ -102,7 +105,8 @@ impl Machine {
     }
 
     /// A failure of `side` with `class` at `now`; `unit` is a random number in
-    /// `[0, 1)` for the jitter. A source refusing the sign-in stops the watcher
+    /// `[0, 1)` for the jitter. A source refusing the sign-in ([`Side::SignIn`], or
+    /// an answer classed needs-sign-in or needs-admin) stops the watcher
     /// ([`WatcherState::NeedsSignIn`]); anything else waits (exponential backoff with
     /// full jitter, never shorter than a `Retry-After`) and tries again. A sink's
     /// sign-in failure (an SMTP relay refusing its password) says nothing about the
@@ -115,12 +119,14 @@ impl Machine {
         now: OffsetDateTime,
         unit: f64,
     ) -> WatcherState {
-        if side == Side::Source && matches!(class, ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin)
+        if side == Side::SignIn
+            || (side == Side::Source
+                && matches!(class, ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin))
         {
             return WatcherState::NeedsSignIn { reason };
         }
         let backoff = match side {
-            Side::Source => self.backoffs.source,
+            Side::Source | Side::SignIn => self.backoffs.source,
             Side::Delivery => self.backoffs.delivery,
         };
         let retry_after = match class {
