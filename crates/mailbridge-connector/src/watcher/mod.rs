@@ -10,7 +10,8 @@
 //! [`WatcherConfig::poll_interval`] where `IDLE` is not offered and for the other
 //! transports), waiting-until (after a failure: backoff with jitter, never shorter
 //! than a `Retry-After`; then a new session), needs-sign-in (the source refused the
-//! sign-in: the watcher stops), disabled (stopped). Every change is published as a
+//! sign-in: the watcher stops), disabled (stopped; also after a sink's unknown
+//! outcome, which is never resent without a person deciding). Every change is published as a
 //! [`WatcherEvent`] on a broadcast channel.
 //!
 //! A watcher is cancelled through its [`CancellationToken`] and its task awaited
@@ -42,7 +43,7 @@ use state::{Machine, Side};
 
 /// The longest single IMAP `IDLE` (RFC 2177 asks clients to renew it before the
 /// server's 30-minute inactivity timeout).
-pub const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
+pub const MAX_IDLE: Duration = Duration::from_mins(29);
 
 /// Hands out the sign-in for each new session (a token source shared with the rest
 /// of the process, or a password).
@@ -95,7 +96,7 @@ impl WatcherConfig {
             folder: "INBOX".into(),
             routes,
             spool_dir,
-            poll_interval: Duration::from_secs(60),
+            poll_interval: Duration::from_mins(1),
             idle_renew: MAX_IDLE,
             backoffs: Backoffs::default(),
         }
@@ -222,11 +223,11 @@ pub async fn run<S: SignInSource>(
                     () = tokio::time::sleep(wait) => {}
                 }
             }
-            WatcherState::NeedsSignIn { .. } => return,
+            WatcherState::NeedsSignIn { .. } | WatcherState::Disabled { .. } => return,
             _ => {}
         }
     }
-    publisher.set(WatcherState::Disabled);
+    publisher.set(WatcherState::Disabled { reason: None });
 }
 
 /// Which side a source's error counts against: a refused sign-in (not a passing

@@ -42,8 +42,10 @@ use tokio_util::sync::CancellationToken;
 pub enum AnySink {
     Folder(FolderSink),
     Attachments(AttachmentsSink),
-    Webhook(WebhookSink),
-    Relay(RelaySink),
+    /// Boxed: an HTTP client's configuration is large.
+    Webhook(Box<WebhookSink>),
+    /// Boxed: an SMTP configuration is large.
+    Relay(Box<RelaySink>),
 }
 
 impl AnySink {
@@ -476,7 +478,7 @@ mod tests {
     fn a_route_naming_a_missing_sink_is_found() {
         let route = |name: &str, sinks: &[&str]| Route {
             name: name.into(),
-            when: Default::default(),
+            when: mailbridge_sinks::route::Conditions::default(),
             sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
             then: SourceAction::Keep,
         };

@@ -35,8 +35,13 @@ pub enum WatcherState {
         /// What the server said, one line.
         reason: String,
     },
-    /// Stopped (download switched off, or the daemon shutting down).
-    Disabled,
+    /// Stopped: download switched off or the daemon shutting down (no reason), or a
+    /// delivery whose outcome is unknown (an SMTP relay that may or may not have the
+    /// message) that a person must decide about before anything is resent.
+    Disabled {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// A state change, as published to whoever listens (API, SSE, metrics).
@@ -107,7 +112,9 @@ impl Machine {
     /// A failure of `side` with `class` at `now`; `unit` is a random number in
     /// `[0, 1)` for the jitter. A source refusing the sign-in ([`Side::SignIn`], or
     /// an answer classed needs-sign-in or needs-admin) stops the watcher
-    /// ([`WatcherState::NeedsSignIn`]); anything else waits (exponential backoff with
+    /// ([`WatcherState::NeedsSignIn`]); a sink whose outcome is unknown stops it too
+    /// ([`WatcherState::Disabled`] with the reason: resending could deliver twice);
+    /// anything else waits (exponential backoff with
     /// full jitter, never shorter than a `Retry-After`) and tries again. A sink's
     /// sign-in failure (an SMTP relay refusing its password) says nothing about the
     /// account: it waits like any delivery failure.
@@ -124,6 +131,13 @@ impl Machine {
                 && matches!(class, ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin))
         {
             return WatcherState::NeedsSignIn { reason };
+        }
+        if side == Side::Delivery && class == ErrorClass::OutcomeUnknown {
+            return WatcherState::Disabled {
+                reason: Some(format!(
+                    "{reason}; the message may have been delivered: the watcher stopped so that it is not sent twice (check the receiver, then start the watcher again)"
+                )),
+            };
         }
         let backoff = match side {
             Side::Source | Side::SignIn => self.backoffs.source,
@@ -146,7 +160,7 @@ impl Machine {
 /// still a wait, never a tight loop).
 pub fn jitter_unit() -> f64 {
     match getrandom::u64() {
-        Ok(n) => (n >> 11) as f64 / (1u64 << 53) as f64,
+        Ok(n) => f64::from(u32::try_from(n >> 32).unwrap_or(u32::MAX)) / 4_294_967_296.0,
         Err(_) => 0.5,
     }
 }
@@ -199,13 +213,13 @@ mod tests {
         let state = m.failed(
             Side::Delivery,
             ErrorClass::Throttled {
-                retry_after: Some(Duration::from_secs(120)),
+                retry_after: Some(Duration::from_mins(2)),
             },
             "the webhook answered 429".into(),
             now(),
             0.0,
         );
-        assert_eq!(waited(&state), Duration::from_secs(120));
+        assert_eq!(waited(&state), Duration::from_mins(2));
         // Without Retry-After, a throttled answer backs off like any other.
         let state = m.failed(
             Side::Delivery,
@@ -243,6 +257,35 @@ mod tests {
             0.0,
         );
         assert_eq!(waited(&state), Backoff::DELIVERY.floor);
+    }
+
+    #[test]
+    fn an_unknown_outcome_of_a_sink_stops_rather_than_resends() {
+        let mut m = Machine::new(Backoffs::default());
+        let state = m.failed(
+            Side::Delivery,
+            ErrorClass::OutcomeUnknown,
+            "no answer to the final dot".into(),
+            now(),
+            0.0,
+        );
+        assert!(
+            matches!(&state, WatcherState::Disabled { reason: Some(r) } if r.starts_with("no answer to the final dot")),
+            "{state:?}"
+        );
+        // The source's unknown outcome (a move that may have happened) is retried:
+        // the next round lists again and nothing is delivered twice unkeyed.
+        let state = m.failed(
+            Side::Source,
+            ErrorClass::OutcomeUnknown,
+            "x".into(),
+            now(),
+            0.0,
+        );
+        assert!(
+            matches!(state, WatcherState::WaitingUntil { .. }),
+            "{state:?}"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 const ALICE: &str = "alice@contoso.example";
 /// Long enough for Dovecot under a loaded machine, short enough to fail a hung test.
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_mins(1);
 
 struct World {
     _server: EmulatorServer,
@@ -124,7 +124,7 @@ const QUICK: Backoffs = Backoffs {
 fn route(sink: &str) -> Route {
     Route {
         name: format!("all to {sink}"),
-        when: Default::default(),
+        when: mailbridge_sinks::route::Conditions::default(),
         sinks: vec![sink.to_owned()],
         then: SourceAction::Keep,
     }
@@ -139,7 +139,7 @@ impl World {
             self.dir.path().join("spool"),
         );
         // Only IDLE can bring a new mail within the deadline.
-        c.poll_interval = Duration::from_secs(3600);
+        c.poll_interval = Duration::from_hours(1);
         c.backoffs = QUICK;
         c
     }
@@ -265,7 +265,7 @@ impl Receiver {
         let mut c = WebhookConfig::new(self.url.clone(), SecretString::from("whsec-watch"));
         c.addresses = AddressPolicy::AllowPrivate;
         c.timeout = Duration::from_secs(10);
-        AnySink::Webhook(WebhookSink::new(c).unwrap())
+        AnySink::Webhook(Box::new(WebhookSink::new(c).unwrap()))
     }
 
     /// The status of the next request, within the deadline.
@@ -326,7 +326,10 @@ async fn new_mail_reaches_a_webhook_through_idle_and_after_a_dropped_session() {
     );
 
     handle.stop().await;
-    event(&mut rx, "disabled", |s| *s == WatcherState::Disabled).await;
+    event(&mut rx, "disabled", |s| {
+        *s == WatcherState::Disabled { reason: None }
+    })
+    .await;
 }
 
 fn eml_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
