@@ -15,13 +15,24 @@
 //! deadline, fails the rest with the reason and the fix, and never resends a message
 //! whose outcome is unknown. `mailbridge outbox send-pending` runs it today.
 //!
-//! The daemon's other parts will live here too: per-account watchers (IMAP IDLE,
-//! Graph delta and EWS polling), routes to the sinks, and the leases that spread
-//! accounts over instances; they run the same loop.
+//! The daemon's watchers ([`watcher`]) run beside it: one task per account, an
+//! explicit state machine (connecting, syncing, idle, waiting-until, needs-sign-in,
+//! disabled) whose changes are published as events. Each round lists what is new
+//! since the watcher's checkpoint, spools each message, routes it
+//! (`mailbridge_sinks::route`), hands it to every sink of its route, does the route's
+//! source action, and only then moves the checkpoint past it; the first message that
+//! does not get through ends the round and is retried with backoff. Between rounds an
+//! IMAP watcher waits in `IDLE` (renewed before 29 minutes), anything else polls;
+//! a dropped session is reopened with a fresh sign-in after a backoff.
+//!
+//! Still to come here: parking of messages a sink keeps refusing, Graph/EWS/POP3
+//! watchers tested end to end (they poll through the same loop), and the leases
+//! that spread accounts over instances.
 
 pub mod checkpoint;
 pub mod outbox;
 pub mod sync;
+pub mod watcher;
 
 pub use checkpoint::{CheckpointStore, checkpoint_key};
 pub use sync::{MaildirSink, Start, SyncError, sync};

@@ -6,3 +6,4 @@
 
 mod outbox;
 mod sync;
+mod watcher;

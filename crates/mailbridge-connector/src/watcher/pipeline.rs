@@ -1,0 +1,492 @@
+//! One delivery round: every message new since the checkpoint, in order, fetched into
+//! a spool file, summarised, routed, delivered to every sink of its route, the
+//! route's source action done, and only then the checkpoint moved past it.
+//!
+//! The round stops at the first message that does not get through (a sink refused,
+//! the spool could not be written, the source action failed): the checkpoint still
+//! stands before that message, so the next round lists it again and delivers it
+//! again under the same idempotency key (a folder sink finds it there and adds
+//! nothing; a webhook receiver sees the same `Idempotency-Key`). Nothing is parked
+//! yet: a message a sink keeps refusing holds its folder back, retried with backoff
+//! (parking, so the messages behind it go on, comes with the daemon's parked
+//! deliveries). A message no route matches is passed (logged as unrouted).
+//!
+//! The checkpoint moves per message where the transport can say "up to this message"
+//! (IMAP: the message's UID under its UIDVALIDITY). Graph delta links, EWS sync
+//! states and POP3's UIDL sets describe a whole listing, so for them the listing's
+//! checkpoint is stored once every message of the round got through; a failure leaves
+//! the previous one, and the messages already delivered are delivered again under
+//! their keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use mailbridge_mailbox::mailbox::{Checkpoint, Mailbox, MailboxError, MessageRef};
+use mailbridge_sinks::attachments::AttachmentsSink;
+use mailbridge_sinks::folder::FolderSink;
+use mailbridge_sinks::relay::RelaySink;
+use mailbridge_sinks::route::{Route, SourceAction, choose};
+use mailbridge_sinks::summary::summarize;
+use mailbridge_sinks::webhook::WebhookSink;
+use mailbridge_sinks::{Accepted, Delivery, IdempotencyKey, SinkError};
+use mailbridge_store::{AccountId, Store, StoreError};
+use mailbridge_types::ErrorClass;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+/// One sink, any kind.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnySink {
+    Folder(FolderSink),
+    Attachments(AttachmentsSink),
+    /// Boxed: an HTTP client's configuration is large.
+    Webhook(Box<WebhookSink>),
+    /// Boxed: an SMTP configuration is large.
+    Relay(Box<RelaySink>),
+}
+
+impl AnySink {
+    /// Hands `delivery` to the sink.
+    pub async fn deliver(&self, delivery: &Delivery) -> Result<Accepted, SinkError> {
+        match self {
+            AnySink::Folder(s) => s.deliver(delivery).await,
+            AnySink::Attachments(s) => s.deliver(delivery).await,
+            AnySink::Webhook(s) => s.deliver(delivery).await,
+            AnySink::Relay(s) => s.deliver(delivery).await,
+        }
+    }
+}
+
+/// The sinks routes name, by name.
+#[derive(Debug, Default)]
+pub struct SinkSet {
+    sinks: BTreeMap<String, AnySink>,
+}
+
+impl SinkSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the sink called `name`.
+    pub fn insert(&mut self, name: impl Into<String>, sink: AnySink) -> &mut Self {
+        self.sinks.insert(name.into(), sink);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&AnySink> {
+        self.sinks.get(name)
+    }
+
+    /// The first sink a route names that is not in the set.
+    pub fn missing<'r>(&self, routes: &'r [Route]) -> Option<(&'r str, &'r str)> {
+        routes.iter().find_map(|r| {
+            r.sinks
+                .iter()
+                .find(|s| !self.sinks.contains_key(s.as_str()))
+                .map(|s| (r.name.as_str(), s.as_str()))
+        })
+    }
+}
+
+/// What one round is about.
+#[derive(Debug, Clone)]
+pub struct Round<'a> {
+    /// The account's stable id (checkpoints, idempotency keys).
+    pub account_id: AccountId,
+    /// The account's name (shown to receivers, in events and logs).
+    pub account: &'a str,
+    pub folder: &'a str,
+    /// Where fetched messages are spooled while they are delivered.
+    pub spool_dir: &'a Path,
+    /// The largest message fetched (`limits.max_message_size`).
+    pub max_message_size: u64,
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundSummary {
+    /// Messages listed.
+    pub listed: usize,
+    /// Messages every sink of their route accepted.
+    pub delivered: usize,
+    /// Messages no route matched (passed).
+    pub unrouted: usize,
+}
+
+/// Why a round stopped. What was stored before stays true; the message it names is
+/// listed again next round.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoundError {
+    #[error("failed to read where the watcher of {folder} stopped")]
+    LoadCheckpoint {
+        folder: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("failed to list the new messages of {folder}")]
+    List {
+        folder: String,
+        #[source]
+        source: MailboxError,
+    },
+    #[error("failed to fetch {message} from {folder}")]
+    Fetch {
+        folder: String,
+        message: String,
+        #[source]
+        source: MailboxError,
+    },
+    #[error("failed to spool {message} at {}", path.display())]
+    Spool {
+        message: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "route {route} names the sink {sink}, which is not configured (add it or fix the route)"
+    )]
+    UnknownSink { route: String, sink: String },
+    #[error("sink {sink} did not accept {message} from {folder} (route {route})")]
+    Sink {
+        folder: String,
+        message: String,
+        route: String,
+        sink: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error("the source action after delivering {message} from {folder} failed")]
+    SourceAction {
+        folder: String,
+        message: String,
+        #[source]
+        source: MailboxError,
+    },
+    #[error("failed to store where the watcher of {folder} stopped")]
+    SaveCheckpoint {
+        folder: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl RoundError {
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RoundError::LoadCheckpoint { .. } | RoundError::SaveCheckpoint { .. } => {
+                ErrorClass::Transient
+            }
+            RoundError::List { source, .. }
+            | RoundError::Fetch { source, .. }
+            | RoundError::SourceAction { source, .. } => source.class,
+            RoundError::Spool { .. } => ErrorClass::Transient,
+            RoundError::UnknownSink { .. } => ErrorClass::Misconfigured,
+            RoundError::Sink { source, .. } => source.class(),
+        }
+    }
+
+    /// The mail source's error, when the source failed (its connection, sign-in,
+    /// listing, fetch or source action) rather than a sink, the spool or the store.
+    pub fn source_error(&self) -> Option<&MailboxError> {
+        match self {
+            RoundError::List { source, .. }
+            | RoundError::Fetch { source, .. }
+            | RoundError::SourceAction { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The key of the watcher's checkpoint of `folder` (apart from `mailbridge fetch`'s,
+/// which are per output directory).
+pub fn watch_checkpoint_key(folder: &str) -> String {
+    format!("watch\u{1f}{folder}")
+}
+
+/// The checkpoint that covers a listing up to and including `message`, where the
+/// transport has one (IMAP).
+fn up_to(message: &MessageRef) -> Option<Checkpoint> {
+    match message {
+        MessageRef::Imap { uid_validity, uid } => Some(Checkpoint::Imap {
+            uid_validity: *uid_validity,
+            last_uid: *uid,
+        }),
+        _ => None,
+    }
+}
+
+/// Runs one round over `folder` of `mailbox`: see the module's documentation.
+/// `cancel` is looked at between messages (a message being delivered finishes).
+pub async fn deliver_round<M: Mailbox + Send>(
+    mailbox: &mut M,
+    round: &Round<'_>,
+    routes: &[Route],
+    sinks: &SinkSet,
+    store: &Store,
+    cancel: &CancellationToken,
+) -> Result<RoundSummary, RoundError> {
+    let folder = round.folder;
+    if let Some((route, sink)) = sinks.missing(routes) {
+        return Err(RoundError::UnknownSink {
+            route: route.to_owned(),
+            sink: sink.to_owned(),
+        });
+    }
+    let key = watch_checkpoint_key(folder);
+    let checkpoint: Checkpoint = store
+        .checkpoint_by_id(round.account_id, &key)
+        .await
+        .map_err(|source| RoundError::LoadCheckpoint {
+            folder: folder.to_owned(),
+            source,
+        })?
+        .unwrap_or(Checkpoint::Start);
+    let listed = mailbox
+        .new_since(folder, &checkpoint)
+        .await
+        .map_err(|source| RoundError::List {
+            folder: folder.to_owned(),
+            source,
+        })?;
+    let save = |checkpoint: Checkpoint| {
+        let key = key.clone();
+        async move {
+            store
+                .set_checkpoint_by_id(round.account_id, &key, &checkpoint)
+                .await
+                .map_err(|source| RoundError::SaveCheckpoint {
+                    folder: folder.to_owned(),
+                    source,
+                })
+        }
+    };
+    let mut summary = RoundSummary {
+        listed: listed.messages.len(),
+        ..RoundSummary::default()
+    };
+    tokio::fs::create_dir_all(round.spool_dir)
+        .await
+        .map_err(|source| RoundError::Spool {
+            message: "the spool directory".into(),
+            path: round.spool_dir.to_owned(),
+            source,
+        })?;
+    for message in &listed.messages {
+        if cancel.is_cancelled() {
+            return Ok(summary);
+        }
+        match deliver_one(mailbox, round, message, routes, sinks).await? {
+            Outcome::Delivered => summary.delivered += 1,
+            Outcome::Unrouted => summary.unrouted += 1,
+        }
+        if let Some(c) = up_to(message) {
+            save(c).await?;
+        }
+    }
+    // The listing's own checkpoint: it covers what arrived without being listed
+    // (none for IMAP beyond the last UID) and is the only one Graph, EWS and POP3 have.
+    save(listed.checkpoint).await?;
+    Ok(summary)
+}
+
+enum Outcome {
+    Delivered,
+    Unrouted,
+}
+
+async fn deliver_one<M: Mailbox + Send>(
+    mailbox: &mut M,
+    round: &Round<'_>,
+    message: &MessageRef,
+    routes: &[Route],
+    sinks: &SinkSet,
+) -> Result<Outcome, RoundError> {
+    let folder = round.folder;
+    let shown = message.to_string();
+    let source_id = message.transport_id().into_owned();
+    let spool = round.spool_dir.join(format!(
+        "{}.part",
+        IdempotencyKey::new(&round.account_id.to_string(), folder, &source_id, None)
+    ));
+    let spool_error = |source: std::io::Error| RoundError::Spool {
+        message: shown.clone(),
+        path: spool.clone(),
+        source,
+    };
+    let file = tokio::fs::File::create(&spool).await.map_err(spool_error)?;
+    let mut bounded = Bounded {
+        inner: file,
+        written: 0,
+        limit: round.max_message_size,
+    };
+    let fetched = mailbox.fetch(message, &mut bounded).await;
+    let result = async {
+        fetched.map_err(|source| RoundError::Fetch {
+            folder: folder.to_owned(),
+            message: shown.clone(),
+            source,
+        })?;
+        bounded.inner.flush().await.map_err(spool_error)?;
+        let mime = tokio::fs::read(&spool).await.map_err(spool_error)?;
+        let summary = summarize(&mime);
+        drop(mime);
+        let Some(route) = choose(routes, folder, &summary) else {
+            tracing::info!(
+                account = round.account,
+                folder,
+                message = %shown,
+                "unrouted: no route matches the message; passed"
+            );
+            return Ok(Outcome::Unrouted);
+        };
+        let delivery = Delivery {
+            key: IdempotencyKey::new(
+                &round.account_id.to_string(),
+                folder,
+                &source_id,
+                summary.message_id.as_deref(),
+            ),
+            account: round.account.to_owned(),
+            folder: folder.to_owned(),
+            source_id: source_id.clone(),
+            spool: spool.clone(),
+            mime_link: None,
+        };
+        for name in &route.sinks {
+            let sink = sinks.get(name).ok_or_else(|| RoundError::UnknownSink {
+                route: route.name.clone(),
+                sink: name.clone(),
+            })?;
+            let accepted = sink
+                .deliver(&delivery)
+                .await
+                .map_err(|source| RoundError::Sink {
+                    folder: folder.to_owned(),
+                    message: shown.clone(),
+                    route: route.name.clone(),
+                    sink: name.clone(),
+                    source,
+                })?;
+            tracing::info!(
+                account = round.account,
+                folder,
+                message = %shown,
+                key = %delivery.key,
+                sink = name.as_str(),
+                location = accepted.location.as_str(),
+                already_there = accepted.already_there,
+                "delivered"
+            );
+        }
+        let action = match &route.then {
+            SourceAction::Keep => Ok(()),
+            SourceAction::MarkRead => mailbox.mark_read(message).await,
+            SourceAction::Move { folder: to } => mailbox.move_to(message, to).await,
+            SourceAction::Delete => mailbox.delete(message).await,
+        };
+        action.map_err(|source| RoundError::SourceAction {
+            folder: folder.to_owned(),
+            message: shown.clone(),
+            source,
+        })?;
+        Ok(Outcome::Delivered)
+    }
+    .await;
+    // The spool is only a buffer: whatever happened, it goes (a failure to remove it
+    // leaves a file the next delivery of the message overwrites).
+    let _ = tokio::fs::remove_file(&spool).await;
+    result
+}
+
+/// A writer that refuses more than `limit` bytes.
+struct Bounded<W> {
+    inner: W,
+    written: u64,
+    limit: u64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Bounded<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.written.saturating_add(buf.len() as u64) > self.limit {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "the message is larger than limits.max_message_size ({} bytes)",
+                    self.limit
+                ),
+            )));
+        }
+        let this = &mut *self;
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.written += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_spool_refuses_more_than_the_limit() {
+        let mut b = Bounded {
+            inner: Vec::new(),
+            written: 0,
+            limit: 10,
+        };
+        b.write_all(b"0123456789").await.unwrap();
+        let e = b.write_all(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(b.inner, b"0123456789");
+    }
+
+    #[test]
+    fn imap_checkpoints_move_per_message_others_per_listing() {
+        assert_eq!(
+            up_to(&MessageRef::Imap {
+                uid_validity: 7,
+                uid: 42
+            }),
+            Some(Checkpoint::Imap {
+                uid_validity: 7,
+                last_uid: 42
+            })
+        );
+        assert_eq!(up_to(&MessageRef::Graph { id: "AAMk".into() }), None);
+    }
+
+    #[test]
+    fn a_route_naming_a_missing_sink_is_found() {
+        let route = |name: &str, sinks: &[&str]| Route {
+            name: name.into(),
+            when: mailbridge_sinks::route::Conditions::default(),
+            sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+            then: SourceAction::Keep,
+        };
+        let set = SinkSet::new();
+        assert_eq!(
+            set.missing(&[route("a", &[]), route("b", &["hook"])]),
+            Some(("b", "hook"))
+        );
+        assert_eq!(set.missing(&[route("a", &[])]), None);
+    }
+}
