@@ -725,7 +725,15 @@ async fn a_dropped_idle_smtp_connection_is_reopened_once_and_a_cut_in_data_is_an
     big.text = Some("0123456789abcdef\r\n".repeat(200_000)); // 3.6 MB
     proxy.cut_after(1024 * 1024);
     let e = smtp.send(Outgoing::Message(&big)).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Transient, "{}", e.detail());
+    // Transient when the cut is seen while the body is written; outcome unknown when
+    // the kernel's socket buffers took the rest and the final `.` went out before the
+    // cut was seen (a loaded machine). Either way: an error, and never a second try.
+    assert!(
+        matches!(e.class, ErrorClass::Transient | ErrorClass::OutcomeUnknown),
+        "{:?}: {}",
+        e.class,
+        e.detail()
+    );
     assert_eq!(proxy.accepted(), 2, "no silent retry: {}", e.detail());
     assert!(!smtp.is_connected());
 
