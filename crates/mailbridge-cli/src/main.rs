@@ -118,8 +118,10 @@ fn main() -> ExitCode {
     {
         filter = filter.add_directive(quiet);
     }
+    // Colours only on a terminal: a journal or a log file gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         logs.json().init();
