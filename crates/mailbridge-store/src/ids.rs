@@ -1,4 +1,4 @@
-//! Stable ids of apps, accounts and providers: a UUID given when the record is first
+//! Stable ids of apps, accounts, providers and sinks: a UUID given when the record is first
 //! stored, kept when its name is edited, never reused.
 //!
 //! UUIDs rather than integers: they are the same in SQLite and PostgreSQL (no
@@ -59,4 +59,8 @@ id_type!(
 id_type!(
     /// The stable id of a user-defined provider.
     ProviderId
+);
+id_type!(
+    /// The stable id of a sink.
+    SinkId
 );

@@ -27,6 +27,8 @@
 //! - [`outbox`]: the durable outbox (messages queued for sending, claimed under a
 //!   lease, in the order of submission per account; `FOR UPDATE SKIP LOCKED` on
 //!   PostgreSQL), and why it is a table of our own rather than a job-queue crate.
+//! - [`watches`]: what the daemon does with received mail (sinks, each account's
+//!   watch with its routes) and leases, which spread accounts' watchers over instances.
 
 pub mod api_tokens;
 pub mod files;
@@ -39,10 +41,12 @@ pub mod sealed;
 mod sqlite;
 pub mod store;
 pub mod token_store;
+pub mod watches;
 
 pub use api_tokens::ApiToken;
-pub use ids::{AccountId, AppId, ProviderId};
+pub use ids::{AccountId, AppId, ProviderId, SinkId};
 pub use master_key::MasterKey;
 pub use outbox::{ClaimedMessage, Enqueued, NewOutboxMessage, OutboxEntry, OutboxId, OutboxState};
 pub use records::{Import, ImportSecret};
 pub use store::{AccountState, Backend, SecretKind, SecretMeta, Store, StoreError};
+pub use watches::{StoredSink, sink_secret_id};

@@ -66,6 +66,7 @@ macro_rules! suite {
 }
 
 mod outbox;
+mod watches;
 
 suite!(
     opens_the_backend_it_is_given,
