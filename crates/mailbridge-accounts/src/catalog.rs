@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use mailbridge_store::Store;
+use mailbridge_store::{AccountId, Store};
 use mailbridge_types::config::{AccountConfig, AppConfig, ConfigFile, SignInMethod};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -158,4 +158,29 @@ pub async fn provider_table(store: &Store) -> Result<ProviderTable> {
         table.add(p);
     }
     Ok(table)
+}
+
+/// Every account in force ([`catalog`]) by its stable id, with its app when it signs
+/// in with a token (an account whose app is missing comes without one: signing it in
+/// says so). An account of the configuration file gets its id here.
+pub async fn by_id(
+    store: &Store,
+    config: &Path,
+) -> Result<std::collections::HashMap<AccountId, (AccountConfig, Option<AppConfig>)>> {
+    let catalog = catalog(store, config).await?;
+    let mut out = std::collections::HashMap::with_capacity(catalog.accounts.len());
+    for account in &catalog.accounts {
+        let app = lookup_account(&catalog, &account.name)
+            .ok()
+            .and_then(|(_, app)| app);
+        let id = store.outbox_account_id(&account.name).await.map_err(|e| {
+            Error::with_source(
+                ErrorKind::Store,
+                format!("failed to read the id of account {}", account.name),
+                e,
+            )
+        })?;
+        out.insert(id, (account.clone(), app));
+    }
+    Ok(out)
 }

@@ -9,7 +9,7 @@ use anyhow::bail;
 use mailbridge_connector::outbox::{
     OutboxSettings, OutboxWorker, Outcome, OutgoingSide, OutgoingSides,
 };
-use mailbridge_mailbox::mailbox::{ErrorKind, MailboxError};
+use mailbridge_mailbox::mailbox::MailboxError;
 use mailbridge_store::{AccountId, OutboxEntry, Store};
 use mailbridge_types::config::{AccountConfig, AppConfig};
 use time::format_description::well_known::Rfc3339;
@@ -154,47 +154,19 @@ struct CliSides {
     accounts: HashMap<AccountId, (AccountConfig, Option<AppConfig>)>,
 }
 
-fn misconfigured(message: String) -> MailboxError {
-    MailboxError::misconfigured(message)
-}
-
 impl OutgoingSides for CliSides {
     async fn outgoing(&self, account: AccountId) -> Result<OutgoingSide, MailboxError> {
         let Some((account, app)) = self.accounts.get(&account) else {
-            return Err(misconfigured(format!(
+            return Err(MailboxError::misconfigured(format!(
                 "the message's account ({account}) is not in the configuration any more: add it again, or leave the message"
             )));
         };
-        if !account.send {
-            return Err(misconfigured(format!(
-                "sending is off for account {}: turn it on with `mailbridge account edit {} --send true`",
-                account.name, account.name
-            )));
-        }
-        let Some(endpoint) = account.outgoing_side().cloned() else {
-            return Err(misconfigured(format!(
-                "account {} has no outgoing side: set one with `mailbridge account edit {} --outgoing smtp+starttls://host`",
-                account.name, account.name
-            )));
-        };
-        let sign_in = context::sign_in(&self.store)
-            .credentials(account, app.as_ref(), endpoint.transport)
-            .await
-            .map_err(|e| {
-                let class = e.class();
-                MailboxError::with_source(
-                    class,
-                    ErrorKind::of_class(class),
-                    format!("account {} could not sign in", account.name),
-                    e,
-                )
-            })?;
-        Ok(OutgoingSide {
-            endpoint,
-            who: mailbridge_mailbox::connect::Identity::of(account),
-            sign_in,
-            max_message_size: account.limits.max_message_size,
-        })
+        mailbridge_server::daemon::outgoing_side(
+            context::sign_in(&self.store),
+            account,
+            app.as_ref(),
+        )
+        .await
     }
 }
 

@@ -10,14 +10,22 @@
 //! (scripts and tests read the port from it); logs go to standard error, as text or
 //! JSON, and never carry a token or a password.
 //!
-//! SIGTERM or Ctrl-C: stop accepting connections, let requests in flight finish, and
-//! exit 0 within `--shutdown-timeout` seconds however long they take.
+//! Beside the API it runs the daemon's work ([`mailbridge_server::daemon`]): a watcher
+//! for every account whose watch is on (while this instance holds the account's
+//! lease) and the outbox's sender.
+//!
+//! SIGTERM or Ctrl-C: stop accepting connections, let requests in flight finish, stop
+//! the watchers after the message each is delivering and the sender after the message
+//! it hands over, and exit 0 within `--shutdown-timeout` seconds however long they
+//! take.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mailbridge_accounts::signin::SignIn;
+use mailbridge_server::daemon::{Daemon, DaemonSettings};
 use mailbridge_server::metrics::Metrics;
 use mailbridge_server::store_tokens::{FIRST_TOKEN_NAME, StoreTokens, issue_first, store_ready};
 use mailbridge_server::{ApiLimits, AppState, app};
@@ -108,6 +116,19 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub shutdown_timeout: u64,
+    /// This instance's name in leases and outbox claims (default: host name and
+    /// process id). Unique per running instance.
+    #[arg(long, env = "MAILBRIDGE_INSTANCE")]
+    pub instance: Option<String>,
+    /// How long an instance holds an account's watcher without renewing its lease, in
+    /// seconds: when an instance dies, another takes its accounts over within this.
+    #[arg(
+        long,
+        env = "MAILBRIDGE_LEASE",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub lease: u64,
     /// Log format on standard error.
     #[arg(long, env = "MAILBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -150,11 +171,30 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("failed to read the address the HTTP API listens on")?;
+    let instance = args.instance.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            hostname().unwrap_or_else(|| "mailbridge".into()),
+            std::process::id()
+        )
+    });
+    let mut settings = DaemonSettings::new(
+        instance.clone(),
+        global.data_dir().join("spool"),
+        global.config.clone(),
+    );
+    settings.lease = Duration::from_secs(args.lease.max(3));
+    let daemon = Daemon::start(
+        store.clone(),
+        Arc::new(SignIn::new(store.clone())),
+        settings,
+    );
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),
         metrics: Arc::new(Metrics::default()),
         ready: store_ready(store.clone()),
         limits: ApiLimits::default(),
+        daemon: Some(daemon.handle()),
     };
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
@@ -162,9 +202,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { stopped.notified().await });
     let mut server = tokio::spawn(async move { server.await });
     println!("listening on http://{addr}");
-    tracing::info!(%addr, backend, "mailbridge serve started");
+    tracing::info!(%addr, backend, instance = instance.as_str(), "mailbridge serve started");
 
     let bound = Duration::from_secs(args.shutdown_timeout);
+    let started = std::time::Instant::now();
     tokio::select! {
         ended = &mut server => {
             ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
@@ -180,6 +221,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Watchers finish the message they deliver and give their leases back; the
+    // outbox sender finishes the message it hands over; all within the same bound.
+    daemon
+        .stop(
+            bound
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1)),
+        )
+        .await;
     store.close().await;
     tracing::info!("mailbridge serve stopped");
     Ok(())
@@ -197,4 +247,12 @@ fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
             _ = int.recv() => "SIGINT",
         }
     })
+}
+
+/// The host's name, for the default instance name.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }

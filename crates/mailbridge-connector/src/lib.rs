@@ -31,6 +31,7 @@
 
 pub mod checkpoint;
 pub mod outbox;
+pub mod spec;
 pub mod sync;
 pub mod watcher;
 

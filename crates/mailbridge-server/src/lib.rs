@@ -24,7 +24,9 @@
 //! Every request has a time limit and a body limit; answers carry
 //! `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
 
+pub mod api;
 pub mod api_token;
+pub mod daemon;
 pub mod json;
 pub mod metrics;
 pub mod problem;
@@ -42,7 +44,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
 
 use crate::api_token::{ApiTokens, Caller};
@@ -61,6 +63,9 @@ pub struct ApiLimits {
     pub body_bytes: usize,
     /// The longest a request may take, start to answer.
     pub request_timeout: Duration,
+    /// The largest message queued through the outbox in one request, in bytes (each
+    /// account's `limits.max_message_size` bounds it too).
+    pub message_bytes: usize,
 }
 
 impl Default for ApiLimits {
@@ -68,6 +73,7 @@ impl Default for ApiLimits {
         Self {
             body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            message_bytes: 150 * 1024 * 1024,
         }
     }
 }
@@ -78,6 +84,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ready: ReadyCheck,
     pub limits: ApiLimits,
+    /// The daemon's work (store, watchers, outbox); `None` serves only the HTTP
+    /// surface (the resources under `/api/v1` that need it answer 503).
+    pub daemon: Option<daemon::DaemonHandle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -120,6 +129,15 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(whoami))
+        .routes(routes!(api::list_accounts))
+        .routes(routes!(api::get_account))
+        .routes(routes!(api::get_watch, api::put_watch, api::delete_watch))
+        .routes(routes!(api::list_sinks, api::create_sink))
+        .routes(routes!(api::get_sink, api::put_sink, api::delete_sink))
+        .routes(routes!(api::queue_message).layer(DefaultBodyLimit::max(limits.message_bytes)))
+        .routes(routes!(api::list_outbox))
+        .routes(routes!(api::get_outbox))
+        .routes(routes!(api::list_watchers))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

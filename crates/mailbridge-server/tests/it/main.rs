@@ -48,7 +48,9 @@ async fn daemon() -> Daemon {
         limits: ApiLimits {
             body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            message_bytes: 64 * 1024,
         },
+        daemon: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

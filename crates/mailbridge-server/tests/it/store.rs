@@ -32,6 +32,7 @@ async fn tokens_and_readiness_come_from_the_store() {
         metrics: Arc::new(Metrics::default()),
         ready: store_ready(store.clone()),
         limits: ApiLimits::default(),
+        daemon: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,889 @@
+//! The daemon's resources under `/api/v1`: accounts (read), each account's watch
+//! (its watcher's settings and routes), sinks, the outbox, and the watchers' states.
+//!
+//! Every handler asks the caller's role first ([`Caller::require`]); the store and the
+//! daemon's work come from [`AppState::daemon`] (without it, as in the bare HTTP
+//! tests, these resources answer 503 `not-running`). A change that affects what the
+//! watchers do ([`Daemon::reload`](crate::daemon::Daemon::reload)) takes effect at
+//! once. Secrets (a webhook's signing secret, a relay's password) are taken, sealed
+//! and never given back: an answer says only whether one is set.
+//!
+//! Accounts have no owner yet (users come with the web UI), so a token with the
+//! `user` role is refused on accounts; administrators change, auditors read.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mailbridge_connector::spec::{SecretNeed, SinkSpec, Watch};
+use mailbridge_connector::watcher::WatcherEvent;
+use mailbridge_mailbox::compose::{Address, BccHeader, Message};
+use mailbridge_store::{
+    AccountId, NewOutboxMessage, OutboxEntry, OutboxId, SecretKind, SinkId, Store,
+};
+use mailbridge_types::access::Action;
+use mailbridge_types::config::{AccountConfig, AppConfig};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::api_token::Caller;
+use crate::daemon::DaemonHandle;
+use crate::json::{ApiJson, parse};
+use crate::problem::Problem;
+
+const OWN: bool = false;
+
+fn work(state: &AppState) -> Result<&DaemonHandle, Problem> {
+    state.daemon.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-running",
+            "Not running",
+            "this server runs without the daemon's work (watchers, outbox); start it with `mailbridge serve`",
+        )
+    })
+}
+
+/// A store failure: logged whole, answered without detail.
+fn store_failed(e: &(dyn std::error::Error + 'static)) -> Problem {
+    tracing::error!(error = %mailbridge_types::error_chain(e), "store failure while answering a request");
+    Problem::internal(None)
+}
+
+fn time_text(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Problem {
+    let field = field.into();
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+        "Invalid field",
+        format!("{field}: {}", detail.into()),
+    )
+    .with_field(field)
+}
+
+async fn account_by_id(
+    daemon: &DaemonHandle,
+    id: &str,
+) -> Result<(AccountId, AccountConfig, Option<AppConfig>), Problem> {
+    let not_found = || {
+        Problem::not_found(format!(
+            "there is no account with id {id}; GET /api/v1/accounts lists them"
+        ))
+    };
+    let parsed: AccountId = id.parse().map_err(|_| not_found())?;
+    let mut accounts = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
+        .await
+        .map_err(|e| store_failed(&e))?;
+    let (account, app) = accounts.remove(&parsed).ok_or_else(not_found)?;
+    Ok((parsed, account, app))
+}
+
+// ---- accounts ----
+
+/// An account as the API shows it (never its secrets).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    /// `password`, `app-only` or `delegated`.
+    pub sign_in: String,
+    /// The incoming side's transport (imap, pop3, graph, ews), if any.
+    pub incoming: Option<String>,
+    /// The outgoing side's transport (smtp, graph, ews), if any.
+    pub outgoing: Option<String>,
+    pub download: bool,
+    pub send: bool,
+    /// The watcher's last state here (none: no watcher ran in this instance).
+    #[schema(value_type = Option<Object>)]
+    pub watcher: Option<WatcherEvent>,
+}
+
+fn account_view(daemon: &DaemonHandle, id: AccountId, a: &AccountConfig) -> AccountView {
+    AccountView {
+        id: id.to_string(),
+        name: a.name.clone(),
+        address: a.address.clone(),
+        sign_in: serde_name(&a.sign_in),
+        incoming: a.incoming.as_ref().map(|e| serde_name(&e.transport)),
+        outgoing: a.outgoing_side().map(|e| serde_name(&e.transport)),
+        download: a.download,
+        send: a.send,
+        watcher: daemon.state_of(&a.name),
+    }
+}
+
+/// A value (an enum of the configuration) shown as its serde name.
+fn serde_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Every account, by name.
+#[utoipa::path(get, path = "/api/v1/accounts", security(("api_token" = [])),
+    responses((status = 200, body = Vec<AccountView>), (status = 401, body = crate::problem::ProblemDocument), (status = 403, body = crate::problem::ProblemDocument)))]
+pub async fn list_accounts(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<AccountView>>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let accounts = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
+        .await
+        .map_err(|e| store_failed(&e))?;
+    let mut views: Vec<AccountView> = accounts
+        .iter()
+        .map(|(id, (a, _))| account_view(daemon, *id, a))
+        .collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(views))
+}
+
+/// One account.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the account's id")),
+    responses((status = 200, body = AccountView), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn get_account(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AccountView>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let (id, account, _) = account_by_id(daemon, &id).await?;
+    Ok(Json(account_view(daemon, id, &account)))
+}
+
+// ---- watch ----
+
+/// The account's watch: whether its watcher runs, the folder, the poll interval
+/// and the routes.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/watch", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the account's id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn get_watch(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Watch>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let (id, account, _) = account_by_id(daemon, &id).await?;
+    daemon
+        .store()
+        .watch::<Watch>(id)
+        .await
+        .map_err(|e| store_failed(&e))?
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "account {} has no watch; PUT one to start its watcher",
+                account.name
+            ))
+        })
+}
+
+/// Sets the account's watch; its watcher starts, restarts or stops at once.
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/watch", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the account's id")),
+    request_body(content = Object, description = "{enabled, folder, poll_interval_secs, routes: [{name, when, sinks, then}]}"),
+    responses((status = 200, body = Object), (status = 404, body = crate::problem::ProblemDocument), (status = 422, body = crate::problem::ProblemDocument)))]
+pub async fn put_watch(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(watch): ApiJson<Watch>,
+) -> Result<Json<Watch>, Problem> {
+    caller.require(Action::WriteAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let (id, account, _) = account_by_id(daemon, &id).await?;
+    let sinks = daemon
+        .store()
+        .sinks::<serde_json::Value>()
+        .await
+        .map_err(|e| store_failed(&e))?;
+    let names: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+    if let Some(p) = watch.problems(&names).into_iter().next() {
+        return Err(invalid(p.field, p.message));
+    }
+    if watch.enabled && !account.download {
+        return Err(invalid(
+            "enabled",
+            format!(
+                "account {} has download switched off; turn it on first (`mailbridge account edit {} --download true`)",
+                account.name, account.name
+            ),
+        ));
+    }
+    daemon
+        .store()
+        .put_watch(id, &watch)
+        .await
+        .map_err(|e| store_failed(&e))?;
+    daemon.reload();
+    Ok(Json(watch))
+}
+
+/// Removes the account's watch; its watcher stops.
+#[utoipa::path(delete, path = "/api/v1/accounts/{id}/watch", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the account's id")),
+    responses((status = 204), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn delete_watch(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Action::WriteAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let (id, account, _) = account_by_id(daemon, &id).await?;
+    if !daemon
+        .store()
+        .remove_watch(id)
+        .await
+        .map_err(|e| store_failed(&e))?
+    {
+        return Err(Problem::not_found(format!(
+            "account {} has no watch",
+            account.name
+        )));
+    }
+    daemon.reload();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- sinks ----
+
+/// A sink's secret: taken, never shown (not even in Debug).
+#[derive(Clone)]
+pub struct WriteOnly(SecretString);
+
+impl std::fmt::Debug for WriteOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteOnly(REDACTED)")
+    }
+}
+
+impl<'de> Deserialize<'de> for WriteOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(WriteOnly(SecretString::from(s)))
+    }
+}
+
+/// A sink to create or replace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkRequest {
+    /// Unique; routes name the sink by it.
+    pub name: String,
+    /// `{kind: folder|attachments|webhook|relay, ...}`.
+    #[schema(value_type = Object)]
+    pub settings: SinkSpec,
+    /// A webhook's signing secret or a relay's password: write-only. Leaving it out
+    /// when replacing keeps the stored one.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, write_only)]
+    pub secret: Option<WriteOnly>,
+}
+
+/// A sink as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SinkView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub settings: SinkSpec,
+    /// Whether a secret is stored (it is never shown).
+    pub has_secret: bool,
+}
+
+async fn sink_view(
+    store: &Store,
+    id: SinkId,
+    name: String,
+    settings: SinkSpec,
+) -> Result<SinkView, Problem> {
+    let has_secret = store
+        .get_secret(&mailbridge_store::sink_secret_id(id))
+        .await
+        .map_err(|e| store_failed(&e))?
+        .is_some();
+    Ok(SinkView {
+        id: id.to_string(),
+        name,
+        settings,
+        has_secret,
+    })
+}
+
+fn check_sink_name(name: &str) -> Result<(), Problem> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            "name",
+            "1 to 64 characters of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+async fn save_sink(
+    store: &Store,
+    id: Option<SinkId>,
+    req: SinkRequest,
+) -> Result<SinkView, Problem> {
+    check_sink_name(&req.name)?;
+    if let Some(p) = req.settings.problems().into_iter().next() {
+        return Err(invalid(format!("settings.{}", p.field), p.message));
+    }
+    let had_secret = match id {
+        Some(id) => store
+            .get_secret(&mailbridge_store::sink_secret_id(id))
+            .await
+            .map_err(|e| store_failed(&e))?
+            .is_some(),
+        None => false,
+    };
+    if req.settings.secret_needed() == SecretNeed::Required && req.secret.is_none() && !had_secret {
+        return Err(invalid(
+            "secret",
+            match req.settings {
+                SinkSpec::Webhook { .. } => {
+                    "a webhook signs every request with its secret: give one (at least 16 characters)"
+                }
+                _ => "a relay that signs in needs its password",
+            },
+        ));
+    }
+    if let (SinkSpec::Webhook { .. }, Some(WriteOnly(s))) = (&req.settings, &req.secret)
+        && secrecy::ExposeSecret::expose_secret(s).len() < 16
+    {
+        return Err(invalid("secret", "at least 16 characters"));
+    }
+    let id = if let Some(id) = id {
+        let found = store
+            .update_sink(id, &req.name, &req.settings)
+            .await
+            .map_err(|e| match e {
+                mailbridge_store::StoreError::Exists { .. } => conflict(&req.name),
+                e => store_failed(&e),
+            })?;
+        if !found {
+            return Err(Problem::not_found(format!("there is no sink with id {id}")));
+        }
+        id
+    } else {
+        if store
+            .sinks::<serde_json::Value>()
+            .await
+            .map_err(|e| store_failed(&e))?
+            .iter()
+            .any(|s| s.name == req.name)
+        {
+            return Err(conflict(&req.name));
+        }
+        store
+            .put_sink(&req.name, &req.settings)
+            .await
+            .map_err(|e| store_failed(&e))?
+    };
+    if let Some(WriteOnly(secret)) = &req.secret {
+        let kind = match req.settings {
+            SinkSpec::Relay { .. } => SecretKind::Password,
+            _ => SecretKind::ClientSecret,
+        };
+        store
+            .put_secret(
+                &mailbridge_store::sink_secret_id(id),
+                kind,
+                secret,
+                None,
+                store.now(),
+            )
+            .await
+            .map_err(|e| store_failed(&e))?;
+    }
+    sink_view(store, id, req.name, req.settings).await
+}
+
+fn conflict(name: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "exists",
+        "Exists already",
+        format!("a sink called {name:?} exists already; PUT /api/v1/sinks/{{id}} changes it"),
+    )
+    .with_field("name")
+}
+
+/// Every sink, by name.
+#[utoipa::path(get, path = "/api/v1/sinks", security(("api_token" = [])),
+    responses((status = 200, body = Vec<SinkView>), (status = 403, body = crate::problem::ProblemDocument)))]
+pub async fn list_sinks(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<SinkView>>, Problem> {
+    caller.require(Action::ReadSystem)?;
+    let store = work(&state)?.store();
+    let mut out = Vec::new();
+    for s in store
+        .sinks::<SinkSpec>()
+        .await
+        .map_err(|e| store_failed(&e))?
+    {
+        out.push(sink_view(store, s.id, s.name, s.config).await?);
+    }
+    Ok(Json(out))
+}
+
+/// Creates a sink.
+#[utoipa::path(post, path = "/api/v1/sinks", security(("api_token" = [])), request_body = SinkRequest,
+    responses((status = 201, body = SinkView), (status = 409, body = crate::problem::ProblemDocument), (status = 422, body = crate::problem::ProblemDocument)))]
+pub async fn create_sink(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<SinkRequest>,
+) -> Result<(StatusCode, Json<SinkView>), Problem> {
+    caller.require(Action::Administer)?;
+    let daemon = work(&state)?;
+    let view = save_sink(daemon.store(), None, req).await?;
+    daemon.reload();
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn sink_id(id: &str) -> Result<SinkId, Problem> {
+    id.parse().map_err(|_| {
+        Problem::not_found(format!(
+            "there is no sink with id {id}; GET /api/v1/sinks lists them"
+        ))
+    })
+}
+
+/// One sink.
+#[utoipa::path(get, path = "/api/v1/sinks/{id}", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the sink's id")),
+    responses((status = 200, body = SinkView), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn get_sink(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SinkView>, Problem> {
+    caller.require(Action::ReadSystem)?;
+    let store = work(&state)?.store();
+    let id = sink_id(&id)?;
+    let s = store
+        .sink::<SinkSpec>(id)
+        .await
+        .map_err(|e| store_failed(&e))?
+        .ok_or_else(|| Problem::not_found(format!("there is no sink with id {id}")))?;
+    Ok(Json(sink_view(store, s.id, s.name, s.config).await?))
+}
+
+/// Replaces a sink's name, settings and (when given) secret; the watchers that use it
+/// go on with the new settings at once.
+#[utoipa::path(put, path = "/api/v1/sinks/{id}", security(("api_token" = [])), request_body = SinkRequest,
+    params(("id" = String, Path, description = "the sink's id")),
+    responses((status = 200, body = SinkView), (status = 404, body = crate::problem::ProblemDocument), (status = 422, body = crate::problem::ProblemDocument)))]
+pub async fn put_sink(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SinkRequest>,
+) -> Result<Json<SinkView>, Problem> {
+    caller.require(Action::Administer)?;
+    let daemon = work(&state)?;
+    let id = sink_id(&id)?;
+    let old = daemon
+        .store()
+        .sink::<SinkSpec>(id)
+        .await
+        .map_err(|e| store_failed(&e))?
+        .ok_or_else(|| Problem::not_found(format!("there is no sink with id {id}")))?;
+    if old.name != req.name
+        && let Some(account) = route_users(daemon.store(), &old.name)
+            .await?
+            .into_iter()
+            .next()
+    {
+        return Err(invalid(
+            "name",
+            format!(
+                "routes of account {account} name this sink {:?}; change them first",
+                old.name
+            ),
+        ));
+    }
+    let view = save_sink(daemon.store(), Some(id), req).await?;
+    daemon.reload();
+    Ok(Json(view))
+}
+
+/// The accounts (by id) whose routes name the sink `name`.
+async fn route_users(store: &Store, name: &str) -> Result<Vec<AccountId>, Problem> {
+    let watches = store
+        .watches::<Watch>()
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(watches
+        .into_iter()
+        .filter(|(_, w)| w.routes.iter().any(|r| r.sinks.iter().any(|s| s == name)))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Removes a sink and its secret; refused while a route names it.
+#[utoipa::path(delete, path = "/api/v1/sinks/{id}", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the sink's id")),
+    responses((status = 204), (status = 404, body = crate::problem::ProblemDocument), (status = 409, body = crate::problem::ProblemDocument)))]
+pub async fn delete_sink(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Action::Administer)?;
+    let daemon = work(&state)?;
+    let id = sink_id(&id)?;
+    let Some(sink) = daemon
+        .store()
+        .sink::<serde_json::Value>(id)
+        .await
+        .map_err(|e| store_failed(&e))?
+    else {
+        return Err(Problem::not_found(format!("there is no sink with id {id}")));
+    };
+    if let Some(account) = route_users(daemon.store(), &sink.name)
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in-use",
+            "In use",
+            format!(
+                "routes of account {account} send messages to sink {:?}; change them first",
+                sink.name
+            ),
+        ));
+    }
+    daemon
+        .store()
+        .remove_sink(id)
+        .await
+        .map_err(|e| store_failed(&e))?;
+    daemon.reload();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- outbox ----
+
+/// A message of the outbox as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxView {
+    pub id: String,
+    pub account_id: String,
+    /// queued, sending, sent, retrying, failed, outcome-unknown.
+    pub state: String,
+    pub created_at: String,
+    pub size: u64,
+    pub attempts: u32,
+    /// When the next attempt is due (unfinished messages).
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub error_class: Option<String>,
+    pub sent_at: Option<String>,
+    pub server_reply: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+fn outbox_view(e: &OutboxEntry) -> OutboxView {
+    OutboxView {
+        id: e.id.to_string(),
+        account_id: e.account.to_string(),
+        state: e.state.as_str().to_owned(),
+        created_at: time_text(e.created_at),
+        size: e.size,
+        attempts: e.attempts,
+        next_attempt_at: (!e.state.is_final()).then(|| time_text(e.next_attempt_at)),
+        last_error: e.last_error.clone(),
+        error_class: e.error_class.clone(),
+        sent_at: e.sent_at.map(time_text),
+        server_reply: e.server_reply.clone(),
+        idempotency_key: e.idempotency_key.clone(),
+    }
+}
+
+/// A structured message to queue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// The sender; default: the account's address.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    #[serde(default)]
+    pub reply_to: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Extra header fields, e.g. `{"X-Ticket-Id": "4711"}`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// A queued message: its state, and whether this request queued it (false: the
+/// `Idempotency-Key` was used before and that message is returned).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    pub created: bool,
+    pub message: OutboxView,
+}
+
+fn addresses(field: &str, list: &[String]) -> Result<Vec<Address>, Problem> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if mailbridge_mailbox::compose::is_address(a) {
+                Ok(Address::new(a.clone()))
+            } else {
+                Err(invalid(
+                    format!("{field}[{i}]"),
+                    format!("{a:?} is not an email address"),
+                ))
+            }
+        })
+        .collect()
+}
+
+async fn compose(account: &AccountConfig, req: MessageRequest) -> Result<Vec<u8>, Problem> {
+    let from = match &req.from {
+        Some(a) if mailbridge_mailbox::compose::is_address(a) => Some(Address::new(a.clone())),
+        Some(a) => return Err(invalid("from", format!("{a:?} is not an email address"))),
+        None => None,
+    };
+    let mut m = Message::new(mailbridge_mailbox::connect::sender(account, from));
+    m.to = addresses("to", &req.to)?;
+    m.cc = addresses("cc", &req.cc)?;
+    m.bcc = addresses("bcc", &req.bcc)?;
+    m.reply_to = addresses("reply_to", &req.reply_to)?;
+    if m.to.is_empty() && m.cc.is_empty() && m.bcc.is_empty() {
+        return Err(invalid(
+            "to",
+            "a message needs at least one recipient (to, cc or bcc)",
+        ));
+    }
+    m.subject = req.subject;
+    m.text = req.text;
+    m.html = req.html;
+    m.headers = req.headers.into_iter().collect();
+    m.validate()
+        .map_err(|e| invalid("message", e.to_string()))?;
+    m.to_vec(BccHeader::Include)
+        .await
+        .map_err(|e| invalid("message", e.to_string()))
+}
+
+/// Queues a message for sending through the account's outgoing side: a JSON message
+/// (`application/json`) or raw MIME (`message/rfc822`). With an `Idempotency-Key`
+/// used before for the account, nothing new is queued and that message is returned.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/outbox", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the account's id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the submitter's key; the same key again returns the message queued first")),
+    request_body(content = MessageRequest, description = "JSON, or raw MIME as message/rfc822"),
+    responses((status = 201, body = Queued), (status = 200, description = "queued before under this Idempotency-Key", body = Queued),
+              (status = 413, body = crate::problem::ProblemDocument), (status = 415, body = crate::problem::ProblemDocument), (status = 422, body = crate::problem::ProblemDocument)))]
+pub async fn queue_message(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    caller.require(Action::WriteAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let (id, account, _) = account_by_id(daemon, &id).await?;
+    if !account.send {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "send-off",
+            "Sending is off",
+            format!(
+                "account {} has sending switched off: turn it on with `mailbridge account edit {} --send true`",
+                account.name, account.name
+            ),
+        ));
+    }
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().ok().filter(|v| {
+                !v.is_empty() && v.len() <= 200 && v.chars().all(|c| c.is_ascii_graphic())
+            });
+            Some(
+                v.ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-header",
+                        "Invalid header",
+                        "Idempotency-Key: 1 to 200 visible ASCII characters",
+                    )
+                })?
+                .to_owned(),
+            )
+        }
+    };
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let max = account.limits.max_message_size;
+    let message = match media.as_str() {
+        "application/json" => compose(&account, parse::<MessageRequest>(&body)?).await?,
+        "message/rfc822" => {
+            mailbridge_mailbox::send::RawMime::from_reader(std::io::Cursor::new(body.to_vec()))
+                .await
+                .map_err(|e| invalid("message", e.detail()))?;
+            body.to_vec()
+        }
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "JSON or MIME expected",
+                "send a JSON message (Content-Type: application/json) or raw MIME (Content-Type: message/rfc822)",
+            ));
+        }
+    };
+    if message.len() as u64 > max {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message-too-large",
+            "Message too large",
+            format!(
+                "the message has {} bytes, over account {}'s limit of {max}: send a smaller one or raise its limits.max_message_size",
+                message.len(),
+                account.name
+            ),
+        ));
+    }
+    let queued = daemon
+        .store()
+        .outbox_enqueue(
+            NewOutboxMessage {
+                account: id,
+                idempotency_key: key,
+                message,
+                mail_from: None,
+                recipients: Vec::new(),
+            },
+            max,
+        )
+        .await
+        .map_err(|e| store_failed(&e))?;
+    daemon.wake_outbox();
+    let status = if queued.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(Queued {
+            created: queued.created,
+            message: outbox_view(&queued.entry),
+        }),
+    )
+        .into_response())
+}
+
+/// Filters of an outbox listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// Only this account's messages (its id).
+    pub account: Option<String>,
+}
+
+/// The outbox, oldest first.
+#[utoipa::path(get, path = "/api/v1/outbox", security(("api_token" = [])), params(OutboxQuery),
+    responses((status = 200, body = Vec<OutboxView>)))]
+pub async fn list_outbox(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<OutboxQuery>,
+) -> Result<Json<Vec<OutboxView>>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let filter = match &q.account {
+        Some(id) => Some(account_by_id(daemon, id).await?.0),
+        None => None,
+    };
+    let entries = daemon
+        .store()
+        .outbox_list(filter)
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(Json(entries.iter().map(outbox_view).collect()))
+}
+
+/// One message of the outbox.
+#[utoipa::path(get, path = "/api/v1/outbox/{id}", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the message's id")),
+    responses((status = 200, body = OutboxView), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn get_outbox(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OutboxView>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let not_found =
+        || Problem::not_found(format!("there is no message with id {id} in the outbox"));
+    let parsed: uuid::Uuid = id.parse().map_err(|_| not_found())?;
+    let entry = daemon
+        .store()
+        .outbox_get(OutboxId::from_uuid(parsed))
+        .await
+        .map_err(|e| store_failed(&e))?
+        .ok_or_else(not_found)?;
+    Ok(Json(outbox_view(&entry)))
+}
+
+// ---- watchers ----
+
+/// The last state of every watcher that ran in this instance.
+#[utoipa::path(get, path = "/api/v1/watchers", security(("api_token" = [])),
+    responses((status = 200, body = Vec<Object>)))]
+pub async fn list_watchers(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<WatcherEvent>>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    Ok(Json(work(&state)?.states()))
+}
