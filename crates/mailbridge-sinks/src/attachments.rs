@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::filename::UniqueNames;
 use crate::folder::{TMP_DIR, remove_tmp_entries, sync_dir};
-use crate::summary::{Mailbox, Summary, content_type_of, summarize};
+use crate::summary::{Mailbox, content_type_of, origin};
 use crate::{Accepted, Delivery, SinkError, ensure_dir, random_suffix};
 
 /// The sidecar's name in each message's directory.
@@ -205,16 +205,17 @@ fn build(
             size: part.len() as u64,
         });
     }
-    let summary: Summary = summarize(mime);
+    // The sidecar's fields come from the same parse as the files.
+    let origin = origin(&message);
     let sidecar = Sidecar {
         key: delivery.key.as_str(),
         account: &delivery.account,
         folder: &delivery.folder,
         source_id: &delivery.source_id,
-        message_id: summary.message_id.as_deref(),
-        from: &summary.from,
-        subject: summary.subject.as_deref(),
-        date: summary.date.as_deref(),
+        message_id: origin.message_id.as_deref(),
+        from: &origin.from,
+        subject: origin.subject.as_deref(),
+        date: origin.date.as_deref(),
         files,
     };
     let count = sidecar.files.len();

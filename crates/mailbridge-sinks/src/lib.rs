@@ -23,7 +23,9 @@
 //!   ([`address`]), checked on the addresses actually connected to; no redirects
 //!   followed; a timeout; 429/5xx answers transient with their `Retry-After`.
 //! - [`relay`]: the message's bytes unchanged (plus an optional `Received:` trace
-//!   header) into an SMTP relay, envelope from the message or set by the route.
+//!   header) into an SMTP relay, envelope from the message or set by the route; one
+//!   connection kept open between deliveries (replaced when the relay closed it,
+//!   closed after an idle time), never a message sent twice by that reuse.
 //!
 //! - [`route`]: ordered rules (from, to, subject, has attachments, size, folder; wildcard
 //!   patterns without case) choosing a message's sinks, and the source action (keep,

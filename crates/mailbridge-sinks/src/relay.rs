@@ -5,17 +5,30 @@
 //! `From`, else the null sender `<>`; the recipients are the route's, else the
 //! message's `To`, `Cc` and `Bcc` (each once). The message goes as it was fetched,
 //! with only an optional `Received:` trace header in front (RFC 5321 §4.4) naming
-//! mailbridge and the delivery's idempotency key. One connection per delivery, with
-//! the TLS mode, trust and optional password sign-in of the relay's settings; a
-//! refused recipient refuses the whole message. A relay is at-least-once: a lost
-//! reply to the final `.` is `OutcomeUnknown`, which the connector does not resend
-//! blindly.
+//! mailbridge and the delivery's idempotency key. The TLS mode, trust and optional
+//! password sign-in are the relay's settings; a refused recipient refuses the whole
+//! message. A relay is at-least-once: a lost reply to the final `.` is
+//! `OutcomeUnknown`, which the connector does not resend blindly.
+//!
+//! Connections: a sink (and its clones) sends one message at a time and keeps its
+//! connection open between deliveries: the next message goes on it with a new
+//! `MAIL FROM` (after `RSET` when the previous transaction failed). When a kept
+//! connection turns out closed, or its `RSET` or `MAIL FROM` fails (the server
+//! timed it out, answered 421, or went away), the message goes on a fresh
+//! connection instead: nothing of it had been accepted, so nothing is sent twice. A
+//! failure once `MAIL FROM` was accepted is never retried here, and after the final
+//! `.` it stays `OutcomeUnknown`. A connection left idle for
+//! [`RelayConfig::idle_timeout`] is closed with `QUIT` (also by [`RelaySink::close`]).
 
 use mail_parser::{Address, HeaderValue, MessageParser};
-use mailbridge_smtp::{Credentials, SmtpClient, SmtpConfig};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use mailbridge_smtp::{Credentials, Reply, SmtpClient, SmtpConfig, SmtpError};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, BufReader};
+use tokio::time::Instant;
 
 use crate::{Accepted, Delivery, SinkError};
 
@@ -38,7 +51,13 @@ pub struct RelayConfig {
     pub received_header: bool,
     /// The largest message sent (the account's maximum message size).
     pub max_message_size: u64,
+    /// How long a connection stays open after a delivery for the next one (then
+    /// `QUIT`); zero closes it after every delivery.
+    pub idle_timeout: Duration,
 }
+
+/// How long a relay connection stays open between deliveries unless set otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 
 impl RelayConfig {
     /// A relay with the envelope from each message and a trace header.
@@ -50,14 +69,37 @@ impl RelayConfig {
             recipients: Vec::new(),
             received_header: true,
             max_message_size: 150 * 1024 * 1024,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
 
-/// An SMTP relay sink.
+/// An SMTP relay sink. Clones share its connection (and send one at a time).
 #[derive(Debug, Clone)]
 pub struct RelaySink {
     config: RelayConfig,
+    kept: Arc<Kept>,
+}
+
+/// The connection kept between deliveries; its lock is held for a whole delivery.
+#[derive(Debug, Default)]
+struct Kept {
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    idle: Option<Idle>,
+    /// A task closes `idle` once it has been idle too long.
+    closer_running: bool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    client: SmtpClient,
+    since: Instant,
+    /// Its last transaction failed: `RSET` before the next.
+    needs_reset: bool,
 }
 
 /// The envelope of one message.
@@ -69,7 +111,19 @@ pub struct Envelope {
 
 impl RelaySink {
     pub fn new(config: RelayConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            kept: Arc::default(),
+        }
+    }
+
+    /// Closes the kept connection now (`QUIT`), if there is one: at shutdown, or to
+    /// let go of the relay early. The next delivery connects again.
+    pub async fn close(&self) {
+        let idle = self.kept.slot.lock().await.idle.take();
+        if let Some(idle) = idle {
+            let _ = idle.client.quit().await;
+        }
     }
 
     fn relay_name(&self) -> String {
@@ -151,8 +205,81 @@ impl RelaySink {
             String::new()
         };
         let relay = self.relay_name();
+        let mut slot = self.kept.slot.lock().await;
+        let kept = self.take_kept(&mut slot).await;
+        let reused = kept.is_some();
+        let mut client = match kept {
+            Some(client) => client,
+            None => self.connect().await?,
+        };
+        let mut sent = self.send_on(&mut client, delivery, &envelope, &trace).await;
+        if reused
+            && let Err(Failure::Smtp(e)) = &sent
+            && not_begun(e)
+        {
+            // The kept connection was closed or refused to go on before this message
+            // began: nothing of it was taken, so it goes on a fresh connection.
+            tracing::debug!(relay = %relay, error = %mailbridge_types::error_chain(e), "the kept relay connection failed before MAIL FROM; connecting again");
+            client = self.connect().await?;
+            sent = self.send_on(&mut client, delivery, &envelope, &trace).await;
+        }
+        let keep = match &sent {
+            Ok(_) | Err(Failure::Spool(_)) => true,
+            Err(Failure::Smtp(e)) => session_survives(e),
+        };
+        if keep && client.is_open() && !self.config.idle_timeout.is_zero() {
+            slot.idle = Some(Idle {
+                client,
+                since: Instant::now(),
+                needs_reset: sent.is_err(),
+            });
+            if !slot.closer_running {
+                slot.closer_running = true;
+                tokio::spawn(close_when_idle(
+                    Arc::downgrade(&self.kept),
+                    self.config.idle_timeout,
+                ));
+            }
+        } else if keep && client.is_open() {
+            drop(slot);
+            let _ = client.quit().await;
+        }
+        match sent {
+            Ok(reply) => Ok(Accepted {
+                location: format!(
+                    "{relay}: {} {}",
+                    reply.code,
+                    mailbridge_types::text::without_controls(&reply.lines.join(" "), 200)
+                ),
+                already_there: false,
+            }),
+            Err(Failure::Spool(e)) => Err(e),
+            Err(Failure::Smtp(source)) => Err(SinkError::Relay { relay, source }),
+        }
+    }
+
+    /// The kept connection, ready for a new transaction (`RSET` done when its last
+    /// one failed); `None` when there is none, it idled too long, or `RSET` failed.
+    async fn take_kept(&self, slot: &mut Slot) -> Option<SmtpClient> {
+        let mut idle = slot.idle.take()?;
+        // Past its idle time (the closing task had not come to it yet): dropped, as
+        // a QUIT to a relay that stopped answering would hold this delivery up.
+        if idle.since.elapsed() >= self.config.idle_timeout || !idle.client.is_open() {
+            return None;
+        }
+        if idle.needs_reset
+            && let Err(e) = idle.client.reset().await
+        {
+            tracing::debug!(relay = %self.relay_name(), error = %mailbridge_types::error_chain(&e), "RSET on the kept relay connection failed; connecting again");
+            return None;
+        }
+        Some(idle.client)
+    }
+
+    /// A new connection, signed in when the relay wants it.
+    async fn connect(&self) -> Result<SmtpClient, SinkError> {
         let failed = |source| SinkError::Relay {
-            relay: relay.clone(),
+            relay: self.relay_name(),
             source,
         };
         let mut client = SmtpClient::connect(&self.config.smtp)
@@ -167,25 +294,95 @@ impl RelaySink {
                 .await
                 .map_err(failed)?;
         }
+        Ok(client)
+    }
+
+    /// One transaction on `client`: the trace header, then the spooled bytes.
+    async fn send_on(
+        &self,
+        client: &mut SmtpClient,
+        delivery: &Delivery,
+        envelope: &Envelope,
+        trace: &str,
+    ) -> Result<Reply, Failure> {
         let file = tokio::fs::File::open(&delivery.spool)
             .await
-            .map_err(io("reading the spooled message"))?;
+            .map_err(|source| {
+                Failure::Spool(SinkError::Io {
+                    what: "reading the spooled message",
+                    path: delivery.spool.clone(),
+                    source,
+                })
+            })?;
         let body = trace
             .as_bytes()
             .chain(BufReader::with_capacity(64 * 1024, file));
-        let reply = client
+        client
             .send(&envelope.from, &envelope.recipients, body)
             .await
-            .map_err(failed)?;
-        let _ = client.quit().await;
-        Ok(Accepted {
-            location: format!(
-                "{relay}: {} {}",
-                reply.code,
-                mailbridge_types::text::without_controls(&reply.lines.join(" "), 200)
-            ),
-            already_there: false,
-        })
+            .map_err(Failure::Smtp)
+    }
+}
+
+/// Why one transaction failed.
+#[derive(Debug)]
+enum Failure {
+    /// The spooled message could not be opened (nothing was sent).
+    Spool(SinkError),
+    Smtp(SmtpError),
+}
+
+/// The transaction failed before the server accepted its `MAIL FROM`: the
+/// connection was found closed, timed out, or the server is closing it (421). Such a
+/// failure on a kept connection says nothing about the relay, only about that
+/// connection.
+fn not_begun(e: &SmtpError) -> bool {
+    match e {
+        SmtpError::Io { step, .. } | SmtpError::Protocol { step, .. } => *step == "MAIL FROM",
+        SmtpError::Refused { step, reply, .. } => *step == "MAIL FROM" && reply.code == 421,
+        _ => false,
+    }
+}
+
+/// Whether the session is still in step after a failed transaction (a refusal the
+/// server answered in full), so that `RSET` makes it usable again. A broken
+/// connection, a dropped `DATA`, an outcome unknown or a server closing (421) are not.
+fn session_survives(e: &SmtpError) -> bool {
+    match e {
+        SmtpError::Refused { reply, .. } | SmtpError::RecipientRefused { reply, .. } => {
+            reply.code != 421
+        }
+        SmtpError::InvalidAddress(_) | SmtpError::MessageTooLarge { .. } => true,
+        _ => false,
+    }
+}
+
+/// Closes the kept connection once it has been idle for `idle`; ends when there is
+/// no kept connection any more (a delivery took it, or it was closed) or the sink is
+/// gone.
+async fn close_when_idle(kept: Weak<Kept>, idle: Duration) {
+    loop {
+        let Some(strong) = kept.upgrade() else {
+            return;
+        };
+        let mut slot = strong.slot.lock().await;
+        let Some(since) = slot.idle.as_ref().map(|i| i.since) else {
+            slot.closer_running = false;
+            return;
+        };
+        let until = since + idle;
+        if Instant::now() >= until {
+            let expired = slot.idle.take();
+            slot.closer_running = false;
+            drop(slot);
+            if let Some(expired) = expired {
+                let _ = expired.client.quit().await;
+            }
+            return;
+        }
+        drop(slot);
+        drop(strong);
+        tokio::time::sleep_until(until).await;
     }
 }
 

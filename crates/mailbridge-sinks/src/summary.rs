@@ -3,7 +3,7 @@
 //! the start of its text, read with mail-parser. Every text taken from the message is
 //! stripped of control characters and bounded, whatever the sender put there.
 
-use mail_parser::{Address, MessageParser, MimeHeaders as _};
+use mail_parser::{Address, Message, MessageParser, MimeHeaders as _};
 use serde::Serialize;
 
 /// The most characters of the text body in [`Summary::text_excerpt`].
@@ -85,13 +85,25 @@ pub(crate) fn content_type_of(part: &mail_parser::MessagePart<'_>) -> String {
 /// Summarises `mime`.
 pub fn summarize(mime: &[u8]) -> Summary {
     let size = mime.len() as u64;
-    let Some(message) = MessageParser::default().parse(mime) else {
-        return Summary {
+    match MessageParser::default().parse(mime) {
+        Some(message) => summarize_parsed(&message, size),
+        None => Summary {
             size,
             unparsed: true,
             ..Summary::default()
-        };
-    };
+        },
+    }
+}
+
+/// Summarises a message already parsed (`size`: its bytes), for a sink that parsed
+/// it for its own work and must not parse it again.
+pub fn summarize_parsed(message: &Message<'_>, size: u64) -> Summary {
+    let Origin {
+        message_id,
+        from,
+        subject,
+        date,
+    } = origin(message);
     let text_excerpt = message
         .body_text(0)
         .map(|t| {
@@ -102,12 +114,12 @@ pub fn summarize(mime: &[u8]) -> Summary {
         })
         .filter(|t| !t.trim().is_empty());
     Summary {
-        message_id: message.message_id().map(clean),
-        from: mailboxes(message.from()),
+        message_id,
+        from,
         to: mailboxes(message.to()),
         cc: mailboxes(message.cc()),
-        subject: message.subject().map(clean),
-        date: message.date().map(mail_parser::DateTime::to_rfc3339),
+        subject,
+        date,
         size,
         attachments: message
             .attachments()
@@ -120,6 +132,26 @@ pub fn summarize(mime: &[u8]) -> Summary {
             .collect(),
         text_excerpt,
         unparsed: false,
+    }
+}
+
+/// What names a message to a person (the attachments folder's sidecar): its
+/// `Message-ID`, sender, subject and date, cleaned as in [`Summary`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub message_id: Option<String>,
+    pub from: Vec<Mailbox>,
+    pub subject: Option<String>,
+    pub date: Option<String>,
+}
+
+/// The [`Origin`] of a parsed message.
+pub(crate) fn origin(message: &Message<'_>) -> Origin {
+    Origin {
+        message_id: message.message_id().map(clean),
+        from: mailboxes(message.from()),
+        subject: message.subject().map(clean),
+        date: message.date().map(mail_parser::DateTime::to_rfc3339),
     }
 }
 
@@ -143,6 +175,20 @@ mod tests {
         assert_eq!(s.attachments[0].size, 5);
         assert_eq!(s.text_excerpt.as_deref(), Some("Hi Bob, see attached."));
         assert_eq!(s.size, mime.len() as u64);
+    }
+
+    #[test]
+    fn the_origin_is_the_summary_s_own() {
+        let mime = b"From: Alice <alice@example.com>\r\nSubject: Scans\x07\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <scan-1@example.com>\r\n\r\nbody\r\n";
+        let message = MessageParser::default().parse(mime).unwrap();
+        let o = origin(&message);
+        let s = summarize(mime);
+        assert_eq!(summarize_parsed(&message, mime.len() as u64), s);
+        assert_eq!(o.message_id, s.message_id);
+        assert_eq!(o.from, s.from);
+        assert_eq!(o.subject.as_deref(), Some("Scans"));
+        assert_eq!(o.subject, s.subject);
+        assert_eq!(o.date, s.date);
     }
 
     #[test]

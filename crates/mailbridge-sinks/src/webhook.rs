@@ -13,12 +13,17 @@
 //! Addresses: the host's addresses are resolved here and checked
 //! ([`crate::address::AddressPolicy`]) before anything is sent, and the request is
 //! pinned to exactly those addresses; no proxy from the environment is used (it would
-//! bypass the check); redirects are not followed. Every request has a timeout; the
-//! answer's body is read up to 1 KiB for the error message. 2xx is accepted; 429 and
-//! 503 with `Retry-After` are throttled, 408 and 5xx transient, 401/403
-//! misconfigured, other answers permanent (the connector parks the message).
+//! bypass the check); redirects are not followed. The name is resolved and checked
+//! for every delivery; the HTTP client (and its pool of kept-alive connections) is
+//! kept per checked address set, so deliveries to the same addresses share
+//! connections and a changed DNS answer gets a client pinned to the new addresses
+//! (the last few sets are kept). Every request has a timeout; the answer's body is
+//! read up to 1 KiB for the error message. 2xx is accepted; 429 and 503 with
+//! `Retry-After` are throttled, 408 and 5xx transient, 401/403 misconfigured, other
+//! answers permanent (the connector parks the message).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -151,10 +156,49 @@ pub mod signature {
 }
 
 /// A webhook receiver.
+///
+/// Clones share its HTTP clients, so they share connections too.
 #[derive(Debug, Clone)]
 pub struct WebhookSink {
     config: WebhookConfig,
     tls: Option<rustls::ClientConfig>,
+    clients: Arc<Mutex<ClientCache>>,
+}
+
+/// How many address sets keep their HTTP client (a name whose DNS answers rotate
+/// among a few sets keeps a pool per set; beyond that the oldest is dropped).
+const CACHED_ADDRESS_SETS: usize = 4;
+
+/// HTTP clients, one per checked address set, most recently used first.
+///
+/// A client is built pinned to the addresses that were resolved and checked for it
+/// (`resolve_to_addrs`), so its connection pool only ever holds connections to
+/// those: looking a client up by the set that this delivery's resolution and check
+/// produced keeps the pinning exact, while consecutive deliveries to the same
+/// addresses reuse one pool (and its kept-alive connections).
+#[derive(Debug, Default)]
+struct ClientCache {
+    entries: Vec<(Vec<SocketAddr>, reqwest::Client)>,
+}
+
+impl ClientCache {
+    /// The client for `addrs` (sorted), built by `build` when there is none.
+    fn get_or_build(
+        &mut self,
+        addrs: &[SocketAddr],
+        build: impl FnOnce() -> Result<reqwest::Client, SinkError>,
+    ) -> Result<reqwest::Client, SinkError> {
+        if let Some(at) = self.entries.iter().position(|(set, _)| set == addrs) {
+            let entry = self.entries.remove(at);
+            let client = entry.1.clone();
+            self.entries.insert(0, entry);
+            return Ok(client);
+        }
+        let client = build()?;
+        self.entries.insert(0, (addrs.to_vec(), client.clone()));
+        self.entries.truncate(CACHED_ADDRESS_SETS);
+        Ok(client)
+    }
 }
 
 impl WebhookSink {
@@ -179,7 +223,11 @@ impl WebhookSink {
         } else {
             None
         };
-        Ok(Self { config, tls })
+        Ok(Self {
+            config,
+            tls,
+            clients: Arc::default(),
+        })
     }
 
     /// The URL as it may be shown (no query, no user info).
@@ -187,7 +235,7 @@ impl WebhookSink {
         mailbridge_http::redact_url(&self.config.url)
     }
 
-    /// The addresses the request may go to, checked.
+    /// The addresses the request may go to, checked, sorted and without repeats.
     async fn addresses(&self) -> Result<Vec<SocketAddr>, SinkError> {
         let url = &self.config.url;
         let port = url.port_or_known_default().unwrap_or(443);
@@ -219,10 +267,24 @@ impl WebhookSink {
                 });
             }
         }
+        let mut addrs = addrs;
+        addrs.sort_unstable();
+        addrs.dedup();
         Ok(addrs)
     }
 
+    /// The client pinned to `addrs` (checked): the cached one, or a new one.
     fn client(&self, addrs: &[SocketAddr]) -> Result<reqwest::Client, SinkError> {
+        // A poisoned lock only means another delivery panicked while holding it;
+        // the cache holds no invariant a panic could break.
+        let mut cache = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.get_or_build(addrs, || self.build_client(addrs))
+    }
+
+    fn build_client(&self, addrs: &[SocketAddr]) -> Result<reqwest::Client, SinkError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -311,4 +373,53 @@ async fn answer_excerpt(mut response: reqwest::Response) -> String {
     }
     bytes.truncate(ANSWER_EXCERPT);
     mailbridge_types::text::without_controls(&String::from_utf8_lossy(&bytes), ANSWER_EXCERPT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_client_is_kept_per_address_set_and_the_cache_is_bounded() {
+        let mut cache = ClientCache::default();
+        let mut built = 0;
+        let mut get = |cache: &mut ClientCache, set: &[SocketAddr]| {
+            cache
+                .get_or_build(set, || {
+                    built += 1;
+                    Ok(reqwest::Client::new())
+                })
+                .unwrap()
+        };
+        let a = addrs(&["192.0.2.1:443"]);
+        let b = addrs(&["192.0.2.1:443", "192.0.2.2:443"]);
+        get(&mut cache, &a);
+        get(&mut cache, &a);
+        assert_eq!(cache.entries.len(), 1);
+        get(&mut cache, &b);
+        assert_eq!(cache.entries.len(), 2);
+        // The most recently used set comes first.
+        get(&mut cache, &a);
+        assert_eq!(cache.entries[0].0, a);
+        for i in 3..10 {
+            get(&mut cache, &addrs(&[&format!("192.0.2.{i}:443")]));
+        }
+        assert_eq!(cache.entries.len(), CACHED_ADDRESS_SETS);
+        assert_eq!(built, 9);
+    }
+
+    #[test]
+    fn a_client_that_cannot_be_built_is_not_cached() {
+        let mut cache = ClientCache::default();
+        let set = addrs(&["192.0.2.1:443"]);
+        let e = cache
+            .get_or_build(&set, || Err(SinkError::WebhookConfig("no".to_owned())))
+            .unwrap_err();
+        assert_eq!(e.class(), mailbridge_types::ErrorClass::Misconfigured);
+        assert!(cache.entries.is_empty());
+    }
 }

@@ -5,14 +5,53 @@ use std::future::Future;
 use std::time::Instant;
 
 use mailbridge_imap::{ImapClient, ImapConfig, ImapError};
-use mailbridge_types::config::{EndpointConfig, Transport};
+use mailbridge_tls::TlsSettings;
+use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use secrecy::SecretString;
 
 use super::headers::{self, HeaderSink};
-use super::{
-    Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
-    prepare, refused_login,
-};
+use super::steps::{self, MailProtocol, Opened};
+use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login};
+
+/// IMAP, as the shared steps see it.
+struct Imap;
+
+impl MailProtocol for Imap {
+    type Client = ImapClient;
+    type Error = ImapError;
+    type Credentials = mailbridge_imap::Credentials;
+    const SIDE: Side = Side::Incoming;
+    const PORTS: &'static str = "IMAP: 993 implicit TLS, 143 STARTTLS";
+
+    async fn connect(
+        endpoint: &EndpointConfig,
+        trust: TlsSettings,
+    ) -> Result<ImapClient, ImapError> {
+        let mut config = ImapConfig::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+        config.trust = trust;
+        ImapClient::connect(&config).await
+    }
+
+    fn io_source(error: &ImapError) -> Option<&std::io::Error> {
+        match error {
+            ImapError::Tls(t) => Some(&t.source),
+            ImapError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    fn tls_mode(client: &ImapClient) -> TlsMode {
+        client.tls_mode()
+    }
+
+    fn xoauth2(user: String, token: SecretString) -> Self::Credentials {
+        mailbridge_imap::Credentials::XOAuth2 { user, token }
+    }
+
+    fn password(user: String, password: SecretString) -> Self::Credentials {
+        mailbridge_imap::Credentials::Login { user, password }
+    }
+}
 
 /// Test receive over IMAP as `who` (XOAUTH2's `user=` is its login, as in `fetch`).
 pub async fn receive_imap<F, Fut, E>(
@@ -27,52 +66,16 @@ where
 {
     let mut report = Report::default();
     let mailbox = who.address.as_str();
-    let port = endpoint.port();
-    let Some(settings) = prepare(&mut report, endpoint).await else {
-        return report;
-    };
-    let mut config = ImapConfig::new(&endpoint.host, port, endpoint.tls_mode());
-    config.trust = settings;
-    let target = Target {
-        endpoint,
-        who,
-        side: Side::Incoming,
-    };
-    let Some(mut client) = connect_step(
-        &mut report,
-        &target,
-        ImapClient::connect(&config),
-        |e| match e {
-            ImapError::Tls(t) => Some(&t.source),
-            ImapError::Io { source, .. } => Some(source),
-            _ => None,
-        },
-        ImapClient::tls_mode,
-        "IMAP: 993 implicit TLS, 143 STARTTLS",
-    )
-    .await
+    let Some(opened) = steps::open::<Imap, _, _, _>(&mut report, endpoint, who, sign_in).await
     else {
         return report;
     };
-    let Some(obtained) = obtain(&mut report, sign_in).await else {
-        return report;
-    };
-    let password_login = match &obtained {
-        Obtained::Password { user, .. } => Some(user.clone()),
-        Obtained::Token { .. } => None,
-    };
-    let (credentials, token) = match obtained {
-        Obtained::Token { token, grant } => (
-            mailbridge_imap::Credentials::XOAuth2 {
-                user: who.login.clone(),
-                token: token.clone(),
-            },
-            Some((token, grant)),
-        ),
-        Obtained::Password { user, password } => {
-            (mailbridge_imap::Credentials::Login { user, password }, None)
-        }
-    };
+    let Opened {
+        mut client,
+        credentials,
+        token,
+        password_login,
+    } = opened;
     let token_ref = token.as_ref().map(|(t, g)| (t, *g));
     let refusal = |e: &ImapError| {
         let server_fix = e.meaning().map(|m| m.fix().to_owned()).unwrap_or_default();

@@ -8,7 +8,9 @@
 //! [`receive_graph`] / [`send_graph`], [`receive_ews`] / [`send_ews`],
 //! [`send_smtp`]); `diagnose` turns a refusal plus the token into the admin's fix;
 //! `tls` explains a failed TLS step (the cause, the certificate presented, the fix);
-//! this file holds the report, the sign-in step and the steps every transport shares.
+//! `steps` runs the steps IMAP, POP3 and SMTP share (resolve, connect + TLS, get
+//! token); this file holds the report, the sign-in step and the steps every
+//! transport shares.
 //!
 //! Every check signs in and opens the mailbox as [`Identity`] says, as `fetch` and
 //! `send` do.
@@ -20,6 +22,7 @@ mod headers;
 mod imap;
 mod pop3;
 mod smtp;
+mod steps;
 mod tls;
 
 use std::future::Future;
@@ -27,8 +30,7 @@ use std::time::Instant;
 
 use mailbridge_auth::scopes::Grant;
 use mailbridge_auth::token::AuthError;
-use mailbridge_tls::TlsSettings;
-use mailbridge_types::config::{EndpointConfig, TlsMode};
+use mailbridge_types::config::EndpointConfig;
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -258,84 +260,6 @@ struct Target<'a> {
     endpoint: &'a EndpointConfig,
     who: &'a Identity,
     side: Side,
-}
-
-/// The "connect+TLS" step of IMAP, POP3 and SMTP: runs `connecting`, records the
-/// step (on failure the cause read from the typed errors, the certificate the server
-/// presented, and the fix: CA file or pin, name, or the TLS mode with the protocol's
-/// usual `ports`), and hands back the session.
-async fn connect_step<C, E: std::error::Error + 'static>(
-    report: &mut Report,
-    target: &Target<'_>,
-    connecting: impl Future<Output = Result<C, E>>,
-    // The I/O error of a failed TLS handshake or greeting, if that is what failed.
-    io_source: impl FnOnce(&E) -> Option<&std::io::Error>,
-    tls_of: impl FnOnce(&C) -> TlsMode,
-    ports: &str,
-) -> Option<C> {
-    let endpoint = target.endpoint;
-    let start = Instant::now();
-    match connecting.await {
-        Ok(client) => {
-            let auto = if endpoint.tls_mode() == TlsMode::Auto {
-                ", chosen by tls = auto"
-            } else {
-                ""
-            };
-            let pinned = if endpoint.tls_pin.is_some() {
-                ", certificate pinned"
-            } else {
-                ""
-            };
-            report.push(
-                "connect+TLS",
-                start,
-                Ok(format!(
-                    "{}:{} ({:?}{auto}{pinned})",
-                    endpoint.host,
-                    endpoint.port(),
-                    tls_of(&client)
-                )),
-            );
-            Some(client)
-        }
-        Err(e) => {
-            let explained = tls::explain(io_source(&e), target.who, target.side, ports);
-            let detail = match &explained.cause {
-                Some(cause) => format!(
-                    "TLS with {} failed: {cause}",
-                    endpoint.tls_name.as_deref().unwrap_or(&endpoint.host)
-                ),
-                None => mailbridge_types::error_chain(&e),
-            };
-            report.push("connect+TLS", start, Err((detail, Some(explained.fix))));
-            report.presented(explained.certificate);
-            None
-        }
-    }
-}
-
-/// Resolves the host and reads the trust settings; `None` (with the failed step
-/// recorded) when either fails.
-async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSettings> {
-    if !resolve(report, &endpoint.host, endpoint.port()).await {
-        return None;
-    }
-    let start = Instant::now();
-    match mailbridge_mailbox::connect::trust(endpoint) {
-        Ok(settings) => Some(settings),
-        Err(e) => {
-            report.push(
-                "connect+TLS",
-                start,
-                Err((
-                    e.detail(),
-                    Some("fix the extra CA file path or the pin".into()),
-                )),
-            );
-            None
-        }
-    }
 }
 
 /// What the sign-in step produced.

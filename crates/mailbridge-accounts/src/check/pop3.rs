@@ -5,14 +5,53 @@ use std::future::Future;
 use std::time::Instant;
 
 use mailbridge_pop3::{Pop3Client, Pop3Config, Pop3Error};
-use mailbridge_types::config::{EndpointConfig, Transport};
+use mailbridge_tls::TlsSettings;
+use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use secrecy::SecretString;
 
 use super::headers;
-use super::{
-    Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
-    prepare, refused_login,
-};
+use super::steps::{self, MailProtocol, Opened};
+use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login};
+
+/// POP3, as the shared steps see it.
+struct Pop3;
+
+impl MailProtocol for Pop3 {
+    type Client = Pop3Client;
+    type Error = Pop3Error;
+    type Credentials = mailbridge_pop3::Credentials;
+    const SIDE: Side = Side::Incoming;
+    const PORTS: &'static str = "POP3: 995 implicit TLS, 110 STLS";
+
+    async fn connect(
+        endpoint: &EndpointConfig,
+        trust: TlsSettings,
+    ) -> Result<Pop3Client, Pop3Error> {
+        let mut config = Pop3Config::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+        config.trust = trust;
+        Pop3Client::connect(&config).await
+    }
+
+    fn io_source(error: &Pop3Error) -> Option<&std::io::Error> {
+        match error {
+            Pop3Error::Tls(t) => Some(&t.source),
+            Pop3Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    fn tls_mode(client: &Pop3Client) -> TlsMode {
+        client.tls_mode()
+    }
+
+    fn xoauth2(user: String, token: SecretString) -> Self::Credentials {
+        mailbridge_pop3::Credentials::XOAuth2 { user, token }
+    }
+
+    fn password(user: String, password: SecretString) -> Self::Credentials {
+        mailbridge_pop3::Credentials::UserPass { user, password }
+    }
+}
 
 /// Test receive over POP3 as `who` (XOAUTH2's `user=` is its login, as in `fetch`).
 pub async fn receive_pop3<F, Fut, E>(
@@ -27,52 +66,14 @@ where
 {
     let mut report = Report::default();
     let mailbox = who.address.as_str();
-    let port = endpoint.port();
-    let Some(settings) = prepare(&mut report, endpoint).await else {
-        return report;
-    };
-    let mut config = Pop3Config::new(&endpoint.host, port, endpoint.tls_mode());
-    config.trust = settings;
-    let target = Target {
-        endpoint,
-        who,
-        side: Side::Incoming,
-    };
-    let Some(mut client) = connect_step(
-        &mut report,
-        &target,
-        Pop3Client::connect(&config),
-        |e| match e {
-            Pop3Error::Tls(t) => Some(&t.source),
-            Pop3Error::Io { source, .. } => Some(source),
-            _ => None,
-        },
-        Pop3Client::tls_mode,
-        "POP3: 995 implicit TLS, 110 STLS",
-    )
-    .await
+    let Some(Opened {
+        mut client,
+        credentials,
+        token,
+        password_login,
+    }) = steps::open::<Pop3, _, _, _>(&mut report, endpoint, who, sign_in).await
     else {
         return report;
-    };
-    let Some(obtained) = obtain(&mut report, sign_in).await else {
-        return report;
-    };
-    let password_login = match &obtained {
-        Obtained::Password { user, .. } => Some(user.clone()),
-        Obtained::Token { .. } => None,
-    };
-    let (credentials, token) = match obtained {
-        Obtained::Token { token, grant } => (
-            mailbridge_pop3::Credentials::XOAuth2 {
-                user: who.login.clone(),
-                token: token.clone(),
-            },
-            Some((token, grant)),
-        ),
-        Obtained::Password { user, password } => (
-            mailbridge_pop3::Credentials::UserPass { user, password },
-            None,
-        ),
     };
     let start = Instant::now();
     if let Err(e) = client.authenticate(&credentials).await {

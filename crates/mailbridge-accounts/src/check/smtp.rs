@@ -5,13 +5,51 @@ use std::future::Future;
 use std::time::Instant;
 
 use mailbridge_smtp::{SmtpClient, SmtpConfig, SmtpError};
-use mailbridge_types::config::{EndpointConfig, Transport};
+use mailbridge_tls::TlsSettings;
+use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use secrecy::SecretString;
 
-use super::{
-    Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, connect_step, diagnose, obtain,
-    prepare, refused_login, test_message,
-};
+use super::steps::{self, MailProtocol, Opened};
+use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login, test_message};
+
+/// SMTP submission, as the shared steps see it.
+struct Smtp;
+
+impl MailProtocol for Smtp {
+    type Client = SmtpClient;
+    type Error = SmtpError;
+    type Credentials = mailbridge_smtp::Credentials;
+    const SIDE: Side = Side::Outgoing;
+    const PORTS: &'static str = "SMTP submission: 587 STARTTLS, 465 implicit TLS";
+
+    async fn connect(
+        endpoint: &EndpointConfig,
+        trust: TlsSettings,
+    ) -> Result<SmtpClient, SmtpError> {
+        let mut config = SmtpConfig::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
+        config.trust = trust;
+        SmtpClient::connect(&config).await
+    }
+
+    fn io_source(error: &SmtpError) -> Option<&std::io::Error> {
+        match error {
+            SmtpError::Tls { source, .. } | SmtpError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    fn tls_mode(client: &SmtpClient) -> TlsMode {
+        client.tls_mode()
+    }
+
+    fn xoauth2(user: String, token: SecretString) -> Self::Credentials {
+        mailbridge_smtp::Credentials::XOAuth2 { user, token }
+    }
+
+    fn password(user: String, password: SecretString) -> Self::Credentials {
+        mailbridge_smtp::Credentials::Plain { user, password }
+    }
+}
 
 /// Test send over SMTP: a test message from `who`'s address to `to`, signed in as
 /// its login (XOAUTH2's `user=`, as in `send`).
@@ -28,50 +66,14 @@ where
 {
     let mut report = Report::default();
     let from = who.address.as_str();
-    let port = endpoint.port();
-    let Some(settings) = prepare(&mut report, endpoint).await else {
-        return report;
-    };
-    let mut config = SmtpConfig::new(&endpoint.host, port, endpoint.tls_mode());
-    config.trust = settings;
-    let target = Target {
-        endpoint,
-        who,
-        side: Side::Outgoing,
-    };
-    let Some(mut client) = connect_step(
-        &mut report,
-        &target,
-        SmtpClient::connect(&config),
-        |e| match e {
-            SmtpError::Tls { source, .. } | SmtpError::Io { source, .. } => Some(source),
-            _ => None,
-        },
-        SmtpClient::tls_mode,
-        "SMTP submission: 587 STARTTLS, 465 implicit TLS",
-    )
-    .await
+    let Some(Opened {
+        mut client,
+        credentials,
+        token,
+        password_login,
+    }) = steps::open::<Smtp, _, _, _>(&mut report, endpoint, who, sign_in).await
     else {
         return report;
-    };
-    let Some(obtained) = obtain(&mut report, sign_in).await else {
-        return report;
-    };
-    let password_login = match &obtained {
-        Obtained::Password { user, .. } => Some(user.clone()),
-        Obtained::Token { .. } => None,
-    };
-    let (credentials, token) = match obtained {
-        Obtained::Token { token, grant } => (
-            mailbridge_smtp::Credentials::XOAuth2 {
-                user: who.login.clone(),
-                token: token.clone(),
-            },
-            Some((token, grant)),
-        ),
-        Obtained::Password { user, password } => {
-            (mailbridge_smtp::Credentials::Plain { user, password }, None)
-        }
     };
     let token_ref = token.as_ref().map(|(t, g)| (t, *g));
     let start = Instant::now();

@@ -83,6 +83,9 @@ async fn hostile_and_non_ascii_names_are_saved_safe_and_unique() {
     assert_eq!(sidecar["source_id"], "7");
     assert_eq!(sidecar["message_id"], "scan-1@example.com");
     assert_eq!(sidecar["subject"], "Scans");
+    assert_eq!(sidecar["from"][0]["name"], "Alice");
+    assert_eq!(sidecar["from"][0]["address"], "alice@example.com");
+    assert_eq!(sidecar["date"], "2026-12-07T10:00:00Z");
     let files = sidecar["files"].as_array().unwrap();
     assert_eq!(files.len(), names_given.len());
     let written: Vec<&str> = files.iter().map(|f| f["file"].as_str().unwrap()).collect();

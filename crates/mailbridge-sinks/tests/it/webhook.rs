@@ -1,4 +1,5 @@
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use mailbridge_sinks::address::AddressPolicy;
 use mailbridge_sinks::webhook::{WebhookConfig, WebhookSink, signature};
@@ -28,6 +30,8 @@ struct Received {
 struct Receiver {
     url: url::Url,
     requests: Arc<Mutex<Vec<Received>>>,
+    /// TCP connections accepted.
+    connections: Arc<AtomicUsize>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -49,6 +53,11 @@ async fn receiver(
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    let listener = listener.tap_io(move |_| {
+        accepted.fetch_add(1, Ordering::SeqCst);
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
@@ -57,6 +66,7 @@ async fn receiver(
             .parse()
             .unwrap(),
         requests,
+        connections,
         _task: task,
     }
 }
@@ -202,6 +212,57 @@ async fn loopback_is_refused_unless_allowed_and_nothing_is_sent() {
         assert!(!text.contains("query-secret"), "{text}");
     }
     assert!(r.requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn consecutive_deliveries_share_one_connection() {
+    let r = receiver(|| StatusCode::NO_CONTENT.into_response()).await;
+    let sink = WebhookSink::new(config(&r.url)).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    sink.deliver(&delivery(spool.path(), "46", MIME))
+        .await
+        .unwrap();
+    sink.deliver(&delivery(spool.path(), "47", MIME))
+        .await
+        .unwrap();
+    // A clone of the sink (the connector's per-route copies) shares the pool too.
+    sink.clone()
+        .deliver(&delivery(spool.path(), "48", MIME))
+        .await
+        .unwrap();
+    let requests = r.requests.lock().unwrap().clone();
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|q| q.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 3);
+    assert!(keys[0] != keys[1] && keys[1] != keys[2], "{keys:?}");
+    assert_eq!(r.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_a_refused_address_stays_refused_on_every_delivery() {
+    let r = receiver(|| StatusCode::OK.into_response()).await;
+    let url: url::Url = format!("http://localhost:{}/hook", r.url.port().unwrap())
+        .parse()
+        .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let d = delivery(spool.path(), "49", MIME);
+    // The same host allowed: it works and leaves a kept-alive connection behind.
+    let allowed = WebhookSink::new(config(&url)).unwrap();
+    allowed.deliver(&d).await.unwrap();
+    assert_eq!(r.connections.load(Ordering::SeqCst), 1);
+    // Not allowed: refused every time, nothing sent, no connection made.
+    let mut c = config(&url);
+    c.addresses = AddressPolicy::PublicOnly;
+    let sink = WebhookSink::new(c).unwrap();
+    for _ in 0..2 {
+        let e = sink.clone().deliver(&d).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Misconfigured, "{e}");
+        assert!(e.to_string().contains("loopback"), "{e}");
+    }
+    assert_eq!(r.requests.lock().unwrap().len(), 1);
+    assert_eq!(r.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
