@@ -1,0 +1,476 @@
+//! `mailbridge serve` doing the daemon's work, as a user sets it up through the API:
+//! a sink and a watch for an IMAP account (app-only XOAUTH2 on real Dovecot), a
+//! message queued in the outbox of another account (app-only XOAUTH2 on real
+//! Postfix), sent, delivered by Postfix into Dovecot, seen by the watcher (IDLE) and
+//! written to the folder sink; the same again after a restart, nothing twice; and
+//! the API's refusals (bad input named by field, roles, a sink in use).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mailbridge_testkit::crypto::TestCa;
+use mailbridge_testkit::mailservers::MailServers;
+use mailbridge_testkit::model::{
+    Api, AppRegistration, MailboxRight, PermissionKind, Tenant, TenantModel, User,
+};
+use mailbridge_testkit::{Emulator, EmulatorServer};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const ALICE: &str = "alice@contoso.example";
+const BOB: &str = "bob@contoso.example";
+const SECRET: &str = "Qx~8Q~cli.daemon.secret-value-0123456789";
+/// Generous: a debug build on a busy machine. Only failures wait this long.
+const DEADLINE: Duration = Duration::from_mins(2);
+
+struct World {
+    _server: EmulatorServer,
+    mail: MailServers,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mailbridge"));
+        c.args(args)
+            .env("MAILBRIDGE_CONFIG", self.dir.path().join("mailbridge.toml"))
+            .env("MAILBRIDGE_DATA_DIR", self.dir.path().join("data"))
+            .env_remove("MAILBRIDGE_MASTER_KEY")
+            .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
+            .env_remove("MAILBRIDGE_LISTEN")
+            .env_remove("MAILBRIDGE_DATABASE")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    fn archive(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    /// The `.eml` files of the archive.
+    fn archived(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.archive()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+            .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+            .collect()
+    }
+}
+
+async fn world() -> World {
+    let year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let app = AppRegistration::new("Connector")
+        .with_secret(SECRET, year)
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "SMTP.SendAsApp",
+        )
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "IMAP.AccessAsApp",
+        )
+        .consented();
+    let sp = app.service_principal_id.to_string();
+    let tenant = Tenant::new("Contoso", "contoso.example")
+        .with_user(User::new(ALICE, "Alice", "pw"))
+        .with_user(User::new(BOB, "Bob", "pw"))
+        .with_app(app.clone())
+        .with_exchange_service_principal(&app)
+        .with_mailbox_permission(ALICE, &sp, MailboxRight::FullAccess)
+        .with_mailbox_permission(BOB, &sp, MailboxRight::FullAccess);
+    let emulator = Emulator::new(TenantModel::builder().tenant(tenant).build().unwrap()).unwrap();
+    let server = EmulatorServer::start(emulator.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mail = MailServers::start(&emulator, &TestCa::generate().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, mail.ca_pem()).unwrap();
+    let submission = mail.submission();
+    let config = format!(
+        r#"
+[[app]]
+name = "connector"
+tenant = "contoso.example"
+client_id = "{client_id}"
+authority_host = "{base}"
+credential = {{ type = "secret" }}
+
+[[account]]
+name = "alice-smtp"
+address = "{ALICE}"
+sign_in = "app-only"
+app = "connector"
+transports = ["smtp"]
+outgoing = {{ transport = "smtp", host = "{host}", port = {port}, tls = "starttls", tls_name = "{tls_name}", extra_ca_file = "{ca}" }}
+
+[[account]]
+name = "bob-imap"
+address = "{BOB}"
+sign_in = "app-only"
+app = "connector"
+transports = ["imap"]
+incoming = {{ transport = "imap", host = "{host}", port = {imap_port}, tls = "starttls", tls_name = "{tls_name}", extra_ca_file = "{ca}" }}
+"#,
+        imap_port = mail.imap().port(),
+        client_id = app.client_id,
+        base = server.base_url(),
+        host = submission.ip(),
+        port = submission.port(),
+        tls_name = mail.tls_name(),
+        ca = ca.display(),
+    );
+    std::fs::write(dir.path().join("mailbridge.toml"), config).unwrap();
+    let w = World {
+        _server: server,
+        mail,
+        dir,
+    };
+    let mut c = w.cmd(&["secrets", "set-app-secret", "connector"]);
+    c.stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w
+}
+
+struct Daemon {
+    child: Child,
+    base: String,
+    token: Option<String>,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+async fn start(w: &World) -> Daemon {
+    let mut child = w
+        .cmd(&["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = None;
+    let base = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("serve ended early");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.to_owned();
+            }
+            if let Some(found) = line.split_whitespace().find(|w| w.starts_with("mbt_")) {
+                token = Some(found.to_owned());
+            }
+        }
+    })
+    .await
+    .expect("serve did not print its address in time");
+    Daemon {
+        child,
+        base,
+        token,
+        _stdout: lines,
+    }
+}
+
+impl Daemon {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().unwrap();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("serve did not stop after SIGTERM")
+            .unwrap();
+        let mut log = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut self.child.stderr.take().unwrap(), &mut log)
+            .await
+            .unwrap();
+        assert!(status.success(), "{status:?}; log: {log}");
+        log
+    }
+}
+
+/// Waits until `done` holds, polling; panics with `what` after the deadline.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn account_id(d: &Daemon, token: &str, name: &str) -> String {
+    let (status, accounts) = d
+        .call(reqwest::Method::GET, "/api/v1/accounts", Some(token), None)
+        .await;
+    assert_eq!(status, 200, "{accounts}");
+    accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no account {name}: {accounts}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn queue(d: &Daemon, token: &str, account: &str, subject: &str, key: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/accounts/{account}/outbox", d.base))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(
+            &json!({"to": [BOB], "subject": subject, "text": "Sent through the daemon's outbox."}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+fn token_add(w: &World, name: &str, role: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
+        .args(["token", "add", name, "--role", role, "--json"])
+        .env("MAILBRIDGE_CONFIG", w.dir.path().join("mailbridge.toml"))
+        .env("MAILBRIDGE_DATA_DIR", w.dir.path().join("data"))
+        .env_remove("MAILBRIDGE_MASTER_KEY")
+        .env_remove("MAILBRIDGE_DATABASE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+fn subject_count(files: &[String], subject: &str) -> usize {
+    files
+        .iter()
+        .filter(|f| f.contains(&format!("Subject: {subject}")))
+        .count()
+}
+
+#[tokio::test]
+async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees() {
+    let w = world().await;
+    let d = start(&w).await;
+    let admin = d.token.clone().expect("first start prints a token");
+    let bob = account_id(&d, &admin, "bob-imap").await;
+    let alice = account_id(&d, &admin, "alice-smtp").await;
+
+    // A sink, then a watch whose route names it.
+    let archive = w.archive().display().to_string();
+    let (status, sink) = d
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sinks",
+            Some(&admin),
+            Some(json!({"name": "archive", "settings": {"kind": "folder", "path": archive}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sink}");
+    let sink_id = sink["id"].as_str().unwrap().to_owned();
+    let (status, watch) = d
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/accounts/{bob}/watch"),
+            Some(&admin),
+            Some(json!({"routes": [{"name": "all", "sinks": ["archive"]}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{watch}");
+
+    // Queued once, however often it is submitted under one key.
+    let (status, first) = queue(&d, &admin, &alice, "Through the daemon", "order-1").await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = queue(&d, &admin, &alice, "Through the daemon", "order-1").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["message"]["id"], first["message"]["id"]);
+
+    eventually(
+        "the message reaches the archive through Postfix, Dovecot and the watcher",
+        || subject_count(&w.archived(), "Through the daemon") == 1,
+    )
+    .await;
+    let id = first["message"]["id"].as_str().unwrap();
+    let (status, sent) = d
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/outbox/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(sent["state"], "sent", "{sent}");
+    let (_, account) = d
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/accounts/{bob}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(
+            account["watcher"]["state"]["state"].as_str(),
+            Some("idle" | "syncing")
+        ),
+        "{account}"
+    );
+
+    // Refusals, each naming what is wrong.
+    let auditor = token_add(&w, "reports", "auditor");
+    let (status, p) = d
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/accounts/{bob}/watch"),
+            Some(&admin),
+            Some(json!({"routes": [{"name": "all", "sinks": ["nowhere"]}]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(p["field"], "routes[0].sinks[0]");
+    let (status, p) = d
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sinks",
+            Some(&admin),
+            Some(json!({"name": "hook", "settings": {"kind": "webhook", "url": "http://127.0.0.1:9/"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(p["field"], "secret");
+    let (status, p) = d
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sinks",
+            Some(&admin),
+            Some(json!({"name": "x", "settings": {"kind": "folder", "path": "relative"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(p["field"], "settings.path");
+    let (status, p) = d
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sinks",
+            Some(&admin),
+            Some(json!({"name": "archive", "settings": {"kind": "folder", "path": "/tmp/x"}})),
+        )
+        .await;
+    assert_eq!(status, 409, "{p}");
+    let (status, p) = d
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sinks/{sink_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{p}");
+    assert_eq!(p["code"], "in-use");
+    let (status, _) = d
+        .call(reqwest::Method::GET, "/api/v1/sinks", Some(&auditor), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, p) = d
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sinks",
+            Some(&auditor),
+            Some(json!({"name": "y", "settings": {"kind": "folder", "path": "/tmp/y"}})),
+        )
+        .await;
+    assert_eq!(status, 403, "{p}");
+    let (status, _) = queue(&d, &auditor, &alice, "not allowed", "k").await;
+    assert_eq!(status, 403);
+    let (status, _) = d
+        .call(reqwest::Method::GET, "/api/v1/sinks", None, None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = d
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/accounts/not-an-id",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // A restart goes on from the checkpoint: nothing delivered twice, new mail once.
+    d.stop().await;
+    let d = start(&w).await;
+    assert!(d.token.is_none());
+    let (status, _) = queue(&d, &admin, &alice, "After the restart", "order-2").await;
+    assert_eq!(status, 201);
+    eventually("the second message reaches the archive", || {
+        subject_count(&w.archived(), "After the restart") == 1
+    })
+    .await;
+    let files = w.archived();
+    assert_eq!(subject_count(&files, "Through the daemon"), 1, "{files:?}");
+    assert_eq!(files.len(), 2, "{files:?}");
+    let log = d.stop().await;
+    assert!(!log.contains(SECRET));
+    assert!(!log.contains(&admin));
+}
