@@ -27,7 +27,7 @@ const DEADLINE: Duration = Duration::from_mins(2);
 
 struct World {
     _server: EmulatorServer,
-    mail: MailServers,
+    _mail: MailServers,
     dir: tempfile::TempDir,
 }
 
@@ -136,7 +136,7 @@ incoming = {{ transport = "imap", host = "{host}", port = {imap_port}, tls = "st
     std::fs::write(dir.path().join("mailbridge.toml"), config).unwrap();
     let w = World {
         _server: server,
-        mail,
+        _mail: mail,
         dir,
     };
     let mut c = w.cmd(&["secrets", "set-app-secret", "connector"]);
