@@ -66,6 +66,7 @@ macro_rules! suite {
 }
 
 mod outbox;
+mod parked;
 
 suite!(
     opens_the_backend_it_is_given,
