@@ -697,6 +697,224 @@ mod tests {
         assert_eq!(up_to(&MessageRef::Graph { id: "AAMk".into() }), None);
     }
 
+    /// A Graph-like source (one checkpoint per listing): messages by id, fetches that
+    /// fail for the ids in `broken`, source actions recorded (an id in `gone` answers
+    /// "not found").
+    #[derive(Default)]
+    struct Scripted {
+        ids: Vec<&'static str>,
+        broken: Vec<&'static str>,
+        gone: Vec<&'static str>,
+        marked: Vec<MessageRef>,
+    }
+
+    fn id_of(message: &MessageRef) -> String {
+        message.transport_id().into_owned()
+    }
+
+    impl Mailbox for Scripted {
+        async fn new_since(
+            &mut self,
+            _folder: &str,
+            _checkpoint: &Checkpoint,
+        ) -> Result<mailbridge_mailbox::mailbox::NewMessages, MailboxError> {
+            Ok(mailbridge_mailbox::mailbox::NewMessages {
+                messages: self
+                    .ids
+                    .iter()
+                    .map(|id| MessageRef::Graph { id: (*id).into() })
+                    .collect(),
+                checkpoint: Checkpoint::Graph {
+                    delta_link: "delta-1".into(),
+                },
+                resynced: false,
+            })
+        }
+        async fn received_since(
+            &mut self,
+            _folder: &str,
+            _since: OffsetDateTime,
+        ) -> Result<mailbridge_mailbox::mailbox::NewMessages, MailboxError> {
+            unreachable!("not listed by date in these tests")
+        }
+        async fn fetch<W: AsyncWrite + Unpin + Send>(
+            &mut self,
+            message: &MessageRef,
+            sink: &mut W,
+        ) -> Result<u64, MailboxError> {
+            let id = id_of(message);
+            if self.broken.contains(&id.as_str()) {
+                return Err(MailboxError::new(
+                    ErrorClass::Transient,
+                    mailbridge_mailbox::mailbox::ErrorKind::Connection,
+                    "the connection to Graph failed",
+                ));
+            }
+            let mime = format!("Subject: {id}\r\nMessage-ID: <{id}@example.org>\r\n\r\nbody\r\n");
+            sink.write_all(mime.as_bytes()).await.unwrap();
+            Ok(mime.len() as u64)
+        }
+        async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+            if self.gone.contains(&id_of(message).as_str()) {
+                return Err(MailboxError::new(
+                    ErrorClass::Permanent,
+                    mailbridge_mailbox::mailbox::ErrorKind::NotFound,
+                    "no such message",
+                ));
+            }
+            self.marked.push(message.clone());
+            Ok(())
+        }
+        async fn move_to(&mut self, _message: &MessageRef, _to: &str) -> Result<(), MailboxError> {
+            unreachable!("no move in these tests")
+        }
+        async fn delete(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            unreachable!("no delete in these tests")
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_messages_are_parked_source_failures_never_and_actions_wait_for_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("db.sqlite"),
+            &mailbridge_store::MasterKey::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+        let account_id = store.outbox_account_id("alice").await.unwrap();
+        let spool = dir.path().join("spool");
+        let round = Round {
+            account_id,
+            account: "alice",
+            folder: "Inbox",
+            spool_dir: &spool,
+            max_message_size: 1 << 20,
+            park_backoff: Backoff::DELIVERY,
+        };
+        // A webhook on loopback without permission: refused as misconfigured, before
+        // any connection.
+        let mut sinks = SinkSet::new();
+        sinks.insert(
+            "hook",
+            AnySink::Webhook(Box::new(
+                WebhookSink::new(mailbridge_sinks::webhook::WebhookConfig::new(
+                    "http://127.0.0.1:9/hook".parse().unwrap(),
+                    secrecy::SecretString::from("s"),
+                ))
+                .unwrap(),
+            )),
+        );
+        let routes = [Route {
+            name: "all".into(),
+            when: mailbridge_sinks::route::Conditions::default(),
+            sinks: vec!["hook".into()],
+            then: SourceAction::MarkRead,
+        }];
+        let mut parking = Parking::new(3);
+        let cancel = CancellationToken::new();
+        let mut mailbox = Scripted {
+            ids: vec!["a", "b"],
+            broken: vec!["b"],
+            ..Scripted::default()
+        };
+        let key = watch_checkpoint_key("Inbox");
+
+        // "a" is parked at once (the sink cannot work as configured); the fetch of "b"
+        // fails: the source's failure ends the round and is not parked.
+        let e = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &sinks,
+            &store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RoundError::Fetch { .. }), "{e:?}");
+        assert!(e.source_error().is_some());
+        let rows = store.parked_list(None, None, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source_id, "a");
+        assert_eq!(rows[0].error_class, "misconfigured");
+        assert_eq!(rows[0].remaining_sinks, ["hook"]);
+        assert_eq!(rows[0].attempts, 1);
+        assert!(parking.is_down("hook"));
+        let stored: Option<Checkpoint> = store.checkpoint_by_id(account_id, &key).await.unwrap();
+        assert_eq!(
+            stored, None,
+            "a listing's checkpoint waits for the whole round"
+        );
+
+        // Next round: "a" is listed again but parked already (passed, not parked
+        // twice); "b" now fetches, fails on the down sink, and is parked at once.
+        mailbox.broken.clear();
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &sinks,
+            &store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                summary.listed,
+                summary.parked_before,
+                summary.parked,
+                summary.delivered
+            ),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(store.parked_count(None).await.unwrap(), 2);
+        let stored: Option<Checkpoint> = store.checkpoint_by_id(account_id, &key).await.unwrap();
+        assert!(matches!(stored, Some(Checkpoint::Graph { .. })));
+        assert!(
+            mailbox.marked.is_empty(),
+            "no source action before delivery"
+        );
+
+        // Both delivered by a worker; "b" vanished from the source meanwhile.
+        for _ in 0..2 {
+            let c = store
+                .parked_claim_due(
+                    "w",
+                    OffsetDateTime::now_utc() + Backoff::DELIVERY.cap,
+                    Backoff::DELIVERY.cap,
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                store
+                    .parked_mark_delivered(c.entry.id, "w", OffsetDateTime::now_utc(), true)
+                    .await
+                    .unwrap()
+            );
+        }
+        mailbox.gone.push("b");
+        mailbox.ids.clear();
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &sinks,
+            &store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.source_actions, 1);
+        assert_eq!(mailbox.marked, [MessageRef::Graph { id: "a".into() }]);
+        assert!(store.parked_list(None, None, 10).await.unwrap().is_empty());
+    }
+
     #[test]
     fn a_route_naming_a_missing_sink_is_found() {
         let route = |name: &str, sinks: &[&str]| Route {
