@@ -451,6 +451,194 @@ pub fn message_ref_from_json(value: &serde_json::Value) -> Option<MessageRef> {
 mod tests {
     use super::*;
 
+    use mailbridge_sinks::folder::FolderSink;
+    use mailbridge_sinks::relay::{RelayConfig, RelaySink};
+    use mailbridge_sinks::webhook::{WebhookConfig, WebhookSink};
+    use mailbridge_store::NewParked;
+    use mailbridge_testkit::hostile::{HostileServer, Step};
+
+    use crate::watcher::AnySink;
+
+    async fn store(dir: &std::path::Path) -> (Store, AccountId) {
+        let store = Store::open(
+            &dir.join("db.sqlite"),
+            &mailbridge_store::MasterKey::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+        let account = store.outbox_account_id("alice").await.unwrap();
+        (store, account)
+    }
+
+    async fn park(store: &Store, account: AccountId, uid: u32, sinks: &[&str]) -> ParkedId {
+        let key = IdempotencyKey::new(&account.to_string(), "INBOX", &uid.to_string(), None);
+        store
+            .parked_park(
+                NewParked {
+                    account,
+                    account_name: "alice".into(),
+                    folder: "INBOX".into(),
+                    source_id: uid.to_string(),
+                    message_ref: message_ref_json(&MessageRef::Imap {
+                        uid_validity: 1,
+                        uid,
+                    }),
+                    idempotency_key: key.as_str().to_owned(),
+                    route: "all".into(),
+                    remaining_sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+                    source_action: serde_json::json!({"action": "keep"}),
+                    message: format!(
+                        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {uid}\r\n\r\nbody\r\n"
+                    )
+                    .into_bytes(),
+                    attempts: 1,
+                    error: "refused".into(),
+                    error_class: "transient".into(),
+                    next_attempt_at: store.now(),
+                },
+                1 << 20,
+            )
+            .await
+            .unwrap()
+            .entry
+            .id
+    }
+
+    fn worker(store: &Store, dir: &std::path::Path, sinks: Option<Arc<SinkSet>>) -> ParkedWorker {
+        let mut settings = ParkedSettings::new(dir.join("spool"));
+        settings.backoff = Backoff::DELIVERY;
+        ParkedWorker::new(store.clone(), Arc::new(move |_| sinks.clone()), settings)
+            .with_jitter(Arc::new(|| 0.0))
+    }
+
+    #[tokio::test]
+    async fn accepting_sinks_are_taken_off_and_refusing_ones_wait_their_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, account) = store(dir.path()).await;
+        let out = dir.path().join("out");
+        let mut sinks = SinkSet::new();
+        sinks.insert(
+            "folder",
+            AnySink::Folder(FolderSink::open(&out).await.unwrap()),
+        );
+        // Loopback without permission: refused before any connection.
+        sinks.insert(
+            "hook",
+            AnySink::Webhook(Box::new(
+                WebhookSink::new(WebhookConfig::new(
+                    "http://127.0.0.1:9/hook".parse().unwrap(),
+                    secrecy::SecretString::from("s"),
+                ))
+                .unwrap(),
+            )),
+        );
+        let id = park(&store, account, 1, &["folder", "gone", "hook"]).await;
+        let w = worker(&store, dir.path(), Some(Arc::new(sinks)));
+        let before = OffsetDateTime::now_utc();
+        let Some(ParkedOutcome::Retrying {
+            at,
+            remaining,
+            error,
+            ..
+        }) = w.retry_next().await.unwrap()
+        else {
+            panic!("not retrying");
+        };
+        // The folder took it; the sink no longer configured and the refusing hook
+        // remain; the wait is the backoff's for the second attempt.
+        assert_eq!(remaining, ["gone", "hook"]);
+        assert!(error.starts_with("sink hook: "), "{error}");
+        assert!(at >= before + Backoff::DELIVERY.floor, "{at}");
+        let eml = std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "eml")
+            })
+            .count();
+        assert_eq!(eml, 1, "the folder has it once");
+        let row = store.parked_get(id).await.unwrap().unwrap();
+        assert_eq!(row.attempts, 2);
+        assert_eq!(row.error_class, "misconfigured");
+        assert_eq!(row.claimed_by, None);
+        assert!(w.retry_next().await.unwrap().is_none(), "not due yet");
+        assert!(
+            std::fs::read_dir(dir.path().join("spool"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "the spool is emptied"
+        );
+
+        // An account without sinks here: misconfigured, kept, retried later.
+        let other = park(&store, account, 2, &["folder"]).await;
+        let lost = worker(&store, dir.path(), None);
+        let Some(ParkedOutcome::Retrying { id, error, .. }) = lost.retry_next().await.unwrap()
+        else {
+            panic!("not retrying");
+        };
+        assert_eq!(id, other);
+        assert!(error.contains("no sinks configured"), "{error}");
+        assert_eq!(store.parked_count(None).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_relay_whose_outcome_is_unknown_waits_for_a_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, account) = store(dir.path()).await;
+        // The relay takes the message and closes without answering the final dot.
+        let relay = HostileServer::start(vec![
+            Step::Send(b"220 relay ESMTP\r\n".to_vec()),
+            Step::ReadLine,
+            Step::Send(b"250 relay\r\n".to_vec()),
+            Step::ReadLine,
+            Step::Send(b"250 2.1.0 Ok\r\n".to_vec()),
+            Step::ReadLine,
+            Step::Send(b"250 2.1.5 Ok\r\n".to_vec()),
+            Step::ReadLine,
+            Step::Send(b"354 go on\r\n".to_vec()),
+            Step::ReadUntil(b".\r\n".to_vec()),
+            Step::Close,
+        ])
+        .await;
+        let mut sinks = SinkSet::new();
+        sinks.insert(
+            "relay",
+            AnySink::Relay(Box::new(RelaySink::new(RelayConfig::new(
+                mailbridge_smtp::SmtpConfig::new(
+                    "127.0.0.1",
+                    relay.port(),
+                    mailbridge_smtp::TlsMode::None,
+                ),
+            )))),
+        );
+        let id = park(&store, account, 1, &["relay"]).await;
+        let w = worker(&store, dir.path(), Some(Arc::new(sinks)));
+        let Some(ParkedOutcome::Retrying { at, error, .. }) = w.retry_next().await.unwrap() else {
+            panic!("not retrying");
+        };
+        assert!(
+            at > OffsetDateTime::now_utc() + Duration::from_hours(24 * 365),
+            "{at}"
+        );
+        assert!(error.starts_with("sink relay: "), "{error}");
+        let row = store.parked_get(id).await.unwrap().unwrap();
+        assert_eq!(row.error_class, "outcome-unknown");
+        assert_eq!(relay.connections(), 1);
+        // A person's retry makes it due again.
+        assert!(w.handle().retry_now(id).await.unwrap());
+        assert!(
+            store
+                .parked_claim_due("x", OffsetDateTime::now_utc(), Duration::from_mins(1))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
     #[test]
     fn message_references_round_trip() {
         for m in [
