@@ -20,17 +20,26 @@
 //! disabled) whose changes are published as events. Each round lists what is new
 //! since the watcher's checkpoint, spools each message, routes it
 //! (`mailbridge_sinks::route`), hands it to every sink of its route, does the route's
-//! source action, and only then moves the checkpoint past it; the first message that
-//! does not get through ends the round and is retried with backoff. Between rounds an
+//! source action, and only then moves the checkpoint past it. A message a sink does
+//! not accept is retried with the round's backoff, and parked once it failed
+//! `park_after` times in a row, at once when the sink refused it for good or is known
+//! to be down (stored with its MIME before the checkpoint moves past it, so the
+//! messages behind it go on). Between rounds an
 //! IMAP watcher waits in `IDLE` (renewed before 29 minutes), anything else polls;
 //! a dropped session is reopened with a fresh sign-in after a backoff.
 //!
-//! Still to come here: parking of messages a sink keeps refusing, Graph/EWS/POP3
+//! [`parked`] is the parked delivery worker: it claims due parked messages under a
+//! lease, delivers them to the sinks that have not accepted them yet (with backoff and
+//! jitter, never dropping one), and leaves the source action to the account's
+//! watcher; a person retries a row at once or drops it through [`parked::ParkedHandle`].
+//!
+//! Still to come here: Graph/EWS/POP3
 //! watchers tested end to end (they poll through the same loop), and the leases
 //! that spread accounts over instances.
 
 pub mod checkpoint;
 pub mod outbox;
+pub mod parked;
 pub mod spec;
 pub mod sync;
 pub mod watcher;

@@ -27,6 +27,9 @@
 //! - [`outbox`]: the durable outbox (messages queued for sending, claimed under a
 //!   lease, in the order of submission per account; `FOR UPDATE SKIP LOCKED` on
 //!   PostgreSQL), and why it is a table of our own rather than a job-queue crate.
+//! - [`parked`]: parked deliveries (received messages a sink kept refusing, with
+//!   their MIME, remaining sinks and pending source action), claimed under a lease
+//!   for retries, listed by page, retried on demand or dropped.
 //! - [`watches`]: what the daemon does with received mail (sinks, each account's
 //!   watch with its routes) and leases, which spread accounts' watchers over instances.
 
@@ -35,6 +38,7 @@ pub mod files;
 pub mod ids;
 pub mod master_key;
 pub mod outbox;
+pub mod parked;
 mod postgres;
 pub mod records;
 pub mod sealed;
@@ -47,6 +51,7 @@ pub use api_tokens::ApiToken;
 pub use ids::{AccountId, AppId, ProviderId, SinkId};
 pub use master_key::MasterKey;
 pub use outbox::{ClaimedMessage, Enqueued, NewOutboxMessage, OutboxEntry, OutboxId, OutboxState};
+pub use parked::{ClaimedParked, NewParked, Parked, ParkedEntry, ParkedId, ParkedState};
 pub use records::{Import, ImportSecret};
 pub use store::{AccountState, Backend, SecretKind, SecretMeta, Store, StoreError};
 pub use watches::{StoredSink, sink_secret_id};

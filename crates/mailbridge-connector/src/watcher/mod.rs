@@ -5,7 +5,8 @@
 //! [`state::Machine`]): connecting (a fresh sign-in from the account's
 //! [`SignInSource`], so a token source is reused and a renewed token is used at each
 //! reconnection), syncing (a [`pipeline::deliver_round`]: each new message routed and
-//! delivered, the checkpoint moved only past messages every sink accepted), idle (IMAP
+//! delivered, the checkpoint moved only past messages every sink accepted or that were
+//! parked, by the [`state::Parking`] policy, for the parked delivery worker), idle (IMAP
 //! `IDLE`, renewed before 29 minutes, a round on each `EXISTS`; polling at
 //! [`WatcherConfig::poll_interval`] where `IDLE` is not offered and for the other
 //! transports), waiting-until (after a failure: backoff with jitter, never shorter
@@ -37,7 +38,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use pipeline::{AnySink, RoundError, RoundSummary, SinkSet};
-pub use state::{Backoffs, WatcherEvent, WatcherState};
+pub use state::{Backoffs, Parking, Refusal, WatcherEvent, WatcherState};
 
 use state::{Machine, Side};
 
@@ -80,10 +81,14 @@ pub struct WatcherConfig {
     /// The longest one `IDLE` lasts before it is renewed (at most [`MAX_IDLE`]).
     pub idle_renew: Duration,
     pub backoffs: Backoffs,
+    /// A message a sink refuses for a passing reason is parked after this many
+    /// failures in a row (see [`Parking`]); 3 by default.
+    pub park_after: u32,
 }
 
 impl WatcherConfig {
-    /// INBOX, a 60 s poll interval, IDLE renewed every 29 minutes, the usual backoffs.
+    /// INBOX, a 60 s poll interval, IDLE renewed every 29 minutes, the usual backoffs,
+    /// parking after 3 failures in a row.
     pub fn new(
         account: AccountConfig,
         account_id: AccountId,
@@ -99,6 +104,7 @@ impl WatcherConfig {
             poll_interval: Duration::from_mins(1),
             idle_renew: MAX_IDLE,
             backoffs: Backoffs::default(),
+            park_after: 3,
         }
     }
 }
@@ -197,6 +203,7 @@ pub async fn run<S: SignInSource>(
         last: None,
     };
     let mut machine = Machine::new(config.backoffs);
+    let mut parking = Parking::new(config.park_after);
     loop {
         let ended = session(
             &config,
@@ -204,6 +211,7 @@ pub async fn run<S: SignInSource>(
             &sinks,
             &store,
             &mut machine,
+            &mut parking,
             &mut publisher,
             &cancel,
         )
@@ -246,12 +254,17 @@ fn source_side(e: &MailboxError) -> Side {
 
 /// One session: connect, then rounds and waits until something fails or the watcher
 /// is cancelled.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the watcher task's parts, each borrowed for one session; a struct would only rename them"
+)]
 async fn session<S: SignInSource>(
     config: &WatcherConfig,
     sign_in: &S,
     sinks: &SinkSet,
     store: &Store,
     machine: &mut Machine,
+    parking: &mut Parking,
     publisher: &mut Publisher,
     cancel: &CancellationToken,
 ) -> Ended {
@@ -275,6 +288,7 @@ async fn session<S: SignInSource>(
         folder: &config.folder,
         spool_dir: &config.spool_dir,
         max_message_size: config.account.limits.max_message_size,
+        park_backoff: config.backoffs.delivery,
     };
     let idle_renew = config.idle_renew.min(MAX_IDLE);
     loop {
@@ -285,6 +299,7 @@ async fn session<S: SignInSource>(
             &config.routes,
             sinks,
             store,
+            parking,
             cancel,
         )
         .await
@@ -297,6 +312,8 @@ async fn session<S: SignInSource>(
                         listed = summary.listed,
                         delivered = summary.delivered,
                         unrouted = summary.unrouted,
+                        parked = summary.parked,
+                        parked_before = summary.parked_before,
                         "round done"
                     );
                 }

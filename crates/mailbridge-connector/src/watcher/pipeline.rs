@@ -2,21 +2,35 @@
 //! a spool file, summarised, routed, delivered to every sink of its route, the
 //! route's source action done, and only then the checkpoint moved past it.
 //!
-//! The round stops at the first message that does not get through (a sink refused,
-//! the spool could not be written, the source action failed): the checkpoint still
-//! stands before that message, so the next round lists it again and delivers it
-//! again under the same idempotency key (a folder sink finds it there and adds
-//! nothing; a webhook receiver sees the same `Idempotency-Key`). Nothing is parked
-//! yet: a message a sink keeps refusing holds its folder back, retried with backoff
-//! (parking, so the messages behind it go on, comes with the daemon's parked
-//! deliveries). A message no route matches is passed (logged as unrouted).
+//! A message a sink does not accept is either retried or parked, by the watcher's
+//! [`Parking`] policy (see `docs/delivery.md`). Retried: the round stops there, the
+//! checkpoint still stands before the message, and the next round (after the
+//! watcher's backoff) lists it again and delivers it again under the same idempotency
+//! key (a folder sink finds it there and adds nothing; a webhook receiver sees the same
+//! `Idempotency-Key`). Parked: the message (its MIME, the sinks that have not accepted
+//! it, the source action still to do) is stored in the store's `parked` table first,
+//! and only then does the round go on and the checkpoint move past it; the parked
+//! delivery worker ([`crate::parked`]) retries the remaining sinks. A message listed
+//! again that is parked already (a crash between parking and the checkpoint, a listing
+//! whose checkpoint was not stored) is passed, not delivered a second time.
+//!
+//! The source action of a parked message is done once every sink accepted it: the
+//! worker marks the row delivered, and the account's watcher does the action at the
+//! start of its next round (after listing the folder, so an IMAP UID is checked
+//! against the folder's UIDVALIDITY), then removes the row. A message that is gone from
+//! the source by then (deleted or moved by a person, or a folder recreated under a new
+//! UIDVALIDITY) has nothing left to act on: the row is removed with a warning.
+//!
+//! Failures of the source (listing, fetching, the source action) are never parked:
+//! they are the mailbox's, and end the round as before. A message no route matches
+//! is passed (logged as unrouted).
 //!
 //! The checkpoint moves per message where the transport can say "up to this message"
 //! (IMAP: the message's UID under its UIDVALIDITY). Graph delta links, EWS sync
 //! states and POP3's UIDL sets describe a whole listing, so for them the listing's
-//! checkpoint is stored once every message of the round got through; a failure leaves
-//! the previous one, and the messages already delivered are delivered again under
-//! their keys.
+//! checkpoint is stored once every message of the round got through or was parked; a
+//! failure leaves the previous one, and the messages already delivered are delivered
+//! again under their keys.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,10 +45,15 @@ use mailbridge_sinks::route::{Route, SourceAction, choose};
 use mailbridge_sinks::summary::summarize;
 use mailbridge_sinks::webhook::WebhookSink;
 use mailbridge_sinks::{Accepted, Delivery, IdempotencyKey, SinkError};
-use mailbridge_store::{AccountId, Store, StoreError};
+use mailbridge_store::{AccountId, NewParked, Store, StoreError};
 use mailbridge_types::ErrorClass;
+use mailbridge_types::backoff::Backoff;
+use time::OffsetDateTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
+
+use super::state::{Parking, Refusal};
+use crate::parked::{message_ref_from_json, message_ref_json};
 
 /// One sink, any kind.
 #[derive(Debug)]
@@ -104,6 +123,8 @@ pub struct Round<'a> {
     pub spool_dir: &'a Path,
     /// The largest message fetched (`limits.max_message_size`).
     pub max_message_size: u64,
+    /// The wait before a parked message's first retry.
+    pub park_backoff: Backoff,
 }
 
 /// What a round did.
@@ -115,6 +136,12 @@ pub struct RoundSummary {
     pub delivered: usize,
     /// Messages no route matched (passed).
     pub unrouted: usize,
+    /// Messages parked by this round.
+    pub parked: usize,
+    /// Messages listed again that were parked before (passed).
+    pub parked_before: usize,
+    /// Source actions of parked messages done (their rows removed).
+    pub source_actions: usize,
 }
 
 /// Why a round stopped. What was stored before stays true; the message it names is
@@ -168,6 +195,19 @@ pub enum RoundError {
         #[source]
         source: MailboxError,
     },
+    #[error("failed to park {message} from {folder}")]
+    Park {
+        folder: String,
+        message: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("failed to read or update the parked deliveries of {folder}")]
+    Parked {
+        folder: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("failed to store where the watcher of {folder} stopped")]
     SaveCheckpoint {
         folder: String,
@@ -180,13 +220,14 @@ impl RoundError {
     /// What to do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
-            RoundError::LoadCheckpoint { .. } | RoundError::SaveCheckpoint { .. } => {
-                ErrorClass::Transient
-            }
+            RoundError::LoadCheckpoint { .. }
+            | RoundError::SaveCheckpoint { .. }
+            | RoundError::Park { .. }
+            | RoundError::Parked { .. }
+            | RoundError::Spool { .. } => ErrorClass::Transient,
             RoundError::List { source, .. }
             | RoundError::Fetch { source, .. }
             | RoundError::SourceAction { source, .. } => source.class,
-            RoundError::Spool { .. } => ErrorClass::Transient,
             RoundError::UnknownSink { .. } => ErrorClass::Misconfigured,
             RoundError::Sink { source, .. } => source.class(),
         }
@@ -223,13 +264,15 @@ fn up_to(message: &MessageRef) -> Option<Checkpoint> {
 }
 
 /// Runs one round over `folder` of `mailbox`: see the module's documentation.
-/// `cancel` is looked at between messages (a message being delivered finishes).
+/// `parking` decides about refused messages and remembers across rounds; `cancel`
+/// is looked at between messages (a message being delivered finishes).
 pub async fn deliver_round<M: Mailbox + Send>(
     mailbox: &mut M,
     round: &Round<'_>,
     routes: &[Route],
     sinks: &SinkSet,
     store: &Store,
+    parking: &mut Parking,
     cancel: &CancellationToken,
 ) -> Result<RoundSummary, RoundError> {
     let folder = round.folder;
@@ -271,6 +314,9 @@ pub async fn deliver_round<M: Mailbox + Send>(
         listed: listed.messages.len(),
         ..RoundSummary::default()
     };
+    // The listing selected the folder: the source actions of parked messages
+    // delivered since can be checked against it now.
+    summary.source_actions = pending_source_actions(mailbox, round, store, cancel).await?;
     tokio::fs::create_dir_all(round.spool_dir)
         .await
         .map_err(|source| RoundError::Spool {
@@ -282,9 +328,22 @@ pub async fn deliver_round<M: Mailbox + Send>(
         if cancel.is_cancelled() {
             return Ok(summary);
         }
-        match deliver_one(mailbox, round, message, routes, sinks).await? {
+        let outcome = if parked_before(store, round, message).await? {
+            tracing::info!(
+                account = round.account,
+                folder,
+                message = %message,
+                "parked before: passed (the parked delivery worker delivers it)"
+            );
+            Outcome::ParkedBefore
+        } else {
+            deliver_one(mailbox, round, message, routes, sinks, store, parking).await?
+        };
+        match outcome {
             Outcome::Delivered => summary.delivered += 1,
             Outcome::Unrouted => summary.unrouted += 1,
+            Outcome::Parked => summary.parked += 1,
+            Outcome::ParkedBefore => summary.parked_before += 1,
         }
         if let Some(c) = up_to(message) {
             save(c).await?;
@@ -299,6 +358,109 @@ pub async fn deliver_round<M: Mailbox + Send>(
 enum Outcome {
     Delivered,
     Unrouted,
+    Parked,
+    ParkedBefore,
+}
+
+/// Whether `message` of the round's folder is parked already (the same message: its
+/// stored reference equals this one, so an IMAP UID under another UIDVALIDITY is not
+/// taken for it).
+async fn parked_before(
+    store: &Store,
+    round: &Round<'_>,
+    message: &MessageRef,
+) -> Result<bool, RoundError> {
+    let rows = store
+        .parked_find(round.account_id, round.folder, &message.transport_id())
+        .await
+        .map_err(|source| RoundError::Parked {
+            folder: round.folder.to_owned(),
+            source,
+        })?;
+    let this = message_ref_json(message);
+    Ok(rows.iter().any(|r| r.message_ref == this))
+}
+
+/// Does the source actions of the round folder's parked messages that were delivered
+/// since (oldest first), removing each row once done; how many were done. A message
+/// gone from the source has nothing left to do: its row goes, with a warning.
+async fn pending_source_actions<M: Mailbox + Send>(
+    mailbox: &mut M,
+    round: &Round<'_>,
+    store: &Store,
+    cancel: &CancellationToken,
+) -> Result<usize, RoundError> {
+    let folder = round.folder;
+    let store_error = |source| RoundError::Parked {
+        folder: folder.to_owned(),
+        source,
+    };
+    let mut done = 0;
+    loop {
+        let rows = store
+            .parked_pending_actions(round.account_id, folder, 100)
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() || cancel.is_cancelled() {
+            return Ok(done);
+        }
+        for row in rows {
+            let action = serde_json::from_value::<SourceAction>(row.source_action.clone());
+            let (Some(message), Ok(action)) = (message_ref_from_json(&row.message_ref), action)
+            else {
+                tracing::warn!(
+                    account = round.account,
+                    folder,
+                    parked = %row.id,
+                    "a delivered parked message's source reference or action cannot be read: the row is removed and nothing is done at the source"
+                );
+                store
+                    .parked_source_action_done(row.id)
+                    .await
+                    .map_err(store_error)?;
+                continue;
+            };
+            let result = match &action {
+                SourceAction::Keep => Ok(()),
+                SourceAction::MarkRead => mailbox.mark_read(&message).await,
+                SourceAction::Move { folder: to } => mailbox.move_to(&message, to).await,
+                SourceAction::Delete => mailbox.delete(&message).await,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(
+                        account = round.account,
+                        folder,
+                        message = %message,
+                        parked = %row.id,
+                        "source action of a parked message done"
+                    );
+                    done += 1;
+                }
+                Err(e) if e.kind == mailbridge_mailbox::mailbox::ErrorKind::NotFound => {
+                    tracing::warn!(
+                        account = round.account,
+                        folder,
+                        message = %message,
+                        parked = %row.id,
+                        error = %mailbridge_types::error_chain(&e),
+                        "the parked message is gone from the source: its source action is not done"
+                    );
+                }
+                Err(source) => {
+                    return Err(RoundError::SourceAction {
+                        folder: folder.to_owned(),
+                        message: message.to_string(),
+                        source,
+                    });
+                }
+            }
+            store
+                .parked_source_action_done(row.id)
+                .await
+                .map_err(store_error)?;
+        }
+    }
 }
 
 async fn deliver_one<M: Mailbox + Send>(
@@ -307,6 +469,8 @@ async fn deliver_one<M: Mailbox + Send>(
     message: &MessageRef,
     routes: &[Route],
     sinks: &SinkSet,
+    store: &Store,
+    parking: &mut Parking,
 ) -> Result<Outcome, RoundError> {
     let folder = round.folder;
     let shown = message.to_string();
@@ -359,21 +523,69 @@ async fn deliver_one<M: Mailbox + Send>(
             spool: spool.clone(),
             mime_link: None,
         };
-        for name in &route.sinks {
+        for (i, name) in route.sinks.iter().enumerate() {
             let sink = sinks.get(name).ok_or_else(|| RoundError::UnknownSink {
                 route: route.name.clone(),
                 sink: name.clone(),
             })?;
-            let accepted = sink
-                .deliver(&delivery)
-                .await
-                .map_err(|source| RoundError::Sink {
-                    folder: folder.to_owned(),
-                    message: shown.clone(),
-                    route: route.name.clone(),
-                    sink: name.clone(),
-                    source,
-                })?;
+            let accepted = match sink.deliver(&delivery).await {
+                Ok(accepted) => accepted,
+                Err(source) => {
+                    let class = source.class();
+                    let error = RoundError::Sink {
+                        folder: folder.to_owned(),
+                        message: shown.clone(),
+                        route: route.name.clone(),
+                        sink: name.clone(),
+                        source,
+                    };
+                    let Refusal::Park { attempts } =
+                        parking.refused(delivery.key.as_str(), name, class)
+                    else {
+                        return Err(error);
+                    };
+                    // The spool still holds the message (the sinks only read it).
+                    let mime = tokio::fs::read(&spool).await.map_err(spool_error)?;
+                    let new = NewParked {
+                        account: round.account_id,
+                        account_name: round.account.to_owned(),
+                        folder: folder.to_owned(),
+                        source_id: source_id.clone(),
+                        message_ref: message_ref_json(message),
+                        idempotency_key: delivery.key.as_str().to_owned(),
+                        route: route.name.clone(),
+                        remaining_sinks: route.sinks.get(i..).unwrap_or_default().to_vec(),
+                        source_action: serde_json::to_value(&route.then)
+                            .unwrap_or(serde_json::Value::Null),
+                        message: mime,
+                        attempts,
+                        error: mailbridge_types::error_chain(&error),
+                        error_class: class.as_str().to_owned(),
+                        next_attempt_at: first_retry(round.park_backoff, class),
+                    };
+                    let parked = store
+                        .parked_park(new, round.max_message_size)
+                        .await
+                        .map_err(|source| RoundError::Park {
+                            folder: folder.to_owned(),
+                            message: shown.clone(),
+                            source,
+                        })?;
+                    tracing::warn!(
+                        account = round.account,
+                        folder,
+                        message = %shown,
+                        key = %delivery.key,
+                        sink = name.as_str(),
+                        parked = %parked.entry.id,
+                        attempts,
+                        error = %mailbridge_types::error_chain(&error),
+                        "parked: the sink did not accept the message; the parked delivery worker retries it"
+                    );
+                    return Ok(Outcome::Parked);
+                }
+            };
+            parking.accepted(name);
             tracing::info!(
                 account = round.account,
                 folder,
@@ -396,6 +608,7 @@ async fn deliver_one<M: Mailbox + Send>(
             message: shown.clone(),
             source,
         })?;
+        parking.delivered(delivery.key.as_str());
         Ok(Outcome::Delivered)
     }
     .await;
@@ -403,6 +616,16 @@ async fn deliver_one<M: Mailbox + Send>(
     // leaves a file the next delivery of the message overwrites).
     let _ = tokio::fs::remove_file(&spool).await;
     result
+}
+
+/// When a message parked now is retried first: after the backoff's first wait,
+/// never before the sink's `Retry-After`.
+fn first_retry(backoff: Backoff, class: ErrorClass) -> OffsetDateTime {
+    let retry_after = match class {
+        ErrorClass::Throttled { retry_after } => retry_after,
+        _ => None,
+    };
+    OffsetDateTime::now_utc() + backoff.wait(0, super::state::jitter_unit(), retry_after)
 }
 
 /// A writer that refuses more than `limit` bytes.
@@ -472,6 +695,224 @@ mod tests {
             })
         );
         assert_eq!(up_to(&MessageRef::Graph { id: "AAMk".into() }), None);
+    }
+
+    /// A Graph-like source (one checkpoint per listing): messages by id, fetches that
+    /// fail for the ids in `broken`, source actions recorded (an id in `gone` answers
+    /// "not found").
+    #[derive(Default)]
+    struct Scripted {
+        ids: Vec<&'static str>,
+        broken: Vec<&'static str>,
+        gone: Vec<&'static str>,
+        marked: Vec<MessageRef>,
+    }
+
+    fn id_of(message: &MessageRef) -> String {
+        message.transport_id().into_owned()
+    }
+
+    impl Mailbox for Scripted {
+        async fn new_since(
+            &mut self,
+            _folder: &str,
+            _checkpoint: &Checkpoint,
+        ) -> Result<mailbridge_mailbox::mailbox::NewMessages, MailboxError> {
+            Ok(mailbridge_mailbox::mailbox::NewMessages {
+                messages: self
+                    .ids
+                    .iter()
+                    .map(|id| MessageRef::Graph { id: (*id).into() })
+                    .collect(),
+                checkpoint: Checkpoint::Graph {
+                    delta_link: "delta-1".into(),
+                },
+                resynced: false,
+            })
+        }
+        async fn received_since(
+            &mut self,
+            _folder: &str,
+            _since: OffsetDateTime,
+        ) -> Result<mailbridge_mailbox::mailbox::NewMessages, MailboxError> {
+            unreachable!("not listed by date in these tests")
+        }
+        async fn fetch<W: AsyncWrite + Unpin + Send>(
+            &mut self,
+            message: &MessageRef,
+            sink: &mut W,
+        ) -> Result<u64, MailboxError> {
+            let id = id_of(message);
+            if self.broken.contains(&id.as_str()) {
+                return Err(MailboxError::new(
+                    ErrorClass::Transient,
+                    mailbridge_mailbox::mailbox::ErrorKind::Connection,
+                    "the connection to Graph failed",
+                ));
+            }
+            let mime = format!("Subject: {id}\r\nMessage-ID: <{id}@example.org>\r\n\r\nbody\r\n");
+            sink.write_all(mime.as_bytes()).await.unwrap();
+            Ok(mime.len() as u64)
+        }
+        async fn mark_read(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
+            if self.gone.contains(&id_of(message).as_str()) {
+                return Err(MailboxError::new(
+                    ErrorClass::Permanent,
+                    mailbridge_mailbox::mailbox::ErrorKind::NotFound,
+                    "no such message",
+                ));
+            }
+            self.marked.push(message.clone());
+            Ok(())
+        }
+        async fn move_to(&mut self, _message: &MessageRef, _to: &str) -> Result<(), MailboxError> {
+            unreachable!("no move in these tests")
+        }
+        async fn delete(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            unreachable!("no delete in these tests")
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_messages_are_parked_source_failures_never_and_actions_wait_for_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("db.sqlite"),
+            &mailbridge_store::MasterKey::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+        let account_id = store.outbox_account_id("alice").await.unwrap();
+        let spool = dir.path().join("spool");
+        let round = Round {
+            account_id,
+            account: "alice",
+            folder: "Inbox",
+            spool_dir: &spool,
+            max_message_size: 1 << 20,
+            park_backoff: Backoff::DELIVERY,
+        };
+        // A webhook on loopback without permission: refused as misconfigured, before
+        // any connection.
+        let mut sinks = SinkSet::new();
+        sinks.insert(
+            "hook",
+            AnySink::Webhook(Box::new(
+                WebhookSink::new(mailbridge_sinks::webhook::WebhookConfig::new(
+                    "http://127.0.0.1:9/hook".parse().unwrap(),
+                    secrecy::SecretString::from("s"),
+                ))
+                .unwrap(),
+            )),
+        );
+        let routes = [Route {
+            name: "all".into(),
+            when: mailbridge_sinks::route::Conditions::default(),
+            sinks: vec!["hook".into()],
+            then: SourceAction::MarkRead,
+        }];
+        let mut parking = Parking::new(3);
+        let cancel = CancellationToken::new();
+        let mut mailbox = Scripted {
+            ids: vec!["a", "b"],
+            broken: vec!["b"],
+            ..Scripted::default()
+        };
+        let key = watch_checkpoint_key("Inbox");
+
+        // "a" is parked at once (the sink cannot work as configured); the fetch of "b"
+        // fails: the source's failure ends the round and is not parked.
+        let e = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &sinks,
+            &store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RoundError::Fetch { .. }), "{e:?}");
+        assert!(e.source_error().is_some());
+        let rows = store.parked_list(None, None, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source_id, "a");
+        assert_eq!(rows[0].error_class, "misconfigured");
+        assert_eq!(rows[0].remaining_sinks, ["hook"]);
+        assert_eq!(rows[0].attempts, 1);
+        assert!(parking.is_down("hook"));
+        let stored: Option<Checkpoint> = store.checkpoint_by_id(account_id, &key).await.unwrap();
+        assert_eq!(
+            stored, None,
+            "a listing's checkpoint waits for the whole round"
+        );
+
+        // Next round: "a" is listed again but parked already (passed, not parked
+        // twice); "b" now fetches, fails on the down sink, and is parked at once.
+        mailbox.broken.clear();
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &sinks,
+            &store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                summary.listed,
+                summary.parked_before,
+                summary.parked,
+                summary.delivered
+            ),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(store.parked_count(None).await.unwrap(), 2);
+        let stored: Option<Checkpoint> = store.checkpoint_by_id(account_id, &key).await.unwrap();
+        assert!(matches!(stored, Some(Checkpoint::Graph { .. })));
+        assert!(
+            mailbox.marked.is_empty(),
+            "no source action before delivery"
+        );
+
+        // Both delivered by a worker; "b" vanished from the source meanwhile.
+        for _ in 0..2 {
+            let c = store
+                .parked_claim_due(
+                    "w",
+                    OffsetDateTime::now_utc() + Backoff::DELIVERY.cap,
+                    Backoff::DELIVERY.cap,
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                store
+                    .parked_mark_delivered(c.entry.id, "w", OffsetDateTime::now_utc(), true)
+                    .await
+                    .unwrap()
+            );
+        }
+        mailbox.gone.push("b");
+        mailbox.ids.clear();
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &sinks,
+            &store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.source_actions, 1);
+        assert_eq!(mailbox.marked, [MessageRef::Graph { id: "a".into() }]);
+        assert!(store.parked_list(None, None, 10).await.unwrap().is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`Machine`], which answers the next state: no I/O, no clock of its own, the
 //! randomness for the jitter passed in, so every transition is tested exactly.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mailbridge_types::ErrorClass;
@@ -153,6 +154,104 @@ impl Machine {
             until: now + wait,
             reason,
         }
+    }
+}
+
+/// What a round does with a message a sink did not accept ([`Parking::refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The round ends with the error: the watcher backs off (or stops, for an unknown
+    /// outcome) and the next round delivers the message again.
+    Retry,
+    /// Park the message (`attempts` failed attempts so far) and go on with the next.
+    Park { attempts: u32 },
+}
+
+/// The parking policy of one watcher: when a message a sink refuses is retried by
+/// the round's backoff and when it is parked so the messages behind it go on.
+///
+/// - A passing failure (transient, throttled) is retried with the round's backoff;
+///   the message is parked once it failed `park_after` times in a row.
+/// - A refusal of this message for good (permanent, over a limit) parks it at once;
+///   the sink is not taken for down.
+/// - A sink that cannot work as configured (misconfigured, its own sign-in refused)
+///   parks the message at once and is taken for down.
+/// - While a sink is down (a message was parked because of it and no delivery to it
+///   succeeded since), a message that fails on it is parked at once: one outage costs
+///   each message one attempt, not a backoff each.
+/// - An unknown outcome (the sink may have the message) is never parked: the round
+///   ends and the watcher stops until a person decides.
+///
+/// No I/O and no clock: the counts live as long as the watcher's task.
+#[derive(Debug, Clone)]
+pub struct Parking {
+    park_after: u32,
+    /// The message that failed last (its idempotency key) and how often in a row.
+    head: Option<(String, u32)>,
+    /// Sinks taken for down.
+    down: BTreeSet<String>,
+}
+
+impl Parking {
+    /// Parks after `park_after` passing failures in a row (at least one).
+    pub fn new(park_after: u32) -> Self {
+        Self {
+            park_after: park_after.max(1),
+            head: None,
+            down: BTreeSet::new(),
+        }
+    }
+
+    /// The sink `sink` did not take the message `key` (its idempotency key), failing
+    /// with `class`: retry the round, or park the message.
+    pub fn refused(&mut self, key: &str, sink: &str, class: ErrorClass) -> Refusal {
+        let failures = match &self.head {
+            Some((k, n)) if k == key => n.saturating_add(1),
+            _ => 1,
+        };
+        let park = |this: &mut Self, down: bool| {
+            if down {
+                this.down.insert(sink.to_owned());
+            }
+            this.head = None;
+            Refusal::Park { attempts: failures }
+        };
+        match class {
+            ErrorClass::OutcomeUnknown => {
+                self.head = Some((key.to_owned(), failures));
+                Refusal::Retry
+            }
+            ErrorClass::Permanent | ErrorClass::LimitExceeded => park(self, false),
+            ErrorClass::Misconfigured | ErrorClass::NeedsSignIn | ErrorClass::NeedsAdmin => {
+                park(self, true)
+            }
+            // Transient, throttled, and any class added later: a passing failure.
+            _ => {
+                if self.down.contains(sink) || failures >= self.park_after {
+                    park(self, true)
+                } else {
+                    self.head = Some((key.to_owned(), failures));
+                    Refusal::Retry
+                }
+            }
+        }
+    }
+
+    /// `sink` accepted a message: it is up.
+    pub fn accepted(&mut self, sink: &str) {
+        self.down.remove(sink);
+    }
+
+    /// The message `key` got through (or was passed): its count starts over.
+    pub fn delivered(&mut self, key: &str) {
+        if self.head.as_ref().is_some_and(|(k, _)| k == key) {
+            self.head = None;
+        }
+    }
+
+    /// Whether `sink` is taken for down.
+    pub fn is_down(&self, sink: &str) -> bool {
+        self.down.contains(sink)
     }
 }
 
@@ -314,6 +413,97 @@ mod tests {
         assert_eq!(m.attempt(), 0);
         let state = m.failed(Side::Source, ErrorClass::Transient, "x".into(), now(), 1.0);
         assert_eq!(waited(&state), Backoff::RECONNECT.ceiling(0));
+    }
+
+    #[test]
+    fn a_passing_failure_is_retried_then_parked_after_park_after() {
+        let mut p = Parking::new(3);
+        let t = ErrorClass::Transient;
+        assert_eq!(p.refused("m1", "hook", t), Refusal::Retry);
+        assert_eq!(p.refused("m1", "hook", t), Refusal::Retry);
+        assert!(!p.is_down("hook"));
+        assert_eq!(p.refused("m1", "hook", t), Refusal::Park { attempts: 3 });
+        assert!(p.is_down("hook"));
+        // While the sink is down, the next message is parked at its first failure;
+        // another sink is not affected.
+        assert_eq!(p.refused("m2", "hook", t), Refusal::Park { attempts: 1 });
+        assert_eq!(
+            p.refused("m3", "relay", ErrorClass::Throttled { retry_after: None }),
+            Refusal::Retry
+        );
+        // A delivery to it brings it back: failures count from the start again.
+        p.accepted("hook");
+        assert!(!p.is_down("hook"));
+        assert_eq!(p.refused("m4", "hook", t), Refusal::Retry);
+    }
+
+    #[test]
+    fn a_message_that_gets_through_starts_the_count_over() {
+        let mut p = Parking::new(2);
+        assert_eq!(
+            p.refused("m1", "hook", ErrorClass::Transient),
+            Refusal::Retry
+        );
+        p.delivered("m1");
+        assert_eq!(
+            p.refused("m1", "hook", ErrorClass::Transient),
+            Refusal::Retry
+        );
+        // Another message failing in between does not add to the first one's count.
+        assert_eq!(
+            p.refused("m2", "hook", ErrorClass::Transient),
+            Refusal::Retry
+        );
+        assert_eq!(
+            p.refused("m1", "hook", ErrorClass::Transient),
+            Refusal::Retry
+        );
+        assert_eq!(
+            p.refused("m1", "hook", ErrorClass::Transient),
+            Refusal::Park { attempts: 2 }
+        );
+    }
+
+    #[test]
+    fn a_refusal_for_good_parks_at_once_and_only_a_broken_sink_is_down() {
+        let mut p = Parking::new(3);
+        for class in [ErrorClass::Permanent, ErrorClass::LimitExceeded] {
+            assert_eq!(
+                p.refused("m1", "hook", class),
+                Refusal::Park { attempts: 1 }
+            );
+            assert!(!p.is_down("hook"), "the message is refused, not the sink");
+        }
+        for class in [
+            ErrorClass::Misconfigured,
+            ErrorClass::NeedsSignIn,
+            ErrorClass::NeedsAdmin,
+        ] {
+            let mut p = Parking::new(3);
+            assert_eq!(
+                p.refused("m1", "relay", class),
+                Refusal::Park { attempts: 1 }
+            );
+            assert!(p.is_down("relay"));
+        }
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_parked() {
+        let mut p = Parking::new(1);
+        for _ in 0..5 {
+            assert_eq!(
+                p.refused("m1", "relay", ErrorClass::OutcomeUnknown),
+                Refusal::Retry
+            );
+        }
+        assert!(!p.is_down("relay"));
+        // park_after 0 means at the first failure.
+        let mut p = Parking::new(0);
+        assert_eq!(
+            p.refused("m1", "hook", ErrorClass::Transient),
+            Refusal::Park { attempts: 1 }
+        );
     }
 
     #[test]

@@ -32,23 +32,23 @@ use secrecy::SecretString;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-const ALICE: &str = "alice@contoso.example";
+pub(crate) const ALICE: &str = "alice@contoso.example";
 /// Long enough for Dovecot under a loaded machine, short enough to fail a hung test.
-const DEADLINE: Duration = Duration::from_mins(1);
+pub(crate) const DEADLINE: Duration = Duration::from_mins(1);
 
-struct World {
-    _server: EmulatorServer,
-    emulator: Emulator,
-    mail: MailServers,
-    app: AppRegistration,
-    store: Store,
-    account: AccountConfig,
-    account_id: AccountId,
-    dir: tempfile::TempDir,
+pub(crate) struct World {
+    pub(crate) _server: EmulatorServer,
+    pub(crate) emulator: Emulator,
+    pub(crate) mail: MailServers,
+    pub(crate) app: AppRegistration,
+    pub(crate) store: Store,
+    pub(crate) account: AccountConfig,
+    pub(crate) account_id: AccountId,
+    pub(crate) dir: tempfile::TempDir,
     _ca: tempfile::NamedTempFile,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     let app = AppRegistration::new("Connector").consented();
     let tenant = Tenant::new("Contoso", "contoso.example")
         .with_user(User::new(ALICE, "Alice", "pw"))
@@ -108,7 +108,7 @@ async fn world() -> World {
 }
 
 /// Short backoffs, so a retry comes within the test's deadline.
-const QUICK: Backoffs = Backoffs {
+pub(crate) const QUICK: Backoffs = Backoffs {
     source: Backoff {
         floor: Duration::from_millis(50),
         base: Duration::from_millis(100),
@@ -121,7 +121,7 @@ const QUICK: Backoffs = Backoffs {
     },
 };
 
-fn route(sink: &str) -> Route {
+pub(crate) fn route(sink: &str) -> Route {
     Route {
         name: format!("all to {sink}"),
         when: mailbridge_sinks::route::Conditions::default(),
@@ -131,7 +131,7 @@ fn route(sink: &str) -> Route {
 }
 
 impl World {
-    fn config(&self, routes: Vec<Route>) -> WatcherConfig {
+    pub(crate) fn config(&self, routes: Vec<Route>) -> WatcherConfig {
         let mut c = WatcherConfig::new(
             self.account.clone(),
             self.account_id,
@@ -146,7 +146,7 @@ impl World {
 
     /// Starts a watcher whose sign-in is a fresh app-only token per session; the
     /// counter says how many sessions asked for one.
-    fn start(
+    pub(crate) fn start(
         &self,
         config: WatcherConfig,
         sinks: Arc<SinkSet>,
@@ -176,7 +176,7 @@ impl World {
         (handle, count)
     }
 
-    async fn append(&self, subject: &str) {
+    pub(crate) async fn append(&self, subject: &str) {
         let raw = format!(
             "From: bob@example.org\r\nTo: {ALICE}\r\nSubject: {subject}\r\nMessage-ID: <{}@example.org>\r\n\r\nbody of {subject}\r\n",
             subject.replace(' ', "-")
@@ -188,7 +188,7 @@ impl World {
             .unwrap();
     }
 
-    async fn checkpoint(&self) -> Option<Checkpoint> {
+    pub(crate) async fn checkpoint(&self) -> Option<Checkpoint> {
         self.store
             .checkpoint_by_id(self.account_id, &watch_checkpoint_key("INBOX"))
             .await
@@ -197,7 +197,7 @@ impl World {
 }
 
 /// The next event that `want` accepts, within the deadline.
-async fn event(
+pub(crate) async fn event(
     rx: &mut broadcast::Receiver<WatcherEvent>,
     what: &str,
     want: impl Fn(&WatcherState) -> bool,
@@ -215,20 +215,20 @@ async fn event(
     .unwrap_or_else(|_| panic!("no event {what} within {DEADLINE:?}"))
 }
 
-fn idle(s: &WatcherState) -> bool {
+pub(crate) fn idle(s: &WatcherState) -> bool {
     *s == WatcherState::Idle
 }
 
 /// A webhook receiver on loopback: each request's body and the status it got.
-struct Receiver {
-    url: url::Url,
-    status: Arc<AtomicU16>,
-    seen: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
+pub(crate) struct Receiver {
+    pub(crate) url: url::Url,
+    pub(crate) status: Arc<AtomicU16>,
+    pub(crate) seen: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
     notify: tokio::sync::mpsc::UnboundedReceiver<u16>,
     _task: tokio::task::JoinHandle<()>,
 }
 
-async fn receiver(status: u16) -> Receiver {
+pub(crate) async fn receiver(status: u16) -> Receiver {
     let answer = Arc::new(AtomicU16::new(status));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (tx, notify) = tokio::sync::mpsc::unbounded_channel();
@@ -261,7 +261,7 @@ async fn receiver(status: u16) -> Receiver {
 }
 
 impl Receiver {
-    fn sink(&self) -> AnySink {
+    pub(crate) fn sink(&self) -> AnySink {
         let mut c = WebhookConfig::new(self.url.clone(), SecretString::from("whsec-watch"));
         c.addresses = AddressPolicy::AllowPrivate;
         c.timeout = Duration::from_secs(10);
@@ -269,14 +269,14 @@ impl Receiver {
     }
 
     /// The status of the next request, within the deadline.
-    async fn next(&mut self) -> u16 {
+    pub(crate) async fn next(&mut self) -> u16 {
         tokio::time::timeout(DEADLINE, self.notify.recv())
             .await
             .expect("no webhook request within the deadline")
             .unwrap()
     }
 
-    fn subjects(&self, status: u16) -> Vec<String> {
+    pub(crate) fn subjects(&self, status: u16) -> Vec<String> {
         self.seen
             .lock()
             .unwrap()
@@ -332,7 +332,7 @@ async fn new_mail_reaches_a_webhook_through_idle_and_after_a_dropped_session() {
     .await;
 }
 
-fn eml_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
+pub(crate) fn eml_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
     let mut files: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -343,7 +343,7 @@ fn eml_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
     files
 }
 
-fn subjects_of(files: &[Vec<u8>]) -> Vec<String> {
+pub(crate) fn subjects_of(files: &[Vec<u8>]) -> Vec<String> {
     let mut subjects: Vec<String> = files
         .iter()
         .map(|f| {
@@ -420,7 +420,10 @@ async fn a_refusing_webhook_holds_the_checkpoint_until_it_accepts() {
     sinks.insert("hook", hook.sink());
     w.append("first").await;
     let (events, mut rx) = broadcast::channel(256);
-    let (handle, _) = w.start(w.config(vec![route("hook")]), Arc::new(sinks), &events);
+    let mut config = w.config(vec![route("hook")]);
+    // Never parked here: this is the retry before parking (tests/it/parked.rs parks).
+    config.park_after = u32::MAX;
+    let (handle, _) = w.start(config, Arc::new(sinks), &events);
     // The first message goes through while the receiver accepts it.
     assert_eq!(hook.next().await, 200);
     event(&mut rx, "idle", idle).await;

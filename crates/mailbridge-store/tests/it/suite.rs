@@ -66,6 +66,7 @@ macro_rules! suite {
 }
 
 mod outbox;
+mod parked;
 mod watches;
 
 suite!(
