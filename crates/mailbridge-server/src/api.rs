@@ -887,3 +887,169 @@ pub async fn list_watchers(
     caller.require(Action::ReadAccount { own: OWN })?;
     Ok(Json(work(&state)?.states()))
 }
+
+// ---- parked deliveries ----
+
+/// A parked delivery: a received message a sink kept refusing, kept with its bytes
+/// (never shown here) until its remaining sinks accept it or someone drops it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParkedView {
+    pub id: String,
+    /// The cursor of the next page (`after`).
+    pub seq: i64,
+    pub account_id: String,
+    pub account: String,
+    pub folder: String,
+    /// The message at its source (UID, Graph or EWS id, UIDL).
+    pub source_id: String,
+    pub idempotency_key: String,
+    pub route: String,
+    /// The sinks that have not accepted it yet.
+    pub remaining_sinks: Vec<String>,
+    pub size: u64,
+    pub attempts: u32,
+    /// What happened last, and what to do.
+    pub last_error: String,
+    pub error_class: String,
+    pub parked_at: String,
+    pub next_attempt_at: String,
+    /// parked, or delivered (its source action is still to do).
+    pub state: String,
+}
+
+fn parked_view(e: &mailbridge_store::ParkedEntry) -> ParkedView {
+    ParkedView {
+        id: e.id.to_string(),
+        seq: e.seq,
+        account_id: e.account.to_string(),
+        account: e.account_name.clone(),
+        folder: e.folder.clone(),
+        source_id: e.source_id.clone(),
+        idempotency_key: e.idempotency_key.clone(),
+        route: e.route.clone(),
+        remaining_sinks: e.remaining_sinks.clone(),
+        size: e.size,
+        attempts: e.attempts,
+        last_error: e.last_error.clone(),
+        error_class: e.error_class.clone(),
+        parked_at: time_text(e.parked_at),
+        next_attempt_at: time_text(e.next_attempt_at),
+        state: e.state.as_str().to_owned(),
+    }
+}
+
+/// A page of parked deliveries.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ParkedQuery {
+    /// Only this account's (its id).
+    pub account: Option<String>,
+    /// The `seq` of the last row of the previous page.
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// Parked deliveries, in the order they were parked, a page at a time.
+#[utoipa::path(get, path = "/api/v1/parked", security(("api_token" = [])), params(ParkedQuery),
+    responses((status = 200, body = Vec<ParkedView>)))]
+pub async fn list_parked(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ParkedQuery>,
+) -> Result<Json<Vec<ParkedView>>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let account = match &q.account {
+        Some(id) => Some(account_by_id(daemon, id).await?.0),
+        None => None,
+    };
+    let rows = daemon
+        .store()
+        .parked_list(account, q.after, q.limit.unwrap_or(100))
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(Json(rows.iter().map(parked_view).collect()))
+}
+
+fn parked_id(id: &str) -> Result<mailbridge_store::ParkedId, Problem> {
+    id.parse().map_err(|_| {
+        Problem::not_found(format!(
+            "there is no parked delivery with id {id}; GET /api/v1/parked lists them"
+        ))
+    })
+}
+
+/// One parked delivery.
+#[utoipa::path(get, path = "/api/v1/parked/{id}", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the parked delivery's id")),
+    responses((status = 200, body = ParkedView), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn get_parked(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ParkedView>, Problem> {
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let parsed = parked_id(&id)?;
+    let row = daemon
+        .store()
+        .parked_get(parsed)
+        .await
+        .map_err(|e| store_failed(&e))?
+        .ok_or_else(|| Problem::not_found(format!("there is no parked delivery with id {id}")))?;
+    Ok(Json(parked_view(&row)))
+}
+
+/// Retries a parked delivery now (its remaining sinks only).
+#[utoipa::path(post, path = "/api/v1/parked/{id}/retry", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the parked delivery's id")),
+    responses((status = 202, description = "due now; the worker retries it at once"), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn retry_parked(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Action::WriteAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let parsed = parked_id(&id)?;
+    if daemon
+        .parked()
+        .retry_now(parsed)
+        .await
+        .map_err(|e| store_failed(&e))?
+    {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(Problem::not_found(format!(
+            "there is no parked delivery with id {id} waiting (delivered or dropped meanwhile)"
+        )))
+    }
+}
+
+/// Drops a parked delivery: its remaining sinks never get the message.
+#[utoipa::path(delete, path = "/api/v1/parked/{id}", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the parked delivery's id")),
+    responses((status = 204), (status = 404, body = crate::problem::ProblemDocument)))]
+pub async fn drop_parked(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Action::WriteAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let parsed = parked_id(&id)?;
+    if daemon
+        .parked()
+        .drop(parsed)
+        .await
+        .map_err(|e| store_failed(&e))?
+    {
+        tracing::warn!(parked = %parsed, "parked delivery dropped through the API");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!(
+            "there is no parked delivery with id {id}"
+        )))
+    }
+}

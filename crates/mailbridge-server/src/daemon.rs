@@ -11,8 +11,11 @@
 //!   instance dies another takes its accounts over once their leases end. A watcher
 //!   is restarted when its account, its app, its watch or any sink changed; one that
 //!   stopped for a sign-in stays stopped until the next explicit reload.
-//! - the outbox's sender ([`OutboxWorker::run`]), which signs accounts in through the
+//! - the outbox's sender ([`OutboxWorker`]), which signs accounts in through the
 //!   same [`SignIn`] service as the watchers (one token cache for the process).
+//! - the parked-delivery worker ([`ParkedWorker::run`]), which retries the messages a
+//!   sink kept refusing on their schedule and on demand ([`DaemonHandle::parked`]),
+//!   through the same sinks as the watchers.
 //!
 //! Every watcher state change is kept ([`Daemon::states`]) and passed on
 //! ([`Daemon::subscribe`]) for the API's events and the metrics.
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use mailbridge_accounts::signin::SignIn;
 use mailbridge_connector::outbox::{OutboxSettings, OutboxWorker, OutgoingSide, OutgoingSides};
+use mailbridge_connector::parked::{ParkedHandle, ParkedSettings, ParkedWorker, SinkLookup};
 use mailbridge_connector::spec::{SinkSpec, Watch, build_sink};
 use mailbridge_connector::watcher::{
     self, Backoffs, SinkSet, WatcherConfig, WatcherEvent, WatcherHandle, WatcherState,
@@ -82,6 +86,7 @@ pub struct Daemon {
     shared: Arc<Shared>,
     supervisor: tokio::task::JoinHandle<()>,
     outbox: tokio::task::JoinHandle<()>,
+    parked: tokio::task::JoinHandle<()>,
     recorder: tokio::task::JoinHandle<()>,
 }
 
@@ -95,6 +100,9 @@ struct Shared {
     reload: Notify,
     outbox_due: Notify,
     cancel: CancellationToken,
+    /// The sinks as last built: the watchers' and the parked-delivery worker's.
+    sinks_cell: Arc<Mutex<Arc<SinkSet>>>,
+    parked: ParkedHandle,
 }
 
 /// What the API reaches of the running daemon (cheap to clone).
@@ -115,6 +123,11 @@ impl DaemonHandle {
     /// See [`Daemon::reload`].
     pub fn reload(&self) {
         self.0.reload.notify_one();
+    }
+
+    /// Retry on demand and drop of parked deliveries.
+    pub fn parked(&self) -> &ParkedHandle {
+        &self.0.parked
     }
 
     /// A message was queued: the sender looks at once instead of at its next poll.
@@ -153,7 +166,19 @@ impl Daemon {
     /// Starts the supervisor and the outbox sender.
     pub fn start(store: Store, sign_in: Arc<SignIn>, settings: DaemonSettings) -> Self {
         let (events, mut received) = broadcast::channel(1024);
+        let sinks: Arc<Mutex<Arc<SinkSet>>> = Arc::default();
+        let lookup: SinkLookup = {
+            let sinks = sinks.clone();
+            Arc::new(move |_account| {
+                Some(sinks.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            })
+        };
+        let mut parked_settings = ParkedSettings::new(settings.spool_dir.join("parked"));
+        parked_settings.instance.clone_from(&settings.instance);
+        let parked_worker = ParkedWorker::new(store.clone(), lookup, parked_settings);
         let shared = Arc::new(Shared {
+            sinks_cell: sinks,
+            parked: parked_worker.handle(),
             store,
             sign_in,
             settings,
@@ -182,6 +207,10 @@ impl Daemon {
             })
         };
         let supervisor = tokio::spawn(supervise(shared.clone()));
+        let parked = {
+            let cancel = shared.cancel.clone();
+            tokio::spawn(async move { parked_worker.run(cancel).await })
+        };
         let outbox = {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -202,6 +231,7 @@ impl Daemon {
             shared,
             supervisor,
             outbox,
+            parked,
             recorder,
         }
     }
@@ -227,11 +257,13 @@ impl Daemon {
             shared,
             mut supervisor,
             mut outbox,
+            mut parked,
             recorder,
         } = self;
         let both = async {
             let _ = (&mut supervisor).await;
             let _ = (&mut outbox).await;
+            let _ = (&mut parked).await;
         };
         if tokio::time::timeout(bound, both).await.is_err() {
             tracing::warn!(
@@ -240,6 +272,7 @@ impl Daemon {
             );
             supervisor.abort();
             outbox.abort();
+            parked.abort();
         }
         drop(shared);
         recorder.abort();
@@ -363,6 +396,10 @@ async fn reconcile(
         }
         sinks.set = Arc::new(set);
         sinks.fingerprint = fingerprint;
+        *shared
+            .sinks_cell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = sinks.set.clone();
     }
 
     let accounts = mailbridge_accounts::catalog::by_id(store, &shared.settings.config_file)

@@ -138,6 +138,9 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(api::list_outbox))
         .routes(routes!(api::get_outbox))
         .routes(routes!(api::list_watchers))
+        .routes(routes!(api::list_parked))
+        .routes(routes!(api::get_parked, api::drop_parked))
+        .routes(routes!(api::retry_parked))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

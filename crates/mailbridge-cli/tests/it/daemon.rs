@@ -474,3 +474,149 @@ async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees(
     assert!(!log.contains(SECRET));
     assert!(!log.contains(&admin));
 }
+
+/// A webhook receiver answering `status` (changeable) and counting what it got by
+/// `Idempotency-Key`.
+struct Receiver {
+    url: String,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn receiver(status: u16) -> Receiver {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::{Arc, Mutex};
+    let status = Arc::new(AtomicU16::new(status));
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (s, g) = (status.clone(), got.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                let code = s.load(Ordering::SeqCst);
+                if code == 200 {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    g.lock().unwrap().push(key);
+                }
+                axum::http::StatusCode::from_u16(code).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver {
+        url: format!("http://{addr}/hook"),
+        status,
+        got,
+    }
+}
+
+#[tokio::test]
+async fn a_refusing_webhook_parks_the_message_and_a_retry_through_the_api_delivers_it_once() {
+    let w = world().await;
+    let d = start(&w).await;
+    let admin = d.token.clone().expect("first start prints a token");
+    let bob = account_id(&d, &admin, "bob-imap").await;
+    let alice = account_id(&d, &admin, "alice-smtp").await;
+    // 404 is final for this message: parked at once.
+    let hook = receiver(404).await;
+    let (status, sink) = d
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sinks",
+            Some(&admin),
+            Some(json!({
+                "name": "helpdesk",
+                "settings": {"kind": "webhook", "url": hook.url, "allow_private_addresses": true},
+                "secret": "whsec-0123456789abcdef",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{sink}");
+    assert_eq!(sink["has_secret"], true);
+    assert!(
+        !sink.to_string().contains("whsec-0123456789abcdef"),
+        "{sink}"
+    );
+    let (status, watch) = d
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/accounts/{bob}/watch"),
+            Some(&admin),
+            Some(json!({"routes": [{"name": "tickets", "sinks": ["helpdesk"]}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{watch}");
+    let (status, _) = queue(&d, &admin, &alice, "Printer on fire", "ticket-1").await;
+    assert_eq!(status, 201);
+
+    // Parked, listed with the reason.
+    let start_wait = std::time::Instant::now();
+    let parked = loop {
+        let (status, rows) = d
+            .call(reqwest::Method::GET, "/api/v1/parked", Some(&admin), None)
+            .await;
+        assert_eq!(status, 200, "{rows}");
+        if let Some(row) = rows.as_array().unwrap().first() {
+            break row.clone();
+        }
+        assert!(start_wait.elapsed() < DEADLINE, "nothing was parked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(parked["account"], "bob-imap");
+    assert_eq!(parked["remaining_sinks"], json!(["helpdesk"]));
+    assert!(
+        parked["last_error"].as_str().unwrap().contains("404"),
+        "{parked}"
+    );
+    assert!(hook.got.lock().unwrap().is_empty());
+
+    // The receiver is fixed; a retry on demand delivers it, once.
+    hook.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    let id = parked["id"].as_str().unwrap();
+    let (status, p) = d
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/parked/{id}/retry"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{p}");
+    eventually("the parked message reaches the webhook", || {
+        hook.got.lock().unwrap().len() == 1
+    })
+    .await;
+    let start_wait = std::time::Instant::now();
+    loop {
+        let (_, rows) = d
+            .call(reqwest::Method::GET, "/api/v1/parked", Some(&admin), None)
+            .await;
+        if rows.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(start_wait.elapsed() < DEADLINE, "the row stayed: {rows}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        hook.got.lock().unwrap()[0],
+        parked["idempotency_key"].as_str().unwrap()
+    );
+    let (status, _) = d
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/parked/{id}/retry"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    d.stop().await;
+    assert_eq!(hook.got.lock().unwrap().len(), 1);
+}
