@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mailbridge_accounts::signin::SignIn;
 use mailbridge_server::daemon::{Daemon, DaemonSettings};
-use mailbridge_server::metrics::Metrics;
+use mailbridge_server::metrics::{DaemonMetrics, Metrics};
 use mailbridge_server::store_tokens::{FIRST_TOKEN_NAME, StoreTokens, issue_first, store_ready};
 use mailbridge_server::{ApiLimits, AppState, app};
 use mailbridge_store::{Backend, Store};
@@ -184,6 +184,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         global.config.clone(),
     );
     settings.lease = Duration::from_secs(args.lease.max(3));
+    let metrics = Arc::new(Metrics::default());
+    let daemon_metrics = DaemonMetrics::register(&metrics);
+    settings.on_message = Some(daemon_metrics.message_hook());
     let daemon = Daemon::start(
         store.clone(),
         Arc::new(SignIn::new(store.clone())),
@@ -191,11 +194,17 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     );
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         ready: store_ready(store.clone()),
         limits: ApiLimits::default(),
         daemon: Some(daemon.handle()),
     };
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let following = daemon_metrics.follow(
+        daemon.handle(),
+        Duration::from_secs(5),
+        metrics_stop.clone(),
+    );
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let server = axum::serve(listener, app(state))
@@ -230,6 +239,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
                 .max(Duration::from_secs(1)),
         )
         .await;
+    metrics_stop.cancel();
+    let _ = following.await;
     store.close().await;
     tracing::info!("mailbridge serve stopped");
     Ok(())

@@ -34,7 +34,7 @@ use mailbridge_connector::outbox::{OutboxSettings, OutboxWorker, OutgoingSide, O
 use mailbridge_connector::parked::{ParkedHandle, ParkedSettings, ParkedWorker, SinkLookup};
 use mailbridge_connector::spec::{SinkSpec, Watch, build_sink};
 use mailbridge_connector::watcher::{
-    self, Backoffs, SinkSet, WatcherConfig, WatcherEvent, WatcherHandle, WatcherState,
+    self, Backoffs, MessageHook, SinkSet, WatcherConfig, WatcherEvent, WatcherHandle, WatcherState,
 };
 use mailbridge_mailbox::mailbox::{ErrorKind, MailboxError};
 use mailbridge_store::{AccountId, Store, sink_secret_id};
@@ -61,6 +61,8 @@ pub struct DaemonSettings {
     pub outbox: OutboxSettings,
     /// The watchers' backoffs (tests shorten them).
     pub backoffs: Backoffs,
+    /// Told of every message a watcher handled (the metrics).
+    pub on_message: Option<MessageHook>,
 }
 
 impl DaemonSettings {
@@ -76,6 +78,7 @@ impl DaemonSettings {
             config_file,
             lease: DEFAULT_LEASE,
             backoffs: Backoffs::default(),
+            on_message: None,
         }
     }
 }
@@ -434,6 +437,7 @@ async fn reconcile(
         config.folder.clone_from(&watch.folder);
         config.poll_interval = watch.poll_interval();
         config.backoffs = shared.settings.backoffs;
+        config.on_message.clone_from(&shared.settings.on_message);
         wanted.insert(id, (fingerprint, config, account.clone(), app.clone()));
     }
 

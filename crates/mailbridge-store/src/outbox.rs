@@ -667,6 +667,28 @@ impl Store {
         });
         Ok(next.map(at))
     }
+
+    /// How many messages each account has in each state (the metrics' queue depth
+    /// and sent/failed counts): (account, state, count), accounts with none left out.
+    pub async fn outbox_counts(&self) -> Result<Vec<(AccountId, OutboxState, u64)>, StoreError> {
+        let rows: Vec<(Uuid, String, i64)> = on_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT account_id, state, count(*) FROM outbox GROUP BY account_id, state ORDER BY account_id, state",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(account, state, n)| {
+                Some((
+                    AccountId::from_uuid(account),
+                    OutboxState::parse(&state)?,
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })
+            .collect())
+    }
 }
 
 impl Store {

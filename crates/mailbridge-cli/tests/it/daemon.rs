@@ -377,6 +377,31 @@ async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees(
         "{account}"
     );
 
+    // The metrics count it: the watcher's delivery, the outbox's sent message.
+    let start_wait = std::time::Instant::now();
+    loop {
+        let text = reqwest::get(format!("{}/metrics", d.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let delivered =
+            text.contains(r#"mailbridge_messages_total{account="bob-imap",outcome="delivered"} 1"#);
+        let sent = text.contains(&format!(
+            r#"mailbridge_outbox_messages{{account="{alice}",state="sent"}} 1"#
+        ));
+        let histogram = text.contains("mailbridge_delivery_seconds_count 1");
+        if delivered && sent && histogram {
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < DEADLINE,
+            "metrics did not count it:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Refusals, each naming what is wrong.
     let auditor = token_add(&w, "reports", "auditor");
     let (status, p) = d

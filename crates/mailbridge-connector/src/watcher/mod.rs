@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use pipeline::{AnySink, RoundError, RoundSummary, SinkSet};
+pub use pipeline::{AnySink, MessageHook, MessageOutcome, RoundError, RoundSummary, SinkSet};
 pub use state::{Backoffs, Parking, Refusal, WatcherEvent, WatcherState};
 
 use state::{Machine, Side};
@@ -84,6 +84,8 @@ pub struct WatcherConfig {
     /// A message a sink refuses for a passing reason is parked after this many
     /// failures in a row (see [`Parking`]); 3 by default.
     pub park_after: u32,
+    /// Told of every message a round handled (the daemon's metrics).
+    pub on_message: Option<pipeline::MessageHook>,
 }
 
 impl WatcherConfig {
@@ -105,6 +107,7 @@ impl WatcherConfig {
             idle_renew: MAX_IDLE,
             backoffs: Backoffs::default(),
             park_after: 3,
+            on_message: None,
         }
     }
 }
@@ -289,6 +292,7 @@ async fn session<S: SignInSource>(
         spool_dir: &config.spool_dir,
         max_message_size: config.account.limits.max_message_size,
         park_backoff: config.backoffs.delivery,
+        on_message: config.on_message.as_ref(),
     };
     let idle_renew = config.idle_renew.min(MAX_IDLE);
     loop {

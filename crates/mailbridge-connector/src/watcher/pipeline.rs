@@ -125,6 +125,48 @@ pub struct Round<'a> {
     pub max_message_size: u64,
     /// The wait before a parked message's first retry.
     pub park_backoff: Backoff,
+    /// Told of every message the round handled (metrics).
+    pub on_message: Option<&'a MessageHook>,
+}
+
+/// What became of one listed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageOutcome {
+    /// Every sink of its route accepted it.
+    Delivered,
+    /// No route matched: passed.
+    Unrouted,
+    /// A sink kept refusing it: parked.
+    Parked,
+    /// Parked before: passed (the parked-delivery worker has it).
+    ParkedBefore,
+}
+
+impl MessageOutcome {
+    /// The stable name (`delivered`, `unrouted`, `parked`, `parked-before`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageOutcome::Delivered => "delivered",
+            MessageOutcome::Unrouted => "unrouted",
+            MessageOutcome::Parked => "parked",
+            MessageOutcome::ParkedBefore => "parked-before",
+        }
+    }
+}
+
+/// The function behind a [`MessageHook`].
+pub type MessageHookFn = dyn Fn(&str, MessageOutcome, std::time::Duration) + Send + Sync;
+
+/// Called with the account's name, what became of a message and how long it took
+/// from the start of its fetch to the last sink's answer (the daemon's metrics).
+#[derive(Clone)]
+pub struct MessageHook(pub std::sync::Arc<MessageHookFn>);
+
+impl std::fmt::Debug for MessageHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageHook")
+    }
 }
 
 /// What a round did.
@@ -328,6 +370,7 @@ pub async fn deliver_round<M: Mailbox + Send>(
         if cancel.is_cancelled() {
             return Ok(summary);
         }
+        let started = std::time::Instant::now();
         let outcome = if parked_before(store, round, message).await? {
             tracing::info!(
                 account = round.account,
@@ -339,11 +382,26 @@ pub async fn deliver_round<M: Mailbox + Send>(
         } else {
             deliver_one(mailbox, round, message, routes, sinks, store, parking).await?
         };
-        match outcome {
-            Outcome::Delivered => summary.delivered += 1,
-            Outcome::Unrouted => summary.unrouted += 1,
-            Outcome::Parked => summary.parked += 1,
-            Outcome::ParkedBefore => summary.parked_before += 1,
+        let told = match outcome {
+            Outcome::Delivered => {
+                summary.delivered += 1;
+                MessageOutcome::Delivered
+            }
+            Outcome::Unrouted => {
+                summary.unrouted += 1;
+                MessageOutcome::Unrouted
+            }
+            Outcome::Parked => {
+                summary.parked += 1;
+                MessageOutcome::Parked
+            }
+            Outcome::ParkedBefore => {
+                summary.parked_before += 1;
+                MessageOutcome::ParkedBefore
+            }
+        };
+        if let Some(hook) = round.on_message {
+            (hook.0)(round.account, told, started.elapsed());
         }
         if let Some(c) = up_to(message) {
             save(c).await?;
@@ -791,6 +849,7 @@ mod tests {
             spool_dir: &spool,
             max_message_size: 1 << 20,
             park_backoff: Backoff::DELIVERY,
+            on_message: None,
         };
         // A webhook on loopback without permission: refused as misconfigured, before
         // any connection.

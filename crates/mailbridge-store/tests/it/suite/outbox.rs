@@ -20,6 +20,7 @@ suite!(
     each_account_sends_in_order_and_a_retrying_head_holds_its_account,
     a_sender_that_stops_while_sending_leaves_outcome_unknown,
     two_claimers_never_take_the_same_message_and_keep_each_accounts_order,
+    counts_per_account_and_state,
 );
 
 async fn with_accounts(db: &Fixture, key: &MasterKey, names: &[&str]) -> (Store, Vec<AccountId>) {
@@ -381,5 +382,40 @@ async fn two_claimers_never_take_the_same_message_and_keep_each_accounts_order(d
         entries
             .iter()
             .all(|e| e.state == OutboxState::Sent && e.attempts == 1)
+    );
+}
+
+async fn counts_per_account_and_state(db: Fixture) {
+    let key = MasterKey::generate().unwrap();
+    let (store, ids) = with_accounts(&db, &key, &["a", "b"]).await;
+    assert!(store.outbox_counts().await.unwrap().is_empty());
+    store
+        .outbox_enqueue(message(ids[0], "1", None), MAX)
+        .await
+        .unwrap();
+    let claimed = store
+        .outbox_claim_next("sender", store.now(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .outbox_mark_sent(claimed.entry.id, "sender", store.now(), Some("250 ok"))
+        .await
+        .unwrap();
+    for (account, subject) in [(ids[0], "2"), (ids[1], "3"), (ids[1], "4")] {
+        store
+            .outbox_enqueue(message(account, subject, None), MAX)
+            .await
+            .unwrap();
+    }
+    let mut counts = store.outbox_counts().await.unwrap();
+    counts.sort_by_key(|(a, s, _)| (ids.iter().position(|i| i == a), s.as_str()));
+    assert_eq!(
+        counts,
+        [
+            (ids[0], OutboxState::Queued, 1),
+            (ids[0], OutboxState::Sent, 1),
+            (ids[1], OutboxState::Queued, 2),
+        ]
     );
 }
