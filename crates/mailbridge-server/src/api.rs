@@ -1053,3 +1053,47 @@ pub async fn drop_parked(
         )))
     }
 }
+
+// ---- events ----
+
+/// Watcher state changes as Server-Sent Events (`event: watcher`, the data a JSON
+/// object: account, state, at), from now on; first the current state of every
+/// watcher. A client too slow to keep up gets `event: lagged` with how many it
+/// missed and goes on. A comment every 15 s keeps proxies from closing the stream.
+#[utoipa::path(get, path = "/api/v1/events", security(("api_token" = [])),
+    responses((status = 200, description = "text/event-stream of watcher events", content_type = "text/event-stream", body = String)))]
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt as _;
+    use tokio::sync::broadcast::error::RecvError;
+    caller.require(Action::ReadAccount { own: OWN })?;
+    let daemon = work(&state)?;
+    let receiver = daemon.subscribe();
+    let now = daemon.states();
+    let event = |e: &WatcherEvent| {
+        Event::default()
+            .event("watcher")
+            .json_data(e)
+            .unwrap_or_else(|_| Event::default().event("watcher"))
+    };
+    let first = futures::stream::iter(
+        now.iter()
+            .map(event)
+            .map(Ok::<_, std::convert::Infallible>)
+            .collect::<Vec<_>>(),
+    );
+    let rest = futures::stream::unfold(receiver, move |mut receiver| async move {
+        let item = match receiver.recv().await {
+            Ok(e) => event(&e),
+            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(item), receiver))
+    });
+    Ok(Sse::new(first.chain(rest))
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}

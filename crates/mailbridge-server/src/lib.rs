@@ -141,6 +141,7 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(api::list_parked))
         .routes(routes!(api::get_parked, api::drop_parked))
         .routes(routes!(api::retry_parked))
+        .routes(routes!(api::events))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

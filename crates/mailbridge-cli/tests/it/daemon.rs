@@ -315,6 +315,21 @@ async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees(
     let bob = account_id(&d, &admin, "bob-imap").await;
     let alice = account_id(&d, &admin, "alice-smtp").await;
 
+    // The events, followed from before the watcher exists.
+    let mut events = reqwest::Client::new()
+        .get(format!("{}/api/v1/events", d.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+
     // A sink, then a watch whose route names it.
     let archive = w.archive().display().to_string();
     let (status, sink) = d
@@ -336,6 +351,30 @@ async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees(
         )
         .await;
     assert_eq!(status, 200, "{watch}");
+
+    // Its watcher goes through connecting and syncing to idle, told as events.
+    let mut seen = String::new();
+    tokio::time::timeout(DEADLINE, async {
+        while !(seen.contains("event: watcher")
+            && seen.contains(r#""account":"bob-imap""#)
+            && seen.contains(r#""state":"idle""#))
+        {
+            let chunk = events
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the event stream ended");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no idle event: {seen}"));
+    assert!(seen.contains(r#""state":"connecting""#), "{seen}");
+    drop(events);
+    let (status, _) = d
+        .call(reqwest::Method::GET, "/api/v1/events", None, None)
+        .await;
+    assert_eq!(status, 401);
 
     // Queued once, however often it is submitted under one key.
     let (status, first) = queue(&d, &admin, &alice, "Through the daemon", "order-1").await;
