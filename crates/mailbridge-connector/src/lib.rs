@@ -33,9 +33,12 @@
 //! jitter, never dropping one), and leaves the source action to the account's
 //! watcher; a person retries a row at once or drops it through [`parked::ParkedHandle`].
 //!
-//! Still to come here: Graph/EWS/POP3
-//! watchers tested end to end (they poll through the same loop), and the leases
-//! that spread accounts over instances.
+//! [`spec`] is what the daemon stores and its API takes: each sink's settings
+//! ([`spec::SinkSpec`], built into a working sink by [`spec::build_sink`]) and each
+//! account's watch ([`spec::Watch`]: enabled, folder, poll interval, routes), each
+//! with the problems that name a bad field. Which instance runs which account's
+//! watcher (leases in the store) is decided by `mailbridge-server`'s daemon, which
+//! runs these parts.
 
 pub mod checkpoint;
 pub mod outbox;

@@ -17,8 +17,8 @@
 //!   sink kept refusing on their schedule and on demand ([`DaemonHandle::parked`]),
 //!   through the same sinks as the watchers.
 //!
-//! Every watcher state change is kept ([`Daemon::states`]) and passed on
-//! ([`Daemon::subscribe`]) for the API's events and the metrics.
+//! Every watcher state change is kept ([`DaemonHandle::states`]) and passed on
+//! ([`DaemonHandle::subscribe`]) for the API's events and the metrics.
 //! [`Daemon::stop`] stops taking work, lets each watcher finish the message it is
 //! delivering, gives the leases back so another instance can go on at once, and
 //! lets the sender finish the message it is handing over.

@@ -4,6 +4,12 @@
 //! `mailbridge serve` and the tests run exactly the same thing.
 //!
 //! Parts:
+//! - [`daemon`]: the daemon's work behind the API (a watcher per account whose watch
+//!   is on, under a lease per account; the outbox sender; the parked delivery
+//!   worker), started by `mailbridge serve` and reached through
+//!   [`daemon::DaemonHandle`].
+//! - [`api`]: the resources under `/api/v1`: accounts, watches, sinks (secrets
+//!   write-only), the outbox, parked deliveries, watcher states and events (SSE).
 //! - [`problem`]: every error as `application/problem+json` with a stable `code` and,
 //!   for invalid input, the `field` at fault.
 //! - [`json`]: [`json::ApiJson`], request bodies read within the body limit, answered
@@ -16,7 +22,7 @@
 //!   readiness ([`store_tokens::store_ready`]), and making a token ([`store_tokens::issue`];
 //!   the first administrator's on the first start, [`store_tokens::issue_first`]).
 //! - [`metrics`]: the Prometheus registry behind `/metrics` (HTTP requests by route
-//!   and status class; the connector registers its own families).
+//!   and status class; [`metrics::DaemonMetrics`], the daemon's families).
 //! - `/healthz` (the process answers), `/readyz` (its store answers), the OpenAPI
 //!   document at `/api/openapi.json` generated from the handlers (utoipa), and the
 //!   API under `/api/v1`.

@@ -33,17 +33,24 @@ pub enum SourceAction {
 #[serde(default, deny_unknown_fields)]
 pub struct Conditions {
     /// A pattern one `From` address must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// A pattern one `To` or `Cc` address must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// A pattern the subject must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub has_attachments: Option<bool>,
     /// At least this many bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_size: Option<u64>,
     /// At most this many bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_size: Option<u64>,
     /// A pattern the folder's name must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub folder: Option<String>,
 }
 
