@@ -14,9 +14,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mailbridge_connector::spec::{SecretNeed, SinkSpec, Watch};
 use mailbridge_connector::watcher::WatcherEvent;
@@ -34,7 +33,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::api_token::Caller;
 use crate::daemon::DaemonHandle;
-use crate::json::{ApiJson, parse};
+use crate::json::ApiBody;
 use crate::problem::Problem;
 
 const OWN: bool = false;
@@ -204,9 +203,10 @@ pub async fn put_watch(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(watch): ApiJson<Watch>,
+    body: ApiBody,
 ) -> Result<Json<Watch>, Problem> {
     caller.require(Action::WriteAccount { own: OWN })?;
+    let watch: Watch = body.json()?;
     let daemon = work(&state)?;
     let (id, account, _) = account_by_id(daemon, &id).await?;
     let sinks = daemon
@@ -458,9 +458,10 @@ pub async fn list_sinks(
 pub async fn create_sink(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    ApiJson(req): ApiJson<SinkRequest>,
+    body: ApiBody,
 ) -> Result<(StatusCode, Json<SinkView>), Problem> {
     caller.require(Action::Administer)?;
+    let req: SinkRequest = body.json()?;
     let daemon = work(&state)?;
     let view = save_sink(daemon.store(), None, req).await?;
     daemon.reload();
@@ -504,9 +505,10 @@ pub async fn put_sink(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<SinkRequest>,
+    body: ApiBody,
 ) -> Result<Json<SinkView>, Problem> {
     caller.require(Action::Administer)?;
+    let req: SinkRequest = body.json()?;
     let daemon = work(&state)?;
     let id = sink_id(&id)?;
     let old = daemon
@@ -721,7 +723,7 @@ pub async fn queue_message(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: ApiBody,
 ) -> Result<Response, Problem> {
     caller.require(Action::WriteAccount { own: OWN })?;
     let daemon = work(&state)?;
@@ -756,20 +758,16 @@ pub async fn queue_message(
             )
         }
     };
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
     let max = account.limits.max_message_size;
-    let message = match media.as_str() {
-        "application/json" => compose(&account, parse::<MessageRequest>(&body)?).await?,
+    let message = match body.media_type.as_str() {
+        _ if body.is_json() => compose(&account, body.json::<MessageRequest>()?).await?,
         "message/rfc822" => {
-            mailbridge_mailbox::send::RawMime::from_reader(std::io::Cursor::new(body.to_vec()))
-                .await
-                .map_err(|e| invalid("message", e.detail()))?;
-            body.to_vec()
+            mailbridge_mailbox::send::RawMime::from_reader(std::io::Cursor::new(
+                body.bytes.to_vec(),
+            ))
+            .await
+            .map_err(|e| invalid("message", e.detail()))?;
+            body.bytes.to_vec()
         }
         _ => {
             return Err(Problem::new(

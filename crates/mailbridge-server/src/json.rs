@@ -68,6 +68,69 @@ where
     }
 }
 
+/// A request body read within the body limit, answered 413 `body-too-large` (or 400)
+/// as a problem when it cannot be read; its media type kept. Handlers that must check
+/// the caller's role before looking at the body take this, then [`ApiBody::json`].
+#[derive(Debug, Clone)]
+pub struct ApiBody {
+    pub bytes: Bytes,
+    /// The media type without parameters, lower case (`""` when none was sent).
+    pub media_type: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let media_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "Request body too large",
+                    rejection.body_text(),
+                )
+            } else {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-body",
+                    "Request body could not be read",
+                    rejection.body_text(),
+                )
+            }
+        })?;
+        Ok(Self { bytes, media_type })
+    }
+}
+
+impl ApiBody {
+    /// Whether the body was declared JSON (`application/json` or `application/*+json`).
+    pub fn is_json(&self) -> bool {
+        let v = self.media_type.as_str();
+        v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+    }
+
+    /// The body as a `T`: 415 when it was not declared JSON, else as [`parse`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        if !self.is_json() {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "JSON expected",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        parse(&self.bytes)
+    }
+}
+
 /// `bytes` as a `T`, or the problem naming what is wrong and where.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -256,3 +256,183 @@ async fn the_openapi_document_lists_the_api() {
     );
     assert!(doc["components"]["schemas"].get("Problem").is_some());
 }
+
+/// Every operation of `/api/v1` in the OpenAPI document, with its path's ids filled.
+async fn operations(d: &Daemon) -> Vec<(reqwest::Method, String)> {
+    let doc: serde_json::Value = d
+        .http
+        .get(format!("{}/api/openapi.json", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        let filled = path.replace("{id}", "00000000-0000-4000-8000-000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            out.push((m, filled.clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_endpoint_refuses_a_missing_or_wrong_token_and_a_role_that_may_not() {
+    let d = daemon().await;
+    let ops = operations(&d).await;
+    // The daemon's resources are all there.
+    for path in [
+        "/api/v1/accounts",
+        "/api/v1/sinks",
+        "/api/v1/parked",
+        "/api/v1/outbox",
+        "/api/v1/events",
+        "/api/v1/watchers",
+    ] {
+        assert!(
+            ops.iter().any(|(_, p)| p == path),
+            "{path} missing: {ops:?}"
+        );
+    }
+    assert!(ops.len() >= 18, "{ops:?}");
+    let mut wrong = d.admin.expose_secret().to_owned();
+    wrong.pop();
+    wrong.push('A');
+    for (method, path) in &ops {
+        for token in [None, Some(wrong.as_str()), Some("mbt_madeup")] {
+            let mut req = d.http.request(method.clone(), format!("{}{path}", d.base));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let (status, body) = problem(req.send().await.unwrap()).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            assert_eq!(body["code"], "unauthenticated");
+        }
+        if path.ends_with("/whoami") {
+            continue;
+        }
+        // An auditor reads but changes nothing.
+        let (status, body) = problem(
+            d.http
+                .request(method.clone(), format!("{}{path}", d.base))
+                .bearer_auth(d.auditor.expose_secret())
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if *method == reqwest::Method::GET {
+            // Past the role check: this server runs without the daemon's work.
+            assert!(
+                status == 503 && body["code"] == "not-running" || path.ends_with("/whoami"),
+                "{method} {path}: {status} {body}"
+            );
+        } else {
+            assert_eq!(status, 403, "{method} {path}: {body}");
+            assert_eq!(body["code"], "forbidden");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_to_the_resources_is_named() {
+    // path, media type, body, status, code, field
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let d = daemon().await;
+    let post = |path: &str, ct: &str, body: Vec<u8>| {
+        d.http
+            .post(format!("{}{path}", d.base))
+            .bearer_auth(d.admin.expose_secret())
+            .header("content-type", ct.to_owned())
+            .body(body)
+    };
+    let cases: Vec<Case> = vec![
+        (
+            "/api/v1/sinks",
+            "application/json",
+            b"{\"name\": ".to_vec(),
+            400,
+            "malformed-json",
+            None,
+        ),
+        (
+            "/api/v1/sinks",
+            "text/plain",
+            b"{}".to_vec(),
+            415,
+            "unsupported-media-type",
+            None,
+        ),
+        (
+            "/api/v1/sinks",
+            "application/json",
+            br#"{"name": 7, "settings": {"kind": "folder", "path": "/x"}}"#.to_vec(),
+            422,
+            "invalid-field",
+            Some("name"),
+        ),
+        (
+            "/api/v1/sinks",
+            "application/json",
+            br#"{"name": "a", "settings": {"kind": "folder", "path": "/x"}, "colour": 1}"#.to_vec(),
+            422,
+            "unknown-field",
+            Some("colour"),
+        ),
+        (
+            "/api/v1/sinks",
+            "application/json",
+            br#"{"name": "a"}"#.to_vec(),
+            422,
+            "invalid-field",
+            Some(""),
+        ),
+        (
+            "/api/v1/sinks",
+            "application/json",
+            vec![b' '; 65 * 1024],
+            413,
+            "body-too-large",
+            None,
+        ),
+    ];
+    for (path, ct, body, status, code, field) in cases {
+        let (got, p) = problem(post(path, ct, body).send().await.unwrap()).await;
+        assert_eq!(got, status, "{path}: {p}");
+        assert_eq!(p["code"], code, "{p}");
+        if let Some(f) = field
+            && !f.is_empty()
+        {
+            assert_eq!(p["field"], f, "{p}");
+        }
+    }
+    // A queued message over the account's limit is refused before anything is
+    // stored (here: over the server's message limit, 64 KiB in this test).
+    let (got, p) = problem(
+        post(
+            "/api/v1/accounts/00000000-0000-4000-8000-000000000000/outbox",
+            "message/rfc822",
+            vec![b'x'; 70 * 1024],
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(got, 413, "{p}");
+}
