@@ -759,11 +759,18 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send, D: Durable> MaildirSinks<'_,
         let jobs = std::mem::take(&mut self.pending);
         let new = self.maildir.join("new");
         tokio::spawn(async move {
+            // Every job is awaited, even after one failed: none may place a file after
+            // the download returned.
+            let mut first_error = None;
             for job in jobs {
-                job.await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(maildir_err(&new))?;
+                if let Err(e) = job.await.map_err(std::io::Error::other).and_then(|r| r)
+                    && first_error.is_none()
+                {
+                    first_error = Some(e);
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(maildir_err(&new)(e));
             }
             let dir = new.clone();
             tokio::task::spawn_blocking(move || sync_dir(&dir))
