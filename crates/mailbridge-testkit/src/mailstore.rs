@@ -407,6 +407,17 @@ impl MailStore {
         result
     }
 
+    /// Forgets the pooled sessions of `mailbox` (every mailbox when `None`) without
+    /// using them: the server has ended them (see
+    /// [`crate::mailservers::MailServers::drop_sessions`]), maybe not yet visibly, so
+    /// a `NOOP` on one could still pass and the next command find it gone.
+    pub(crate) fn forget(&self, mailbox: Option<&str>) {
+        match mailbox {
+            Some(m) => while self.pool.take(&Self::key(m)).is_some() {},
+            None => drop(self.pool.drain()),
+        }
+    }
+
     /// Logs out every pooled session.
     pub async fn close(&self) {
         for mut s in self.pool.drain() {
