@@ -5,5 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod outbox;
+mod scenarios;
 mod sync;
+mod transports;
 mod watcher;
