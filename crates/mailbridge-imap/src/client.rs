@@ -228,6 +228,10 @@ pub struct ImapClient {
     /// `EXISTS` of the selected folder when it was selected, to list it in windows of
     /// message sequence numbers.
     selected_exists: u32,
+    /// The server reported a changed message count (`EXISTS`) in the answer to a
+    /// command other than `SELECT` since the folder was selected or the last
+    /// [`Self::idle`]: news that an `IDLE` would not be told again.
+    news: bool,
     /// How the connection is secured.
     tls: TlsMode,
 }
@@ -339,6 +343,7 @@ impl ImapClient {
             conn,
             next_tag: 1,
             selected_exists: 0,
+            news: false,
             tls,
             timeout: config.timeout,
             limits: config.limits,
@@ -492,6 +497,8 @@ impl ImapClient {
 
     /// `SELECT` a folder.
     pub async fn select(&mut self, folder: &str) -> Result<Folder, ImapError> {
+        // The folder as selected now is what a listing after this sees.
+        self.news = false;
         let mut data = SelectData::default();
         let done = self
             .run(&format!("SELECT {}", quote(folder)?), "SELECT", |line| {
@@ -816,7 +823,17 @@ impl ImapClient {
 
     /// `IDLE` until the server reports new mail (`EXISTS`) or `wait` passes; true when
     /// new mail arrived.
+    ///
+    /// A server reports new mail once, in the answer to whatever command is running
+    /// when it notices it (RFC 3501 §7.3.1, §5.2): mail that arrived while a listing
+    /// ran may be announced in that listing's answer, after the listing was made, and
+    /// would never be announced in `IDLE`. So when such an announcement came since the
+    /// folder was selected (or since the last `idle`), this answers true at once,
+    /// without `IDLE`, and the caller lists again.
     pub async fn idle(&mut self, wait: Duration) -> Result<bool, ImapError> {
+        if std::mem::take(&mut self.news) {
+            return Ok(true);
+        }
         let tag = self.tag();
         self.begin();
         self.write_line(&format!("{tag} IDLE"), "IDLE").await?;
@@ -985,6 +1002,9 @@ impl ImapClient {
         max_line: usize,
     ) -> Result<Vec<u8>, ImapError> {
         let line = self.read_line_max(step, max_line).await?;
+        if step != "SELECT" && response::untagged_number(&line, b"EXISTS").is_some() {
+            self.news = true;
+        }
         self.budget.lines += 1;
         // A listing of N messages takes at most N lines (FETCH, EXPUNGE, flags): the
         // listing bound, with room for a command's own few lines.
@@ -1532,6 +1552,26 @@ m2 OK done\r\n"
         assert_eq!(sinks.done[&4], b"hello");
         assert_eq!(sinks.done[&6], b"world!");
         assert_eq!(sinks.hints, [Some(4), None]);
+    }
+
+    #[tokio::test]
+    async fn mail_announced_during_a_listing_ends_the_next_idle_at_once() {
+        // The listing's answer reports a new message after the search was made.
+        let mut client = scripted(b"* SEARCH 5\r\n* 10 EXISTS\r\nm2 OK done\r\n".to_vec()).await;
+        assert_eq!(client.uids_after(4).await.unwrap(), [5]);
+        // No IDLE is sent (the server would never announce that mail again): news.
+        assert!(client.idle(Duration::from_secs(5)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_selects_own_count_is_not_news() {
+        let mut client = scripted(
+            b"* 10 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\nm2 OK [READ-WRITE] done\r\n".to_vec(),
+        )
+        .await;
+        client.select("INBOX").await.unwrap();
+        // IDLE is sent and waits: this server has closed the connection instead.
+        assert!(client.idle(Duration::from_secs(5)).await.is_err());
     }
 
     #[tokio::test]

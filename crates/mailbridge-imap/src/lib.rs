@@ -19,7 +19,9 @@
 //!   message sequence numbers so the cost follows the number of messages, not the
 //!   UID space; `UID FETCH BODY.PEEK[]` streamed straight
 //!   into a writer (the literal is never held in memory), or only the header
-//!   (`BODY.PEEK[HEADER]`); flags, `UID MOVE`, expunge; `APPEND` from a reader; `IDLE`.
+//!   (`BODY.PEEK[HEADER]`); flags, `UID MOVE`, expunge; `APPEND` from a reader; `IDLE`
+//!   (answering at once when mail was announced in another command's answer since
+//!   `SELECT`, which the server would not announce again).
 //!
 //! Written here because the mail must stream: async-imap returns whole messages.
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mailbridge_auth::source::TokenSource;
 use mailbridge_graph::{GraphClient, GraphConfig, Mailbox as GraphMailbox};
 use mailbridge_imap::{ImapClient, ImapConfig};
-use mailbridge_pop3::{Pop3Client, Pop3Config};
+use mailbridge_pop3::Pop3Config;
 use mailbridge_tls::TlsSettings;
 use mailbridge_types::config::{AccountConfig, EndpointConfig, SignInMethod, Transport};
 use secrecy::SecretString;
@@ -17,7 +17,7 @@ use crate::send::{SenderSignIn, token_error};
 
 use crate::mailbox::{
     Checkpoint, EwsMailbox, GraphMailboxAccess, ImapMailbox, Mailbox, MailboxError, MessageRef,
-    NewMessages, Pop3Mailbox,
+    NewMessages, Pop3Mailbox, Pop3SignIn,
 };
 
 /// The secret a sign-in produced (the grant is the account's).
@@ -220,18 +220,17 @@ pub async fn open_incoming(
             let mut config = Pop3Config::new(&endpoint.host, endpoint.port(), endpoint.tls_mode());
             config.trust = trust(endpoint)?;
             config.limits = account.limits;
-            let mut client = Pop3Client::connect(&config).await?;
-            let credentials = match signed_in {
-                Credential::Password { user, password } => {
-                    mailbridge_pop3::Credentials::UserPass { user, password }
-                }
-                Credential::Token(tokens) => mailbridge_pop3::Credentials::XOAuth2 {
+            let sign_in = match signed_in {
+                Credential::Password { user, password } => Pop3SignIn::Password { user, password },
+                Credential::Token(tokens) => Pop3SignIn::Token {
                     user: Identity::of(account).login,
-                    token: tokens.token().await.map_err(|e| token_error(&e))?,
+                    tokens,
                 },
             };
-            client.authenticate(&credentials).await?;
-            Ok(AnyMailbox::Pop3(Pop3Mailbox::new(client)))
+            let client = sign_in.open(&config).await?;
+            Ok(AnyMailbox::Pop3(Pop3Mailbox::reopening(
+                client, config, sign_in,
+            )))
         }
         Transport::Graph => {
             let Credential::Token(token) = signed_in else {

@@ -5,7 +5,9 @@
 //!   streamed, mark read, move, delete) over IMAP, Graph, EWS and POP3; messages named
 //!   by a typed [`mailbox::MessageRef`] (IMAP UID with its UIDVALIDITY, Graph id, EWS
 //!   id, POP3 UIDL); errors as [`mailbox::MailboxError`] (class, typed kind, the
-//!   transport's error as source).
+//!   transport's error as source). An account's POP3 mailbox takes each listing after
+//!   the first in a new session (a POP3 session never sees later mail), the old
+//!   session's `QUIT` committing its deletions.
 //! - [`connect`]: an account's incoming side opened as one [`connect::AnyMailbox`]
 //!   from its configuration and a password or token; who an account is on the wire
 //!   ([`connect::Identity`]) and the sender-address rule ([`connect::sender`]); the

@@ -818,28 +818,149 @@ fn distinct_ids(listing: Vec<(u32, String)>) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// POP3: one signed-in session. POP has no flags and no folders: `mark_read` does
-/// nothing, `move_to` is refused, and deletions take effect at [`Pop3Mailbox::close`].
-/// Message ids are the UIDLs, made distinct where the server repeats one.
+/// How a POP3 mailbox signs in when it opens a new session.
+#[derive(Clone)]
+pub enum Pop3SignIn {
+    /// `USER` / `PASS`.
+    Password {
+        user: String,
+        password: secrecy::SecretString,
+    },
+    /// `AUTH XOAUTH2` with a token current when the session opens.
+    Token {
+        user: String,
+        tokens: Arc<dyn TokenSource>,
+    },
+}
+
+impl std::fmt::Debug for Pop3SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pop3SignIn::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            Pop3SignIn::Token { user, tokens } => f
+                .debug_struct("Token")
+                .field("user", user)
+                .field("tokens", tokens)
+                .finish(),
+        }
+    }
+}
+
+impl Pop3SignIn {
+    /// The credentials for a session opened now.
+    pub async fn credentials(&self) -> Result<mailbridge_pop3::Credentials, MailboxError> {
+        Ok(match self {
+            Pop3SignIn::Password { user, password } => mailbridge_pop3::Credentials::UserPass {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            Pop3SignIn::Token { user, tokens } => mailbridge_pop3::Credentials::XOAuth2 {
+                user: user.clone(),
+                token: tokens
+                    .token()
+                    .await
+                    .map_err(|e| crate::send::token_error(&e))?,
+            },
+        })
+    }
+
+    /// Connects to `config` and signs in.
+    pub async fn open(
+        &self,
+        config: &mailbridge_pop3::Pop3Config,
+    ) -> Result<mailbridge_pop3::Pop3Client, MailboxError> {
+        let mut client = mailbridge_pop3::Pop3Client::connect(config).await?;
+        client.authenticate(&self.credentials().await?).await?;
+        Ok(client)
+    }
+}
+
+/// POP3: a signed-in session. POP has no flags and no folders: `mark_read` does
+/// nothing, `move_to` is refused, and deletions take effect when the session ends
+/// ([`Pop3Mailbox::close`], or the next listing of a reopening mailbox). Message ids
+/// are the UIDLs, made distinct where the server repeats one.
+///
+/// A POP3 session sees the maildrop as it was when it opened (RFC 1939 §8: the
+/// server locks it and numbers its messages once), so mail that arrives later is in
+/// no listing of that session. A mailbox made with [`Pop3Mailbox::reopening`] ends
+/// its session (`QUIT`, committing deletions) and opens a new one before each listing
+/// after the first, so that every [`Mailbox::new_since`] lists what is there now; one
+/// made with [`Pop3Mailbox::new`] lists the session's maildrop each time.
 #[derive(Debug)]
 pub struct Pop3Mailbox {
-    client: mailbridge_pop3::Pop3Client,
+    /// `None` after a failed reopening: the next listing tries again.
+    client: Option<mailbridge_pop3::Pop3Client>,
     /// UIDL -> message number, from the last listing.
     numbers: std::collections::BTreeMap<String, u32>,
+    /// Where and how to open a new session, for a reopening mailbox.
+    reopen: Option<(mailbridge_pop3::Pop3Config, Pop3SignIn)>,
+    /// Whether the current session was listed already.
+    listed: bool,
 }
 
 impl Pop3Mailbox {
-    /// Wraps a signed-in session.
+    /// Wraps a signed-in session, for as long as it lasts.
     pub fn new(client: mailbridge_pop3::Pop3Client) -> Self {
         Self {
-            client,
+            client: Some(client),
             numbers: std::collections::BTreeMap::new(),
+            reopen: None,
+            listed: false,
+        }
+    }
+
+    /// Wraps a signed-in session opened with `config` and `sign_in`; each listing
+    /// after the first is taken in a new session signed in the same way.
+    pub fn reopening(
+        client: mailbridge_pop3::Pop3Client,
+        config: mailbridge_pop3::Pop3Config,
+        sign_in: Pop3SignIn,
+    ) -> Self {
+        Self {
+            reopen: Some((config, sign_in)),
+            ..Self::new(client)
         }
     }
 
     /// Ends the session (`QUIT`), which commits deletions.
     pub async fn close(self) -> Result<(), MailboxError> {
-        Ok(self.client.quit().await?)
+        match self.client {
+            Some(client) => Ok(client.quit().await?),
+            None => Ok(()),
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut mailbridge_pop3::Pop3Client, MailboxError> {
+        self.client.as_mut().ok_or_else(|| {
+            MailboxError::new(
+                ErrorClass::Transient,
+                ErrorKind::Connection,
+                "the POP3 session ended and a new one could not be opened; the next listing tries again".to_owned(),
+            )
+        })
+    }
+
+    /// Before a listing: a new session when this one was listed already (and the
+    /// mailbox reopens).
+    async fn fresh_session(&mut self) -> Result<(), MailboxError> {
+        let Some((config, sign_in)) = &self.reopen else {
+            return Ok(());
+        };
+        if !self.listed && self.client.is_some() {
+            return Ok(());
+        }
+        // RFC 1939 §6: QUIT commits this session's deletions and releases the lock
+        // on the maildrop, which the new session takes.
+        self.numbers.clear();
+        if let Some(old) = self.client.take() {
+            old.quit().await?;
+        }
+        self.client = Some(sign_in.open(config).await?);
+        self.listed = false;
+        Ok(())
     }
 
     fn number(&self, message: &MessageRef) -> Result<u32, MailboxError> {
@@ -866,10 +987,13 @@ impl Mailbox for Pop3Mailbox {
         _folder: &str,
         checkpoint: &Checkpoint,
     ) -> Result<NewMessages, MailboxError> {
-        let listing = distinct_ids(self.client.uidl().await?);
+        self.fresh_session().await?;
+        let client = self.client()?;
+        let listing = distinct_ids(client.uidl().await?);
         // The sizes, so that a message announced over the size bound is refused
         // without being downloaded (while the bytes are still counted as they come).
-        self.client.list().await?;
+        client.list().await?;
+        self.listed = true;
         let seen: std::collections::BTreeSet<&str> = match checkpoint {
             Checkpoint::Pop { uidls } => uidls.iter().map(String::as_str).collect(),
             _ => std::collections::BTreeSet::new(),
@@ -909,7 +1033,7 @@ impl Mailbox for Pop3Mailbox {
         sink: &mut W,
     ) -> Result<u64, MailboxError> {
         let n = self.number(message)?;
-        Ok(self.client.retr(n, sink).await?)
+        Ok(self.client()?.retr(n, sink).await?)
     }
 
     async fn mark_read(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
@@ -924,7 +1048,7 @@ impl Mailbox for Pop3Mailbox {
 
     async fn delete(&mut self, message: &MessageRef) -> Result<(), MailboxError> {
         let n = self.number(message)?;
-        Ok(self.client.dele(n).await?)
+        Ok(self.client()?.dele(n).await?)
     }
 }
 

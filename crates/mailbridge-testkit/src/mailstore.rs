@@ -407,6 +407,28 @@ impl MailStore {
         result
     }
 
+    /// Whether a read-only operation that failed with `result` is run once more (on
+    /// another session): its connection failed, maybe because the server ended a
+    /// pooled session (a fault a test injected for its clients, see
+    /// [`crate::mailservers::MailServers::drop_sessions`]) while Graph or EWS was using
+    /// it, and Exchange's own store does not fail a request for that.
+    fn read_again<R>(result: &Result<R, MailStoreError>, tried: &mut bool) -> bool {
+        let again = !*tried && matches!(result, Err(MailStoreError::Io(_)));
+        *tried = true;
+        again
+    }
+
+    /// Forgets the pooled sessions of `mailbox` (every mailbox when `None`) without
+    /// using them: the server has ended them (see
+    /// [`crate::mailservers::MailServers::drop_sessions`]), maybe not yet visibly, so
+    /// a `NOOP` on one could still pass and the next command find it gone.
+    pub(crate) fn forget(&self, mailbox: Option<&str>) {
+        match mailbox {
+            Some(m) => while self.pool.take(&Self::key(m)).is_some() {},
+            None => drop(self.pool.drain()),
+        }
+    }
+
     /// Logs out every pooled session.
     pub async fn close(&self) {
         for mut s in self.pool.drain() {
@@ -416,26 +438,33 @@ impl MailStore {
 
     /// The folders of `mailbox`: `INBOX` first, then the others by name.
     pub async fn folders(&self, mailbox: &str) -> Result<Vec<FolderInfo>, MailStoreError> {
-        self.with_session(mailbox, async |s| {
-            let names: Vec<async_imap::types::Name> =
-                s.list(Some(""), Some("*")).await?.try_collect().await?;
-            let mut names: Vec<String> = names
-                .iter()
-                .filter(|n| {
-                    !n.attributes()
+        let mut tried = false;
+        loop {
+            let result = self
+                .with_session(mailbox, async |s| {
+                    let names: Vec<async_imap::types::Name> =
+                        s.list(Some(""), Some("*")).await?.try_collect().await?;
+                    let mut names: Vec<String> = names
                         .iter()
-                        .any(|a| matches!(a, NameAttribute::NoSelect))
+                        .filter(|n| {
+                            !n.attributes()
+                                .iter()
+                                .any(|a| matches!(a, NameAttribute::NoSelect))
+                        })
+                        .map(|n| mutf7::decode(n.name()).unwrap_or_else(|| n.name().to_owned()))
+                        .collect();
+                    names.sort_by_key(|n| (n != "INBOX", n.clone()));
+                    let mut out = Vec::with_capacity(names.len());
+                    for name in names {
+                        out.push(Self::folder_info(s, name).await?);
+                    }
+                    Ok(out)
                 })
-                .map(|n| mutf7::decode(n.name()).unwrap_or_else(|| n.name().to_owned()))
-                .collect();
-            names.sort_by_key(|n| (n != "INBOX", n.clone()));
-            let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                out.push(Self::folder_info(s, name).await?);
+                .await;
+            if !Self::read_again(&result, &mut tried) {
+                return result;
             }
-            Ok(out)
-        })
-        .await
+        }
     }
 
     async fn folder_info(s: &mut Session, name: String) -> Result<FolderInfo, MailStoreError> {
@@ -566,27 +595,34 @@ impl MailStore {
         mailbox: &str,
         folder: &str,
     ) -> Result<Vec<MessageSummary>, MailStoreError> {
-        self.with_session(mailbox, async |s| {
-            let (validity, exists) = Self::select(s, folder).await?;
-            if exists == 0 {
-                return Ok(Vec::new());
+        let mut tried = false;
+        loop {
+            let result = self
+                .with_session(mailbox, async |s| {
+                    let (validity, exists) = Self::select(s, folder).await?;
+                    if exists == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let fetches: Vec<Fetch> = s
+                        .uid_fetch(
+                            "1:*",
+                            "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])",
+                        )
+                        .await?
+                        .try_collect()
+                        .await?;
+                    let mut out: Vec<MessageSummary> = fetches
+                        .iter()
+                        .filter_map(|f| summary(mailbox, folder, validity, f))
+                        .collect();
+                    out.sort_by_key(|m| m.id.uid);
+                    Ok(out)
+                })
+                .await;
+            if !Self::read_again(&result, &mut tried) {
+                return result;
             }
-            let fetches: Vec<Fetch> = s
-                .uid_fetch(
-                    "1:*",
-                    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])",
-                )
-                .await?
-                .try_collect()
-                .await?;
-            let mut out: Vec<MessageSummary> = fetches
-                .iter()
-                .filter_map(|f| summary(mailbox, folder, validity, f))
-                .collect();
-            out.sort_by_key(|m| m.id.uid);
-            Ok(out)
-        })
-        .await
+        }
     }
 
     /// The summary of one message, `None` when it no longer exists.
@@ -594,43 +630,57 @@ impl MailStore {
         &self,
         id: &StoredMessageId,
     ) -> Result<Option<MessageSummary>, MailStoreError> {
-        self.with_session(&id.mailbox, async |s| {
-            if !Self::select_for(s, id).await? {
-                return Ok(None);
+        let mut tried = false;
+        loop {
+            let result = self
+                .with_session(&id.mailbox, async |s| {
+                    if !Self::select_for(s, id).await? {
+                        return Ok(None);
+                    }
+                    let fetches: Vec<Fetch> = s
+                        .uid_fetch(
+                            id.uid.to_string(),
+                            "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])",
+                        )
+                        .await?
+                        .try_collect()
+                        .await?;
+                    Ok(fetches
+                        .iter()
+                        .filter(|f| f.uid == Some(id.uid))
+                        .find_map(|f| summary(&id.mailbox, &id.folder, id.uid_validity, f)))
+                })
+                .await;
+            if !Self::read_again(&result, &mut tried) {
+                return result;
             }
-            let fetches: Vec<Fetch> = s
-                .uid_fetch(
-                    id.uid.to_string(),
-                    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])",
-                )
-                .await?
-                .try_collect()
-                .await?;
-            Ok(fetches
-                .iter()
-                .filter(|f| f.uid == Some(id.uid))
-                .find_map(|f| summary(&id.mailbox, &id.folder, id.uid_validity, f)))
-        })
-        .await
+        }
     }
 
     /// The raw MIME of a message, `None` when it no longer exists.
     pub async fn fetch(&self, id: &StoredMessageId) -> Result<Option<Vec<u8>>, MailStoreError> {
-        self.with_session(&id.mailbox, async |s| {
-            if !Self::select_for(s, id).await? {
-                return Ok(None);
+        let mut tried = false;
+        loop {
+            let result = self
+                .with_session(&id.mailbox, async |s| {
+                    if !Self::select_for(s, id).await? {
+                        return Ok(None);
+                    }
+                    let fetches: Vec<Fetch> = s
+                        .uid_fetch(id.uid.to_string(), "(UID BODY.PEEK[])")
+                        .await?
+                        .try_collect()
+                        .await?;
+                    Ok(fetches
+                        .iter()
+                        .find(|f| f.uid == Some(id.uid))
+                        .and_then(|f| f.body().map(<[u8]>::to_vec)))
+                })
+                .await;
+            if !Self::read_again(&result, &mut tried) {
+                return result;
             }
-            let fetches: Vec<Fetch> = s
-                .uid_fetch(id.uid.to_string(), "(UID BODY.PEEK[])")
-                .await?
-                .try_collect()
-                .await?;
-            Ok(fetches
-                .iter()
-                .find(|f| f.uid == Some(id.uid))
-                .and_then(|f| f.body().map(<[u8]>::to_vec)))
-        })
-        .await
+        }
     }
 
     /// Sets or clears `\Seen`. False when the message no longer exists.

@@ -6,5 +6,7 @@
 
 mod outbox;
 mod parked;
+mod scenarios;
 mod sync;
+mod transports;
 mod watcher;

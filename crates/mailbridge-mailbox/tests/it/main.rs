@@ -7,6 +7,7 @@ mod download;
 mod imap_hostile;
 mod mailbox;
 mod matrix;
+mod pop3_session;
 mod prop;
 mod send;
 mod since;

@@ -454,6 +454,9 @@ impl MailServers {
             log: self.dovecot_log(),
             excerpt: String::new(),
         })?;
+        // The store's own sessions of that user were among those dropped: the next
+        // operation must not pick one up while Dovecot is still ending it.
+        self.store.forget(user);
         let text = String::from_utf8_lossy(&out.stdout);
         // Dovecot 2.3 prints the kicked users and "kicked connections from the
         // following users:" (in either order); count the addresses.
