@@ -680,6 +680,7 @@ pub fn from_provider(address: &str, provider: &Provider) -> AccountConfig {
         send: outgoing.is_some() || incoming.is_some(),
         incoming,
         outgoing,
+        sent_copy: None,
         limits: mailbridge_types::config::Limits::default(),
     };
     account.transports = transports_of(&account);

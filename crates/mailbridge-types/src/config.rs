@@ -226,6 +226,11 @@ pub struct AccountConfig {
     /// Where mail is sent (SMTP server); for Graph and EWS the incoming side.
     #[serde(default)]
     pub outgoing: Option<EndpointConfig>,
+    /// A copy of every message the outbox sends over SMTP is appended to this folder
+    /// of the account's IMAP side (e.g. `Sent`, `Sent Items`), marked read. Graph and
+    /// EWS keep their own copy in Sent Items; SMTP servers keep none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_copy: Option<String>,
     /// Bounds on what a server may send (message size, listing length, pages, time
     /// per command); `[account.limits]` in the configuration file.
     #[serde(default, skip_serializing_if = "Limits::is_default")]
