@@ -5,6 +5,8 @@
 
 mod apps;
 mod daemon;
+mod daemon_world;
+mod durability;
 mod hostile;
 mod login;
 mod packaging;
