@@ -375,7 +375,7 @@ pub async fn deliver_round<M: Mailbox + Send>(
             tracing::info!(
                 account = round.account,
                 folder,
-                message = %message,
+                source_message = %message,
                 "parked before: passed (the parked delivery worker delivers it)"
             );
             Outcome::ParkedBefore
@@ -489,7 +489,7 @@ async fn pending_source_actions<M: Mailbox + Send>(
                     tracing::info!(
                         account = round.account,
                         folder,
-                        message = %message,
+                        source_message = %message,
                         parked = %row.id,
                         "source action of a parked message done"
                     );
@@ -499,7 +499,7 @@ async fn pending_source_actions<M: Mailbox + Send>(
                     tracing::warn!(
                         account = round.account,
                         folder,
-                        message = %message,
+                        source_message = %message,
                         parked = %row.id,
                         error = %mailbridge_types::error_chain(&e),
                         "the parked message is gone from the source: its source action is not done"
@@ -563,7 +563,7 @@ async fn deliver_one<M: Mailbox + Send>(
             tracing::info!(
                 account = round.account,
                 folder,
-                message = %shown,
+                source_message = %shown,
                 "unrouted: no route matches the message; passed"
             );
             return Ok(Outcome::Unrouted);
@@ -632,7 +632,7 @@ async fn deliver_one<M: Mailbox + Send>(
                     tracing::warn!(
                         account = round.account,
                         folder,
-                        message = %shown,
+                        source_message = %shown,
                         key = %delivery.key,
                         sink = name.as_str(),
                         parked = %parked.entry.id,
@@ -647,7 +647,7 @@ async fn deliver_one<M: Mailbox + Send>(
             tracing::info!(
                 account = round.account,
                 folder,
-                message = %shown,
+                source_message = %shown,
                 key = %delivery.key,
                 sink = name.as_str(),
                 location = accepted.location.as_str(),
