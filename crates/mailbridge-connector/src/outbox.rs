@@ -42,6 +42,29 @@ pub struct OutgoingSide {
     pub sign_in: SenderSignIn,
     /// The account's `limits.max_message_size`.
     pub max_message_size: u64,
+    /// Where a copy of what is sent over SMTP goes (the account's `sent_copy`).
+    pub sent_copy: Option<SentCopy>,
+}
+
+/// A copy of each message sent over SMTP, appended (marked read) to a folder of the
+/// account's IMAP side: SMTP servers keep no copy; Graph and EWS keep their own.
+pub struct SentCopy {
+    /// The account (its incoming side is the IMAP server).
+    pub account: mailbridge_types::config::AccountConfig,
+    /// The folder, e.g. `Sent`.
+    pub folder: String,
+    /// The sign-in for the IMAP side.
+    pub sign_in: SenderSignIn,
+}
+
+impl std::fmt::Debug for SentCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentCopy")
+            .field("account", &self.account.name)
+            .field("folder", &self.folder)
+            .field("sign_in", &self.sign_in)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for OutgoingSide {
@@ -276,8 +299,41 @@ impl<S: OutgoingSides> OutboxWorker<S> {
         if let AnySender::Smtp(smtp) = sender {
             // The message is sent; a failed QUIT changes nothing about it.
             let _ = smtp.close().await;
+            if let Some(copy) = side.sent_copy {
+                // Sent is sent: a copy that fails is logged, never a reason to resend.
+                if let Err(e) = Self::append_copy(copy, &claimed.message).await {
+                    tracing::warn!(
+                        account = side.who.account.as_str(),
+                        outbox = %claimed.entry.id,
+                        error = %mailbridge_types::error_chain(&e),
+                        "the message was sent, but its copy could not be put in the sent folder"
+                    );
+                }
+            }
         }
         Ok(sent.server_reply)
+    }
+
+    /// Appends `message` to the sent folder of `copy`'s IMAP side, marked read.
+    async fn append_copy(copy: SentCopy, message: &[u8]) -> Result<(), MailboxError> {
+        let mut mailbox =
+            mailbridge_mailbox::connect::open_incoming(&copy.account, copy.sign_in).await?;
+        let mailbridge_mailbox::connect::AnyMailbox::Imap(imap) = &mut mailbox else {
+            return Err(MailboxError::misconfigured(format!(
+                "account {} keeps copies of sent mail in {}, which needs an IMAP incoming side",
+                copy.account.name, copy.folder
+            )));
+        };
+        imap.client_mut()
+            .append(
+                &copy.folder,
+                true,
+                message.len() as u64,
+                &mut std::io::Cursor::new(message),
+            )
+            .await
+            .map_err(MailboxError::from)?;
+        Ok(())
     }
 
     /// Records what `error` means for `claimed`.

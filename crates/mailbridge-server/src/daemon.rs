@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mailbridge_accounts::signin::SignIn;
-use mailbridge_connector::outbox::{OutboxSettings, OutboxWorker, OutgoingSide, OutgoingSides};
+use mailbridge_connector::outbox::{
+    OutboxSettings, OutboxWorker, OutgoingSide, OutgoingSides, SentCopy,
+};
 use mailbridge_connector::parked::{ParkedHandle, ParkedSettings, ParkedWorker, SinkLookup};
 use mailbridge_connector::spec::{SinkSpec, Watch, build_sink};
 use mailbridge_connector::watcher::{
@@ -38,7 +40,7 @@ use mailbridge_connector::watcher::{
 };
 use mailbridge_mailbox::mailbox::{ErrorKind, MailboxError};
 use mailbridge_store::{AccountId, Store, sink_secret_id};
-use mailbridge_types::config::{AccountConfig, AppConfig};
+use mailbridge_types::config::{AccountConfig, AppConfig, Transport};
 use mailbridge_types::error_chain;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -591,11 +593,47 @@ pub async fn outgoing_side(
                 e,
             )
         })?;
+    let sent_copy = match (&account.sent_copy, endpoint.transport, &account.incoming) {
+        (Some(folder), Transport::Smtp, Some(incoming))
+            if incoming.transport == Transport::Imap =>
+        {
+            Some(SentCopy {
+                account: account.clone(),
+                folder: folder.clone(),
+                sign_in: sign_in
+                    .credentials(account, app, Transport::Imap)
+                    .await
+                    .map_err(|e| {
+                        let class = e.class();
+                        MailboxError::with_source(
+                            class,
+                            ErrorKind::of_class(class),
+                            format!(
+                                "account {} could not sign in to its IMAP side for the sent copy",
+                                account.name
+                            ),
+                            e,
+                        )
+                    })?,
+            })
+        }
+        (Some(folder), Transport::Smtp, _) => {
+            tracing::warn!(
+                account = account.name.as_str(),
+                folder = folder.as_str(),
+                "sent_copy needs an IMAP incoming side; no copy is kept"
+            );
+            None
+        }
+        // Graph and EWS keep their own copy in Sent Items.
+        _ => None,
+    };
     Ok(OutgoingSide {
         endpoint,
         who: mailbridge_mailbox::connect::Identity::of(account),
         sign_in: signed_in,
         max_message_size: account.limits.max_message_size,
+        sent_copy,
     })
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailbridge_connector::outbox::{
-    OutboxSettings, OutboxWorker, Outcome, OutgoingSide, OutgoingSides,
+    OutboxSettings, OutboxWorker, Outcome, OutgoingSide, OutgoingSides, SentCopy,
 };
 use mailbridge_mailbox::connect::Identity;
 use mailbridge_mailbox::mailbox::{ErrorKind, MailboxError};
@@ -86,6 +86,10 @@ struct Sides {
     smtp_token: SecretString,
     graph_token: SecretString,
     graph_account: Mutex<Option<AccountId>>,
+    /// The folder of Alice's IMAP side that keeps a copy of what goes out over SMTP.
+    sent_folder: Mutex<Option<String>>,
+    imap_port: u16,
+    imap_token: SecretString,
 }
 
 impl OutgoingSides for Sides {
@@ -124,11 +128,37 @@ impl OutgoingSides for Sides {
                 self.smtp_token.clone(),
             )
         };
+        let sent_copy = match (graph, self.sent_folder.lock().unwrap().clone()) {
+            (false, Some(folder)) => Some(SentCopy {
+                account: serde_json::from_value(serde_json::json!({
+                    "name": "alice",
+                    "address": ALICE,
+                    "sign_in": "app-only",
+                    "app": "connector",
+                    "transports": ["imap", "smtp"],
+                    "incoming": {
+                        "transport": "imap",
+                        "host": "127.0.0.1",
+                        "port": self.imap_port,
+                        "tls": "starttls",
+                        "tls_name": self.tls_name,
+                        "extra_ca_file": self.ca_file,
+                    },
+                }))
+                .unwrap(),
+                folder,
+                sign_in: SenderSignIn::AppOnly(mailbridge_auth::source::fixed(
+                    self.imap_token.clone(),
+                )),
+            }),
+            _ => None,
+        };
         Ok(OutgoingSide {
             endpoint,
             who,
             sign_in: SenderSignIn::AppOnly(mailbridge_auth::source::fixed(token)),
             max_message_size: 10 * 1024 * 1024,
+            sent_copy,
         })
     }
 }
@@ -151,6 +181,13 @@ impl World {
                 &["Mail.Send"],
             )),
             graph_account: Mutex::new(None),
+            sent_folder: Mutex::new(None),
+            imap_port: self.mail.imap().port(),
+            imap_token: SecretString::from(self.emulator.app_token(
+                &self.app,
+                Resource::exchange(),
+                &["IMAP.AccessAsApp"],
+            )),
         })
     }
 
@@ -281,6 +318,45 @@ async fn queued_while_smtp_is_unreachable_is_sent_once_later_in_order() {
     // Nothing left to send, nothing sent twice.
     assert!(worker.send_pending(&cancel).await.unwrap().is_empty());
     assert!(w.store.outbox_next_due().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_message_sent_over_smtp_gets_its_copy_in_the_sent_folder_once() {
+    let w = world().await;
+    let alice = w.store.outbox_account_id("alice").await.unwrap();
+    let sides = w.sides(w.mail.submission().port());
+    *sides.sent_folder.lock().unwrap() = Some("Sent Items".into());
+    let worker = w.worker(sides.clone());
+    let cancel = CancellationToken::new();
+    w.store
+        .outbox_enqueue(World::message(alice, "kept in sent", None), u64::MAX)
+        .await
+        .unwrap();
+    let done = worker.send_pending(&cancel).await.unwrap();
+    assert!(matches!(done[..], [Outcome::Sent { .. }]), "{done:?}");
+    w.arrived_once("kept in sent").await;
+    let copies: Vec<_> = w
+        .mail
+        .mail_store()
+        .list(ALICE, "Sent Items")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| String::from_utf8_lossy(&m.header).contains("Subject: kept in sent\r\n"))
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy in Alice's Sent Items");
+
+    // A folder that does not exist: the message is still sent once (and logged), never
+    // resent because its copy failed.
+    *sides.sent_folder.lock().unwrap() = Some("No Such Folder".into());
+    w.store
+        .outbox_enqueue(World::message(alice, "copy fails", None), u64::MAX)
+        .await
+        .unwrap();
+    let done = worker.send_pending(&cancel).await.unwrap();
+    assert!(matches!(done[..], [Outcome::Sent { .. }]), "{done:?}");
+    w.arrived_once("copy fails").await;
+    assert!(worker.send_pending(&cancel).await.unwrap().is_empty());
 }
 
 #[tokio::test]

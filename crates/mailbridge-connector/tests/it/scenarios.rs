@@ -295,6 +295,7 @@ struct GraphSide {
 impl OutgoingSides for GraphSide {
     async fn outgoing(&self, _account: AccountId) -> Result<OutgoingSide, MailboxError> {
         Ok(OutgoingSide {
+            sent_copy: None,
             endpoint: EndpointConfig {
                 transport: Transport::Graph,
                 host: self.graph_root.clone(),
