@@ -925,6 +925,21 @@ impl Pop3Mailbox {
         }
     }
 
+    /// A reopening mailbox between listings: ends the session now (`QUIT`, which
+    /// commits deletions and releases the maildrop's lock, so that other clients and
+    /// the server's idle timeout are not held up while a watcher waits); the next
+    /// listing opens a new one. Does nothing for a mailbox that does not reopen.
+    pub async fn release(&mut self) -> Result<(), MailboxError> {
+        if self.reopen.is_none() {
+            return Ok(());
+        }
+        self.numbers.clear();
+        if let Some(client) = self.client.take() {
+            client.quit().await?;
+        }
+        Ok(())
+    }
+
     /// Ends the session (`QUIT`), which commits deletions.
     pub async fn close(self) -> Result<(), MailboxError> {
         match self.client {

@@ -356,6 +356,13 @@ async fn session<S: SignInSource>(
                 }
             }
             _ => {
+                // A POP3 session holds the maildrop's lock and sees nothing new: it
+                // ends now, and the next round opens a new one.
+                if let AnyMailbox::Pop3(pop) = &mut mailbox
+                    && let Err(e) = pop.release().await
+                {
+                    return source_failed(&e);
+                }
                 tokio::select! {
                     () = cancel.cancelled() => return Ended::Cancelled,
                     () = tokio::time::sleep(config.poll_interval) => {}

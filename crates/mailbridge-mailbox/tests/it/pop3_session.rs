@@ -121,5 +121,18 @@ async fn a_pop3_mailbox_lists_mail_that_arrived_after_its_first_listing() {
     // A reference from an ended session is not resolved against the new numbering.
     let err = pop.fetch(&first, &mut Vec::new()).await.unwrap_err();
     assert_eq!(err.kind, mailbridge_mailbox::mailbox::ErrorKind::NotFound);
+
+    // Released between polls (as a watcher does): the session ends at once, its
+    // deletion committed, and the next listing opens a new one.
+    let second = next.messages[0].clone();
+    pop.delete(&second).await.unwrap();
+    let AnyMailbox::Pop3(inner) = &mut pop else {
+        unreachable!()
+    };
+    inner.release().await.unwrap();
+    assert!(subjects_on_server(&mail).await.is_empty());
+    append(&mail, "third").await;
+    let after = pop.new_since("INBOX", &next.checkpoint).await.unwrap();
+    assert_eq!(after.messages.len(), 1, "a released mailbox lists again");
     pop.close().await.unwrap();
 }
