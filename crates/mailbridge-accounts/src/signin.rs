@@ -174,6 +174,16 @@ impl SignIn {
         &self.store
     }
 
+    /// How many requests went to the identity platform through this service.
+    pub fn token_requests(&self) -> u64 {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|s| s.client().requests_made())
+            .sum()
+    }
+
     /// The sessions that hand out `app`'s tokens (made on first use, then kept).
     pub fn sessions(&self, app: &AppConfig) -> Result<Arc<Sessions<Store>>> {
         let mut map = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);

@@ -50,6 +50,8 @@ pub struct HttpOptions {
 pub struct TokenClient {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
+    /// Requests sent to the identity platform, shared by the client's clones.
+    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the device-code endpoint returns: show `message` to the user.
@@ -106,7 +108,17 @@ impl TokenClient {
         let http = builder
             .build()
             .map_err(|e| AuthError::Protocol(format!("failed to build the HTTP client: {e}")))?;
-        Ok(Self { http, clock })
+        Ok(Self {
+            http,
+            clock,
+            requests: Arc::default(),
+        })
+    }
+
+    /// How many requests this client (and its clones) sent to the identity platform:
+    /// token, device-code and refresh requests (the daemon's metrics).
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The clock.
@@ -141,6 +153,8 @@ impl TokenClient {
                 },
             )
             .finish();
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = self
             .http
             .post(url)

@@ -125,6 +125,11 @@ impl DaemonHandle {
         &self.0.settings.config_file
     }
 
+    /// How many requests the daemon's sign-in service sent to the identity platform.
+    pub fn token_requests(&self) -> u64 {
+        self.0.sign_in.token_requests()
+    }
+
     /// See [`Daemon::reload`].
     pub fn reload(&self) {
         self.0.reload.notify_one();

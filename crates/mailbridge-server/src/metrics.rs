@@ -99,6 +99,9 @@ pub struct DaemonMetrics {
     pub watchers: Family<StateLabels, Gauge>,
     pub outbox: Family<OutboxLabels, Gauge>,
     pub parked: Gauge,
+    pub token_requests: Counter,
+    /// The sign-in service's count when last looked at.
+    token_requests_seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DaemonMetrics {
@@ -111,6 +114,8 @@ impl DaemonMetrics {
             watchers: Family::default(),
             outbox: Family::default(),
             parked: Gauge::default(),
+            token_requests: Counter::default(),
+            token_requests_seen: std::sync::Arc::default(),
         };
         metrics.register(|r| {
             r.register(
@@ -132,6 +137,11 @@ impl DaemonMetrics {
                 "outbox_messages",
                 "Messages in the outbox by account id and state (queue depth: queued, sending, retrying)",
                 this.outbox.clone(),
+            );
+            r.register(
+                "token_requests",
+                "Requests sent to the identity platform (token, refresh, device code)",
+                this.token_requests.clone(),
             );
             r.register(
                 "parked_deliveries",
@@ -215,6 +225,11 @@ impl DaemonMetrics {
     }
 
     async fn count_store(&self, daemon: &crate::daemon::DaemonHandle) {
+        let now = daemon.token_requests();
+        let before = self
+            .token_requests_seen
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
+        self.token_requests.inc_by(now.saturating_sub(before));
         let store = daemon.store();
         match store.outbox_counts().await {
             Ok(rows) => {

@@ -177,7 +177,13 @@ async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees(
             r#"mailbridge_outbox_messages{{account="{alice}",state="sent"}} 1"#
         ));
         let histogram = text.contains("mailbridge_delivery_seconds_count 1");
-        if delivered && sent && histogram {
+        // The IMAP watcher and the SMTP sender share one Exchange token (one request).
+        let tokens = text
+            .lines()
+            .find_map(|l| l.strip_prefix("mailbridge_token_requests_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n == 1);
+        if delivered && sent && histogram && tokens {
             break;
         }
         assert!(
