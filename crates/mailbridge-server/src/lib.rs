@@ -31,6 +31,8 @@
 //! `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
 
 pub mod api;
+pub mod api_config;
+pub mod api_messages;
 pub mod api_token;
 pub mod daemon;
 pub mod json;
@@ -148,6 +150,24 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(api::get_parked, api::drop_parked))
         .routes(routes!(api::retry_parked))
         .routes(routes!(api::events))
+        .routes(routes!(api_config::list_apps, api_config::create_app))
+        .routes(routes!(
+            api_config::get_app,
+            api_config::put_app,
+            api_config::delete_app
+        ))
+        .routes(routes!(api_config::create_account))
+        .routes(routes!(api_config::put_account, api_config::delete_account))
+        .routes(routes!(
+            api_config::list_providers,
+            api_config::create_provider
+        ))
+        .routes(routes!(api_config::delete_provider))
+        .routes(routes!(api_config::list_domains))
+        .routes(routes!(api_config::test_receive))
+        .routes(routes!(api_config::test_send))
+        .routes(routes!(api_messages::list_messages))
+        .routes(routes!(api_messages::get_message))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router
