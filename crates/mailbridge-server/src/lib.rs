@@ -10,6 +10,11 @@
 //!   [`daemon::DaemonHandle`].
 //! - [`api`]: the resources under `/api/v1`: accounts, watches, sinks (secrets
 //!   write-only), the outbox, parked deliveries, watcher states and events (SSE).
+//! - [`api_config`]: apps (client secrets write-only), creating, changing and
+//!   removing accounts (passwords write-only), providers and the domain table, and
+//!   an account's "test receive" / "test send" reports.
+//! - [`api_messages`]: an account's messages: the newest of a folder, and one
+//!   message's raw MIME streamed within the account's limits.
 //! - [`problem`]: every error as `application/problem+json` with a stable `code` and,
 //!   for invalid input, the `field` at fault.
 //! - [`json`]: [`json::ApiJson`], request bodies read within the body limit, answered
