@@ -144,13 +144,30 @@ pub struct MessagesQuery {
 fn mailbox_failed(account: &str, e: &MailboxError) -> Problem {
     use mailbridge_mailbox::mailbox::ErrorKind;
     tracing::warn!(account = %account, error = %mailbridge_types::error_chain(e), "mailbox request through the API failed");
-    if e.kind == ErrorKind::NotFound {
-        return Problem::not_found(format!("account {account}: {}", e.detail()));
-    }
+    let (status, code, title) = match e.kind {
+        ErrorKind::NotFound => {
+            return Problem::not_found(format!("account {account}: {}", e.detail()));
+        }
+        ErrorKind::LimitExceeded => (
+            StatusCode::BAD_GATEWAY,
+            "limit-exceeded",
+            "Over the account's limits",
+        ),
+        ErrorKind::Throttled => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "throttled",
+            "The service is throttling",
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "mailbox-failed",
+            "The mailbox refused or failed",
+        ),
+    };
     Problem::new(
-        StatusCode::BAD_GATEWAY,
-        "mailbox-failed",
-        "The mailbox refused or failed",
+        status,
+        code,
+        title,
         format!(
             "account {account}: {} ({}); POST /api/v1/accounts/{{id}}/test/receive shows each step and the fix",
             e.detail(),

@@ -569,6 +569,42 @@ async fn an_account_set_up_through_the_api_reads_its_mailbox() {
         .await;
     assert_eq!(status, 200, "{messages}");
     assert_eq!(messages.as_array().unwrap().len(), 1, "{messages}");
+    // A message over the account's size limit is refused, naming the limit.
+    let (status, small) = d
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{id}"),
+            Some(json!({"limits": {"max_message_size": 64}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{small}");
+    let second_id = messages[0]["id"].as_str().unwrap();
+    let (status, _, body) = d
+        .raw(&format!("/api/v1/accounts/{id}/messages/{second_id}"))
+        .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "limit-exceeded", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_message_size"),
+        "{body}"
+    );
+    let (status, _) = d
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{id}"),
+            Some(json!({"limits": {}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, bytes) = d
+        .raw(&format!("/api/v1/accounts/{id}/messages/{second_id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, store.fetch(&second).await.unwrap().unwrap());
     assert_problem(
         "a limit of the wrong type",
         &d.admin(
