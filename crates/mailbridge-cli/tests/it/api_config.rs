@@ -96,6 +96,11 @@ async fn world() -> World {
             PermissionKind::Application,
             "IMAP.AccessAsApp",
         )
+        .with_permission(
+            Api::ExchangeOnline,
+            PermissionKind::Application,
+            "SMTP.SendAsApp",
+        )
         .consented();
     let sp = app.service_principal_id.to_string();
     let tenant = Tenant::new("Contoso", "contoso.example")
@@ -628,6 +633,47 @@ async fn an_account_set_up_through_the_api_reads_its_mailbox() {
         422,
         "invalid-field",
         Some("password"),
+    );
+
+    // Given an outgoing side, its send check sends through Postfix.
+    let submission = w.mail.submission();
+    let (status, body) = d
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{id}"),
+            Some(json!({"outgoing": {"transport": "smtp", "host": submission.ip().to_string(), "port": submission.port(), "tls": "starttls", "tls_name": w.mail.tls_name(), "extra_ca_file": ca}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["send"], true, "{body}");
+    let (status, report) = d
+        .admin(
+            Method::POST,
+            &format!("/api/v1/accounts/{id}/test/send?to={BOB}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "send" && s["ok"] == true),
+        "{report}"
+    );
+    assert_problem(
+        "a recipient that is not an address",
+        &d.admin(
+            Method::POST,
+            &format!("/api/v1/accounts/{id}/test/send?to=nobody"),
+            None,
+        )
+        .await,
+        422,
+        "invalid-field",
+        Some("to"),
     );
 
     // Removed: gone, and its app may go now.
