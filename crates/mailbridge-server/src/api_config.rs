@@ -790,19 +790,66 @@ pub async fn put_account(
     Ok(Json(account_settings_view(store, id, account).await?))
 }
 
-/// Removes an account with its password, refresh token, sign-in state and
-/// checkpoints; its watcher stops.
+/// Whether to remove an account that still has work.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountQuery {
+    /// Remove it even while messages wait in its outbox or its parked deliveries:
+    /// they go with it, never sent or delivered.
+    pub force: Option<bool>,
+}
+
+/// Removes an account with its password, refresh token, sign-in state, checkpoints,
+/// watch, outbox and parked deliveries; its watcher stops. While messages wait to be
+/// sent or delivered it is refused (409 `pending-work`) unless `force=true`.
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}", security(("api_token" = [])),
-    params(("id" = String, Path, description = "the account's id")),
+    params(("id" = String, Path, description = "the account's id"), DeleteAccountQuery),
     responses((status = 204), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
 pub async fn delete_account(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<DeleteAccountQuery>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Action::WriteAccount { own: OWN })?;
     let daemon = work(&state)?;
     let (id, account) = stored_account(daemon, &id).await?;
+    if q.force != Some(true) {
+        use mailbridge_store::OutboxState;
+        let store = daemon.store();
+        let waiting = store
+            .outbox_list(Some(id))
+            .await
+            .map_err(|e| store_failed(&e))?
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    OutboxState::Queued | OutboxState::Sending | OutboxState::Retrying
+                )
+            })
+            .count();
+        let parked = store
+            .parked_list(Some(id), None, 1)
+            .await
+            .map_err(|e| store_failed(&e))?
+            .len();
+        if waiting > 0 || parked > 0 {
+            return Err(conflict(
+                "pending-work",
+                "Messages are waiting",
+                format!(
+                    "account {} has {waiting} message(s) waiting in its outbox{}: removing it would drop them; wait for them (GET /api/v1/outbox?account={id}, GET /api/v1/parked?account={id}) or remove it with ?force=true",
+                    account.name,
+                    if parked > 0 {
+                        " and parked deliveries"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
     daemon
         .store()
         .remove_account(&account.name)

@@ -865,14 +865,50 @@ async fn providers_and_the_domain_table_through_the_api() {
         None,
     );
 
-    let (status, _) = d
+    // A message waiting in its outbox (its server refuses connections, so it
+    // stays queued or retrying) keeps it from being removed by mistake.
+    let (status, body) = d
         .admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{account_id}"),
+            Some(json!({"outgoing": {"transport": "smtp", "host": "127.0.0.1", "port": 1, "tls": "starttls"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, queued) = d
+        .admin(
+            Method::POST,
+            &format!("/api/v1/accounts/{account_id}/outbox"),
+            Some(json!({"to": ["dave@example.net"], "subject": "Waiting", "text": "..."})),
+        )
+        .await;
+    assert_eq!(status, 201, "{queued}");
+    assert_problem(
+        "an account with a message waiting",
+        &d.admin(
             Method::DELETE,
             &format!("/api/v1/accounts/{account_id}"),
             None,
         )
+        .await,
+        409,
+        "pending-work",
+        None,
+    );
+    let (status, _) = d
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/accounts/{account_id}?force=true"),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
+    let (_, outbox) = d.admin(Method::GET, "/api/v1/outbox", None).await;
+    assert_eq!(
+        outbox,
+        json!([]),
+        "the forced removal took its outbox along"
+    );
     let (status, body) = d
         .admin(Method::DELETE, "/api/v1/providers/example-mail", None)
         .await;
