@@ -478,6 +478,18 @@ async fn an_account_set_up_through_the_api_reads_its_mailbox() {
         None,
     );
     assert_problem(
+        "a folder the mailbox does not have",
+        &d.admin(
+            Method::GET,
+            &format!("/api/v1/accounts/{id}/messages?folder=Nope"),
+            None,
+        )
+        .await,
+        404,
+        "not-found",
+        None,
+    );
+    assert_problem(
         "a listing too long",
         &d.admin(
             Method::GET,
