@@ -935,6 +935,11 @@ async fn providers_and_the_domain_table_through_the_api() {
     );
     let (_, domains) = d.admin(Method::GET, "/api/v1/domains", None).await;
     assert!(!domains.to_string().contains("example-mail"), "{domains}");
-    d.stop().await;
+    let log = d.stop().await;
+    assert!(!log.contains("Carol-pw-1"), "the password reached the log");
+    assert!(
+        !w.db_bytes().windows(10).any(|win| win == b"Carol-pw-1"),
+        "the password is in the store unsealed"
+    );
     w.mail.stop().await;
 }
