@@ -230,6 +230,16 @@ impl ProviderTable {
         self.providers.get(id)
     }
 
+    /// Every provider, by id.
+    pub fn providers(&self) -> impl Iterator<Item = &Provider> {
+        self.providers.values()
+    }
+
+    /// The domain table: each domain (lower case) and the id of its provider, by domain.
+    pub fn domains(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.domains.iter().map(|(d, p)| (d.as_str(), p.as_str()))
+    }
+
     /// The provider a domain is mapped to (exact domain, then parent domains).
     pub fn for_domain(&self, domain: &str) -> Option<&Provider> {
         let mut d = domain.trim_end_matches('.').to_ascii_lowercase();

@@ -10,6 +10,11 @@
 //!   [`daemon::DaemonHandle`].
 //! - [`api`]: the resources under `/api/v1`: accounts, watches, sinks (secrets
 //!   write-only), the outbox, parked deliveries, watcher states and events (SSE).
+//! - [`api_config`]: apps (client secrets write-only), creating, changing and
+//!   removing accounts (passwords write-only), providers and the domain table, and
+//!   an account's "test receive" / "test send" reports.
+//! - [`api_messages`]: an account's messages: the newest of a folder, and one
+//!   message's raw MIME streamed within the account's limits.
 //! - [`problem`]: every error as `application/problem+json` with a stable `code` and,
 //!   for invalid input, the `field` at fault.
 //! - [`json`]: [`json::ApiJson`], request bodies read within the body limit, answered
@@ -31,6 +36,8 @@
 //! `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
 
 pub mod api;
+pub mod api_config;
+pub mod api_messages;
 pub mod api_token;
 pub mod daemon;
 pub mod json;
@@ -148,6 +155,24 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(api::get_parked, api::drop_parked))
         .routes(routes!(api::retry_parked))
         .routes(routes!(api::events))
+        .routes(routes!(api_config::list_apps, api_config::create_app))
+        .routes(routes!(
+            api_config::get_app,
+            api_config::put_app,
+            api_config::delete_app
+        ))
+        .routes(routes!(api_config::create_account))
+        .routes(routes!(api_config::put_account, api_config::delete_account))
+        .routes(routes!(
+            api_config::list_providers,
+            api_config::create_provider
+        ))
+        .routes(routes!(api_config::delete_provider))
+        .routes(routes!(api_config::list_domains))
+        .routes(routes!(api_config::test_receive))
+        .routes(routes!(api_config::test_send))
+        .routes(routes!(api_messages::list_messages))
+        .routes(routes!(api_messages::get_message))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

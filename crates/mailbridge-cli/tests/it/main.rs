@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api_config;
 mod apps;
 mod daemon;
 mod daemon_world;
