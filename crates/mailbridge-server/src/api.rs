@@ -24,13 +24,14 @@ use mailbridge_store::{
     AccountId, NewOutboxMessage, OutboxEntry, OutboxId, SecretKind, SinkId, Store,
 };
 use mailbridge_types::access::Action;
-use mailbridge_types::config::{AccountConfig, AppConfig};
+use mailbridge_types::config::AccountConfig;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api_config::{account_by_id, invalid, store_failed, work};
 use crate::api_token::Caller;
 use crate::daemon::DaemonHandle;
 use crate::json::ApiBody;
@@ -38,53 +39,8 @@ use crate::problem::Problem;
 
 const OWN: bool = false;
 
-fn work(state: &AppState) -> Result<&DaemonHandle, Problem> {
-    state.daemon.as_ref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-running",
-            "Not running",
-            "this server runs without the daemon's work (watchers, outbox); start it with `mailbridge serve`",
-        )
-    })
-}
-
-/// A store failure: logged whole, answered without detail.
-fn store_failed(e: &(dyn std::error::Error + 'static)) -> Problem {
-    tracing::error!(error = %mailbridge_types::error_chain(e), "store failure while answering a request");
-    Problem::internal(None)
-}
-
 fn time_text(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
-fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Problem {
-    let field = field.into();
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-field",
-        "Invalid field",
-        format!("{field}: {}", detail.into()),
-    )
-    .with_field(field)
-}
-
-async fn account_by_id(
-    daemon: &DaemonHandle,
-    id: &str,
-) -> Result<(AccountId, AccountConfig, Option<AppConfig>), Problem> {
-    let not_found = || {
-        Problem::not_found(format!(
-            "there is no account with id {id}; GET /api/v1/accounts lists them"
-        ))
-    };
-    let parsed: AccountId = id.parse().map_err(|_| not_found())?;
-    let mut accounts = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
-        .await
-        .map_err(|e| store_failed(&e))?;
-    let (account, app) = accounts.remove(&parsed).ok_or_else(not_found)?;
-    Ok((parsed, account, app))
 }
 
 // ---- accounts ----

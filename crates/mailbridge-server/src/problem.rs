@@ -41,9 +41,13 @@ pub struct ProblemDocument {
     /// What happened here, and what to do.
     pub detail: String,
     /// Stable, machine-readable: `unauthenticated`, `forbidden`, `not-found`,
-    /// `not-ready`, `malformed-json`, `invalid-field`, `unknown-field`,
-    /// `body-too-large`, `unsupported-media-type`, `method-not-allowed`, `timeout`,
-    /// `internal`.
+    /// `not-ready`, `not-running`, `malformed-json`, `malformed-body`,
+    /// `invalid-field`, `unknown-field`, `invalid-header`, `body-too-large`,
+    /// `message-too-large`, `unsupported-media-type`, `method-not-allowed`,
+    /// `timeout`, `internal`; conflicts: `exists`, `in-use`, `in-config-file`,
+    /// `builtin`, `pending-work`, `send-off`, `cannot-check`, `no-incoming-side`;
+    /// the mailbox behind a request: `sign-in-failed`, `mailbox-failed`,
+    /// `limit-exceeded`, `throttled`, `mailbox-timeout`.
     pub code: String,
     /// The JSON path of the field at fault, for invalid input.
     #[serde(skip_serializing_if = "Option::is_none")]
