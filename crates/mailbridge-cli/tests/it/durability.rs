@@ -23,7 +23,7 @@ use super::daemon_world::{
 /// Messages in the drain.
 const DRAIN: usize = 5_000;
 /// Sessions filling the mailbox.
-const FILLERS: usize = 8;
+const FILLERS: usize = 4;
 /// The drain on a busy 2-core machine in a debug build; only a failure waits this long.
 const DRAIN_DEADLINE: Duration = Duration::from_mins(15);
 
@@ -87,7 +87,7 @@ async fn imap_session(mail: &MailStore) -> LineClient {
 /// APPENDs (LITERAL+) in pipelined windows, so the time goes to Dovecot's writes
 /// rather than round trips.
 async fn fill(mail: &MailStore, prefix: &'static str, count: usize) {
-    const WINDOW: usize = 64;
+    const WINDOW: usize = 16;
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..FILLERS {
         let mail = mail.clone();
