@@ -617,6 +617,43 @@ pub mod daemon {
             .map(drop)
         }
 
+        /// [`Self::watch`] for every id in `ids`, `parallel` requests at a time (each
+        /// change makes the daemon bring its watchers in line with the store; with
+        /// requests in flight together, those passes cover several changes each).
+        pub async fn watch_many(
+            &self,
+            ids: &[String],
+            sink: &str,
+            parallel: usize,
+        ) -> anyhow::Result<()> {
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut pending = ids.iter();
+            loop {
+                while tasks.len() < parallel.max(1) {
+                    let Some(id) = pending.next() else { break };
+                    let req = self
+                        .request(
+                            reqwest::Method::PUT,
+                            &format!("/api/v1/accounts/{id}/watch"),
+                        )
+                        .json(&serde_json::json!({"routes": [{"name": "all", "sinks": [sink]}]}));
+                    let id = id.clone();
+                    tasks.spawn(async move {
+                        let res = req.send().await?;
+                        let status = res.status();
+                        if status.as_u16() != 200 {
+                            bail!("PUT watch of {id} answered {status}: {}", res.text().await?);
+                        }
+                        anyhow::Ok(())
+                    });
+                }
+                match tasks.join_next().await {
+                    Some(done) => done??,
+                    None => return Ok(()),
+                }
+            }
+        }
+
         /// The watchers' states, by name (`idle`, `syncing`, ...).
         pub async fn watcher_states(
             &self,
@@ -652,7 +689,8 @@ pub mod daemon {
                 .join("\n")
         }
 
-        /// Stops it with SIGTERM and waits (at most a minute) for it to end.
+        /// Stops it with SIGTERM and waits (at most a minute) for it to end; its log is
+        /// copied to `$BENCH_DAEMON_LOG` when that is set.
         pub async fn stop(mut self) -> anyhow::Result<()> {
             let status = std::process::Command::new("kill")
                 .args(["-TERM", &self.pid.to_string()])
@@ -663,6 +701,11 @@ pub mod daemon {
             let ended = tokio::time::timeout(Duration::from_mins(1), self.child.wait())
                 .await
                 .context("mailbridge serve did not stop within a minute of SIGTERM")??;
+            if let Some(keep) = std::env::var_os("BENCH_DAEMON_LOG").map(PathBuf::from) {
+                std::fs::copy(&self.log, &keep).with_context(|| {
+                    format!("failed to copy the daemon's log to {}", keep.display())
+                })?;
+            }
             if !ended.success() {
                 bail!("mailbridge serve ended with {ended}: {}", self.log_tail());
             }

@@ -32,7 +32,8 @@ use serde_json::json;
 const ACCOUNTS: u32 = 1_000;
 /// fetchmail processes measured.
 const FETCHMAILS: u32 = 20;
-/// The longest the watchers (or fetchmails) may take to reach IDLE.
+/// The longest the watchers (or fetchmails) may take to reach IDLE
+/// (`BENCH_IDLE_LIMIT_SECS` overrides).
 const LIMIT: Duration = Duration::from_mins(10);
 
 /// Lets Dovecot take `sessions` IMAPS sessions at once, and reloads it.
@@ -86,6 +87,24 @@ async fn raise_dovecot_limits(world: &MailWorld, sessions: u32) -> anyhow::Resul
         String::from_utf8_lossy(&config.stderr)
     );
     Ok(())
+}
+
+/// IMAP sessions Dovecot has open (`doveadm who -1`: one line per connection).
+fn imap_sessions(world: &MailWorld) -> anyhow::Result<usize> {
+    let out = Command::new("doveadm")
+        .arg("-c")
+        .arg(world.mail.root().join("dovecot.conf"))
+        .args(["who", "-1"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "doveadm who failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("imap"))
+        .count())
 }
 
 /// Proportional memory of a process (`Pss` of `smaps_rollup`), in KiB.
@@ -245,17 +264,21 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("watching {accounts} accounts ...");
     let start = Instant::now();
-    for (name, id) in &ids {
-        daemon
-            .watch(id, "archive")
-            .await
-            .with_context(|| format!("watch of {name}"))?;
-    }
+    let id_list: Vec<String> = ids.values().cloned().collect();
+    daemon.watch_many(&id_list, "archive", 64).await?;
+    eprintln!(
+        "{accounts} watches set in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     let last = std::sync::atomic::AtomicUsize::new(0);
     let (d, l) = (&daemon, &last);
+    let limit = Duration::from_secs(u64::from(env_u32(
+        "BENCH_IDLE_LIMIT_SECS",
+        u32::try_from(LIMIT.as_secs()).unwrap_or(600),
+    )));
     let idle = until(
         "every watcher is idle",
-        LIMIT,
+        limit,
         Duration::from_secs(1),
         move || async move {
             let states = d.watcher_states().await?;
@@ -266,16 +289,27 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let last_count = last.load(std::sync::atomic::Ordering::Relaxed);
+    // Not all idle in time: the figure is given over those that are, and says so.
+    let partial = idle.is_err();
     if let Err(e) = idle {
         let states = daemon.watcher_states().await.unwrap_or_default();
         let other = states.iter().find(|(_, s)| *s != "idle");
-        bail!(
-            "{e:#}: {last_count} of {accounts} idle (one other: {other:?}); daemon log:\n{}",
-            daemon.log_tail()
+        eprintln!(
+            "{e:#}: {last_count} of {accounts} idle, {} with a watcher (one not idle: {other:?}); measuring those",
+            states.len()
         );
+        if last_count == 0 {
+            bail!("no watcher became idle; daemon log:\n{}", daemon.log_tail());
+        }
     }
+    let idle_count = if partial {
+        u32::try_from(last_count).unwrap_or(accounts)
+    } else {
+        accounts
+    };
     let to_idle = start.elapsed();
     let rss_idle = daemon.status_kib("VmRSS");
+    let sessions = imap_sessions(&world)?;
     // Again after the lease renewals and IDLE rounds of the next half minute.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let states = daemon.watcher_states().await?;
@@ -292,11 +326,17 @@ async fn main() -> anyhow::Result<()> {
     world.mail.stop().await;
     world.server.stop().await;
 
-    let per = |rss: u64| rss.saturating_sub(base_rss) as f64 / f64::from(accounts.max(1));
+    let per = |rss: u64| rss.saturating_sub(base_rss) as f64 / f64::from(idle_count.max(1));
     println!(
-        "daemon-idle: {accounts} IMAP accounts (one Dovecot mailbox each, IMAPS), one `mailbridge serve`; all idle after {:.1} s",
+        "daemon-idle: {accounts} IMAP accounts (one Dovecot mailbox each, IMAPS), one `mailbridge serve`; {} after {:.1} s",
+        if partial {
+            format!("only {idle_count} idle (the limit)")
+        } else {
+            "all idle".to_owned()
+        },
         to_idle.as_secs_f64()
     );
+    println!("Dovecot's IMAP sessions with every watcher idle: {sessions}");
     println!("{:<58} {:>12} {:>14}", "", "RSS", "per account");
     println!(
         "{:<58} {:>9.1} MB {:>14}",
@@ -306,7 +346,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<58} {:>9.1} MB {:>11.1} KB",
-        format!("mailbridge serve, {accounts} watchers in IDLE"),
+        format!("mailbridge serve, {idle_count} watchers in IDLE"),
         rss_idle as f64 / 1024.0,
         per(rss_idle)
     );
