@@ -7,7 +7,10 @@
 //!   a password) with the testkit's Dovecot and Postfix, TLS under its test CA.
 //! - [`corpus`]: realistic messages, generated deterministically.
 //! - [`peak`]: a child process's wall time and peak memory (VmHWM).
-//! - [`peer_user`]: the unprivileged user the peers run as.
+//! - [`peer_user`]: the unprivileged user the peers run as; [`peers`]: their files
+//!   and mbsync.
+//! - [`fill`]: an INBOX filled with the corpus.
+//! - [`daemon`]: `mailbridge serve` as a child process, set up through its API.
 
 use std::path::Path;
 
@@ -639,12 +642,21 @@ pub mod daemon {
                         .json(&serde_json::json!({"routes": [{"name": "all", "sinks": [sink]}]}));
                     let id = id.clone();
                     tasks.spawn(async move {
-                        let res = req.send().await?;
-                        let status = res.status();
-                        if status.as_u16() != 200 {
-                            bail!("PUT watch of {id} answered {status}: {}", res.text().await?);
+                        // A PUT is idempotent: one the daemon cut off after its request
+                        // timeout (503, a busy store) is sent again.
+                        for _ in 0..10 {
+                            let res = req.try_clone().context("a PUT body")?.send().await?;
+                            let status = res.status();
+                            match status.as_u16() {
+                                200 => return anyhow::Ok(()),
+                                503 => {}
+                                _ => bail!(
+                                    "PUT watch of {id} answered {status}: {}",
+                                    res.text().await?
+                                ),
+                            }
                         }
-                        anyhow::Ok(())
+                        bail!("PUT watch of {id} answered 503 ten times")
                     });
                 }
                 match tasks.join_next().await {

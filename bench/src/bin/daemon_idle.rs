@@ -265,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("watching {accounts} accounts ...");
     let start = Instant::now();
     let id_list: Vec<String> = ids.values().cloned().collect();
-    daemon.watch_many(&id_list, "archive", 64).await?;
+    daemon.watch_many(&id_list, "archive", 16).await?;
     eprintln!(
         "{accounts} watches set in {:.1} s",
         start.elapsed().as_secs_f64()
