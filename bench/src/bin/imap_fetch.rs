@@ -21,7 +21,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use mailbridge_bench::{MailWorld, PASSWORD, USER, corpus, count_maildir_messages, peak};
+use mailbridge_bench::peers::{self, peer_dir, write_owned};
+use mailbridge_bench::{
+    MailWorld, PASSWORD, USER, count_maildir_messages, fill, peak, settle_disk, version,
+};
 use mailbridge_connector::{MaildirSink, Start};
 use mailbridge_imap::{Credentials, ImapClient, ImapConfig, TlsMode};
 use mailbridge_mailbox::download::DownloadOptions;
@@ -33,8 +36,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Messages in the mailbox (`BENCH_MESSAGES` overrides, for a quick try).
 const MESSAGES: u32 = 10_000;
-/// Concurrent APPENDs while filling the mailbox.
-const FILLERS: u32 = 4;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -161,43 +162,6 @@ async fn ceiling(world: &MailWorld) -> anyhow::Result<(u64, Duration)> {
     Ok((total, elapsed))
 }
 
-/// Fills INBOX with `count` corpus messages; their total size.
-async fn fill(world: &MailWorld, count: u32) -> anyhow::Result<u64> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for k in 0..FILLERS {
-        let store = world.mail.mail_store();
-        tasks.spawn(async move {
-            let mut bytes = 0u64;
-            for i in (k..count).step_by(FILLERS as usize) {
-                let raw = corpus::message(i);
-                bytes += raw.len() as u64;
-                store.append(USER, "INBOX", &raw, false).await?;
-            }
-            anyhow::Ok(bytes)
-        });
-    }
-    let mut total = 0;
-    while let Some(r) = tasks.join_next().await {
-        total += r??;
-    }
-    Ok(total)
-}
-
-/// A directory the peer user owns.
-fn peer_dir(base: &Path, name: &str, owner: (u32, u32)) -> anyhow::Result<PathBuf> {
-    let dir = base.join(name);
-    std::fs::create_dir_all(&dir)?;
-    std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1))?;
-    Ok(dir)
-}
-
-fn write_owned(path: &Path, text: &str, owner: (u32, u32)) -> anyhow::Result<()> {
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1))?;
-    Ok(())
-}
-
 struct Row {
     name: String,
     run: Option<peak::Run>,
@@ -205,29 +169,8 @@ struct Row {
     messages: u64,
 }
 
-fn version(program: &str, arg: &str) -> String {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        })
-        .unwrap_or_default()
-}
-
 /// Rounds of mailbridge and mbsync.
 const ROUNDS: u32 = 2;
-
-/// Flushes what earlier runs wrote, so the next run starts with a quiet disk.
-fn settle_disk() {
-    let _ = Command::new("sync").status();
-    std::thread::sleep(Duration::from_secs(2));
-}
 
 /// mailbridge: a durable download into a Maildir, in a child process.
 fn run_mailbridge(base: &Path, round: u32, port: u16, ca: &Path) -> anyhow::Result<Row> {
@@ -260,52 +203,6 @@ fn run_mailbridge(base: &Path, round: u32, port: u16, ca: &Path) -> anyhow::Resu
     })
 }
 
-/// mbsync, as the peer user, with its default `FSync yes`.
-fn run_mbsync(
-    base: &Path,
-    round: u32,
-    port: u16,
-    ca: &Path,
-    owner: (u32, u32),
-) -> anyhow::Result<Row> {
-    let dir = peer_dir(base, &format!("mbsync-{round}"), owner)?;
-    peer_dir(&dir, "Maildir", owner)?;
-    let config = dir.join("mbsyncrc");
-    write_owned(
-        &config,
-        &format!(
-            "IMAPAccount bench\nHost localhost\nPort {port}\nUser {USER}\nPass {PASSWORD}\n\
-             SSLType IMAPS\nCertificateFile {ca}\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount bench\n\n\
-             MaildirStore local\nPath {maildir}/\nInbox {maildir}/INBOX\n\n\
-             Channel bench\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\n\
-             Sync Pull\nSyncState *\n",
-            ca = ca.display(),
-            maildir = dir.join("Maildir").display(),
-        ),
-        owner,
-    )?;
-    let mut command = Command::new("mbsync");
-    command
-        .arg("-c")
-        .arg(&config)
-        .args(["-q", "-a"])
-        .env("HOME", &dir)
-        .current_dir(&dir)
-        .uid(owner.0)
-        .gid(owner.1);
-    let run = peak::run(command)?;
-    if !run.status.success() {
-        bail!("mbsync failed: {}{}", run.stdout, run.stderr);
-    }
-    Ok(Row {
-        name: format!("mbsync ({})", version("mbsync", "--version")),
-        elapsed: run.elapsed,
-        run: Some(run),
-        messages: count_maildir_messages(&dir.join("Maildir")),
-    })
-}
-
 async fn bench() -> anyhow::Result<()> {
     let count = std::env::var("BENCH_MESSAGES")
         .ok()
@@ -324,7 +221,7 @@ async fn bench() -> anyhow::Result<()> {
 
     eprintln!("filling INBOX with {count} messages ...");
     let started = Instant::now();
-    let corpus_bytes = fill(&world, count).await?;
+    let corpus_bytes = fill(&world, USER, count).await?;
     eprintln!(
         "filled: {:.1} MB in {:.1} s",
         corpus_bytes as f64 / 1e6,
@@ -388,7 +285,13 @@ async fn bench() -> anyhow::Result<()> {
             let row = if which == 0 {
                 run_mailbridge(base.path(), round, port, &ca)?
             } else {
-                run_mbsync(base.path(), round, port, &ca, owner)?
+                let m = peers::mbsync(base.path(), round, port, &ca, owner)?;
+                Row {
+                    name: m.name,
+                    elapsed: m.run.elapsed,
+                    run: Some(m.run),
+                    messages: m.messages,
+                }
             };
             eprintln!(
                 "round {round}: {} {:.0} msg/s",
