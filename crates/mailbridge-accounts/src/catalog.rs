@@ -168,18 +168,42 @@ pub async fn by_id(
     config: &Path,
 ) -> Result<std::collections::HashMap<AccountId, (AccountConfig, Option<AppConfig>)>> {
     let catalog = catalog(store, config).await?;
+    // The stored accounts' ids in one read; only an account of the configuration file
+    // that has none yet is registered (a write), so a daemon asking every few seconds
+    // writes nothing once every account has its id.
+    let stored: std::collections::HashMap<String, AccountId> = store
+        .accounts_with_ids()
+        .await
+        .map_err(|e| Error::with_source(ErrorKind::Store, "failed to read the accounts' ids", e))?
+        .into_iter()
+        .map(|(id, a)| (a.name, id))
+        .collect();
     let mut out = std::collections::HashMap::with_capacity(catalog.accounts.len());
     for account in &catalog.accounts {
         let app = lookup_account(&catalog, &account.name)
             .ok()
             .and_then(|(_, app)| app);
-        let id = store.outbox_account_id(&account.name).await.map_err(|e| {
-            Error::with_source(
-                ErrorKind::Store,
-                format!("failed to read the id of account {}", account.name),
-                e,
-            )
-        })?;
+        let id = if let Some(id) = stored.get(&account.name) {
+            *id
+        } else {
+            let known = store.account_id(&account.name).await.map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Store,
+                    format!("failed to read the id of account {}", account.name),
+                    e,
+                )
+            })?;
+            match known {
+                Some(id) => id,
+                None => store.outbox_account_id(&account.name).await.map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Store,
+                        format!("failed to give account {} an id", account.name),
+                        e,
+                    )
+                })?,
+            }
+        };
         out.insert(id, (account.clone(), app));
     }
     Ok(out)

@@ -463,15 +463,21 @@ async fn reconcile(
             .await;
     }
 
+    // The leases this instance still holds, renewed in one write; the others are
+    // taken one by one (usually none after the first pass).
+    let renewed: std::collections::HashSet<String> = store
+        .renew_leases(&shared.settings.instance, shared.settings.lease)
+        .await
+        .map_err(|e| error_chain(&e))?
+        .into_iter()
+        .collect();
     for (id, (fingerprint, config, account, app)) in wanted {
-        let held = store
-            .acquire_lease(
-                &lease_name(id),
-                &shared.settings.instance,
-                shared.settings.lease,
-            )
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let name = lease_name(id);
+        let held = renewed.contains(&name)
+            || store
+                .acquire_lease(&name, &shared.settings.instance, shared.settings.lease)
+                .await
+                .map_err(|e| error_chain(&e))?;
         if !held {
             // Another instance watches it (or took it over while this one stalled).
             if let Some(r) = running.remove(&id) {

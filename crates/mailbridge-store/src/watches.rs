@@ -257,6 +257,30 @@ impl Store {
         Ok(got.is_some())
     }
 
+    /// Renews every lease `holder` still holds until `now + duration`, in one
+    /// statement (one write however many accounts an instance watches); the names of
+    /// the leases renewed. A lease that ended is not renewed (another holder may have
+    /// it): take it again with [`Store::acquire_lease`].
+    pub async fn renew_leases(
+        &self,
+        holder: &str,
+        duration: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = millis(self.now());
+        let until = now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+        let names: Vec<String> = on_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "UPDATE leases SET until = $1 WHERE holder = $2 AND until > $3 RETURNING name",
+            )
+            .bind(until)
+            .bind(holder)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(names)
+    }
+
     /// Gives the lease `name` back if `holder` holds it (another instance may take it
     /// at once); true when it did.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError> {

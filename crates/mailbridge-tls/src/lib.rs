@@ -280,6 +280,43 @@ fn system_roots() -> &'static rustls::RootCertStore {
     })
 }
 
+/// The system's roots plus `extra` (PEM), shared: every connection with the same trust
+/// holds one copy (a root store is about 200 KB, which an idle connection would
+/// otherwise keep for itself). The last few sets with an extra CA are kept.
+fn roots_with(extra: Option<&str>) -> Arc<rustls::RootCertStore> {
+    static SYSTEM: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    static WITH_EXTRA: std::sync::Mutex<Vec<(String, Arc<rustls::RootCertStore>)>> =
+        std::sync::Mutex::new(Vec::new());
+    const KEPT: usize = 16;
+    let Some(pem) = extra else {
+        return SYSTEM
+            .get_or_init(|| Arc::new(system_roots().clone()))
+            .clone();
+    };
+    let mut kept = WITH_EXTRA
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(i) = kept.iter().position(|(p, _)| p == pem) {
+        let entry = kept.remove(i);
+        let roots = entry.1.clone();
+        kept.push(entry);
+        return roots;
+    }
+    let mut roots = system_roots().clone();
+    {
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    let roots = Arc::new(roots);
+    if kept.len() >= KEPT {
+        kept.remove(0);
+    }
+    kept.push((pem.to_owned(), roots.clone()));
+    roots
+}
+
 /// The trust settings could not be turned into a TLS configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("the TLS configuration could not be built")]
@@ -299,13 +336,7 @@ impl TlsSettings {
         &self,
         presented: Presented,
     ) -> Result<rustls::ClientConfig, ConfigError> {
-        let mut roots = system_roots().clone();
-        if let Some(pem) = &self.extra_ca_pem {
-            use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
-                let _ = roots.add(cert);
-            }
-        }
+        let roots = roots_with(self.extra_ca_pem.as_deref());
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = PinningVerifier::new(roots, self.pin, provider.clone(), presented)
             .map_err(|e| ConfigError(Box::new(e)))?;
@@ -727,5 +758,29 @@ mod prop_tests {
                 prop_assert!(matches!(err, LineError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{:?}", err);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod shared_roots_tests {
+    use super::*;
+
+    #[test]
+    fn connections_with_the_same_trust_share_one_root_store() {
+        assert!(Arc::ptr_eq(&roots_with(None), &roots_with(None)));
+        // Not a certificate: nothing is added, but the set is still kept by its text.
+        let pem = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+        let a = roots_with(Some(pem));
+        assert!(Arc::ptr_eq(&a, &roots_with(Some(pem))));
+        assert!(!Arc::ptr_eq(&a, &roots_with(None)));
+        // Bounded: many different sets do not grow without end, and the newest is kept.
+        for i in 0..40 {
+            let _ = roots_with(Some(&format!("{pem}# {i}\n")));
+        }
+        let last = format!("{pem}# 39\n");
+        assert!(Arc::ptr_eq(
+            &roots_with(Some(&last)),
+            &roots_with(Some(&last))
+        ));
     }
 }

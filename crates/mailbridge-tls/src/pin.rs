@@ -106,18 +106,16 @@ impl PinningVerifier {
     /// A verifier over `roots` with an optional `pin`; it records what servers present
     /// in `presented`.
     pub fn new(
-        roots: rustls::RootCertStore,
+        roots: impl Into<Arc<rustls::RootCertStore>>,
         pin: Option<Pin>,
         provider: Arc<CryptoProvider>,
         presented: Presented,
     ) -> Result<Self, rustls::client::VerifierBuilderError> {
+        let roots: Arc<rustls::RootCertStore> = roots.into();
         let webpki = if roots.is_empty() {
             None
         } else {
-            Some(
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()?,
-            )
+            Some(WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?)
         };
         Ok(Self {
             webpki,

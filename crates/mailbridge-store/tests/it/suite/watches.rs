@@ -175,6 +175,18 @@ async fn a_lease_has_one_holder_until_it_ends(db: Fixture) {
     assert!(store.release_lease("watch:a", "two").await.unwrap());
     assert!(store.acquire_lease("watch:a", "one", lease).await.unwrap());
 
+    // Renewing all of a holder's leases at once: only those it still holds.
+    assert!(store.acquire_lease("watch:c", "one", lease).await.unwrap());
+    clock.advance(time::Duration::seconds(20));
+    let mut renewed = store.renew_leases("one", lease).await.unwrap();
+    renewed.sort();
+    assert_eq!(renewed, ["watch:a", "watch:c"]);
+    clock.advance(time::Duration::seconds(20));
+    assert!(!store.acquire_lease("watch:c", "two", lease).await.unwrap());
+    clock.advance(time::Duration::seconds(11));
+    assert!(store.renew_leases("one", lease).await.unwrap().is_empty());
+    assert!(store.acquire_lease("watch:c", "two", lease).await.unwrap());
+
     // Many instances racing for one lease: exactly one gets it.
     let mut racers = Vec::new();
     for i in 0..8 {
