@@ -25,13 +25,12 @@ use mailbridge_store::{
 };
 use mailbridge_types::access::Action;
 use mailbridge_types::config::AccountConfig;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api_config::{account_by_id, invalid, store_failed, work};
+use crate::api_config::{Secret, account_by_id, invalid, store_failed, work};
 use crate::api_token::Caller;
 use crate::daemon::DaemonHandle;
 use crate::json::ApiBody;
@@ -221,23 +220,6 @@ pub async fn delete_watch(
 
 // ---- sinks ----
 
-/// A sink's secret: taken, never shown (not even in Debug).
-#[derive(Clone)]
-pub struct WriteOnly(SecretString);
-
-impl std::fmt::Debug for WriteOnly {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WriteOnly(REDACTED)")
-    }
-}
-
-impl<'de> Deserialize<'de> for WriteOnly {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(WriteOnly(SecretString::from(s)))
-    }
-}
-
 /// A sink to create or replace.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -251,7 +233,7 @@ pub struct SinkRequest {
     /// when replacing keeps the stored one.
     #[serde(default)]
     #[schema(value_type = Option<String>, write_only)]
-    pub secret: Option<WriteOnly>,
+    pub secret: Option<Secret>,
 }
 
 /// A sink as the API shows it.
@@ -327,7 +309,7 @@ async fn save_sink(
             },
         ));
     }
-    if let (SinkSpec::Webhook { .. }, Some(WriteOnly(s))) = (&req.settings, &req.secret)
+    if let (SinkSpec::Webhook { .. }, Some(Secret(s))) = (&req.settings, &req.secret)
         && secrecy::ExposeSecret::expose_secret(s).len() < 16
     {
         return Err(invalid("secret", "at least 16 characters"));
@@ -359,7 +341,7 @@ async fn save_sink(
             .await
             .map_err(|e| store_failed(&e))?
     };
-    if let Some(WriteOnly(secret)) = &req.secret {
+    if let Some(Secret(secret)) = &req.secret {
         let kind = match req.settings {
             SinkSpec::Relay { .. } => SecretKind::Password,
             _ => SecretKind::ClientSecret,

@@ -120,7 +120,7 @@ pub(crate) async fn account_by_id(
 
 /// A secret taken from a request: never shown, not even in Debug.
 #[derive(Clone)]
-pub struct Secret(SecretString);
+pub struct Secret(pub(crate) SecretString);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
