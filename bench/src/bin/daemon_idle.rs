@@ -89,22 +89,34 @@ async fn raise_dovecot_limits(world: &MailWorld, sessions: u32) -> anyhow::Resul
     Ok(())
 }
 
-/// IMAP sessions Dovecot has open (`doveadm who -1`: one line per connection).
+/// IMAP sessions Dovecot has open: its master's `imap` children (one per session).
+/// Counted from `/proc` rather than with `doveadm who`, whose answer comes from
+/// Dovecot's `anvil`, which drops the connection once a thousand sessions hold its
+/// file descriptors.
 fn imap_sessions(world: &MailWorld) -> anyhow::Result<usize> {
-    let out = Command::new("doveadm")
-        .arg("-c")
-        .arg(world.mail.root().join("dovecot.conf"))
-        .args(["who", "-1"])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "doveadm who failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.split_whitespace().nth(1) == Some("imap"))
-        .count())
+    let pid_file = world.mail.root().join("run").join("master.pid");
+    let master: u32 = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{} holds no process id", pid_file.display()))?;
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so read after the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if comm == "imap" && ppid.and_then(|p| p.parse::<u32>().ok()) == Some(master) {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Proportional memory of a process (`Pss` of `smaps_rollup`), in KiB.

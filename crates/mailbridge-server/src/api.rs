@@ -8,8 +8,9 @@
 //! once. Secrets (a webhook's signing secret, a relay's password) are taken, sealed
 //! and never given back: an answer says only whether one is set.
 //!
-//! Accounts have no owner yet (users come with the web UI), so a token with the
-//! `user` role is refused on accounts; administrators change, auditors read.
+//! Who reaches which account is [`crate::account_access`]'s: administrators every
+//! account, auditors read every account, a `user` token its user's own accounts;
+//! sinks are the system's (auditors read them, administrators change them).
 
 use std::sync::Arc;
 
@@ -30,13 +31,12 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api_config::{Secret, account_by_id, invalid, store_failed, work};
+use crate::account_access::{account_for, reach, require_account};
+use crate::api_config::{Secret, invalid, store_failed, work};
 use crate::api_token::Caller;
 use crate::daemon::DaemonHandle;
 use crate::json::ApiBody;
 use crate::problem::Problem;
-
-const OWN: bool = false;
 
 fn time_text(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
@@ -58,13 +58,22 @@ pub struct AccountView {
     pub outgoing: Option<String>,
     pub download: bool,
     pub send: bool,
+    /// The user it belongs to (a `user` token acting for them reaches it); none:
+    /// administrators' and auditors' alone.
+    pub owner: Option<String>,
     /// The watcher's last state here (none: no watcher ran in this instance).
     #[schema(value_type = Option<Object>)]
     pub watcher: Option<WatcherEvent>,
 }
 
-fn account_view(daemon: &DaemonHandle, id: AccountId, a: &AccountConfig) -> AccountView {
+fn account_view(
+    daemon: &DaemonHandle,
+    id: AccountId,
+    a: &AccountConfig,
+    owner: Option<String>,
+) -> AccountView {
     AccountView {
+        owner,
         id: id.to_string(),
         name: a.name.clone(),
         address: a.address.clone(),
@@ -92,14 +101,21 @@ pub async fn list_accounts(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<AccountView>>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
     let accounts = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
         .await
         .map_err(|e| store_failed(&e))?;
+    let reach = reach(&caller, daemon.store()).await?;
+    let owners = daemon
+        .store()
+        .account_owners()
+        .await
+        .map_err(|e| store_failed(&e))?;
     let mut views: Vec<AccountView> = accounts
         .iter()
-        .map(|(id, (a, _))| account_view(daemon, *id, a))
+        .filter(|(id, _)| reach.as_ref().is_none_or(|own| own.contains(id)))
+        .map(|(id, (a, _))| account_view(daemon, *id, a, owners.get(id).cloned()))
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(views))
@@ -114,10 +130,15 @@ pub async fn get_account(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
-    let (id, account, _) = account_by_id(daemon, &id).await?;
-    Ok(Json(account_view(daemon, id, &account)))
+    let (id, account, _) = account_for(&caller, daemon, &id, false).await?;
+    let owner = daemon
+        .store()
+        .account_owner(id)
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(Json(account_view(daemon, id, &account, owner)))
 }
 
 // ---- watch ----
@@ -132,9 +153,9 @@ pub async fn get_watch(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Watch>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
-    let (id, account, _) = account_by_id(daemon, &id).await?;
+    let (id, account, _) = account_for(&caller, daemon, &id, false).await?;
     daemon
         .store()
         .watch::<Watch>(id)
@@ -160,10 +181,10 @@ pub async fn put_watch(
     Path(id): Path<String>,
     body: ApiBody,
 ) -> Result<Json<Watch>, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
-    let watch: Watch = body.json()?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let (id, account, _) = account_by_id(daemon, &id).await?;
+    let (id, account, _) = account_for(&caller, daemon, &id, true).await?;
+    let watch: Watch = body.json()?;
     let sinks = daemon
         .store()
         .sinks::<serde_json::Value>()
@@ -200,9 +221,9 @@ pub async fn delete_watch(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let (id, account, _) = account_by_id(daemon, &id).await?;
+    let (id, account, _) = account_for(&caller, daemon, &id, true).await?;
     if !daemon
         .store()
         .remove_watch(id)
@@ -663,9 +684,9 @@ pub async fn queue_message(
     headers: HeaderMap,
     body: ApiBody,
 ) -> Result<Response, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let (id, account, _) = account_by_id(daemon, &id).await?;
+    let (id, account, _) = account_for(&caller, daemon, &id, true).await?;
     if !account.send {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -774,18 +795,25 @@ pub async fn list_outbox(
     caller: Caller,
     Query(q): Query<OutboxQuery>,
 ) -> Result<Json<Vec<OutboxView>>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
     let filter = match &q.account {
-        Some(id) => Some(account_by_id(daemon, id).await?.0),
+        Some(id) => Some(account_for(&caller, daemon, id, false).await?.0),
         None => None,
     };
+    let reach = reach(&caller, daemon.store()).await?;
     let entries = daemon
         .store()
         .outbox_list(filter)
         .await
         .map_err(|e| store_failed(&e))?;
-    Ok(Json(entries.iter().map(outbox_view).collect()))
+    Ok(Json(
+        entries
+            .iter()
+            .filter(|e| reach.as_ref().is_none_or(|own| own.contains(&e.account)))
+            .map(outbox_view)
+            .collect(),
+    ))
 }
 
 /// One message of the outbox.
@@ -797,7 +825,7 @@ pub async fn get_outbox(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OutboxView>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
     let not_found =
         || Problem::not_found(format!("there is no message with id {id} in the outbox"));
@@ -808,6 +836,7 @@ pub async fn get_outbox(
         .await
         .map_err(|e| store_failed(&e))?
         .ok_or_else(not_found)?;
+    require_account(&caller, daemon.store(), entry.account, false).await?;
     Ok(Json(outbox_view(&entry)))
 }
 
@@ -820,8 +849,16 @@ pub async fn list_watchers(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<WatcherEvent>>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
-    Ok(Json(work(&state)?.states()))
+    caller.require(Action::ReadAccount { own: true })?;
+    let daemon = work(&state)?;
+    let names = reachable_names(&caller, daemon).await?;
+    Ok(Json(
+        daemon
+            .states()
+            .into_iter()
+            .filter(|e| names.as_ref().is_none_or(|n| n.contains(&e.account)))
+            .collect(),
+    ))
 }
 
 // ---- parked deliveries ----
@@ -894,18 +931,66 @@ pub async fn list_parked(
     caller: Caller,
     Query(q): Query<ParkedQuery>,
 ) -> Result<Json<Vec<ParkedView>>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
     let account = match &q.account {
-        Some(id) => Some(account_by_id(daemon, id).await?.0),
+        Some(id) => Some(account_for(&caller, daemon, id, false).await?.0),
         None => None,
     };
+    let reach = reach(&caller, daemon.store()).await?;
     let rows = daemon
         .store()
         .parked_list(account, q.after, q.limit.unwrap_or(100))
         .await
         .map_err(|e| store_failed(&e))?;
-    Ok(Json(rows.iter().map(parked_view).collect()))
+    Ok(Json(
+        rows.iter()
+            .filter(|e| reach.as_ref().is_none_or(|own| own.contains(&e.account)))
+            .map(parked_view)
+            .collect(),
+    ))
+}
+
+/// `Ok` when `caller` may change the account of parked delivery `id` (or there is no
+/// such delivery: the handler answers 404 then).
+async fn parked_account_writable(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    id: mailbridge_store::ParkedId,
+) -> Result<(), Problem> {
+    if let Some(row) = daemon
+        .store()
+        .parked_get(id)
+        .await
+        .map_err(|e| store_failed(&e))?
+    {
+        require_account(caller, daemon.store(), row.account, true).await?;
+    }
+    Ok(())
+}
+
+/// The names of the accounts `caller` may read (`None`: every account), for what is
+/// keyed by name (watcher states and events).
+async fn reachable_names(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+) -> Result<Option<std::collections::HashSet<String>>, Problem> {
+    let Some(own) = reach(caller, daemon.store()).await? else {
+        return Ok(None);
+    };
+    if own.is_empty() {
+        return Ok(Some(std::collections::HashSet::new()));
+    }
+    let accounts = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(Some(
+        accounts
+            .into_iter()
+            .filter(|(id, _)| own.contains(id))
+            .map(|(_, (a, _))| a.name)
+            .collect(),
+    ))
 }
 
 fn parked_id(id: &str) -> Result<mailbridge_store::ParkedId, Problem> {
@@ -925,7 +1010,7 @@ pub async fn get_parked(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ParkedView>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
     let parsed = parked_id(&id)?;
     let row = daemon
@@ -934,6 +1019,7 @@ pub async fn get_parked(
         .await
         .map_err(|e| store_failed(&e))?
         .ok_or_else(|| Problem::not_found(format!("there is no parked delivery with id {id}")))?;
+    require_account(&caller, daemon.store(), row.account, false).await?;
     Ok(Json(parked_view(&row)))
 }
 
@@ -946,9 +1032,10 @@ pub async fn retry_parked(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
     let parsed = parked_id(&id)?;
+    parked_account_writable(&caller, daemon, parsed).await?;
     if daemon
         .parked()
         .retry_now(parsed)
@@ -972,9 +1059,10 @@ pub async fn drop_parked(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
     let parsed = parked_id(&id)?;
+    parked_account_writable(&caller, daemon, parsed).await?;
     if daemon
         .parked()
         .drop(parsed)
@@ -1005,10 +1093,22 @@ pub async fn events(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt as _;
     use tokio::sync::broadcast::error::RecvError;
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
+    // A user's stream carries its own accounts' events, as they were named when it
+    // was opened (an account renamed or given later: open the stream again).
+    let names = std::sync::Arc::new(reachable_names(&caller, daemon).await?);
     let receiver = daemon.subscribe();
-    let now = daemon.states();
+    let now: Vec<WatcherEvent> = daemon
+        .states()
+        .into_iter()
+        .filter(|e| {
+            names
+                .as_ref()
+                .as_ref()
+                .is_none_or(|n| n.contains(&e.account))
+        })
+        .collect();
     let event = |e: &WatcherEvent| {
         Event::default()
             .event("watcher")
@@ -1021,13 +1121,28 @@ pub async fn events(
             .map(Ok::<_, std::convert::Infallible>)
             .collect::<Vec<_>>(),
     );
-    let rest = futures::stream::unfold(receiver, move |mut receiver| async move {
-        let item = match receiver.recv().await {
-            Ok(e) => event(&e),
-            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(item), receiver))
+    let rest = futures::stream::unfold(receiver, move |mut receiver| {
+        let names = names.clone();
+        async move {
+            let item = loop {
+                match receiver.recv().await {
+                    Ok(e)
+                        if names
+                            .as_ref()
+                            .as_ref()
+                            .is_none_or(|n| n.contains(&e.account)) =>
+                    {
+                        break event(&e);
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        break Event::default().event("lagged").data(n.to_string());
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            };
+            Some((Ok(item), receiver))
+        }
     });
     Ok(Sse::new(first.chain(rest))
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))

@@ -4,8 +4,9 @@
 //!
 //! Every handler asks the caller's role first ([`Caller::require`]), then reads its
 //! body. Apps, providers and domains are the system's: auditors read them,
-//! administrators change them. Accounts have no owner yet, so administrators change
-//! them, auditors read, users are refused. What is saved is checked by the same
+//! administrators change them. Accounts are reached as [`crate::account_access`]
+//! says: administrators change any, auditors read any, a `user` token changes its
+//! user's own (an account it creates is its user's). What is saved is checked by the same
 //! functions as `mailbridge app|account|provider ...` (`mailbridge_accounts::account`),
 //! and a refusal names the field at fault. A change to an account reloads the daemon
 //! so its watcher follows at once.
@@ -40,13 +41,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::account_access::{account_for, new_account_owner};
 use crate::api_token::Caller;
 use crate::daemon::DaemonHandle;
 use crate::json::ApiBody;
 use crate::problem::{Problem, ProblemDocument};
-
-/// Accounts have no owner yet.
-const OWN: bool = false;
 
 /// The daemon's work, or 503 `not-running`.
 pub(crate) fn work(state: &AppState) -> Result<&DaemonHandle, Problem> {
@@ -105,17 +104,24 @@ pub(crate) async fn account_by_id(
     daemon: &DaemonHandle,
     id: &str,
 ) -> Result<(AccountId, AccountConfig, Option<AppConfig>), Problem> {
-    let not_found = || {
-        Problem::not_found(format!(
-            "there is no account with id {id}; GET /api/v1/accounts lists them"
-        ))
-    };
-    let parsed: AccountId = id.parse().map_err(|_| not_found())?;
+    let parsed = account_id(id)?;
     let mut accounts = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
         .await
         .map_err(|e| store_failed(&e))?;
-    let (account, app) = accounts.remove(&parsed).ok_or_else(not_found)?;
+    let (account, app) = accounts.remove(&parsed).ok_or_else(|| no_account(id))?;
     Ok((parsed, account, app))
+}
+
+/// The 404 for an account id that names no account.
+fn no_account(id: &str) -> Problem {
+    Problem::not_found(format!(
+        "there is no account with id {id}; GET /api/v1/accounts lists them"
+    ))
+}
+
+/// The account id of a request's path (404 when it is not an id).
+pub(crate) fn account_id(id: &str) -> Result<AccountId, Problem> {
+    id.parse().map_err(|_| no_account(id))
 }
 
 /// A secret taken from a request: never shown, not even in Debug.
@@ -523,6 +529,8 @@ pub struct AccountSettingsView {
     pub account: AccountConfig,
     /// Whether a password is stored (it is never shown).
     pub password_stored: bool,
+    /// The user it belongs to; none: administrators' and auditors' alone.
+    pub owner: Option<String>,
 }
 
 async fn account_settings_view(
@@ -535,10 +543,15 @@ async fn account_settings_view(
         .await
         .map_err(|e| store_failed(&e))?
         .is_some();
+    let owner = store
+        .account_owner(id)
+        .await
+        .map_err(|e| store_failed(&e))?;
     Ok(AccountSettingsView {
         id: id.to_string(),
         account,
         password_stored,
+        owner,
     })
 }
 
@@ -637,7 +650,8 @@ pub async fn create_account(
     caller: Caller,
     body: ApiBody,
 ) -> Result<Response, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
+    let owner = new_account_owner(&caller)?;
     let req: AccountRequest = body.json()?;
     let daemon = work(&state)?;
     let store = daemon.store();
@@ -708,7 +722,13 @@ pub async fn create_account(
         .await
         .map_err(|e| store_failed(&e))?
         .ok_or_else(|| Problem::internal(None))?;
-    tracing::info!(account = %account.name, account_id = %id, "account added through the API");
+    if let Some(owner) = &owner {
+        store
+            .set_account_owner(id, Some(owner))
+            .await
+            .map_err(|e| store_failed(&e))?;
+    }
+    tracing::info!(account = %account.name, account_id = %id, owner = owner.as_deref(), "account added through the API");
     daemon.reload();
     let view = account_settings_view(store, id, account).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -716,10 +736,11 @@ pub async fn create_account(
 
 /// The stored account `id`, or 404 / 409 for one of the configuration file.
 async fn stored_account(
+    caller: &Caller,
     daemon: &DaemonHandle,
     id: &str,
 ) -> Result<(AccountId, AccountConfig), Problem> {
-    let (id, account, _) = account_by_id(daemon, id).await?;
+    let (id, account, _) = account_for(caller, daemon, id, true).await?;
     match daemon
         .store()
         .account_by_id(id)
@@ -751,11 +772,11 @@ pub async fn put_account(
     Path(id): Path<String>,
     body: ApiBody,
 ) -> Result<Json<AccountSettingsView>, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
-    let req: AccountRequest = body.json()?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
     let store = daemon.store();
-    let (id, before) = stored_account(daemon, &id).await?;
+    let (id, before) = stored_account(&caller, daemon, &id).await?;
+    let req: AccountRequest = body.json()?;
     if req.provider.is_some() {
         return Err(invalid(
             "provider",
@@ -811,9 +832,9 @@ pub async fn delete_account(
     Path(id): Path<String>,
     Query(q): Query<DeleteAccountQuery>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let (id, account) = stored_account(daemon, &id).await?;
+    let (id, account) = stored_account(&caller, daemon, &id).await?;
     if q.force != Some(true) {
         use mailbridge_store::OutboxState;
         let store = daemon.store();
@@ -858,6 +879,58 @@ pub async fn delete_account(
     tracing::info!(account = %account.name, account_id = %id, "account removed through the API");
     daemon.reload();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who an account belongs to.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountOwner {
+    /// The user's name (as API tokens name it: `mailbridge token add --user`); null:
+    /// nobody's, administrators' and auditors' alone.
+    pub owner: Option<String>,
+}
+
+/// Gives an account to a user (their `user` tokens then read and change it) or, with
+/// `null`, to nobody. Administrators only.
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/owner", security(("api_token" = [])),
+    params(("id" = String, Path, description = "the account's id")),
+    request_body = AccountOwner,
+    responses((status = 200, body = AccountOwner), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn put_account_owner(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: ApiBody,
+) -> Result<Json<AccountOwner>, Problem> {
+    caller.require(Action::Administer)?;
+    let req: AccountOwner = body.json()?;
+    let owner = match req.owner.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(invalid(
+                "owner",
+                "give the user's name, or null to give the account to nobody",
+            ));
+        }
+        Some(o) if o.len() > 200 || o.chars().any(char::is_control) => {
+            return Err(invalid(
+                "owner",
+                "a user's name has at most 200 characters and no control characters",
+            ));
+        }
+        other => other.map(str::to_owned),
+    };
+    let daemon = work(&state)?;
+    let (id, account, _) = account_by_id(daemon, &id).await?;
+    if !daemon
+        .store()
+        .set_account_owner(id, owner.as_deref())
+        .await
+        .map_err(|e| store_failed(&e))?
+    {
+        return Err(no_account(&id.to_string()));
+    }
+    tracing::info!(account = %account.name, account_id = %id, owner = owner.as_deref(), "account given through the API");
+    Ok(Json(AccountOwner { owner }))
 }
 
 // ---- providers and domains ----
@@ -1114,9 +1187,9 @@ pub async fn test_receive(
 ) -> Result<Json<Report>, Problem> {
     // Signing in and connecting is work done for the account, as sending is: not
     // an auditor's.
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let (_, account, app) = account_by_id(daemon, &id).await?;
+    let (_, account, app) = account_for(&caller, daemon, &id, true).await?;
     run_check(daemon, &account, app.as_ref(), None)
         .await
         .map(Json)
@@ -1133,9 +1206,9 @@ pub async fn test_send(
     Path(id): Path<String>,
     Query(q): Query<TestSendQuery>,
 ) -> Result<Json<Report>, Problem> {
-    caller.require(Action::WriteAccount { own: OWN })?;
+    caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let (_, account, app) = account_by_id(daemon, &id).await?;
+    let (_, account, app) = account_for(&caller, daemon, &id, true).await?;
     let to = match q.to {
         Some(to) => {
             let to = to.trim().to_owned();

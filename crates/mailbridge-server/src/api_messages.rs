@@ -2,9 +2,10 @@
 //! folder (id, subject, from, date, size) and one message's raw MIME, streamed as
 //! `message/rfc822`.
 //!
-//! Both go through the Mailbox API ([`mailbridge_mailbox::connect::open_incoming`])
-//! with a sign-in service made for the request. Memory is bounded: a listing keeps
-//! the first 64 KiB of each message (its header), and a fetched message flows
+//! Both go through the Mailbox API ([`mailbridge_mailbox::connect::open_incoming`]),
+//! signed in through the daemon's sign-in service (its token cache, shared with the
+//! watchers). Memory is bounded: a listing keeps the first 64 KiB of each message (its
+//! header), and a fetched message flows
 //! through a 64 KiB pipe to the client, never whole in memory; a message over the
 //! account's `limits.max_message_size` is cut off with an error. Time is bounded by
 //! the account's `limits.command_timeout_secs` (and the API's request limit until
@@ -23,7 +24,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use mailbridge_accounts::signin::SignIn;
 use mailbridge_mailbox::connect::{AnyMailbox, open_incoming};
 use mailbridge_mailbox::mailbox::{Checkpoint, Mailbox as _, MailboxError, MessageRef};
 use mailbridge_types::access::Action;
@@ -33,13 +33,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWrite};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api_config::{account_by_id, invalid, work};
+use crate::account_access::account_for;
+use crate::api_config::{invalid, work};
 use crate::api_token::Caller;
 use crate::daemon::DaemonHandle;
 use crate::problem::{Problem, ProblemDocument};
 
-/// Accounts have no owner yet.
-const OWN: bool = false;
 /// Messages listed when no limit is given.
 const DEFAULT_LIMIT: u32 = 20;
 /// The most messages one listing returns.
@@ -209,7 +208,8 @@ async fn open(
             ),
         ));
     };
-    let signed_in = SignIn::new(daemon.store().clone())
+    let signed_in = daemon
+        .sign_in()
         .credentials(account, app, side.transport)
         .await
         .map_err(|e| {
@@ -237,7 +237,7 @@ pub async fn list_messages(
     Path(id): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<Vec<MessageView>>, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
@@ -250,7 +250,7 @@ pub async fn list_messages(
             "a folder name without control characters",
         ));
     }
-    let (_, account, app) = account_by_id(daemon, &id).await?;
+    let (_, account, app) = account_for(&caller, daemon, &id, false).await?;
     let work = async {
         let mut mailbox = open(daemon, &account, app.as_ref()).await?;
         let listed = mailbox
@@ -289,9 +289,9 @@ pub async fn get_message(
     caller: Caller,
     Path((id, message)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    caller.require(Action::ReadAccount { own: OWN })?;
+    caller.require(Action::ReadAccount { own: true })?;
     let daemon = work(&state)?;
-    let (_, account, app) = account_by_id(daemon, &id).await?;
+    let (_, account, app) = account_for(&caller, daemon, &id, false).await?;
     let not_found = || {
         Problem::not_found(format!(
             "account {} has no message {message}; GET /api/v1/accounts/{id}/messages lists them",

@@ -125,6 +125,12 @@ impl DaemonHandle {
         &self.0.settings.config_file
     }
 
+    /// The daemon's sign-in service (one token cache for the watchers, the outbox and
+    /// the API's reads of a mailbox).
+    pub fn sign_in(&self) -> &Arc<SignIn> {
+        &self.0.sign_in
+    }
+
     /// How many requests the daemon's sign-in service sent to the identity platform.
     pub fn token_requests(&self) -> u64 {
         self.0.sign_in.token_requests()

@@ -35,6 +35,7 @@
 //! Every request has a time limit and a body limit; answers carry
 //! `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
 
+mod account_access;
 pub mod api;
 pub mod api_config;
 pub mod api_messages;
@@ -163,6 +164,7 @@ pub fn app(state: AppState) -> axum::Router {
         ))
         .routes(routes!(api_config::create_account))
         .routes(routes!(api_config::put_account, api_config::delete_account))
+        .routes(routes!(api_config::put_account_owner))
         .routes(routes!(
             api_config::list_providers,
             api_config::create_provider

@@ -208,6 +208,52 @@ impl Store {
         Ok(AccountId::from_uuid(id))
     }
 
+    /// The user account `id` belongs to (`None`: nobody's, or no such account).
+    pub async fn account_owner(&self, id: AccountId) -> Result<Option<String>, StoreError> {
+        let owner: Option<Option<String>> = on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT owner FROM accounts WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(owner.flatten())
+    }
+
+    /// Every account that belongs to a user, with its owner.
+    pub async fn account_owners(
+        &self,
+    ) -> Result<std::collections::HashMap<AccountId, String>, StoreError> {
+        let rows: Vec<(Uuid, String)> = on_db!(&self.db, pool => {
+            sqlx::query_as("SELECT id, owner FROM accounts WHERE owner IS NOT NULL")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, owner)| (AccountId::from_uuid(id), owner))
+            .collect())
+    }
+
+    /// Gives account `id` to `owner` (`None`: to nobody); false when there is no such
+    /// account.
+    pub async fn set_account_owner(
+        &self,
+        id: AccountId,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = unix(self.now());
+        let done = on_db!(&self.db, pool => {
+            sqlx::query("UPDATE accounts SET owner = $1, updated_at = $2 WHERE id = $3")
+                .bind(owner)
+                .bind(now)
+                .bind(id.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
     /// Every stored account, by name.
     pub async fn accounts(&self) -> Result<Vec<AccountConfig>, StoreError> {
         Ok(self

@@ -50,8 +50,17 @@ impl World {
     }
 
     fn token_add(&self, name: &str, role: &str) -> String {
+        self.token_add_for(name, role, None)
+    }
+
+    /// A token of `role` acting for `user` (`--user`).
+    fn token_add_for(&self, name: &str, role: &str, user: Option<&str>) -> String {
+        let mut args = vec!["token", "add", name, "--role", role, "--json"];
+        if let Some(u) = user {
+            args.extend(["--user", u]);
+        }
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
-            .args(["token", "add", name, "--role", role, "--json"])
+            .args(&args)
             .env("MAILBRIDGE_CONFIG", self.dir.path().join("mailbridge.toml"))
             .env("MAILBRIDGE_DATA_DIR", self.dir.path().join("data"))
             .env_remove("MAILBRIDGE_MASTER_KEY")
@@ -942,4 +951,290 @@ async fn providers_and_the_domain_table_through_the_api() {
         "the password is in the store unsealed"
     );
     w.mail.stop().await;
+}
+
+/// A `user` token works on its own accounts only: those it created (or an
+/// administrator gave it); another user's account is refused everywhere (the account
+/// itself, its watch, outbox, messages, tests, parked deliveries), lists show only its
+/// own, and system settings stay closed. Administrators see and give every account;
+/// auditors read every account and change none.
+#[tokio::test]
+async fn a_user_token_works_on_its_own_accounts_only() {
+    let w = world().await;
+    let d = start(&w).await;
+    let alice = w.token_add_for("alice-token", "user", Some("alice"));
+    let carol = w.token_add_for("carol-token", "user", Some("carol"));
+    let nobody = w.token_add_for("nobody-token", "user", None);
+    let auditor = w.token_add("audit", "auditor");
+    let imap = w.mail.imap();
+    let account = |name: &str| {
+        json!({"name": name, "address": format!("{name}@contoso.example"), "sign_in": "password",
+               "password": "pw", "incoming": {"transport": "imap", "host": imap.ip().to_string(), "port": imap.port(), "tls": "none"}})
+    };
+
+    // Alice makes an account: hers.
+    let (status, made) = d
+        .call(
+            Method::POST,
+            "/api/v1/accounts",
+            &alice,
+            Some(account("alice-mail")),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["owner"], "alice", "{made}");
+    let alice_id = made["id"].as_str().unwrap().to_owned();
+    // The administrator's account belongs to nobody.
+    let (status, made) = d
+        .admin(Method::POST, "/api/v1/accounts", Some(account("ops-mail")))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    assert!(made["owner"].is_null(), "{made}");
+    let ops_id = made["id"].as_str().unwrap().to_owned();
+    // A user token naming no user cannot own what it makes.
+    assert_problem(
+        "a user token without a user",
+        &d.call(
+            Method::POST,
+            "/api/v1/accounts",
+            &nobody,
+            Some(account("lost")),
+        )
+        .await,
+        403,
+        "forbidden",
+        None,
+    );
+
+    // Lists: Alice sees hers, Carol nothing, the auditor and administrator both.
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, list) = d.call(Method::GET, "/api/v1/accounts", &alice, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(names(&list), ["alice-mail"]);
+    let (_, list) = d.call(Method::GET, "/api/v1/accounts", &carol, None).await;
+    assert_eq!(names(&list), Vec::<String>::new());
+    let (_, list) = d
+        .call(Method::GET, "/api/v1/accounts", &auditor, None)
+        .await;
+    assert_eq!(names(&list), ["alice-mail", "ops-mail"]);
+    let (_, list) = d.admin(Method::GET, "/api/v1/accounts", None).await;
+    assert_eq!(names(&list), ["alice-mail", "ops-mail"]);
+    assert_eq!(list[0]["owner"], "alice", "{list}");
+
+    // Alice works on hers.
+    let (status, got) = d
+        .call(
+            Method::GET,
+            &format!("/api/v1/accounts/{alice_id}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let (status, got) = d
+        .call(
+            Method::PUT,
+            &format!("/api/v1/accounts/{alice_id}"),
+            &alice,
+            Some(json!({"display_name": "Alice"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let (status, got) = d
+        .call(
+            Method::GET,
+            &format!("/api/v1/outbox?account={alice_id}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+
+    // Everything of an account that is not hers is refused, for Carol as for Alice.
+    let theirs = [
+        (Method::GET, format!("/api/v1/accounts/{ops_id}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/accounts/{ops_id}"),
+            Some(json!({"display_name": "x"})),
+        ),
+        (Method::DELETE, format!("/api/v1/accounts/{ops_id}"), None),
+        (
+            Method::GET,
+            format!("/api/v1/accounts/{ops_id}/watch"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/accounts/{ops_id}/watch"),
+            Some(json!({"enabled": false, "routes": []})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/accounts/{ops_id}/watch"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/accounts/{ops_id}/outbox"),
+            Some(json!({"to": ["x@contoso.example"], "subject": "s", "text": "t"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/accounts/{ops_id}/messages"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/accounts/{ops_id}/messages/1"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/accounts/{ops_id}/test/receive"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/accounts/{ops_id}/test/send"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/outbox?account={ops_id}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/parked?account={ops_id}"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/accounts/{ops_id}/owner"),
+            Some(json!({"owner": "alice"})),
+        ),
+    ];
+    for (method, path, body) in &theirs {
+        for token in [&alice, &carol] {
+            let got = d.call(method.clone(), path, token, body.clone()).await;
+            assert_problem(&format!("{method} {path}"), &got, 403, "forbidden", None);
+            assert!(
+                got.1["detail"].as_str().unwrap().contains("may not"),
+                "{method} {path}: {}",
+                got.1
+            );
+        }
+    }
+    // Alice's account is refused to Carol in the same way.
+    let got = d
+        .call(
+            Method::GET,
+            &format!("/api/v1/accounts/{alice_id}"),
+            &carol,
+            None,
+        )
+        .await;
+    assert_problem("carol reads alice's", &got, 403, "forbidden", None);
+    // System settings stay closed to users.
+    for path in ["/api/v1/apps", "/api/v1/providers", "/api/v1/sinks"] {
+        let got = d.call(Method::POST, path, &alice, Some(json!({}))).await;
+        assert_problem(&format!("POST {path}"), &got, 403, "forbidden", None);
+    }
+    // Auditors read every account, change none.
+    let (status, _) = d
+        .call(
+            Method::GET,
+            &format!("/api/v1/accounts/{alice_id}/watch"),
+            &auditor,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "no watch yet, but past the role check");
+    let got = d
+        .call(
+            Method::PUT,
+            &format!("/api/v1/accounts/{alice_id}"),
+            &auditor,
+            Some(json!({"display_name": "x"})),
+        )
+        .await;
+    assert_problem("auditor writes", &got, 403, "forbidden", None);
+
+    // The administrator gives the ops account to Carol: now hers, no longer nobody's.
+    let (status, got) = d
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{ops_id}/owner"),
+            Some(json!({"owner": "carol"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["owner"], "carol", "{got}");
+    let (status, got) = d
+        .call(
+            Method::GET,
+            &format!("/api/v1/accounts/{ops_id}"),
+            &carol,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let (_, list) = d.call(Method::GET, "/api/v1/accounts", &carol, None).await;
+    assert_eq!(names(&list), ["ops-mail"]);
+    assert_problem(
+        "an owner that is no name",
+        &d.admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{ops_id}/owner"),
+            Some(json!({"owner": " "})),
+        )
+        .await,
+        422,
+        "invalid-field",
+        Some("owner"),
+    );
+    // Taken back: nobody's again.
+    let (status, got) = d
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/accounts/{ops_id}/owner"),
+            Some(json!({"owner": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert!(got["owner"].is_null(), "{got}");
+    let got = d
+        .call(
+            Method::GET,
+            &format!("/api/v1/accounts/{ops_id}"),
+            &carol,
+            None,
+        )
+        .await;
+    assert_problem(
+        "carol after it was taken back",
+        &got,
+        403,
+        "forbidden",
+        None,
+    );
+
+    // Alice removes hers.
+    let (status, _) = d
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/accounts/{alice_id}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    d.stop().await;
 }

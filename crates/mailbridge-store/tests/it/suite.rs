@@ -83,6 +83,7 @@ suite!(
     instances_opening_a_new_database_together_agree_on_one_key,
     api_tokens_are_found_by_hash_listed_and_revoked,
     the_first_api_token_is_stored_once_only,
+    an_account_belongs_to_its_owner_through_edits_and_renames,
 );
 
 #[tokio::test]
@@ -795,4 +796,55 @@ async fn the_first_api_token_is_stored_once_only(db: Fixture) {
             .is_none()
     );
     assert_eq!(a.api_token_count().await.unwrap(), 0);
+}
+
+async fn an_account_belongs_to_its_owner_through_edits_and_renames(db: Fixture) {
+    let store = db.open(&MasterKey::generate().unwrap()).await.unwrap();
+    store
+        .put_account(&account("ops", "ops@example.org"))
+        .await
+        .unwrap();
+    store
+        .put_account(&account("sales", "sales@example.org"))
+        .await
+        .unwrap();
+    let ops = store.account_id("ops").await.unwrap().unwrap();
+    let sales = store.account_id("sales").await.unwrap().unwrap();
+    // Nobody's until given.
+    assert_eq!(store.account_owner(ops).await.unwrap(), None);
+    assert!(store.account_owners().await.unwrap().is_empty());
+    assert!(store.set_account_owner(ops, Some("alice")).await.unwrap());
+    assert_eq!(
+        store.account_owner(ops).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    // An edit and a rename keep the owner.
+    let mut edited = account("ops", "ops@example.org");
+    edited.display_name = Some("Operations".into());
+    store.put_account(&edited).await.unwrap();
+    store.rename_account(ops, "operations").await.unwrap();
+    let owners = store.account_owners().await.unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners.get(&ops).map(String::as_str), Some("alice"));
+    assert!(!owners.contains_key(&sales));
+    // Given back to nobody; an unknown account is said to be unknown.
+    assert!(store.set_account_owner(ops, None).await.unwrap());
+    assert_eq!(store.account_owner(ops).await.unwrap(), None);
+    let unknown = mailbridge_store::AccountId::from_uuid(uuid::Uuid::from_u128(42));
+    assert!(
+        !store
+            .set_account_owner(unknown, Some("alice"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.account_owner(unknown).await.unwrap(), None);
+    // A removed account takes its owner with it; a new one of the name is nobody's.
+    store.set_account_owner(ops, Some("alice")).await.unwrap();
+    assert!(store.remove_account("operations").await.unwrap());
+    store
+        .put_account(&account("operations", "ops@example.org"))
+        .await
+        .unwrap();
+    let again = store.account_id("operations").await.unwrap().unwrap();
+    assert_eq!(store.account_owner(again).await.unwrap(), None);
 }
