@@ -48,6 +48,18 @@ const HEADER_BYTES: usize = 64 * 1024;
 /// The pipe a fetched message flows through.
 const PIPE_BYTES: usize = 64 * 1024;
 
+/// Where the API serves a message's raw MIME (`/api/v1/accounts/{id}/messages/{message}`,
+/// the path only), for the message `reference` of `folder` of account `account`: the
+/// link a webhook sends for a message too large to travel inline.
+pub fn message_path(
+    account: mailbridge_store::AccountId,
+    folder: &str,
+    reference: &MessageRef,
+) -> Option<String> {
+    MessageId::of(folder, reference)
+        .map(|m| format!("/api/v1/accounts/{account}/messages/{}", m.text()))
+}
+
 /// A message's opaque id: its folder and its reference at the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
