@@ -48,7 +48,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 };
                 for a in e.attributes().flatten() {
                     let value = a
-                        .unescape_value()
+                        .normalized_value(quick_xml::XmlVersion::default())
                         .map_err(|e| XmlError(e.to_string()))?
                         .into_owned();
                     el.attributes.push((local(a.key.as_ref()), value));

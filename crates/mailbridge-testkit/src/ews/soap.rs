@@ -181,7 +181,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, SchemaError> {
                         continue;
                     }
                     let value = attr
-                        .unescape_value()
+                        .normalized_value(quick_xml::XmlVersion::default())
                         .map_err(|e| fail(&reader, format!("Bad attribute value: {e}")))?;
                     attrs.push((
                         String::from_utf8_lossy(key.local_name().as_ref()).into_owned(),
@@ -208,7 +208,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, SchemaError> {
             }
             Event::Text(text) => {
                 let decoded = text
-                    .xml_content()
+                    .xml_content(quick_xml::XmlVersion::default())
                     .map_err(|e| fail(&reader, format!("Bad text: {e}")))?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&decoded),
@@ -220,7 +220,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, SchemaError> {
             }
             Event::CData(data) => {
                 let decoded = data
-                    .xml_content()
+                    .xml_content(quick_xml::XmlVersion::default())
                     .map_err(|e| fail(&reader, format!("Bad CDATA: {e}")))?;
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&decoded);
