@@ -40,12 +40,43 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mailbridge_connector::watcher::state::WatcherEvent;
 use mailbridge_store::Store;
+use secrecy::SecretString;
 
 pub use pages::valid_user_name;
 
 /// The Content-Security-Policy of every page and asset: nothing from elsewhere, no
 /// inline script or style, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// How long the first run's setup link works.
+pub const SETUP_LINK_LIFETIME: std::time::Duration = std::time::Duration::from_hours(1);
+
+/// Why no setup link could be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupLinkError {
+    #[error(transparent)]
+    Random(#[from] session::RandomError),
+    #[error("failed to store the setup link's token")]
+    Store(#[from] mailbridge_store::StoreError),
+}
+
+/// While the store has no user: a new one-time setup token (stored as its SHA-256,
+/// valid for [`SETUP_LINK_LIFETIME`], replacing any earlier one) for the link
+/// `/setup?token=...`; `None` once someone exists.
+pub async fn setup_token(store: &Store) -> Result<Option<SecretString>, SetupLinkError> {
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let token = session::random_token()?;
+    store
+        .put_setup_token(
+            &session::sha256_hex(&token),
+            store.now() + SETUP_LINK_LIFETIME,
+        )
+        .await?;
+    Ok(Some(SecretString::from(token)))
+}
 
 /// The daemon's watcher states, as the dashboard asks for them.
 pub type Watchers = Arc<dyn Fn() -> Vec<WatcherEvent> + Send + Sync>;

@@ -14,6 +14,7 @@ mod packaging;
 mod send;
 mod serve;
 mod test_cmd;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -374,3 +374,38 @@ async fn auditors_see_every_account_and_users_none_yet() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("This user is disabled"));
 }
+
+#[tokio::test]
+async fn serve_makes_a_setup_token_only_while_no_one_exists() {
+    use secrecy::ExposeSecret as _;
+    let site = site().await;
+    let first = mailbridge_web::setup_token(&site.store)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = mailbridge_web::setup_token(&site.store)
+        .await
+        .unwrap()
+        .unwrap();
+    // Only the newest link works.
+    let (status, _) = site
+        .get(&format!("/setup?token={}", first.expose_secret()), "", "en")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, html) = site
+        .get(
+            &format!("/setup?token={}", second.expose_secret()),
+            "",
+            "en",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Create the first administrator"), "{html}");
+    site.add_user("alice", Role::Administrator, None).await;
+    assert!(
+        mailbridge_web::setup_token(&site.store)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
