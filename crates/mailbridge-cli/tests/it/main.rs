@@ -15,6 +15,7 @@ mod send;
 mod serve;
 mod test_cmd;
 mod users;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
