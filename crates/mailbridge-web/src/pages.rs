@@ -321,7 +321,8 @@ pub(crate) async fn signin(
     }
     let name = form.name.trim().to_owned();
     let password = SecretString::from(form.password);
-    let name_key = format!("name:{name}");
+    // No name is longer than 64 characters: the key is bounded whatever was sent.
+    let name_key = format!("name:{}", name.chars().take(65).collect::<String>());
     let addr_key = format!("addr:{}", visit.addr);
     let now = Instant::now();
     let wait = [&name_key, &addr_key]
@@ -386,6 +387,10 @@ async fn start_session(web: &Web, visit: &Visit, user: &User) -> Response {
             "error-store",
         );
     };
+    // Expired sessions are cleared as new ones begin.
+    if let Err(e) = web.store.delete_expired_web_sessions().await {
+        tracing::warn!(error = %e, "failed to remove expired web sessions");
+    }
     let expires = web.store.now() + SESSION_LIFETIME;
     if let Err(e) = web
         .store

@@ -409,3 +409,21 @@ async fn serve_makes_a_setup_token_only_while_no_one_exists() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn failures_from_one_address_make_it_wait_whatever_the_name() {
+    let site = site().await;
+    site.add_user("alice", Role::Administrator, None).await;
+    for i in 0..5 {
+        let r = site
+            .post_signin(&format!("guess-{i}"), "wrong password!")
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Alice's name never failed, but this address did.
+    let r = site.post_signin("alice", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A name far over the limit is refused like any wrong name.
+    let r = site.post_signin(&"x".repeat(100_000), PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
