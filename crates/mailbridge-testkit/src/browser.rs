@@ -1,18 +1,18 @@
-//! A real browser for the web UI's tests: Debian's Chromium driven through its
-//! chromedriver (`/usr/bin/chromium`, `/usr/bin/chromedriver`; `scripts/install-deps`
-//! installs both) with thirtyfour. Nothing is downloaded.
+//! A real browser for the web UI's tests: Debian's Chromium and its chromedriver
+//! (`/usr/bin/chromium`, `/usr/bin/chromedriver`; `scripts/install-deps` installs
+//! both). Nothing is downloaded.
 //!
-//! [`Browser::start`] starts chromedriver on a free loopback port, waits until it
-//! says it is ready (within a deadline), and opens a headless Chromium session with
-//! a fresh profile and the browser's languages (`Accept-Language`) set as asked.
-//! [`Browser::quit`] ends the session and stops chromedriver; dropping a
-//! [`Browser`] without it still kills chromedriver (and with it Chromium).
+//! [`ChromeDriver::start`] starts chromedriver on a free loopback port and waits until
+//! it says it is ready (within a deadline); [`ChromeDriver::stop`] stops it, and
+//! dropping it kills it too (and with it the browsers it started). [`chromium_args`]
+//! are the arguments of a headless Chromium with a fresh profile, for the WebDriver
+//! client of the test (thirtyfour, in the tests that use it: its `impl Add<Key> for
+//! String` would break `String + &String` in every crate the testkit reaches).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use thirtyfour::{ChromiumLikeCapabilities as _, DesiredCapabilities, WebDriver};
 use tokio::process::{Child, Command};
 
 /// Where Debian's packages put the browser and its driver.
@@ -20,10 +20,10 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// See [`CHROMIUM`].
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// How long chromedriver and Chromium may take to start on a busy machine.
+/// How long chromedriver may take to start on a busy machine.
 const START_DEADLINE: Duration = Duration::from_mins(1);
 
-/// Why the browser did not start.
+/// Why chromedriver did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrowserError {
@@ -35,33 +35,25 @@ pub enum BrowserError {
     Spawn(#[source] std::io::Error),
     #[error("chromedriver on port {port} was not ready within {secs} s")]
     NotReady { port: u16, secs: u64 },
-    #[error("failed to open a Chromium session through chromedriver")]
-    Session(#[source] thirtyfour::error::WebDriverError),
-    #[error("failed to make a temporary profile directory")]
-    Profile(#[source] std::io::Error),
 }
 
-/// Chromium under test, with its chromedriver.
+/// A running chromedriver.
 #[derive(Debug)]
-pub struct Browser {
-    /// The WebDriver session.
-    pub driver: WebDriver,
-    chromedriver: Child,
-    _profile: tempfile::TempDir,
+pub struct ChromeDriver {
+    child: Child,
+    url: String,
 }
 
-impl Browser {
-    /// Starts chromedriver and a headless Chromium whose `Accept-Language` is
-    /// `languages` (such as `"pl"` or `"en-US,en"`), with a window of `width` x
-    /// `height` pixels.
-    pub async fn start(languages: &str, width: u32, height: u32) -> Result<Self, BrowserError> {
+impl ChromeDriver {
+    /// Starts chromedriver on a free loopback port; ready when this returns.
+    pub async fn start() -> Result<Self, BrowserError> {
         for path in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(path).exists() {
                 return Err(BrowserError::Missing { path });
             }
         }
         let port = free_port().map_err(BrowserError::Spawn)?;
-        let chromedriver = Command::new(CHROMEDRIVER)
+        let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -71,53 +63,39 @@ impl Browser {
             .map_err(BrowserError::Spawn)?;
         let url = format!("http://127.0.0.1:{port}");
         wait_ready(&url, port).await?;
-
-        let profile = tempfile::tempdir().map_err(BrowserError::Profile)?;
-        let mut caps = DesiredCapabilities::chrome();
-        let options: [String; 13] = [
-            "--headless=new".into(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--hide-scrollbars".into(),
-            format!("--lang={}", languages.split(',').next().unwrap_or("en")),
-            format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        caps.set_binary(CHROMIUM).map_err(BrowserError::Session)?;
-        for option in &options {
-            caps.add_arg(option).map_err(BrowserError::Session)?;
-        }
-        caps.add_experimental_option(
-            "prefs",
-            serde_json::json!({ "intl.accept_languages": languages }),
-        )
-        .map_err(BrowserError::Session)?;
-        let driver = WebDriver::new(url, caps)
-            .await
-            .map_err(BrowserError::Session)?;
-        Ok(Self {
-            driver,
-            chromedriver,
-            _profile: profile,
-        })
+        Ok(Self { child, url })
     }
 
-    /// Ends the session and stops chromedriver.
-    pub async fn quit(self) {
-        let Self {
-            driver,
-            mut chromedriver,
-            _profile,
-        } = self;
-        let _ = driver.quit().await;
-        let _ = chromedriver.kill().await;
+    /// The WebDriver endpoint (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
     }
+
+    /// Stops chromedriver.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The arguments of a headless Chromium: no sandbox (containers), none of the
+/// background networking that fails without internet, a window of `width` x `height`
+/// pixels, the first of `languages` as its UI language, and the profile `profile`.
+pub fn chromium_args(languages: &str, width: u32, height: u32, profile: &Path) -> Vec<String> {
+    vec![
+        "--headless=new".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--hide-scrollbars".into(),
+        format!("--lang={}", languages.split(',').next().unwrap_or("en")),
+        format!("--window-size={width},{height}"),
+        format!("--user-data-dir={}", profile.display()),
+    ]
 }
 
 /// A port free on the loopback interface now.
@@ -156,7 +134,7 @@ async fn wait_ready(url: &str, port: u16) -> Result<(), BrowserError> {
 
 /// The workspace's `docs/screenshots` directory (made when missing), for tests that
 /// save what a page looks like.
-pub fn screenshots_dir() -> std::io::Result<PathBuf> {
+pub fn screenshots_dir() -> std::io::Result<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

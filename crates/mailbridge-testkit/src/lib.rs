@@ -23,14 +23,13 @@
 //! - [`memory`]: peak memory of a piece of work, measured in a child process.
 //! - [`postgres`]: a private PostgreSQL cluster per test process (free loopback port,
 //!   temporary directory, a fresh database per test, stopped when the process ends).
-//! - `browser` (feature `browser`): Debian's Chromium through chromedriver
-//!   (thirtyfour), headless, on a free port, for the web UI's tests.
+//! - [`browser`]: Debian's chromedriver on a free port and the headless Chromium
+//!   arguments, for the web UI's browser tests.
 //! - [`hostile`]: scripted hostile servers (a byte script per connection: greet, answer,
 //!   never stop talking, stall, close) for the bounds tests of every client.
 
 pub mod aad;
 pub mod autodiscover;
-#[cfg(feature = "browser")]
 pub mod browser;
 pub mod crypto;
 pub mod emulator;

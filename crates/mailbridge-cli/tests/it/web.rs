@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mailbridge_testkit::browser::{Browser, screenshots_dir};
+use mailbridge_testkit::browser::{CHROMIUM, ChromeDriver, chromium_args, screenshots_dir};
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -147,6 +147,39 @@ impl Serve {
     }
 }
 
+/// Headless Chromium through the testkit's chromedriver, with `Accept-Language`
+/// `languages` and a window of `width` x `height`.
+struct Browser {
+    driver: WebDriver,
+    chromedriver: ChromeDriver,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(languages: &str, width: u32, height: u32) -> Self {
+        let chromedriver = ChromeDriver::start().await.unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = DesiredCapabilities::chrome();
+        caps.set_binary(CHROMIUM).unwrap();
+        for arg in chromium_args(languages, width, height, profile.path()) {
+            caps.add_arg(&arg).unwrap();
+        }
+        caps.add_experimental_option("prefs", json!({ "intl.accept_languages": languages }))
+            .unwrap();
+        let driver = WebDriver::new(chromedriver.url(), caps).await.unwrap();
+        Self {
+            driver,
+            chromedriver,
+            _profile: profile,
+        }
+    }
+
+    async fn quit(self) {
+        self.driver.quit().await.unwrap();
+        self.chromedriver.stop().await;
+    }
+}
+
 /// The text of the first element `css` matches (waiting for it to appear).
 async fn text(driver: &WebDriver, css: &str) -> String {
     driver
@@ -200,7 +233,7 @@ async fn an_administrator_sets_up_signs_in_sees_the_dashboard_and_signs_out() {
     let dir = tempfile::tempdir().unwrap();
     let serve = serve(dir.path()).await;
     serve.watch_ops(dir.path()).await;
-    let browser = Browser::start("en-US,en", 1280, 800).await.unwrap();
+    let browser = Browser::start("en-US,en", 1280, 800).await;
     let driver = &browser.driver;
 
     // The printed link opens the setup page; it creates the administrator and
@@ -286,7 +319,7 @@ async fn a_form_without_its_csrf_token_is_refused_and_polish_is_spoken() {
     let dir = tempfile::tempdir().unwrap();
     let serve = serve(dir.path()).await;
 
-    let browser = Browser::start("pl", 390, 844).await.unwrap();
+    let browser = Browser::start("pl", 390, 844).await;
     let driver = &browser.driver;
     driver.goto(format!("{}/signin", serve.base)).await.unwrap();
     assert_eq!(text(driver, "h1").await, "Logowanie");
