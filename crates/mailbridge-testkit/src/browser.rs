@@ -5,9 +5,8 @@
 //! [`ChromeDriver::start`] starts chromedriver on a free loopback port and waits until
 //! it says it is ready (within a deadline); [`ChromeDriver::stop`] stops it, and
 //! dropping it kills it too (and with it the browsers it started). [`chromium_args`]
-//! are the arguments of a headless Chromium with a fresh profile, for the WebDriver
-//! client of the test (thirtyfour, in the tests that use it: its `impl Add<Key> for
-//! String` would break `String + &String` in every crate the testkit reaches).
+//! are the arguments of a headless Chromium with a fresh profile, for the test's
+//! WebDriver client (fantoccini, a dev-dependency of the tests that drive a browser).
 
 use std::path::Path;
 use std::process::Stdio;

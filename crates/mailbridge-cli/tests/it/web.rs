@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use fantoccini::{Client, ClientBuilder, Locator};
 use mailbridge_testkit::browser::{CHROMIUM, ChromeDriver, chromium_args, screenshots_dir};
 use serde_json::{Value, json};
-use thirtyfour::prelude::*;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
@@ -147,10 +147,10 @@ impl Serve {
     }
 }
 
-/// Headless Chromium through the testkit's chromedriver, with `Accept-Language`
-/// `languages` and a window of `width` x `height`.
+/// Headless Chromium through the testkit's chromedriver (driven with fantoccini),
+/// with `Accept-Language` `languages` and a window of `width` x `height`.
 struct Browser {
-    driver: WebDriver,
+    driver: Client,
     chromedriver: ChromeDriver,
     _profile: tempfile::TempDir,
 }
@@ -159,14 +159,23 @@ impl Browser {
     async fn start(languages: &str, width: u32, height: u32) -> Self {
         let chromedriver = ChromeDriver::start().await.unwrap();
         let profile = tempfile::tempdir().unwrap();
-        let mut caps = DesiredCapabilities::chrome();
-        caps.set_binary(CHROMIUM).unwrap();
-        for arg in chromium_args(languages, width, height, profile.path()) {
-            caps.add_arg(&arg).unwrap();
-        }
-        caps.add_experimental_option("prefs", json!({ "intl.accept_languages": languages }))
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": chromium_args(languages, width, height, profile.path()),
+                "prefs": { "intl.accept_languages": languages },
+            }
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let driver = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(chromedriver.url())
+            .await
             .unwrap();
-        let driver = WebDriver::new(chromedriver.url(), caps).await.unwrap();
         Self {
             driver,
             chromedriver,
@@ -175,47 +184,43 @@ impl Browser {
     }
 
     async fn quit(self) {
-        self.driver.quit().await.unwrap();
+        self.driver.close().await.unwrap();
         self.chromedriver.stop().await;
     }
 }
 
-/// The text of the first element `css` matches (waiting for it to appear).
-async fn text(driver: &WebDriver, css: &str) -> String {
+/// The first element `css` matches, waiting (within the deadline) for it to appear.
+async fn element(driver: &Client, css: &str) -> fantoccini::elements::Element {
     driver
-        .query(By::Css(css))
-        .first()
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
 }
 
-async fn fill(driver: &WebDriver, id: &str, value: &str) {
-    let field = driver.query(By::Id(id)).first().await.unwrap();
+/// The text of the first element `css` matches.
+async fn text(driver: &Client, css: &str) -> String {
+    element(driver, css).await.text().await.unwrap()
+}
+
+async fn fill(driver: &Client, id: &str, value: &str) {
+    let field = element(driver, &format!("#{id}")).await;
     field.clear().await.unwrap();
     field.send_keys(value).await.unwrap();
 }
 
-async fn click(driver: &WebDriver, css: &str) {
-    driver
-        .query(By::Css(css))
-        .first()
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+async fn click(driver: &Client, css: &str) {
+    element(driver, css).await.click().await.unwrap();
 }
 
 /// The current page's path.
-async fn path(driver: &WebDriver) -> String {
+async fn path(driver: &Client) -> String {
     driver.current_url().await.unwrap().path().to_owned()
 }
 
 /// Waits until the page at the current address, reloaded, satisfies `ok`.
-async fn until_page(driver: &WebDriver, what: &str, ok: impl Fn(&str) -> bool) -> String {
+async fn until_page(driver: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
         let source = driver.source().await.unwrap();
@@ -244,7 +249,7 @@ async fn an_administrator_sets_up_signs_in_sees_the_dashboard_and_signs_out() {
     fill(driver, "password", PASSWORD).await;
     fill(driver, "password2", PASSWORD).await;
     click(driver, "#setup-submit").await;
-    driver.query(By::Id("accounts")).first().await.unwrap();
+    element(driver, "#accounts").await;
     assert_eq!(path(driver).await, "/");
     assert_eq!(
         text(driver, ".who").await,
@@ -267,16 +272,15 @@ async fn an_administrator_sets_up_signs_in_sees_the_dashboard_and_signs_out() {
     let cookies = driver.get_all_cookies().await.unwrap();
     let session = cookies
         .iter()
-        .find(|c| c.name == "mb_session")
+        .find(|c| c.name() == "mb_session")
         .expect("a session cookie");
-    assert_eq!(session.http_only, Some(true), "{session:?}");
-    assert_eq!(session.same_site, Some(SameSite::Strict), "{session:?}");
-    assert_eq!(session.path.as_deref(), Some("/"), "{session:?}");
+    assert_eq!(session.http_only(), Some(true), "{session}");
+    assert!(session.to_string().contains("SameSite=Strict"), "{session}");
+    assert_eq!(session.path(), Some("/"), "{session}");
 
-    driver
-        .screenshot(&screenshots_dir().unwrap().join("dashboard.png"))
-        .await
-        .unwrap();
+    let png = driver.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(screenshots_dir().unwrap().join("dashboard.png"), png).unwrap();
 
     // The link worked once.
     driver.goto(&serve.setup_link).await.unwrap();
@@ -289,7 +293,7 @@ async fn an_administrator_sets_up_signs_in_sees_the_dashboard_and_signs_out() {
     // Sign out: back to the sign-in page; the dashboard asks to sign in again.
     driver.goto(&serve.base).await.unwrap();
     click(driver, ".signout button").await;
-    driver.query(By::Id("signin-submit")).first().await.unwrap();
+    element(driver, "#signin-submit").await;
     assert_eq!(path(driver).await, "/signin");
     driver.goto(&serve.base).await.unwrap();
     assert_eq!(path(driver).await, "/signin");
@@ -304,7 +308,7 @@ async fn an_administrator_sets_up_signs_in_sees_the_dashboard_and_signs_out() {
     );
     fill(driver, "password", PASSWORD).await;
     click(driver, "#signin-submit").await;
-    driver.query(By::Id("accounts")).first().await.unwrap();
+    element(driver, "#accounts").await;
 
     browser.quit().await;
     let log = std::fs::read_to_string(&serve.log).unwrap();
@@ -321,16 +325,9 @@ async fn a_form_without_its_csrf_token_is_refused_and_polish_is_spoken() {
 
     let browser = Browser::start("pl", 390, 844).await;
     let driver = &browser.driver;
-    driver.goto(format!("{}/signin", serve.base)).await.unwrap();
+    driver.goto(&format!("{}/signin", serve.base)).await.unwrap();
     assert_eq!(text(driver, "h1").await, "Logowanie");
-    let lang = driver
-        .query(By::Css("html"))
-        .first()
-        .await
-        .unwrap()
-        .attr("lang")
-        .await
-        .unwrap();
+    let lang = element(driver, "html").await.attr("lang").await.unwrap();
     assert_eq!(lang.as_deref(), Some("pl"));
     assert!(
         text(driver, "#no-users")
