@@ -8,7 +8,8 @@
 //! checks that name the fix), `send` (now, or `--queue` into the durable outbox),
 //! `outbox` (list the queued messages, `send-pending`), `fetch`, `serve` (the daemon:
 //! the HTTP API over the store, SQLite in the data directory or PostgreSQL), `token`
-//! (the daemon's API tokens).
+//! (the daemon's API tokens), `user` (the people of the web UI: add, list, passwd,
+//! disable, enable).
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message says what and what to do),
 //! 2 usage error (from clap). `--json` prints JSON on standard output; errors go to
@@ -34,6 +35,7 @@ mod send_cmd;
 mod serve_cmd;
 mod test_cmd;
 mod token_cmd;
+mod user_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -99,6 +101,9 @@ enum Command {
     /// Make, list and revoke the daemon's API tokens.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Add, list and change the people who sign in to the web UI.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
 }
 
 fn main() -> ExitCode {
@@ -174,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch(args) => fetch_cmd::run(&cli.global, args).await,
         Command::Serve(args) => serve_cmd::run(&cli.global, args).await,
         Command::Token(command) => token_cmd::run(&cli.global, command).await,
+        Command::User(command) => user_cmd::run(&cli.global, command).await,
     }
 }
 

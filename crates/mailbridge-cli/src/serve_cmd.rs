@@ -4,6 +4,11 @@
 //! still comes from the data directory or the environment). Every flag has a
 //! `MAILBRIDGE_*` environment variable.
 //!
+//! While the store has no person for the web UI, every start prints a one-time setup
+//! link (`http://ADDR/setup?token=...`, valid for an hour; the token is stored as its
+//! SHA-256 and a new start replaces it) whose page creates the first administrator.
+//! The web UI's pages ([`mailbridge_web`]) are served beside the API.
+//!
 //! On the first start (a store that never had an API token) an administrator token
 //! named `first-admin` is made and printed once on standard output; later starts print
 //! none. Standard output also gets `listening on http://ADDR` once the socket is bound
@@ -192,12 +197,21 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(SignIn::new(store.clone())),
         settings,
     );
+    let watchers = daemon.handle();
+    let web = mailbridge_web::router(mailbridge_web::WebConfig {
+        store: store.clone(),
+        config_file: global.config.clone(),
+        watchers: Arc::new(move || watchers.states()),
+        // Served over plain HTTP (TLS is a later step): no `Secure` flag yet.
+        secure_cookies: false,
+    });
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),
         metrics,
         ready: store_ready(store.clone()),
         limits: ApiLimits::default(),
         daemon: Some(daemon.handle()),
+        web: Some(web),
     };
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let following = daemon_metrics.follow(
@@ -207,9 +221,29 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     );
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
-    let server = axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { stopped.notified().await });
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stopped.notified().await });
     let mut server = tokio::spawn(async move { server.await });
+    if let Some(token) = mailbridge_web::setup_token(&store)
+        .await
+        .context("failed to make the one-time setup link of the web UI")?
+    {
+        // Standard output, not the log: logs never carry a token.
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        println!(
+            "setup link (creates the first administrator of the web UI; works once, for {} minutes): http://{host}/setup?token={}",
+            mailbridge_web::SETUP_LINK_LIFETIME.as_secs() / 60,
+            token.expose_secret()
+        );
+        tracing::info!("no web UI user yet: one-time setup link printed on standard output");
+    }
     println!("listening on http://{addr}");
     tracing::info!(%addr, backend, instance = instance.as_str(), "mailbridge serve started");
 

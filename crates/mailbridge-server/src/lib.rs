@@ -28,6 +28,7 @@
 //!   the first administrator's on the first start, [`store_tokens::issue_first`]).
 //! - [`metrics`]: the Prometheus registry behind `/metrics` (HTTP requests by route
 //!   and status class; [`metrics::DaemonMetrics`], the daemon's families).
+//! - The web UI's pages, when [`AppState::web`] holds them (`mailbridge-web`).
 //! - `/healthz` (the process answers), `/readyz` (its store answers), the OpenAPI
 //!   document at `/api/openapi.json` generated from the handlers (utoipa), and the
 //!   API under `/api/v1`.
@@ -101,6 +102,9 @@ pub struct AppState {
     /// The daemon's work (store, watchers, outbox); `None` serves only the HTTP
     /// surface (the resources under `/api/v1` that need it answer 503).
     pub daemon: Option<daemon::DaemonHandle>,
+    /// The web UI's pages (`mailbridge-web`'s router), merged beside the API under
+    /// the same limits; `None` serves the API only.
+    pub web: Option<axum::Router>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -136,8 +140,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The whole HTTP surface.
-pub fn app(state: AppState) -> axum::Router {
+pub fn app(mut state: AppState) -> axum::Router {
     let limits = state.limits;
+    let web = state.web.take();
     let state = Arc::new(state);
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -177,6 +182,10 @@ pub fn app(state: AppState) -> axum::Router {
         .routes(routes!(api_messages::get_message))
         .split_for_parts();
     let openapi = Arc::new(openapi);
+    let router = match web {
+        Some(web) => router.merge(web.with_state(())),
+        None => router,
+    };
     router
         .route(
             "/api/openapi.json",

@@ -30,6 +30,10 @@
 //! - [`parked`]: parked deliveries (received messages a sink kept refusing, with
 //!   their MIME, remaining sinks and pending source action), claimed under a lease
 //!   for retries, listed by page, retried on demand or dropped.
+//! - [`users`]: the people of the web UI (name, role, language, disabled; the
+//!   password only as an Argon2id hash made by the caller), their web sessions (by
+//!   the SHA-256 of the id, with the CSRF token and expiry) and the first run's
+//!   one-time setup token.
 //! - [`watches`]: what the daemon does with received mail (sinks, each account's
 //!   watch with its routes) and leases, which spread accounts' watchers over instances.
 
@@ -45,6 +49,7 @@ pub mod sealed;
 mod sqlite;
 pub mod store;
 pub mod token_store;
+pub mod users;
 pub mod watches;
 
 pub use api_tokens::ApiToken;
@@ -54,4 +59,5 @@ pub use outbox::{ClaimedMessage, Enqueued, NewOutboxMessage, OutboxEntry, Outbox
 pub use parked::{ClaimedParked, NewParked, Parked, ParkedEntry, ParkedId, ParkedState};
 pub use records::{Import, ImportSecret};
 pub use store::{AccountState, Backend, SecretKind, SecretMeta, Store, StoreError};
+pub use users::{NewUser, PasswordHash, User, WebSession};
 pub use watches::{StoredSink, sink_secret_id};

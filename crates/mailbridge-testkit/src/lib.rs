@@ -23,11 +23,14 @@
 //! - [`memory`]: peak memory of a piece of work, measured in a child process.
 //! - [`postgres`]: a private PostgreSQL cluster per test process (free loopback port,
 //!   temporary directory, a fresh database per test, stopped when the process ends).
+//! - [`browser`]: Debian's chromedriver on a free port and the headless Chromium
+//!   arguments, for the web UI's browser tests.
 //! - [`hostile`]: scripted hostile servers (a byte script per connection: greet, answer,
 //!   never stop talking, stall, close) for the bounds tests of every client.
 
 pub mod aad;
 pub mod autodiscover;
+pub mod browser;
 pub mod crypto;
 pub mod emulator;
 pub mod ews;

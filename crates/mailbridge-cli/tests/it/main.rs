@@ -14,6 +14,8 @@ mod packaging;
 mod send;
 mod serve;
 mod test_cmd;
+mod users;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

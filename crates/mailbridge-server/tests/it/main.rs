@@ -51,6 +51,7 @@ async fn daemon() -> Daemon {
             message_bytes: 64 * 1024,
         },
         daemon: None,
+        web: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

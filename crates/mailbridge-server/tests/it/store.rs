@@ -33,6 +33,7 @@ async fn tokens_and_readiness_come_from_the_store() {
         ready: store_ready(store.clone()),
         limits: ApiLimits::default(),
         daemon: None,
+        web: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

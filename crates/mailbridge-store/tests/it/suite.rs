@@ -67,6 +67,7 @@ macro_rules! suite {
 
 mod outbox;
 mod parked;
+mod users;
 mod watches;
 
 suite!(

@@ -1,0 +1,164 @@
+//! mailbridge-web: the web admin UI that `mailbridge serve` serves beside the API.
+//!
+//! [`router`] builds the pages as one axum `Router` over a [`WebConfig`];
+//! `mailbridge-server`'s `app()` merges it, so the pages get the same request limits
+//! and logging as the API.
+//!
+//! Parts:
+//! - [`password`]: Argon2id hashing and verifying of people's passwords (PHC
+//!   strings; the store keeps only those).
+//! - [`session`]: session ids (only their SHA-256 stored), CSRF tokens and cookies
+//!   (`HttpOnly; SameSite=Strict; Path=/`, `Secure` over TLS).
+//! - [`limit`]: sign-in rate limiting per user name and per client address, with
+//!   "try again in N s".
+//! - [`i18n`]: English, Polish, German, French and Russian with Project Fluent
+//!   (`fluent-bundle`); the user's language, else `Accept-Language`, else English.
+//! - `pages`: sign-in, sign-out (POST with the session's CSRF token), the first
+//!   run's setup page (a one-time link `mailbridge serve` prints while there is no
+//!   user; it makes the first administrator), and the dashboard (the accounts the
+//!   person may see, each with its watcher's state badge).
+//!
+//! Pages are askama templates (`templates/`, checked at compile time); the one
+//! stylesheet is embedded (`assets/style.css`); there is no script and no inline
+//! style. Every response of the router carries a strict Content-Security-Policy
+//! ([`CONTENT_SECURITY_POLICY`]), `X-Content-Type-Options: nosniff` and
+//! `Referrer-Policy: no-referrer`. Who may see what is decided by
+//! [`mailbridge_types::access::allowed`], as for the API.
+
+pub mod i18n;
+pub mod limit;
+mod pages;
+pub mod password;
+pub mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mailbridge_connector::watcher::state::WatcherEvent;
+use mailbridge_store::Store;
+use secrecy::SecretString;
+
+pub use pages::valid_user_name;
+
+/// The Content-Security-Policy of every page and asset: nothing from elsewhere, no
+/// inline script or style, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// How long the first run's setup link works.
+pub const SETUP_LINK_LIFETIME: std::time::Duration = std::time::Duration::from_hours(1);
+
+/// Why no setup link could be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupLinkError {
+    #[error(transparent)]
+    Random(#[from] session::RandomError),
+    #[error("failed to store the setup link's token")]
+    Store(#[from] mailbridge_store::StoreError),
+}
+
+/// While the store has no user: a new one-time setup token (stored as its SHA-256,
+/// valid for [`SETUP_LINK_LIFETIME`], replacing any earlier one) for the link
+/// `/setup?token=...`; `None` once someone exists.
+pub async fn setup_token(store: &Store) -> Result<Option<SecretString>, SetupLinkError> {
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let token = session::random_token()?;
+    store
+        .put_setup_token(
+            &session::sha256_hex(&token),
+            store.now() + SETUP_LINK_LIFETIME,
+        )
+        .await?;
+    Ok(Some(SecretString::from(token)))
+}
+
+/// The daemon's watcher states, as the dashboard asks for them.
+pub type Watchers = Arc<dyn Fn() -> Vec<WatcherEvent> + Send + Sync>;
+
+/// What the pages work on.
+pub struct WebConfig {
+    /// The store (people, sessions, accounts).
+    pub store: Store,
+    /// The configuration file whose accounts join the store's.
+    pub config_file: PathBuf,
+    /// The watchers' last states (`DaemonHandle::states`).
+    pub watchers: Watchers,
+    /// Whether the pages are served over TLS: cookies then get `Secure`.
+    pub secure_cookies: bool,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("config_file", &self.config_file)
+            .field("secure_cookies", &self.secure_cookies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state behind the pages.
+pub(crate) struct Web {
+    store: Store,
+    config_file: PathBuf,
+    watchers: Watchers,
+    secure_cookies: bool,
+    limiter: limit::Limiter,
+}
+
+const STYLE: &str = include_str!("../assets/style.css");
+
+/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, and `/assets/style.css`.
+pub fn router(config: WebConfig) -> Router {
+    let web = Arc::new(Web {
+        store: config.store,
+        config_file: config.config_file,
+        watchers: config.watchers,
+        secure_cookies: config.secure_cookies,
+        limiter: limit::Limiter::default(),
+    });
+    Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/signin", get(pages::signin_page).post(pages::signin))
+        .route("/signout", post(pages::signout))
+        .route("/setup", get(pages::setup_page).post(pages::setup))
+        .route("/assets/style.css", get(style))
+        .layer(axum::middleware::map_response(page_headers))
+        .with_state(web)
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
