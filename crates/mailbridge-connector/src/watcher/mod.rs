@@ -291,6 +291,7 @@ async fn session<S: SignInSource>(
         folder: &config.folder,
         spool_dir: &config.spool_dir,
         max_message_size: config.account.limits.max_message_size,
+        batch: pipeline::BATCH,
         park_backoff: config.backoffs.delivery,
         on_message: config.on_message.as_ref(),
     };

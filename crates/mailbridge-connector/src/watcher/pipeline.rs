@@ -32,14 +32,15 @@
 //! failure leaves the previous one, and the messages already delivered are delivered
 //! again under their keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use mailbridge_mailbox::mailbox::{Checkpoint, Mailbox, MailboxError, MessageRef};
+use mailbridge_mailbox::download::{FetchError, FetchMany, MessageSinks};
+use mailbridge_mailbox::mailbox::{Checkpoint, ErrorKind, Mailbox, MailboxError, MessageRef};
 use mailbridge_sinks::attachments::AttachmentsSink;
-use mailbridge_sinks::folder::FolderSink;
+use mailbridge_sinks::folder::{self, FolderSink};
 use mailbridge_sinks::relay::RelaySink;
 use mailbridge_sinks::route::{Route, SourceAction, choose};
 use mailbridge_sinks::summary::summarize;
@@ -111,6 +112,10 @@ impl SinkSet {
     }
 }
 
+/// Messages per batch in the daemon: a crash redelivers at most this many (under their
+/// idempotency keys, so receivers add nothing twice).
+pub const BATCH: usize = 200;
+
 /// What one round is about.
 #[derive(Debug, Clone)]
 pub struct Round<'a> {
@@ -123,6 +128,9 @@ pub struct Round<'a> {
     pub spool_dir: &'a Path,
     /// The largest message fetched (`limits.max_message_size`).
     pub max_message_size: u64,
+    /// Messages fetched and delivered together (one fetch, one commit of the folder
+    /// sinks' files, one checkpoint); [`BATCH`] in the daemon.
+    pub batch: usize,
     /// The wait before a parked message's first retry.
     pub park_backoff: Backoff,
     /// Told of every message the round handled (metrics).
@@ -250,6 +258,12 @@ pub enum RoundError {
         #[source]
         source: StoreError,
     },
+    #[error("failed to make the messages a batch wrote into folder sinks durable ({folder})")]
+    Commit {
+        folder: String,
+        #[source]
+        source: SinkError,
+    },
     #[error("failed to store where the watcher of {folder} stopped")]
     SaveCheckpoint {
         folder: String,
@@ -271,7 +285,7 @@ impl RoundError {
             | RoundError::Fetch { source, .. }
             | RoundError::SourceAction { source, .. } => source.class,
             RoundError::UnknownSink { .. } => ErrorClass::Misconfigured,
-            RoundError::Sink { source, .. } => source.class(),
+            RoundError::Sink { source, .. } | RoundError::Commit { source, .. } => source.class(),
         }
     }
 
@@ -308,7 +322,7 @@ fn up_to(message: &MessageRef) -> Option<Checkpoint> {
 /// Runs one round over `folder` of `mailbox`: see the module's documentation.
 /// `parking` decides about refused messages and remembers across rounds; `cancel`
 /// is looked at between messages (a message being delivered finishes).
-pub async fn deliver_round<M: Mailbox + Send>(
+pub async fn deliver_round<M: FetchMany + Send>(
     mailbox: &mut M,
     round: &Round<'_>,
     routes: &[Route],
@@ -366,45 +380,27 @@ pub async fn deliver_round<M: Mailbox + Send>(
             path: round.spool_dir.to_owned(),
             source,
         })?;
-    for message in &listed.messages {
+    for batch in listed.messages.chunks(round.batch.max(1)) {
         if cancel.is_cancelled() {
             return Ok(summary);
         }
-        let started = std::time::Instant::now();
-        let outcome = if parked_before(store, round, message).await? {
-            tracing::info!(
-                account = round.account,
-                folder,
-                source_message = %message,
-                "parked before: passed (the parked delivery worker delivers it)"
-            );
-            Outcome::ParkedBefore
-        } else {
-            deliver_one(mailbox, round, message, routes, sinks, store, parking).await?
-        };
-        let told = match outcome {
-            Outcome::Delivered => {
-                summary.delivered += 1;
-                MessageOutcome::Delivered
-            }
-            Outcome::Unrouted => {
-                summary.unrouted += 1;
-                MessageOutcome::Unrouted
-            }
-            Outcome::Parked => {
-                summary.parked += 1;
-                MessageOutcome::Parked
-            }
-            Outcome::ParkedBefore => {
-                summary.parked_before += 1;
-                MessageOutcome::ParkedBefore
-            }
-        };
-        if let Some(hook) = round.on_message {
-            (hook.0)(round.account, told, started.elapsed());
-        }
-        if let Some(c) = up_to(message) {
+        let passed = deliver_batch(
+            mailbox,
+            round,
+            batch,
+            routes,
+            sinks,
+            store,
+            parking,
+            cancel,
+            &mut summary,
+        )
+        .await?;
+        if let Some(c) = passed {
             save(c).await?;
+        }
+        if cancel.is_cancelled() {
+            return Ok(summary);
         }
     }
     // The listing's own checkpoint: it covers what arrived without being listed
@@ -413,30 +409,383 @@ pub async fn deliver_round<M: Mailbox + Send>(
     Ok(summary)
 }
 
+/// What became of one message of a batch.
 enum Outcome {
-    Delivered,
+    /// Every sink of its route accepted it (a folder sink's file waits for the batch's
+    /// commit); the route's source action is still to do.
+    Delivered {
+        key: String,
+        then: SourceAction,
+    },
     Unrouted,
     Parked,
     ParkedBefore,
 }
 
-/// Whether `message` of the round's folder is parked already (the same message: its
-/// stored reference equals this one, so an IMAP UID under another UIDVALIDITY is not
-/// taken for it).
-async fn parked_before(
+impl Outcome {
+    fn told(&self) -> MessageOutcome {
+        match self {
+            Outcome::Delivered { .. } => MessageOutcome::Delivered,
+            Outcome::Unrouted => MessageOutcome::Unrouted,
+            Outcome::Parked => MessageOutcome::Parked,
+            Outcome::ParkedBefore => MessageOutcome::ParkedBefore,
+        }
+    }
+}
+
+/// The source references of the round folder's parked messages, by source id (one
+/// query for a batch).
+async fn parked_refs(
     store: &Store,
     round: &Round<'_>,
-    message: &MessageRef,
-) -> Result<bool, RoundError> {
+) -> Result<HashMap<String, Vec<serde_json::Value>>, RoundError> {
     let rows = store
-        .parked_find(round.account_id, round.folder, &message.transport_id())
+        .parked_refs(round.account_id, round.folder)
         .await
         .map_err(|source| RoundError::Parked {
             folder: round.folder.to_owned(),
             source,
         })?;
-    let this = message_ref_json(message);
-    Ok(rows.iter().any(|r| r.message_ref == this))
+    let mut by_id: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for (source_id, message_ref) in rows {
+        by_id.entry(source_id).or_default().push(message_ref);
+    }
+    Ok(by_id)
+}
+
+/// Whether `message` is parked already (the same message: its stored reference equals
+/// this one, so an IMAP UID under another UIDVALIDITY is not taken for it).
+fn parked_before(parked: &HashMap<String, Vec<serde_json::Value>>, message: &MessageRef) -> bool {
+    parked
+        .get(message.transport_id().as_ref())
+        .is_some_and(|refs| refs.contains(&message_ref_json(message)))
+}
+
+/// Delivers one batch of the listing: one lookup of the parked messages, one fetch of
+/// the others (one `UID FETCH` over IMAP), each message routed and handed to its sinks
+/// in order (a folder sink stages its file), then the folder sinks' files made durable
+/// at once, then the source actions. Answers the checkpoint that covers what got
+/// through (delivered, unrouted or parked, its source action done), if the transport
+/// has one per message; the caller stores it. A failure ends the batch at that message:
+/// what came before it is finished (committed, acted on, its checkpoint stored) before
+/// the failure is answered.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the round's parts, passed through from deliver_round"
+)]
+async fn deliver_batch<M: FetchMany + Send>(
+    mailbox: &mut M,
+    round: &Round<'_>,
+    batch: &[MessageRef],
+    routes: &[Route],
+    sinks: &SinkSet,
+    store: &Store,
+    parking: &mut Parking,
+    cancel: &CancellationToken,
+    summary: &mut RoundSummary,
+) -> Result<Option<Checkpoint>, RoundError> {
+    let folder = round.folder;
+    let parked = parked_refs(store, round).await?;
+    let wanted: Vec<MessageRef> = batch
+        .iter()
+        .filter(|m| !parked_before(&parked, m))
+        .cloned()
+        .collect();
+    let started = std::time::Instant::now();
+    let mut spooler = Spooler::new(round);
+    let fetched = if wanted.is_empty() {
+        Ok(())
+    } else {
+        mailbox.fetch_many(folder, &wanted, &mut spooler).await
+    };
+    let source_broken = fetched.is_err();
+    let mut fetched = Some(fetched);
+    let mut staged = folder::Batch::new();
+    let mut outcomes: Vec<(Outcome, std::time::Duration)> = Vec::with_capacity(batch.len());
+    let mut failure = None;
+    for message in batch {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let outcome = if parked_before(&parked, message) {
+            tracing::info!(
+                account = round.account,
+                folder,
+                source_message = %message,
+                "parked before: passed (the parked delivery worker delivers it)"
+            );
+            Ok(Outcome::ParkedBefore)
+        } else if let Some(spool) = spooler.fetched.get(message.transport_id().as_ref()) {
+            deliver_fetched(
+                round,
+                message,
+                spool,
+                routes,
+                sinks,
+                store,
+                parking,
+                &mut staged,
+            )
+            .await
+        } else {
+            Err(not_fetched(round, message, fetched.take()))
+        };
+        match outcome {
+            Ok(outcome) => {
+                match outcome {
+                    Outcome::Delivered { .. } => summary.delivered += 1,
+                    Outcome::Unrouted => summary.unrouted += 1,
+                    Outcome::Parked => summary.parked += 1,
+                    Outcome::ParkedBefore => summary.parked_before += 1,
+                }
+                outcomes.push((outcome, started.elapsed()));
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if failure.is_none()
+        && !cancel.is_cancelled()
+        && matches!(fetched, Some(Err(_)))
+        && let Some(last) = batch.last()
+    {
+        // The fetch failed after handing over every message: the session is gone all
+        // the same (the source actions wait, see below).
+        failure = Some(not_fetched(round, last, fetched.take()));
+    }
+    spooler.remove_files().await;
+    // The folder sinks' files of the whole batch, durable at once; only then are the
+    // messages accepted, their source actions done and the checkpoint moved.
+    if let Err(source) = staged.commit().await {
+        if let Some(first) = failure {
+            tracing::warn!(
+                account = round.account,
+                folder,
+                error = %mailbridge_types::error_chain(&first),
+                "a delivery failed in a batch whose folder files could not be made durable"
+            );
+        }
+        return Err(RoundError::Commit {
+            folder: folder.to_owned(),
+            source,
+        });
+    }
+    let mut passed = None;
+    for (message, (outcome, took)) in batch.iter().zip(&outcomes) {
+        if let Outcome::Delivered { key, then } = outcome {
+            if source_broken && *then != SourceAction::Keep {
+                // The session broke in the fetch: the action waits for the next round,
+                // which delivers the message again (its sinks find it there).
+                break;
+            }
+            let action = match then {
+                SourceAction::Keep => Ok(()),
+                SourceAction::MarkRead => mailbox.mark_read(message).await,
+                SourceAction::Move { folder: to } => mailbox.move_to(message, to).await,
+                SourceAction::Delete => mailbox.delete(message).await,
+            };
+            if let Err(source) = action {
+                failure = Some(RoundError::SourceAction {
+                    folder: folder.to_owned(),
+                    message: message.to_string(),
+                    source,
+                });
+                break;
+            }
+            parking.delivered(key);
+        }
+        if let Some(hook) = round.on_message {
+            (hook.0)(round.account, outcome.told(), *took);
+        }
+        passed = up_to(message).or(passed);
+    }
+    match failure {
+        Some(e) => {
+            // What got through before the failure stays got through.
+            if let Some(c) = passed {
+                store
+                    .set_checkpoint_by_id(round.account_id, &watch_checkpoint_key(folder), &c)
+                    .await
+                    .map_err(|source| RoundError::SaveCheckpoint {
+                        folder: folder.to_owned(),
+                        source,
+                    })?;
+            }
+            Err(e)
+        }
+        None => Ok(passed),
+    }
+}
+
+/// The error for a listed message the fetch did not hand over: the fetch's own failure
+/// (once), or the server's silence about it (deleted since it was listed?).
+fn not_fetched(
+    round: &Round<'_>,
+    message: &MessageRef,
+    fetched: Option<Result<(), FetchError<SpoolError>>>,
+) -> RoundError {
+    let folder = round.folder.to_owned();
+    let shown = message.to_string();
+    match fetched {
+        Some(Err(FetchError::Mailbox(source))) => RoundError::Fetch {
+            folder,
+            message: shown,
+            source,
+        },
+        Some(Err(FetchError::Sink(e))) if e.source.kind() == std::io::ErrorKind::FileTooLarge => {
+            RoundError::Fetch {
+                folder,
+                message: shown,
+                source: MailboxError::with_source(
+                    ErrorClass::LimitExceeded,
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "a message is larger than the account's limits.max_message_size ({} bytes): raise it to receive the message",
+                        round.max_message_size
+                    ),
+                    e.source,
+                ),
+            }
+        }
+        Some(Err(FetchError::Sink(e))) => RoundError::Spool {
+            message: shown,
+            path: e.path,
+            source: e.source,
+        },
+        Some(Ok(())) | None => RoundError::Fetch {
+            folder,
+            message: shown.clone(),
+            source: MailboxError::new(
+                ErrorClass::Transient,
+                ErrorKind::NotFound,
+                format!(
+                    "the server did not send {shown} (deleted since it was listed?): the folder is listed again next round"
+                ),
+            ),
+        },
+    }
+}
+
+/// Writing into the spool failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to write a fetched message at {}", path.display())]
+struct SpoolError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// A spool file being written: its path and the bounded writer.
+struct SpoolFile {
+    path: PathBuf,
+    file: Bounded<tokio::io::BufWriter<tokio::fs::File>>,
+}
+
+impl AsyncWrite for SpoolFile {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+/// Where a batch's fetch puts each message: a spool file each, bounded by the account's
+/// largest message.
+struct Spooler {
+    /// Every file made (removed after the batch).
+    files: Vec<PathBuf>,
+    /// The complete ones, by the message's transport id.
+    fetched: HashMap<String, PathBuf>,
+    prefix: PathBuf,
+    limit: u64,
+}
+
+/// The buffer in front of each spool file: most messages reach it in one write.
+const SPOOL_BUFFER: usize = 64 * 1024;
+
+impl Spooler {
+    fn new(round: &Round<'_>) -> Self {
+        // Unique per account and folder (watchers of two folders share the spool).
+        let prefix = round.spool_dir.join(
+            IdempotencyKey::new(&round.account_id.to_string(), round.folder, "batch", None)
+                .to_string(),
+        );
+        Self {
+            files: Vec::new(),
+            fetched: HashMap::new(),
+            prefix,
+            limit: round.max_message_size,
+        }
+    }
+
+    async fn remove_files(&mut self) {
+        // The spool is only a buffer: a failure to remove a file leaves one the next
+        // batch overwrites.
+        for path in self.files.drain(..) {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        self.fetched.clear();
+    }
+}
+
+impl MessageSinks for Spooler {
+    type Writer = SpoolFile;
+    type Error = SpoolError;
+
+    async fn open(&mut self) -> Result<SpoolFile, SpoolError> {
+        let mut path = self.prefix.clone().into_os_string();
+        path.push(format!(".{}.part", self.files.len()));
+        let path = PathBuf::from(path);
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|source| SpoolError {
+                path: path.clone(),
+                source,
+            })?;
+        self.files.push(path.clone());
+        Ok(SpoolFile {
+            path,
+            file: Bounded {
+                inner: tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file),
+                written: 0,
+                limit: self.limit,
+            },
+        })
+    }
+
+    async fn done(
+        &mut self,
+        message: &MessageRef,
+        _size: u64,
+        mut writer: SpoolFile,
+    ) -> Result<(), SpoolError> {
+        writer.flush().await.map_err(|source| SpoolError {
+            path: writer.path.clone(),
+            source,
+        })?;
+        self.fetched
+            .insert(message.transport_id().into_owned(), writer.path);
+        Ok(())
+    }
+
+    fn write_failed(&mut self, source: std::io::Error) -> SpoolError {
+        SpoolError {
+            path: self.prefix.clone(),
+            source,
+        }
+    }
 }
 
 /// Does the source actions of the round folder's parked messages that were delivered
@@ -521,159 +870,143 @@ async fn pending_source_actions<M: Mailbox + Send>(
     }
 }
 
-async fn deliver_one<M: Mailbox + Send>(
-    mailbox: &mut M,
+/// Routes one fetched message and hands it to its route's sinks in order (a folder
+/// sink stages it into `staged`); the source action is left to the batch.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the round's parts, passed through from deliver_batch"
+)]
+async fn deliver_fetched(
     round: &Round<'_>,
     message: &MessageRef,
+    spool: &Path,
     routes: &[Route],
     sinks: &SinkSet,
     store: &Store,
     parking: &mut Parking,
+    staged: &mut folder::Batch,
 ) -> Result<Outcome, RoundError> {
     let folder = round.folder;
     let shown = message.to_string();
     let source_id = message.transport_id().into_owned();
-    let spool = round.spool_dir.join(format!(
-        "{}.part",
-        IdempotencyKey::new(&round.account_id.to_string(), folder, &source_id, None)
-    ));
     let spool_error = |source: std::io::Error| RoundError::Spool {
         message: shown.clone(),
-        path: spool.clone(),
+        path: spool.to_owned(),
         source,
     };
-    let file = tokio::fs::File::create(&spool).await.map_err(spool_error)?;
-    let mut bounded = Bounded {
-        inner: file,
-        written: 0,
-        limit: round.max_message_size,
+    let mime = tokio::fs::read(spool).await.map_err(spool_error)?;
+    let summary = summarize(&mime);
+    drop(mime);
+    let Some(route) = choose(routes, folder, &summary) else {
+        tracing::info!(
+            account = round.account,
+            folder,
+            source_message = %shown,
+            "unrouted: no route matches the message; passed"
+        );
+        return Ok(Outcome::Unrouted);
     };
-    let fetched = mailbox.fetch(message, &mut bounded).await;
-    let result = async {
-        fetched.map_err(|source| RoundError::Fetch {
-            folder: folder.to_owned(),
-            message: shown.clone(),
-            source,
+    let delivery = Delivery {
+        key: IdempotencyKey::new(
+            &round.account_id.to_string(),
+            folder,
+            &source_id,
+            summary.message_id.as_deref(),
+        ),
+        account: round.account.to_owned(),
+        folder: folder.to_owned(),
+        source_id: source_id.clone(),
+        spool: spool.to_owned(),
+        mime_link: None,
+    };
+    for (i, name) in route.sinks.iter().enumerate() {
+        let sink = sinks.get(name).ok_or_else(|| RoundError::UnknownSink {
+            route: route.name.clone(),
+            sink: name.clone(),
         })?;
-        bounded.inner.flush().await.map_err(spool_error)?;
-        let mime = tokio::fs::read(&spool).await.map_err(spool_error)?;
-        let summary = summarize(&mime);
-        drop(mime);
-        let Some(route) = choose(routes, folder, &summary) else {
-            tracing::info!(
-                account = round.account,
-                folder,
-                source_message = %shown,
-                "unrouted: no route matches the message; passed"
-            );
-            return Ok(Outcome::Unrouted);
+        let delivered = match sink {
+            AnySink::Folder(s) => s.stage(&delivery, staged).await,
+            other => other.deliver(&delivery).await,
         };
-        let delivery = Delivery {
-            key: IdempotencyKey::new(
-                &round.account_id.to_string(),
-                folder,
-                &source_id,
-                summary.message_id.as_deref(),
-            ),
-            account: round.account.to_owned(),
-            folder: folder.to_owned(),
-            source_id: source_id.clone(),
-            spool: spool.clone(),
-            mime_link: None,
-        };
-        for (i, name) in route.sinks.iter().enumerate() {
-            let sink = sinks.get(name).ok_or_else(|| RoundError::UnknownSink {
-                route: route.name.clone(),
-                sink: name.clone(),
-            })?;
-            let accepted = match sink.deliver(&delivery).await {
-                Ok(accepted) => accepted,
-                Err(source) => {
-                    let class = source.class();
-                    let error = RoundError::Sink {
+        let accepted = match delivered {
+            Ok(accepted) => accepted,
+            Err(source) => {
+                let class = source.class();
+                let error = RoundError::Sink {
+                    folder: folder.to_owned(),
+                    message: shown.clone(),
+                    route: route.name.clone(),
+                    sink: name.clone(),
+                    source,
+                };
+                let Refusal::Park { attempts } =
+                    parking.refused(delivery.key.as_str(), name, class)
+                else {
+                    return Err(error);
+                };
+                // The sinks before this one accepted it: their staged files are made
+                // durable before the row says only the others remain.
+                staged.commit().await.map_err(|source| RoundError::Commit {
+                    folder: folder.to_owned(),
+                    source,
+                })?;
+                // The spool still holds the message (the sinks only read it).
+                let mime = tokio::fs::read(spool).await.map_err(spool_error)?;
+                let new = NewParked {
+                    account: round.account_id,
+                    account_name: round.account.to_owned(),
+                    folder: folder.to_owned(),
+                    source_id: source_id.clone(),
+                    message_ref: message_ref_json(message),
+                    idempotency_key: delivery.key.as_str().to_owned(),
+                    route: route.name.clone(),
+                    remaining_sinks: route.sinks.get(i..).unwrap_or_default().to_vec(),
+                    source_action: serde_json::to_value(&route.then)
+                        .unwrap_or(serde_json::Value::Null),
+                    message: mime,
+                    attempts,
+                    error: mailbridge_types::error_chain(&error),
+                    error_class: class.as_str().to_owned(),
+                    next_attempt_at: first_retry(round.park_backoff, class),
+                };
+                let parked = store
+                    .parked_park(new, round.max_message_size)
+                    .await
+                    .map_err(|source| RoundError::Park {
                         folder: folder.to_owned(),
                         message: shown.clone(),
-                        route: route.name.clone(),
-                        sink: name.clone(),
                         source,
-                    };
-                    let Refusal::Park { attempts } =
-                        parking.refused(delivery.key.as_str(), name, class)
-                    else {
-                        return Err(error);
-                    };
-                    // The spool still holds the message (the sinks only read it).
-                    let mime = tokio::fs::read(&spool).await.map_err(spool_error)?;
-                    let new = NewParked {
-                        account: round.account_id,
-                        account_name: round.account.to_owned(),
-                        folder: folder.to_owned(),
-                        source_id: source_id.clone(),
-                        message_ref: message_ref_json(message),
-                        idempotency_key: delivery.key.as_str().to_owned(),
-                        route: route.name.clone(),
-                        remaining_sinks: route.sinks.get(i..).unwrap_or_default().to_vec(),
-                        source_action: serde_json::to_value(&route.then)
-                            .unwrap_or(serde_json::Value::Null),
-                        message: mime,
-                        attempts,
-                        error: mailbridge_types::error_chain(&error),
-                        error_class: class.as_str().to_owned(),
-                        next_attempt_at: first_retry(round.park_backoff, class),
-                    };
-                    let parked = store
-                        .parked_park(new, round.max_message_size)
-                        .await
-                        .map_err(|source| RoundError::Park {
-                            folder: folder.to_owned(),
-                            message: shown.clone(),
-                            source,
-                        })?;
-                    tracing::warn!(
-                        account = round.account,
-                        folder,
-                        source_message = %shown,
-                        key = %delivery.key,
-                        sink = name.as_str(),
-                        parked = %parked.entry.id,
-                        attempts,
-                        error = %mailbridge_types::error_chain(&error),
-                        "parked: the sink did not accept the message; the parked delivery worker retries it"
-                    );
-                    return Ok(Outcome::Parked);
-                }
-            };
-            parking.accepted(name);
-            tracing::info!(
-                account = round.account,
-                folder,
-                source_message = %shown,
-                key = %delivery.key,
-                sink = name.as_str(),
-                location = accepted.location.as_str(),
-                already_there = accepted.already_there,
-                "delivered"
-            );
-        }
-        let action = match &route.then {
-            SourceAction::Keep => Ok(()),
-            SourceAction::MarkRead => mailbox.mark_read(message).await,
-            SourceAction::Move { folder: to } => mailbox.move_to(message, to).await,
-            SourceAction::Delete => mailbox.delete(message).await,
+                    })?;
+                tracing::warn!(
+                    account = round.account,
+                    folder,
+                    source_message = %shown,
+                    key = %delivery.key,
+                    sink = name.as_str(),
+                    parked = %parked.entry.id,
+                    attempts,
+                    error = %mailbridge_types::error_chain(&error),
+                    "parked: the sink did not accept the message; the parked delivery worker retries it"
+                );
+                return Ok(Outcome::Parked);
+            }
         };
-        action.map_err(|source| RoundError::SourceAction {
-            folder: folder.to_owned(),
-            message: shown.clone(),
-            source,
-        })?;
-        parking.delivered(delivery.key.as_str());
-        Ok(Outcome::Delivered)
+        parking.accepted(name);
+        tracing::info!(
+            account = round.account,
+            folder,
+            source_message = %shown,
+            key = %delivery.key,
+            sink = name.as_str(),
+            location = accepted.location.as_str(),
+            already_there = accepted.already_there,
+            "delivered"
+        );
     }
-    .await;
-    // The spool is only a buffer: whatever happened, it goes (a failure to remove it
-    // leaves a file the next delivery of the message overwrites).
-    let _ = tokio::fs::remove_file(&spool).await;
-    result
+    Ok(Outcome::Delivered {
+        key: delivery.key.as_str().to_owned(),
+        then: route.then.clone(),
+    })
 }
 
 /// When a message parked now is retried first: after the backoff's first wait,
@@ -770,6 +1103,8 @@ mod tests {
         message.transport_id().into_owned()
     }
 
+    impl FetchMany for Scripted {}
+
     impl Mailbox for Scripted {
         async fn new_since(
             &mut self,
@@ -848,6 +1183,7 @@ mod tests {
             folder: "Inbox",
             spool_dir: &spool,
             max_message_size: 1 << 20,
+            batch: 1,
             park_backoff: Backoff::DELIVERY,
             on_message: None,
         };
