@@ -292,6 +292,7 @@ async fn session<S: SignInSource>(
         spool_dir: &config.spool_dir,
         max_message_size: config.account.limits.max_message_size,
         batch: pipeline::BATCH,
+        batch_bytes: pipeline::BATCH_BYTES,
         park_backoff: config.backoffs.delivery,
         on_message: config.on_message.as_ref(),
     };

@@ -116,6 +116,10 @@ impl SinkSet {
 /// idempotency keys, so receivers add nothing twice).
 pub const BATCH: usize = 200;
 
+/// Bytes of messages a batch spools at most in the daemon (a single larger message,
+/// up to `limits.max_message_size`, is a batch of its own).
+pub const BATCH_BYTES: u64 = 32 << 20;
+
 /// What one round is about.
 #[derive(Debug, Clone)]
 pub struct Round<'a> {
@@ -131,6 +135,11 @@ pub struct Round<'a> {
     /// Messages fetched and delivered together (one fetch, one commit of the folder
     /// sinks' files, one checkpoint); [`BATCH`] in the daemon.
     pub batch: usize,
+    /// Bytes a batch spools at most ([`BATCH_BYTES`] in the daemon): where the
+    /// transport announces a message's size before its bytes (IMAP), a message that
+    /// would pass it ends the batch before it; elsewhere the batch ends once it is
+    /// reached. A batch always takes its first message.
+    pub batch_bytes: u64,
     /// The wait before a parked message's first retry.
     pub park_backoff: Backoff,
     /// Told of every message the round handled (metrics).
@@ -192,6 +201,10 @@ pub struct RoundSummary {
     pub parked_before: usize,
     /// Source actions of parked messages done (their rows removed).
     pub source_actions: usize,
+    /// Batches fetched.
+    pub batches: usize,
+    /// The most bytes one batch spooled.
+    pub batch_bytes_peak: u64,
 }
 
 /// Why a round stopped. What was stored before stays true; the message it names is
@@ -380,11 +393,16 @@ pub async fn deliver_round<M: FetchMany + Send>(
             path: round.spool_dir.to_owned(),
             source,
         })?;
-    for batch in listed.messages.chunks(round.batch.max(1)) {
+    let mut rest = listed.messages.as_slice();
+    // A batch that stopped at its byte bound makes the next one as short; full ones
+    // let it grow back (doubling) to `round.batch`.
+    let mut count = round.batch.max(1);
+    while !rest.is_empty() {
         if cancel.is_cancelled() {
             return Ok(summary);
         }
-        let passed = deliver_batch(
+        let batch = rest.get(..count.min(rest.len())).unwrap_or(rest);
+        let (passed, handled) = deliver_batch(
             mailbox,
             round,
             batch,
@@ -399,9 +417,15 @@ pub async fn deliver_round<M: FetchMany + Send>(
         if let Some(c) = passed {
             save(c).await?;
         }
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || handled == 0 {
             return Ok(summary);
         }
+        count = if handled < batch.len() {
+            handled
+        } else {
+            count.saturating_mul(2).min(round.batch.max(1))
+        };
+        rest = rest.get(handled..).unwrap_or_default();
     }
     // The listing's own checkpoint: it covers what arrived without being listed
     // (none for IMAP beyond the last UID) and is the only one Graph, EWS and POP3 have.
@@ -466,7 +490,9 @@ fn parked_before(parked: &HashMap<String, Vec<serde_json::Value>>, message: &Mes
 /// in order (a folder sink stages its file), then the folder sinks' files made durable
 /// at once, then the source actions. Answers the checkpoint that covers what got
 /// through (delivered, unrouted or parked, its source action done), if the transport
-/// has one per message; the caller stores it. A failure ends the batch at that message:
+/// has one per message (the caller stores it), and how many messages of `batch` were
+/// handled: fewer than all when the byte bound ended the batch early (the rest are
+/// the next batch's) or the round was cancelled. A failure ends the batch at that message:
 /// what came before it is finished (committed, acted on, its checkpoint stored) before
 /// the failure is answered.
 #[expect(
@@ -483,7 +509,7 @@ async fn deliver_batch<M: FetchMany + Send>(
     parking: &mut Parking,
     cancel: &CancellationToken,
     summary: &mut RoundSummary,
-) -> Result<Option<Checkpoint>, RoundError> {
+) -> Result<(Option<Checkpoint>, usize), RoundError> {
     let folder = round.folder;
     let parked = parked_refs(store, round).await?;
     let wanted: Vec<MessageRef> = batch
@@ -498,6 +524,8 @@ async fn deliver_batch<M: FetchMany + Send>(
     } else {
         mailbox.fetch_many(folder, &wanted, &mut spooler).await
     };
+    summary.batches += 1;
+    summary.batch_bytes_peak = summary.batch_bytes_peak.max(spooler.spooled);
     let source_broken = fetched.is_err();
     let mut fetched = Some(fetched);
     let mut staged = folder::Batch::new();
@@ -527,6 +555,10 @@ async fn deliver_batch<M: FetchMany + Send>(
                 &mut staged,
             )
             .await
+        } else if spooler.full() && matches!(fetched, Some(Ok(()))) {
+            // The byte bound ended the batch before this message: the next batch
+            // starts with it.
+            break;
         } else {
             Err(not_fetched(round, message, fetched.take()))
         };
@@ -573,6 +605,7 @@ async fn deliver_batch<M: FetchMany + Send>(
         });
     }
     let mut passed = None;
+    let mut handled = 0;
     for (message, (outcome, took)) in batch.iter().zip(&outcomes) {
         if let Outcome::Delivered { key, then } = outcome {
             if source_broken && *then != SourceAction::Keep {
@@ -600,6 +633,7 @@ async fn deliver_batch<M: FetchMany + Send>(
             (hook.0)(round.account, outcome.told(), *took);
         }
         passed = up_to(message).or(passed);
+        handled += 1;
     }
     match failure {
         Some(e) => {
@@ -615,7 +649,7 @@ async fn deliver_batch<M: FetchMany + Send>(
             }
             Err(e)
         }
-        None => Ok(passed),
+        None => Ok((passed, handled)),
     }
 }
 
@@ -677,32 +711,46 @@ struct SpoolError {
     source: std::io::Error,
 }
 
-/// A spool file being written: its path and the bounded writer.
-struct SpoolFile {
-    path: PathBuf,
-    file: Bounded<tokio::io::BufWriter<tokio::fs::File>>,
+/// Where one fetched message goes: a spool file (its path and the bounded writer), or
+/// nowhere when the batch's byte bound deferred it to the next batch.
+enum SpoolFile {
+    File {
+        path: PathBuf,
+        file: Bounded<tokio::io::BufWriter<tokio::fs::File>>,
+    },
+    Deferred(tokio::io::Sink),
 }
 
 impl AsyncWrite for SpoolFile {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
+        match self.get_mut() {
+            SpoolFile::File { file, .. } => Pin::new(file).poll_write(cx, buf),
+            SpoolFile::Deferred(sink) => Pin::new(sink).poll_write(cx, buf),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.file).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SpoolFile::File { file, .. } => Pin::new(file).poll_flush(cx),
+            SpoolFile::Deferred(sink) => Pin::new(sink).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.file).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SpoolFile::File { file, .. } => Pin::new(file).poll_shutdown(cx),
+            SpoolFile::Deferred(sink) => Pin::new(sink).poll_shutdown(cx),
+        }
     }
 }
 
 /// Where a batch's fetch puts each message: a spool file each, bounded by the account's
-/// largest message.
+/// largest message, until the batch's byte bound; the messages after that are read
+/// past (IMAP sends what was asked) and left to the next batch.
 struct Spooler {
     /// Every file made (removed after the batch).
     files: Vec<PathBuf>,
@@ -710,6 +758,12 @@ struct Spooler {
     fetched: HashMap<String, PathBuf>,
     prefix: PathBuf,
     limit: u64,
+    /// The batch's byte bound.
+    budget: u64,
+    /// Bytes of the complete ones.
+    spooled: u64,
+    /// The bound was reached: every message from then on is deferred.
+    deferred: bool,
 }
 
 /// The buffer in front of each spool file: most messages reach it in one write.
@@ -727,7 +781,15 @@ impl Spooler {
             fetched: HashMap::new(),
             prefix,
             limit: round.max_message_size,
+            budget: round.batch_bytes,
+            spooled: 0,
+            deferred: false,
         }
+    }
+
+    /// Whether the batch reached its byte bound (it always takes its first message).
+    fn full(&self) -> bool {
+        self.deferred || (!self.files.is_empty() && self.spooled >= self.budget)
     }
 
     async fn remove_files(&mut self) {
@@ -744,7 +806,15 @@ impl MessageSinks for Spooler {
     type Writer = SpoolFile;
     type Error = SpoolError;
 
-    async fn open(&mut self) -> Result<SpoolFile, SpoolError> {
+    async fn open(&mut self, size: Option<u64>) -> Result<SpoolFile, SpoolError> {
+        let over = match size {
+            Some(size) => self.spooled.saturating_add(size) > self.budget,
+            None => self.spooled >= self.budget,
+        };
+        if self.deferred || (over && !self.files.is_empty()) {
+            self.deferred = true;
+            return Ok(SpoolFile::Deferred(tokio::io::sink()));
+        }
         let mut path = self.prefix.clone().into_os_string();
         path.push(format!(".{}.part", self.files.len()));
         let path = PathBuf::from(path);
@@ -755,7 +825,7 @@ impl MessageSinks for Spooler {
                 source,
             })?;
         self.files.push(path.clone());
-        Ok(SpoolFile {
+        Ok(SpoolFile::File {
             path,
             file: Bounded {
                 inner: tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file),
@@ -768,16 +838,24 @@ impl MessageSinks for Spooler {
     async fn done(
         &mut self,
         message: &MessageRef,
-        _size: u64,
-        mut writer: SpoolFile,
+        size: u64,
+        writer: SpoolFile,
     ) -> Result<(), SpoolError> {
-        writer.flush().await.map_err(|source| SpoolError {
-            path: writer.path.clone(),
+        let SpoolFile::File { path, mut file } = writer else {
+            return Ok(());
+        };
+        file.flush().await.map_err(|source| SpoolError {
+            path: path.clone(),
             source,
         })?;
+        self.spooled = self.spooled.saturating_add(size);
         self.fetched
-            .insert(message.transport_id().into_owned(), writer.path);
+            .insert(message.transport_id().into_owned(), path);
         Ok(())
+    }
+
+    fn wants_more(&self) -> bool {
+        !self.full()
     }
 
     fn write_failed(&mut self, source: std::io::Error) -> SpoolError {
@@ -1184,6 +1262,7 @@ mod tests {
             spool_dir: &spool,
             max_message_size: 1 << 20,
             batch: 1,
+            batch_bytes: 1 << 20,
             park_backoff: Backoff::DELIVERY,
             on_message: None,
         };
@@ -1308,6 +1387,405 @@ mod tests {
         assert_eq!(summary.source_actions, 1);
         assert_eq!(mailbox.marked, [MessageRef::Graph { id: "a".into() }]);
         assert!(store.parked_list(None, None, 10).await.unwrap().is_empty());
+    }
+
+    /// An IMAP-like source (a checkpoint per message): UIDs 1..=n under UIDVALIDITY 1,
+    /// one subject each, bodies of `body` bytes; fetched one by one without their
+    /// sizes announced (the default `fetch_many`), each fetch recorded.
+    struct Uids {
+        subjects: Vec<String>,
+        body: usize,
+        fetched: Vec<u32>,
+    }
+
+    impl Uids {
+        fn new(subjects: &[&str], body: usize) -> Self {
+            Self {
+                subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+                body,
+                fetched: Vec::new(),
+            }
+        }
+    }
+
+    impl FetchMany for Uids {}
+
+    impl Mailbox for Uids {
+        async fn new_since(
+            &mut self,
+            _folder: &str,
+            checkpoint: &Checkpoint,
+        ) -> Result<mailbridge_mailbox::mailbox::NewMessages, MailboxError> {
+            let after = match checkpoint {
+                Checkpoint::Imap { last_uid, .. } => *last_uid,
+                _ => 0,
+            };
+            let last = u32::try_from(self.subjects.len()).unwrap();
+            Ok(mailbridge_mailbox::mailbox::NewMessages {
+                messages: (after + 1..=last)
+                    .map(|uid| MessageRef::Imap {
+                        uid_validity: 1,
+                        uid,
+                    })
+                    .collect(),
+                checkpoint: Checkpoint::Imap {
+                    uid_validity: 1,
+                    last_uid: last.max(after),
+                },
+                resynced: false,
+            })
+        }
+        async fn received_since(
+            &mut self,
+            _folder: &str,
+            _since: OffsetDateTime,
+        ) -> Result<mailbridge_mailbox::mailbox::NewMessages, MailboxError> {
+            unreachable!("not listed by date in these tests")
+        }
+        async fn fetch<W: AsyncWrite + Unpin + Send>(
+            &mut self,
+            message: &MessageRef,
+            sink: &mut W,
+        ) -> Result<u64, MailboxError> {
+            let MessageRef::Imap { uid, .. } = message else {
+                unreachable!("only IMAP references are listed")
+            };
+            self.fetched.push(*uid);
+            let subject = &self.subjects[usize::try_from(*uid).unwrap() - 1];
+            let mut mime = format!("Subject: {subject}\r\nMessage-ID: <{uid}@example.org>\r\n\r\n")
+                .into_bytes();
+            mime.resize(mime.len() + self.body, b'x');
+            sink.write_all(&mime).await.map_err(|e| {
+                MailboxError::with_source(
+                    ErrorClass::Transient,
+                    mailbridge_mailbox::mailbox::ErrorKind::Sink,
+                    "the spool refused",
+                    e,
+                )
+            })?;
+            Ok(mime.len() as u64)
+        }
+        async fn mark_read(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            Ok(())
+        }
+        async fn move_to(&mut self, _message: &MessageRef, _to: &str) -> Result<(), MailboxError> {
+            unreachable!("no move in these tests")
+        }
+        async fn delete(&mut self, _message: &MessageRef) -> Result<(), MailboxError> {
+            unreachable!("no delete in these tests")
+        }
+    }
+
+    /// A store, a folder sink `files` and the round's parts, in `dir`.
+    struct Setup {
+        store: Store,
+        account_id: AccountId,
+        spool: PathBuf,
+        out: PathBuf,
+        sinks: SinkSet,
+    }
+
+    async fn setup(dir: &Path) -> Setup {
+        let store = Store::open(
+            &dir.join("db.sqlite"),
+            &mailbridge_store::MasterKey::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+        let account_id = store.outbox_account_id("alice").await.unwrap();
+        let out = dir.join("out");
+        let mut sinks = SinkSet::new();
+        sinks.insert(
+            "files",
+            AnySink::Folder(FolderSink::open(&out).await.unwrap()),
+        );
+        Setup {
+            store,
+            account_id,
+            spool: dir.join("spool"),
+            out,
+            sinks,
+        }
+    }
+
+    impl Setup {
+        fn round(&self, batch: usize, batch_bytes: u64) -> Round<'_> {
+            Round {
+                account_id: self.account_id,
+                account: "alice",
+                folder: "INBOX",
+                spool_dir: &self.spool,
+                max_message_size: 1 << 20,
+                batch,
+                batch_bytes,
+                park_backoff: Backoff::DELIVERY,
+                on_message: None,
+            }
+        }
+
+        /// The `.eml` files of the folder sink, and what the temporary directory holds.
+        fn files(&self) -> (Vec<String>, usize) {
+            let mut names: Vec<String> = std::fs::read_dir(&self.out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            names.sort();
+            let tmp = std::fs::read_dir(self.out.join(folder::TMP_DIR))
+                .unwrap()
+                .count();
+            (names, tmp)
+        }
+
+        async fn checkpoint(&self) -> Option<Checkpoint> {
+            self.store
+                .checkpoint_by_id(self.account_id, &watch_checkpoint_key("INBOX"))
+                .await
+                .unwrap()
+        }
+    }
+
+    fn all_to(sink: &str) -> Route {
+        Route {
+            name: format!("all-{sink}"),
+            when: mailbridge_sinks::route::Conditions::default(),
+            sinks: vec![sink.into()],
+            then: SourceAction::MarkRead,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_in_a_batch_holds_the_checkpoint_and_the_others_get_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = setup(dir.path()).await;
+        // A webhook nobody listens on (a port just closed): refused as transient.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", closed.local_addr().unwrap());
+        drop(closed);
+        let mut config = mailbridge_sinks::webhook::WebhookConfig::new(
+            url.parse().unwrap(),
+            secrecy::SecretString::from("s"),
+        );
+        config.addresses = mailbridge_sinks::address::AddressPolicy::AllowPrivate;
+        w.sinks.insert(
+            "hook",
+            AnySink::Webhook(Box::new(WebhookSink::new(config).unwrap())),
+        );
+        let mut to_hook: Route = all_to("hook");
+        to_hook.when = serde_json::from_value(serde_json::json!({"subject": "hook*"})).unwrap();
+        let routes = [to_hook, all_to("files")];
+        let mut mailbox = Uids::new(&["m1", "m2", "hook3", "m4", "m5"], 10);
+        let mut parking = Parking::new(2);
+        let cancel = CancellationToken::new();
+        let round = w.round(5, 1 << 20);
+
+        // One batch of five: the third is refused (first time: retried). The two
+        // before it are in the folder and the checkpoint covers them, not it.
+        let e = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &w.sinks,
+            &w.store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RoundError::Sink { .. }), "{e:?}");
+        assert_eq!(mailbox.fetched, [1, 2, 3, 4, 5], "one fetch for the batch");
+        let mut expected = vec![format!("{}.eml", key(&w, 1)), format!("{}.eml", key(&w, 2))];
+        expected.sort();
+        assert_eq!(w.files(), (expected, 0));
+        assert_eq!(
+            w.checkpoint().await,
+            Some(Checkpoint::Imap {
+                uid_validity: 1,
+                last_uid: 2
+            })
+        );
+
+        // Next round: refused again, now parked; the two after it are delivered and
+        // the checkpoint passes all three.
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &w.sinks,
+            &w.store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                summary.listed,
+                summary.parked,
+                summary.delivered,
+                summary.batches
+            ),
+            (3, 1, 2, 1)
+        );
+        let (files, tmp) = w.files();
+        assert_eq!((files.len(), tmp), (4, 0));
+        let rows = w.store.parked_list(None, None, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source_id, "3");
+        assert_eq!(rows[0].remaining_sinks, ["hook"]);
+        assert_eq!(
+            w.checkpoint().await,
+            Some(Checkpoint::Imap {
+                uid_validity: 1,
+                last_uid: 5
+            })
+        );
+    }
+
+    fn key(w: &Setup, uid: u32) -> IdempotencyKey {
+        IdempotencyKey::new(
+            &w.account_id.to_string(),
+            "INBOX",
+            &uid.to_string(),
+            Some(&format!("{uid}@example.org")),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_a_batch_and_before_its_checkpoint_adds_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = setup(dir.path()).await;
+        let routes = [all_to("files")];
+        let mut mailbox = Uids::new(&["a", "b", "c", "d", "e"], 100);
+        let mut parking = Parking::new(2);
+        let cancel = CancellationToken::new();
+        let round = w.round(3, 1 << 20);
+        deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &w.sinks,
+            &w.store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        let (files, _) = w.files();
+        assert_eq!(files.len(), 5);
+        let inode = |uid| {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(w.out.join(format!("{}.eml", key(&w, uid))))
+                .unwrap()
+                .ino()
+        };
+        let before: Vec<u64> = (1..=5).map(inode).collect();
+
+        // The process died after the files were placed, before the checkpoint of the
+        // batch was stored: the last stored one is the first batch's.
+        w.store
+            .set_checkpoint_by_id(
+                w.account_id,
+                &watch_checkpoint_key("INBOX"),
+                &Checkpoint::Imap {
+                    uid_validity: 1,
+                    last_uid: 3,
+                },
+            )
+            .await
+            .unwrap();
+        mailbox.fetched.clear();
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &w.sinks,
+            &w.store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(mailbox.fetched, [4, 5], "the batch is delivered again");
+        assert_eq!(summary.delivered, 2);
+        let (after, tmp) = w.files();
+        assert_eq!((after, tmp), (files, 0), "nothing added");
+        assert_eq!(
+            (1..=5).map(inode).collect::<Vec<_>>(),
+            before,
+            "nothing replaced"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_byte_bound_and_the_next_takes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = setup(dir.path()).await;
+        let routes = [all_to("files")];
+        let subjects: Vec<String> = (1..=7).map(|i| format!("big {i}")).collect();
+        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        let body = 100_000;
+        let mut mailbox = Uids::new(&subjects, body);
+        let mut parking = Parking::new(2);
+        let cancel = CancellationToken::new();
+        let budget = 250_000;
+        let round = w.round(200, budget);
+        let summary = deliver_round(
+            &mut mailbox,
+            &round,
+            &routes,
+            &w.sinks,
+            &w.store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        // Sizes not announced: a batch takes messages until it holds the bound, so
+        // three each (300 KB), then the last one.
+        assert_eq!((summary.delivered, summary.batches), (7, 3));
+        assert!(
+            summary.batch_bytes_peak < budget + u64::try_from(body).unwrap() + 100,
+            "{}",
+            summary.batch_bytes_peak
+        );
+        assert_eq!(
+            mailbox.fetched,
+            (1..=7).collect::<Vec<_>>(),
+            "each fetched once"
+        );
+        let mut expected: Vec<String> = (1..=7).map(|u| format!("{}.eml", key(&w, u))).collect();
+        expected.sort();
+        assert_eq!(w.files(), (expected, 0));
+        assert_eq!(
+            std::fs::read_dir(&w.spool).unwrap().count(),
+            0,
+            "the spool is empty after the round"
+        );
+
+        // One message larger than the bound is a batch of its own.
+        let mut big = Uids::new(&["huge", "small"], 300_000);
+        w.store
+            .set_checkpoint_by_id(
+                w.account_id,
+                &watch_checkpoint_key("INBOX"),
+                &Checkpoint::Start,
+            )
+            .await
+            .unwrap();
+        let summary = deliver_round(
+            &mut big,
+            &w.round(200, 200_000),
+            &routes,
+            &w.sinks,
+            &w.store,
+            &mut parking,
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!((summary.delivered, summary.batches), (2, 2));
+        assert_eq!(big.fetched, [1, 2]);
     }
 
     #[test]
