@@ -528,7 +528,7 @@ async fn deliver_batch<M: FetchMany + Send>(
     summary.batch_bytes_peak = summary.batch_bytes_peak.max(spooler.spooled);
     let source_broken = fetched.is_err();
     let mut fetched = Some(fetched);
-    let mut staged = folder::Batch::new();
+    let mut staged = Staged::default();
     let mut outcomes: Vec<(Outcome, std::time::Duration)> = Vec::with_capacity(batch.len());
     let mut failure = None;
     for message in batch {
@@ -590,7 +590,7 @@ async fn deliver_batch<M: FetchMany + Send>(
     spooler.remove_files().await;
     // The folder sinks' files of the whole batch, durable at once; only then are the
     // messages accepted, their source actions done and the checkpoint moved.
-    if let Err(source) = staged.commit().await {
+    if let Err(source) = staged.commit(round).await {
         if let Some(first) = failure {
             tracing::warn!(
                 account = round.account,
@@ -962,7 +962,7 @@ async fn deliver_fetched(
     sinks: &SinkSet,
     store: &Store,
     parking: &mut Parking,
-    staged: &mut folder::Batch,
+    staged: &mut Staged,
 ) -> Result<Outcome, RoundError> {
     let folder = round.folder;
     let shown = message.to_string();
@@ -1003,7 +1003,7 @@ async fn deliver_fetched(
             sink: name.clone(),
         })?;
         let delivered = match sink {
-            AnySink::Folder(s) => s.stage(&delivery, staged).await,
+            AnySink::Folder(s) => s.stage(&delivery, &mut staged.files).await,
             other => other.deliver(&delivery).await,
         };
         let accepted = match delivered {
@@ -1024,10 +1024,13 @@ async fn deliver_fetched(
                 };
                 // The sinks before this one accepted it: their staged files are made
                 // durable before the row says only the others remain.
-                staged.commit().await.map_err(|source| RoundError::Commit {
-                    folder: folder.to_owned(),
-                    source,
-                })?;
+                staged
+                    .commit(round)
+                    .await
+                    .map_err(|source| RoundError::Commit {
+                        folder: folder.to_owned(),
+                        source,
+                    })?;
                 // The spool still holds the message (the sinks only read it).
                 let mime = tokio::fs::read(spool).await.map_err(spool_error)?;
                 let new = NewParked {
@@ -1070,21 +1073,69 @@ async fn deliver_fetched(
             }
         };
         parking.accepted(name);
-        tracing::info!(
-            account = round.account,
-            folder,
-            source_message = %shown,
-            key = %delivery.key,
-            sink = name.as_str(),
-            location = accepted.location.as_str(),
-            already_there = accepted.already_there,
-            "delivered"
-        );
+        if matches!(sink, AnySink::Folder(_)) && !accepted.already_there {
+            // Told once it is in place (the batch's commit).
+            staged.placed.push(Placed {
+                message: shown.clone(),
+                key: delivery.key.to_string(),
+                sink: name.clone(),
+                location: accepted.location,
+            });
+        } else {
+            tracing::info!(
+                account = round.account,
+                folder,
+                source_message = %shown,
+                key = %delivery.key,
+                sink = name.as_str(),
+                location = accepted.location.as_str(),
+                already_there = accepted.already_there,
+                "delivered"
+            );
+        }
     }
     Ok(Outcome::Delivered {
         key: delivery.key.as_str().to_owned(),
         then: route.then.clone(),
     })
+}
+
+/// A message staged into a folder sink, told as delivered once its batch is committed.
+struct Placed {
+    message: String,
+    key: String,
+    sink: String,
+    location: String,
+}
+
+/// What a batch staged into folder sinks, and what to tell once it is in place.
+#[derive(Default)]
+struct Staged {
+    files: folder::Batch,
+    placed: Vec<Placed>,
+}
+
+impl Staged {
+    /// Commits the staged files ([`folder::Batch::commit`]), then logs each message
+    /// as delivered.
+    async fn commit(&mut self, round: &Round<'_>) -> Result<(), SinkError> {
+        let result = self.files.commit().await;
+        for p in self.placed.drain(..) {
+            if result.is_ok() {
+                tracing::info!(
+                    account = round.account,
+                    folder = round.folder,
+                    source_message = %p.message,
+                    key = %p.key,
+                    sink = p.sink.as_str(),
+                    location = p.location.as_str(),
+                    already_there = false,
+                    "delivered"
+                );
+            }
+        }
+        result
+    }
 }
 
 /// When a message parked now is retried first: after the backoff's first wait,
