@@ -2,6 +2,16 @@
 //! a spool file, summarised, routed, delivered to every sink of its route, the
 //! route's source action done, and only then the checkpoint moved past it.
 //!
+//! The round goes in batches ([`Round::batch`] messages, [`Round::batch_bytes`] spooled
+//! bytes): one lookup of the parked messages, one fetch ([`FetchMany`]: one pipelined
+//! `UID FETCH` over IMAP), the messages routed and delivered in order, a folder sink's
+//! files staged ([`FolderSink::stage`]) and made durable and placed together at the
+//! end of the batch ([`folder::Batch::commit`]), then the source actions, then one
+//! checkpoint past the batch's last message that got through. A crash redelivers at
+//! most the batch in flight, under the same idempotency keys. A failure inside a batch
+//! ends it at that message: what came before is committed, acted on and checkpointed
+//! before the failure is answered.
+//!
 //! A message a sink does not accept is either retried or parked, by the watcher's
 //! [`Parking`] policy (see `docs/delivery.md`). Retried: the round stops there, the
 //! checkpoint still stands before the message, and the next round (after the
@@ -25,7 +35,7 @@
 //! they are the mailbox's, and end the round as before. A message no route matches
 //! is passed (logged as unrouted).
 //!
-//! The checkpoint moves per message where the transport can say "up to this message"
+//! The checkpoint moves per batch where the transport can say "up to this message"
 //! (IMAP: the message's UID under its UIDVALIDITY). Graph delta links, EWS sync
 //! states and POP3's UIDL sets describe a whole listing, so for them the listing's
 //! checkpoint is stored once every message of the round got through or was parked; a
