@@ -17,7 +17,7 @@
 //!
 //! A watcher is cancelled through its [`CancellationToken`] and its task awaited
 //! ([`WatcherHandle::stop`]): a message being delivered finishes, nothing after it
-//! starts.
+//! starts, and what its batch delivered so far is committed and checkpointed.
 
 pub mod pipeline;
 pub mod state;
