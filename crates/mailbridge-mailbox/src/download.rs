@@ -71,8 +71,12 @@ pub trait MessageSinks {
     type Writer: AsyncWrite + Unpin + Send;
     /// Why the sinks failed.
     type Error: std::error::Error + Send + Sync + 'static;
-    /// A writer for the next message.
-    fn open(&mut self) -> impl Future<Output = Result<Self::Writer, Self::Error>> + Send;
+    /// A writer for the next message; `size` when the transport announced it before
+    /// the bytes (IMAP does), so a caller bounding a batch can decide before writing.
+    fn open(
+        &mut self,
+        size: Option<u64>,
+    ) -> impl Future<Output = Result<Self::Writer, Self::Error>> + Send;
     /// `message` (`size` bytes) was written completely into `writer`.
     fn done(
         &mut self,
@@ -82,6 +86,12 @@ pub trait MessageSinks {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Writing into one of the writers failed with `error`: the sinks' error for it.
     fn write_failed(&mut self, error: std::io::Error) -> Self::Error;
+    /// Whether to go on: a transport that fetches message by message stops asking
+    /// when this says no (the sinks are full for this call); one that asked for all
+    /// of them at once (IMAP) hands over the rest all the same.
+    fn wants_more(&self) -> bool {
+        true
+    }
 }
 
 /// Why [`FetchMany::fetch_many`] failed: the mailbox, or the sinks (a full disk is
@@ -155,8 +165,11 @@ pub trait FetchMany: Mailbox {
         let _ = folder;
         async move {
             for message in messages {
+                if !sinks.wants_more() {
+                    break;
+                }
                 let mut writer = Watched {
-                    writer: sinks.open().await.map_err(FetchError::Sink)?,
+                    writer: sinks.open(None).await.map_err(FetchError::Sink)?,
                     failed: None,
                 };
                 match self.fetch(message, &mut writer).await {
@@ -190,9 +203,9 @@ impl<S: MessageSinks + Send> FetchSinks for ByUid<'_, S> {
     fn open(
         &mut self,
         _uid: Option<u32>,
-        _size: u64,
+        size: u64,
     ) -> impl Future<Output = Result<S::Writer, S::Error>> + Send {
-        self.sinks.open()
+        self.sinks.open(Some(size))
     }
 
     async fn done(&mut self, uid: u32, size: u64, writer: S::Writer) -> Result<(), S::Error> {
@@ -266,6 +279,7 @@ impl FetchMany for GraphMailboxAccess {
         loop {
             // Keep 4 requests going; completed messages are handed over in order.
             while in_flight.len() < GRAPH_FETCHES_IN_FLIGHT
+                && sinks.wants_more()
                 && let Some(message) = waiting.next()
             {
                 let MessageRef::Graph { id } = message else {
@@ -275,7 +289,7 @@ impl FetchMany for GraphMailboxAccess {
                         format!("{message} is not a Graph message: the Graph side cannot fetch it"),
                     )));
                 };
-                let mut writer = sinks.open().await.map_err(FetchError::Sink)?;
+                let mut writer = sinks.open(None).await.map_err(FetchError::Sink)?;
                 in_flight.push_back(async move {
                     let size = client.fetch_mime(token, mailbox, id, &mut writer).await;
                     (message, size, writer)
@@ -856,7 +870,7 @@ impl<F: FnMut(&Progress) -> ControlFlow<()> + Send, D: Durable> MessageSinks
     type Writer = MessageFile;
     type Error = DownloadError;
 
-    async fn open(&mut self) -> Result<Self::Writer, DownloadError> {
+    async fn open(&mut self, _size: Option<u64>) -> Result<Self::Writer, DownloadError> {
         let made = if let Some(made) = self.blanks.recv().await {
             made
         } else {
@@ -1246,7 +1260,7 @@ mod tests {
         type Writer = tokio::fs::File;
         type Error = DownloadError;
 
-        async fn open(&mut self) -> Result<tokio::fs::File, DownloadError> {
+        async fn open(&mut self, _size: Option<u64>) -> Result<tokio::fs::File, DownloadError> {
             tokio::fs::OpenOptions::new()
                 .write(true)
                 .open("/dev/full")

@@ -6,7 +6,17 @@
 //! between the link and the checkpoint, or a resync) finds the first one there and
 //! adds nothing, and no reader ever sees a partial `.eml`: exactly once per key.
 //! Temporary files of a run that died are removed when the sink is opened.
+//!
+//! A watcher delivering many messages at once uses [`FolderSink::stage`] and a
+//! [`Batch`] instead: each message's temporary file is written without an fsync, and
+//! [`Batch::commit`] then fsyncs all of them at once (on several threads, so the file
+//! system commits them together), links each into place and fsyncs each folder once.
+//! The guarantees are the same (a linked `.eml` is always complete and durable, never
+//! replaced); what changes is that a message is placed, and counts as accepted, only
+//! when its batch is committed, which the watcher does before it stores a checkpoint
+//! covering it.
 
+use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +25,10 @@ use crate::{Accepted, Delivery, SinkError, ensure_dir, random_suffix};
 /// Where the temporary files live, inside the target directory (same file system, so
 /// the link is atomic); readers skip names starting with a dot.
 pub const TMP_DIR: &str = ".mailbridge-tmp";
+
+/// Threads fsyncing a batch's files at once (a journaling file system commits
+/// concurrent fsyncs together).
+pub const PARALLEL_SYNCS: usize = 16;
 
 /// A folder of `.eml` files.
 #[derive(Debug, Clone)]
@@ -91,9 +105,182 @@ impl FolderSink {
         })
     }
 
+    /// Writes the message into a temporary file of the folder, without an fsync, and
+    /// adds it to `batch`: [`Batch::commit`] makes it durable and places it. A message
+    /// whose file is there already is not staged (`already_there`). Until the batch is
+    /// committed nothing is visible in the folder; a batch dropped uncommitted removes
+    /// its temporary files.
+    pub async fn stage(
+        &self,
+        delivery: &Delivery,
+        batch: &mut Batch,
+    ) -> Result<Accepted, SinkError> {
+        let target = self.path_of(&delivery.key);
+        if batch.targets.contains(&target) || tokio::fs::try_exists(&target).await.unwrap_or(false)
+        {
+            return Ok(Accepted {
+                location: target.display().to_string(),
+                already_there: true,
+            });
+        }
+        let tmp = self
+            .dir
+            .join(TMP_DIR)
+            .join(format!("{}.{}", delivery.key, random_suffix()));
+        let spool = delivery.spool.clone();
+        let tmp_for_copy = tmp.clone();
+        // std's copy uses copy_file_range: no bytes pass through user space.
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::copy(&spool, &tmp_for_copy).map(drop)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        if let Err(source) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(SinkError::Io {
+                what: "writing the message",
+                path: tmp,
+                source,
+            });
+        }
+        batch.targets.insert(target.clone());
+        batch.staged.push(Staged {
+            tmp,
+            target: target.clone(),
+            dir: self.dir.clone(),
+        });
+        Ok(Accepted {
+            location: target.display().to_string(),
+            already_there: false,
+        })
+    }
+
     async fn remove_leftovers(&self) -> Result<(), SinkError> {
         remove_tmp_entries(&self.dir.join(TMP_DIR)).await
     }
+}
+
+/// One message written by [`FolderSink::stage`], not yet placed.
+#[derive(Debug)]
+struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+}
+
+/// Messages staged into folder sinks, made durable and placed together by
+/// [`Batch::commit`] (one batch may span several folder sinks).
+#[derive(Debug, Default)]
+pub struct Batch {
+    staged: Vec<Staged>,
+    /// The targets staged, so a key staged twice is written once.
+    targets: BTreeSet<PathBuf>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing waits to be committed.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// How many messages wait to be committed.
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Makes every staged message durable and visible: fsyncs their temporary files
+    /// (on up to [`PARALLEL_SYNCS`] threads), links each into place (never replacing a
+    /// file: one there already is kept) and fsyncs each folder once. On success the
+    /// batch is empty again. On failure the temporary files are removed and the
+    /// messages not linked yet are not in their folder: the caller delivers them again
+    /// (a message linked before the failure is found there then).
+    pub async fn commit(&mut self) -> Result<(), SinkError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut self.staged);
+        self.targets.clear();
+        tokio::task::spawn_blocking(move || commit_blocking(&staged))
+            .await
+            .map_err(|e| SinkError::Io {
+                what: "making the folder's messages durable",
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })?
+    }
+}
+
+impl Drop for Batch {
+    /// An uncommitted batch leaves nothing behind (best effort: a file that stays is
+    /// removed when the sink is next opened).
+    fn drop(&mut self) {
+        for s in &self.staged {
+            let _ = std::fs::remove_file(&s.tmp);
+        }
+    }
+}
+
+fn commit_blocking(staged: &[Staged]) -> Result<(), SinkError> {
+    let result = sync_link_and_sync_dirs(staged);
+    // Linked or not, the temporary names go (a linked file keeps its other name).
+    for s in staged {
+        let _ = std::fs::remove_file(&s.tmp);
+    }
+    result
+}
+
+fn sync_link_and_sync_dirs(staged: &[Staged]) -> Result<(), SinkError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| SinkError::Io { what, path, source }
+    };
+    // The files first, on several threads, each thread a share of them.
+    let threads = PARALLEL_SYNCS.min(staged.len()).max(1);
+    let share = staged.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = staged
+            .chunks(share)
+            .map(|chunk| {
+                scope.spawn(move || -> Result<(), SinkError> {
+                    for s in chunk {
+                        std::fs::File::open(&s.tmp)
+                            .and_then(|f| f.sync_all())
+                            .map_err(io("writing the message", &s.tmp))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join().unwrap_or_else(|_| {
+                Err(SinkError::Io {
+                    what: "making the folder's messages durable",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other("an fsync thread panicked"),
+                })
+            })
+        })
+    })?;
+    let mut dirs = BTreeSet::new();
+    for s in staged {
+        match std::fs::hard_link(&s.tmp, &s.target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("placing the message", &s.target)(e)),
+        }
+        dirs.insert(&s.dir);
+    }
+    for dir in dirs {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(io("making the folder durable", dir))?;
+    }
+    Ok(())
 }
 
 /// Removes every entry of a sink's temporary directory (files and directories): what a

@@ -12,7 +12,10 @@
 //!   sent to a webhook as `Idempotency-Key`.
 //! - [`folder`]: each message one `.eml` file named by its key, written in a private
 //!   temporary directory, fsynced and linked into place (never overwritten: a
-//!   redelivery finds it there and adds nothing), the directory fsynced.
+//!   redelivery finds it there and adds nothing), the directory fsynced; or, for a
+//!   watcher's batch, staged without an fsync each and committed together
+//!   ([`folder::Batch`]: the files fsynced on several threads, linked, each folder
+//!   fsynced once).
 //! - [`attachments`]: each attachment of a message saved under a safe, unique name
 //!   ([`filename`]) in a directory named by the message's key, with a `message.json`
 //!   sidecar naming the message; the directory appears whole (built aside, renamed).

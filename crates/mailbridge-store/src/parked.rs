@@ -485,6 +485,35 @@ impl Store {
         raws.into_iter().map(Raw::entry).collect()
     }
 
+    /// The source references (`message_ref`) of every row of `account` from `folder`,
+    /// by source id: one query for a whole batch of listed messages, reading neither
+    /// the messages nor the other columns.
+    pub async fn parked_refs(
+        &self,
+        account: AccountId,
+        folder: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let sql =
+            "SELECT id, source_id, message_ref FROM parked WHERE account_id = $1 AND folder = $2";
+        let rows: Vec<(Uuid, String, String)> = on_db!(&self.db, pool => {
+            sqlx::query_as(sql)
+                .bind(account.as_uuid())
+                .bind(folder)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(id, source_id, message_ref)| {
+                let message_ref =
+                    serde_json::from_str(&message_ref).map_err(|source| StoreError::Record {
+                        id: format!("parked:{}", id.hyphenated()),
+                        source,
+                    })?;
+                Ok((source_id, message_ref))
+            })
+            .collect()
+    }
+
     /// The delivered rows of `account` from `folder` whose source action waits, the
     /// oldest first, at most `limit`.
     pub async fn parked_pending_actions(

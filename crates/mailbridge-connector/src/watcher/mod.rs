@@ -17,7 +17,7 @@
 //!
 //! A watcher is cancelled through its [`CancellationToken`] and its task awaited
 //! ([`WatcherHandle::stop`]): a message being delivered finishes, nothing after it
-//! starts.
+//! starts, and what its batch delivered so far is committed and checkpointed.
 
 pub mod pipeline;
 pub mod state;
@@ -291,6 +291,8 @@ async fn session<S: SignInSource>(
         folder: &config.folder,
         spool_dir: &config.spool_dir,
         max_message_size: config.account.limits.max_message_size,
+        batch: pipeline::BATCH,
+        batch_bytes: pipeline::BATCH_BYTES,
         park_backoff: config.backoffs.delivery,
         on_message: config.on_message.as_ref(),
     };

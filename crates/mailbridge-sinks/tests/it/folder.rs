@@ -93,3 +93,57 @@ async fn an_unusable_folder_is_named_as_such() {
     assert!(e.to_string().contains("writing the message"), "{e}");
     assert!(!sink.path_of(&d.key).exists());
 }
+
+#[tokio::test]
+async fn a_batch_shows_nothing_until_committed_then_each_message_once() {
+    use mailbridge_sinks::folder::Batch;
+    let spool = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let sink = FolderSink::open(out.path()).await.unwrap();
+    let deliveries: Vec<_> = (0..20)
+        .map(|i| {
+            delivery(
+                spool.path(),
+                &i.to_string(),
+                format!("Subject: {i}\r\n\r\n").as_bytes(),
+            )
+        })
+        .collect();
+
+    // Staged, then the run dies before the commit: nothing in the folder, nothing
+    // left in its temporary directory.
+    let mut batch = Batch::new();
+    for d in &deliveries {
+        assert!(!sink.stage(d, &mut batch).await.unwrap().already_there);
+    }
+    assert_eq!(batch.len(), 20);
+    assert!(names(out.path()).is_empty());
+    drop(batch);
+    assert!(names(&out.path().join(TMP_DIR)).is_empty());
+
+    // Staged (one of them twice) and committed: each message once, with its bytes.
+    let mut batch = Batch::new();
+    for d in deliveries.iter().chain(&deliveries[..1]) {
+        sink.stage(d, &mut batch).await.unwrap();
+    }
+    assert_eq!(batch.len(), 20);
+    batch.commit().await.unwrap();
+    assert!(batch.is_empty());
+    assert_eq!(names(out.path()).len(), 20);
+    for (i, d) in deliveries.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(sink.path_of(&d.key)).unwrap(),
+            format!("Subject: {i}\r\n\r\n").as_bytes()
+        );
+    }
+
+    // Delivered again (a crash before the checkpoint): found there, nothing staged.
+    let mut batch = Batch::new();
+    for d in &deliveries {
+        assert!(sink.stage(d, &mut batch).await.unwrap().already_there);
+    }
+    assert!(batch.is_empty());
+    batch.commit().await.unwrap();
+    assert_eq!(names(out.path()).len(), 20);
+    assert!(names(&out.path().join(TMP_DIR)).is_empty());
+}
