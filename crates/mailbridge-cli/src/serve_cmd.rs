@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// `listening on http://ADDR` says which).
     #[arg(long, env = "MAILBRIDGE_LISTEN", default_value = "127.0.0.1:8025")]
     pub listen: SocketAddr,
+    /// The address webhook receivers reach this API at (`https://host[:port]`): a
+    /// webhook's link to a message too large to travel inline starts with it.
+    /// Default: `http://` and the listening address, unless that is 0.0.0.0 or [::]
+    /// (then no link: set this).
+    #[arg(long, env = "MAILBRIDGE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// The longest a stop (SIGTERM, Ctrl-C) waits for requests in flight, in seconds.
@@ -189,6 +195,17 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         global.config.clone(),
     );
     settings.lease = Duration::from_secs(args.lease.max(3));
+    settings.public_url = match &args.public_url {
+        Some(url) => Some(url.clone()),
+        None if addr.ip().is_unspecified() => {
+            tracing::warn!(
+                listen = %addr,
+                "listening on every address: webhooks get no link to a message too large to travel inline; give the address receivers reach with --public-url"
+            );
+            None
+        }
+        None => Some(format!("http://{addr}")),
+    };
     let metrics = Arc::new(Metrics::default());
     let daemon_metrics = DaemonMetrics::register(&metrics);
     settings.on_message = Some(daemon_metrics.message_hook());
@@ -300,4 +317,22 @@ fn hostname() -> Option<String> {
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
+}
+
+/// `--public-url`: an `http://` or `https://` address with a host, without a query.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| {
+            "give an http:// or https:// address, e.g. https://mailbridge.example.com".to_owned()
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains(['?', '#']) || text.chars().any(char::is_whitespace) {
+        return Err(
+            "give the address with its host and no query, e.g. https://mailbridge.example.com:8025"
+                .to_owned(),
+        );
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }

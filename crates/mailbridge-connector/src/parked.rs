@@ -54,6 +54,8 @@ pub struct ParkedSettings {
     pub poll_interval: Duration,
     /// Where a retried message is spooled while its sinks read it.
     pub spool_dir: PathBuf,
+    /// Where a webhook's receiver fetches a message too large to travel inline.
+    pub mime_link: Option<crate::watcher::pipeline::MimeLink>,
 }
 
 impl ParkedSettings {
@@ -65,6 +67,7 @@ impl ParkedSettings {
             backoff: Backoff::DELIVERY,
             poll_interval: Duration::from_secs(30),
             spool_dir,
+            mime_link: None,
         }
     }
 }
@@ -340,7 +343,10 @@ impl ParkedWorker {
             folder: entry.folder.clone(),
             source_id: entry.source_id.clone(),
             spool: spool.clone(),
-            mime_link: None,
+            mime_link: self.settings.mime_link.as_ref().and_then(|link| {
+                message_ref_from_json(&entry.message_ref)
+                    .and_then(|m| (link.0)(entry.account, &entry.folder, &m))
+            }),
         };
         let mut remaining = Vec::new();
         let mut last = None;

@@ -36,7 +36,8 @@ use mailbridge_connector::outbox::{
 use mailbridge_connector::parked::{ParkedHandle, ParkedSettings, ParkedWorker, SinkLookup};
 use mailbridge_connector::spec::{SinkSpec, Watch, build_sink};
 use mailbridge_connector::watcher::{
-    self, Backoffs, MessageHook, SinkSet, WatcherConfig, WatcherEvent, WatcherHandle, WatcherState,
+    self, Backoffs, MessageHook, MimeLink, SinkSet, WatcherConfig, WatcherEvent, WatcherHandle,
+    WatcherState,
 };
 use mailbridge_mailbox::mailbox::{ErrorKind, MailboxError};
 use mailbridge_store::{AccountId, Store, sink_secret_id};
@@ -65,9 +66,23 @@ pub struct DaemonSettings {
     pub backoffs: Backoffs,
     /// Told of every message a watcher handled (the metrics).
     pub on_message: Option<MessageHook>,
+    /// The address receivers reach the API at (`serve --public-url`, e.g.
+    /// `https://mailbridge.example.com`): a webhook's link to a message too large to
+    /// travel inline starts with it. None: no link.
+    pub public_url: Option<String>,
 }
 
 impl DaemonSettings {
+    /// The webhook's link to a message's raw MIME: [`Self::public_url`] and the API's
+    /// path for it ([`crate::api_messages::message_path`]).
+    fn mime_link(&self) -> Option<MimeLink> {
+        let base = self.public_url.as_deref()?.trim_end_matches('/').to_owned();
+        Some(MimeLink(Arc::new(move |account, folder, message| {
+            crate::api_messages::message_path(account, folder, message)
+                .map(|path| format!("{base}{path}"))
+        })))
+    }
+
     /// The defaults, for an instance called `instance` with its spool in `spool_dir`.
     pub fn new(instance: String, spool_dir: PathBuf, config_file: PathBuf) -> Self {
         Self {
@@ -81,6 +96,7 @@ impl DaemonSettings {
             lease: DEFAULT_LEASE,
             backoffs: Backoffs::default(),
             on_message: None,
+            public_url: None,
         }
     }
 }
@@ -191,6 +207,7 @@ impl Daemon {
         };
         let mut parked_settings = ParkedSettings::new(settings.spool_dir.join("parked"));
         parked_settings.instance.clone_from(&settings.instance);
+        parked_settings.mime_link = settings.mime_link();
         let parked_worker = ParkedWorker::new(store.clone(), lookup, parked_settings);
         let shared = Arc::new(Shared {
             sinks_cell: sinks,
@@ -451,6 +468,7 @@ async fn reconcile(
         config.poll_interval = watch.poll_interval();
         config.backoffs = shared.settings.backoffs;
         config.on_message.clone_from(&shared.settings.on_message);
+        config.mime_link = shared.settings.mime_link();
         wanted.insert(id, (fingerprint, config, account.clone(), app.clone()));
     }
 

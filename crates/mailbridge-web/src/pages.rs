@@ -639,9 +639,9 @@ fn badge(t: Tr, state: Option<&WatcherState>) -> (&'static str, String, Option<S
 /// state from the daemon.
 ///
 /// Administrators and auditors see every account ([`Action::ReadAccount`] with
-/// `own: false`). A user sees only their own accounts; accounts have no owner yet
-/// (the `accounts.owner` column is still to come), so for now a user sees none and
-/// the page says so.
+/// `own: false`); a user sees the accounts they own (`accounts.owner` is their name:
+/// those they created through the API with a token acting for them, or an
+/// administrator gave them).
 pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Response {
     let session = match session(&web, &visit).await {
         Ok(Some(s)) => s,
@@ -650,7 +650,25 @@ pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Resp
     };
     let t = visit.tr_for(&session.user);
     let who = Some(who(t, &session));
-    if !allowed(session.user.role, Action::ReadAccount { own: false }) {
+    let own: Option<std::collections::HashSet<mailbridge_store::AccountId>> =
+        if allowed(session.user.role, Action::ReadAccount { own: false }) {
+            None
+        } else {
+            match web.store.account_owners().await {
+                Ok(owners) => Some(
+                    owners
+                        .into_iter()
+                        .filter(|(_, owner)| *owner == session.user.name)
+                        .map(|(id, _)| id)
+                        .collect(),
+                ),
+                Err(e) => return store_failed(t, &e),
+            }
+        };
+    if own
+        .as_ref()
+        .is_some_and(std::collections::HashSet::is_empty)
+    {
         return page(
             StatusCode::OK,
             &DashboardPage {
@@ -670,8 +688,9 @@ pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Resp
         .map(|e| (e.account.clone(), e))
         .collect();
     let mut rows: Vec<AccountRow> = accounts
-        .into_values()
-        .map(|(account, _)| {
+        .into_iter()
+        .filter(|(id, _)| own.as_ref().is_none_or(|own| own.contains(id)))
+        .map(|(_, (account, _))| {
             let (badge, state, detail) = badge(t, states.get(&account.name).map(|e| &e.state));
             AccountRow {
                 name: account.name,

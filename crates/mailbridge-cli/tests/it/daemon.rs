@@ -292,11 +292,12 @@ async fn the_daemon_sends_through_its_outbox_and_delivers_what_its_watcher_sees(
 }
 
 /// A webhook receiver answering `status` (changeable) and counting what it got by
-/// `Idempotency-Key`.
+/// `Idempotency-Key`; `bodies` keeps every request's JSON, refused or not.
 struct Receiver {
     url: String,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
     got: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 async fn receiver(status: u16) -> Receiver {
@@ -304,24 +305,30 @@ async fn receiver(status: u16) -> Receiver {
     use std::sync::{Arc, Mutex};
     let status = Arc::new(AtomicU16::new(status));
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (s, g) = (status.clone(), got.clone());
+    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let (s, g, b) = (status.clone(), got.clone(), bodies.clone());
     let app = axum::Router::new().route(
         "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap| {
-            let (s, g) = (s.clone(), g.clone());
-            async move {
-                let code = s.load(Ordering::SeqCst);
-                if code == 200 {
-                    let key = headers
-                        .get("idempotency-key")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    g.lock().unwrap().push(key);
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (s, g, b) = (s.clone(), g.clone(), b.clone());
+                async move {
+                    b.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    let code = s.load(Ordering::SeqCst);
+                    if code == 200 {
+                        let key = headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        g.lock().unwrap().push(key);
+                    }
+                    axum::http::StatusCode::from_u16(code).unwrap()
                 }
-                axum::http::StatusCode::from_u16(code).unwrap()
-            }
-        }),
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -330,6 +337,7 @@ async fn receiver(status: u16) -> Receiver {
         url: format!("http://{addr}/hook"),
         status,
         got,
+        bodies,
     }
 }
 
@@ -349,7 +357,8 @@ async fn a_refusing_webhook_parks_the_message_and_a_retry_through_the_api_delive
             Some(&admin),
             Some(json!({
                 "name": "helpdesk",
-                "settings": {"kind": "webhook", "url": hook.url, "allow_private_addresses": true},
+                // Every message is over the inline limit: it travels as a link.
+                "settings": {"kind": "webhook", "url": hook.url, "allow_private_addresses": true, "inline_mime_max": 16},
                 "secret": "whsec-0123456789abcdef",
             })),
         )
@@ -433,6 +442,36 @@ async fn a_refusing_webhook_parks_the_message_and_a_retry_through_the_api_delive
         )
         .await;
     assert_eq!(status, 404);
+
+    // Too large to travel inline: both requests (the watcher's, refused, and the
+    // parked worker's) carry the same link into the API, which gives the message.
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let link = bodies[0]["mime_link"].as_str().expect("a link").to_owned();
+    for b in &bodies {
+        assert_eq!(b["mime_link"], link, "{b}");
+        assert!(b.get("mime_base64").is_none_or(Value::is_null), "{b}");
+    }
+    assert!(
+        link.starts_with(&format!("{}/api/v1/accounts/{bob}/messages/", d.base)),
+        "{link}"
+    );
+    let res = reqwest::Client::new()
+        .get(&link)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mime = res.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&mime);
+    assert!(text.contains("Subject: Printer on fire"), "{text}");
+    assert_eq!(
+        bodies[0]["size"].as_u64(),
+        Some(mime.len() as u64),
+        "{}",
+        bodies[0]
+    );
     d.stop().await;
     assert_eq!(hook.got.lock().unwrap().len(), 1);
 }

@@ -325,7 +325,10 @@ async fn a_form_without_its_csrf_token_is_refused_and_polish_is_spoken() {
 
     let browser = Browser::start("pl", 390, 844).await;
     let driver = &browser.driver;
-    driver.goto(&format!("{}/signin", serve.base)).await.unwrap();
+    driver
+        .goto(&format!("{}/signin", serve.base))
+        .await
+        .unwrap();
     assert_eq!(text(driver, "h1").await, "Logowanie");
     let lang = element(driver, "html").await.attr("lang").await.unwrap();
     assert_eq!(lang.as_deref(), Some("pl"));

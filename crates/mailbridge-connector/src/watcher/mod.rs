@@ -37,7 +37,9 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use pipeline::{AnySink, MessageHook, MessageOutcome, RoundError, RoundSummary, SinkSet};
+pub use pipeline::{
+    AnySink, MessageHook, MessageOutcome, MimeLink, RoundError, RoundSummary, SinkSet,
+};
 pub use state::{Backoffs, Parking, Refusal, WatcherEvent, WatcherState};
 
 use state::{Machine, Side};
@@ -86,6 +88,9 @@ pub struct WatcherConfig {
     pub park_after: u32,
     /// Told of every message a round handled (the daemon's metrics).
     pub on_message: Option<pipeline::MessageHook>,
+    /// Where a webhook's receiver fetches a message too large to travel inline (the
+    /// daemon's API); none: such a webhook request carries neither the MIME nor a link.
+    pub mime_link: Option<pipeline::MimeLink>,
 }
 
 impl WatcherConfig {
@@ -108,6 +113,7 @@ impl WatcherConfig {
             backoffs: Backoffs::default(),
             park_after: 3,
             on_message: None,
+            mime_link: None,
         }
     }
 }
@@ -295,6 +301,7 @@ async fn session<S: SignInSource>(
         batch_bytes: pipeline::BATCH_BYTES,
         park_backoff: config.backoffs.delivery,
         on_message: config.on_message.as_ref(),
+        mime_link: config.mime_link.as_ref(),
     };
     let idle_renew = config.idle_renew.min(MAX_IDLE);
     loop {

@@ -154,6 +154,8 @@ pub struct Round<'a> {
     pub park_backoff: Backoff,
     /// Told of every message the round handled (metrics).
     pub on_message: Option<&'a MessageHook>,
+    /// Where a webhook's receiver fetches a message too large to travel inline.
+    pub mime_link: Option<&'a MimeLink>,
 }
 
 /// What became of one listed message.
@@ -193,6 +195,22 @@ pub struct MessageHook(pub std::sync::Arc<MessageHookFn>);
 impl std::fmt::Debug for MessageHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MessageHook")
+    }
+}
+
+/// The function behind a [`MimeLink`].
+pub type MimeLinkFn = dyn Fn(AccountId, &str, &MessageRef) -> Option<String> + Send + Sync;
+
+/// Where a receiver fetches a message's raw MIME (the daemon's API:
+/// `https://host/api/v1/accounts/{id}/messages/{message}`), given the account's id,
+/// the folder and the message's reference at the source: the link a webhook sends
+/// for a message too large to travel inline. `None` for a message it cannot name.
+#[derive(Clone)]
+pub struct MimeLink(pub std::sync::Arc<MimeLinkFn>);
+
+impl std::fmt::Debug for MimeLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MimeLink")
     }
 }
 
@@ -1005,7 +1023,9 @@ async fn deliver_fetched(
         folder: folder.to_owned(),
         source_id: source_id.clone(),
         spool: spool.to_owned(),
-        mime_link: None,
+        mime_link: round
+            .mime_link
+            .and_then(|link| (link.0)(round.account_id, folder, message)),
     };
     for (i, name) in route.sinks.iter().enumerate() {
         let sink = sinks.get(name).ok_or_else(|| RoundError::UnknownSink {
@@ -1326,6 +1346,7 @@ mod tests {
             batch_bytes: 1 << 20,
             park_backoff: Backoff::DELIVERY,
             on_message: None,
+            mime_link: None,
         };
         // A webhook on loopback without permission: refused as misconfigured, before
         // any connection.
@@ -1581,6 +1602,7 @@ mod tests {
                 batch_bytes,
                 park_backoff: Backoff::DELIVERY,
                 on_message: None,
+                mime_link: None,
             }
         }
 

@@ -359,15 +359,29 @@ async fn pages_speak_the_users_language_else_the_browsers() {
 }
 
 #[tokio::test]
-async fn auditors_see_every_account_and_users_none_yet() {
+async fn auditors_see_every_account_and_users_their_own() {
     let site = site().await;
     site.add_user("carol", Role::Auditor, None).await;
     site.add_user("dave", Role::User, None).await;
     let (_, html) = site.get("/", &site.sign_in("carol").await, "en").await;
     assert!(html.contains("ops@example.org"), "{html}");
-    let (_, html) = site.get("/", &site.sign_in("dave").await, "en").await;
+    assert!(html.contains("helpdesk@example.org"), "{html}");
+    let dave = site.sign_in("dave").await;
+    let (_, html) = site.get("/", &dave, "en").await;
     assert!(!html.contains("ops@example.org"), "{html}");
     assert!(html.contains("No accounts of yours yet."), "{html}");
+    // Given the helpdesk account, Dave sees it and nothing else.
+    let helpdesk = site.store.account_id("helpdesk").await.unwrap().unwrap();
+    assert!(
+        site.store
+            .set_account_owner(helpdesk, Some("dave"))
+            .await
+            .unwrap()
+    );
+    let (_, html) = site.get("/", &dave, "en").await;
+    assert!(html.contains("helpdesk@example.org"), "{html}");
+    assert!(!html.contains("ops@example.org"), "{html}");
+    assert!(!html.contains("No accounts of yours yet."), "{html}");
     // A disabled user cannot sign in, even with the right password.
     site.store.set_user_disabled("dave", true).await.unwrap();
     let r = site.post_signin("dave", PASSWORD).await;
