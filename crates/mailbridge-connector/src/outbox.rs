@@ -17,7 +17,24 @@
 //! CLI's `SignIn` (one token cache per process) is the one used. Cancelling stops the
 //! worker from claiming; a message being handed over is finished first, so that its
 //! state is known.
+//!
+//! Sessions: the worker keeps each account's sender ([`AnySender`]) open while that
+//! account has messages due, so a run of messages goes over one SMTP session (one
+//! connection, STARTTLS and sign-in; `MAIL FROM` to the final `.` per message) and one
+//! HTTP connection pool for Graph and EWS. The account is looked up ([`OutgoingSides`])
+//! when its session opens, so at most once per pass and then again every
+//! [`SIDE_REUSE`] (an account changed meanwhile takes effect then). Up to
+//! [`MAX_SESSIONS`] accounts keep a session at once (messages of several accounts
+//! interleaved); the longest unused is closed for a new one. A session is closed
+//! (`QUIT`) when nothing is due any more, when the pass ends (cancelled, or the store
+//! failed), and after any failure to send on it, so the next message opens a fresh one.
+//! A reused SMTP session the server closed while it was idle (a dropped connection, or
+//! `421` as Postfix says after its idle timeout) is noticed before any of the message's
+//! body went out, and the message is sent on one new session (see
+//! [`mailbridge_mailbox::send::SmtpSender`]); once the whole message went out (after the
+//! final `.`) a dropped connection is `outcome-unknown`, never resent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,6 +184,69 @@ pub enum OutboxError {
     Store(#[from] StoreError),
 }
 
+/// How many accounts keep a session open at once (see the module's overview).
+pub const MAX_SESSIONS: usize = 16;
+
+/// How long an account's looked-up outgoing side (and the session opened from it)
+/// serves before the account is looked up again: an account edited while its
+/// messages keep coming takes effect within this time (and at the next pass anyway).
+pub const SIDE_REUSE: Duration = Duration::from_secs(30);
+
+/// The longest wait for a server's answer to `QUIT` when a session is closed.
+const QUIT_WAIT: Duration = Duration::from_secs(10);
+
+/// An account's open sender, kept while its messages are due.
+struct Session {
+    sender: AnySender,
+    /// The account's name, for logs.
+    name: String,
+    sent_copy: Option<SentCopy>,
+    /// When the account was looked up (monotonic).
+    looked_up: tokio::time::Instant,
+    /// When it was last used ([`Sessions::uses`] at the time), to close the longest unused.
+    last_use: u64,
+}
+
+impl Session {
+    /// Ends the session: `QUIT` for SMTP (its answer changes nothing about what was
+    /// sent, so a failure is only logged); Graph and EWS just drop their pool.
+    async fn close(self) {
+        if let AnySender::Smtp(smtp) = self.sender
+            && smtp.is_connected()
+        {
+            match tokio::time::timeout(QUIT_WAIT, smtp.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(
+                    account = self.name.as_str(),
+                    error = %mailbridge_types::error_chain(&e),
+                    "QUIT failed on an outbox SMTP session"
+                ),
+                Err(_) => tracing::debug!(
+                    account = self.name.as_str(),
+                    "no answer to QUIT on an outbox SMTP session; dropped"
+                ),
+            }
+        }
+    }
+}
+
+/// The open sessions, by account.
+#[derive(Default)]
+struct Sessions {
+    open: HashMap<AccountId, Session>,
+    /// Messages sent through sessions so far (a logical clock for `last_use`).
+    uses: u64,
+}
+
+impl Sessions {
+    /// Closes every session.
+    async fn close_all(&mut self) {
+        for (_, session) in self.open.drain() {
+            session.close().await;
+        }
+    }
+}
+
 /// The sender worker.
 pub struct OutboxWorker<S> {
     store: Store,
@@ -174,6 +254,8 @@ pub struct OutboxWorker<S> {
     settings: OutboxSettings,
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Fn() -> f64 + Send + Sync>,
+    /// The accounts' open sessions; held by the one `send_next` running at a time.
+    sessions: tokio::sync::Mutex<Sessions>,
 }
 
 impl<S> std::fmt::Debug for OutboxWorker<S> {
@@ -193,6 +275,7 @@ impl<S: OutgoingSides> OutboxWorker<S> {
             settings,
             clock: Arc::new(mailbridge_types::SystemClock),
             jitter: Arc::new(rand::random::<f64>),
+            sessions: tokio::sync::Mutex::default(),
         }
     }
 
@@ -210,15 +293,27 @@ impl<S: OutgoingSides> OutboxWorker<S> {
         self
     }
 
-    /// Claims the next due message and sends it; `None` when nothing is due.
+    /// Claims the next due message and sends it; `None` when nothing is due (then the
+    /// open sessions are closed). The account's session stays open for its next
+    /// message: [`Self::send_pending`] closes it at the end, [`Self::close_sessions`]
+    /// when called on its own.
     pub async fn send_next(&self) -> Result<Option<Outcome>, OutboxError> {
+        let mut sessions = self.sessions.lock().await;
         let now = self.clock.now();
-        let Some(claimed) = self
+        let claimed = match self
             .store
             .outbox_claim_next(&self.settings.instance, now, self.settings.lease)
-            .await?
-        else {
-            return Ok(None);
+            .await
+        {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                sessions.close_all().await;
+                return Ok(None);
+            }
+            Err(e) => {
+                sessions.close_all().await;
+                return Err(e.into());
+            }
         };
         let id = claimed.entry.id;
         let instance = &self.settings.instance;
@@ -226,7 +321,7 @@ impl<S: OutgoingSides> OutboxWorker<S> {
         // time), so a long send is not taken for a stopped sender.
         let mut renew = tokio::time::interval(self.settings.lease / 3);
         renew.tick().await;
-        let send = self.send(&claimed);
+        let send = self.send(&claimed, &mut sessions);
         tokio::pin!(send);
         let result = loop {
             tokio::select! {
@@ -251,18 +346,30 @@ impl<S: OutgoingSides> OutboxWorker<S> {
 
     /// Sends until nothing is due (everything sent, failed, or waiting for a later
     /// time) or `cancel` is cancelled; what happened to each message taken.
+    ///
+    /// The sessions opened meanwhile are closed before it returns.
     pub async fn send_pending(
         &self,
         cancel: &CancellationToken,
     ) -> Result<Vec<Outcome>, OutboxError> {
         let mut done = Vec::new();
-        while !cancel.is_cancelled() {
-            match self.send_next().await? {
-                Some(outcome) => done.push(outcome),
-                None => break,
+        let result = loop {
+            if cancel.is_cancelled() {
+                break Ok(done);
             }
-        }
-        Ok(done)
+            match self.send_next().await {
+                Ok(Some(outcome)) => done.push(outcome),
+                Ok(None) => break Ok(done),
+                Err(e) => break Err(e),
+            }
+        };
+        self.close_sessions().await;
+        result
+    }
+
+    /// Closes the sessions kept open for the next messages (`QUIT`).
+    pub async fn close_sessions(&self) {
+        self.sessions.lock().await.close_all().await;
     }
 
     /// The daemon's loop: sends what is due, then waits until the next message is
@@ -283,11 +390,80 @@ impl<S: OutgoingSides> OutboxWorker<S> {
         Ok(())
     }
 
-    /// Hands `claimed` to its account's server; the server's answer when it took it.
-    async fn send(&self, claimed: &ClaimedMessage) -> Result<Option<String>, MailboxError> {
-        let side = self.sides.outgoing(claimed.entry.account).await?;
-        let mut sender = AnySender::for_endpoint(&side.endpoint, &side.who, side.sign_in)?
+    /// Hands `claimed` to its account's server, over the account's open session or a
+    /// new one; the server's answer when it took it.
+    async fn send(
+        &self,
+        claimed: &ClaimedMessage,
+        sessions: &mut Sessions,
+    ) -> Result<Option<String>, MailboxError> {
+        let account = claimed.entry.account;
+        // The session is out of the map while it sends: back in only if all went well.
+        let mut session = match sessions.open.remove(&account) {
+            Some(session) if session.looked_up.elapsed() < SIDE_REUSE => session,
+            // Looked up long ago: the account may have changed.
+            Some(old) => {
+                old.close().await;
+                self.open_session(account).await?
+            }
+            None => self.open_session(account).await?,
+        };
+        let sent = match self.hand_over(claimed, &mut session.sender).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // Whatever failed, the next message starts on a fresh session.
+                session.close().await;
+                return Err(e);
+            }
+        };
+        if let (AnySender::Smtp(_), Some(copy)) = (&session.sender, &session.sent_copy) {
+            // Sent is sent: a copy that fails is logged, never a reason to resend.
+            if let Err(e) = Self::append_copy(copy, &claimed.message).await {
+                tracing::warn!(
+                    account = session.name.as_str(),
+                    outbox = %claimed.entry.id,
+                    error = %mailbridge_types::error_chain(&e),
+                    "the message was sent, but its copy could not be put in the sent folder"
+                );
+            }
+        }
+        if sessions.open.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .open
+                .iter()
+                .min_by_key(|(_, s)| s.last_use)
+                .map(|(id, _)| *id)
+            && let Some(old) = sessions.open.remove(&oldest)
+        {
+            old.close().await;
+        }
+        sessions.uses += 1;
+        session.last_use = sessions.uses;
+        sessions.open.insert(account, session);
+        Ok(sent)
+    }
+
+    /// Looks `account` up and opens its sender (an SMTP sender connects when it first
+    /// sends).
+    async fn open_session(&self, account: AccountId) -> Result<Session, MailboxError> {
+        let side = self.sides.outgoing(account).await?;
+        let sender = AnySender::for_endpoint(&side.endpoint, &side.who, side.sign_in)?
             .with_max_message_size(side.max_message_size);
+        Ok(Session {
+            sender,
+            name: side.who.account,
+            sent_copy: side.sent_copy,
+            looked_up: tokio::time::Instant::now(),
+            last_use: 0,
+        })
+    }
+
+    /// `claimed`'s message, with its envelope, through `sender`.
+    async fn hand_over(
+        &self,
+        claimed: &ClaimedMessage,
+        sender: &mut AnySender,
+    ) -> Result<Option<String>, MailboxError> {
         let mut raw = RawMime::from_reader(std::io::Cursor::new(claimed.message.clone())).await?;
         if !claimed.entry.recipients.is_empty() {
             raw = raw.with_recipients(claimed.entry.recipients.clone());
@@ -295,29 +471,13 @@ impl<S: OutgoingSides> OutboxWorker<S> {
         if let Some(from) = &claimed.entry.mail_from {
             raw = raw.with_envelope_from(from.clone());
         }
-        let sent = sender.send(Outgoing::Mime(raw)).await?;
-        if let AnySender::Smtp(smtp) = sender {
-            // The message is sent; a failed QUIT changes nothing about it.
-            let _ = smtp.close().await;
-            if let Some(copy) = side.sent_copy {
-                // Sent is sent: a copy that fails is logged, never a reason to resend.
-                if let Err(e) = Self::append_copy(copy, &claimed.message).await {
-                    tracing::warn!(
-                        account = side.who.account.as_str(),
-                        outbox = %claimed.entry.id,
-                        error = %mailbridge_types::error_chain(&e),
-                        "the message was sent, but its copy could not be put in the sent folder"
-                    );
-                }
-            }
-        }
-        Ok(sent.server_reply)
+        Ok(sender.send(Outgoing::Mime(raw)).await?.server_reply)
     }
 
     /// Appends `message` to the sent folder of `copy`'s IMAP side, marked read.
-    async fn append_copy(copy: SentCopy, message: &[u8]) -> Result<(), MailboxError> {
+    async fn append_copy(copy: &SentCopy, message: &[u8]) -> Result<(), MailboxError> {
         let mut mailbox =
-            mailbridge_mailbox::connect::open_incoming(&copy.account, copy.sign_in).await?;
+            mailbridge_mailbox::connect::open_incoming(&copy.account, copy.sign_in.clone()).await?;
         let mailbridge_mailbox::connect::AnyMailbox::Imap(imap) = &mut mailbox else {
             return Err(MailboxError::misconfigured(format!(
                 "account {} keeps copies of sent mail in {}, which needs an IMAP incoming side",

@@ -1205,6 +1205,7 @@ impl Sender for AnySender {
 }
 
 /// How an account signs in, for [`AnySender::for_endpoint`].
+#[derive(Clone)]
 pub enum SenderSignIn {
     /// App-only tokens: Graph `/users/{address}`, EWS impersonation of the address,
     /// SMTP XOAUTH2 as the address. Asked for a token at each request (Graph, EWS) or

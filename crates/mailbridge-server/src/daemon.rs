@@ -564,9 +564,10 @@ async fn reconcile(
     Ok(())
 }
 
-/// The accounts' outgoing sides for the outbox sender: each looked up when a message
-/// of it is sent (accounts change while the daemon runs) and signed in through the
-/// process's [`SignIn`].
+/// The accounts' outgoing sides for the outbox sender: each looked up when the
+/// sender opens a session for the account (once per pass, and again after
+/// [`mailbridge_connector::outbox::SIDE_REUSE`] of use, so accounts changed while the
+/// daemon runs take effect) and signed in through the process's [`SignIn`].
 #[derive(Debug)]
 pub struct AccountSides {
     pub store: Store,

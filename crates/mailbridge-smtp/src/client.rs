@@ -417,6 +417,13 @@ impl SmtpClient {
                 addr: addr.clone(),
                 source,
             })?;
+        // Without it the final "." of DATA (a small write after the body's last,
+        // partial segment) may wait for the server's delayed ACK before it leaves.
+        // Commands are written whole, so this sends no more packets than needed.
+        tcp.set_nodelay(true).map_err(|source| SmtpError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
         let conn = if tls == TlsMode::Implicit {
             MailStream::implicit(&config.trust, &config.host, tcp, config.timeout)
                 .await

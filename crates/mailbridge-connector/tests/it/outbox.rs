@@ -2,8 +2,13 @@
 //! queued while the SMTP side cannot be reached is retried and sent once it can, in
 //! the order of submission per account; a 5xx refusal fails with the server's reason;
 //! Graph throttling (429 + Retry-After) is retried later and sent once. Time is an
-//! injectable clock: no test waits for a retry time to pass.
+//! injectable clock: no test waits for a retry time to pass. Sessions: a run of
+//! messages of one account goes over one SMTP session (counted by a proxy in front of
+//! Postfix), a session cut between two messages is reopened once, a drop after the end
+//! of DATA is outcome-unknown, and interleaved accounts keep one session each.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +85,10 @@ async fn world() -> World {
 /// Each account's outgoing side; the SMTP port can be changed while the test runs.
 struct Sides {
     smtp_port: Mutex<u16>,
+    /// Accounts that send through another SMTP port than `smtp_port`.
+    account_ports: Mutex<HashMap<AccountId, u16>>,
+    /// How many times an account was looked up.
+    lookups: AtomicUsize,
     ca_file: std::path::PathBuf,
     tls_name: String,
     graph_root: String,
@@ -94,6 +103,11 @@ struct Sides {
 
 impl OutgoingSides for Sides {
     async fn outgoing(&self, account: AccountId) -> Result<OutgoingSide, MailboxError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let smtp_port = match self.account_ports.lock().unwrap().get(&account) {
+            Some(port) => *port,
+            None => *self.smtp_port.lock().unwrap(),
+        };
         let who = Identity {
             account: "alice".into(),
             address: ALICE.into(),
@@ -119,7 +133,7 @@ impl OutgoingSides for Sides {
                 EndpointConfig {
                     transport: Transport::Smtp,
                     host: "127.0.0.1".into(),
-                    port: Some(*self.smtp_port.lock().unwrap()),
+                    port: Some(smtp_port),
                     tls: Some(TlsMode::StartTls),
                     tls_name: Some(self.tls_name.clone()),
                     extra_ca_file: Some(self.ca_file.clone()),
@@ -167,6 +181,8 @@ impl World {
     fn sides(&self, smtp_port: u16) -> Arc<Sides> {
         Arc::new(Sides {
             smtp_port: Mutex::new(smtp_port),
+            account_ports: Mutex::default(),
+            lookups: AtomicUsize::new(0),
             ca_file: self.ca_file.clone(),
             tls_name: self.mail.tls_name().to_owned(),
             graph_root: format!("{}/v1.0", self.server.base_url()),
@@ -723,4 +739,328 @@ async fn a_long_send_renews_its_lease() {
     release.notify_one();
     let outcome = task.await.unwrap().unwrap().unwrap();
     assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+}
+
+/// A TCP proxy in front of Postfix's submission port: counts the connections it
+/// accepted and cuts every open one (both directions at once) on demand, as a server
+/// that drops an idle session does.
+struct Proxy {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (count, tasks) = (accepted.clone(), open.clone());
+        let listener = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                tasks.lock().unwrap().push(tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }));
+            }
+        });
+        Self {
+            port,
+            accepted,
+            open,
+            listener,
+        }
+    }
+
+    /// Connections accepted so far.
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection now (both sockets dropped); how many were still
+    /// open.
+    async fn cut(&self) -> usize {
+        let tasks = std::mem::take(&mut *self.open.lock().unwrap());
+        let mut live = 0;
+        for t in tasks {
+            if !t.is_finished() {
+                live += 1;
+            }
+            t.abort();
+            let _ = t.await;
+        }
+        live
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.listener.abort();
+        for t in self.open.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_run_of_messages_of_one_account_goes_over_one_smtp_session() {
+    let w = world().await;
+    let alice = w.store.outbox_account_id("alice").await.unwrap();
+    let proxy = Proxy::start(w.mail.submission()).await;
+    let sides = w.sides(proxy.port);
+    let worker = w.worker(sides.clone());
+    let cancel = CancellationToken::new();
+    let mut queued = Vec::new();
+    for i in 0..8 {
+        let subject = format!("run {i}");
+        let entry = w
+            .store
+            .outbox_enqueue(World::message(alice, &subject, None), u64::MAX)
+            .await
+            .unwrap();
+        queued.push(entry.entry.id);
+    }
+    let done = worker.send_pending(&cancel).await.unwrap();
+    let ids: Vec<_> = done.iter().map(Outcome::id).collect();
+    assert_eq!(ids, queued, "in order of submission: {done:?}");
+    assert!(
+        done.iter().all(|o| matches!(o, Outcome::Sent { .. })),
+        "{done:?}"
+    );
+    assert_eq!(
+        proxy.accepted(),
+        1,
+        "one SMTP session for the run\n{}",
+        w.mail.logs()
+    );
+    assert_eq!(sides.lookups.load(Ordering::SeqCst), 1, "looked up once");
+    for i in 0..8 {
+        w.arrived_once(&format!("run {i}")).await;
+    }
+
+    // The pass closed its session: the next pass looks the account up again (it may
+    // have changed) and opens a new one.
+    w.store
+        .outbox_enqueue(World::message(alice, "next pass", None), u64::MAX)
+        .await
+        .unwrap();
+    let done = worker.send_pending(&cancel).await.unwrap();
+    assert!(matches!(done[..], [Outcome::Sent { .. }]), "{done:?}");
+    assert_eq!(proxy.accepted(), 2);
+    assert_eq!(sides.lookups.load(Ordering::SeqCst), 2);
+    w.arrived_once("next pass").await;
+}
+
+#[tokio::test]
+async fn a_session_cut_between_two_messages_is_reopened_and_the_second_is_sent_once() {
+    let w = world().await;
+    let alice = w.store.outbox_account_id("alice").await.unwrap();
+    let proxy = Proxy::start(w.mail.submission()).await;
+    let worker = w.worker(w.sides(proxy.port));
+    let first = w
+        .store
+        .outbox_enqueue(World::message(alice, "before the cut", None), u64::MAX)
+        .await
+        .unwrap()
+        .entry
+        .id;
+    let second = w
+        .store
+        .outbox_enqueue(World::message(alice, "after the cut", None), u64::MAX)
+        .await
+        .unwrap()
+        .entry
+        .id;
+    let done = worker.send_next().await.unwrap();
+    assert!(
+        matches!(&done, Some(Outcome::Sent { id, .. }) if *id == first),
+        "{done:?}"
+    );
+    assert_eq!(proxy.accepted(), 1);
+    // The server side goes away while the session waits for the next message (it
+    // was kept open for it).
+    assert_eq!(proxy.cut().await, 1, "the session was kept open");
+    let done = worker.send_next().await.unwrap();
+    assert!(
+        matches!(&done, Some(Outcome::Sent { id, .. }) if *id == second),
+        "sent on a new session, not put off: {done:?}\n{}",
+        w.mail.logs()
+    );
+    assert_eq!(proxy.accepted(), 2, "exactly one new session");
+    let row = w.store.outbox_get(second).await.unwrap().unwrap();
+    assert_eq!(row.state, OutboxState::Sent);
+    assert_eq!(row.attempts, 1, "sent at its first attempt");
+    assert!(worker.send_next().await.unwrap().is_none());
+    w.arrived_once("before the cut").await;
+    w.arrived_once("after the cut").await;
+}
+
+/// An SMTP relay without TLS or sign-in at `port` (a scripted server).
+struct PlainSmtp {
+    port: u16,
+}
+
+impl OutgoingSides for PlainSmtp {
+    async fn outgoing(&self, _: AccountId) -> Result<OutgoingSide, MailboxError> {
+        Ok(OutgoingSide {
+            endpoint: EndpointConfig {
+                transport: Transport::Smtp,
+                host: "127.0.0.1".into(),
+                port: Some(self.port),
+                tls: Some(TlsMode::None),
+                tls_name: None,
+                extra_ca_file: None,
+                tls_pin: None,
+            },
+            who: Identity::address("a@example.org"),
+            sign_in: SenderSignIn::None,
+            max_message_size: 10 * 1024 * 1024,
+            sent_copy: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_drop_after_the_end_of_data_on_a_reused_session_is_outcome_unknown() {
+    use mailbridge_testkit::hostile::{HostileServer, Step};
+    let (_dir, store, clock, account) = sqlite_store().await;
+    // Takes the first message of a session, then hangs up after the second one's
+    // final "." without a reply: the server may have it.
+    let transaction = |end: Step| {
+        vec![
+            Step::ReadLine,
+            Step::Send(b"250 2.1.0 ok\r\n".to_vec()),
+            Step::ReadLine,
+            Step::Send(b"250 2.1.5 ok\r\n".to_vec()),
+            Step::ReadLine,
+            Step::Send(b"354 go ahead\r\n".to_vec()),
+            Step::ReadUntil(b".\r\n".to_vec()),
+            end,
+        ]
+    };
+    let mut script = vec![
+        Step::Send(b"220 mx ready\r\n".to_vec()),
+        Step::ReadLine,
+        Step::Send(b"250-mx\r\n250 8BITMIME\r\n".to_vec()),
+    ];
+    script.extend(transaction(Step::Send(b"250 2.0.0 queued\r\n".to_vec())));
+    script.extend(transaction(Step::Close));
+    let server = HostileServer::start(script).await;
+    let worker = OutboxWorker::new(
+        store.clone(),
+        PlainSmtp {
+            port: server.port(),
+        },
+        OutboxSettings {
+            instance: "test".into(),
+            ..OutboxSettings::default()
+        },
+    )
+    .with_clock(clock.clone())
+    .with_jitter(Arc::new(|| 0.0));
+    let queue = |subject: &str| NewOutboxMessage {
+        account,
+        idempotency_key: None,
+        message: format!(
+            "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\n\r\nx\r\n"
+        )
+        .into_bytes(),
+        mail_from: None,
+        recipients: Vec::new(),
+    };
+    let first = store
+        .outbox_enqueue(queue("taken"), u64::MAX)
+        .await
+        .unwrap();
+    let second = store
+        .outbox_enqueue(queue("maybe taken"), u64::MAX)
+        .await
+        .unwrap();
+    let done = worker
+        .send_pending(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(
+        matches!(&done[0], Outcome::Sent { id, .. } if *id == first.entry.id),
+        "{done:?}"
+    );
+    assert!(
+        matches!(&done[1], Outcome::OutcomeUnknown { id, .. } if *id == second.entry.id),
+        "{done:?}"
+    );
+    assert_eq!(server.connections(), 1, "not sent again on a new session");
+    let row = store.outbox_get(second.entry.id).await.unwrap().unwrap();
+    assert_eq!(row.state, OutboxState::OutcomeUnknown);
+    // Never resent by the worker.
+    clock.advance(time::Duration::hours(1));
+    assert!(
+        worker
+            .send_pending(&CancellationToken::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(server.connections(), 1);
+    assert!(server.wait_ended(1, Duration::from_secs(20)).await);
+    assert_eq!(
+        server
+            .received_text()
+            .matches("Subject: maybe taken\r\n")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_accounts_interleaved_each_keep_their_own_session() {
+    let w = world().await;
+    let alice = w.store.outbox_account_id("alice").await.unwrap();
+    let other = w.store.outbox_account_id("alice-too").await.unwrap();
+    let (one, two) = (
+        Proxy::start(w.mail.submission()).await,
+        Proxy::start(w.mail.submission()).await,
+    );
+    let sides = w.sides(one.port);
+    sides.account_ports.lock().unwrap().insert(other, two.port);
+    let worker = w.worker(sides.clone());
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        for (account, name) in [(alice, "one"), (other, "two")] {
+            let subject = format!("interleaved {name} {i}");
+            let entry = w
+                .store
+                .outbox_enqueue(World::message(account, &subject, None), u64::MAX)
+                .await
+                .unwrap();
+            queued.push(entry.entry.id);
+        }
+    }
+    let done = worker
+        .send_pending(&CancellationToken::new())
+        .await
+        .unwrap();
+    let ids: Vec<_> = done.iter().map(Outcome::id).collect();
+    assert_eq!(ids, queued, "{done:?}");
+    assert!(
+        done.iter().all(|o| matches!(o, Outcome::Sent { .. })),
+        "{done:?}"
+    );
+    assert_eq!(one.accepted(), 1, "one session for the first account");
+    assert_eq!(two.accepted(), 1, "one session for the second account");
+    assert_eq!(
+        sides.lookups.load(Ordering::SeqCst),
+        2,
+        "each looked up once"
+    );
+    for i in 0..3 {
+        for name in ["one", "two"] {
+            w.arrived_once(&format!("interleaved {name} {i}")).await;
+        }
+    }
 }
