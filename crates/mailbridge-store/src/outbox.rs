@@ -509,26 +509,63 @@ impl Store {
         error: Option<(&str, &str)>,
         sent: Option<(OffsetDateTime, Option<&str>)>,
     ) -> Result<(), StoreError> {
-        let done = on_db!(&self.db, pool => {
-            sqlx::query(
-                "UPDATE outbox SET state = $3, claimed_by = NULL, claim_until = NULL,
+        const FINISH: &str = "UPDATE outbox SET state = $3, claimed_by = NULL, claim_until = NULL,
                    next_attempt_at = coalesce($4, next_attempt_at),
                    last_error = coalesce($5, last_error), error_class = coalesce($6, error_class),
                    sent_at = $7, server_reply = $8
-                 WHERE id = $1 AND state = 'sending' AND claimed_by = $2",
-            )
-            .bind(id.as_uuid())
-            .bind(instance)
-            .bind(state.as_str())
-            .bind(next_attempt_at.map(unix))
-            .bind(error.map(|(text, _)| text))
-            .bind(error.map(|(_, class)| class))
-            .bind(sent.map(|(t, _)| unix(t)))
-            .bind(sent.and_then(|(_, reply)| reply))
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
+                 WHERE id = $1 AND state = 'sending' AND claimed_by = $2";
+        macro_rules! finish {
+            ($query:expr) => {
+                $query
+                    .bind(id.as_uuid())
+                    .bind(instance)
+                    .bind(state.as_str())
+                    .bind(next_attempt_at.map(unix))
+                    .bind(error.map(|(text, _)| text))
+                    .bind(error.map(|(_, class)| class))
+                    .bind(sent.map(|(t, _)| unix(t)))
+                    .bind(sent.and_then(|(_, reply)| reply))
+            };
+        }
+        // "Sent" is written without waiting for the disk: the next commit (the next
+        // claim, or any other write) makes it durable with itself, since both logs are
+        // written in order. Lost only to a power cut before that, it leaves the row
+        // `sending`, which becomes `outcome-unknown` (never resent): the one write per
+        // message that may wait is the one whose loss duplicates nothing.
+        let relaxed = state == OutboxState::Sent;
+        let done = match &self.db {
+            Db::Sqlite(pool) if relaxed => {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                let result = finish!(sqlx::query(FINISH)).execute(&mut *conn).await;
+                if sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut *conn)
+                    .await
+                    .is_err()
+                {
+                    // Never back in the pool with durability turned down.
+                    conn.close_on_drop();
+                }
+                result?.rows_affected()
+            }
+            Db::Postgres(pool) if relaxed => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                let done = finish!(sqlx::query(FINISH))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                done
+            }
+            _ => on_db!(&self.db, pool => {
+                finish!(sqlx::query(FINISH)).execute(pool).await?.rows_affected()
+            }),
+        };
         if done == 0 {
             return Err(StoreError::ClaimLost {
                 id: id.to_string(),
