@@ -237,3 +237,161 @@ async fn a_database_from_before_stable_ids_gets_ids_and_keeps_everything() {
         "pw-ops"
     );
 }
+
+/// An outbox from before migration 0011 (the message in the middle of the row): its
+/// rows keep their ids, order, states and bytes, and `seq` goes on past a removed row.
+#[tokio::test]
+async fn an_outbox_from_before_the_message_moved_last_keeps_everything() {
+    use mailbridge_store::NewOutboxMessage;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbridge.db");
+    let key = MasterKey::generate().unwrap();
+    // The store as it was: every migration before 0011, then a key check and rows.
+    let migrations = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0011" {
+            std::fs::copy(entry.path(), migrations.path().join(&name)).unwrap();
+        }
+    }
+    {
+        let store = Store::open(&dir.path().join("seed.db"), &key)
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .unwrap()
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(migrations.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO accounts (id, name, address, config, created_at, updated_at)
+         VALUES (randomblob(16), 'ops', 'ops@example.org', NULL, 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (i, state) in ["sent", "queued", "queued"].iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO outbox (id, account_id, idempotency_key, created_at, message,
+               recipients, state, attempts, next_attempt_at)
+             VALUES (randomblob(16), (SELECT id FROM accounts), ?, 0, ?, '[]', ?, 0, 0)",
+        )
+        .bind(format!("k{i}"))
+        .bind(format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(20_000)).into_bytes())
+        .bind(state)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    // The newest row is gone: its seq (3) must not come back.
+    sqlx::query("DELETE FROM outbox WHERE idempotency_key = 'k2'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    // The key check the store expects: taken from a store made by the code.
+    let seeded = SqlitePoolOptions::new()
+        .connect_with(
+            SqliteConnectOptions::from_str(&format!(
+                "sqlite://{}",
+                dir.path().join("seed.db").display()
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let meta: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT key, value FROM meta")
+        .fetch_all(&seeded)
+        .await
+        .unwrap();
+    seeded.close().await;
+    let pool = SqlitePoolOptions::new()
+        .connect_with(
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).unwrap(),
+        )
+        .await
+        .unwrap();
+    for (k, v) in meta {
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
+            .bind(k)
+            .bind(v)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&path, &key).await.unwrap();
+    let rows = store.outbox_list(None).await.unwrap();
+    let keys: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.idempotency_key.clone().unwrap(),
+                r.state.as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("k0".to_owned(), "sent".to_owned()),
+            ("k1".to_owned(), "queued".to_owned())
+        ]
+    );
+    let account = store.account_id("ops").await.unwrap().unwrap();
+    let queued = store
+        .outbox_enqueue(
+            NewOutboxMessage {
+                account,
+                idempotency_key: Some("k3".into()),
+                message: b"Subject: 3\r\n\r\nnew\r\n".to_vec(),
+                mail_from: None,
+                recipients: Vec::new(),
+            },
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    assert!(queued.created);
+    let claimed = store
+        .outbox_claim_next(
+            "test",
+            time::OffsetDateTime::now_utc(),
+            std::time::Duration::from_mins(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.entry.idempotency_key.as_deref(), Some("k1"));
+    assert!(claimed.message.starts_with(b"Subject: 1\r\n"));
+    assert_eq!(
+        claimed.message.len(),
+        format!("Subject: 1\r\n\r\n{}\r\n", "x".repeat(20_000)).len()
+    );
+    store.close().await;
+    let pool = SqlitePoolOptions::new()
+        .connect_with(
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).unwrap(),
+        )
+        .await
+        .unwrap();
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM outbox WHERE idempotency_key = 'k3'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(seq, 4, "a seq given before must never come back");
+    pool.close().await;
+}
