@@ -393,5 +393,27 @@ async fn an_outbox_from_before_the_message_moved_last_keeps_everything() {
         .await
         .unwrap();
     assert_eq!(seq, 4, "a seq given before must never come back");
+    // The message is the row's last column now, and claims have their indexes.
+    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('outbox')")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        columns.last().map(String::as_str),
+        Some("message"),
+        "{columns:?}"
+    );
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for wanted in ["outbox_pending", "outbox_due", "outbox_sending"] {
+        assert!(
+            indexes.iter().any(|i| i == wanted),
+            "{wanted} missing: {indexes:?}"
+        );
+    }
     pool.close().await;
 }
