@@ -415,5 +415,15 @@ async fn an_outbox_from_before_the_message_moved_last_keeps_everything() {
             "{wanted} missing: {indexes:?}"
         );
     }
+    // Parked deliveries likewise (0012).
+    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('parked')")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        columns.last().map(String::as_str),
+        Some("message"),
+        "{columns:?}"
+    );
     pool.close().await;
 }
