@@ -41,6 +41,9 @@ fn yes() -> bool {
 pub enum SinkSpec {
     /// Each message a `.eml` file in `path`, named after its idempotency key.
     Folder { path: PathBuf },
+    /// Each message a file in the Maildir `path` (`new/<idempotency key>`), for mail
+    /// programs and IMAP servers to read.
+    Maildir { path: PathBuf },
     /// Each message's attachments under `path`, one directory per message with a
     /// JSON sidecar.
     Attachments {
@@ -126,6 +129,7 @@ impl SinkSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkSpec::Folder { .. } => "folder",
+            SinkSpec::Maildir { .. } => "maildir",
             SinkSpec::Attachments { .. } => "attachments",
             SinkSpec::Webhook { .. } => "webhook",
             SinkSpec::Relay { .. } => "relay",
@@ -148,7 +152,9 @@ impl SinkSpec {
     pub fn problems(&self) -> Vec<SpecProblem> {
         let mut problems = Vec::new();
         match self {
-            SinkSpec::Folder { path } => check_path("path", path, &mut problems),
+            SinkSpec::Folder { path } | SinkSpec::Maildir { path } => {
+                check_path("path", path, &mut problems);
+            }
             SinkSpec::Attachments {
                 path,
                 max_attachments,
@@ -337,6 +343,9 @@ pub async fn build_sink(
         SinkSpec::Folder { path } => {
             AnySink::Folder(FolderSink::open(path).await.map_err(sink_error)?)
         }
+        SinkSpec::Maildir { path } => {
+            AnySink::Folder(FolderSink::open_maildir(path).await.map_err(sink_error)?)
+        }
         SinkSpec::Attachments {
             path,
             max_attachments,
@@ -428,6 +437,11 @@ mod tests {
     fn sink_specs_read_as_documented_and_refuse_unknown_fields() {
         let s: SinkSpec = parse(r#"{"kind":"folder","path":"/srv/mail"}"#).unwrap();
         assert_eq!(s.kind(), "folder");
+        let m: SinkSpec = parse(r#"{"kind":"maildir","path":"/srv/Maildir"}"#).unwrap();
+        assert_eq!(m.kind(), "maildir");
+        assert!(m.problems().is_empty());
+        let m: SinkSpec = parse(r#"{"kind":"maildir","path":"Maildir"}"#).unwrap();
+        assert_eq!(m.problems()[0].field, "path");
         assert!(s.problems().is_empty());
         let e = parse::<SinkSpec>(r#"{"kind":"folder","path":"/srv","colour":"red"}"#).unwrap_err();
         assert!(e.contains("colour"), "{e}");

@@ -7,6 +7,15 @@
 //! adds nothing, and no reader ever sees a partial `.eml`: exactly once per key.
 //! Temporary files of a run that died are removed when the sink is opened.
 //!
+//! The same sink writes a **Maildir** ([`FolderSink::open_maildir`]): the message is
+//! written into `<dir>/tmp/.mailbridge-<key>.<unique>` and linked as `<dir>/new/<key>`
+//! (32 hex digits: a valid Maildir name), so mail programs and IMAP servers (Dovecot)
+//! read the folder as it fills. A second delivery of a key finds `new/<key>` and adds
+//! nothing; once a reader has moved the message to `cur/` that check no longer sees
+//! it, so a redelivery after a crash (at most the batch that was in flight) could add
+//! it again if a reader took it in that window. Only this sink's own temporary files
+//! (`tmp/.mailbridge-*`) are removed on opening: other programs deliver there too.
+//!
 //! A watcher delivering many messages at once uses [`FolderSink::stage`] and a
 //! [`Batch`] instead: each message's temporary file is written without an fsync, and
 //! [`Batch::commit`] then fsyncs all of them at once (on several threads, so the file
@@ -30,11 +39,15 @@ pub const TMP_DIR: &str = ".mailbridge-tmp";
 /// concurrent fsyncs together).
 pub const PARALLEL_SYNCS: usize = 16;
 
-/// A folder of `.eml` files.
+/// A folder of `.eml` files, or a Maildir.
 #[derive(Debug, Clone)]
 pub struct FolderSink {
     dir: PathBuf,
+    maildir: bool,
 }
+
+/// The prefix of this sink's temporary files in a Maildir's shared `tmp/`.
+const MAILDIR_TMP_PREFIX: &str = ".mailbridge-";
 
 impl FolderSink {
     /// Opens (creating it if needed) the folder `dir`, and removes the temporary files
@@ -43,9 +56,52 @@ impl FolderSink {
         ensure_dir(&dir.join(TMP_DIR)).await?;
         let sink = Self {
             dir: dir.to_owned(),
+            maildir: false,
         };
         sink.remove_leftovers().await?;
         Ok(sink)
+    }
+
+    /// Opens (creating `tmp`, `new` and `cur` if needed) the Maildir `dir`, and
+    /// removes the temporary files a killed run of this sink left in its `tmp`.
+    pub async fn open_maildir(dir: &Path) -> Result<Self, SinkError> {
+        for sub in ["tmp", "new", "cur"] {
+            ensure_dir(&dir.join(sub)).await?;
+        }
+        let sink = Self {
+            dir: dir.to_owned(),
+            maildir: true,
+        };
+        sink.remove_leftovers().await?;
+        Ok(sink)
+    }
+
+    /// Where temporary files are written (same file system as the target).
+    fn tmp_dir(&self) -> PathBuf {
+        if self.maildir {
+            self.dir.join("tmp")
+        } else {
+            self.dir.join(TMP_DIR)
+        }
+    }
+
+    /// A new temporary file's path for `key`.
+    fn tmp_path(&self, key: &crate::IdempotencyKey) -> PathBuf {
+        let name = if self.maildir {
+            format!("{MAILDIR_TMP_PREFIX}{key}.{}", random_suffix())
+        } else {
+            format!("{key}.{}", random_suffix())
+        };
+        self.tmp_dir().join(name)
+    }
+
+    /// The directory a placed message is in (fsynced after the link).
+    fn target_dir(&self) -> PathBuf {
+        if self.maildir {
+            self.dir.join("new")
+        } else {
+            self.dir.clone()
+        }
     }
 
     /// The folder.
@@ -55,7 +111,11 @@ impl FolderSink {
 
     /// The file a message with this key is (or will be) in.
     pub fn path_of(&self, key: &crate::IdempotencyKey) -> PathBuf {
-        self.dir.join(format!("{key}.eml"))
+        if self.maildir {
+            self.dir.join("new").join(key.to_string())
+        } else {
+            self.dir.join(format!("{key}.eml"))
+        }
     }
 
     /// Writes the message, once.
@@ -67,10 +127,7 @@ impl FolderSink {
                 already_there: true,
             });
         }
-        let tmp = self
-            .dir
-            .join(TMP_DIR)
-            .join(format!("{}.{}", delivery.key, random_suffix()));
+        let tmp = self.tmp_path(&delivery.key);
         let io = |what: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| SinkError::Io { what, path, source }
@@ -96,9 +153,10 @@ impl FolderSink {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => true,
             Err(e) => return Err(io("placing the message", &target)(e)),
         };
-        sync_dir(&self.dir)
+        let target_dir = self.target_dir();
+        sync_dir(&target_dir)
             .await
-            .map_err(io("making the folder durable", &self.dir))?;
+            .map_err(io("making the folder durable", &target_dir))?;
         Ok(Accepted {
             location: target.display().to_string(),
             already_there,
@@ -123,10 +181,7 @@ impl FolderSink {
                 already_there: true,
             });
         }
-        let tmp = self
-            .dir
-            .join(TMP_DIR)
-            .join(format!("{}.{}", delivery.key, random_suffix()));
+        let tmp = self.tmp_path(&delivery.key);
         let spool = delivery.spool.clone();
         let tmp_for_copy = tmp.clone();
         // std's copy uses copy_file_range: no bytes pass through user space.
@@ -148,7 +203,7 @@ impl FolderSink {
         batch.staged.push(Staged {
             tmp,
             target: target.clone(),
-            dir: self.dir.clone(),
+            dir: self.target_dir(),
         });
         Ok(Accepted {
             location: target.display().to_string(),
@@ -157,7 +212,11 @@ impl FolderSink {
     }
 
     async fn remove_leftovers(&self) -> Result<(), SinkError> {
-        remove_tmp_entries(&self.dir.join(TMP_DIR)).await
+        if self.maildir {
+            remove_own_tmp_files(&self.tmp_dir()).await
+        } else {
+            remove_tmp_entries(&self.dir.join(TMP_DIR)).await
+        }
     }
 }
 
@@ -300,6 +359,32 @@ pub(crate) async fn remove_tmp_entries(tmp: &Path) -> Result<(), SinkError> {
             tokio::fs::remove_file(&path).await
         };
         match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes this sink's own temporary files (`.mailbridge-*`) from a Maildir's `tmp`,
+/// which other programs deliver through too.
+async fn remove_own_tmp_files(tmp: &Path) -> Result<(), SinkError> {
+    let err = |source| SinkError::Io {
+        what: "cleaning the Maildir's tmp directory",
+        path: tmp.to_owned(),
+        source,
+    };
+    let mut entries = tokio::fs::read_dir(tmp).await.map_err(err)?;
+    while let Some(entry) = entries.next_entry().await.map_err(err)? {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(MAILDIR_TMP_PREFIX)
+        {
+            continue;
+        }
+        match tokio::fs::remove_file(entry.path()).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(err(e)),

@@ -147,3 +147,72 @@ async fn a_batch_shows_nothing_until_committed_then_each_message_once() {
     assert_eq!(names(out.path()).len(), 20);
     assert!(names(&out.path().join(TMP_DIR)).is_empty());
 }
+
+#[tokio::test]
+async fn a_maildir_gets_each_message_once_in_new_and_keeps_what_others_left_in_tmp() {
+    use mailbridge_sinks::folder::Batch;
+    let spool = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Another program's delivery in progress, and one of ours a killed run left.
+    std::fs::create_dir_all(out.path().join("tmp")).unwrap();
+    std::fs::write(out.path().join("tmp/1700000000.M1P2.host"), b"theirs").unwrap();
+    std::fs::write(out.path().join("tmp/.mailbridge-0123.half"), b"ours").unwrap();
+    let sink = FolderSink::open_maildir(out.path()).await.unwrap();
+    assert_eq!(names(out.path()), ["cur", "new", "tmp"]);
+    assert_eq!(
+        names(&out.path().join("tmp")),
+        ["1700000000.M1P2.host"],
+        "only this sink's own leftovers go"
+    );
+
+    let mime = b"Subject: one\r\n\r\nbody\r\n";
+    let d = delivery(spool.path(), "1", mime);
+    assert!(!sink.deliver(&d).await.unwrap().already_there);
+    assert_eq!(
+        sink.path_of(&d.key),
+        out.path().join("new").join(d.key.to_string())
+    );
+    assert_eq!(names(&out.path().join("new")), [d.key.to_string()]);
+    assert_eq!(std::fs::read(sink.path_of(&d.key)).unwrap(), mime);
+    // Again: nothing added, nothing overwritten.
+    std::fs::write(&d.spool, b"Subject: changed\r\n\r\n").unwrap();
+    assert!(sink.deliver(&d).await.unwrap().already_there);
+    assert_eq!(names(&out.path().join("new")).len(), 1);
+    assert_eq!(std::fs::read(sink.path_of(&d.key)).unwrap(), mime);
+
+    // A watcher's batch: placed in new/ together, each once.
+    let deliveries: Vec<_> = (2..12)
+        .map(|i| {
+            delivery(
+                spool.path(),
+                &i.to_string(),
+                format!("Subject: {i}\r\n\r\n").as_bytes(),
+            )
+        })
+        .collect();
+    let mut batch = Batch::new();
+    for d in deliveries.iter().chain(&deliveries[..2]) {
+        sink.stage(d, &mut batch).await.unwrap();
+    }
+    assert_eq!(
+        names(&out.path().join("new")).len(),
+        1,
+        "nothing before the commit"
+    );
+    batch.commit().await.unwrap();
+    assert_eq!(names(&out.path().join("new")).len(), 11);
+    for (i, d) in deliveries.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(sink.path_of(&d.key)).unwrap(),
+            format!("Subject: {}\r\n\r\n", i + 2).as_bytes()
+        );
+    }
+    // None of ours stays in tmp; the other program's file is untouched.
+    assert_eq!(names(&out.path().join("tmp")), ["1700000000.M1P2.host"]);
+    let hidden: Vec<_> = std::fs::read_dir(out.path().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".mailbridge-"))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
