@@ -113,7 +113,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// The address webhook receivers reach this API at (`https://host[:port]`): a
     /// webhook's link to a message too large to travel inline starts with it.
-    /// Default: `http://` and the listening address, unless that is 0.0.0.0 or [::]
+    /// Default: `http://` and the listening address, unless that is `0.0.0.0` or `[::]`
     /// (then no link: set this).
     #[arg(long, env = "MAILBRIDGE_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,

@@ -5,8 +5,8 @@
 //!
 //! Every handler of an account first asks the role alone ([`Caller::require`] with
 //! `own: true`: may this role touch any account of its own?), before reading the
-//! request's body; then, with the account's id known, [`require_account`] answers
-//! for that account, and listings keep what [`reach`] allows.
+//! request's body; then, with the account's id known, `require_account` answers
+//! for that account, and listings keep what `reach` allows.
 
 use std::collections::HashSet;
 

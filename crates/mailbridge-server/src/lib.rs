@@ -36,7 +36,7 @@
 //! Every request has a time limit and a body limit; answers carry
 //! `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
 
-mod account_access;
+pub mod account_access;
 pub mod api;
 pub mod api_config;
 pub mod api_messages;
