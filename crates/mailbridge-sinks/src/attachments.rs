@@ -80,7 +80,7 @@ impl AttachmentsSink {
     /// half-built.
     pub async fn open(dir: &Path, options: AttachmentsOptions) -> Result<Self, SinkError> {
         ensure_dir(&dir.join(TMP_DIR)).await?;
-        remove_tmp_entries(&dir.join(TMP_DIR)).await?;
+        remove_tmp_entries(&dir.join(TMP_DIR), |_| true).await?;
         Ok(Self {
             dir: dir.to_owned(),
             options,

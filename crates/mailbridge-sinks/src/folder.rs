@@ -213,9 +213,10 @@ impl FolderSink {
 
     async fn remove_leftovers(&self) -> Result<(), SinkError> {
         if self.maildir {
-            remove_own_tmp_files(&self.tmp_dir()).await
+            // Other programs deliver through a Maildir's `tmp` too: only ours go.
+            remove_tmp_entries(&self.tmp_dir(), |name| name.starts_with(MAILDIR_TMP_PREFIX)).await
         } else {
-            remove_tmp_entries(&self.dir.join(TMP_DIR)).await
+            remove_tmp_entries(&self.dir.join(TMP_DIR), |_| true).await
         }
     }
 }
@@ -342,9 +343,12 @@ fn sync_link_and_sync_dirs(staged: &[Staged]) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// Removes every entry of a sink's temporary directory (files and directories): what a
-/// killed run left there was never linked into place.
-pub(crate) async fn remove_tmp_entries(tmp: &Path) -> Result<(), SinkError> {
+/// Removes the entries of a sink's temporary directory (files and directories) whose
+/// name `ours` accepts: what a killed run left there was never linked into place.
+pub(crate) async fn remove_tmp_entries(
+    tmp: &Path,
+    ours: impl Fn(&str) -> bool,
+) -> Result<(), SinkError> {
     let err = |source| SinkError::Io {
         what: "cleaning the sink's temporary directory",
         path: tmp.to_owned(),
@@ -352,6 +356,9 @@ pub(crate) async fn remove_tmp_entries(tmp: &Path) -> Result<(), SinkError> {
     };
     let mut entries = tokio::fs::read_dir(tmp).await.map_err(err)?;
     while let Some(entry) = entries.next_entry().await.map_err(err)? {
+        if !ours(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         let path = entry.path();
         let removed = if entry.file_type().await.map_err(err)?.is_dir() {
             tokio::fs::remove_dir_all(&path).await
@@ -359,32 +366,6 @@ pub(crate) async fn remove_tmp_entries(tmp: &Path) -> Result<(), SinkError> {
             tokio::fs::remove_file(&path).await
         };
         match removed {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
-        }
-    }
-    Ok(())
-}
-
-/// Removes this sink's own temporary files (`.mailbridge-*`) from a Maildir's `tmp`,
-/// which other programs deliver through too.
-async fn remove_own_tmp_files(tmp: &Path) -> Result<(), SinkError> {
-    let err = |source| SinkError::Io {
-        what: "cleaning the Maildir's tmp directory",
-        path: tmp.to_owned(),
-        source,
-    };
-    let mut entries = tokio::fs::read_dir(tmp).await.map_err(err)?;
-    while let Some(entry) = entries.next_entry().await.map_err(err)? {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(MAILDIR_TMP_PREFIX)
-        {
-            continue;
-        }
-        match tokio::fs::remove_file(entry.path()).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(err(e)),
