@@ -1,6 +1,6 @@
 //! The pages' languages: English, Polish, German, French and Russian, with Project
 //! Fluent (`fluent-bundle`, the reference implementation's Rust crate). Every text of
-//! a page is a message in `locales/<lang>.ftl`, embedded in the binary; values go in
+//! a page is a message in `locales/<lang>/<area>.ftl`, embedded in the binary; values go in
 //! as Fluent arguments, never by joining strings, so each language orders its own
 //! sentence.
 //!
@@ -13,14 +13,9 @@ use std::sync::LazyLock;
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
 
-/// The languages, English first (the reference), each with its messages.
-pub const LANGUAGES: [(&str, &str); 5] = [
-    ("en", include_str!("../locales/en.ftl")),
-    ("pl", include_str!("../locales/pl.ftl")),
-    ("de", include_str!("../locales/de.ftl")),
-    ("fr", include_str!("../locales/fr.ftl")),
-    ("ru", include_str!("../locales/ru.ftl")),
-];
+// The languages, English first (the reference), each with its messages: every file
+// of `locales/<lang>/` joined in name order (made by `build.rs`).
+include!(concat!(env!("OUT_DIR"), "/locales.rs"));
 
 /// The language used when nothing else matches.
 pub const DEFAULT: &str = "en";
