@@ -17,13 +17,14 @@
 //! (`tmp/.mailbridge-*`) are removed on opening: other programs deliver there too.
 //!
 //! A watcher delivering many messages at once uses [`FolderSink::stage`] and a
-//! [`Batch`] instead: each message's temporary file is written without an fsync, and
-//! [`Batch::commit`] then fsyncs all of them at once (on several threads, so the file
-//! system commits them together), links each into place and fsyncs each folder once.
-//! The guarantees are the same (a linked `.eml` is always complete and durable, never
-//! replaced); what changes is that a message is placed, and counts as accepted, only
-//! when its batch is committed, which the watcher does before it stores a checkpoint
-//! covering it.
+//! [`Batch`] instead: nothing is written when a message is staged, and
+//! [`Batch::commit`] then fsyncs the watcher's spool files of the batch at once (on
+//! several threads, so the file system commits them together), hard-links each into
+//! place as it is (no copy, when the spool is on the folder's file system; else a copy
+//! through the temporary directory) and fsyncs each folder once. The guarantees are
+//! the same (a linked `.eml` is always complete and durable, never replaced); what
+//! changes is that a message is placed, and counts as accepted, only when its batch is
+//! committed, which the watcher does before it stores a checkpoint covering it.
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -163,11 +164,13 @@ impl FolderSink {
         })
     }
 
-    /// Writes the message into a temporary file of the folder, without an fsync, and
-    /// adds it to `batch`: [`Batch::commit`] makes it durable and places it. A message
-    /// whose file is there already is not staged (`already_there`). Until the batch is
-    /// committed nothing is visible in the folder; a batch dropped uncommitted removes
-    /// its temporary files.
+    /// Adds the message to `batch` without writing anything yet: [`Batch::commit`]
+    /// makes it durable and places it, taking the spool file itself (a hard link, no
+    /// copy) when the spool is on the folder's file system, else copying it. The
+    /// spool file must stay as it is until the batch is committed or dropped (the
+    /// watcher removes its spool files only after the commit). A message whose file is
+    /// there already is not staged (`already_there`). Until the batch is committed
+    /// nothing is visible in the folder.
     pub async fn stage(
         &self,
         delivery: &Delivery,
@@ -181,27 +184,10 @@ impl FolderSink {
                 already_there: true,
             });
         }
-        let tmp = self.tmp_path(&delivery.key);
-        let spool = delivery.spool.clone();
-        let tmp_for_copy = tmp.clone();
-        // std's copy uses copy_file_range: no bytes pass through user space.
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::copy(&spool, &tmp_for_copy).map(drop)
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
-        if let Err(source) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(SinkError::Io {
-                what: "writing the message",
-                path: tmp,
-                source,
-            });
-        }
         batch.targets.insert(target.clone());
         batch.staged.push(Staged {
-            tmp,
+            spool: delivery.spool.clone(),
+            tmp: self.tmp_path(&delivery.key),
             target: target.clone(),
             dir: self.target_dir(),
         });
@@ -221,9 +207,13 @@ impl FolderSink {
     }
 }
 
-/// One message written by [`FolderSink::stage`], not yet placed.
+/// One message staged by [`FolderSink::stage`], not yet placed.
 #[derive(Debug)]
 struct Staged {
+    /// The watcher's spool file of the message (read only, never changed here).
+    spool: PathBuf,
+    /// Where a copy goes when the spool cannot be linked (another file system, or
+    /// linked into another folder of the batch already).
     tmp: PathBuf,
     target: PathBuf,
     dir: PathBuf,
@@ -253,19 +243,21 @@ impl Batch {
         self.staged.len()
     }
 
-    /// Makes every staged message durable and visible: fsyncs their temporary files
-    /// (on up to [`PARALLEL_SYNCS`] threads), links each into place (never replacing a
-    /// file: one there already is kept) and fsyncs each folder once. On success the
-    /// batch is empty again. On failure the temporary files are removed and the
-    /// messages not linked yet are not in their folder: the caller delivers them again
-    /// (a message linked before the failure is found there then).
+    /// Makes every staged message durable and visible: each spool file is fsynced
+    /// and hard-linked into place (one spool is linked into one folder only; into
+    /// any other, or across file systems, it is copied into the folder's temporary
+    /// directory first, fsynced and linked from there), on up to [`PARALLEL_SYNCS`]
+    /// threads; a link never replaces a file (one there already is kept); then each
+    /// folder is fsynced once. On success the batch is empty again. On failure the
+    /// messages not linked yet are not in their folder: the caller delivers them
+    /// again (a message linked before the failure is found there then).
     pub async fn commit(&mut self) -> Result<(), SinkError> {
         if self.staged.is_empty() {
             return Ok(());
         }
         let staged = std::mem::take(&mut self.staged);
         self.targets.clear();
-        tokio::task::spawn_blocking(move || commit_blocking(&staged))
+        tokio::task::spawn_blocking(move || place_all(&staged))
             .await
             .map_err(|e| SinkError::Io {
                 what: "making the folder's messages durable",
@@ -275,44 +267,65 @@ impl Batch {
     }
 }
 
-impl Drop for Batch {
-    /// An uncommitted batch leaves nothing behind (best effort: a file that stays is
-    /// removed when the sink is next opened).
-    fn drop(&mut self) {
-        for s in &self.staged {
-            let _ = std::fs::remove_file(&s.tmp);
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SinkError {
+    let path = path.to_owned();
+    move |source| SinkError::Io { what, path, source }
+}
+
+/// Makes one staged message durable and links it into place (never replacing a
+/// file). `link_spool`: whether the spool file itself may become the placed file.
+fn place(s: &Staged, link_spool: bool) -> Result<(), SinkError> {
+    let link = |from: &Path| match std::fs::hard_link(from, &s.target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    };
+    if link_spool {
+        std::fs::File::open(&s.spool)
+            .and_then(|f| f.sync_all())
+            .map_err(io_error("reading the spooled message", &s.spool))?;
+        match link(&s.spool) {
+            Ok(()) => return Ok(()),
+            // Another file system (or one without hard links between these
+            // directories): copied below.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::CrossesDevices | ErrorKind::PermissionDenied
+                ) => {}
+            Err(e) => return Err(io_error("placing the message", &s.target)(e)),
         }
     }
+    // std's copy uses copy_file_range: no bytes pass through user space.
+    let copied = std::fs::copy(&s.spool, &s.tmp)
+        .and_then(|_| std::fs::File::open(&s.tmp)?.sync_all())
+        .map_err(io_error("writing the message", &s.tmp))
+        .and_then(|()| link(&s.tmp).map_err(io_error("placing the message", &s.target)));
+    // Linked or not, the temporary name goes (a linked file keeps its other name).
+    let _ = std::fs::remove_file(&s.tmp);
+    copied
 }
 
-fn commit_blocking(staged: &[Staged]) -> Result<(), SinkError> {
-    let result = sync_link_and_sync_dirs(staged);
-    // Linked or not, the temporary names go (a linked file keeps its other name).
-    for s in staged {
-        let _ = std::fs::remove_file(&s.tmp);
-    }
-    result
-}
-
-fn sync_link_and_sync_dirs(staged: &[Staged]) -> Result<(), SinkError> {
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| SinkError::Io { what, path, source }
-    };
-    // The files first, on several threads, each thread a share of them.
-    let threads = PARALLEL_SYNCS.min(staged.len()).max(1);
-    let share = staged.len().div_ceil(threads);
+fn place_all(staged: &[Staged]) -> Result<(), SinkError> {
+    // A spool linked into a folder is that folder's file: any other folder of the
+    // batch gets a copy of it.
+    let mut spools = std::collections::HashSet::new();
+    let jobs: Vec<(&Staged, bool)> = staged
+        .iter()
+        .map(|s| (s, spools.insert(&s.spool)))
+        .collect();
+    // The files on several threads, each thread a share of them: a journaling file
+    // system commits concurrent fsyncs together.
+    let threads = PARALLEL_SYNCS.min(jobs.len()).max(1);
+    let share = jobs.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = staged
+        let workers: Vec<_> = jobs
             .chunks(share)
             .map(|chunk| {
                 scope.spawn(move || -> Result<(), SinkError> {
-                    for s in chunk {
-                        std::fs::File::open(&s.tmp)
-                            .and_then(|f| f.sync_all())
-                            .map_err(io("writing the message", &s.tmp))?;
-                    }
-                    Ok(())
+                    chunk
+                        .iter()
+                        .try_for_each(|(s, link_spool)| place(s, *link_spool))
                 })
             })
             .collect();
@@ -326,19 +339,11 @@ fn sync_link_and_sync_dirs(staged: &[Staged]) -> Result<(), SinkError> {
             })
         })
     })?;
-    let mut dirs = BTreeSet::new();
-    for s in staged {
-        match std::fs::hard_link(&s.tmp, &s.target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("placing the message", &s.target)(e)),
-        }
-        dirs.insert(&s.dir);
-    }
+    let dirs: BTreeSet<&PathBuf> = staged.iter().map(|s| &s.dir).collect();
     for dir in dirs {
         std::fs::File::open(dir)
             .and_then(|f| f.sync_all())
-            .map_err(io("making the folder durable", dir))?;
+            .map_err(io_error("making the folder durable", dir))?;
     }
     Ok(())
 }

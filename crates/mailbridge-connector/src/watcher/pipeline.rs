@@ -53,7 +53,7 @@ use mailbridge_sinks::attachments::AttachmentsSink;
 use mailbridge_sinks::folder::{self, FolderSink};
 use mailbridge_sinks::relay::RelaySink;
 use mailbridge_sinks::route::{Route, SourceAction, choose};
-use mailbridge_sinks::summary::summarize;
+use mailbridge_sinks::summary::{Summary, summarize};
 use mailbridge_sinks::webhook::WebhookSink;
 use mailbridge_sinks::{Accepted, Delivery, IdempotencyKey, SinkError};
 use mailbridge_store::{AccountId, NewParked, Store, StoreError};
@@ -552,6 +552,7 @@ async fn deliver_batch<M: FetchMany + Send>(
     } else {
         mailbox.fetch_many(folder, &wanted, &mut spooler).await
     };
+    let fetch_took = started.elapsed();
     summary.batches += 1;
     summary.batch_bytes_peak = summary.batch_bytes_peak.max(spooler.spooled);
     let source_broken = fetched.is_err();
@@ -571,11 +572,11 @@ async fn deliver_batch<M: FetchMany + Send>(
                 "parked before: passed (the parked delivery worker delivers it)"
             );
             Ok(Outcome::ParkedBefore)
-        } else if let Some(spool) = spooler.fetched.get(message.transport_id().as_ref()) {
+        } else if let Some(spooled) = spooler.fetched.get(message.transport_id().as_ref()) {
             deliver_fetched(
                 round,
                 message,
-                spool,
+                spooled,
                 routes,
                 sinks,
                 store,
@@ -615,10 +616,24 @@ async fn deliver_batch<M: FetchMany + Send>(
         // the same (the source actions wait, see below).
         failure = Some(not_fetched(round, last, fetched.take()));
     }
+    let deliver_took = started.elapsed();
+    // The folder sinks' files of the whole batch, durable at once (they take the
+    // spool files themselves, so those go only after); only then are the messages
+    // accepted, their source actions done and the checkpoint moved.
+    let committed = staged.commit(round).await;
+    let commit_took = started.elapsed();
     spooler.remove_files().await;
-    // The folder sinks' files of the whole batch, durable at once; only then are the
-    // messages accepted, their source actions done and the checkpoint moved.
-    if let Err(source) = staged.commit(round).await {
+    tracing::debug!(
+        account = round.account,
+        folder,
+        messages = outcomes.len(),
+        fetch_ms = fetch_took.as_millis(),
+        deliver_ms = deliver_took.saturating_sub(fetch_took).as_millis(),
+        commit_ms = commit_took.saturating_sub(deliver_took).as_millis(),
+        remove_ms = started.elapsed().saturating_sub(commit_took).as_millis(),
+        "batch delivered"
+    );
+    if let Err(source) = committed {
         if let Some(first) = failure {
             tracing::warn!(
                 account = round.account,
@@ -741,10 +756,17 @@ struct SpoolError {
 
 /// Where one fetched message goes: a spool file (its path and the bounded writer), or
 /// nowhere when the batch's byte bound deferred it to the next batch.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one at a time, for the message being fetched"
+)]
 enum SpoolFile {
     File {
         path: PathBuf,
         file: Bounded<tokio::io::BufWriter<tokio::fs::File>>,
+        /// The message's bytes while it is no longer than [`SUMMARIZED_INLINE`]: it
+        /// is summarised from these, not read back from the file.
+        head: Option<Vec<u8>>,
     },
     Deferred(tokio::io::Sink),
 }
@@ -756,7 +778,17 @@ impl AsyncWrite for SpoolFile {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            SpoolFile::File { file, .. } => Pin::new(file).poll_write(cx, buf),
+            SpoolFile::File { file, head, .. } => {
+                let n = std::task::ready!(Pin::new(file).poll_write(cx, buf))?;
+                if let Some(h) = head {
+                    if h.len() + n <= SUMMARIZED_INLINE {
+                        h.extend_from_slice(buf.get(..n).unwrap_or_default());
+                    } else {
+                        *head = None;
+                    }
+                }
+                Poll::Ready(Ok(n))
+            }
             SpoolFile::Deferred(sink) => Pin::new(sink).poll_write(cx, buf),
         }
     }
@@ -783,7 +815,7 @@ struct Spooler {
     /// Every file made (removed after the batch).
     files: Vec<PathBuf>,
     /// The complete ones, by the message's transport id.
-    fetched: HashMap<String, PathBuf>,
+    fetched: HashMap<String, Spooled>,
     prefix: PathBuf,
     limit: u64,
     /// The batch's byte bound.
@@ -796,6 +828,16 @@ struct Spooler {
 
 /// The buffer in front of each spool file: most messages reach it in one write.
 const SPOOL_BUFFER: usize = 64 * 1024;
+/// Messages up to this size are summarised as they arrive (most mail is smaller);
+/// a larger one is read back from its spool file when it is routed.
+const SUMMARIZED_INLINE: usize = 64 * 1024;
+
+/// A message of the batch in the spool.
+struct Spooled {
+    path: PathBuf,
+    /// Its summary, when it was made as the message arrived.
+    summary: Option<Summary>,
+}
 
 impl Spooler {
     fn new(round: &Round<'_>) -> Self {
@@ -846,12 +888,10 @@ impl MessageSinks for Spooler {
         let mut path = self.prefix.clone().into_os_string();
         path.push(format!(".{}.part", self.files.len()));
         let path = PathBuf::from(path);
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|source| SpoolError {
-                path: path.clone(),
-                source,
-            })?;
+        let file = create_new(&path).await.map_err(|source| SpoolError {
+            path: path.clone(),
+            source,
+        })?;
         self.files.push(path.clone());
         Ok(SpoolFile::File {
             path,
@@ -860,6 +900,11 @@ impl MessageSinks for Spooler {
                 written: 0,
                 limit: self.limit,
             },
+            head: Some(Vec::with_capacity(
+                usize::try_from(size.unwrap_or(0))
+                    .unwrap_or(0)
+                    .min(SUMMARIZED_INLINE),
+            )),
         })
     }
 
@@ -869,7 +914,12 @@ impl MessageSinks for Spooler {
         size: u64,
         writer: SpoolFile,
     ) -> Result<(), SpoolError> {
-        let SpoolFile::File { path, mut file } = writer else {
+        let SpoolFile::File {
+            path,
+            mut file,
+            head,
+        } = writer
+        else {
             return Ok(());
         };
         file.flush().await.map_err(|source| SpoolError {
@@ -877,8 +927,13 @@ impl MessageSinks for Spooler {
             source,
         })?;
         self.spooled = self.spooled.saturating_add(size);
-        self.fetched
-            .insert(message.transport_id().into_owned(), path);
+        let summary = head
+            .filter(|h| h.len() as u64 == file.written)
+            .map(|h| summarize(&h));
+        self.fetched.insert(
+            message.transport_id().into_owned(),
+            Spooled { path, summary },
+        );
         Ok(())
     }
 
@@ -985,7 +1040,7 @@ async fn pending_source_actions<M: Mailbox + Send>(
 async fn deliver_fetched(
     round: &Round<'_>,
     message: &MessageRef,
-    spool: &Path,
+    spooled: &Spooled,
     routes: &[Route],
     sinks: &SinkSet,
     store: &Store,
@@ -995,14 +1050,18 @@ async fn deliver_fetched(
     let folder = round.folder;
     let shown = message.to_string();
     let source_id = message.transport_id().into_owned();
+    let spool = spooled.path.as_path();
     let spool_error = |source: std::io::Error| RoundError::Spool {
         message: shown.clone(),
         path: spool.to_owned(),
         source,
     };
-    let mime = tokio::fs::read(spool).await.map_err(spool_error)?;
-    let summary = summarize(&mime);
-    drop(mime);
+    let summary = if let Some(summary) = &spooled.summary {
+        std::borrow::Cow::Borrowed(summary)
+    } else {
+        let mime = tokio::fs::read(spool).await.map_err(spool_error)?;
+        std::borrow::Cow::Owned(summarize(&mime))
+    };
     let Some(route) = choose(routes, folder, &summary) else {
         tracing::info!(
             account = round.account,
@@ -1215,9 +1274,39 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Bounded<W> {
     }
 }
 
+/// Creates a spool file that is new: a file of that name left behind (the watcher was
+/// killed before removing it) may be a folder sink's placed message now (the sinks
+/// link spool files into place), so it is unlinked, never truncated.
+async fn create_new(path: &Path) -> std::io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    match options.open(path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            tokio::fs::remove_file(path).await?;
+            options.open(path).await
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_spool_file_left_behind_is_replaced_never_truncated() {
+        // A killed watcher left a spool file a folder sink had linked into place.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("batch.0.part");
+        let placed = dir.path().join("placed.eml");
+        std::fs::write(&spool, b"delivered").unwrap();
+        std::fs::hard_link(&spool, &placed).unwrap();
+        let mut file = create_new(&spool).await.unwrap();
+        file.write_all(b"next").await.unwrap();
+        file.flush().await.unwrap();
+        assert_eq!(std::fs::read(&placed).unwrap(), b"delivered");
+        assert_eq!(std::fs::read(&spool).unwrap(), b"next");
+    }
 
     #[tokio::test]
     async fn the_spool_refuses_more_than_the_limit() {

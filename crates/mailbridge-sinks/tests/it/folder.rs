@@ -216,3 +216,58 @@ async fn a_maildir_gets_each_message_once_in_new_and_keeps_what_others_left_in_t
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
 }
+
+#[tokio::test]
+async fn a_batch_takes_the_spool_file_itself_once_and_copies_it_elsewhere() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use mailbridge_sinks::folder::Batch;
+    let spool = tempfile::tempdir().unwrap();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        FolderSink::open(one.path()).await.unwrap(),
+        FolderSink::open(two.path()).await.unwrap(),
+    );
+    let mime = b"Subject: linked\r\n\r\nbody\r\n";
+    let d = delivery(spool.path(), "7", mime);
+    let mut batch = Batch::new();
+    a.stage(&d, &mut batch).await.unwrap();
+    b.stage(&d, &mut batch).await.unwrap();
+    batch.commit().await.unwrap();
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    // The first folder got the spool file itself (same file system: a link, no
+    // copy); the second a copy of its own, so the two never share a file.
+    assert_eq!(inode(&a.path_of(&d.key)), inode(&d.spool));
+    assert_ne!(inode(&b.path_of(&d.key)), inode(&d.spool));
+    assert_eq!(std::fs::read(b.path_of(&d.key)).unwrap(), mime);
+    // Removing the spool (the watcher does after the commit) leaves both in place.
+    std::fs::remove_file(&d.spool).unwrap();
+    assert_eq!(std::fs::read(a.path_of(&d.key)).unwrap(), mime);
+    assert!(names(&one.path().join(TMP_DIR)).is_empty());
+    assert!(names(&two.path().join(TMP_DIR)).is_empty());
+}
+
+#[tokio::test]
+async fn a_spool_on_another_file_system_is_copied_into_place() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use mailbridge_sinks::folder::Batch;
+    // /dev/shm is a tmpfs on Debian; the folder is on the disk.
+    let spool = tempfile::tempdir_in("/dev/shm").unwrap();
+    let out = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let device = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+    assert_ne!(
+        device(spool.path()),
+        device(out.path()),
+        "the test needs the spool and the folder on two file systems"
+    );
+    let sink = FolderSink::open(out.path()).await.unwrap();
+    let mime = b"Subject: copied\r\n\r\nbody\r\n";
+    let d = delivery(spool.path(), "8", mime);
+    let mut batch = Batch::new();
+    sink.stage(&d, &mut batch).await.unwrap();
+    batch.commit().await.unwrap();
+    assert_eq!(std::fs::read(sink.path_of(&d.key)).unwrap(), mime);
+    assert_eq!(names(out.path()), [format!("{}.eml", d.key)]);
+    assert!(names(&out.path().join(TMP_DIR)).is_empty());
+}
