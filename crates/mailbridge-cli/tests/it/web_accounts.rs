@@ -47,6 +47,8 @@ async fn world() -> World {
             PermissionKind::Application,
             "IMAP.AccessAsApp",
         )
+        .with_permission(Api::Graph, PermissionKind::Application, "Mail.ReadWrite")
+        .with_permission(Api::Graph, PermissionKind::Application, "Mail.Send")
         .consented();
     let sp = app.service_principal_id.to_string();
     let mut tenant = Tenant::new("Contoso", "contoso.example")
@@ -123,6 +125,19 @@ async fn an_administrator_adds_an_imap_account_through_the_wizard_tests_and_save
     assert_accessible(driver, "the setup page").await;
     set_up_administrator(driver, &serve).await;
     assert_accessible(driver, "the dashboard").await;
+
+    // Not an address: refused at the field, before anything is looked up.
+    driver
+        .goto(&format!("{}/accounts/new", serve.base))
+        .await
+        .unwrap();
+    fill(driver, "address", "bob at contoso").await;
+    click_through(driver, "#wizard-next").await;
+    assert_eq!(
+        text(driver, "#address-error").await,
+        "Give a mail address such as name@example.com."
+    );
+    assert_accessible(driver, "the address step with an error").await;
 
     wizard_to_fields(driver, &serve.base, BOB, "password").await;
     assert_eq!(
@@ -235,10 +250,8 @@ async fn an_administrator_adds_an_imap_account_through_the_wizard_tests_and_save
     w.mail.stop().await;
 }
 
-#[tokio::test]
-async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_in_polish() {
-    let w = world().await;
-    let serve = serve_with(w.dir.path(), &w.dir.path().join("mailbridge.toml")).await;
+/// Defines the app `connector` through the API (its secret sealed).
+async fn add_app(w: &World, serve: &Serve) {
     serve
         .call(
             reqwest::Method::POST,
@@ -253,6 +266,58 @@ async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_
             })),
         )
         .await;
+}
+
+#[tokio::test]
+async fn a_graph_app_only_account_passes_test_receive_and_send_and_is_saved() {
+    let w = world().await;
+    let serve = serve_with(w.dir.path(), &w.dir.path().join("mailbridge.toml")).await;
+    add_app(&w, &serve).await;
+    let browser = Browser::start("en-US,en", 1280, 900).await;
+    let driver = &browser.driver;
+    set_up_administrator(driver, &serve).await;
+    wizard_to_fields(
+        driver,
+        &serve.base,
+        "helpdesk@contoso.example",
+        "graph-app-only",
+    )
+    .await;
+    assert_eq!(
+        text(driver, "#kind-chosen").await,
+        "Microsoft 365 Graph, app-only (Exchange (Confidential))"
+    );
+    // Only what Graph app-only needs: no server, port or password fields.
+    let page = driver.source().await.unwrap();
+    assert!(!page.contains(r#"id="in_port""#) && !page.contains(r#"id="password""#));
+    choose(driver, "app", "connector").await;
+    fill(driver, "graph_url", "ftp://nowhere").await;
+    click_through(driver, "#wizard-test-receive").await;
+    let error = text(driver, "#graph_url-error").await;
+    assert!(
+        error.starts_with("Give a URL starting with https://."),
+        "{error}"
+    );
+    fill(driver, "graph_url", &w.server.base_url()).await;
+    click_through(driver, "#wizard-test-receive").await;
+    assert_eq!(text(driver, "#test-summary").await, "Every step passed.");
+    click_through(driver, "#wizard-test-send").await;
+    assert_eq!(text(driver, "#test-summary").await, "Every step passed.");
+    click_through(driver, "#wizard-save").await;
+    assert_eq!(
+        text(driver, "#account-address").await,
+        "helpdesk@contoso.example"
+    );
+    browser.quit().await;
+    serve.stop().await;
+    w.mail.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_in_polish() {
+    let w = world().await;
+    let serve = serve_with(w.dir.path(), &w.dir.path().join("mailbridge.toml")).await;
+    add_app(&w, &serve).await;
     let browser = Browser::start("pl", 390, 844).await;
     let driver = &browser.driver;
     set_up_administrator(driver, &serve).await;
@@ -304,23 +369,12 @@ async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_
     w.mail.stop().await;
 }
 
-#[tokio::test]
-async fn a_user_sees_only_their_own_accounts() {
-    let dir = tempfile::tempdir().unwrap();
-    let serve = serve(dir.path()).await;
-    // Alice, a user, and an account of hers; `ops` is nobody's.
+/// `mailbridge user add NAME --role ROLE` with [`PASSWORD`], beside the running serve.
+async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
     let mut add = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
-        .args([
-            "user",
-            "add",
-            "alice",
-            "--role",
-            "user",
-            "--password-file",
-            "-",
-        ])
-        .env("MAILBRIDGE_DATA_DIR", dir.path().join("data"))
-        .env("MAILBRIDGE_CONFIG", dir.path().join("mailbridge.toml"))
+        .args(["user", "add", name, "--role", role, "--password-file", "-"])
+        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
+        .env("MAILBRIDGE_CONFIG", dir.join("mailbridge.toml"))
         .env_remove("MAILBRIDGE_MASTER_KEY")
         .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
         .env_remove("MAILBRIDGE_DATABASE")
@@ -338,6 +392,23 @@ async fn a_user_sees_only_their_own_accounts() {
     drop(add.stdin.take());
     let out = add.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+async fn sign_in(driver: &fantoccini::Client, base: &str, name: &str) {
+    driver.goto(&format!("{base}/signin")).await.unwrap();
+    fill(driver, "name", name).await;
+    fill(driver, "password", PASSWORD).await;
+    click_through(driver, "#signin-submit").await;
+    element(driver, ".signout").await;
+}
+
+#[tokio::test]
+async fn a_user_sees_only_their_own_accounts_and_an_auditor_changes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve(dir.path()).await;
+    // Alice, a user, and an account of hers; `ops` is nobody's. Ann, an auditor.
+    add_person(dir.path(), "alice", "user").await;
+    add_person(dir.path(), "ann", "auditor").await;
     let made = serve
         .call(
             reqwest::Method::POST,
@@ -405,6 +476,25 @@ async fn a_user_sees_only_their_own_accounts() {
     );
     let page = driver.source().await.unwrap();
     assert!(!page.contains("ops@example.org"), "{page}");
+
+    // An auditor reads every account but is offered no change, and the wizard
+    // refuses them.
+    driver.goto(&serve.base).await.unwrap();
+    click_through(driver, ".signout button").await;
+    sign_in(driver, &serve.base, "ann").await;
+    driver
+        .goto(&format!("{}/accounts/{ops_id}", serve.base))
+        .await
+        .unwrap();
+    assert_eq!(text(driver, "#account-address").await, "ops@example.org");
+    let page = driver.source().await.unwrap();
+    assert!(!page.contains(r#"id="test-receive""#), "{page}");
+    assert!(!page.contains(r#"id="add-account""#), "{page}");
+    driver
+        .goto(&format!("{}/accounts/new", serve.base))
+        .await
+        .unwrap();
+    assert_eq!(text(driver, "h1").await, "Refused");
     browser.quit().await;
     serve.stop().await;
 }

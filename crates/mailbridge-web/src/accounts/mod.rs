@@ -693,3 +693,63 @@ pub(crate) async fn script() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(account: &str, seconds: i64, state: WatcherState) -> WatcherEvent {
+        WatcherEvent {
+            account: account.into(),
+            state,
+            at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(seconds),
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_events_of_each_account_newest_first() {
+        let h = History::default();
+        for i in 0..30 {
+            h.push(event("ops", i, WatcherState::Syncing));
+        }
+        h.push(event("other", 1, WatcherState::Idle));
+        // The same event announced twice is kept once.
+        h.push(event("other", 1, WatcherState::Idle));
+        let ops = h.of("ops");
+        assert_eq!(ops.len(), HISTORY);
+        assert_eq!(ops[0].at, event("ops", 29, WatcherState::Idle).at);
+        assert_eq!(h.of("other").len(), 1);
+        assert!(h.of("nobody").is_empty());
+    }
+
+    #[test]
+    fn times_carry_iso_utc_for_the_script_and_utc_text_without_it() {
+        let at = OffsetDateTime::UNIX_EPOCH.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap())
+            + time::Duration::days(20_000);
+        let w = When::of(at);
+        assert_eq!(w.iso, "2024-10-04T00:00:00Z");
+        assert_eq!(w.text, "2024-10-04 00:00:00 UTC");
+    }
+
+    #[test]
+    fn a_side_reads_as_its_transport_and_where() {
+        let e = EndpointConfig {
+            transport: Transport::Imap,
+            host: "imap.example.org".into(),
+            port: Some(993),
+            tls: None,
+            tls_name: None,
+            extra_ca_file: None,
+            tls_pin: None,
+        };
+        assert_eq!(side_text(Some(&e)), "IMAP imap.example.org:993");
+        let g = EndpointConfig {
+            transport: Transport::Graph,
+            host: "https://graph.microsoft.com".into(),
+            port: Some(443),
+            ..e
+        };
+        assert_eq!(side_text(Some(&g)), "Graph https://graph.microsoft.com");
+        assert_eq!(side_text(None), "—");
+    }
+}
