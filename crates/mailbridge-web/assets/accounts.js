@@ -22,3 +22,26 @@
     el.classList.add("local");
   }
 })();
+
+// While a Test receive / Test send runs (the form posts as usual; the result page
+// comes when the check ends), say so, and do not send the form twice.
+(function () {
+  "use strict";
+  var running = document.getElementById("test-running");
+  var forms = document.querySelectorAll("form[data-tests]");
+  for (var i = 0; i < forms.length; i++) {
+    forms[i].addEventListener("submit", function (event) {
+      var form = event.currentTarget;
+      if (form.getAttribute("aria-busy") === "true") {
+        event.preventDefault();
+        return;
+      }
+      var by = event.submitter;
+      var testing = !by || !by.value || by.value.indexOf("test") === 0;
+      if (running && testing) {
+        running.hidden = false;
+      }
+      form.setAttribute("aria-busy", "true");
+    });
+  }
+})();

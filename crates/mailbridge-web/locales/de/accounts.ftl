@@ -43,6 +43,7 @@ accounts-parked-attempts = Versuche: { $attempts }
 accounts-test-receive = Empfang testen
 accounts-test-send = Senden testen
 accounts-test-again = Erneut ausführen
+accounts-test-running = Test läuft… Die Schritte erscheinen, sobald der Server sie beendet hat.
 accounts-test-passed = Alle Schritte waren erfolgreich.
 accounts-test-failed = Ein Schritt ist fehlgeschlagen: Ursache und Behebung stehen daneben.
 accounts-test-not-run = Der Test kann mit den aktuellen Einstellungen des Kontos nicht laufen.

@@ -43,6 +43,7 @@ accounts-parked-attempts = { $attempts } attempts
 accounts-test-receive = Test receive
 accounts-test-send = Test send
 accounts-test-again = Run again
+accounts-test-running = Testing… The steps are shown when the server has finished them.
 accounts-test-passed = Every step passed.
 accounts-test-failed = A step failed: its cause and the fix are shown beside it.
 accounts-test-not-run = The test could not run as the account is set up.

@@ -43,6 +43,7 @@ accounts-parked-attempts = Tentatives : { $attempts }
 accounts-test-receive = Tester la réception
 accounts-test-send = Tester l’envoi
 accounts-test-again = Relancer
+accounts-test-running = Test en cours… Les étapes s’affichent quand le serveur les a terminées.
 accounts-test-passed = Toutes les étapes ont réussi.
 accounts-test-failed = Une étape a échoué : sa cause et la correction sont affichées à côté.
 accounts-test-not-run = Le test ne peut pas s’exécuter avec la configuration actuelle du compte.

@@ -43,6 +43,7 @@ accounts-parked-attempts = Próby: { $attempts }
 accounts-test-receive = Test odbioru
 accounts-test-send = Test wysyłki
 accounts-test-again = Uruchom ponownie
+accounts-test-running = Trwa test… Kroki pojawią się, gdy serwer je zakończy.
 accounts-test-passed = Wszystkie kroki zakończone powodzeniem.
 accounts-test-failed = Jeden z kroków się nie powiódł: obok widać przyczynę i sposób naprawy.
 accounts-test-not-run = Testu nie można uruchomić przy obecnych ustawieniach konta.

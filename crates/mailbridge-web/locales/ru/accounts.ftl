@@ -43,6 +43,7 @@ accounts-parked-attempts = Попыток: { $attempts }
 accounts-test-receive = Проверить получение
 accounts-test-send = Проверить отправку
 accounts-test-again = Запустить снова
+accounts-test-running = Идёт проверка… Шаги появятся, когда сервер их завершит.
 accounts-test-passed = Все шаги пройдены.
 accounts-test-failed = Один из шагов не пройден: рядом указаны причина и исправление.
 accounts-test-not-run = Проверку нельзя запустить при текущих настройках учётной записи.
