@@ -237,6 +237,25 @@ async fn an_administrator_adds_an_imap_account_through_the_wizard_tests_and_save
     assert_eq!(text(driver, "#test-summary").await, "Every step passed.");
     assert_accessible(driver, "a test's result").await;
 
+    // A message queued through the API shows among its recent messages once sent.
+    let id = detail.trim_start_matches("/accounts/");
+    serve
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/accounts/{id}/outbox"),
+            Some(json!({"to": [BOB], "subject": "From the outbox", "text": "Hello."})),
+        )
+        .await;
+    driver
+        .goto(&format!("{}{detail}", serve.base))
+        .await
+        .unwrap();
+    let page = super::web_world::until_page(driver, "the sent message shows", |p| {
+        p.contains("to the recipients in its header") && p.contains(">sent<")
+    })
+    .await;
+    assert!(page.contains("Sent through the outbox"), "{page}");
+
     // The API sees the same account; its password is never shown.
     let accounts = serve
         .call(reqwest::Method::GET, "/api/v1/accounts", None)
@@ -308,6 +327,35 @@ async fn a_graph_app_only_account_passes_test_receive_and_send_and_is_saved() {
         text(driver, "#account-address").await,
         "helpdesk@contoso.example"
     );
+
+    // A delegated account's page says nobody signed in yet and links to Authorize.
+    let made = serve
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/accounts",
+            Some(
+                json!({"name": "bob-delegated", "address": BOB, "sign_in": "delegated",
+                        "app": "connector", "incoming": {"transport": "imap", "host": "127.0.0.1",
+                        "port": w.mail.imaps().port(), "tls": "implicit"}}),
+            ),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    driver
+        .goto(&format!("{}/accounts/{id}", serve.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(driver, "#signin-state").await,
+        "Nobody has signed in for this account yet."
+    );
+    let link = element(driver, "#authorize")
+        .await
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(link, Some(format!("/accounts/{id}/authorize")));
+    assert_accessible(driver, "a delegated account's page").await;
     browser.quit().await;
     serve.stop().await;
     w.mail.stop().await;

@@ -38,6 +38,7 @@ accounts-messages-none = Keine gesendeten oder auf Zustellung wartenden Nachrich
 accounts-sent = Über den Postausgang gesendet
 accounts-parked = Wartende Zustellungen (zurückgestellt)
 accounts-message-to = An { $to }
+accounts-message-header = { $size } Bytes, an die Empfänger aus dem Nachrichtenkopf
 accounts-parked-what = Regel { $route }, wartet auf { $sinks }
 accounts-parked-attempts = Versuche: { $attempts }
 accounts-test-receive = Empfang testen

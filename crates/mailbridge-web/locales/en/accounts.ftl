@@ -38,6 +38,7 @@ accounts-messages-none = No messages sent or waiting for delivery.
 accounts-sent = Sent through the outbox
 accounts-parked = Deliveries waiting (parked)
 accounts-message-to = To { $to }
+accounts-message-header = { $size } bytes, to the recipients in its header
 accounts-parked-what = Route { $route }, waiting for { $sinks }
 accounts-parked-attempts = { $attempts } attempts
 accounts-test-receive = Test receive

@@ -38,6 +38,7 @@ accounts-messages-none = Aucun message envoyé ou en attente de livraison.
 accounts-sent = Envoyés par la boîte d’envoi
 accounts-parked = Livraisons en attente (mises de côté)
 accounts-message-to = À { $to }
+accounts-message-header = { $size } octets, aux destinataires de son en-tête
 accounts-parked-what = Règle { $route }, en attente de { $sinks }
 accounts-parked-attempts = Tentatives : { $attempts }
 accounts-test-receive = Tester la réception

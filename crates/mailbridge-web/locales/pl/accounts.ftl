@@ -38,6 +38,7 @@ accounts-messages-none = Brak wiadomości wysłanych lub czekających na dostarc
 accounts-sent = Wysłane przez skrzynkę nadawczą
 accounts-parked = Dostarczenia oczekujące (odłożone)
 accounts-message-to = Do { $to }
+accounts-message-header = { $size } bajtów, do odbiorców z nagłówka
 accounts-parked-what = Reguła { $route }, czeka na { $sinks }
 accounts-parked-attempts = Próby: { $attempts }
 accounts-test-receive = Test odbioru

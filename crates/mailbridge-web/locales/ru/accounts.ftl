@@ -38,6 +38,7 @@ accounts-messages-none = Нет отправленных сообщений ил
 accounts-sent = Отправлено через исходящие
 accounts-parked = Ожидающие доставки (отложенные)
 accounts-message-to = Кому: { $to }
+accounts-message-header = { $size } байт, получателям из заголовка
 accounts-parked-what = Правило { $route }, ожидает { $sinks }
 accounts-parked-attempts = Попыток: { $attempts }
 accounts-test-receive = Проверить получение

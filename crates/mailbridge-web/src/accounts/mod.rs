@@ -477,7 +477,11 @@ pub(crate) async fn detail(
         .take(10)
         .map(|m| MessageRow {
             at: When::of(m.sent_at.unwrap_or(m.created_at)),
-            what: t.with("accounts-message-to", "to", &m.recipients.join(", ")),
+            what: if m.recipients.is_empty() {
+                t.with("accounts-message-header", "size", &m.size)
+            } else {
+                t.with("accounts-message-to", "to", &m.recipients.join(", "))
+            },
             state: m.state.as_str().to_owned(),
             error: m.last_error.clone(),
         })
