@@ -524,6 +524,19 @@ async fn a_user_sees_only_their_own_accounts_and_an_auditor_changes_none() {
     );
     let page = driver.source().await.unwrap();
     assert!(!page.contains("ops@example.org"), "{page}");
+    // An account she adds through the wizard is hers.
+    wizard_to_fields(driver, &serve.base, "alice.two@example.org", "password").await;
+    fill(driver, "in_host", "127.0.0.1").await;
+    fill(driver, "in_port", "1").await;
+    choose(driver, "in_tls", "none").await;
+    click_through(driver, "#wizard-save").await;
+    assert_eq!(text(driver, "#account-owner").await, "alice");
+    driver
+        .goto(&format!("{}/accounts", serve.base))
+        .await
+        .unwrap();
+    let page = driver.source().await.unwrap();
+    assert!(page.contains("alice.two@example.org"), "{page}");
 
     // An auditor reads every account but is offered no change, and the wizard
     // refuses them.
