@@ -31,7 +31,7 @@ fn action(write: bool, own: bool) -> Action {
 /// `Ok` when `caller` may read (with `write`: change) account `id`; else the 403 to
 /// answer, which says why and who can change it. Asked before the account is looked
 /// up, so a refused caller learns nothing about accounts that are not its own.
-pub(crate) async fn require_account(
+pub async fn require_account(
     caller: &Caller,
     store: &Store,
     id: AccountId,
@@ -64,10 +64,7 @@ pub(crate) async fn require_account(
 
 /// The accounts `caller` may read: `None` for every account (administrators and
 /// auditors), else the ids its user owns (none for a token acting for no user).
-pub(crate) async fn reach(
-    caller: &Caller,
-    store: &Store,
-) -> Result<Option<HashSet<AccountId>>, Problem> {
+pub async fn reach(caller: &Caller, store: &Store) -> Result<Option<HashSet<AccountId>>, Problem> {
     if allowed(caller.token.role, Action::ReadAccount { own: false }) {
         return Ok(None);
     }
@@ -87,7 +84,7 @@ pub(crate) async fn reach(
 /// The user that accounts `caller` creates belong to: none for administrators (the
 /// account is nobody's until given), the token's user for a `user` token (refused
 /// when it acts for no user).
-pub(crate) fn new_account_owner(caller: &Caller) -> Result<Option<String>, Problem> {
+pub fn new_account_owner(caller: &Caller) -> Result<Option<String>, Problem> {
     if caller.token.role != Role::User {
         return Ok(None);
     }
@@ -102,7 +99,7 @@ pub(crate) fn new_account_owner(caller: &Caller) -> Result<Option<String>, Probl
 /// Account `id` (from a request's path) with its app, when `caller` may read it (with
 /// `write`: change it): 403 before anything about the account is looked up, 404 when
 /// there is no such account.
-pub(crate) async fn account_for(
+pub async fn account_for(
     caller: &Caller,
     daemon: &DaemonHandle,
     id: &str,

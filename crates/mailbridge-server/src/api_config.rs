@@ -654,6 +654,17 @@ pub async fn create_account(
     let owner = new_account_owner(&caller)?;
     let req: AccountRequest = body.json()?;
     let daemon = work(&state)?;
+    let view = add_account(daemon, owner, &req).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// The account `req` makes (from a provider or the sides given), checked as it would
+/// be saved, without saving it: 422 naming the field at fault, 409 when the name is
+/// taken. The web UI's wizard tests an account with it before saving.
+pub async fn new_account(
+    daemon: &DaemonHandle,
+    req: &AccountRequest,
+) -> Result<AccountConfig, Problem> {
     let store = daemon.store();
     let Some(address) = req.address.as_deref().map(str::trim) else {
         return Err(invalid("address", "give the account's mail address"));
@@ -685,7 +696,7 @@ pub async fn create_account(
             "give a provider (GET /api/v1/providers) or the servers (incoming, outgoing); `mailbridge account add` also detects them",
         ));
     };
-    apply_account(&mut account, &req);
+    apply_account(&mut account, req);
     // Graph and EWS send through the incoming side unless another is given.
     if req.send.is_none()
         && account.outgoing.is_none()
@@ -711,12 +722,24 @@ pub async fn create_account(
         )
         .with_field("name"));
     }
-    check_account(&account, &catalog.apps, &req)?;
+    check_account(&account, &catalog.apps, req)?;
+    Ok(account)
+}
+
+/// Adds the account `req` makes ([`new_account`]) for `owner`; its password is sealed
+/// in the store. What `POST /api/v1/accounts` does after checking the caller.
+pub async fn add_account(
+    daemon: &DaemonHandle,
+    owner: Option<String>,
+    req: &AccountRequest,
+) -> Result<AccountSettingsView, Problem> {
+    let store = daemon.store();
+    let account = new_account(daemon, req).await?;
     store
         .put_account(&account)
         .await
         .map_err(|e| store_failed(&e))?;
-    put_password(store, &account, &req).await?;
+    put_password(store, &account, req).await?;
     let id = store
         .account_id(&account.name)
         .await
@@ -730,12 +753,11 @@ pub async fn create_account(
     }
     tracing::info!(account = %account.name, account_id = %id, owner = owner.as_deref(), "account added through the API");
     daemon.reload();
-    let view = account_settings_view(store, id, account).await?;
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    account_settings_view(store, id, account).await
 }
 
 /// The stored account `id`, or 404 / 409 for one of the configuration file.
-async fn stored_account(
+pub async fn stored_account(
     caller: &Caller,
     daemon: &DaemonHandle,
     id: &str,
@@ -774,9 +796,20 @@ pub async fn put_account(
 ) -> Result<Json<AccountSettingsView>, Problem> {
     caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
-    let store = daemon.store();
     let (id, before) = stored_account(&caller, daemon, &id).await?;
     let req: AccountRequest = body.json()?;
+    change_account(daemon, id, &before, &req).await.map(Json)
+}
+
+/// Changes the stored account `id` (as it was: `before`, from [`stored_account`]) as
+/// `req` says: what `PUT /api/v1/accounts/{id}` does after checking the caller.
+pub async fn change_account(
+    daemon: &DaemonHandle,
+    id: AccountId,
+    before: &AccountConfig,
+    req: &AccountRequest,
+) -> Result<AccountSettingsView, Problem> {
+    let store = daemon.store();
     if req.provider.is_some() {
         return Err(invalid(
             "provider",
@@ -784,9 +817,9 @@ pub async fn put_account(
         ));
     }
     let mut account = before.clone();
-    apply_account(&mut account, &req);
+    apply_account(&mut account, req);
     let catalog = catalog(daemon).await?;
-    check_account(&account, &catalog.apps, &req)?;
+    check_account(&account, &catalog.apps, req)?;
     if account.name != before.name {
         store
             .rename_account(id, &account.name)
@@ -805,10 +838,10 @@ pub async fn put_account(
         .put_account(&account)
         .await
         .map_err(|e| store_failed(&e))?;
-    put_password(store, &account, &req).await?;
+    put_password(store, &account, req).await?;
     tracing::info!(account = %account.name, account_id = %id, "account changed through the API");
     daemon.reload();
-    Ok(Json(account_settings_view(store, id, account).await?))
+    account_settings_view(store, id, account).await
 }
 
 /// Whether to remove an account that still has work.
@@ -1190,7 +1223,7 @@ pub async fn test_receive(
     caller.require(Action::WriteAccount { own: true })?;
     let daemon = work(&state)?;
     let (_, account, app) = account_for(&caller, daemon, &id, true).await?;
-    run_check(daemon, &account, app.as_ref(), None)
+    run_check(daemon, &account, app.as_ref(), None, None)
         .await
         .map(Json)
 }
@@ -1223,7 +1256,7 @@ pub async fn test_send(
         }
         None => Some(account.address.clone()),
     };
-    run_check(daemon, &account, app.as_ref(), to)
+    run_check(daemon, &account, app.as_ref(), to, None)
         .await
         .map(Json)
 }
@@ -1234,12 +1267,15 @@ fn cannot_check(detail: impl Into<String>) -> Problem {
 }
 
 /// Runs the receive check (`to` none) or the send check, signing in with a token from
-/// a sign-in service made for this request (its sessions last as long as it).
-async fn run_check(
+/// a sign-in service made for this request (its sessions last as long as it). A
+/// password sign-in uses `password` when given (an account not saved yet), else the
+/// stored one.
+pub async fn run_check(
     daemon: &DaemonHandle,
     account: &AccountConfig,
     app: Option<&AppConfig>,
     to: Option<String>,
+    password: Option<SecretString>,
 ) -> Result<Report, Problem> {
     let receive = to.is_none();
     let side = if receive {
@@ -1261,11 +1297,14 @@ async fn run_check(
     let to = to.unwrap_or_default();
     let report = match account.sign_in {
         SignInMethod::Password => {
-            let Some(password) = store
-                .get_secret(&account.password_id())
-                .await
-                .map_err(|e| store_failed(&e))?
-            else {
+            let stored = match password {
+                Some(p) => Some(p),
+                None => store
+                    .get_secret(&account.password_id())
+                    .await
+                    .map_err(|e| store_failed(&e))?,
+            };
+            let Some(password) = stored else {
                 return Err(cannot_check(format!(
                     "account {} has no password stored: PUT /api/v1/accounts/{{id}} with a password",
                     account.name

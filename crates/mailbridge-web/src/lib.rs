@@ -17,14 +17,19 @@
 //!   run's setup page (a one-time link `mailbridge serve` prints while there is no
 //!   user; it makes the first administrator), and the dashboard (the accounts the
 //!   person may see, each with its watcher's state badge).
+//! - `accounts`: the accounts list, an account's page (watcher state and history,
+//!   routes, messages, Test receive / Test send) and the add/edit wizard, through
+//!   `mailbridge-server`'s own functions (`account_access`, `api_config`).
 //!
 //! Pages are askama templates (`templates/`, checked at compile time); the one
-//! stylesheet is embedded (`assets/style.css`); there is no script and no inline
+//! stylesheet is embedded (`assets/style.css`), and so is the one script
+//! (`assets/accounts.js`: times in the viewer's zone); there is no inline script or
 //! style. Every response of the router carries a strict Content-Security-Policy
 //! ([`CONTENT_SECURITY_POLICY`]), `X-Content-Type-Options: nosniff` and
 //! `Referrer-Policy: no-referrer`. Who may see what is decided by
 //! [`mailbridge_types::access::allowed`], as for the API.
 
+mod accounts;
 pub mod i18n;
 pub mod limit;
 mod pages;
@@ -91,6 +96,9 @@ pub struct WebConfig {
     pub watchers: Watchers,
     /// Whether the pages are served over TLS: cookies then get `Secure`.
     pub secure_cookies: bool,
+    /// The daemon's work, for the account pages (the same functions the API calls);
+    /// `None`: those pages say the daemon is not running.
+    pub daemon: Option<mailbridge_server::daemon::DaemonHandle>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -109,11 +117,15 @@ pub(crate) struct Web {
     watchers: Watchers,
     secure_cookies: bool,
     limiter: limit::Limiter,
+    daemon: Option<mailbridge_server::daemon::DaemonHandle>,
+    /// Recent watcher events per account, for the account pages.
+    history: accounts::History,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
 
-/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, and `/assets/style.css`.
+/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, `/accounts...`, and
+/// the assets (`/assets/style.css`, `/assets/accounts.js`).
 pub fn router(config: WebConfig) -> Router {
     let web = Arc::new(Web {
         store: config.store,
@@ -121,6 +133,8 @@ pub fn router(config: WebConfig) -> Router {
         watchers: config.watchers,
         secure_cookies: config.secure_cookies,
         limiter: limit::Limiter::default(),
+        history: accounts::History::follow(config.daemon.as_ref()),
+        daemon: config.daemon,
     });
     Router::new()
         .route("/", get(pages::dashboard))
@@ -128,6 +142,18 @@ pub fn router(config: WebConfig) -> Router {
         .route("/signout", post(pages::signout))
         .route("/setup", get(pages::setup_page).post(pages::setup))
         .route("/assets/style.css", get(style))
+        .route("/accounts", get(accounts::list))
+        .route(
+            "/accounts/new",
+            get(accounts::wizard::start).post(accounts::wizard::step),
+        )
+        .route("/accounts/{id}", get(accounts::detail))
+        .route(
+            "/accounts/{id}/edit",
+            get(accounts::wizard::edit).post(accounts::wizard::edit_step),
+        )
+        .route("/accounts/{id}/test/{kind}", post(accounts::test))
+        .route("/assets/accounts.js", get(accounts::script))
         .layer(axum::middleware::map_response(page_headers))
         .with_state(web)
 }

@@ -35,8 +35,8 @@ use crate::session::{
 #[derive(Debug)]
 pub(crate) struct Who {
     /// "Signed in as NAME (ROLE)" in the page's language.
-    line: String,
-    csrf: String,
+    pub(crate) line: String,
+    pub(crate) csrf: String,
 }
 
 #[derive(Template)]
@@ -64,16 +64,17 @@ struct SetupPage {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-struct MessagePage {
-    t: Tr,
-    who: Option<Who>,
-    title: String,
-    message: String,
+pub(crate) struct MessagePage {
+    pub(crate) t: Tr,
+    pub(crate) who: Option<Who>,
+    pub(crate) title: String,
+    pub(crate) message: String,
 }
 
 /// One account row of the dashboard.
 #[derive(Debug)]
 struct AccountRow {
+    id: String,
     name: String,
     address: String,
     /// The badge's class: ok, busy, wait, bad, off.
@@ -92,7 +93,7 @@ struct DashboardPage {
 }
 
 /// A page with its status; a template that fails to render answers 500 in plain text.
-fn page(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (
             status,
@@ -115,7 +116,7 @@ fn page(status: StatusCode, template: &impl Template) -> Response {
 }
 
 /// A message page (refusals and failures).
-fn message(status: StatusCode, t: Tr, title: &str, text: &str) -> Response {
+pub(crate) fn message(status: StatusCode, t: Tr, title: &str, text: &str) -> Response {
     page(
         status,
         &MessagePage {
@@ -128,7 +129,7 @@ fn message(status: StatusCode, t: Tr, title: &str, text: &str) -> Response {
 }
 
 /// The store failed: logged, and a page that says so.
-fn store_failed(t: Tr, e: &dyn std::error::Error) -> Response {
+pub(crate) fn store_failed(t: Tr, e: &dyn std::error::Error) -> Response {
     tracing::error!(error = %e, "the web UI could not reach the store");
     message(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -139,7 +140,7 @@ fn store_failed(t: Tr, e: &dyn std::error::Error) -> Response {
 }
 
 /// The 403 page of a form posted without its CSRF token (or with a wrong one).
-fn csrf_refused(t: Tr) -> Response {
+pub(crate) fn csrf_refused(t: Tr) -> Response {
     message(StatusCode::FORBIDDEN, t, "forbidden-title", "csrf-refused")
 }
 
@@ -185,7 +186,7 @@ impl Visit {
         Tr::new(negotiate(None, self.accept_language.as_deref()))
     }
 
-    fn tr_for(&self, user: &User) -> Tr {
+    pub(crate) fn tr_for(&self, user: &User) -> Tr {
         Tr::new(negotiate(
             user.language.as_deref(),
             self.accept_language.as_deref(),
@@ -194,7 +195,7 @@ impl Visit {
 }
 
 /// The session of this visit, if its cookie names a live one.
-async fn session(web: &Web, visit: &Visit) -> Result<Option<WebSession>, Response> {
+pub(crate) async fn session(web: &Web, visit: &Visit) -> Result<Option<WebSession>, Response> {
     let Some(id) = visit.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -204,7 +205,7 @@ async fn session(web: &Web, visit: &Visit) -> Result<Option<WebSession>, Respons
         .map_err(|e| store_failed(visit.tr(), &e))
 }
 
-fn who(t: Tr, session: &WebSession) -> Who {
+pub(crate) fn who(t: Tr, session: &WebSession) -> Who {
     let role = t.get(role_message(session.user.role));
     Who {
         line: t.with2(
@@ -611,7 +612,7 @@ const UNTIL: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
 
 /// The badge of a watcher's state: class, text, detail.
-fn badge(t: Tr, state: Option<&WatcherState>) -> (&'static str, String, Option<String>) {
+pub(crate) fn badge(t: Tr, state: Option<&WatcherState>) -> (&'static str, String, Option<String>) {
     match state {
         None => ("off", t.get("state-not-watched"), None),
         Some(WatcherState::Connecting) => ("busy", t.get("state-connecting"), None),
@@ -690,9 +691,10 @@ pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Resp
     let mut rows: Vec<AccountRow> = accounts
         .into_iter()
         .filter(|(id, _)| own.as_ref().is_none_or(|own| own.contains(id)))
-        .map(|(_, (account, _))| {
+        .map(|(id, (account, _))| {
             let (badge, state, detail) = badge(t, states.get(&account.name).map(|e| &e.state));
             AccountRow {
+                id: id.to_string(),
                 name: account.name,
                 address: account.address,
                 badge,

@@ -252,3 +252,80 @@ pub(crate) async fn set_up_administrator(driver: &Client, serve: &Serve) {
     click(driver, "#setup-submit").await;
     element(driver, "#accounts").await;
 }
+
+// ---- accounts and the wizard (area: wizard) ----
+
+/// Chooses `value` in the `<select>` with id `id`.
+pub(crate) async fn choose(driver: &Client, id: &str, value: &str) {
+    element(driver, &format!("#{id}"))
+        .await
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("#{id} has no option {value}: {e}"));
+}
+
+/// The axe-core script (`axe.min.js` of the npm package `axe-core`, installed by
+/// `scripts/install-deps`; `scripts/test` names it in `MAILBRIDGE_AXE_JS`).
+fn axe_source() -> String {
+    let path = std::env::var("MAILBRIDGE_AXE_JS").unwrap_or_else(|_| {
+        panic!(
+            "MAILBRIDGE_AXE_JS is not set: run the tests through scripts/test, which installs axe-core (scripts/install-deps) and names its axe.min.js; or set it to `scripts/install-deps --axe-path`"
+        )
+    });
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("axe-core's script {path} cannot be read ({e}): run scripts/install-deps")
+    })
+}
+
+/// Runs axe-core on the current page at 1280 px and at 390 px wide (injected through
+/// WebDriver, which the page's CSP does not govern) and fails listing every "serious"
+/// or "critical" violation; the window's size is put back afterwards.
+pub(crate) async fn assert_accessible(driver: &Client, what: &str) {
+    let axe = axe_source();
+    let (width, height) = driver.get_window_size().await.unwrap();
+    for test_width in [1280, 390] {
+        driver.set_window_size(test_width, 900).await.unwrap();
+        driver.execute(&axe, Vec::new()).await.unwrap();
+        let found = driver
+            .execute_async(
+                r"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ['violations'] })
+                  .then(r => done(r.violations
+                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => `${v.impact} ${v.id}: ${v.help}\n` + v.nodes
+                      .map(n => `    ${n.target.join(' ')}: ${n.failureSummary}`).join('\n'))))
+                  .catch(e => done([`axe-core failed: ${e}`]));",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let found: Vec<String> = serde_json::from_value(found).unwrap();
+        assert!(
+            found.is_empty(),
+            "axe-core on {what} at {test_width} px:\n{}",
+            found.join("\n")
+        );
+    }
+    driver
+        .set_window_size(
+            u32::try_from(width).unwrap(),
+            u32::try_from(height).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Clicks `css` (a submit button or link) and waits, within the deadline, until the
+/// page it was on is gone: what is read next is the new page's.
+pub(crate) async fn click_through(driver: &Client, css: &str) {
+    let before = element(driver, "html").await;
+    click(driver, css).await;
+    let started = Instant::now();
+    while before.tag_name().await.is_ok() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{css} did not lead to a new page"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
