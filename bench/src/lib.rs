@@ -434,6 +434,11 @@ pub mod daemon {
                 .env_remove("RUST_LOG")
                 .stdin(Stdio::null())
                 .kill_on_drop(true);
+            // `BENCH_DAEMON_RUST_LOG=mailbridge_connector=debug` shows, e.g., each
+            // watcher batch's timings in the log kept with `BENCH_DAEMON_LOG`.
+            if let Ok(filter) = std::env::var("BENCH_DAEMON_RUST_LOG") {
+                c.env("RUST_LOG", filter);
+            }
             c
         }
 
