@@ -25,6 +25,7 @@
 //! `Referrer-Policy: no-referrer`. Who may see what is decided by
 //! [`mailbridge_types::access::allowed`], as for the API.
 
+mod admin;
 pub mod i18n;
 pub mod limit;
 mod pages;
