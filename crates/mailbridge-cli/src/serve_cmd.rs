@@ -221,6 +221,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         watchers: Arc::new(move || watchers.states()),
         // Served over plain HTTP (TLS is a later step): no `Secure` flag yet.
         secure_cookies: false,
+        daemon: Some(daemon.handle()),
     });
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),

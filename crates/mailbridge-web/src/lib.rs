@@ -17,6 +17,10 @@
 //!   run's setup page (a one-time link `mailbridge serve` prints while there is no
 //!   user; it makes the first administrator), and the dashboard (the accounts the
 //!   person may see, each with its watcher's state badge).
+//! - `admin`: the navigation of every signed-in page and the administration pages
+//!   (apps, providers and domains, outbox, parked deliveries, users and API tokens,
+//!   settings, the audit log), which call `mailbridge-server`'s own functions with
+//!   the person as the caller.
 //!
 //! Pages are askama templates (`templates/`, checked at compile time); the one
 //! stylesheet is embedded (`assets/style.css`); there is no script and no inline
@@ -92,6 +96,9 @@ pub struct WebConfig {
     pub watchers: Watchers,
     /// Whether the pages are served over TLS: cookies then get `Secure`.
     pub secure_cookies: bool,
+    /// The daemon's work, whose functions (the API's) the administration pages call;
+    /// `None`: those pages answer 503.
+    pub daemon: Option<mailbridge_server::daemon::DaemonHandle>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -110,6 +117,7 @@ pub(crate) struct Web {
     watchers: Watchers,
     secure_cookies: bool,
     limiter: limit::Limiter,
+    daemon: Option<mailbridge_server::daemon::DaemonHandle>,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -122,12 +130,35 @@ pub fn router(config: WebConfig) -> Router {
         watchers: config.watchers,
         secure_cookies: config.secure_cookies,
         limiter: limit::Limiter::default(),
+        daemon: config.daemon,
     });
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/signin", get(pages::signin_page).post(pages::signin))
         .route("/signout", post(pages::signout))
         .route("/setup", get(pages::setup_page).post(pages::setup))
+        .route("/apps", get(admin::apps::apps_page))
+        .route("/apps/{id}/secret", post(admin::apps::set_secret))
+        .route("/providers", get(admin::providers::providers_page))
+        .route("/providers/{id}/delete", post(admin::providers::delete))
+        .route("/outbox", get(admin::deliveries::outbox_page))
+        .route("/parked", get(admin::deliveries::parked))
+        .route("/parked/{id}/retry", post(admin::deliveries::retry))
+        .route("/parked/{id}/drop", post(admin::deliveries::drop))
+        .route(
+            "/users",
+            get(admin::users::users_page).post(admin::users::add_user),
+        )
+        .route("/users/{name}/disable", post(admin::users::disable_user))
+        .route("/users/{name}/enable", post(admin::users::enable_user))
+        .route("/users/{name}/role", post(admin::users::set_role))
+        .route("/tokens", post(admin::users::add_token))
+        .route("/tokens/{id}/revoke", post(admin::users::revoke_token))
+        .route(
+            "/settings",
+            get(admin::settings::settings_page).post(admin::settings::save),
+        )
+        .route("/audit", get(admin::audit::audit_page))
         .route("/assets/style.css", get(style))
         .layer(axum::middleware::map_response(page_headers))
         .with_state(web)

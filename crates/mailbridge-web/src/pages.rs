@@ -32,7 +32,7 @@ use crate::session::{
 };
 
 /// The signed-in person as the page header shows them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Who {
     /// "Signed in as NAME (ROLE)" in the page's language.
     pub(crate) line: String,
@@ -66,11 +66,11 @@ struct SetupPage {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-struct MessagePage {
-    t: Tr,
-    who: Option<Who>,
-    title: String,
-    message: String,
+pub(crate) struct MessagePage {
+    pub(crate) t: Tr,
+    pub(crate) who: Option<Who>,
+    pub(crate) title: String,
+    pub(crate) message: String,
 }
 
 /// One account row of the dashboard.
@@ -418,7 +418,7 @@ async fn start_session(web: &Web, visit: &Visit, user: &User) -> Response {
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
-    csrf: Option<String>,
+    pub(crate) csrf: Option<String>,
 }
 
 pub(crate) async fn signout(

@@ -58,6 +58,7 @@ async fn site() -> Site {
         config_file,
         watchers,
         secure_cookies: false,
+        daemon: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
