@@ -469,10 +469,19 @@ pub async fn save_app(
             .map_err(|e| store_failed(&e))?;
     }
     daemon.reload();
+    let new_certificate = matches!(app.credential, AppCredentialConfig::Certificate { .. })
+        && app.credential != before.credential;
+    let action = if new_secret {
+        "set-secret"
+    } else if new_certificate {
+        "set-certificate"
+    } else {
+        "update"
+    };
     record(
         store,
         caller,
-        Change::new(if new_secret { "set-secret" } else { "update" }, "app")
+        Change::new(action, "app")
             .id(&id.to_string())
             .name(&app.name),
     )

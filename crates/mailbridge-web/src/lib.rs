@@ -99,6 +99,9 @@ pub struct WebConfig {
     /// The daemon's work, whose functions (the API's) the administration pages call;
     /// `None`: those pages answer 503.
     pub daemon: Option<mailbridge_server::daemon::DaemonHandle>,
+    /// The data directory: certificates uploaded on the apps page are kept in its
+    /// `certificates/` (files 0600); `None`: uploads are refused.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -118,6 +121,7 @@ pub(crate) struct Web {
     secure_cookies: bool,
     limiter: limit::Limiter,
     daemon: Option<mailbridge_server::daemon::DaemonHandle>,
+    data_dir: Option<PathBuf>,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -131,6 +135,7 @@ pub fn router(config: WebConfig) -> Router {
         secure_cookies: config.secure_cookies,
         limiter: limit::Limiter::default(),
         daemon: config.daemon,
+        data_dir: config.data_dir,
     });
     Router::new()
         .route("/", get(pages::dashboard))
@@ -139,6 +144,7 @@ pub fn router(config: WebConfig) -> Router {
         .route("/setup", get(pages::setup_page).post(pages::setup))
         .route("/apps", get(admin::apps::apps_page))
         .route("/apps/{id}/secret", post(admin::apps::set_secret))
+        .route("/apps/{id}/certificate", post(admin::apps::set_certificate))
         .route("/providers", get(admin::providers::providers_page))
         .route("/providers/{id}/delete", post(admin::providers::delete))
         .route("/outbox", get(admin::deliveries::outbox_page))

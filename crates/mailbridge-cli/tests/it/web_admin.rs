@@ -266,6 +266,49 @@ async fn an_administrator_manages_people_apps_parked_deliveries_and_providers_an
     assert!(png.starts_with(b"\x89PNG"));
     std::fs::write(screenshots_dir().unwrap().join("admin.png"), png).unwrap();
 
+    // Or a certificate instead: a paste that is not one is refused next to its
+    // field; the real one is kept 0600 and its expiry read from it.
+    let cert = mailbridge_testkit::crypto::CertificateCredential::generate("docs-app").unwrap();
+    click(driver, &format!("{row} summary")).await;
+    fill(
+        driver,
+        &format!("certificate-{app_id}"),
+        "not a certificate",
+    )
+    .await;
+    fill(driver, &format!("key-{app_id}"), &cert.key_pem).await;
+    click(driver, &format!("{row} .save-certificate")).await;
+    assert!(
+        text(driver, &format!("#certificate-{app_id}-error"))
+            .await
+            .contains("PEM")
+    );
+    fill(
+        driver,
+        &format!("certificate-{app_id}"),
+        &cert.certificate_pem,
+    )
+    .await;
+    fill(driver, &format!("key-{app_id}"), &cert.key_pem).await;
+    click(driver, &format!("{row} .save-certificate")).await;
+    assert!(text(driver, "#apps-done").await.contains("new certificate"));
+    let credential = text(driver, &format!("{row} .credential")).await;
+    assert!(
+        credential.contains("Certificate") && credential.contains("Expires"),
+        "{credential}"
+    );
+    let keys: Vec<_> = std::fs::read_dir(w.data().join("certificates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "key"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&keys[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     // The parked delivery: retried (the webhook refuses again: asked once more),
     // then dropped.
     goto(driver, &serve, "/parked").await;
@@ -327,6 +370,7 @@ async fn an_administrator_manages_people_apps_parked_deliveries_and_providers_an
     assert!(has("root", "drop", "bob-imap"), "{seen:#?}");
     assert!(has("root", "retry", "bob-imap"), "{seen:#?}");
     assert!(has("root", "set-secret", "docs-app"), "{seen:#?}");
+    assert!(has("root", "set-certificate", "docs-app"), "{seen:#?}");
     assert!(has("root", "create", "user carol"), "{seen:#?}");
     assert!(has(&api_name, "create", "app docs-app"), "{seen:#?}");
     assert!(has(&api_name, "update", "watch bob-imap"), "{seen:#?}");
@@ -338,7 +382,7 @@ async fn an_administrator_manages_people_apps_parked_deliveries_and_providers_an
             .all(|r| r.contains("person"))
     );
     let page = driver.source().await.unwrap();
-    for secret in [APP_SECRET, NEW_SECRET, HOOK_SECRET] {
+    for secret in [APP_SECRET, NEW_SECRET, HOOK_SECRET, &cert.key_pem] {
         assert!(!page.contains(secret));
     }
     // The API reads the same log.

@@ -2,9 +2,11 @@
 //! ([`mailbridge_server::api_config::apps`]): client id, tenant, credential kind and
 //! its expiry (flagged within 30 days), and the accounts that use each. An
 //! administrator gives an app that signs in with a client secret a new secret (a
-//! write-only field, never shown again) and its expiry, through the API's own
-//! function ([`mailbridge_server::api_config::save_app`]), which checks, seals, and
-//! records the audit log entry; auditors see the list without forms.
+//! write-only field, never shown again) and its expiry, or any app a certificate (its
+//! PEM and its private key's PEM, pasted; kept as files 0600 under the data
+//! directory's `certificates/`), through the API's own function
+//! ([`mailbridge_server::api_config::save_app`]), which checks, seals, and records
+//! the audit log entry; auditors see the list without forms.
 
 use std::sync::Arc;
 
@@ -27,7 +29,7 @@ use crate::pages::{Visit, Who, page};
 /// A credential expiring within this is flagged.
 const SOON: time::Duration = time::Duration::days(30);
 
-/// The largest certificate file read to show its expiry.
+/// The largest certificate file read to show its expiry, and the largest PEM taken.
 const MAX_CERTIFICATE_BYTES: u64 = 256 * 1024;
 
 /// One app as the page shows it.
@@ -105,8 +107,11 @@ pub(crate) async fn apps_page(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let done =
-        (params.done.as_deref() == Some("secret")).then(|| admin.t.get("admin-apps-secret-saved"));
+    let done = match params.done.as_deref() {
+        Some("secret") => Some(admin.t.get("admin-apps-secret-saved")),
+        Some("certificate") => Some(admin.t.get("admin-apps-certificate-saved")),
+        _ => None,
+    };
     render(&web, &admin, StatusCode::OK, params.page, done, None).await
 }
 
@@ -291,6 +296,170 @@ pub(crate) async fn set_secret(
             let field = match p.field.as_deref() {
                 Some("secret") => Some("secret"),
                 Some(f) if f.starts_with("credential") => Some("expires"),
+                _ => None,
+            };
+            refuse(field, p.detail.clone(), p.status).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CertificateForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    certificate: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// `POST /apps/{id}/certificate`: the app signs in with this certificate from now on
+/// (the Azure portal must have it under Certificates & secrets).
+pub(crate) async fn set_certificate(
+    State(web): State<Arc<Web>>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Form(form): Form<CertificateForm>,
+) -> Response {
+    let admin = match Admin::of(&web, &visit).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Err(r) = admin.csrf(form.csrf.as_deref()) {
+        return r;
+    }
+    if let Err(r) = admin.require(Action::Administer) {
+        return r;
+    }
+    let daemon = match daemon(&web, &admin) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let t = admin.t;
+    // Browsers send a text area's lines ending in CR LF.
+    let form = CertificateForm {
+        certificate: form.certificate.replace("\r\n", "\n"),
+        key: form.key.replace("\r\n", "\n"),
+        ..form
+    };
+    let refuse = |field: Option<&str>, text: String, status| {
+        render(
+            &web,
+            &admin,
+            status,
+            0,
+            None,
+            Some(FormError {
+                app: id.clone(),
+                field: field.map(str::to_owned),
+                text,
+            }),
+        )
+    };
+    let too_long = |s: &str| u64::try_from(s.len()).unwrap_or(u64::MAX) > MAX_CERTIFICATE_BYTES;
+    if too_long(&form.certificate)
+        || mailbridge_auth::credential::certificate_not_after(&form.certificate).is_none()
+    {
+        return refuse(
+            Some("certificate"),
+            t.get("admin-apps-certificate-invalid"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    if too_long(&form.key)
+        || !(form.key.contains("-----BEGIN") && form.key.contains("PRIVATE KEY-----"))
+    {
+        return refuse(
+            Some("key"),
+            t.get("admin-apps-key-invalid"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let current = match apps(&admin.caller, daemon).await {
+        Ok(v) => v.into_iter().find(|v| v.id == id),
+        Err(p) => return admin.problem_page(&p),
+    };
+    let Some(current) = current else {
+        return admin.text_page(
+            StatusCode::NOT_FOUND,
+            "error-title",
+            t.get("admin-apps-unknown"),
+        );
+    };
+    let Some(data_dir) = &web.data_dir else {
+        return admin.text_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error-title",
+            t.get("admin-no-daemon"),
+        );
+    };
+    // A new pair of files for each upload: the app's settings name them, so the
+    // change shows in its credential (and the audit log says so).
+    let dir = data_dir.join("certificates");
+    let stem = format!("{id}-{}", web.store.now().unix_timestamp());
+    let (certificate_file, key_file) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let written = mailbridge_store::files::create_private_dir(&dir)
+        .and_then(|()| {
+            mailbridge_store::files::write_private_file(
+                &certificate_file,
+                form.certificate.as_bytes(),
+            )
+        })
+        .and_then(|()| mailbridge_store::files::write_private_file(&key_file, form.key.as_bytes()));
+    if let Err(e) = written {
+        tracing::error!(error = %e, dir = %dir.display(), "failed to keep an uploaded certificate");
+        let _ = std::fs::remove_file(&certificate_file);
+        return refuse(
+            Some("certificate"),
+            t.get("admin-apps-certificate-not-kept"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+    }
+    let app = current.app;
+    let before = app.credential.clone();
+    let req = AppRequest {
+        name: app.name,
+        tenant: app.tenant,
+        client_id: app.client_id,
+        cloud: Some(app.cloud),
+        authority_host: app.authority_host,
+        graph_root: app.graph_root,
+        extra_ca_file: app.extra_ca_file,
+        credential: AppCredentialConfig::Certificate {
+            certificate_file: certificate_file.clone(),
+            key_file: key_file.clone(),
+            rs256: false,
+        },
+        secret: None,
+    };
+    match save_app(&admin.caller, daemon, &id, req).await {
+        Ok(_) => {
+            // The files of the certificate uploaded before are no longer named.
+            if let AppCredentialConfig::Certificate {
+                certificate_file,
+                key_file,
+                ..
+            } = before
+            {
+                for old in [certificate_file, key_file] {
+                    if old.parent() == Some(dir.as_path()) {
+                        let _ = std::fs::remove_file(old);
+                    }
+                }
+            }
+            Redirect::to("/apps?done=certificate").into_response()
+        }
+        Err(p) => {
+            let _ = std::fs::remove_file(&certificate_file);
+            let _ = std::fs::remove_file(&key_file);
+            let field = match p.field.as_deref() {
+                Some("credential.key_file") => Some("key"),
+                Some(f) if f.starts_with("credential") => Some("certificate"),
                 _ => None,
             };
             refuse(field, p.detail.clone(), p.status).await

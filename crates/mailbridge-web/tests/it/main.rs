@@ -59,6 +59,7 @@ async fn site() -> Site {
         watchers,
         secure_cookies: false,
         daemon: None,
+        data_dir: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
