@@ -12,7 +12,7 @@ use mailbridge_server::audit::{AuditQuery, entries};
 use mailbridge_types::access::Action;
 use serde::Deserialize;
 
-use super::{Admin, PAGE_SIZE, daemon, when};
+use super::{Admin, PAGE_SIZE, when};
 use crate::Web;
 use crate::i18n::Tr;
 use crate::pages::{Visit, Who, page};
@@ -59,15 +59,11 @@ pub(crate) async fn audit_page(
     if let Err(r) = admin.require(Action::ReadSystem) {
         return r;
     }
-    let daemon = match daemon(&web, &admin) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     let q = AuditQuery {
         before: params.before,
         limit: Some(u32::try_from(PAGE_SIZE).unwrap_or(50)),
     };
-    let found = match entries(&admin.caller, daemon.store(), &q).await {
+    let found = match entries(&admin.caller, &web.store, &q).await {
         Ok(found) => found,
         Err(p) => return admin.problem_page(&p),
     };

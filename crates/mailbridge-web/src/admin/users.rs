@@ -18,7 +18,7 @@ use mailbridge_types::access::{Action, Role};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use super::{Admin, daemon, page_of, when};
+use super::{Admin, page_of, when};
 use crate::Web;
 use crate::i18n::{LANGUAGES, Tr, supported};
 use crate::pages::{CsrfForm, Visit, Who, page, role_message, valid_user_name};
@@ -234,7 +234,6 @@ async fn writer(web: &Web, visit: &Visit, csrf: Option<&str>) -> Result<Admin, R
     let admin = Admin::of(web, visit).await?;
     admin.csrf(csrf)?;
     admin.require(Action::Administer)?;
-    daemon(web, &admin)?;
     Ok(admin)
 }
 
