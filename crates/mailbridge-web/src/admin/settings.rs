@@ -15,7 +15,7 @@ use mailbridge_server::audit::{Change, record};
 use mailbridge_types::access::Action;
 use serde::Deserialize;
 
-use super::{Admin, daemon};
+use super::Admin;
 use crate::Web;
 use crate::i18n::{LANGUAGES, Tr, supported};
 use crate::pages::{Visit, Who, page};
@@ -67,15 +67,14 @@ pub(crate) async fn settings_page(
     .await
 }
 
-/// The accounts that send (id, name), by name.
+/// The accounts that send (id, name), by name: sending on, with an outgoing side.
 async fn sending_accounts(web: &Web, admin: &Admin) -> Result<Vec<(String, String)>, Response> {
-    let daemon = daemon(web, admin)?;
-    let all = mailbridge_accounts::catalog::by_id(daemon.store(), daemon.config_file())
+    let all = mailbridge_accounts::catalog::by_id(&web.store, &web.config_file)
         .await
         .map_err(|e| crate::pages::store_failed(admin.t, &e))?;
     let mut out: Vec<(String, String)> = all
         .into_iter()
-        .filter(|(_, (a, _))| a.send)
+        .filter(|(_, (a, _))| a.send && a.outgoing_side().is_some())
         .map(|(id, (a, _))| (id.to_string(), a.name))
         .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));

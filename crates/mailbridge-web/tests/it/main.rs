@@ -28,6 +28,13 @@ name = "helpdesk"
 address = "helpdesk@example.org"
 sign_in = "password"
 incoming = { transport = "imap", host = "imap.example.org", port = 993, tls = "implicit" }
+
+[[account]]
+name = "notices"
+address = "notices@example.org"
+sign_in = "password"
+download = false
+outgoing = { transport = "smtp", host = "smtp.example.org", port = 587, tls = "starttls" }
 "#;
 
 const PASSWORD: &str = "correct horse battery";
@@ -622,5 +629,104 @@ async fn people_and_tokens_change_only_through_an_administrators_form_with_its_t
             .unwrap()
             .iter()
             .all(|u| u.name != "mallory")
+    );
+}
+
+#[tokio::test]
+async fn settings_name_the_notifying_account_and_the_default_language() {
+    let site = site().await;
+    site.add_user("alice", Role::Administrator, None).await;
+    site.add_user("carol", Role::Auditor, None).await;
+    let alice = site.sign_in("alice").await;
+    let (status, html) = site.get("/settings", &alice, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf_field(&html);
+    // Only the account that sends is offered.
+    assert!(html.contains(">notices</option>"), "{html}");
+    assert!(!html.contains(">ops_1</option>"), "{html}");
+    let notices = site
+        .store
+        .account_id("notices")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_string();
+    let ops = site
+        .store
+        .account_id("ops_1")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_string();
+    let save = |account: String, language: &'static str| {
+        let request = site
+            .http
+            .post(site.url("/settings"))
+            .header(header::COOKIE, alice.clone())
+            .form(&[
+                ("csrf", token.clone()),
+                ("notification_account", account),
+                ("default_language", language.to_owned()),
+            ]);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    // An account that does not send, and a language there is not: refused next to
+    // their fields, nothing kept.
+    let (status, html) = save(ops, "es").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains(r#"id="notification-account-error">Choose one of the listed accounts."#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="default-language-error">Choose one of the listed languages."#),
+        "{html}"
+    );
+    assert_eq!(
+        site.store.setting("notifications.account").await.unwrap(),
+        None
+    );
+    let (status, _) = save(notices.clone(), "pl").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        site.store.setting("notifications.account").await.unwrap(),
+        Some(notices.clone())
+    );
+    assert_eq!(
+        site.store
+            .setting("default_language")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("pl")
+    );
+    // The default language is preselected for a new person.
+    let (_, html) = site.get("/users", &alice, "en").await;
+    assert!(html.contains(r#"<option value="pl" selected>"#), "{html}");
+    let log = site.store.audit_list(None, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log.iter()
+            .all(|e| e.action == "update" && e.object_kind == "setting")
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.object_name.as_deref() == Some("notices"))
+    );
+    // Saving the same again changes nothing and records nothing.
+    let (status, _) = save(notices, "pl").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(site.store.audit_list(None, 10).await.unwrap().len(), 2);
+    // An auditor sees the settings, without a form.
+    let carol = site.sign_in("carol").await;
+    let (status, html) = site.get("/settings", &carol, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(">notices</option>"), "{html}");
+    assert!(
+        !html.contains("<form method=\"post\" action=\"/settings\""),
+        "{html}"
     );
 }
