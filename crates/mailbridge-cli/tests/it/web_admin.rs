@@ -367,15 +367,24 @@ async fn an_administrator_manages_people_apps_parked_deliveries_and_providers_an
             r.contains(who) && r.contains(action) && r.contains(object) && r.contains("127.0.0.1")
         })
     };
-    assert!(has("root", "drop", "bob-imap"), "{seen:#?}");
-    assert!(has("root", "retry", "bob-imap"), "{seen:#?}");
-    assert!(has("root", "set-secret", "docs-app"), "{seen:#?}");
-    assert!(has("root", "set-certificate", "docs-app"), "{seen:#?}");
-    assert!(has("root", "create", "user carol"), "{seen:#?}");
-    assert!(has(&api_name, "create", "app docs-app"), "{seen:#?}");
-    assert!(has(&api_name, "update", "watch bob-imap"), "{seen:#?}");
-    assert!(has(&api_name, "create", "sink helpdesk"), "{seen:#?}");
-    assert!(seen[0].contains("drop"), "newest first: {seen:#?}");
+    assert!(
+        has("root", "dropped", "parked delivery bob-imap"),
+        "{seen:#?}"
+    );
+    assert!(
+        has("root", "retried", "parked delivery bob-imap"),
+        "{seen:#?}"
+    );
+    assert!(
+        has("root", "new client secret", "app docs-app"),
+        "{seen:#?}"
+    );
+    assert!(has("root", "new certificate", "app docs-app"), "{seen:#?}");
+    assert!(has("root", "created", "person carol"), "{seen:#?}");
+    assert!(has(&api_name, "created", "app docs-app"), "{seen:#?}");
+    assert!(has(&api_name, "changed", "watch bob-imap"), "{seen:#?}");
+    assert!(has(&api_name, "created", "sink helpdesk"), "{seen:#?}");
+    assert!(seen[0].contains("dropped"), "newest first: {seen:#?}");
     assert!(
         seen.iter()
             .filter(|r| r.contains("root"))

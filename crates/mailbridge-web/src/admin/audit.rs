@@ -25,9 +25,43 @@ struct Row {
     actor: String,
     /// "person" or "API token", in the page's language.
     actor_kind: String,
+    /// The action's code (`create`, `set-secret`, ...).
     action: String,
+    /// The action in the page's language.
+    action_text: String,
     object: String,
     client: String,
+}
+
+/// The actions the audit log records, each with a message `admin-action-<action>`.
+const ACTIONS: &[&str] = &[
+    "create",
+    "update",
+    "delete",
+    "set-secret",
+    "set-certificate",
+    "set-owner",
+    "retry",
+    "drop",
+    "disable",
+    "enable",
+    "set-role",
+    "revoke",
+];
+
+/// The kinds of object, each with a message `admin-kind-<kind>`.
+const KINDS: &[&str] = &[
+    "app", "account", "provider", "sink", "watch", "parked", "user", "token", "setting",
+];
+
+/// The words for a code of the audit log in the page's language (the code itself
+/// when it has none: an entry written by a later version).
+fn words(t: Tr, prefix: &str, known: &[&str], code: &str) -> String {
+    if known.contains(&code) {
+        t.get(&format!("{prefix}{code}"))
+    } else {
+        code.to_owned()
+    }
 }
 
 #[derive(Template)]
@@ -81,20 +115,22 @@ pub(crate) async fn audit_page(
                 mailbridge_store::Actor::Person => "admin-audit-person",
                 _ => "admin-audit-token",
             }),
-            action: e.action,
-            object: match (e.object_name, e.object_id) {
-                (Some(name), Some(id)) if name != id => t.with2(
-                    "admin-audit-object",
-                    ("kind", &e.object_kind),
-                    ("name", &format!("{name} ({id})")),
-                ),
-                (Some(name), _) | (None, Some(name)) => t.with2(
-                    "admin-audit-object",
-                    ("kind", &e.object_kind),
-                    ("name", &name),
-                ),
-                (None, None) => e.object_kind,
+            action_text: words(t, "admin-action-", ACTIONS, &e.action),
+            object: {
+                let kind = words(t, "admin-kind-", KINDS, &e.object_kind);
+                match (e.object_name, e.object_id) {
+                    (Some(name), Some(id)) if name != id => t.with2(
+                        "admin-audit-object",
+                        ("kind", &kind),
+                        ("name", &format!("{name} ({id})")),
+                    ),
+                    (Some(name), _) | (None, Some(name)) => {
+                        t.with2("admin-audit-object", ("kind", &kind), ("name", &name))
+                    }
+                    (None, None) => kind,
+                }
             },
+            action: e.action,
             client: e.client,
         })
         .collect();

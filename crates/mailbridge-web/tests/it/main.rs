@@ -610,7 +610,7 @@ async fn people_and_tokens_change_only_through_an_administrators_form_with_its_t
     let (status, html) = site.get("/audit", &carol, "en").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        html.contains(r#"<td class="audit-action">revoke</td>"#),
+        html.contains(r#"<td class="audit-action" data-action="revoke">revoked</td>"#),
         "{html}"
     );
     assert!(html.contains("alice"), "{html}");
