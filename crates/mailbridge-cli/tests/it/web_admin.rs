@@ -335,6 +335,13 @@ async fn an_administrator_manages_people_apps_parked_deliveries_and_providers_an
     element(driver, "#parked-empty").await;
     hook.status.store(200, Ordering::SeqCst);
 
+    // The outbox shows the message alice-smtp sent, newest first.
+    click(driver, ".site-nav a[href=\"/outbox\"]").await;
+    until_page(driver, "the sent message is in the outbox", |p| {
+        p.contains("<td>alice-smtp</td>") && p.contains("<td>sent</td>")
+    })
+    .await;
+
     // A provider in use refuses deletion and names the account using it.
     goto(driver, &serve, "/providers").await;
     let provider_row = "tr[data-provider=\"example-mail\"]";

@@ -81,6 +81,14 @@ admin-kind-setting = Einstellung
 
 admin-outbox-title = Postausgang
 admin-outbox-empty = Keine Nachricht im Postausgang.
+admin-state-queued = eingereiht
+admin-state-sending = wird gesendet
+admin-state-sent = gesendet
+admin-state-retrying = neuer Versuch
+admin-state-failed = fehlgeschlagen
+admin-state-outcome-unknown = Ergebnis unbekannt
+admin-state-parked = zurückgestellt
+admin-state-delivered = zugestellt, die Quelle wird noch aktualisiert
 
 admin-parked-title = Zurückgestellte Zustellungen
 admin-parked-intro = Empfangene Nachrichten, die ein Ziel wiederholt abgelehnt hat. „Erneut versuchen“ sendet sie an die Ziele, die sie noch nicht angenommen haben; „Verwerfen“ gibt sie auf.

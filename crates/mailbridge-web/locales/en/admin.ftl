@@ -81,6 +81,14 @@ admin-kind-setting = setting
 
 admin-outbox-title = Outbox
 admin-outbox-empty = No message in the outbox.
+admin-state-queued = queued
+admin-state-sending = sending
+admin-state-sent = sent
+admin-state-retrying = retrying
+admin-state-failed = failed
+admin-state-outcome-unknown = outcome unknown
+admin-state-parked = parked
+admin-state-delivered = delivered, the source still to update
 
 admin-parked-title = Parked deliveries
 admin-parked-intro = Received messages a sink kept refusing. Retry sends them to the sinks that have not accepted them; Drop gives them up.

@@ -81,6 +81,14 @@ admin-kind-setting = paramètre
 
 admin-outbox-title = Boîte d’envoi
 admin-outbox-empty = Aucun message dans la boîte d’envoi.
+admin-state-queued = en file
+admin-state-sending = envoi en cours
+admin-state-sent = envoyé
+admin-state-retrying = nouvelle tentative
+admin-state-failed = échec
+admin-state-outcome-unknown = résultat inconnu
+admin-state-parked = en attente
+admin-state-delivered = livré, la source reste à mettre à jour
 
 admin-parked-title = Livraisons en attente
 admin-parked-intro = Messages reçus qu’une destination a refusés à plusieurs reprises. « Réessayer » les envoie aux destinations qui ne les ont pas encore acceptés ; « Abandonner » y renonce.

@@ -81,6 +81,14 @@ admin-kind-setting = ustawienie
 
 admin-outbox-title = Do wysłania
 admin-outbox-empty = Brak wiadomości do wysłania.
+admin-state-queued = w kolejce
+admin-state-sending = wysyłanie
+admin-state-sent = wysłano
+admin-state-retrying = ponawianie
+admin-state-failed = niepowodzenie
+admin-state-outcome-unknown = wynik nieznany
+admin-state-parked = wstrzymane
+admin-state-delivered = dostarczono, źródło czeka na aktualizację
 
 admin-parked-title = Wstrzymane dostarczenia
 admin-parked-intro = Odebrane wiadomości, których miejsce docelowe stale nie przyjmowało. „Ponów” wysyła je do miejsc, które ich jeszcze nie przyjęły; „Porzuć” rezygnuje z nich.

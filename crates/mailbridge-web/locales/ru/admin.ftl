@@ -81,6 +81,14 @@ admin-kind-setting = настройка
 
 admin-outbox-title = Исходящие
 admin-outbox-empty = В исходящих нет сообщений.
+admin-state-queued = в очереди
+admin-state-sending = отправляется
+admin-state-sent = отправлено
+admin-state-retrying = повторная попытка
+admin-state-failed = ошибка
+admin-state-outcome-unknown = результат неизвестен
+admin-state-parked = отложено
+admin-state-delivered = доставлено, источник ещё не обновлён
 
 admin-parked-title = Отложенные доставки
 admin-parked-intro = Полученные сообщения, которые получатель раз за разом отклонял. «Повторить» отправляет их получателям, которые их ещё не приняли; «Отказаться» отменяет доставку.

@@ -38,6 +38,26 @@ struct OutboxRow {
     last_error: Option<String>,
 }
 
+/// A state of the outbox or of a parked delivery in the page's language (the code
+/// itself when it has no message: a state of a later version).
+fn state_text(t: Tr, code: &str) -> String {
+    const STATES: [&str; 8] = [
+        "queued",
+        "sending",
+        "sent",
+        "retrying",
+        "failed",
+        "outcome-unknown",
+        "parked",
+        "delivered",
+    ];
+    if STATES.contains(&code) {
+        t.get(&format!("admin-state-{code}"))
+    } else {
+        code.to_owned()
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin_outbox.html")]
 struct OutboxPage {
@@ -94,7 +114,7 @@ pub(crate) async fn outbox_page(
                 .and_then(|id| names.get(&id))
                 .map_or_else(|| v.account_id.clone(), |(a, _)| a.name.clone()),
             id: v.id,
-            state: v.state,
+            state: state_text(admin.t, &v.state),
             created_at: v.created_at,
             attempts: v.attempts,
             last_error: v.last_error,
@@ -182,10 +202,13 @@ async fn parked_list(
         after,
         limit: Some(u32::try_from(PAGE_SIZE).unwrap_or(50)),
     };
-    let rows = match parked_page(&admin.caller, daemon, &q).await {
+    let mut rows = match parked_page(&admin.caller, daemon, &q).await {
         Ok(rows) => rows,
         Err(p) => return admin.problem_page(&p),
     };
+    for row in &mut rows {
+        row.state = state_text(admin.t, &row.state);
+    }
     let next = (rows.len() == PAGE_SIZE)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
