@@ -1089,7 +1089,23 @@ pub async fn create_provider(
 ) -> Result<Response, Problem> {
     caller.require(Action::Administer)?;
     let req: ProviderRequest = body.json()?;
-    let daemon = work(&state)?;
+    let (provider, created) = save_provider(&caller, work(&state)?, req).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(provider)).into_response())
+}
+
+/// Defines a provider, or replaces one defined before (`true`: it is new), after the
+/// checks `POST /api/v1/providers` makes (the web UI's providers page).
+pub async fn save_provider(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    req: ProviderRequest,
+) -> Result<(Provider, bool), Problem> {
+    caller.require(Action::Administer)?;
     let store = daemon.store();
     if req.id.is_empty()
         || req.id.len() > 64
@@ -1182,18 +1198,13 @@ pub async fn create_provider(
     tracing::info!(provider = %provider.id, "provider saved through the API");
     record(
         store,
-        &caller,
+        caller,
         Change::new(if existed { "update" } else { "create" }, "provider")
             .id(&provider.id)
             .name(&provider.name),
     )
     .await;
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(provider)).into_response())
+    Ok((provider, !existed))
 }
 
 /// Removes a provider defined here; refused for built-in ones and while accounts use

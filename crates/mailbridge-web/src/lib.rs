@@ -145,7 +145,10 @@ pub fn router(config: WebConfig) -> Router {
         .route("/apps", get(admin::apps::apps_page))
         .route("/apps/{id}/secret", post(admin::apps::set_secret))
         .route("/apps/{id}/certificate", post(admin::apps::set_certificate))
-        .route("/providers", get(admin::providers::providers_page))
+        .route(
+            "/providers",
+            get(admin::providers::providers_page).post(admin::providers::add),
+        )
         .route("/providers/{id}/delete", post(admin::providers::delete))
         .route("/outbox", get(admin::deliveries::outbox_page))
         .route("/parked", get(admin::deliveries::parked))

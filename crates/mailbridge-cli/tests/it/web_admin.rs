@@ -446,6 +446,52 @@ async fn a_user_is_refused_the_administration_pages_and_an_auditor_reads_without
         .unwrap();
     assert_eq!(whoami["user"], "carol");
 
+    // A provider defined on its page: each mistake named next to its field.
+    goto(driver, &serve, "/providers").await;
+    fill(driver, "provider-id", "example-mail").await;
+    fill(driver, "provider-name", "Example Mail").await;
+    fill(driver, "incoming-host", "imap.example.org").await;
+    fill(driver, "incoming-port", "99999").await;
+    fill(driver, "provider-domains", "example.org").await;
+    click(driver, "#add-provider-submit").await;
+    assert!(
+        text(driver, "#incoming-port-error")
+            .await
+            .contains("1 to 65535")
+    );
+    fill(driver, "incoming-port", "993").await;
+    fill(driver, "provider-domains", "example.org, not-a-domain").await;
+    click(driver, "#add-provider-submit").await;
+    assert!(
+        text(driver, "#provider-domains-error")
+            .await
+            .contains("a domain name")
+    );
+    fill(driver, "provider-domains", "example.org").await;
+    fill(driver, "outgoing-host", "smtp.example.org").await;
+    fill(driver, "outgoing-port", "587").await;
+    element(driver, "#outgoing-tls option[value=\"starttls\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    click(driver, "#add-provider-submit").await;
+    assert!(text(driver, "#providers-done").await.contains("saved"));
+    assert!(
+        text(driver, "tr[data-provider=\"example-mail\"]")
+            .await
+            .contains("IMAP imap.example.org:993")
+    );
+    let domains = serve.call(Method::GET, "/api/v1/domains", None).await;
+    assert!(
+        domains
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["domain"] == "example.org" && d["provider"] == "example-mail"),
+        "{domains}"
+    );
+
     // carol (user): the navigation has no administration link; the pages refuse.
     sign_in_as(driver, &serve, "carol").await;
     assert_eq!(
