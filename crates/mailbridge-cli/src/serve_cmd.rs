@@ -222,6 +222,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         // Served over plain HTTP (TLS is a later step): no `Secure` flag yet.
         secure_cookies: false,
         daemon: Some(daemon.handle()),
+        data_dir: Some(global.data_dir()),
     });
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),

@@ -34,6 +34,7 @@ use crate::AppState;
 use crate::account_access::{account_for, reach, require_account};
 use crate::api_config::{Secret, invalid, store_failed, work};
 use crate::api_token::Caller;
+use crate::audit::{Change, record};
 use crate::daemon::DaemonHandle;
 use crate::json::ApiBody;
 use crate::problem::Problem;
@@ -209,6 +210,13 @@ pub async fn put_watch(
         .await
         .map_err(|e| store_failed(&e))?;
     daemon.reload();
+    let id = id.to_string();
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("update", "watch").id(&id).name(&account.name),
+    )
+    .await;
     Ok(Json(watch))
 }
 
@@ -236,6 +244,13 @@ pub async fn delete_watch(
         )));
     }
     daemon.reload();
+    let id = id.to_string();
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("delete", "watch").id(&id).name(&account.name),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -424,6 +439,12 @@ pub async fn create_sink(
     let daemon = work(&state)?;
     let view = save_sink(daemon.store(), None, req).await?;
     daemon.reload();
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("create", "sink").id(&view.id).name(&view.name),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -492,6 +513,12 @@ pub async fn put_sink(
     }
     let view = save_sink(daemon.store(), Some(id), req).await?;
     daemon.reload();
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("update", "sink").id(&view.id).name(&view.name),
+    )
+    .await;
     Ok(Json(view))
 }
 
@@ -549,6 +576,13 @@ pub async fn delete_sink(
         .await
         .map_err(|e| store_failed(&e))?;
     daemon.reload();
+    let id = id.to_string();
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("delete", "sink").id(&id).name(&sink.name),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -796,24 +830,32 @@ pub async fn list_outbox(
     Query(q): Query<OutboxQuery>,
 ) -> Result<Json<Vec<OutboxView>>, Problem> {
     caller.require(Action::ReadAccount { own: true })?;
-    let daemon = work(&state)?;
+    Ok(Json(outbox(&caller, work(&state)?, &q).await?))
+}
+
+/// The outbox as `caller` may see it, oldest first (`GET /api/v1/outbox`'s answer;
+/// the web UI's outbox page shows it).
+pub async fn outbox(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    q: &OutboxQuery,
+) -> Result<Vec<OutboxView>, Problem> {
+    caller.require(Action::ReadAccount { own: true })?;
     let filter = match &q.account {
-        Some(id) => Some(account_for(&caller, daemon, id, false).await?.0),
+        Some(id) => Some(account_for(caller, daemon, id, false).await?.0),
         None => None,
     };
-    let reach = reach(&caller, daemon.store()).await?;
+    let reach = reach(caller, daemon.store()).await?;
     let entries = daemon
         .store()
         .outbox_list(filter)
         .await
         .map_err(|e| store_failed(&e))?;
-    Ok(Json(
-        entries
-            .iter()
-            .filter(|e| reach.as_ref().is_none_or(|own| own.contains(&e.account)))
-            .map(outbox_view)
-            .collect(),
-    ))
+    Ok(entries
+        .iter()
+        .filter(|e| reach.as_ref().is_none_or(|own| own.contains(&e.account)))
+        .map(outbox_view)
+        .collect())
 }
 
 /// One message of the outbox.
@@ -932,32 +974,42 @@ pub async fn list_parked(
     Query(q): Query<ParkedQuery>,
 ) -> Result<Json<Vec<ParkedView>>, Problem> {
     caller.require(Action::ReadAccount { own: true })?;
-    let daemon = work(&state)?;
+    Ok(Json(parked_page(&caller, work(&state)?, &q).await?))
+}
+
+/// A page of the parked deliveries `caller` may see (`GET /api/v1/parked`'s answer;
+/// the web UI's parked page shows it).
+pub async fn parked_page(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    q: &ParkedQuery,
+) -> Result<Vec<ParkedView>, Problem> {
+    caller.require(Action::ReadAccount { own: true })?;
     let account = match &q.account {
-        Some(id) => Some(account_for(&caller, daemon, id, false).await?.0),
+        Some(id) => Some(account_for(caller, daemon, id, false).await?.0),
         None => None,
     };
-    let reach = reach(&caller, daemon.store()).await?;
+    let reach = reach(caller, daemon.store()).await?;
     let rows = daemon
         .store()
         .parked_list(account, q.after, q.limit.unwrap_or(100))
         .await
         .map_err(|e| store_failed(&e))?;
-    Ok(Json(
-        rows.iter()
-            .filter(|e| reach.as_ref().is_none_or(|own| own.contains(&e.account)))
-            .map(parked_view)
-            .collect(),
-    ))
+    Ok(rows
+        .iter()
+        .filter(|e| reach.as_ref().is_none_or(|own| own.contains(&e.account)))
+        .map(parked_view)
+        .collect())
 }
 
-/// `Ok` when `caller` may change the account of parked delivery `id` (or there is no
-/// such delivery: the handler answers 404 then).
+/// `Ok` with the account's name when `caller` may change the account of parked
+/// delivery `id` (`Ok(None)` when there is no such delivery: the handler answers 404
+/// then).
 async fn parked_account_writable(
     caller: &Caller,
     daemon: &DaemonHandle,
     id: mailbridge_store::ParkedId,
-) -> Result<(), Problem> {
+) -> Result<Option<String>, Problem> {
     if let Some(row) = daemon
         .store()
         .parked_get(id)
@@ -965,8 +1017,9 @@ async fn parked_account_writable(
         .map_err(|e| store_failed(&e))?
     {
         require_account(caller, daemon.store(), row.account, true).await?;
+        return Ok(Some(row.account_name));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The names of the accounts `caller` may read (`None`: every account), for what is
@@ -1033,16 +1086,32 @@ pub async fn retry_parked(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Action::WriteAccount { own: true })?;
-    let daemon = work(&state)?;
-    let parsed = parked_id(&id)?;
-    parked_account_writable(&caller, daemon, parsed).await?;
+    retry_parked_delivery(&caller, work(&state)?, &id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Makes parked delivery `id` due now, if `caller` may change its account
+/// (`POST /api/v1/parked/{id}/retry`; the web UI's retry button).
+pub async fn retry_parked_delivery(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    id: &str,
+) -> Result<(), Problem> {
+    caller.require(Action::WriteAccount { own: true })?;
+    let parsed = parked_id(id)?;
+    let account = parked_account_writable(caller, daemon, parsed).await?;
     if daemon
         .parked()
         .retry_now(parsed)
         .await
         .map_err(|e| store_failed(&e))?
     {
-        Ok(StatusCode::ACCEPTED)
+        let mut change = Change::new("retry", "parked").id(id);
+        if let Some(account) = &account {
+            change = change.name(account);
+        }
+        record(daemon.store(), caller, change).await;
+        Ok(())
     } else {
         Err(Problem::not_found(format!(
             "there is no parked delivery with id {id} waiting (delivered or dropped meanwhile)"
@@ -1060,17 +1129,33 @@ pub async fn drop_parked(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Action::WriteAccount { own: true })?;
-    let daemon = work(&state)?;
-    let parsed = parked_id(&id)?;
-    parked_account_writable(&caller, daemon, parsed).await?;
+    drop_parked_delivery(&caller, work(&state)?, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drops parked delivery `id`, if `caller` may change its account
+/// (`DELETE /api/v1/parked/{id}`; the web UI's drop button).
+pub async fn drop_parked_delivery(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    id: &str,
+) -> Result<(), Problem> {
+    caller.require(Action::WriteAccount { own: true })?;
+    let parsed = parked_id(id)?;
+    let account = parked_account_writable(caller, daemon, parsed).await?;
     if daemon
         .parked()
         .drop(parsed)
         .await
         .map_err(|e| store_failed(&e))?
     {
-        tracing::warn!(parked = %parsed, "parked delivery dropped through the API");
-        Ok(StatusCode::NO_CONTENT)
+        tracing::warn!(parked = %parsed, by = caller.token.name.as_str(), "parked delivery dropped");
+        let mut change = Change::new("drop", "parked").id(id);
+        if let Some(account) = &account {
+            change = change.name(account);
+        }
+        record(daemon.store(), caller, change).await;
+        Ok(())
     } else {
         Err(Problem::not_found(format!(
             "there is no parked delivery with id {id}"

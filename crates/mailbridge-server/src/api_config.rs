@@ -43,6 +43,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::account_access::{account_for, new_account_owner};
 use crate::api_token::Caller;
+use crate::audit::{Change, record};
 use crate::daemon::DaemonHandle;
 use crate::json::ApiBody;
 use crate::problem::{Problem, ProblemDocument};
@@ -127,6 +128,14 @@ pub(crate) fn account_id(id: &str) -> Result<AccountId, Problem> {
 /// A secret taken from a request: never shown, not even in Debug.
 #[derive(Clone)]
 pub struct Secret(pub(crate) SecretString);
+
+impl Secret {
+    /// A secret typed into a form of the web UI; `None` when it is blank (as the
+    /// API refuses an empty one).
+    pub fn from_form(value: String) -> Option<Self> {
+        (!value.trim().is_empty()).then(|| Secret(SecretString::from(value)))
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -313,7 +322,12 @@ pub async fn list_apps(
     caller: Caller,
 ) -> Result<Json<Vec<AppView>>, Problem> {
     caller.require(Action::ReadSystem)?;
-    let daemon = work(&state)?;
+    Ok(Json(apps(&caller, work(&state)?).await?))
+}
+
+/// Every app kept in the store, by name (`GET /api/v1/apps`; the web UI's apps page).
+pub async fn apps(caller: &Caller, daemon: &DaemonHandle) -> Result<Vec<AppView>, Problem> {
+    caller.require(Action::ReadSystem)?;
     let catalog = catalog(daemon).await?;
     let mut out = Vec::new();
     for (id, app) in daemon
@@ -324,7 +338,7 @@ pub async fn list_apps(
     {
         out.push(app_view(daemon.store(), &catalog, id, app).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// Adds an app; a client secret is sealed in the store and never shown again.
@@ -366,6 +380,14 @@ pub async fn create_app(
         .map_err(|e| store_failed(&e))?
         .ok_or_else(|| Problem::internal(None))?;
     tracing::info!(app = %app.name, "app added through the API");
+    record(
+        store,
+        &caller,
+        Change::new("create", "app")
+            .id(&id.to_string())
+            .name(&app.name),
+    )
+    .await;
     let view = app_view(store, &catalog, id, app).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -400,9 +422,21 @@ pub async fn put_app(
 ) -> Result<Json<AppView>, Problem> {
     caller.require(Action::Administer)?;
     let req: AppRequest = body.json()?;
-    let daemon = work(&state)?;
+    Ok(Json(save_app(&caller, work(&state)?, &id, req).await?))
+}
+
+/// Replaces app `id`'s settings, and its secret when one is given
+/// (`PUT /api/v1/apps/{id}`; the web UI's "add a secret" form).
+pub async fn save_app(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    id: &str,
+    req: AppRequest,
+) -> Result<AppView, Problem> {
+    caller.require(Action::Administer)?;
     let store = daemon.store();
-    let (id, before) = app_by_id(store, &id).await?;
+    let new_secret = req.secret.is_some();
+    let (id, before) = app_by_id(store, id).await?;
     if req.name != before.name {
         return Err(invalid(
             "name",
@@ -435,8 +469,25 @@ pub async fn put_app(
             .map_err(|e| store_failed(&e))?;
     }
     daemon.reload();
+    let new_certificate = matches!(app.credential, AppCredentialConfig::Certificate { .. })
+        && app.credential != before.credential;
+    let action = if new_secret {
+        "set-secret"
+    } else if new_certificate {
+        "set-certificate"
+    } else {
+        "update"
+    };
+    record(
+        store,
+        caller,
+        Change::new(action, "app")
+            .id(&id.to_string())
+            .name(&app.name),
+    )
+    .await;
     let catalog = catalog(daemon).await?;
-    Ok(Json(app_view(store, &catalog, id, app).await?))
+    app_view(store, &catalog, id, app).await
 }
 
 /// Removes an app and its stored client secret; refused (409) while accounts use it.
@@ -469,6 +520,12 @@ pub async fn delete_app(
         .await
         .map_err(|e| store_failed(&e))?;
     tracing::info!(app = %app.name, "app removed through the API");
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("delete", "app").id(&id).name(&app.name),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -654,7 +711,7 @@ pub async fn create_account(
     let owner = new_account_owner(&caller)?;
     let req: AccountRequest = body.json()?;
     let daemon = work(&state)?;
-    let view = add_account(daemon, owner, &req).await?;
+    let view = add_account(daemon, &caller, owner, &req).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -730,6 +787,7 @@ pub async fn new_account(
 /// in the store. What `POST /api/v1/accounts` does after checking the caller.
 pub async fn add_account(
     daemon: &DaemonHandle,
+    caller: &Caller,
     owner: Option<String>,
     req: &AccountRequest,
 ) -> Result<AccountSettingsView, Problem> {
@@ -753,6 +811,14 @@ pub async fn add_account(
     }
     tracing::info!(account = %account.name, account_id = %id, owner = owner.as_deref(), "account added through the API");
     daemon.reload();
+    record(
+        store,
+        caller,
+        Change::new("create", "account")
+            .id(&id.to_string())
+            .name(&account.name),
+    )
+    .await;
     account_settings_view(store, id, account).await
 }
 
@@ -798,13 +864,16 @@ pub async fn put_account(
     let daemon = work(&state)?;
     let (id, before) = stored_account(&caller, daemon, &id).await?;
     let req: AccountRequest = body.json()?;
-    change_account(daemon, id, &before, &req).await.map(Json)
+    change_account(daemon, &caller, id, &before, &req)
+        .await
+        .map(Json)
 }
 
 /// Changes the stored account `id` (as it was: `before`, from [`stored_account`]) as
 /// `req` says: what `PUT /api/v1/accounts/{id}` does after checking the caller.
 pub async fn change_account(
     daemon: &DaemonHandle,
+    caller: &Caller,
     id: AccountId,
     before: &AccountConfig,
     req: &AccountRequest,
@@ -841,6 +910,14 @@ pub async fn change_account(
     put_password(store, &account, req).await?;
     tracing::info!(account = %account.name, account_id = %id, "account changed through the API");
     daemon.reload();
+    record(
+        store,
+        caller,
+        Change::new("update", "account")
+            .id(&id.to_string())
+            .name(&account.name),
+    )
+    .await;
     account_settings_view(store, id, account).await
 }
 
@@ -911,6 +988,14 @@ pub async fn delete_account(
         .map_err(|e| store_failed(&e))?;
     tracing::info!(account = %account.name, account_id = %id, "account removed through the API");
     daemon.reload();
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("delete", "account")
+            .id(&id.to_string())
+            .name(&account.name),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -963,6 +1048,14 @@ pub async fn put_account_owner(
         return Err(no_account(&id.to_string()));
     }
     tracing::info!(account = %account.name, account_id = %id, owner = owner.as_deref(), "account given through the API");
+    record(
+        daemon.store(),
+        &caller,
+        Change::new("set-owner", "account")
+            .id(&id.to_string())
+            .name(&account.name),
+    )
+    .await;
     Ok(Json(AccountOwner { owner }))
 }
 
@@ -976,11 +1069,16 @@ pub async fn list_providers(
     caller: Caller,
 ) -> Result<Json<Vec<Provider>>, Problem> {
     caller.require(Action::ReadSystem)?;
-    let daemon = work(&state)?;
+    Ok(Json(providers(&caller, work(&state)?).await?))
+}
+
+/// Every provider, by id (`GET /api/v1/providers`; the web UI's providers page).
+pub async fn providers(caller: &Caller, daemon: &DaemonHandle) -> Result<Vec<Provider>, Problem> {
+    caller.require(Action::ReadSystem)?;
     let table = provider_table(daemon.store())
         .await
         .map_err(|e| store_failed(&e))?;
-    Ok(Json(table.providers().cloned().collect()))
+    Ok(table.providers().cloned().collect())
 }
 
 /// A provider to define (or one of yours to replace).
@@ -1028,7 +1126,23 @@ pub async fn create_provider(
 ) -> Result<Response, Problem> {
     caller.require(Action::Administer)?;
     let req: ProviderRequest = body.json()?;
-    let daemon = work(&state)?;
+    let (provider, created) = save_provider(&caller, work(&state)?, req).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(provider)).into_response())
+}
+
+/// Defines a provider, or replaces one defined before (`true`: it is new), after the
+/// checks `POST /api/v1/providers` makes (the web UI's providers page).
+pub async fn save_provider(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    req: ProviderRequest,
+) -> Result<(Provider, bool), Problem> {
+    caller.require(Action::Administer)?;
     let store = daemon.store();
     if req.id.is_empty()
         || req.id.len() > 64
@@ -1119,12 +1233,15 @@ pub async fn create_provider(
         .await
         .map_err(|e| store_failed(&e))?;
     tracing::info!(provider = %provider.id, "provider saved through the API");
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(provider)).into_response())
+    record(
+        store,
+        caller,
+        Change::new(if existed { "update" } else { "create" }, "provider")
+            .id(&provider.id)
+            .name(&provider.name),
+    )
+    .await;
+    Ok((provider, !existed))
 }
 
 /// Removes a provider defined here; refused for built-in ones and while accounts use
@@ -1138,7 +1255,18 @@ pub async fn delete_provider(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Action::Administer)?;
-    let daemon = work(&state)?;
+    remove_provider(&caller, work(&state)?, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes provider `id`: refused for built-in ones and while accounts use it, naming
+/// them (`DELETE /api/v1/providers/{id}`; the web UI's providers page).
+pub async fn remove_provider(
+    caller: &Caller,
+    daemon: &DaemonHandle,
+    id: &str,
+) -> Result<(), Problem> {
+    caller.require(Action::Administer)?;
     let mut table = provider_table(daemon.store())
         .await
         .map_err(|e| store_failed(&e))?;
@@ -1146,10 +1274,10 @@ pub async fn delete_provider(
         .await?
         .accounts
         .iter()
-        .filter(|a| a.provider.as_deref() == Some(id.as_str()))
+        .filter(|a| a.provider.as_deref() == Some(id))
         .map(|a| a.name.clone())
         .collect();
-    table.remove(&id, &using).map_err(|e| match e {
+    table.remove(id, &using).map_err(|e| match e {
         ProviderError::Unknown(_) => Problem::not_found(format!(
             "there is no provider {id}; GET /api/v1/providers lists them"
         )),
@@ -1158,11 +1286,17 @@ pub async fn delete_provider(
     })?;
     daemon
         .store()
-        .remove_provider(&id)
+        .remove_provider(id)
         .await
         .map_err(|e| store_failed(&e))?;
-    tracing::info!(provider = %id, "provider removed through the API");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(provider = %id, "provider removed");
+    record(
+        daemon.store(),
+        caller,
+        Change::new("delete", "provider").id(id),
+    )
+    .await;
+    Ok(())
 }
 
 /// One row of the domain table.
@@ -1182,19 +1316,22 @@ pub async fn list_domains(
     caller: Caller,
 ) -> Result<Json<Vec<DomainView>>, Problem> {
     caller.require(Action::ReadSystem)?;
-    let daemon = work(&state)?;
+    Ok(Json(domains(&caller, work(&state)?).await?))
+}
+
+/// The domain table, by domain (`GET /api/v1/domains`; the web UI's providers page).
+pub async fn domains(caller: &Caller, daemon: &DaemonHandle) -> Result<Vec<DomainView>, Problem> {
+    caller.require(Action::ReadSystem)?;
     let table = provider_table(daemon.store())
         .await
         .map_err(|e| store_failed(&e))?;
-    Ok(Json(
-        table
-            .domains()
-            .map(|(domain, provider)| DomainView {
-                domain: domain.to_owned(),
-                provider: provider.to_owned(),
-            })
-            .collect(),
-    ))
+    Ok(table
+        .domains()
+        .map(|(domain, provider)| DomainView {
+            domain: domain.to_owned(),
+            provider: provider.to_owned(),
+        })
+        .collect())
 }
 
 // ---- test receive / send ----

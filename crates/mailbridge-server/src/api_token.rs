@@ -100,13 +100,34 @@ pub trait ApiTokens: Send + Sync {
     fn find<'a>(&'a self, hash: &'a TokenHash) -> Lookup<'a>;
 }
 
-/// The caller of a request, proven by its token.
+/// The caller of a request, proven by its token (or, for the web UI's pages, by a
+/// person's session: [`Caller::person`]).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub token: TokenRecord,
+    /// An API token or a person of the web UI (for the audit log).
+    pub kind: mailbridge_store::Actor,
+    /// The client's address ("unknown" when the server was not given it).
+    pub from: String,
 }
 
 impl Caller {
+    /// A person of the web UI, signed in from `from`, as the caller of the same
+    /// functions the API's handlers call: their role, and their name as the user
+    /// whose accounts they own.
+    pub fn person(user: &mailbridge_store::User, from: &str) -> Self {
+        Self {
+            token: TokenRecord {
+                id: user.id.to_string(),
+                name: user.name.clone(),
+                role: user.role,
+                user: Some(user.name.clone()),
+            },
+            kind: mailbridge_store::Actor::Person,
+            from: from.to_owned(),
+        }
+    }
+
     /// `Ok` when the caller's role allows `action`, else the 403 to answer.
     pub fn require(&self, action: Action) -> Result<(), Problem> {
         if allowed(self.token.role, action) {
@@ -157,8 +178,16 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 )
             })?;
         let hash = TokenHash::of(&SecretString::from(token.to_owned()));
+        let from = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
         match state.tokens.find(&hash).await {
-            Ok(Some(record)) => Ok(Caller { token: record }),
+            Ok(Some(record)) => Ok(Caller {
+                token: record,
+                kind: mailbridge_store::Actor::Token,
+                from,
+            }),
             Ok(None) => Err(Problem::unauthenticated(
                 "this API token is not known to mailbridge (revoked, expired or mistyped)",
             )),

@@ -20,6 +20,8 @@
 //! - [`json`]: [`json::ApiJson`], request bodies read within the body limit, answered
 //!   400 (not JSON), 413 (too large), 415 (not declared JSON) or 422 (wrong type,
 //!   missing or unknown field, with its JSON path).
+//! - [`audit`]: the audit log, recorded from one place ([`audit::record`]) by the
+//!   API's changing handlers and the web UI's pages, and `GET /api/v1/audit`.
 //! - [`api_token`]: `mbt_` tokens kept as SHA-256 only, the [`api_token::Caller`]
 //!   extractor, and the role check every endpoint makes through
 //!   [`mailbridge_types::access::allowed`].
@@ -41,6 +43,7 @@ pub mod api;
 pub mod api_config;
 pub mod api_messages;
 pub mod api_token;
+pub mod audit;
 pub mod daemon;
 pub mod json;
 pub mod metrics;
@@ -180,6 +183,7 @@ pub fn app(mut state: AppState) -> axum::Router {
         .routes(routes!(api_config::test_send))
         .routes(routes!(api_messages::list_messages))
         .routes(routes!(api_messages::get_message))
+        .routes(routes!(audit::list_audit))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let router = match web {

@@ -34,10 +34,13 @@
 //!   password only as an Argon2id hash made by the caller), their web sessions (by
 //!   the SHA-256 of the id, with the CSRF token and expiry) and the first run's
 //!   one-time setup token.
+//! - [`audit`]: the audit log (who changed what, when and from where; appended,
+//!   read newest first a page at a time) and the system's settings (key and value).
 //! - [`watches`]: what the daemon does with received mail (sinks, each account's
 //!   watch with its routes) and leases, which spread accounts' watchers over instances.
 
 pub mod api_tokens;
+pub mod audit;
 pub mod files;
 pub mod ids;
 pub mod master_key;
@@ -53,6 +56,7 @@ pub mod users;
 pub mod watches;
 
 pub use api_tokens::ApiToken;
+pub use audit::{Actor, AuditEntry, NewAuditEntry};
 pub use ids::{AccountId, AppId, ProviderId, SinkId};
 pub use master_key::MasterKey;
 pub use outbox::{ClaimedMessage, Enqueued, NewOutboxMessage, OutboxEntry, OutboxId, OutboxState};

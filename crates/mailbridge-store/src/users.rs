@@ -295,6 +295,12 @@ impl Store {
         self.update_user(name, Change::Language(language)).await
     }
 
+    /// Changes the role of the user called `name` (their sessions stay; every page
+    /// reads the role afresh).
+    pub async fn set_user_role(&self, name: &str, role: Role) -> Result<User, StoreError> {
+        self.update_user(name, Change::Role(role)).await
+    }
+
     async fn update_user(&self, name: &str, change: Change<'_>) -> Result<User, StoreError> {
         let sql: &'static str = match change {
             Change::Password(_) => concat!(
@@ -309,9 +315,13 @@ impl Store {
                 "UPDATE users SET language = $2 WHERE name = $1 RETURNING ",
                 columns!()
             ),
+            Change::Role(_) => concat!(
+                "UPDATE users SET role = $2 WHERE name = $1 RETURNING ",
+                columns!()
+            ),
         };
         // Any change but the language (a new password, disabling) ends the sessions.
-        let ends_sessions = !matches!(change, Change::Language(_));
+        let ends_sessions = !matches!(change, Change::Language(_) | Change::Role(_));
         let row: Option<Row> = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let query = sqlx::query_as(sql).bind(name);
@@ -319,6 +329,7 @@ impl Store {
                 Change::Password(hash) => query.bind(hash),
                 Change::Disabled(disabled) => query.bind(disabled),
                 Change::Language(language) => query.bind(language),
+                Change::Role(role) => query.bind(role.as_str()),
             };
             let row: Option<Row> = query.fetch_optional(&mut *tx).await?;
             if row.is_some() && ends_sessions {
@@ -444,6 +455,7 @@ enum Change<'a> {
     Password(&'a str),
     Disabled(bool),
     Language(Option<&'a str>),
+    Role(Role),
 }
 
 fn new_user(id: Uuid, new: &NewUser<'_>, now: i64) -> User {

@@ -20,6 +20,10 @@
 //! - `accounts`: the accounts list, an account's page (watcher state and history,
 //!   routes, messages, Test receive / Test send) and the add/edit wizard, through
 //!   `mailbridge-server`'s own functions (`account_access`, `api_config`).
+//! - `admin`: the navigation of every signed-in page and the administration pages
+//!   (apps, providers and domains, outbox, parked deliveries, users and API tokens,
+//!   settings, the audit log), which call `mailbridge-server`'s own functions with
+//!   the person as the caller.
 //!
 //! Pages are askama templates (`templates/`, checked at compile time); the one
 //! stylesheet is embedded (`assets/style.css`), and so is the one script
@@ -30,6 +34,7 @@
 //! [`mailbridge_types::access::allowed`], as for the API.
 
 mod accounts;
+mod admin;
 pub mod i18n;
 pub mod limit;
 mod pages;
@@ -96,9 +101,12 @@ pub struct WebConfig {
     pub watchers: Watchers,
     /// Whether the pages are served over TLS: cookies then get `Secure`.
     pub secure_cookies: bool,
-    /// The daemon's work, for the account pages (the same functions the API calls);
-    /// `None`: those pages say the daemon is not running.
+    /// The daemon's work, whose functions (the API's) the account and administration
+    /// pages call; `None`: those pages say the daemon is not running (503).
     pub daemon: Option<mailbridge_server::daemon::DaemonHandle>,
+    /// The data directory: certificates uploaded on the apps page are kept in its
+    /// `certificates/` (files 0600); `None`: uploads are refused.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -120,6 +128,7 @@ pub(crate) struct Web {
     daemon: Option<mailbridge_server::daemon::DaemonHandle>,
     /// Recent watcher events per account, for the account pages.
     history: accounts::History,
+    data_dir: Option<PathBuf>,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -135,12 +144,39 @@ pub fn router(config: WebConfig) -> Router {
         limiter: limit::Limiter::default(),
         history: accounts::History::follow(config.daemon.as_ref()),
         daemon: config.daemon,
+        data_dir: config.data_dir,
     });
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/signin", get(pages::signin_page).post(pages::signin))
         .route("/signout", post(pages::signout))
         .route("/setup", get(pages::setup_page).post(pages::setup))
+        .route("/apps", get(admin::apps::apps_page))
+        .route("/apps/{id}/secret", post(admin::apps::set_secret))
+        .route("/apps/{id}/certificate", post(admin::apps::set_certificate))
+        .route(
+            "/providers",
+            get(admin::providers::providers_page).post(admin::providers::add),
+        )
+        .route("/providers/{id}/delete", post(admin::providers::delete))
+        .route("/outbox", get(admin::deliveries::outbox_page))
+        .route("/parked", get(admin::deliveries::parked))
+        .route("/parked/{id}/retry", post(admin::deliveries::retry))
+        .route("/parked/{id}/drop", post(admin::deliveries::drop))
+        .route(
+            "/users",
+            get(admin::users::users_page).post(admin::users::add_user),
+        )
+        .route("/users/{name}/disable", post(admin::users::disable_user))
+        .route("/users/{name}/enable", post(admin::users::enable_user))
+        .route("/users/{name}/role", post(admin::users::set_role))
+        .route("/tokens", post(admin::users::add_token))
+        .route("/tokens/{id}/revoke", post(admin::users::revoke_token))
+        .route(
+            "/settings",
+            get(admin::settings::settings_page).post(admin::settings::save),
+        )
+        .route("/audit", get(admin::audit::audit_page))
         .route("/assets/style.css", get(style))
         .route("/accounts", get(accounts::list))
         .route(

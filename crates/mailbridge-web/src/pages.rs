@@ -32,11 +32,13 @@ use crate::session::{
 };
 
 /// The signed-in person as the page header shows them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Who {
     /// "Signed in as NAME (ROLE)" in the page's language.
     pub(crate) line: String,
     pub(crate) csrf: String,
+    /// Their role: which links the navigation shows.
+    pub(crate) role: Role,
 }
 
 #[derive(Template)]
@@ -150,7 +152,7 @@ pub(crate) struct Visit {
     cookies: String,
     accept_language: Option<String>,
     /// The peer's address ("unknown" when the server was not given it).
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Visit {
@@ -177,7 +179,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
 }
 
 impl Visit {
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         cookie(&self.cookies, name)
     }
 
@@ -214,10 +216,11 @@ pub(crate) fn who(t: Tr, session: &WebSession) -> Who {
             ("role", &role),
         ),
         csrf: session.csrf_token.clone(),
+        role: session.user.role,
     }
 }
 
-fn role_message(role: Role) -> &'static str {
+pub(crate) fn role_message(role: Role) -> &'static str {
     match role {
         Role::Administrator => "role-administrator",
         Role::User => "role-user",
@@ -416,7 +419,7 @@ async fn start_session(web: &Web, visit: &Visit, user: &User) -> Response {
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
-    csrf: Option<String>,
+    pub(crate) csrf: Option<String>,
 }
 
 pub(crate) async fn signout(

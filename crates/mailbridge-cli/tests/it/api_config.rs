@@ -1238,3 +1238,106 @@ async fn a_user_token_works_on_its_own_accounts_only() {
     assert_eq!(status, 204);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_log_shows_who_changed_what_from_where_to_administrators_and_auditors() {
+    let w = world().await;
+    let d = start(&w).await;
+    let auditor = w.token_add("reviewer", "auditor");
+    let user = w.token_add_for("portal", "user", Some("carol"));
+    let (_, me) = d.admin(Method::GET, "/api/v1/whoami", None).await;
+    let admin_name = me["token"].as_str().unwrap().to_owned();
+    let (status, app) = d
+        .admin(
+            Method::POST,
+            "/api/v1/apps",
+            Some(json!({
+                "name": "connector",
+                "tenant": "contoso.example",
+                "client_id": w.client_id,
+                "credential": {"type": "secret"},
+                "secret": SECRET,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let provider = json!({
+        "id": "example-mail",
+        "name": "Example Mail",
+        "incoming": {"transport": "imap", "host": "imap.example.org", "port": 993, "tls": "implicit"},
+        "outgoing": {"transport": "smtp", "host": "smtp.example.org", "port": 587, "tls": "starttls"},
+        "domains": ["example.org"],
+    });
+    let (status, saved) = d
+        .admin(Method::POST, "/api/v1/providers", Some(provider))
+        .await;
+    assert_eq!(status, 201, "{saved}");
+    let (status, _) = d
+        .admin(Method::DELETE, "/api/v1/providers/example-mail", None)
+        .await;
+    assert_eq!(status, 204);
+    // A refused change is not a change: nothing recorded.
+    let refused = d
+        .call(Method::DELETE, "/api/v1/apps/not-an-id", &auditor, None)
+        .await;
+    assert_eq!(refused.0, 403);
+
+    let (status, log) = d.call(Method::GET, "/api/v1/audit", &auditor, None).await;
+    assert_eq!(status, 200, "{log}");
+    let rows = log.as_array().unwrap();
+    let what: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["object_kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        what,
+        [
+            ("delete", "provider"),
+            ("create", "provider"),
+            ("create", "app")
+        ],
+        "newest first: {log}"
+    );
+    for r in rows {
+        assert_eq!(r["actor"], admin_name.as_str(), "{r}");
+        assert_eq!(r["actor_kind"], "token", "{r}");
+        assert_eq!(r["client"], "127.0.0.1", "{r}");
+        assert!(r["at"].as_str().unwrap().ends_with('Z'), "{r}");
+    }
+    assert_eq!(rows[2]["object_name"], "connector");
+    assert_eq!(rows[2]["object_id"], app["id"]);
+    assert_eq!(rows[1]["object_id"], "example-mail");
+    assert_eq!(rows[1]["object_name"], "Example Mail");
+    assert!(
+        !log.to_string().contains(SECRET),
+        "no secret in the audit log"
+    );
+
+    // Paged: one row, then the rest below its seq.
+    let (_, first) = d.admin(Method::GET, "/api/v1/audit?limit=1", None).await;
+    assert_eq!(first.as_array().unwrap().len(), 1);
+    let seq = first[0]["seq"].as_i64().unwrap();
+    let (_, rest) = d
+        .admin(Method::GET, &format!("/api/v1/audit?before={seq}"), None)
+        .await;
+    assert_eq!(rest.as_array().unwrap().len(), 2, "{rest}");
+    assert_eq!(rest[0]["action"], "create");
+
+    // A user reads no audit log.
+    let refused = d.call(Method::GET, "/api/v1/audit", &user, None).await;
+    assert_problem(
+        "a user reads the audit log",
+        &refused,
+        403,
+        "forbidden",
+        None,
+    );
+    let bad = d.admin(Method::GET, "/api/v1/audit?limit=many", None).await;
+    assert_eq!(bad.0, 400, "{}", bad.1);
+    d.stop().await;
+}

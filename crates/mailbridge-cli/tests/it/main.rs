@@ -17,6 +17,7 @@ mod test_cmd;
 mod users;
 mod web;
 mod web_accounts;
+mod web_admin;
 mod web_world;
 
 use std::path::{Path, PathBuf};

@@ -65,6 +65,7 @@ macro_rules! suite {
     };
 }
 
+mod audit;
 mod outbox;
 mod parked;
 mod users;

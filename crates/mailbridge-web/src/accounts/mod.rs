@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use mailbridge_accounts::check::Report;
 use mailbridge_connector::watcher::state::{WatcherEvent, WatcherState};
 use mailbridge_server::account_access::{account_for, reach};
-use mailbridge_server::api_token::{Caller, TokenRecord};
+use mailbridge_server::api_token::Caller;
 use mailbridge_server::daemon::DaemonHandle;
 use mailbridge_server::problem::Problem;
 use mailbridge_store::{AccountState, WebSession};
@@ -142,6 +142,7 @@ impl Signed {
         Some(Who {
             line: self.who.line.clone(),
             csrf: self.who.csrf.clone(),
+            role: self.who.role,
         })
     }
 
@@ -162,14 +163,7 @@ pub(crate) async fn signed(web: &Web, visit: &Visit) -> Result<Signed, Response>
     };
     let t = visit.tr_for(&session.user);
     let who = who(t, &session);
-    let caller = Caller {
-        token: TokenRecord {
-            id: format!("web-session-{}", session.user.name),
-            name: format!("web session of {}", session.user.name),
-            role: session.user.role,
-            user: Some(session.user.name.clone()),
-        },
-    };
+    let caller = Caller::person(&session.user, &visit.addr);
     Ok(Signed {
         session,
         t,

@@ -726,11 +726,11 @@ async fn fields_step(web: &Web, s: &Signed, post: WizardPost, edit: Option<&str>
             // Save.
             let saved = match edit {
                 None => match new_account_owner(&s.caller) {
-                    Ok(owner) => add_account(daemon, owner, &req).await,
+                    Ok(owner) => add_account(daemon, &s.caller, owner, &req).await,
                     Err(p) => Err(p),
                 },
                 Some(id) => match stored_account(&s.caller, daemon, id).await {
-                    Ok((id, before)) => change_account(daemon, id, &before, &req).await,
+                    Ok((id, before)) => change_account(daemon, &s.caller, id, &before, &req).await,
                     Err(p) => Err(p),
                 },
             };

@@ -1,6 +1,8 @@
 //! The pages over HTTP, against a real SQLite store: the setup link, sign-in and its
-//! rate limit, CSRF refusals, cookies and headers, languages, and who sees which
-//! accounts. (The same flows in a real browser: `mailbridge-cli`'s `web` tests.)
+//! rate limit, CSRF refusals, cookies and headers, languages, who sees which
+//! accounts, and people and API tokens changed on `/users` (an administrator's form
+//! with its token only, each change in the audit log). (The same flows in a real
+//! browser: `mailbridge-cli`'s `web` and `web_admin` tests.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -26,6 +28,13 @@ name = "helpdesk"
 address = "helpdesk@example.org"
 sign_in = "password"
 incoming = { transport = "imap", host = "imap.example.org", port = 993, tls = "implicit" }
+
+[[account]]
+name = "notices"
+address = "notices@example.org"
+sign_in = "password"
+download = false
+outgoing = { transport = "smtp", host = "smtp.example.org", port = 587, tls = "starttls" }
 "#;
 
 const PASSWORD: &str = "correct horse battery";
@@ -59,6 +68,7 @@ async fn site() -> Site {
         watchers,
         secure_cookies: false,
         daemon: None,
+        data_dir: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -441,4 +451,282 @@ async fn failures_from_one_address_make_it_wait_whatever_the_name() {
     // A name far over the limit is refused like any wrong name.
     let r = site.post_signin(&"x".repeat(100_000), PASSWORD).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn people_and_tokens_change_only_through_an_administrators_form_with_its_token() {
+    let site = site().await;
+    site.add_user("alice", Role::Administrator, None).await;
+    site.add_user("carol", Role::Auditor, None).await;
+    site.add_user("dave", Role::User, None).await;
+    let alice = site.sign_in("alice").await;
+    let (status, html) = site.get("/users", &alice, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf_field(&html);
+    let post = |path: &str, cookie: &str, form: Vec<(&str, &str)>| {
+        let request = site
+            .http
+            .post(site.url(path))
+            .header(header::COOKIE, cookie.to_owned())
+            .form(&form);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            let location = r
+                .headers()
+                .get(header::LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, location, r.text().await.unwrap())
+        }
+    };
+    let erin = vec![
+        ("name", "erin"),
+        ("role", "user"),
+        ("language", "pl"),
+        ("password", PASSWORD),
+    ];
+
+    // Without the session's token: refused, nobody added.
+    let (status, _, html) = post("/users", &alice, erin.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("security token"), "{html}");
+    // A short password: refused next to its field.
+    let (status, _, html) = post(
+        "/users",
+        &alice,
+        vec![
+            ("csrf", &token),
+            ("name", "erin"),
+            ("role", "user"),
+            ("password", "short"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains(r#"<p class="error" id="new-password-error">The password is too short"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="erin""#), "the name is kept: {html}");
+    let mut with_token = erin.clone();
+    with_token.push(("csrf", &token));
+    let (status, location, _) = post("/users", &alice, with_token.clone()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/users?done=added"));
+    let added = site.store.users().await.unwrap();
+    let erin_user = added.iter().find(|u| u.name == "erin").unwrap();
+    assert_eq!(erin_user.role, Role::User);
+    assert_eq!(erin_user.language.as_deref(), Some("pl"));
+    let (status, _, html) = post("/users", &alice, with_token).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("A person named erin exists already"),
+        "{html}"
+    );
+    // Nobody disables themselves.
+    let (status, _, html) = post("/users/alice/disable", &alice, vec![("csrf", &token)]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("cannot disable yourself"), "{html}");
+    let (status, _, _) = post(
+        "/users/erin/role",
+        &alice,
+        vec![("csrf", &token), ("role", "auditor")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // A token shown once, then listed without its value, then revoked.
+    let (status, _, html) = post(
+        "/tokens",
+        &alice,
+        vec![
+            ("csrf", &token),
+            ("name", "portal"),
+            ("role", "user"),
+            ("user", "dave"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let at = html.find(r#"<code id="new-token">"#).expect(&html);
+    let value: String = html[at + 21..].chars().take_while(|c| *c != '<').collect();
+    assert!(value.starts_with("mbt_"), "{value}");
+    let (_, html) = site.get("/users", &alice, "en").await;
+    assert!(!html.contains(&value));
+    let stored = site.store.api_tokens().await.unwrap();
+    let portal = stored.iter().find(|t| t.name == "portal").unwrap();
+    assert_eq!(portal.user.as_deref(), Some("dave"));
+    let (status, _, _) = post(
+        &format!("/tokens/{}/revoke", portal.id),
+        &alice,
+        vec![("csrf", &token)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        site.store.api_tokens().await.unwrap()[0]
+            .revoked_at
+            .is_some()
+    );
+
+    // Each change in the audit log: alice, a person, from this client.
+    let log = site.store.audit_list(None, 100).await.unwrap();
+    let what: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.object_kind.as_str()))
+        .collect();
+    assert_eq!(
+        what,
+        [
+            ("revoke", "token"),
+            ("create", "token"),
+            ("set-role", "user"),
+            ("create", "user"),
+        ]
+    );
+    assert!(log.iter().all(|e| e.actor == "alice"
+        && e.actor_kind == mailbridge_store::Actor::Person
+        && e.client == "127.0.0.1"));
+
+    // An auditor reads the lists without a form, and a form posted anyway is refused.
+    let carol = site.sign_in("carol").await;
+    let (status, html) = site.get("/users", &carol, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("erin"), "{html}");
+    assert!(!html.contains(r#"action="/users""#), "{html}");
+    let carol_token = csrf_field(&html);
+    let (status, _, _) = post(
+        "/users",
+        &carol,
+        vec![
+            ("csrf", &carol_token),
+            ("name", "mallory"),
+            ("role", "administrator"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, html) = site.get("/audit", &carol, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(r#"<td class="audit-action" data-action="revoke">revoked</td>"#),
+        "{html}"
+    );
+    assert!(html.contains("alice"), "{html}");
+    // A user may not open either.
+    let dave = site.sign_in("dave").await;
+    for page in ["/users", "/audit", "/apps", "/providers", "/settings"] {
+        let (status, html) = site.get(page, &dave, "en").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+        assert!(html.contains("may not open this page"), "{page}: {html}");
+        assert!(!html.contains(r#"href="/users""#), "{page}: {html}");
+    }
+    assert!(
+        site.store
+            .users()
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.name != "mallory")
+    );
+}
+
+#[tokio::test]
+async fn settings_name_the_notifying_account_and_the_default_language() {
+    let site = site().await;
+    site.add_user("alice", Role::Administrator, None).await;
+    site.add_user("carol", Role::Auditor, None).await;
+    let alice = site.sign_in("alice").await;
+    let (status, html) = site.get("/settings", &alice, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf_field(&html);
+    // Only the account that sends is offered.
+    assert!(html.contains(">notices</option>"), "{html}");
+    assert!(!html.contains(">ops_1</option>"), "{html}");
+    let notices = site
+        .store
+        .account_id("notices")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_string();
+    let ops = site
+        .store
+        .account_id("ops_1")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_string();
+    let save = |account: String, language: &'static str| {
+        let request = site
+            .http
+            .post(site.url("/settings"))
+            .header(header::COOKIE, alice.clone())
+            .form(&[
+                ("csrf", token.clone()),
+                ("notification_account", account),
+                ("default_language", language.to_owned()),
+            ]);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    // An account that does not send, and a language there is not: refused next to
+    // their fields, nothing kept.
+    let (status, html) = save(ops, "es").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains(r#"id="notification-account-error">Choose one of the listed accounts."#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="default-language-error">Choose one of the listed languages."#),
+        "{html}"
+    );
+    assert_eq!(
+        site.store.setting("notifications.account").await.unwrap(),
+        None
+    );
+    let (status, _) = save(notices.clone(), "pl").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        site.store.setting("notifications.account").await.unwrap(),
+        Some(notices.clone())
+    );
+    assert_eq!(
+        site.store
+            .setting("default_language")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("pl")
+    );
+    // The default language is preselected for a new person.
+    let (_, html) = site.get("/users", &alice, "en").await;
+    assert!(html.contains(r#"<option value="pl" selected>"#), "{html}");
+    let log = site.store.audit_list(None, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log.iter()
+            .all(|e| e.action == "update" && e.object_kind == "setting")
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.object_name.as_deref() == Some("notices"))
+    );
+    // Saving the same again changes nothing and records nothing.
+    let (status, _) = save(notices, "pl").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(site.store.audit_list(None, 10).await.unwrap().len(), 2);
+    // An auditor sees the settings, without a form.
+    let carol = site.sign_in("carol").await;
+    let (status, html) = site.get("/settings", &carol, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(">notices</option>"), "{html}");
+    assert!(
+        !html.contains("<form method=\"post\" action=\"/settings\""),
+        "{html}"
+    );
 }
