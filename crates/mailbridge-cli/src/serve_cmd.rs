@@ -209,11 +209,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let daemon_metrics = DaemonMetrics::register(&metrics);
     settings.on_message = Some(daemon_metrics.message_hook());
-    let daemon = Daemon::start(
-        store.clone(),
-        Arc::new(SignIn::new(store.clone())),
-        settings,
-    );
+    let public_url = settings.public_url.clone();
+    // One sign-in service: a person's sign-in on the Authorize page primes the tokens
+    // the watchers then use.
+    let sign_in = Arc::new(SignIn::new(store.clone()));
+    let daemon = Daemon::start(store.clone(), Arc::clone(&sign_in), settings);
     let watchers = daemon.handle();
     let web = mailbridge_web::router(mailbridge_web::WebConfig {
         store: store.clone(),
@@ -221,6 +221,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         watchers: Arc::new(move || watchers.states()),
         // Served over plain HTTP (TLS is a later step): no `Secure` flag yet.
         secure_cookies: false,
+        sign_in,
+        public_url,
     });
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),

@@ -17,14 +17,19 @@
 //!   run's setup page (a one-time link `mailbridge serve` prints while there is no
 //!   user; it makes the first administrator), and the dashboard (the accounts the
 //!   person may see, each with its watcher's state badge).
+//! - `authorize`: signing a delegated account in from the browser
+//!   (`/accounts/{id}/authorize`): Microsoft's sign-in in a new tab back to the
+//!   daemon's `/oauth/callback`, a device code, or a pasted redirect URL.
 //!
-//! Pages are askama templates (`templates/`, checked at compile time); the one
-//! stylesheet is embedded (`assets/style.css`); there is no script and no inline
-//! style. Every response of the router carries a strict Content-Security-Policy
+//! Pages are askama templates (`templates/`, checked at compile time); the
+//! stylesheet and the one small script (`assets/authorize.js`, which only refreshes
+//! the Authorize page when a device-code sign-in ends) are embedded; there is no
+//! inline script or style. Every response of the router carries a strict Content-Security-Policy
 //! ([`CONTENT_SECURITY_POLICY`]), `X-Content-Type-Options: nosniff` and
 //! `Referrer-Policy: no-referrer`. Who may see what is decided by
 //! [`mailbridge_types::access::allowed`], as for the API.
 
+mod authorize;
 pub mod i18n;
 pub mod limit;
 mod pages;
@@ -38,6 +43,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use mailbridge_accounts::signin::SignIn;
 use mailbridge_connector::watcher::state::WatcherEvent;
 use mailbridge_store::Store;
 use secrecy::SecretString;
@@ -45,8 +51,8 @@ use secrecy::SecretString;
 pub use pages::valid_user_name;
 
 /// The Content-Security-Policy of every page and asset: nothing from elsewhere, no
-/// inline script or style, no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// inline script or style, no framing; scripts may ask only this server.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// How long the first run's setup link works.
 pub const SETUP_LINK_LIFETIME: std::time::Duration = std::time::Duration::from_hours(1);
@@ -91,6 +97,12 @@ pub struct WebConfig {
     pub watchers: Watchers,
     /// Whether the pages are served over TLS: cookies then get `Secure`.
     pub secure_cookies: bool,
+    /// The sign-in service the daemon uses (the Authorize page keeps tokens through it).
+    pub sign_in: Arc<SignIn>,
+    /// The address people and Microsoft reach the daemon at (`serve --public-url`):
+    /// the Authorize page's callback `PUBLIC_URL/oauth/callback`; `None`: no
+    /// browser sign-in (device code and paste still work).
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -98,6 +110,7 @@ impl std::fmt::Debug for WebConfig {
         f.debug_struct("WebConfig")
             .field("config_file", &self.config_file)
             .field("secure_cookies", &self.secure_cookies)
+            .field("public_url", &self.public_url)
             .finish_non_exhaustive()
     }
 }
@@ -109,11 +122,15 @@ pub(crate) struct Web {
     watchers: Watchers,
     secure_cookies: bool,
     limiter: limit::Limiter,
+    sign_in: Arc<SignIn>,
+    public_url: Option<String>,
+    flows: authorize::Flows,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
 
-/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, and `/assets/style.css`.
+/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, the Authorize pages
+/// (`/accounts/{id}/authorize...`, `/oauth/callback`), and the assets.
 pub fn router(config: WebConfig) -> Router {
     let web = Arc::new(Web {
         store: config.store,
@@ -121,6 +138,9 @@ pub fn router(config: WebConfig) -> Router {
         watchers: config.watchers,
         secure_cookies: config.secure_cookies,
         limiter: limit::Limiter::default(),
+        sign_in: config.sign_in,
+        public_url: config.public_url,
+        flows: authorize::Flows::default(),
     });
     Router::new()
         .route("/", get(pages::dashboard))
@@ -128,6 +148,26 @@ pub fn router(config: WebConfig) -> Router {
         .route("/signout", post(pages::signout))
         .route("/setup", get(pages::setup_page).post(pages::setup))
         .route("/assets/style.css", get(style))
+        .route("/accounts/{id}/authorize", get(authorize::authorize_page))
+        .route(
+            "/accounts/{id}/authorize/browser",
+            post(authorize::start_browser),
+        )
+        .route(
+            "/accounts/{id}/authorize/device",
+            post(authorize::start_device),
+        )
+        .route(
+            "/accounts/{id}/authorize/device/status",
+            get(authorize::device_status),
+        )
+        .route(
+            "/accounts/{id}/authorize/paste/start",
+            post(authorize::start_paste),
+        )
+        .route("/accounts/{id}/authorize/paste", post(authorize::paste))
+        .route(authorize::CALLBACK_PATH, get(authorize::callback))
+        .route("/assets/authorize.js", get(authorize::script))
         .layer(axum::middleware::map_response(page_headers))
         .with_state(web)
 }

@@ -35,8 +35,8 @@ use crate::session::{
 #[derive(Debug)]
 pub(crate) struct Who {
     /// "Signed in as NAME (ROLE)" in the page's language.
-    line: String,
-    csrf: String,
+    pub(crate) line: String,
+    pub(crate) csrf: String,
 }
 
 #[derive(Template)]
@@ -92,7 +92,7 @@ struct DashboardPage {
 }
 
 /// A page with its status; a template that fails to render answers 500 in plain text.
-fn page(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (
             status,
@@ -115,7 +115,7 @@ fn page(status: StatusCode, template: &impl Template) -> Response {
 }
 
 /// A message page (refusals and failures).
-fn message(status: StatusCode, t: Tr, title: &str, text: &str) -> Response {
+pub(crate) fn message(status: StatusCode, t: Tr, title: &str, text: &str) -> Response {
     page(
         status,
         &MessagePage {
@@ -128,7 +128,7 @@ fn message(status: StatusCode, t: Tr, title: &str, text: &str) -> Response {
 }
 
 /// The store failed: logged, and a page that says so.
-fn store_failed(t: Tr, e: &dyn std::error::Error) -> Response {
+pub(crate) fn store_failed(t: Tr, e: &dyn std::error::Error) -> Response {
     tracing::error!(error = %e, "the web UI could not reach the store");
     message(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -139,7 +139,7 @@ fn store_failed(t: Tr, e: &dyn std::error::Error) -> Response {
 }
 
 /// The 403 page of a form posted without its CSRF token (or with a wrong one).
-fn csrf_refused(t: Tr) -> Response {
+pub(crate) fn csrf_refused(t: Tr) -> Response {
     message(StatusCode::FORBIDDEN, t, "forbidden-title", "csrf-refused")
 }
 
@@ -149,7 +149,7 @@ pub(crate) struct Visit {
     cookies: String,
     accept_language: Option<String>,
     /// The peer's address ("unknown" when the server was not given it).
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Visit {
@@ -176,16 +176,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
 }
 
 impl Visit {
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         cookie(&self.cookies, name)
     }
 
     /// The language for someone not signed in.
-    fn tr(&self) -> Tr {
+    pub(crate) fn tr(&self) -> Tr {
         Tr::new(negotiate(None, self.accept_language.as_deref()))
     }
 
-    fn tr_for(&self, user: &User) -> Tr {
+    pub(crate) fn tr_for(&self, user: &User) -> Tr {
         Tr::new(negotiate(
             user.language.as_deref(),
             self.accept_language.as_deref(),
@@ -194,7 +194,7 @@ impl Visit {
 }
 
 /// The session of this visit, if its cookie names a live one.
-async fn session(web: &Web, visit: &Visit) -> Result<Option<WebSession>, Response> {
+pub(crate) async fn session(web: &Web, visit: &Visit) -> Result<Option<WebSession>, Response> {
     let Some(id) = visit.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -204,7 +204,7 @@ async fn session(web: &Web, visit: &Visit) -> Result<Option<WebSession>, Respons
         .map_err(|e| store_failed(visit.tr(), &e))
 }
 
-fn who(t: Tr, session: &WebSession) -> Who {
+pub(crate) fn who(t: Tr, session: &WebSession) -> Who {
     let role = t.get(role_message(session.user.role));
     Who {
         line: t.with2(

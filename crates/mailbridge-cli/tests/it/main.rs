@@ -16,6 +16,7 @@ mod serve;
 mod test_cmd;
 mod users;
 mod web;
+mod web_authorize;
 mod web_world;
 
 use std::path::{Path, PathBuf};

@@ -58,6 +58,8 @@ async fn site() -> Site {
         config_file,
         watchers,
         secure_cookies: false,
+        sign_in: Arc::new(mailbridge_accounts::signin::SignIn::new(store.clone())),
+        public_url: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,0 +1,407 @@
+//! The Authorize page in a real browser against the real `mailbridge serve` and the
+//! emulated tenant: Microsoft's sign-in in a new tab back to the daemon's
+//! `/oauth/callback` ("Signed in as alice@..."), the refresh token kept sealed; a
+//! redirect URI the app does not have (AADSTS50011) explained with the fix; a device
+//! code completed by a person elsewhere while the page updates itself; and a pasted
+//! address, with its wrong-state and no-code refusals. Saves the page's screenshot to
+//! `docs/screenshots/authorize.png`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use fantoccini::Client;
+use mailbridge_testkit::browser::screenshots_dir;
+use mailbridge_testkit::model::{
+    Api, AppRegistration, PermissionKind, Platform, Tenant, TenantModel, User,
+};
+use mailbridge_testkit::robot::Person;
+use mailbridge_testkit::{Emulator, EmulatorServer};
+use serde_json::Value;
+
+use super::web_world::{
+    Browser, DEADLINE, Serve, click, element, fill, serve_with, set_up_administrator, text,
+};
+
+const USER_PASSWORD: &str = "Correct-Horse-7";
+const SECRET: &str = "Qx~8Q~web.authorize.secret-0123456789";
+
+struct Tenant365 {
+    server: EmulatorServer,
+}
+
+/// The tenant: alice and bob; app "web" with the daemon's callback under "Web" (the
+/// port of a loopback redirect is not compared) and `http://localhost` under "Mobile
+/// and desktop applications"; app "elsewhere" whose Web redirect is another host's.
+/// Accounts `alice` (app web) and `bob` (app elsewhere), both delegated IMAP.
+async fn tenant_and_config(dir: &Path) -> (Tenant365, std::path::PathBuf) {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let app = |name: &str| {
+        AppRegistration::new(name)
+            .with_secret(SECRET, expires)
+            .with_redirect(Platform::MobileDesktop, "http://localhost")
+            .with_permission(
+                Api::ExchangeOnline,
+                PermissionKind::Delegated,
+                "IMAP.AccessAsUser.All",
+            )
+            .with_permission(Api::Graph, PermissionKind::Delegated, "offline_access")
+            .consented()
+    };
+    let web = app("Mail web").with_redirect(Platform::Web, "http://127.0.0.1/oauth/callback");
+    let elsewhere =
+        app("Mail elsewhere").with_redirect(Platform::Web, "https://elsewhere.example/callback");
+    let model = TenantModel::builder()
+        .tenant(
+            Tenant::new("Contoso", "contoso.example")
+                .with_user(User::new("alice@contoso.example", "Alice", USER_PASSWORD))
+                .with_user(User::new("bob@contoso.example", "Bob", USER_PASSWORD))
+                .with_app(web.clone())
+                .with_app(elsewhere.clone()),
+        )
+        .build()
+        .unwrap();
+    let server = EmulatorServer::start(
+        Emulator::new(model).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = server.base_url();
+    let config = dir.join("mailbridge.toml");
+    let app_block = |name: &str, id: String| {
+        format!(
+            r#"
+[[app]]
+name = "{name}"
+tenant = "contoso.example"
+client_id = "{id}"
+authority_host = "{base}"
+credential = {{ type = "secret" }}
+"#
+        )
+    };
+    let mut text = app_block("web", web.client_id.to_string());
+    text.push_str(&app_block("elsewhere", elsewhere.client_id.to_string()));
+    text.push_str(
+        r#"
+[[account]]
+name = "alice"
+address = "alice@contoso.example"
+sign_in = "delegated"
+app = "web"
+transports = ["imap"]
+
+[[account]]
+name = "bob"
+address = "bob@contoso.example"
+sign_in = "delegated"
+app = "elsewhere"
+transports = ["imap"]
+"#,
+    );
+    std::fs::write(&config, text).unwrap();
+    for app in ["web", "elsewhere"] {
+        let (ok, _, err) = mailbridge(dir, &config, &["secrets", "set-app-secret", app], SECRET);
+        assert!(ok, "{err}");
+    }
+    (Tenant365 { server }, config)
+}
+
+/// Runs `mailbridge ARGS` on the test's data directory with `stdin`.
+fn mailbridge(dir: &Path, config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
+        .args(args)
+        .env("MAILBRIDGE_CONFIG", config)
+        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
+        .env_remove("MAILBRIDGE_MASTER_KEY")
+        .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
+        .env_remove("MAILBRIDGE_DATABASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{stdin}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The account's id, from the API.
+async fn account_id(serve: &Serve, name: &str) -> String {
+    let accounts = serve
+        .call(reqwest::Method::GET, "/api/v1/accounts", None)
+        .await;
+    accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no account {name}: {accounts}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Clicks `css`, which opens a new tab, and switches to that tab; the handle of the
+/// tab it came from.
+async fn click_into_new_tab(driver: &Client, css: &str) -> fantoccini::wd::WindowHandle {
+    let before = driver.windows().await.unwrap();
+    let origin = driver.window().await.unwrap();
+    click(driver, css).await;
+    let started = Instant::now();
+    loop {
+        let now = driver.windows().await.unwrap();
+        if let Some(new) = now.into_iter().find(|w| !before.contains(w)) {
+            driver.switch_to_window(new).await.unwrap();
+            return origin;
+        }
+        assert!(started.elapsed() < DEADLINE, "no new tab opened");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn db_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join("data")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file()
+            && p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mailbridge.db")
+        {
+            out.extend(std::fs::read(p).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn authorize_in_a_new_tab_and_an_unregistered_redirect_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, config) = tenant_and_config(dir.path()).await;
+    let serve = serve_with(dir.path(), &config).await;
+    let browser = Browser::start("en-US,en", 1280, 900).await;
+    let driver = &browser.driver;
+    set_up_administrator(driver, &serve).await;
+    let alice = account_id(&serve, "alice").await;
+
+    // The page says which redirect URI to register, and under which platform.
+    driver
+        .goto(&format!("{}/accounts/{alice}/authorize", serve.base))
+        .await
+        .unwrap();
+    let callback = format!("{}/oauth/callback", serve.base);
+    assert_eq!(text(driver, "#redirect-uri").await, callback);
+    assert_eq!(
+        text(driver, "#authorize-register").await,
+        format!(
+            "Register this redirect URI for the app in App registrations → Authentication, under the platform “Web”: {callback}"
+        )
+    );
+    assert_eq!(text(driver, "#authorize-state").await, "Not signed in yet.");
+
+    // Authorize opens Microsoft's sign-in in a new tab; alice signs in there.
+    let origin = click_into_new_tab(driver, "#authorize-start").await;
+    fill(driver, "login", "alice@contoso.example").await;
+    fill(driver, "passwd", USER_PASSWORD).await;
+    click(driver, "button[type=submit]").await;
+    assert_eq!(
+        text(driver, "#authorize-done").await,
+        "Signed in as alice@contoso.example. You can close this tab."
+    );
+    assert!(
+        driver
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&callback)
+    );
+    // The answer is used up: the same address again is refused.
+    driver.refresh().await.unwrap();
+    assert!(
+        text(driver, "#authorize-error")
+            .await
+            .contains("used already or has expired"),
+    );
+    driver.close_window().await.unwrap();
+    driver.switch_to_window(origin).await.unwrap();
+
+    // The account page says who signed in.
+    driver.refresh().await.unwrap();
+    assert_eq!(
+        text(driver, "#authorize-state").await,
+        "Signed in as alice@contoso.example"
+    );
+    let png = driver.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(screenshots_dir().unwrap().join("authorize.png"), png).unwrap();
+
+    // The refresh token is in the store, sealed: status says signed in, a token can be
+    // had without a person, and no issued refresh token is in the database's bytes.
+    let (ok, out, err) = mailbridge(dir.path(), &config, &["auth", "status", "--json"], "");
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let row = status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "alice")
+        .unwrap();
+    assert_eq!(row["state"], "signed-in", "{row}");
+    let issued = tenant
+        .server
+        .emulator
+        .identity_state()
+        .refresh_token_values();
+    assert!(!issued.is_empty());
+    let bytes = db_bytes(dir.path());
+    for rt in &issued {
+        assert!(
+            !bytes.windows(rt.len()).any(|w| w == rt.as_bytes()),
+            "a refresh token is stored in clear"
+        );
+    }
+
+    // An app without the daemon's callback: Microsoft would show AADSTS50011 on its
+    // own page; mailbridge shows it, with the fix, before sending anyone there.
+    let bob = account_id(&serve, "bob").await;
+    driver
+        .goto(&format!("{}/accounts/{bob}/authorize", serve.base))
+        .await
+        .unwrap();
+    let origin = click_into_new_tab(driver, "#authorize-start").await;
+    let error = text(driver, "#authorize-error").await;
+    assert!(error.contains("AADSTS50011"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "In the Azure portal open App registrations → the app → Authentication → Add a platform → “Web” and add exactly {callback}, then start again."
+        )),
+        "{error}"
+    );
+    driver.close_window().await.unwrap();
+    driver.switch_to_window(origin).await.unwrap();
+
+    browser.quit().await;
+    serve.stop().await;
+    tenant.server.stop().await;
+}
+
+#[tokio::test]
+async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, config) = tenant_and_config(dir.path()).await;
+    let serve = serve_with(dir.path(), &config).await;
+    let browser = Browser::start("en-US,en", 390, 844).await;
+    let driver = &browser.driver;
+    set_up_administrator(driver, &serve).await;
+    let alice = account_id(&serve, "alice").await;
+    let page = format!("{}/accounts/{alice}/authorize", serve.base);
+
+    // Device code: the page shows the code and the link; alice signs in elsewhere;
+    // the page, left alone, turns to "Signed in".
+    driver.goto(&page).await.unwrap();
+    click(driver, "#device-start").await;
+    let code = text(driver, "#device-code").await;
+    let link = element(driver, "#device-link")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(link.ends_with("/devicelogin"), "{link}");
+    Person::new("alice@contoso.example", USER_PASSWORD)
+        .device_login(&link, &code)
+        .await
+        .unwrap();
+    assert_eq!(
+        text(driver, "#device-done").await,
+        "Signed in as alice@contoso.example"
+    );
+    assert_eq!(
+        text(driver, "#authorize-state").await,
+        "Signed in as alice@contoso.example"
+    );
+
+    // Paste the address: a link to open elsewhere; an address of another sign-in and
+    // one without a code are refused next to the field; the real one signs bob in.
+    let bob = account_id(&serve, "bob").await;
+    driver
+        .goto(&format!("{}/accounts/{bob}/authorize", serve.base))
+        .await
+        .unwrap();
+    click(driver, "#paste-start").await;
+    let url = element(driver, "#paste-url")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let query: std::collections::HashMap<String, String> = reqwest::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(query["redirect_uri"], "http://localhost/");
+    assert_eq!(query["code_challenge_method"], "S256");
+
+    fill(
+        driver,
+        "paste-address",
+        "http://localhost/?code=abc&state=forged",
+    )
+    .await;
+    click(driver, "#paste-submit").await;
+    assert!(
+        text(driver, "#paste-error")
+            .await
+            .contains("belongs to another or an older sign-in")
+    );
+    fill(
+        driver,
+        "paste-address",
+        &format!("http://localhost/?state={}", query["state"]),
+    )
+    .await;
+    click(driver, "#paste-submit").await;
+    assert!(
+        text(driver, "#paste-error")
+            .await
+            .contains("carries no code")
+    );
+
+    let end = Person::new("bob@contoso.example", USER_PASSWORD)
+        .authorize(&url)
+        .await
+        .unwrap();
+    assert!(
+        end.url.starts_with("http://localhost/?code="),
+        "{}",
+        end.url
+    );
+    fill(driver, "paste-address", &end.url).await;
+    click(driver, "#paste-submit").await;
+    assert_eq!(
+        text(driver, "#paste-done").await,
+        "Signed in as bob@contoso.example"
+    );
+    assert_eq!(
+        text(driver, "#authorize-state").await,
+        "Signed in as bob@contoso.example"
+    );
+
+    browser.quit().await;
+    serve.stop().await;
+    tenant.server.stop().await;
+}
