@@ -302,6 +302,25 @@ struct DonePage {
     back: Option<String>,
 }
 
+/// The public origin a trusted proxy forwarded ([`crate::ForwardedOrigin`]), if any.
+pub(crate) struct Origin(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<crate::ForwardedOrigin>()
+                .map(|o| o.0.clone()),
+        ))
+    }
+}
+
 /// What the page's handlers share: the signed-in person, their language, the account.
 struct Ctx {
     t: Tr,
@@ -310,11 +329,13 @@ struct Ctx {
     id: AccountId,
     account: AccountConfig,
     app: AppConfig,
+    /// The callback URI to register (none without a public URL).
+    callback: Option<String>,
 }
 
 /// The web session, the right to change account `id`, and the account with its app
 /// (a delegated account: else a page that says why not).
-async fn context(web: &Web, visit: &Visit, id: &str) -> Result<Ctx, Response> {
+async fn context(web: &Web, visit: &Visit, origin: Origin, id: &str) -> Result<Ctx, Response> {
     let Some(session) = session(web, visit).await? else {
         return Err(Redirect::to("/signin").into_response());
     };
@@ -376,6 +397,7 @@ async fn context(web: &Web, visit: &Visit, id: &str) -> Result<Ctx, Response> {
         id,
         account,
         app,
+        callback: callback_uri(web, origin),
     })
 }
 
@@ -403,10 +425,13 @@ fn csrf_ok(session: &WebSession, sent: Option<&str>) -> bool {
     sent.is_some_and(|s| same(s, &session.csrf_token))
 }
 
-/// The callback URI of this daemon (`None` without a public URL).
-fn callback_uri(web: &Web) -> Option<String> {
-    web.public_url
-        .as_deref()
+/// The callback URI of this daemon: from the origin a trusted proxy forwarded (there
+/// is one only when `--public-url` was not given), else from the public URL; `None`
+/// without either.
+fn callback_uri(web: &Web, origin: Origin) -> Option<String> {
+    origin
+        .0
+        .or_else(|| web.public_url.clone())
         .map(|u| format!("{}{CALLBACK_PATH}", u.trim_end_matches('/')))
 }
 
@@ -432,7 +457,7 @@ async fn render(web: &Web, ctx: &Ctx, status: StatusCode, extra: Extra) -> Respo
         (None, _) => (t.get("authorize-not-signed-in"), false),
     };
     let key = (ctx.session_hash.clone(), ctx.id);
-    let callback = callback_uri(web);
+    let callback = ctx.callback.clone();
     let web_platform = t.get("authorize-platform-web");
     let desktop = t.get("authorize-platform-desktop");
     let (device, paste_url) = {
@@ -535,8 +560,9 @@ pub(crate) async fn authorize_page(
     State(web): State<Arc<Web>>,
     visit: Visit,
     Path(id): Path<String>,
+    origin: Origin,
 ) -> Response {
-    let ctx = match context(&web, &visit, &id).await {
+    let ctx = match context(&web, &visit, origin, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -554,16 +580,17 @@ pub(crate) async fn start_browser(
     State(web): State<Arc<Web>>,
     visit: Visit,
     Path(id): Path<String>,
+    origin: Origin,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, &id).await {
+    let ctx = match context(&web, &visit, origin, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     if !csrf_ok(&ctx.session, form.csrf.as_deref()) {
         return csrf_refused(ctx.t);
     }
-    let Some(callback) = callback_uri(&web) else {
+    let Some(callback) = ctx.callback.clone() else {
         let extra = Extra {
             error: Some(Failure::Other(
                 "mailbridge serve has no public URL: start it with --public-url".into(),
@@ -724,8 +751,10 @@ async fn keep(
 pub(crate) async fn callback(
     State(web): State<Arc<Web>>,
     visit: Visit,
+    origin: Origin,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let uri = callback_uri(&web, origin).unwrap_or_default();
     let answer = RedirectAnswer::parse(query.as_deref().unwrap_or_default());
     let waiting = answer.state.as_deref().and_then(|state| {
         let mut flows = web.flows.lock();
@@ -746,7 +775,6 @@ pub(crate) async fn callback(
                 ),
                 Err(f) => {
                     let platform = t.get("authorize-platform-web");
-                    let uri = callback_uri(&web).unwrap_or_default();
                     (
                         StatusCode::BAD_REQUEST,
                         None,
@@ -806,9 +834,10 @@ pub(crate) async fn start_device(
     State(web): State<Arc<Web>>,
     visit: Visit,
     Path(id): Path<String>,
+    origin: Origin,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, &id).await {
+    let ctx = match context(&web, &visit, origin, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -879,8 +908,9 @@ pub(crate) async fn device_status(
     State(web): State<Arc<Web>>,
     visit: Visit,
     Path(id): Path<String>,
+    origin: Origin,
 ) -> Response {
-    let ctx = match context(&web, &visit, &id).await {
+    let ctx = match context(&web, &visit, origin, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -909,9 +939,10 @@ pub(crate) async fn start_paste(
     State(web): State<Arc<Web>>,
     visit: Visit,
     Path(id): Path<String>,
+    origin: Origin,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, &id).await {
+    let ctx = match context(&web, &visit, origin, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -959,9 +990,10 @@ pub(crate) async fn paste(
     State(web): State<Arc<Web>>,
     visit: Visit,
     Path(id): Path<String>,
+    origin: Origin,
     Form(form): Form<PasteForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, &id).await {
+    let ctx = match context(&web, &visit, origin, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -84,6 +84,12 @@ pub async fn setup_token(store: &Store) -> Result<Option<SecretString>, SetupLin
     Ok(Some(SecretString::from(token)))
 }
 
+/// The scheme and host a trusted reverse proxy says the request came to
+/// (`https://mb.example.com`), put in the request's extensions by `mailbridge serve`
+/// when no public URL is set: the Authorize page's callback is built from it.
+#[derive(Debug, Clone)]
+pub struct ForwardedOrigin(pub String);
+
 /// The daemon's watcher states, as the dashboard asks for them.
 pub type Watchers = Arc<dyn Fn() -> Vec<WatcherEvent> + Send + Sync>;
 
@@ -99,8 +105,9 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// The sign-in service the daemon uses (the Authorize page keeps tokens through it).
     pub sign_in: Arc<SignIn>,
-    /// The address people and Microsoft reach the daemon at (`serve --public-url`):
-    /// the Authorize page's callback `PUBLIC_URL/oauth/callback`; `None`: no
+    /// The address people and Microsoft reach the daemon at (`serve --public-url`,
+    /// else its listening address): the Authorize page's callback
+    /// `PUBLIC_URL/oauth/callback` (a [`ForwardedOrigin`] goes first); `None`: no
     /// browser sign-in (device code and paste still work).
     pub public_url: Option<String>,
 }

@@ -4,7 +4,9 @@
 //! redirect URI the app does not have (AADSTS50011) explained with the fix; a device
 //! code completed by a person elsewhere while the page updates itself; and a pasted
 //! address, with its wrong-state and no-code refusals. Saves the page's screenshot to
-//! `docs/screenshots/authorize.png`.
+//! `docs/screenshots/authorize.png`. Then `serve --tls-cert/--tls-key` over HTTPS
+//! (a test CA) with `Secure` cookies, and `X-Forwarded-*` believed from a
+//! `--trusted-proxy` only.
 
 use std::path::Path;
 use std::time::Instant;
@@ -19,7 +21,8 @@ use mailbridge_testkit::{Emulator, EmulatorServer};
 use serde_json::Value;
 
 use super::web_world::{
-    Browser, DEADLINE, Serve, click, element, fill, serve_with, set_up_administrator, text,
+    Browser, DEADLINE, PASSWORD, Serve, click, element, fill, serve_with, serve_with_args,
+    set_up_administrator, text,
 };
 
 const USER_PASSWORD: &str = "Correct-Horse-7";
@@ -402,6 +405,282 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
     );
 
     browser.quit().await;
+    serve.stop().await;
+    tenant.server.stop().await;
+}
+
+/// The `csrf` field of a page's form.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with its token")
+        + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// The `Set-Cookie` values of an answer.
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Signs `root` in through the setup link, with `headers` on every request; the
+/// client keeps the session cookie.
+async fn set_up_over_http(
+    client: &reqwest::Client,
+    serve: &Serve,
+    headers: &reqwest::header::HeaderMap,
+) {
+    let html = client
+        .get(&serve.setup_link)
+        .headers(headers.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = serve.setup_link.split("token=").nth(1).unwrap();
+    let res = client
+        .post(format!("{}/setup", serve.base))
+        .headers(headers.clone())
+        .form(&[
+            ("csrf", csrf_of(&html).as_str()),
+            ("token", token),
+            ("name", "root"),
+            ("password", PASSWORD),
+            ("password2", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+}
+
+/// Sends a wrong password for `nobody` with `headers`; waits for the daemon's log to
+/// name the address the refusal came from, and returns it.
+async fn refused_sign_in_address(
+    client: &reqwest::Client,
+    serve: &Serve,
+    headers: &reqwest::header::HeaderMap,
+) -> String {
+    let res = client
+        .get(format!("{}/signin", serve.base))
+        .headers(headers.clone())
+        .send()
+        .await
+        .unwrap();
+    // The form's cookie, sent back by hand (a client keeps a `Secure` one off HTTP).
+    let form_cookie = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("mb_form="))
+        .unwrap();
+    let form_cookie = form_cookie.split(';').next().unwrap().to_owned();
+    let html = res.text().await.unwrap();
+    let res = client
+        .post(format!("{}/signin", serve.base))
+        .headers(headers.clone())
+        .header("cookie", form_cookie)
+        .form(&[
+            ("csrf", csrf_of(&html).as_str()),
+            ("name", "nobody"),
+            ("password", "not the password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&serve.log).unwrap();
+        if let Some(line) = log.lines().find(|l| l.contains("web sign-in refused")) {
+            return line
+                .split("addr=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned();
+        }
+        assert!(started.elapsed() < DEADLINE, "no refusal logged: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// What a request through a proxy at 127.0.0.1 carries.
+fn forwarded_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        "x-forwarded-for",
+        "198.51.100.1, 203.0.113.5".parse().unwrap(),
+    );
+    h.insert("x-forwarded-proto", "https".parse().unwrap());
+    h.insert("x-forwarded-host", "mb.example.com".parse().unwrap());
+    h
+}
+
+#[tokio::test]
+async fn https_with_a_certificate_and_forwarded_headers_only_from_trusted_proxies() {
+    // HTTPS with a certificate of a test CA: the client trusting that CA gets the
+    // pages, and every cookie is Secure.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mailbridge_testkit::crypto::TestCa::generate().unwrap();
+    let issued = ca.issue(&["127.0.0.1", "localhost"]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &issued.certificate_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    let config = dir.path().join("mailbridge.toml");
+    std::fs::write(&config, "").unwrap();
+    let serve = serve_with_args(
+        dir.path(),
+        &config,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        serve.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        serve.base
+    );
+    assert!(
+        serve.setup_link.starts_with("https://"),
+        "{}",
+        serve.setup_link
+    );
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(ca.certificate_pem.as_bytes()).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = https
+        .get(format!("{}/signin", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let cookies = set_cookies(&res);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("mb_form=") && c.contains("; Secure") && c.contains("HttpOnly")),
+        "{cookies:?}"
+    );
+    // A client that does not trust the CA is refused by its own TLS check.
+    assert!(
+        reqwest::get(format!("{}/signin", serve.base))
+            .await
+            .is_err()
+    );
+    serve.stop().await;
+
+    // Behind a trusted proxy (127.0.0.1): the client's address, HTTPS and the public
+    // host come from the forwarded headers.
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, config) = tenant_and_config(dir.path()).await;
+    let serve = serve_with_args(
+        dir.path(),
+        &config,
+        &["--trusted-proxy", "10.0.0.0/8,127.0.0.1"],
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let through_proxy = forwarded_headers();
+    let res = client
+        .get(format!("{}/signin", serve.base))
+        .headers(through_proxy.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("mb_form=") && c.contains("; Secure")),
+        "{:?}",
+        set_cookies(&res)
+    );
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(
+        refused_sign_in_address(&plain, &serve, &through_proxy).await,
+        "203.0.113.5"
+    );
+    // The forwarded headers say the cookie went over HTTPS: the client keeps sending it
+    // only if it believes so too, so this session is set up without them.
+    set_up_over_http(&client, &serve, &reqwest::header::HeaderMap::new()).await;
+    let alice = account_id(&serve, "alice").await;
+    let page = client
+        .get(format!("{}/accounts/{alice}/authorize", serve.base))
+        .headers(through_proxy.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<code id="redirect-uri">https://mb.example.com/oauth/callback</code>"#),
+        "{page}"
+    );
+    serve.stop().await;
+
+    // From an address that is not a trusted proxy the same headers are ignored.
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::copy(&config, dir2.path().join("mailbridge.toml")).unwrap();
+    let config2 = dir2.path().join("mailbridge.toml");
+    let serve = serve_with_args(dir2.path(), &config2, &["--trusted-proxy", "10.0.0.0/8"]).await;
+    let res = plain
+        .get(format!("{}/signin", serve.base))
+        .headers(through_proxy.clone())
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&res);
+    assert!(
+        cookies.iter().all(|c| !c.contains("Secure")) && !cookies.is_empty(),
+        "{cookies:?}"
+    );
+    assert_eq!(
+        refused_sign_in_address(&plain, &serve, &through_proxy).await,
+        "127.0.0.1"
+    );
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    set_up_over_http(&client, &serve, &reqwest::header::HeaderMap::new()).await;
+    let alice = account_id(&serve, "alice").await;
+    let page = client
+        .get(format!("{}/accounts/{alice}/authorize", serve.base))
+        .headers(through_proxy)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            r#"<code id="redirect-uri">{}/oauth/callback</code>"#,
+            serve.base
+        )),
+        "{page}"
+    );
     serve.stop().await;
     tenant.server.stop().await;
 }
