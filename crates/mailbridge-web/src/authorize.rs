@@ -84,9 +84,7 @@ enum DeviceStatus {
         uri: String,
         interval: u64,
     },
-    Done {
-        user: Option<String>,
-    },
+    Done(Signed),
     Failed(Failure),
 }
 
@@ -111,6 +109,15 @@ struct FlowsInner {
 #[derive(Default)]
 pub(crate) struct Flows {
     inner: Mutex<FlowsInner>,
+}
+
+/// The device-code tasks end with the pages that own them.
+impl Drop for Flows {
+    fn drop(&mut self) {
+        for device in self.lock().devices.values() {
+            device.task.abort();
+        }
+    }
 }
 
 impl Flows {
@@ -151,6 +158,36 @@ impl FlowsInner {
             };
             self.pastes.remove(&oldest);
         }
+    }
+}
+
+/// Who a sign-in signed in.
+#[derive(Clone, Debug)]
+struct Signed {
+    /// The user the answer named.
+    user: Option<String>,
+    /// The account's mailbox, when someone else signed in (who then needs Full
+    /// Access to it).
+    other_than: Option<String>,
+}
+
+impl Signed {
+    /// "Signed in as ..." (with `tab`: the callback tab's sentence) and the warning
+    /// when another user than the mailbox's signed in.
+    fn texts(&self, t: Tr, tab: bool) -> (String, Option<String>) {
+        let line = match (&self.user, tab) {
+            (Some(u), true) => t.with("authorize-done", "user", u),
+            (None, true) => t.get("authorize-done-nobody"),
+            (Some(u), false) => t.with("authorize-signed-in-as", "user", u),
+            (None, false) => t.get("authorize-signed-in"),
+        };
+        let warning = match (&self.user, &self.other_than) {
+            (Some(u), Some(mailbox)) => {
+                Some(t.with2("authorize-other-user", ("user", u), ("mailbox", mailbox)))
+            }
+            _ => None,
+        };
+        (line, warning)
     }
 }
 
@@ -253,6 +290,7 @@ pub(crate) struct DeviceView {
     uri: String,
     interval: u64,
     done: Option<String>,
+    warning: Option<String>,
     error: Option<Shown>,
 }
 
@@ -281,6 +319,7 @@ struct AuthorizePage {
     paste_value: String,
     paste_error: Option<Shown>,
     paste_done: Option<String>,
+    paste_warning: Option<String>,
 }
 
 #[derive(Template)]
@@ -298,6 +337,7 @@ struct DonePage {
     who: Option<Who>,
     title: String,
     signed_in: Option<String>,
+    warning: Option<String>,
     error: Option<Shown>,
     back: Option<String>,
 }
@@ -473,25 +513,28 @@ async fn render(web: &Web, ctx: &Ctx, status: StatusCode, extra: Extra) -> Respo
                 uri: uri.clone(),
                 interval: *interval,
                 done: None,
+                warning: None,
                 error: None,
             },
-            DeviceStatus::Done { user } => DeviceView {
-                waiting: false,
-                user_code: String::new(),
-                uri: String::new(),
-                interval: 0,
-                done: Some(match user {
-                    Some(u) => t.with("authorize-signed-in-as", "user", u),
-                    None => t.get("authorize-signed-in"),
-                }),
-                error: None,
-            },
+            DeviceStatus::Done(signed) => {
+                let (line, warning) = signed.texts(t, false);
+                DeviceView {
+                    waiting: false,
+                    user_code: String::new(),
+                    uri: String::new(),
+                    interval: 0,
+                    done: Some(line),
+                    warning,
+                    error: None,
+                }
+            }
             DeviceStatus::Failed(f) => DeviceView {
                 waiting: false,
                 user_code: String::new(),
                 uri: String::new(),
                 interval: 0,
                 done: None,
+                warning: None,
                 error: Some(show(t, f, PASTE_REDIRECT, &desktop)),
             },
         });
@@ -542,6 +585,7 @@ async fn render(web: &Web, ctx: &Ctx, status: StatusCode, extra: Extra) -> Respo
             paste_value: extra.paste_value,
             paste_error,
             paste_done: extra.paste_done,
+            paste_warning: extra.paste_warning,
         },
     )
 }
@@ -553,6 +597,7 @@ struct Extra {
     paste_value: String,
     paste_error: Option<Failure>,
     paste_done: Option<String>,
+    paste_warning: Option<String>,
 }
 
 /// `GET /accounts/{id}/authorize`
@@ -692,7 +737,7 @@ async fn redeem(
     request: &AuthorizationRequest,
     code: &secrecy::SecretString,
     public_redirect: bool,
-) -> Result<Option<String>, Failure> {
+) -> Result<Signed, Failure> {
     let mut accounts = mailbridge_accounts::catalog::by_id(&web.store, &web.config_file)
         .await
         .map_err(|e| Failure::Other(mailbridge_types::error_chain(&e)))?;
@@ -730,21 +775,32 @@ async fn redeem(
         .redeem(&client, app_for_code, &spec.authority, code)
         .await
         .map_err(|e| Failure::from_auth(&e))?;
-    keep(&web.sign_in, &app, &account.name, &tokens).await
+    keep(&web.sign_in, &app, &account, &tokens).await
 }
 
 async fn keep(
     sign_in: &SignIn,
     app: &AppConfig,
-    account: &str,
+    account: &AccountConfig,
     tokens: &TokenSet,
-) -> Result<Option<String>, Failure> {
+) -> Result<Signed, Failure> {
     let user = sign_in
-        .keep_sign_in(app, account, tokens)
+        .keep_sign_in(app, &account.name, tokens)
         .await
         .map_err(|e| Failure::Other(mailbridge_types::error_chain(&e)))?;
-    tracing::info!(account, "signed in through the web UI");
-    Ok(user.map(|u| u.name))
+    tracing::info!(
+        account = account.name.as_str(),
+        "signed in through the web UI"
+    );
+    // As `auth login` says it: someone else than the mailbox's user signed in.
+    let other_than = user
+        .as_ref()
+        .filter(|u| !u.is(&account.address) && !u.is(&account.login_name()))
+        .map(|_| account.address.clone());
+    Ok(Signed {
+        user: user.map(|u| u.name),
+        other_than,
+    })
 }
 
 /// `GET /oauth/callback`: Microsoft sends the new tab back here.
@@ -762,46 +818,43 @@ pub(crate) async fn callback(
         flows.callbacks.remove(state)
     });
     let mut t = visit.tr();
-    let done =
-        |t: Tr, who: Option<Who>, result: Result<Option<String>, Failure>, back: Option<String>| {
-            let (status, signed_in, error) = match result {
-                Ok(user) => (
-                    StatusCode::OK,
-                    Some(match user {
-                        Some(u) => t.with("authorize-done", "user", &u),
-                        None => t.get("authorize-done-nobody"),
-                    }),
-                    None,
-                ),
-                Err(f) => {
-                    let platform = t.get("authorize-platform-web");
-                    (
-                        StatusCode::BAD_REQUEST,
-                        None,
-                        Some(show(t, &f, &uri, &platform)),
-                    )
-                }
-            };
-            let mut response = page(
-                status,
-                &DonePage {
-                    t,
-                    who,
-                    title: t.get("authorize-title-plain"),
-                    signed_in,
-                    error,
-                    back,
-                },
-            );
-            let clear = format!(
-                "{BINDING_COOKIE}=; Max-Age=0; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax{}",
-                if web.secure_cookies { "; Secure" } else { "" }
-            );
-            if let Ok(v) = HeaderValue::from_str(&clear) {
-                response.headers_mut().append(header::SET_COOKIE, v);
+    let done = |t: Tr, who: Option<Who>, result: Result<Signed, Failure>, back: Option<String>| {
+        let (status, signed_in, warning, error) = match result {
+            Ok(signed) => {
+                let (line, warning) = signed.texts(t, true);
+                (StatusCode::OK, Some(line), warning, None)
             }
-            response
+            Err(f) => {
+                let platform = t.get("authorize-platform-web");
+                (
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    None,
+                    Some(show(t, &f, &uri, &platform)),
+                )
+            }
         };
+        let mut response = page(
+            status,
+            &DonePage {
+                t,
+                who,
+                title: t.get("authorize-title-plain"),
+                signed_in,
+                warning,
+                error,
+                back,
+            },
+        );
+        let clear = format!(
+            "{BINDING_COOKIE}=; Max-Age=0; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax{}",
+            if web.secure_cookies { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&clear) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        response
+    };
     let Some(waiting) = waiting else {
         return done(t, None, Err(Failure::UnknownState), None);
     };
@@ -867,7 +920,7 @@ pub(crate) async fn start_device(
         let web = Arc::clone(&web);
         let key = key.clone();
         let app = ctx.app.clone();
-        let account = ctx.account.name.clone();
+        let account = ctx.account.clone();
         tokio::spawn(async move {
             let result = match client
                 .poll_device_code(&spec.app, &spec.authority, &code)
@@ -877,7 +930,7 @@ pub(crate) async fn start_device(
                 Err(e) => Err(Failure::from_auth(&e)),
             };
             let status = match result {
-                Ok(user) => DeviceStatus::Done { user },
+                Ok(signed) => DeviceStatus::Done(signed),
                 Err(f) => DeviceStatus::Failed(f),
             };
             if let Some(d) = web.flows.lock().devices.get_mut(&key) {
@@ -922,7 +975,7 @@ pub(crate) async fn device_status(
         .map(|d| &d.status)
     {
         Some(DeviceStatus::Waiting { .. }) => "waiting",
-        Some(DeviceStatus::Done { .. }) => "done",
+        Some(DeviceStatus::Done(_)) => "done",
         Some(DeviceStatus::Failed(_)) => "failed",
         None => "none",
     };
@@ -1031,16 +1084,17 @@ pub(crate) async fn paste(
         }
     };
     let (status, extra) = match outcome {
-        Ok(user) => (
-            StatusCode::OK,
-            Extra {
-                paste_done: Some(match user {
-                    Some(u) => ctx.t.with("authorize-signed-in-as", "user", &u),
-                    None => ctx.t.get("authorize-signed-in"),
-                }),
-                ..Extra::default()
-            },
-        ),
+        Ok(signed) => {
+            let (line, warning) = signed.texts(ctx.t, false);
+            (
+                StatusCode::OK,
+                Extra {
+                    paste_done: Some(line),
+                    paste_warning: warning,
+                    ..Extra::default()
+                },
+            )
+        }
         Err(f) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Extra {
@@ -1065,4 +1119,59 @@ pub(crate) async fn script() -> Response {
         SCRIPT,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aadsts(code: u32, message: &str) -> Failure {
+        Failure::Microsoft(TokenError {
+            error: "invalid_request".into(),
+            code: Some(code),
+            message: message.into(),
+            suberror: None,
+            claims: None,
+            trace_id: None,
+            correlation_id: None,
+        })
+    }
+
+    #[test]
+    fn a_redirect_uri_mismatch_is_explained_in_the_viewers_language() {
+        let uri = "https://mb.example.com/oauth/callback";
+        let failure = aadsts(50011, "AADSTS50011: The redirect URI ... does not match");
+        let en = show(Tr::new("en"), &failure, uri, "Web");
+        assert_eq!(en.title, "The sign-in did not complete (AADSTS50011)");
+        assert_eq!(
+            en.server.as_deref(),
+            Some("AADSTS50011: The redirect URI ... does not match")
+        );
+        assert_eq!(
+            en.fix.as_deref(),
+            Some(
+                "In the Azure portal open App registrations → the app → Authentication → Add a platform → “Web” and add exactly https://mb.example.com/oauth/callback, then start again."
+            )
+        );
+        let pl = show(Tr::new("pl"), &failure, uri, "Sieć Web");
+        assert_eq!(pl.title, "Logowanie nie zostało ukończone (AADSTS50011)");
+        let fix = pl.fix.unwrap();
+        assert!(fix.contains("Dodaj platformę → „Sieć Web”"), "{fix}");
+        assert!(fix.contains(uri), "{fix}");
+    }
+
+    #[test]
+    fn other_codes_keep_the_catalogues_cause_and_fix() {
+        let failure = aadsts(7_000_215, "AADSTS7000215: Invalid client secret provided.");
+        let shown = show(Tr::new("de"), &failure, "", "Web");
+        let entry = mailbridge_auth::diagnosis::lookup(7_000_215).unwrap();
+        assert_eq!(shown.cause, entry.cause);
+        assert_eq!(shown.fix.as_deref(), Some(entry.fix));
+        let plain = show(Tr::new("fr"), &Failure::PasteNoCode, "", "Web");
+        assert!(
+            plain
+                .cause
+                .starts_with("L’adresse collée ne contient pas de code")
+        );
+    }
 }

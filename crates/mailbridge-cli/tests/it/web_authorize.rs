@@ -332,13 +332,20 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
         text(driver, "#device-done").await,
         "Signed in as alice@contoso.example"
     );
+    assert!(
+        driver
+            .find(fantoccini::Locator::Css("#device-other-user"))
+            .await
+            .is_err(),
+        "alice signed in as herself"
+    );
     assert_eq!(
         text(driver, "#authorize-state").await,
         "Signed in as alice@contoso.example"
     );
 
     // Paste the address: a link to open elsewhere; an address of another sign-in and
-    // one without a code are refused next to the field; the real one signs bob in.
+    // one without a code are refused next to the field; the real one signs in.
     let bob = account_id(&serve, "bob").await;
     driver
         .goto(&format!("{}/accounts/{bob}/authorize", serve.base))
@@ -384,7 +391,8 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
             .contains("carries no code")
     );
 
-    let end = Person::new("bob@contoso.example", USER_PASSWORD)
+    // Alice signs bob's account in: it works, and the page says what that means.
+    let end = Person::new("alice@contoso.example", USER_PASSWORD)
         .authorize(&url)
         .await
         .unwrap();
@@ -397,11 +405,23 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
     click(driver, "#paste-submit").await;
     assert_eq!(
         text(driver, "#paste-done").await,
-        "Signed in as bob@contoso.example"
+        "Signed in as alice@contoso.example"
     );
+    assert!(text(driver, "#paste-other-user").await.starts_with(
+        "alice@contoso.example signed in, but this account is the mailbox bob@contoso.example"
+    ));
     assert_eq!(
         text(driver, "#authorize-state").await,
-        "Signed in as bob@contoso.example"
+        "Signed in as alice@contoso.example"
+    );
+    // The used link is gone: pasting its address again is refused.
+    click(driver, "#paste-start").await;
+    fill(driver, "paste-address", &end.url).await;
+    click(driver, "#paste-submit").await;
+    assert!(
+        text(driver, "#paste-error")
+            .await
+            .contains("belongs to another or an older sign-in")
     );
 
     browser.quit().await;
@@ -681,6 +701,132 @@ async fn https_with_a_certificate_and_forwarded_headers_only_from_trusted_proxie
         )),
         "{page}"
     );
+    serve.stop().await;
+    tenant.server.stop().await;
+}
+
+/// A client signed in to the web UI as `name` (cookies kept).
+async fn signed_in_client(serve: &Serve, name: &str, password: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = client
+        .get(format!("{}/signin", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = client
+        .post(format!("{}/signin", serve.base))
+        .form(&[
+            ("csrf", csrf_of(&html).as_str()),
+            ("name", name),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER, "{name}");
+    client
+}
+
+#[tokio::test]
+async fn a_user_authorizes_only_their_own_accounts_and_an_auditor_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, config) = tenant_and_config(dir.path()).await;
+    let serve = serve_with(dir.path(), &config).await;
+    for (name, role) in [("carol", "user"), ("dave", "auditor")] {
+        let (ok, _, err) = mailbridge(
+            dir.path(),
+            &config,
+            &["user", "add", name, "--role", role, "--password-file", "-"],
+            PASSWORD,
+        );
+        assert!(ok, "{err}");
+    }
+    let (alice, bob) = (
+        account_id(&serve, "alice").await,
+        account_id(&serve, "bob").await,
+    );
+    serve
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/accounts/{bob}/owner"),
+            Some(serde_json::json!({"owner": "carol"})),
+        )
+        .await;
+
+    let carol = signed_in_client(&serve, "carol", PASSWORD).await;
+    let res = carol
+        .get(format!("{}/accounts/{alice}/authorize", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("There is no such account, or it is not one of yours.")
+    );
+    let page = carol
+        .get(format!("{}/accounts/{bob}/authorize", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    // A form without its token starts nothing.
+    let res = carol
+        .post(format!(
+            "{}/accounts/{bob}/authorize/paste/start",
+            serve.base
+        ))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::FORBIDDEN);
+    // Someone else's account: refused whatever the token.
+    let res = carol
+        .post(format!(
+            "{}/accounts/{alice}/authorize/paste/start",
+            serve.base
+        ))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
+    let res = carol
+        .post(format!(
+            "{}/accounts/{bob}/authorize/paste/start",
+            serve.base
+        ))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+
+    let dave = signed_in_client(&serve, "dave", PASSWORD).await;
+    let res = dave
+        .get(format!("{}/accounts/{bob}/authorize", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Your role reads accounts only")
+    );
+
     serve.stop().await;
     tenant.server.stop().await;
 }

@@ -52,3 +52,4 @@ authorize-done-nobody = Angemeldet. Sie können diesen Tab schließen.
 authorize-back = Zurück zur Seite „Autorisieren“
 authorize-go-title = Die Microsoft-Anmeldung wird geöffnet…
 authorize-go-link = Weiter zur Microsoft-Anmeldung
+authorize-other-user = { $user } hat sich angemeldet, aber dieses Konto ist das Postfach { $mailbox }: mailbridge öffnet { $mailbox } mit den Rechten von { $user }; das geht nur, wenn { $user } Vollzugriff darauf hat. Um sich stattdessen als { $mailbox } anzumelden, beginnen Sie erneut und wählen Sie dieses Konto.

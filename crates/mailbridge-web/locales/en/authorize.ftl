@@ -52,3 +52,4 @@ authorize-done-nobody = Signed in. You can close this tab.
 authorize-back = Back to the Authorize page
 authorize-go-title = Opening Microsoft’s sign-in…
 authorize-go-link = Continue to Microsoft’s sign-in
+authorize-other-user = { $user } signed in, but this account is the mailbox { $mailbox }: mailbridge opens { $mailbox } with { $user }’s rights, which works only if { $user } has Full Access to it. To sign in as { $mailbox } instead, start again and choose that account.

@@ -52,3 +52,4 @@ authorize-done-nobody = Connecté. Vous pouvez fermer cet onglet.
 authorize-back = Retour à la page Autoriser
 authorize-go-title = Ouverture de la connexion Microsoft…
 authorize-go-link = Continuer vers la connexion Microsoft
+authorize-other-user = { $user } s’est connecté, mais ce compte est la boîte aux lettres { $mailbox } : mailbridge ouvre { $mailbox } avec les droits de { $user }, ce qui ne fonctionne que si { $user } y a l’Accès total. Pour vous connecter plutôt en tant que { $mailbox }, recommencez et choisissez ce compte.

@@ -52,3 +52,4 @@ authorize-done-nobody = Zalogowano. Możesz zamknąć tę kartę.
 authorize-back = Wróć do strony Autoryzuj
 authorize-go-title = Otwieram logowanie Microsoft…
 authorize-go-link = Przejdź do logowania Microsoft
+authorize-other-user = Zalogował się { $user }, ale to konto to skrzynka { $mailbox }: mailbridge otworzy { $mailbox } z uprawnieniami { $user }, co zadziała tylko wtedy, gdy { $user } ma do niej Pełny dostęp. Aby zalogować się jako { $mailbox }, zacznij od nowa i wybierz to konto.

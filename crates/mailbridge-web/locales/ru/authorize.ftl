@@ -52,3 +52,4 @@ authorize-done-nobody = Вход выполнен. Эту вкладку мож�
 authorize-back = Назад на страницу «Авторизовать»
 authorize-go-title = Открывается вход Microsoft…
 authorize-go-link = Перейти ко входу Microsoft
+authorize-other-user = Вход выполнил { $user }, но эта учётная запись — почтовый ящик { $mailbox }: mailbridge откроет { $mailbox } с правами { $user }, что сработает, только если у { $user } есть к нему Полный доступ. Чтобы войти как { $mailbox }, начните заново и выберите эту учётную запись.
