@@ -134,8 +134,13 @@ impl FlowsInner {
         self.pastes.retain(|_, w| live(w.started));
         // A device code lives at most an hour (the client bounds it); its result is
         // kept as long for the page to show.
-        self.devices
-            .retain(|_, d| now.duration_since(d.started) < Duration::from_hours(1));
+        self.devices.retain(|_, d| {
+            let keep = now.duration_since(d.started) < Duration::from_hours(1);
+            if !keep {
+                d.task.abort();
+            }
+            keep
+        });
         while self.callbacks.len() > MAX_WAITING {
             let Some(oldest) = self
                 .callbacks
@@ -146,6 +151,19 @@ impl FlowsInner {
                 break;
             };
             self.callbacks.remove(&oldest);
+        }
+        while self.devices.len() > MAX_WAITING {
+            let Some(oldest) = self
+                .devices
+                .iter()
+                .min_by_key(|(_, d)| d.started)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(d) = self.devices.remove(&oldest) {
+                d.task.abort();
+            }
         }
         while self.pastes.len() > MAX_WAITING {
             let Some(oldest) = self
@@ -206,6 +224,8 @@ enum Failure {
     PasteNoCode,
     /// No paste sign-in is waiting (expired, or none started).
     PasteExpired,
+    /// No public URL to build the callback from.
+    NoPublicUrl,
     /// Anything else, in the sign-in code's own words.
     Other(String),
 }
@@ -273,6 +293,7 @@ fn show(t: Tr, failure: &Failure, redirect_uri: &str, platform: &str) -> Shown {
         Failure::PasteState => plain("authorize-paste-state"),
         Failure::PasteNoCode => plain("authorize-paste-no-code"),
         Failure::PasteExpired => plain("authorize-paste-expired"),
+        Failure::NoPublicUrl => plain("authorize-no-public-url"),
         Failure::Other(text) => Shown {
             title: t.get("authorize-failed-title"),
             server: Some(text.clone()),
@@ -637,9 +658,7 @@ pub(crate) async fn start_browser(
     }
     let Some(callback) = ctx.callback.clone() else {
         let extra = Extra {
-            error: Some(Failure::Other(
-                "mailbridge serve has no public URL: start it with --public-url".into(),
-            )),
+            error: Some(Failure::NoPublicUrl),
             ..Extra::default()
         };
         return render(&web, &ctx, StatusCode::CONFLICT, extra).await;
