@@ -173,6 +173,26 @@ async fn click_into_new_tab(driver: &Client, css: &str) -> fantoccini::wd::Windo
     }
 }
 
+/// The text of `css` once it satisfies `ok` (after a form is sent, the page before it
+/// may still be shown for a moment), within the deadline.
+async fn text_when(driver: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(e) = driver.find(fantoccini::Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+            && ok(&t)
+        {
+            return t;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{css} never satisfied the test: {:?}",
+            driver.source().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn db_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir.join("data")).unwrap() {
@@ -373,11 +393,10 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
     )
     .await;
     click(driver, "#paste-submit").await;
-    assert!(
-        text(driver, "#paste-error")
-            .await
-            .contains("belongs to another or an older sign-in")
-    );
+    text_when(driver, "#paste-error", |t| {
+        t.contains("belongs to another or an older sign-in")
+    })
+    .await;
     fill(
         driver,
         "paste-address",
@@ -385,11 +404,7 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
     )
     .await;
     click(driver, "#paste-submit").await;
-    assert!(
-        text(driver, "#paste-error")
-            .await
-            .contains("carries no code")
-    );
+    text_when(driver, "#paste-error", |t| t.contains("carries no code")).await;
 
     // Alice signs bob's account in: it works, and the page says what that means.
     let end = Person::new("alice@contoso.example", USER_PASSWORD)
@@ -418,11 +433,10 @@ async fn device_code_updates_the_page_and_a_pasted_address_signs_in() {
     click(driver, "#paste-start").await;
     fill(driver, "paste-address", &end.url).await;
     click(driver, "#paste-submit").await;
-    assert!(
-        text(driver, "#paste-error")
-            .await
-            .contains("belongs to another or an older sign-in")
-    );
+    text_when(driver, "#paste-error", |t| {
+        t.contains("belongs to another or an older sign-in")
+    })
+    .await;
 
     browser.quit().await;
     serve.stop().await;
