@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mailbridge_auth::authority::{Authority, TenantSegment};
 use mailbridge_auth::cache::RetryPolicy;
+use mailbridge_auth::claims::{SignedInUser, signed_in_user};
 use mailbridge_auth::client::{App, HttpOptions, TokenClient};
 use mailbridge_auth::credential::{AssertionAlgorithm, CertificateCredential, ClientCredential};
 use mailbridge_auth::scopes::{Grant, scopes_for};
 use mailbridge_auth::session::{AccountSignIn, Sessions};
 use mailbridge_auth::source::{AccountTokens, TokenSource};
-use mailbridge_auth::token::AuthError;
+use mailbridge_auth::token::{AuthError, TokenSet};
 use mailbridge_mailbox::send::SenderSignIn;
 use mailbridge_store::Store;
 use mailbridge_types::config::{
@@ -126,6 +127,18 @@ pub async fn account_sign_in(
     })
 }
 
+/// The scopes of a delegated account's other transports, asked for consent with the
+/// sign-in of its first (a token request names one resource, `/authorize` and the
+/// device code may name several); redeemed later with the refresh token.
+pub fn extra_consent(account: &AccountConfig, app: &AppConfig) -> Vec<String> {
+    account
+        .transports
+        .iter()
+        .skip(1)
+        .flat_map(|t| scopes_for(*t, Grant::Delegated, app.graph_resource()))
+        .collect()
+}
+
 /// A token failure as this crate's error, with the token failure's class.
 fn token_failure(account: &str, e: AuthError) -> Error {
     let class = e.class();
@@ -197,6 +210,31 @@ impl SignIn {
         ));
         map.insert(app.extra_ca_file.clone(), Arc::clone(&sessions));
         Ok(sessions)
+    }
+
+    /// Keeps what a person's sign-in of `account` returned (in a browser, with a device
+    /// code or a pasted URL, from the command line or the web UI): the refresh token,
+    /// sealed in the store, the account marked signed in, and who signed in as the answer
+    /// names them (also returned; `None` when it names nobody, as personal accounts may
+    /// not).
+    pub async fn keep_sign_in(
+        &self,
+        app: &AppConfig,
+        account: &str,
+        tokens: &TokenSet,
+    ) -> Result<Option<SignedInUser>> {
+        self.sessions(app)?
+            .persist(account, tokens)
+            .await
+            .map_err(|e| token_failure(account, e))?;
+        let user = signed_in_user(
+            tokens.id_token.as_deref(),
+            secrecy::ExposeSecret::expose_secret(&tokens.access_token),
+        );
+        self.store
+            .set_signed_in_user(account, user.as_ref().map(|u| u.name.as_str()))
+            .await?;
+        Ok(user)
     }
 
     /// A valid access token of `account` (signing in with `app`) for `transport`:

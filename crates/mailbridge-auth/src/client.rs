@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::authority::Authority;
 use crate::credential::ClientCredential;
+use crate::diagnosis::TokenError;
 use crate::token::{
     AuthError, MAX_ANSWER, TokenSet, error_response, parse_retry_after, parse_token_response,
 };
@@ -135,6 +136,40 @@ impl TokenClient {
         let now = self.clock.now();
         let body = self.post_form(url, form).await?;
         parse_token_response(200, &body, now)
+    }
+
+    /// Opens an `/authorize` URL as a browser would (no cookies, no redirects
+    /// followed) to learn, before a person is sent there, whether the identity
+    /// platform refuses the request on its own error page: an unregistered redirect
+    /// URI (AADSTS50011), an unknown or disabled app. Such errors are shown on
+    /// Microsoft's page and never sent back to the redirect URI, so this is the only
+    /// way mailbridge can explain them. `Some` with the error the page names
+    /// (`AADSTSnnnn: ...`); `None` when the page names none (the sign-in page, or a
+    /// redirect).
+    pub async fn probe_authorize(&self, url: &str) -> Result<Option<TokenError>, AuthError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|source| AuthError::from_reqwest(url, source))?;
+        if response.status().is_redirection() {
+            return Ok(None);
+        }
+        let bytes = mailbridge_http::bounded_body(response, 512 * 1024)
+            .await
+            .map_err(|e| match e {
+                mailbridge_http::BodyError::Http(source) => AuthError::Http {
+                    url: url.to_owned(),
+                    source,
+                },
+                mailbridge_http::BodyError::TooLarge { limit } => AuthError::TooLarge {
+                    url: url.to_owned(),
+                    limit,
+                },
+                other => AuthError::Protocol(format!("{url}: {other}")),
+            })?;
+        Ok(aadsts_in_page(&String::from_utf8_lossy(&bytes)))
     }
 
     /// POSTs a form; the body of a 2xx answer, else the error (with `Retry-After`).
@@ -387,7 +422,60 @@ impl TokenClient {
     }
 }
 
+/// The first `AADSTSnnnn: message` an error page shows (the message up to the
+/// end of its HTML text, at most 1,000 characters).
+fn aadsts_in_page(page: &str) -> Option<TokenError> {
+    let mut rest = page;
+    while let Some(at) = rest.find("AADSTS") {
+        let after = rest.get(at..)?;
+        let digits: String = after
+            .get(6..)?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let tail = after.get(6 + digits.len()..)?;
+        if let (Ok(code), true) = (digits.parse::<u32>(), tail.starts_with(':')) {
+            let message: String = after
+                .chars()
+                .take_while(|c| !matches!(c, '<' | '"' | '\n' | '\r'))
+                .take(1000)
+                .collect();
+            return Some(TokenError {
+                error: "invalid_request".to_owned(),
+                code: Some(code),
+                message: message.replace("&#39;", "'").replace("&amp;", "&"),
+                suberror: None,
+                claims: None,
+                trace_id: None,
+                correlation_id: None,
+            });
+        }
+        rest = after.get(6..)?;
+    }
+    None
+}
+
 /// `bytes` re-export under a private name, so the public API does not name the crate.
 mod bytes_buf {
     pub use bytes::Bytes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aadsts_in_page;
+
+    #[test]
+    fn an_error_page_names_its_aadsts_code_and_a_sign_in_page_none() {
+        let page = "<h1>Sorry</h1><div id=\"error\">AADSTS50011: The redirect URI &#39;https://mb.example/oauth/callback&#39; specified in the request does not match.</div>";
+        let e = aadsts_in_page(page).unwrap();
+        assert_eq!(e.code, Some(50011));
+        assert_eq!(
+            e.message,
+            "AADSTS50011: The redirect URI 'https://mb.example/oauth/callback' specified in the request does not match."
+        );
+        assert!(
+            aadsts_in_page("<form>Sign in to AADSTS</form> AADSTSx AADSTS12 no colon").is_none()
+        );
+        assert!(aadsts_in_page("").is_none());
+    }
 }

@@ -123,46 +123,28 @@ impl AuthorizationRequest {
         }
     }
 
+    /// The `state` this request sent (the key of a sign-in waiting for its answer).
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
     /// Reads the code from the URL the browser was sent back to (or its query string),
     /// checking `state` and turning an `error` into a clear message.
     pub fn code_from_redirect(&self, redirected: &str) -> Result<SecretString, AuthError> {
-        let query = redirected
-            .split_once('?')
-            .map_or(redirected, |(_, q)| q)
-            .split('#')
-            .next()
-            .unwrap_or_default();
-        let mut code = None;
-        let mut state = None;
-        let mut error = None;
-        let mut description = None;
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            match k.as_ref() {
-                "code" => code = Some(v.into_owned()),
-                "state" => state = Some(v.into_owned()),
-                "error" => error = Some(v.into_owned()),
-                "error_description" => description = Some(v.into_owned()),
-                _ => {}
-            }
+        let answer = RedirectAnswer::parse(redirected);
+        if let Some(error) = answer.error {
+            let fix = error.diagnose().to_string();
+            return Err(AuthError::Interaction(format!(
+                "{}: {} {fix}",
+                error.error, error.message
+            )));
         }
-        if let Some(error) = error {
-            let description = description.unwrap_or_default();
-            let headline = description.lines().next().unwrap_or_default().to_owned();
-            let fix = crate::diagnosis::TokenError::parse(
-                serde_json::json!({"error": error, "error_description": description})
-                    .to_string()
-                    .as_bytes(),
-            )
-            .map(|e| e.diagnose().to_string())
-            .unwrap_or_default();
-            return Err(AuthError::Interaction(format!("{error}: {headline} {fix}")));
-        }
-        if state.as_deref() != Some(self.state.as_str()) {
+        if answer.state.as_deref() != Some(self.state.as_str()) {
             return Err(AuthError::Interaction(
                 "the answer's state does not match this sign-in (a stale or forged redirect); start again".into(),
             ));
         }
-        code.map(SecretString::from).ok_or_else(|| {
+        answer.code.ok_or_else(|| {
             AuthError::Interaction(
                 "the redirect URL carries no code; paste the whole URL from the address bar".into(),
             )
@@ -187,6 +169,73 @@ impl AuthorizationRequest {
                 &self.scopes,
             )
             .await
+    }
+}
+
+/// What the browser was sent back with: the `code`, the `state`, or Microsoft's
+/// `error` (with its `error_description`, parsed as the token endpoint's errors are).
+pub struct RedirectAnswer {
+    pub code: Option<SecretString>,
+    pub state: Option<String>,
+    pub error: Option<crate::diagnosis::TokenError>,
+}
+
+impl std::fmt::Debug for RedirectAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedirectAnswer")
+            .field("code", &self.code.as_ref().map(|_| "REDACTED"))
+            .field("state", &self.state)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl RedirectAnswer {
+    /// Reads a redirect URL (or only its query string); the fragment is ignored.
+    pub fn parse(redirected: &str) -> Self {
+        let query = redirected
+            .split_once('?')
+            .map_or(redirected, |(_, q)| q)
+            .split('#')
+            .next()
+            .unwrap_or_default();
+        let mut code = None;
+        let mut state = None;
+        let mut error = None;
+        let mut description = None;
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "code" if code.is_none() => code = Some(v.into_owned()),
+                "state" if state.is_none() => state = Some(v.into_owned()),
+                "error" if error.is_none() => error = Some(v.into_owned()),
+                "error_description" if description.is_none() => {
+                    description = Some(v.into_owned());
+                }
+                _ => {}
+            }
+        }
+        let error = error.map(|error| {
+            let description = description.unwrap_or_default();
+            crate::diagnosis::TokenError::parse(
+                serde_json::json!({"error": error, "error_description": description})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap_or(crate::diagnosis::TokenError {
+                error,
+                code: None,
+                message: String::new(),
+                suberror: None,
+                claims: None,
+                trace_id: None,
+                correlation_id: None,
+            })
+        });
+        Self {
+            code: code.filter(|c| !c.is_empty()).map(SecretString::from),
+            state,
+            error,
+        }
     }
 }
 

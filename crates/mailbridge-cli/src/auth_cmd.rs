@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use mailbridge_auth::claims::signed_in_user;
 use mailbridge_auth::interactive::{AuthorizationRequest, loopback_sign_in};
-use mailbridge_auth::scopes::{Grant, scopes_for};
+use mailbridge_auth::scopes::Grant;
 use mailbridge_store::Store;
 use mailbridge_store::token_store::refresh_token_id;
 use mailbridge_types::config::{AppCredentialConfig, Transport};
@@ -221,12 +221,7 @@ async fn login(
         }
         return Ok(());
     }
-    let extra: Vec<String> = acc
-        .transports
-        .iter()
-        .skip(1)
-        .flat_map(|t| scopes_for(*t, Grant::Delegated, app.graph_resource()))
-        .collect();
+    let extra = mailbridge_accounts::signin::extra_consent(acc, app);
     let tokens = match method {
         LoginMethod::Browser => loopback_sign_in(
             &client,
@@ -295,10 +290,9 @@ async fn login(
             u.name, acc.name, u.name, u.name, acc.name
         );
     }
-    sessions
-        .persist(&acc.name, &tokens)
-        .await
-        .map_err(explain)?;
+    context::sign_in(store)
+        .keep_sign_in(app, &acc.name, &tokens)
+        .await?;
     match &user {
         Some(u) => println!("{}: signed in as {}.", acc.name, u.name),
         None => println!(

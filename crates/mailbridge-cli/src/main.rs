@@ -33,6 +33,7 @@ mod provider_cmd;
 mod secrets_cmd;
 mod send_cmd;
 mod serve_cmd;
+mod serve_net;
 mod test_cmd;
 mod token_cmd;
 mod user_cmd;

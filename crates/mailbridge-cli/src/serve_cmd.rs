@@ -15,6 +15,10 @@
 //! (scripts and tests read the port from it); logs go to standard error, as text or
 //! JSON, and never carry a token or a password.
 //!
+//! `--tls-cert`/`--tls-key` serve HTTPS (the lines above then say `https://`), and
+//! `--trusted-proxy` names reverse proxies whose `X-Forwarded-*` headers are believed
+//! ([`crate::serve_net`]).
+//!
 //! Beside the API it runs the daemon's work ([`mailbridge_server::daemon`]): a watcher
 //! for every account whose watch is on (while this instance holds the account's
 //! lease) and the outbox's sender.
@@ -25,6 +29,7 @@
 //! take.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +43,7 @@ use mailbridge_store::{Backend, Store};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::context::{self, GlobalArgs};
+use crate::serve_net::{Cidr, Forwarding, TlsListener, forwarded, server_tls};
 
 /// A database URL: may hold a password, so never shown whole.
 #[derive(Clone)]
@@ -143,6 +149,35 @@ pub struct ServeArgs {
     /// Log format on standard error.
     #[arg(long, env = "MAILBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
+    /// with --tls-key. Cookies are then `Secure`.
+    #[arg(
+        long,
+        env = "MAILBRIDGE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "MAILBRIDGE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// A reverse proxy (an address or a network, e.g. 10.0.0.0/8) whose
+    /// X-Forwarded-For, -Proto and -Host are believed: the client's address for rate
+    /// limits and logs, HTTPS for `Secure` cookies, and the public address when
+    /// --public-url is not given. Repeatable (the variable takes a comma-separated
+    /// list); from any other address those headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "MAILBRIDGE_TRUSTED_PROXIES",
+        value_name = "ADDR/CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<Cidr>,
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
@@ -171,6 +206,12 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             "first administrator API token made and printed once"
         );
     }
+    // Read before binding: a wrong file is said at once, before anything listens.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server_tls(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -204,25 +245,30 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             );
             None
         }
-        None => Some(format!("http://{addr}")),
+        None => Some(format!("{scheme}://{addr}")),
     };
     let metrics = Arc::new(Metrics::default());
     let daemon_metrics = DaemonMetrics::register(&metrics);
     settings.on_message = Some(daemon_metrics.message_hook());
-    let daemon = Daemon::start(
-        store.clone(),
-        Arc::new(SignIn::new(store.clone())),
-        settings,
-    );
+    // Behind a trusted proxy without --public-url, the web UI takes its public address
+    // from the forwarded scheme and host of each request that has them.
+    let public_url = settings.public_url.clone();
+    // One sign-in service: a person's sign-in on the Authorize page primes the tokens
+    // the watchers then use.
+    let sign_in = Arc::new(SignIn::new(store.clone()));
+    let daemon = Daemon::start(store.clone(), Arc::clone(&sign_in), settings);
     let watchers = daemon.handle();
     let web = mailbridge_web::router(mailbridge_web::WebConfig {
         store: store.clone(),
         config_file: global.config.clone(),
         watchers: Arc::new(move || watchers.states()),
-        // Served over plain HTTP (TLS is a later step): no `Secure` flag yet.
-        secure_cookies: false,
+        // Over TLS every cookie is `Secure`; behind a proxy that forwards HTTPS the
+        // forwarding layer adds the flag per request.
+        secure_cookies: tls.is_some(),
         daemon: Some(daemon.handle()),
         data_dir: Some(global.data_dir()),
+        sign_in,
+        public_url,
     });
     let state = AppState {
         tokens: Arc::new(StoreTokens::new(store.clone())),
@@ -240,12 +286,26 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     );
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
-    let server = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stopped.notified().await });
-    let mut server = tokio::spawn(async move { server.await });
+    let forwarding = Arc::new(Forwarding {
+        tls: tls.is_some(),
+        trusted: args.trusted_proxy.clone(),
+        public_url_set: args.public_url.is_some(),
+    });
+    let service = app(state)
+        .layer(axum::middleware::from_fn_with_state(forwarding, forwarded))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let mut server = if let Some(acceptor) = tls {
+        use axum::serve::ListenerExt as _;
+        // `tap_io` only to let the connection's address through as `ConnectInfo`.
+        let listener = TlsListener::new(listener, acceptor).tap_io(|_| {});
+        let server = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { stopped.notified().await });
+        tokio::spawn(async move { server.await })
+    } else {
+        let server = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { stopped.notified().await });
+        tokio::spawn(async move { server.await })
+    };
     if let Some(token) = mailbridge_web::setup_token(&store)
         .await
         .context("failed to make the one-time setup link of the web UI")?
@@ -257,13 +317,13 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             addr
         };
         println!(
-            "setup link (creates the first administrator of the web UI; works once, for {} minutes): http://{host}/setup?token={}",
+            "setup link (creates the first administrator of the web UI; works once, for {} minutes): {scheme}://{host}/setup?token={}",
             mailbridge_web::SETUP_LINK_LIFETIME.as_secs() / 60,
             token.expose_secret()
         );
         tracing::info!("no web UI user yet: one-time setup link printed on standard output");
     }
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, backend, instance = instance.as_str(), "mailbridge serve started");
 
     let bound = Duration::from_secs(args.shutdown_timeout);

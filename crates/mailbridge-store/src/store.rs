@@ -282,7 +282,9 @@ impl Store {
                 "INSERT INTO account_state (account_id, state, reason, updated_at)
                  SELECT id, $2, $3, $4 FROM accounts WHERE id = $1
                  ON CONFLICT (account_id) DO UPDATE SET state = excluded.state,
-                   reason = excluded.reason, updated_at = excluded.updated_at",
+                   reason = CASE WHEN excluded.state = 'signed-in' AND account_state.state = 'signed-in'
+                     THEN account_state.reason ELSE excluded.reason END,
+                   updated_at = excluded.updated_at",
             )
             .bind(account.as_uuid())
             .bind(name)
@@ -329,6 +331,41 @@ impl Store {
                 AccountState::SignedIn
             }
         }))
+    }
+
+    /// Records who signed account `account` in (the user the sign-in's answer named)
+    /// while it is signed in; a refresh keeps it, a sign-in again replaces it, and
+    /// "needs sign-in" forgets it. `None`: the answer named nobody.
+    pub async fn set_signed_in_user(
+        &self,
+        account: &str,
+        user: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE account_state SET reason = $2
+                 WHERE state = 'signed-in' AND account_id IN (SELECT id FROM accounts WHERE name = $1)",
+            )
+            .bind(account)
+            .bind(user)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Who signed the account with this id in, while it is signed in
+    /// ([`Store::set_signed_in_user`]).
+    pub async fn signed_in_user(&self, account: AccountId) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = on_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT reason FROM account_state WHERE account_id = $1 AND state = 'signed-in'",
+            )
+            .bind(account.as_uuid())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.and_then(|(user,)| user))
     }
 
     /// Forgets an account's sign-in state.

@@ -24,17 +24,22 @@
 //!   (apps, providers and domains, outbox, parked deliveries, users and API tokens,
 //!   settings, the audit log), which call `mailbridge-server`'s own functions with
 //!   the person as the caller.
+//! - `authorize`: signing a delegated account in from the browser
+//!   (`/accounts/{id}/authorize`): Microsoft's sign-in in a new tab back to the
+//!   daemon's `/oauth/callback`, a device code, or a pasted redirect URL.
 //!
 //! Pages are askama templates (`templates/`, checked at compile time); the one
-//! stylesheet is embedded (`assets/style.css`), and so is the one script
-//! (`assets/accounts.js`: times in the viewer's zone); there is no inline script or
-//! style. Every response of the router carries a strict Content-Security-Policy
+//! stylesheet is embedded (`assets/style.css`), and so are two small scripts
+//! (`assets/accounts.js`: times in the viewer's zone and the "Testing…" notice;
+//! `assets/authorize.js`: refreshes the Authorize page when a device-code sign-in
+//! ends); there is no inline script or style. Every response of the router carries a strict Content-Security-Policy
 //! ([`CONTENT_SECURITY_POLICY`]), `X-Content-Type-Options: nosniff` and
 //! `Referrer-Policy: no-referrer`. Who may see what is decided by
 //! [`mailbridge_types::access::allowed`], as for the API.
 
 mod accounts;
 mod admin;
+mod authorize;
 pub mod i18n;
 pub mod limit;
 mod pages;
@@ -48,6 +53,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use mailbridge_accounts::signin::SignIn;
 use mailbridge_connector::watcher::state::WatcherEvent;
 use mailbridge_store::Store;
 use secrecy::SecretString;
@@ -55,8 +61,8 @@ use secrecy::SecretString;
 pub use pages::valid_user_name;
 
 /// The Content-Security-Policy of every page and asset: nothing from elsewhere, no
-/// inline script or style, no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// inline script or style, no framing; scripts may ask only this server.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// How long the first run's setup link works.
 pub const SETUP_LINK_LIFETIME: std::time::Duration = std::time::Duration::from_hours(1);
@@ -88,6 +94,12 @@ pub async fn setup_token(store: &Store) -> Result<Option<SecretString>, SetupLin
     Ok(Some(SecretString::from(token)))
 }
 
+/// The scheme and host a trusted reverse proxy says the request came to
+/// (`https://mb.example.com`), put in the request's extensions by `mailbridge serve`
+/// when no public URL is set: the Authorize page's callback is built from it.
+#[derive(Debug, Clone)]
+pub struct ForwardedOrigin(pub String);
+
 /// The daemon's watcher states, as the dashboard asks for them.
 pub type Watchers = Arc<dyn Fn() -> Vec<WatcherEvent> + Send + Sync>;
 
@@ -107,6 +119,13 @@ pub struct WebConfig {
     /// The data directory: certificates uploaded on the apps page are kept in its
     /// `certificates/` (files 0600); `None`: uploads are refused.
     pub data_dir: Option<PathBuf>,
+    /// The sign-in service the daemon uses (the Authorize page keeps tokens through it).
+    pub sign_in: Arc<SignIn>,
+    /// The address people and Microsoft reach the daemon at (`serve --public-url`,
+    /// else its listening address): the Authorize page's callback
+    /// `PUBLIC_URL/oauth/callback` (a [`ForwardedOrigin`] goes first); `None`: no
+    /// browser sign-in (device code and paste still work).
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -114,6 +133,7 @@ impl std::fmt::Debug for WebConfig {
         f.debug_struct("WebConfig")
             .field("config_file", &self.config_file)
             .field("secure_cookies", &self.secure_cookies)
+            .field("public_url", &self.public_url)
             .finish_non_exhaustive()
     }
 }
@@ -129,12 +149,16 @@ pub(crate) struct Web {
     /// Recent watcher events per account, for the account pages.
     history: accounts::History,
     data_dir: Option<PathBuf>,
+    sign_in: Arc<SignIn>,
+    public_url: Option<String>,
+    flows: authorize::Flows,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
 
-/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, `/accounts...`, and
-/// the assets (`/assets/style.css`, `/assets/accounts.js`).
+/// The pages: `/` (dashboard), `/signin`, `/signout`, `/setup`, `/accounts...`, the
+/// Authorize pages (`/accounts/{id}/authorize...`, `/oauth/callback`), the
+/// administration pages, and the assets.
 pub fn router(config: WebConfig) -> Router {
     let web = Arc::new(Web {
         store: config.store,
@@ -145,6 +169,9 @@ pub fn router(config: WebConfig) -> Router {
         history: accounts::History::follow(config.daemon.as_ref()),
         daemon: config.daemon,
         data_dir: config.data_dir,
+        sign_in: config.sign_in,
+        public_url: config.public_url,
+        flows: authorize::Flows::default(),
     });
     Router::new()
         .route("/", get(pages::dashboard))
@@ -190,6 +217,26 @@ pub fn router(config: WebConfig) -> Router {
         )
         .route("/accounts/{id}/test/{kind}", post(accounts::test))
         .route("/assets/accounts.js", get(accounts::script))
+        .route("/accounts/{id}/authorize", get(authorize::authorize_page))
+        .route(
+            "/accounts/{id}/authorize/browser",
+            post(authorize::start_browser),
+        )
+        .route(
+            "/accounts/{id}/authorize/device",
+            post(authorize::start_device),
+        )
+        .route(
+            "/accounts/{id}/authorize/device/status",
+            get(authorize::device_status),
+        )
+        .route(
+            "/accounts/{id}/authorize/paste/start",
+            post(authorize::start_paste),
+        )
+        .route("/accounts/{id}/authorize/paste", post(authorize::paste))
+        .route(authorize::CALLBACK_PATH, get(authorize::callback))
+        .route("/assets/authorize.js", get(authorize::script))
         .layer(axum::middleware::map_response(page_headers))
         .with_state(web)
 }

@@ -184,7 +184,7 @@ impl Visit {
     }
 
     /// The language for someone not signed in.
-    fn tr(&self) -> Tr {
+    pub(crate) fn tr(&self) -> Tr {
         Tr::new(negotiate(None, self.accept_language.as_deref()))
     }
 

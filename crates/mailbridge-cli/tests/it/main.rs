@@ -18,6 +18,7 @@ mod users;
 mod web;
 mod web_accounts;
 mod web_admin;
+mod web_authorize;
 mod web_world;
 
 use std::path::{Path, PathBuf};

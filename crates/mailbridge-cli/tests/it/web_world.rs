@@ -52,54 +52,7 @@ incoming = {{ transport = "imap", host = "127.0.0.1", port = {closed}, tls = "no
 /// `mailbridge serve` on a free port in `dir` with the configuration file `config`,
 /// started as a newcomer would (no master key given: it makes one).
 pub(crate) async fn serve_with(dir: &Path, config: &Path) -> Serve {
-    let log = dir.join("serve.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailbridge"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
-        .env("MAILBRIDGE_CONFIG", config)
-        .env_remove("MAILBRIDGE_MASTER_KEY")
-        .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
-        .env_remove("MAILBRIDGE_LISTEN")
-        .env_remove("MAILBRIDGE_DATABASE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut setup_link, mut token) = (None, None);
-    let base = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                return addr.to_owned();
-            }
-            for word in line.split_whitespace() {
-                if word.contains("/setup?token=") {
-                    setup_link = Some(word.to_owned());
-                }
-                if word.starts_with("mbt_") {
-                    token = Some(word.to_owned());
-                }
-            }
-        }
-        panic!(
-            "serve ended early: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    })
-    .await
-    .expect("serve did not print its address in time");
-    // Standard output is not read further: nothing more is printed on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Serve {
-        child,
-        base,
-        setup_link: setup_link.expect("a first start prints a setup link"),
-        token: token.expect("a first start prints an API token"),
-        log,
-    }
+    serve_with_args(dir, config, &[]).await
 }
 
 impl Serve {
@@ -327,5 +280,62 @@ pub(crate) async fn click_through(driver: &Client, css: &str) {
             "{css} did not lead to a new page"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`serve_with`] with more arguments for `mailbridge serve` (`--tls-cert ...`).
+pub(crate) async fn serve_with_args(dir: &Path, config: &Path, extra: &[&str]) -> Serve {
+    let log = dir.join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailbridge"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
+        .env("MAILBRIDGE_CONFIG", config)
+        .env_remove("MAILBRIDGE_MASTER_KEY")
+        .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
+        .env_remove("MAILBRIDGE_LISTEN")
+        .env_remove("MAILBRIDGE_DATABASE")
+        .env_remove("RUST_LOG")
+        .env_remove("MAILBRIDGE_TLS_CERT")
+        .env_remove("MAILBRIDGE_TLS_KEY")
+        .env_remove("MAILBRIDGE_TRUSTED_PROXIES")
+        .env_remove("MAILBRIDGE_PUBLIC_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut setup_link, mut token) = (None, None);
+    let base = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.to_owned();
+            }
+            for word in line.split_whitespace() {
+                if word.contains("/setup?token=") {
+                    setup_link = Some(word.to_owned());
+                }
+                if word.starts_with("mbt_") {
+                    token = Some(word.to_owned());
+                }
+            }
+        }
+        panic!(
+            "serve ended early: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    })
+    .await
+    .expect("serve did not print its address in time");
+    // Standard output is not read further: nothing more is printed on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Serve {
+        child,
+        base,
+        setup_link: setup_link.expect("a first start prints a setup link"),
+        token: token.expect("a first start prints an API token"),
+        log,
     }
 }

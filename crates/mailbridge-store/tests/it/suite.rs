@@ -82,6 +82,7 @@ suite!(
     import_writes_a_batch_and_replace_keeps_ids,
     a_failed_import_leaves_nothing,
     token_store_keeps_refresh_tokens_and_sign_in_state,
+    who_signed_in_lasts_through_refreshes_until_sign_in_is_needed,
     instances_opening_a_new_database_together_agree_on_one_key,
     api_tokens_are_found_by_hash_listed_and_revoked,
     the_first_api_token_is_stored_once_only,
@@ -644,6 +645,42 @@ async fn token_store_keeps_refresh_tokens_and_sign_in_state(db: Fixture) {
     let meta = store.secrets().await.unwrap();
     assert_eq!(meta[0].kind, SecretKind::RefreshToken);
     assert!(meta[0].last_used_at.is_some(), "loading marks it used");
+}
+
+async fn who_signed_in_lasts_through_refreshes_until_sign_in_is_needed(db: Fixture) {
+    let store = db.open(&MasterKey::generate().unwrap()).await.unwrap();
+    store.mark_signed_in("alice").await.unwrap();
+    let id = store.account_id("alice").await.unwrap().unwrap();
+    assert_eq!(store.signed_in_user(id).await.unwrap(), None);
+    store
+        .set_signed_in_user("alice", Some("alice@contoso.example"))
+        .await
+        .unwrap();
+    // A refresh marks it signed in again: who signed in stays.
+    store.mark_signed_in("alice").await.unwrap();
+    assert_eq!(
+        store.signed_in_user(id).await.unwrap().as_deref(),
+        Some("alice@contoso.example")
+    );
+    assert_eq!(
+        store.account_state("alice").await.unwrap(),
+        Some(AccountState::SignedIn)
+    );
+    // Needing sign-in forgets it; a user is not recorded on that state.
+    store.mark_needs_sign_in("alice", "revoked").await.unwrap();
+    assert_eq!(store.signed_in_user(id).await.unwrap(), None);
+    store
+        .set_signed_in_user("alice", Some("bob@contoso.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.account_state("alice").await.unwrap(),
+        Some(AccountState::NeedsSignIn {
+            reason: "revoked".into()
+        })
+    );
+    store.mark_signed_in("alice").await.unwrap();
+    assert_eq!(store.signed_in_user(id).await.unwrap(), None);
 }
 
 async fn instances_opening_a_new_database_together_agree_on_one_key(db: Fixture) {

@@ -27,6 +27,11 @@ pub struct IdentityState {
 }
 
 impl IdentityState {
+    /// Every refresh token issued so far (tests check none is stored in clear).
+    pub fn refresh_token_values(&self) -> Vec<String> {
+        self.refresh_tokens.keys().cloned().collect()
+    }
+
     /// Stores a flow under a fresh id and returns the id.
     pub(crate) fn put_flow(&mut self, flow: Flow) -> String {
         let id = random_token(24);

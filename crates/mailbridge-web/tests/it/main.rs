@@ -69,6 +69,8 @@ async fn site() -> Site {
         secure_cookies: false,
         daemon: None,
         data_dir: None,
+        sign_in: Arc::new(mailbridge_accounts::signin::SignIn::new(store.clone())),
+        public_url: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
