@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use super::daemon_world::{BOB, world};
 use super::web_world::{
-    Browser, DEADLINE, PASSWORD, Serve, click, element, fill, path, serve, serve_with,
-    set_up_administrator, text, until_page,
+    Browser, DEADLINE, PASSWORD, Serve, assert_accessible, click, element, fill, path, serve,
+    serve_with, set_up_administrator, text, until_page,
 };
 
 const APP_SECRET: &str = "Qx~8Q~web.admin.first-secret-0123456789";
@@ -407,6 +407,20 @@ async fn an_administrator_manages_people_apps_parked_deliveries_and_providers_an
     assert_eq!(log[0]["actor"], "root");
     assert_eq!(log[0]["actor_kind"], "person");
     assert_eq!(log[0]["client"], "127.0.0.1");
+
+    // Every administration page, with its forms, passes axe-core at both widths.
+    for page in [
+        "/apps",
+        "/providers",
+        "/outbox",
+        "/parked",
+        "/users",
+        "/settings",
+        "/audit",
+    ] {
+        goto(driver, &serve, page).await;
+        assert_accessible(driver, page).await;
+    }
 
     browser.quit().await;
     let log = std::fs::read_to_string(&serve.log).unwrap();

@@ -21,8 +21,8 @@ use mailbridge_testkit::{Emulator, EmulatorServer};
 use serde_json::Value;
 
 use super::web_world::{
-    Browser, DEADLINE, PASSWORD, Serve, click, element, fill, serve_with, serve_with_args,
-    set_up_administrator, text,
+    Browser, DEADLINE, PASSWORD, Serve, assert_accessible, click, element, fill, serve_with,
+    serve_with_args, set_up_administrator, text,
 };
 
 const USER_PASSWORD: &str = "Correct-Horse-7";
@@ -270,6 +270,20 @@ async fn authorize_in_a_new_tab_and_an_unregistered_redirect_explained() {
     let png = driver.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"));
     std::fs::write(screenshots_dir().unwrap().join("authorize.png"), png).unwrap();
+    assert_accessible(driver, "the Authorize page, signed in").await;
+    // So does the account's own page, with its link to Authorize.
+    driver
+        .goto(&format!("{}/accounts/{alice}", serve.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(driver, "#signin-state").await,
+        "Signed in as alice@contoso.example"
+    );
+    driver
+        .goto(&format!("{}/accounts/{alice}/authorize", serve.base))
+        .await
+        .unwrap();
 
     // The refresh token is in the store, sealed: status says signed in, a token can be
     // had without a person, and no issued refresh token is in the database's bytes.

@@ -405,7 +405,12 @@ pub(crate) async fn detail(
     let delegated = account.sign_in == SignInMethod::Delegated;
     let (signed_in, needs_sign_in) = if delegated {
         match store.account_state_by_id(id).await {
-            Ok(Some(AccountState::SignedIn)) => (Some(t.get("accounts-signed-in")), None),
+            Ok(Some(AccountState::SignedIn)) => match store.signed_in_user(id).await {
+                // Who signed in, as the Authorize page keeps it.
+                Ok(Some(user)) => (Some(t.with("authorize-signed-in-as", "user", &user)), None),
+                Ok(None) => (Some(t.get("accounts-signed-in")), None),
+                Err(e) => return store_failed(t, &e),
+            },
             Ok(Some(AccountState::NeedsSignIn { reason })) => (None, Some(reason)),
             Ok(None) => (None, Some(t.get("accounts-not-signed-in"))),
             Err(e) => return store_failed(t, &e),
