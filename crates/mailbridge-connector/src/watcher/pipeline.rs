@@ -546,7 +546,7 @@ async fn deliver_batch<M: FetchMany + Send>(
         .cloned()
         .collect();
     let started = std::time::Instant::now();
-    let mut spooler = Spooler::new(round);
+    let mut spooler = Spooler::new(round, wanted.len());
     let fetched = if wanted.is_empty() {
         Ok(())
     } else {
@@ -811,8 +811,20 @@ impl AsyncWrite for SpoolFile {
 /// Where a batch's fetch puts each message: a spool file each, bounded by the account's
 /// largest message, until the batch's byte bound; the messages after that are read
 /// past (IMAP sends what was asked) and left to the next batch.
+///
+/// The files are made ahead of need, one per message asked for, by a blocking task
+/// that runs while the messages arrive: making a named file costs about 0.3 ms on the
+/// project machine's ext4, which in line with the fetch was a third of a batch's time.
 struct Spooler {
-    /// Every file made (removed after the batch).
+    /// The files made ahead, in order, at most [`SPOOL_AHEAD`] waiting.
+    ahead: Option<tokio::sync::mpsc::Receiver<std::io::Result<(PathBuf, std::fs::File)>>>,
+    /// The task making them; it answers how many it made.
+    maker: Option<tokio::task::JoinHandle<usize>>,
+    /// Files the maker makes (one per message asked for).
+    count: usize,
+    /// Files made on demand beyond those.
+    extra: usize,
+    /// Every file handed to a message.
     files: Vec<PathBuf>,
     /// The complete ones, by the message's transport id.
     fetched: HashMap<String, Spooled>,
@@ -828,6 +840,8 @@ struct Spooler {
 
 /// The buffer in front of each spool file: most messages reach it in one write.
 const SPOOL_BUFFER: usize = 64 * 1024;
+/// Spool files made ahead of the messages that will fill them.
+const SPOOL_AHEAD: usize = 32;
 /// Messages up to this size are summarised as they arrive (most mail is smaller);
 /// a larger one is read back from its spool file when it is routed.
 const SUMMARIZED_INLINE: usize = 64 * 1024;
@@ -839,14 +853,43 @@ struct Spooled {
     summary: Option<Summary>,
 }
 
+/// The spool file `i` of a batch whose files start with `prefix`.
+fn spool_path(prefix: &Path, i: usize) -> PathBuf {
+    let mut path = prefix.to_owned().into_os_string();
+    path.push(format!(".{i}.part"));
+    PathBuf::from(path)
+}
+
 impl Spooler {
-    fn new(round: &Round<'_>) -> Self {
+    /// The spool of a batch of `count` messages; their files are made from now on.
+    fn new(round: &Round<'_>, count: usize) -> Self {
         // Unique per account and folder (watchers of two folders share the spool).
         let prefix = round.spool_dir.join(
             IdempotencyKey::new(&round.account_id.to_string(), round.folder, "batch", None)
                 .to_string(),
         );
+        let (tx, rx) = tokio::sync::mpsc::channel(SPOOL_AHEAD);
+        let maker_prefix = prefix.clone();
+        let maker = tokio::task::spawn_blocking(move || {
+            for i in 0..count {
+                let path = spool_path(&maker_prefix, i);
+                let made = create_new_blocking(&path);
+                let failed = made.is_err();
+                if tx.blocking_send(made.map(|file| (path, file))).is_err() {
+                    // The batch ended early: file i was made but never handed over.
+                    return if failed { i } else { i + 1 };
+                }
+                if failed {
+                    return i;
+                }
+            }
+            count
+        });
         Self {
+            ahead: Some(rx),
+            maker: Some(maker),
+            count,
+            extra: 0,
             files: Vec::new(),
             fetched: HashMap::new(),
             prefix,
@@ -863,12 +906,27 @@ impl Spooler {
     }
 
     async fn remove_files(&mut self) {
-        // The spool is only a buffer: a failure to remove a file leaves one the next
-        // batch overwrites.
-        for path in self.files.drain(..) {
-            let _ = tokio::fs::remove_file(&path).await;
-        }
+        // No more files: the maker stops, saying how many it made (handed over or not).
+        self.ahead = None;
+        let made = match self.maker.take() {
+            Some(maker) => maker.await.unwrap_or(self.files.len()),
+            None => 0,
+        };
+        let prefix = self.prefix.clone();
+        // Those handed over, and those made but never handed over.
+        let mut paths = std::mem::take(&mut self.files);
+        paths.extend((0..made).map(|i| spool_path(&prefix, i)));
+        paths.sort_unstable();
+        paths.dedup();
         self.fetched.clear();
+        // The spool is only a buffer: a file that cannot be removed is replaced by
+        // the next batch that makes one of its name (`create_new_blocking`).
+        let _ = tokio::task::spawn_blocking(move || {
+            for path in paths {
+                let _ = std::fs::remove_file(path);
+            }
+        })
+        .await;
     }
 }
 
@@ -885,13 +943,37 @@ impl MessageSinks for Spooler {
             self.deferred = true;
             return Ok(SpoolFile::Deferred(tokio::io::sink()));
         }
-        let mut path = self.prefix.clone().into_os_string();
-        path.push(format!(".{}.part", self.files.len()));
-        let path = PathBuf::from(path);
-        let file = create_new(&path).await.map_err(|source| SpoolError {
-            path: path.clone(),
-            source,
-        })?;
+        let expected = spool_path(&self.prefix, self.files.len());
+        let next = match self.ahead.as_mut() {
+            Some(ahead) => ahead.recv().await,
+            None => None,
+        };
+        let (path, file) = match next {
+            Some(Ok(made)) => made,
+            Some(Err(source)) => {
+                return Err(SpoolError {
+                    path: expected,
+                    source,
+                });
+            }
+            // More files than messages asked for (a server that names the UID after
+            // the body sends what was not asked before it can be told apart): made now.
+            None => {
+                self.extra += 1;
+                let path = spool_path(&self.prefix, self.count + self.extra);
+                let made = path.clone();
+                let file = tokio::task::spawn_blocking(move || create_new_blocking(&made))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|source| SpoolError {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (path, file)
+            }
+        };
+        let file = tokio::fs::File::from_std(file);
         self.files.push(path.clone());
         Ok(SpoolFile::File {
             path,
@@ -1277,13 +1359,13 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Bounded<W> {
 /// Creates a spool file that is new: a file of that name left behind (the watcher was
 /// killed before removing it) may be a folder sink's placed message now (the sinks
 /// link spool files into place), so it is unlinked, never truncated.
-async fn create_new(path: &Path) -> std::io::Result<tokio::fs::File> {
-    let mut options = tokio::fs::OpenOptions::new();
+fn create_new_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
-    match options.open(path).await {
+    match options.open(path) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            tokio::fs::remove_file(path).await?;
-            options.open(path).await
+            std::fs::remove_file(path)?;
+            options.open(path)
         }
         other => other,
     }
@@ -1301,9 +1383,8 @@ mod tests {
         let placed = dir.path().join("placed.eml");
         std::fs::write(&spool, b"delivered").unwrap();
         std::fs::hard_link(&spool, &placed).unwrap();
-        let mut file = create_new(&spool).await.unwrap();
-        file.write_all(b"next").await.unwrap();
-        file.flush().await.unwrap();
+        let mut file = create_new_blocking(&spool).unwrap();
+        std::io::Write::write_all(&mut file, b"next").unwrap();
         assert_eq!(std::fs::read(&placed).unwrap(), b"delivered");
         assert_eq!(std::fs::read(&spool).unwrap(), b"next");
     }
