@@ -156,6 +156,43 @@ async fn the_dashboard_shows_delivered_mail_queues_and_what_expires_and_a_user_o
         "{latency}"
     );
 
+    // A message for a relay that refuses connections waits in its account's outbox.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let made = serve
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/accounts",
+            Some(json!({"name": "dave-out", "address": "dave@example.org", "sign_in": "password",
+                        "password": "pw",
+                        "outgoing": {"transport": "smtp", "host": "127.0.0.1", "port": closed, "tls": "none"}})),
+        )
+        .await;
+    let dave = made["id"].as_str().unwrap().to_owned();
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/accounts/{dave}/outbox", serve.base))
+        .bearer_auth(&serve.token)
+        .header("Idempotency-Key", "dashboard-2")
+        .json(&json!({"to": [BOB], "subject": "Waits", "text": "The relay is down."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    until_page(driver, "dave's message is due", |p| {
+        p.contains(r#"data-due="1" data-sending="0""#)
+    })
+    .await;
+    let dave_row = r#"tr[data-account="dave-out"]"#;
+    assert_eq!(
+        text(driver, &format!("{dave_row} .queue")).await,
+        "1 due, 0 sending"
+    );
+    assert_eq!(text(driver, "#total-due").await, "1");
+    assert_eq!(text(driver, "#total-accounts").await, "3");
+
     // What expires: the app's client secret, in 10 days (9 once a moment passed).
     let expiring = text(driver, "#expires").await;
     assert!(
