@@ -124,6 +124,8 @@ struct Shared {
     /// The sinks as last built: the watchers' and the parked-delivery worker's.
     sinks_cell: Arc<Mutex<Arc<SinkSet>>>,
     parked: ParkedHandle,
+    /// Messages per hour, latencies and last syncs per account (the dashboard's).
+    activity: crate::activity::Activity,
 }
 
 /// What the API reaches of the running daemon (cheap to clone).
@@ -183,6 +185,11 @@ impl DaemonHandle {
             .collect()
     }
 
+    /// What each account's watcher did lately (in memory: empty after a restart).
+    pub fn activity(&self) -> &crate::activity::Activity {
+        &self.0.activity
+    }
+
     /// The last state of the watcher of `account` (by name).
     pub fn state_of(&self, account: &str) -> Option<WatcherEvent> {
         self.0
@@ -196,8 +203,20 @@ impl DaemonHandle {
 
 impl Daemon {
     /// Starts the supervisor and the outbox sender.
-    pub fn start(store: Store, sign_in: Arc<SignIn>, settings: DaemonSettings) -> Self {
+    pub fn start(store: Store, sign_in: Arc<SignIn>, mut settings: DaemonSettings) -> Self {
         let (events, mut received) = broadcast::channel(1024);
+        let activity = crate::activity::Activity::default();
+        let counted = {
+            let store = store.clone();
+            activity.hook(move || store.now())
+        };
+        settings.on_message = Some(match settings.on_message.take() {
+            None => counted,
+            Some(other) => MessageHook(Arc::new(move |account, outcome, took| {
+                (counted.0)(account, outcome, took);
+                (other.0)(account, outcome, took);
+            })),
+        });
         let sinks: Arc<Mutex<Arc<SinkSet>>> = Arc::default();
         let lookup: SinkLookup = {
             let sinks = sinks.clone();
@@ -217,6 +236,7 @@ impl Daemon {
             settings,
             events,
             states: Mutex::new(BTreeMap::new()),
+            activity,
             reload: Notify::new(),
             outbox_due: Notify::new(),
             cancel: CancellationToken::new(),
@@ -227,11 +247,17 @@ impl Daemon {
                 loop {
                     match received.recv().await {
                         Ok(event) => {
-                            shared
+                            let before = shared
                                 .states
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
-                                .insert(event.account.clone(), event);
+                                .insert(event.account.clone(), event.clone());
+                            // A round got through: syncing, then idle.
+                            if event.state == WatcherState::Idle
+                                && before.is_some_and(|b| b.state == WatcherState::Syncing)
+                            {
+                                shared.activity.synced(&event.account, event.at);
+                            }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => break,

@@ -28,6 +28,8 @@
 //! - [`store_tokens`]: the store behind the tokens ([`store_tokens::StoreTokens`]) and
 //!   readiness ([`store_tokens::store_ready`]), and making a token ([`store_tokens::issue`];
 //!   the first administrator's on the first start, [`store_tokens::issue_first`]).
+//! - [`activity`]: messages per hour, delivery latency and last sync per account,
+//!   kept in memory by the daemon from the watchers' message hook (the dashboard's).
 //! - [`metrics`]: the Prometheus registry behind `/metrics` (HTTP requests by route
 //!   and status class; [`metrics::DaemonMetrics`], the daemon's families).
 //! - The web UI's pages, when [`AppState::web`] holds them (`mailbridge-web`).
@@ -39,6 +41,7 @@
 //! `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
 
 pub mod account_access;
+pub mod activity;
 pub mod api;
 pub mod api_config;
 pub mod api_messages;

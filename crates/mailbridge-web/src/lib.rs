@@ -15,8 +15,10 @@
 //!   (`fluent-bundle`); the user's language, else `Accept-Language`, else English.
 //! - `pages`: sign-in, sign-out (POST with the session's CSRF token), the first
 //!   run's setup page (a one-time link `mailbridge serve` prints while there is no
-//!   user; it makes the first administrator), and the dashboard (the accounts the
-//!   person may see, each with its watcher's state badge).
+//!   user; it makes the first administrator).
+//! - `dashboard`: the accounts the person may see with their watcher's state, last
+//!   error, last sync, queue and parked counts, messages per hour (server-drawn SVG)
+//!   and latency, totals, and what expires soon.
 //! - `accounts`: the accounts list, an account's page (watcher state and history,
 //!   routes, messages, Test receive / Test send) and the add/edit wizard, through
 //!   `mailbridge-server`'s own functions (`account_access`, `api_config`).
@@ -40,6 +42,7 @@
 mod accounts;
 mod admin;
 mod authorize;
+mod dashboard;
 pub mod i18n;
 pub mod limit;
 mod pages;
@@ -174,7 +177,7 @@ pub fn router(config: WebConfig) -> Router {
         flows: authorize::Flows::default(),
     });
     Router::new()
-        .route("/", get(pages::dashboard))
+        .route("/", get(dashboard::dashboard))
         .route("/signin", get(pages::signin_page).post(pages::signin))
         .route("/signout", post(pages::signout))
         .route("/setup", get(pages::setup_page).post(pages::setup))

@@ -1,4 +1,5 @@
-//! The pages: sign-in, sign-out, the first run's setup and the dashboard.
+//! The pages: sign-in, sign-out and the first run's setup, and the helpers every
+//! page uses (the dashboard is in `dashboard`).
 
 #![expect(
     clippy::result_large_err,
@@ -15,9 +16,9 @@ use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use mailbridge_connector::watcher::state::{WatcherEvent, WatcherState};
+use mailbridge_connector::watcher::state::WatcherState;
 use mailbridge_store::{NewUser, User, WebSession};
-use mailbridge_types::access::{Action, Role, allowed};
+use mailbridge_types::access::Role;
 use secrecy::SecretString;
 use serde::Deserialize;
 use time::format_description::BorrowedFormatItem;
@@ -71,27 +72,6 @@ pub(crate) struct MessagePage {
     pub(crate) who: Option<Who>,
     pub(crate) title: String,
     pub(crate) message: String,
-}
-
-/// One account row of the dashboard.
-#[derive(Debug)]
-struct AccountRow {
-    id: String,
-    name: String,
-    address: String,
-    /// The badge's class: ok, busy, wait, bad, off.
-    badge: &'static str,
-    state: String,
-    detail: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "dashboard.html")]
-struct DashboardPage {
-    t: Tr,
-    who: Option<Who>,
-    accounts: Vec<AccountRow>,
-    empty: Option<String>,
 }
 
 /// A page with its status; a template that fails to render answers 500 in plain text.
@@ -609,7 +589,7 @@ pub(crate) async fn setup(
     }
 }
 
-// ---- dashboard ----
+// ---- watcher state badges ----
 
 const UNTIL: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
@@ -637,84 +617,4 @@ pub(crate) fn badge(t: Tr, state: Option<&WatcherState>) -> (&'static str, Strin
         }
         Some(WatcherState::Disabled { reason }) => ("off", t.get("state-disabled"), reason.clone()),
     }
-}
-
-/// The dashboard: the accounts the signed-in person may see, each with its watcher's
-/// state from the daemon.
-///
-/// Administrators and auditors see every account ([`Action::ReadAccount`] with
-/// `own: false`); a user sees the accounts they own (`accounts.owner` is their name:
-/// those they created through the API with a token acting for them, or an
-/// administrator gave them).
-pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Response {
-    let session = match session(&web, &visit).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(r) => return r,
-    };
-    let t = visit.tr_for(&session.user);
-    let who = Some(who(t, &session));
-    let own: Option<std::collections::HashSet<mailbridge_store::AccountId>> =
-        if allowed(session.user.role, Action::ReadAccount { own: false }) {
-            None
-        } else {
-            match web.store.account_owners().await {
-                Ok(owners) => Some(
-                    owners
-                        .into_iter()
-                        .filter(|(_, owner)| *owner == session.user.name)
-                        .map(|(id, _)| id)
-                        .collect(),
-                ),
-                Err(e) => return store_failed(t, &e),
-            }
-        };
-    if own
-        .as_ref()
-        .is_some_and(std::collections::HashSet::is_empty)
-    {
-        return page(
-            StatusCode::OK,
-            &DashboardPage {
-                t,
-                who,
-                accounts: Vec::new(),
-                empty: Some(t.get("dashboard-none-yours")),
-            },
-        );
-    }
-    let accounts = match mailbridge_accounts::catalog::by_id(&web.store, &web.config_file).await {
-        Ok(a) => a,
-        Err(e) => return store_failed(t, &e),
-    };
-    let states: std::collections::HashMap<String, WatcherEvent> = (web.watchers)()
-        .into_iter()
-        .map(|e| (e.account.clone(), e))
-        .collect();
-    let mut rows: Vec<AccountRow> = accounts
-        .into_iter()
-        .filter(|(id, _)| own.as_ref().is_none_or(|own| own.contains(id)))
-        .map(|(id, (account, _))| {
-            let (badge, state, detail) = badge(t, states.get(&account.name).map(|e| &e.state));
-            AccountRow {
-                id: id.to_string(),
-                name: account.name,
-                address: account.address,
-                badge,
-                state,
-                detail,
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let empty = rows.is_empty().then(|| t.get("dashboard-empty"));
-    page(
-        StatusCode::OK,
-        &DashboardPage {
-            t,
-            who,
-            accounts: rows,
-            empty,
-        },
-    )
 }

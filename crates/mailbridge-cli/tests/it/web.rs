@@ -3,9 +3,7 @@
 //! dashboard shows an account with its watcher's state from the daemon, the session
 //! cookie's flags, sign-out, a wrong password refused with a message, a form without
 //! its CSRF token refused, and the pages in Polish for a browser that asks for `pl`.
-//! Saves the dashboard's screenshot to `docs/screenshots/dashboard.png`.
-
-use mailbridge_testkit::browser::screenshots_dir;
+//! (The dashboard's screenshot is saved by `web_dashboard.rs`.)
 
 use super::web_world::{
     Browser, PASSWORD, click, element, fill, path, serve, set_up_administrator, text, until_page,
@@ -51,10 +49,6 @@ async fn an_administrator_sets_up_signs_in_sees_the_dashboard_and_signs_out() {
     assert_eq!(session.http_only(), Some(true), "{session}");
     assert!(session.to_string().contains("SameSite=Strict"), "{session}");
     assert_eq!(session.path(), Some("/"), "{session}");
-
-    let png = driver.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
-    std::fs::write(screenshots_dir().unwrap().join("dashboard.png"), png).unwrap();
 
     // The link worked once.
     driver.goto(&serve.setup_link).await.unwrap();

@@ -1,0 +1,25 @@
+# Übersicht (dashboard.html): Summen, Aktivität je Konto, was abläuft.
+dashboard-totals = Summen
+dashboard-total-accounts = Konten
+dashboard-total-failing = mit Fehler (wartend oder Anmeldung nötig)
+dashboard-total-messages = Nachrichten in den letzten 24 Stunden
+dashboard-total-due = fällige Nachrichten im Postausgang
+dashboard-total-sending = werden gesendet
+dashboard-total-parked = zurückgestellte Zustellungen
+dashboard-column-last-sync = Letzte Synchronisierung
+dashboard-column-messages = Nachrichten, letzte 24 h
+dashboard-column-latency = Median der Laufzeit (letzte Stunde)
+dashboard-column-queue = Postausgang
+dashboard-column-parked = Zurückgestellt
+dashboard-never = nicht seit dem Start des Dienstes
+dashboard-queue = { $due } fällig, { $sending } im Versand
+dashboard-chart-label = Nachrichten pro Stunde in den letzten 24 Stunden, älteste zuerst: { $counts }; insgesamt { $total }.
+dashboard-counts-note = Nachrichten pro Stunde, Laufzeit und letzte Synchronisierung hält der Dienst im Speicher: nach einem Neustart beginnen sie wieder bei null.
+dashboard-expires = Was abläuft
+dashboard-expires-none = Innerhalb von 30 Tagen läuft nichts ab.
+dashboard-expires-secret = Geheimer Clientschlüssel der App „{ $app }“
+dashboard-expires-certificate = Zertifikat der App „{ $app }“
+dashboard-expires-refresh = Aktualisierungstoken des Kontos „{ $account }“ (Microsoft verwirft es nach 90 Tagen ohne Nutzung)
+dashboard-expires-ews = Das Konto „{ $account }“ nutzt EWS in Exchange Online
+dashboard-expires-in = läuft in { $days } Tagen ab
+dashboard-expired = abgelaufen

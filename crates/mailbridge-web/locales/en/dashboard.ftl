@@ -1,0 +1,25 @@
+# The dashboard (dashboard.html): totals, per-account activity, what expires.
+dashboard-totals = Totals
+dashboard-total-accounts = accounts
+dashboard-total-failing = failing (waiting or needing sign-in)
+dashboard-total-messages = messages in the last 24 hours
+dashboard-total-due = outbox messages due
+dashboard-total-sending = being sent
+dashboard-total-parked = parked deliveries
+dashboard-column-last-sync = Last sync
+dashboard-column-messages = Messages, last 24 h
+dashboard-column-latency = Median latency (last hour)
+dashboard-column-queue = Outbox
+dashboard-column-parked = Parked
+dashboard-never = not since the daemon started
+dashboard-queue = { $due } due, { $sending } sending
+dashboard-chart-label = Messages per hour over the last 24 hours, oldest first: { $counts }; { $total } in all.
+dashboard-counts-note = Messages per hour, latency and last sync are kept in the daemon’s memory: they start again at zero when it restarts.
+dashboard-expires = What expires
+dashboard-expires-none = Nothing expires within 30 days.
+dashboard-expires-secret = Client secret of app “{ $app }”
+dashboard-expires-certificate = Certificate of app “{ $app }”
+dashboard-expires-refresh = Refresh token of account “{ $account }” (Microsoft drops it after 90 days unused)
+dashboard-expires-ews = Account “{ $account }” uses EWS in Exchange Online
+dashboard-expires-in = expires in { $days } days
+dashboard-expired = expired

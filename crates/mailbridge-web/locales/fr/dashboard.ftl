@@ -1,0 +1,25 @@
+# Tableau de bord (dashboard.html) : totaux, activité par compte, ce qui expire.
+dashboard-totals = Totaux
+dashboard-total-accounts = comptes
+dashboard-total-failing = en erreur (en attente ou à reconnecter)
+dashboard-total-messages = messages sur les dernières 24 heures
+dashboard-total-due = messages à envoyer dans la boîte d’envoi
+dashboard-total-sending = en cours d’envoi
+dashboard-total-parked = livraisons mises de côté
+dashboard-column-last-sync = Dernière synchronisation
+dashboard-column-messages = Messages, dernières 24 h
+dashboard-column-latency = Délai médian (dernière heure)
+dashboard-column-queue = Boîte d’envoi
+dashboard-column-parked = Mis de côté
+dashboard-never = pas depuis le démarrage du démon
+dashboard-queue = { $due } à envoyer, { $sending } en cours
+dashboard-chart-label = Messages par heure sur les dernières 24 heures, du plus ancien au plus récent : { $counts } ; { $total } au total.
+dashboard-counts-note = Les messages par heure, le délai et la dernière synchronisation sont gardés en mémoire par le démon : ils repartent de zéro à son redémarrage.
+dashboard-expires = Ce qui expire
+dashboard-expires-none = Rien n’expire dans les 30 jours.
+dashboard-expires-secret = Secret client de l’application « { $app } »
+dashboard-expires-certificate = Certificat de l’application « { $app } »
+dashboard-expires-refresh = Jeton d’actualisation du compte « { $account } » (Microsoft le supprime après 90 jours sans usage)
+dashboard-expires-ews = Le compte « { $account } » utilise EWS dans Exchange Online
+dashboard-expires-in = expire dans { $days } jours
+dashboard-expired = expiré

@@ -1,0 +1,25 @@
+# Pulpit (dashboard.html): sumy, aktywność kont, co wygasa.
+dashboard-totals = Podsumowanie
+dashboard-total-accounts = konta
+dashboard-total-failing = z błędem (czekają lub wymagają logowania)
+dashboard-total-messages = wiadomości w ostatnich 24 godzinach
+dashboard-total-due = wiadomości do wysłania w skrzynce nadawczej
+dashboard-total-sending = w trakcie wysyłania
+dashboard-total-parked = odłożone dostarczenia
+dashboard-column-last-sync = Ostatnia synchronizacja
+dashboard-column-messages = Wiadomości, ostatnie 24 h
+dashboard-column-latency = Mediana opóźnienia (ostatnia godzina)
+dashboard-column-queue = Skrzynka nadawcza
+dashboard-column-parked = Odłożone
+dashboard-never = nie od uruchomienia demona
+dashboard-queue = do wysłania: { $due }, wysyłane: { $sending }
+dashboard-chart-label = Wiadomości na godzinę w ostatnich 24 godzinach, od najstarszej: { $counts }; razem { $total }.
+dashboard-counts-note = Liczby wiadomości na godzinę, opóźnienie i ostatnia synchronizacja są przechowywane w pamięci demona: po jego ponownym uruchomieniu liczą się od zera.
+dashboard-expires = Co wygasa
+dashboard-expires-none = Nic nie wygasa w ciągu 30 dni.
+dashboard-expires-secret = Klucz tajny klienta aplikacji „{ $app }”
+dashboard-expires-certificate = Certyfikat aplikacji „{ $app }”
+dashboard-expires-refresh = Token odświeżania konta „{ $account }” (Microsoft unieważnia go po 90 dniach nieużywania)
+dashboard-expires-ews = Konto „{ $account }” używa EWS w Exchange Online
+dashboard-expires-in = wygasa za { $days } dni
+dashboard-expired = wygasło

@@ -1,0 +1,25 @@
+# Обзор (dashboard.html): итоги, активность учётных записей, что истекает.
+dashboard-totals = Итоги
+dashboard-total-accounts = учётных записей
+dashboard-total-failing = с ошибкой (ожидают или требуют входа)
+dashboard-total-messages = писем за последние 24 часа
+dashboard-total-due = писем к отправке в исходящих
+dashboard-total-sending = отправляется
+dashboard-total-parked = отложенных доставок
+dashboard-column-last-sync = Последняя синхронизация
+dashboard-column-messages = Письма за 24 ч
+dashboard-column-latency = Медианная задержка (последний час)
+dashboard-column-queue = Исходящие
+dashboard-column-parked = Отложено
+dashboard-never = не было с запуска службы
+dashboard-queue = к отправке: { $due }, отправляется: { $sending }
+dashboard-chart-label = Письма по часам за последние 24 часа, от старых к новым: { $counts }; всего { $total }.
+dashboard-counts-note = Письма по часам, задержка и последняя синхронизация хранятся в памяти службы: после перезапуска счёт начинается с нуля.
+dashboard-expires = Что истекает
+dashboard-expires-none = В ближайшие 30 дней ничего не истекает.
+dashboard-expires-secret = Секрет клиента приложения «{ $app }»
+dashboard-expires-certificate = Сертификат приложения «{ $app }»
+dashboard-expires-refresh = Токен обновления учётной записи «{ $account }» (Microsoft аннулирует его после 90 дней без использования)
+dashboard-expires-ews = Учётная запись «{ $account }» использует EWS в Exchange Online
+dashboard-expires-in = истекает через { $days } дн.
+dashboard-expired = истёк
