@@ -19,6 +19,7 @@ mod web;
 mod web_accounts;
 mod web_admin;
 mod web_authorize;
+mod web_livetest;
 mod web_world;
 
 use std::path::{Path, PathBuf};
