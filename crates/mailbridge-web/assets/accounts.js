@@ -45,3 +45,82 @@
     });
   }
 })();
+
+// A Test receive / Test send run going on (#live-test[data-poll]): asks the server for
+// the steps so far (JSON) every second and appends each new one to the list, an
+// aria-live region; when the run ends, shows its summary and drops the Refresh link.
+// Without this script the Refresh link shows the same progress.
+(function () {
+  "use strict";
+  var live = document.getElementById("live-test");
+  var url = live && live.getAttribute("data-poll");
+  if (!url || !window.fetch) {
+    return;
+  }
+  var list = live.querySelector("ol.steps");
+  var summary = document.getElementById("test-summary");
+  function span(cls, text) {
+    var el = document.createElement("span");
+    el.className = cls;
+    el.textContent = text;
+    return el;
+  }
+  function item(step) {
+    var li = document.createElement("li");
+    li.className = "step " + (step.ok ? "ok" : "bad");
+    var mark = span("mark", step.ok ? "\u2713" : "\u2717");
+    mark.setAttribute("aria-hidden", "true");
+    li.appendChild(mark);
+    li.appendChild(span("visually-hidden", step.state));
+    var name = document.createElement("strong");
+    name.className = "step-name";
+    name.textContent = step.name;
+    li.appendChild(name);
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(span("ms", step.ms));
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(span("step-detail", step.detail));
+    if (step.fix) {
+      var fix = span("fix", " " + step.fix);
+      var label = document.createElement("strong");
+      label.textContent = step.fix_label;
+      fix.insertBefore(label, fix.firstChild);
+      li.appendChild(fix);
+    }
+    return li;
+  }
+  function show(run) {
+    for (var i = list.children.length; i < run.steps.length; i++) {
+      list.appendChild(item(run.steps[i]));
+    }
+    if (run.done) {
+      summary.textContent = run.summary;
+      summary.className = run.ok ? "passed" : "failed";
+      live.removeAttribute("data-poll");
+      live.setAttribute("data-done", "true");
+      var refresh = document.getElementById("live-refresh");
+      if (refresh) {
+        refresh.parentNode.removeChild(refresh);
+      }
+    }
+    return run.done;
+  }
+  function poll() {
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) {
+        if (!r.ok) {
+          throw new Error("HTTP " + r.status);
+        }
+        return r.json();
+      })
+      .then(function (run) {
+        if (!show(run)) {
+          window.setTimeout(poll, 1000);
+        }
+      })
+      .catch(function () {
+        // The Refresh link stays: the person can still follow the run.
+      });
+  }
+  window.setTimeout(poll, 500);
+})();

@@ -32,7 +32,8 @@
 //!
 //! Pages are askama templates (`templates/`, checked at compile time); the one
 //! stylesheet is embedded (`assets/style.css`), and so are two small scripts
-//! (`assets/accounts.js`: times in the viewer's zone and the "Testing…" notice;
+//! (`assets/accounts.js`: times in the viewer's zone, the "Testing…" notice, and a
+//! test run's steps appended as they finish;
 //! `assets/authorize.js`: refreshes the Authorize page when a device-code sign-in
 //! ends); there is no inline script or style. Every response of the router carries a strict Content-Security-Policy
 //! ([`CONTENT_SECURITY_POLICY`]), `X-Content-Type-Options: nosniff` and
@@ -155,6 +156,8 @@ pub(crate) struct Web {
     sign_in: Arc<SignIn>,
     public_url: Option<String>,
     flows: authorize::Flows,
+    /// Test receive / Test send runs going on or recently ended.
+    runs: accounts::live::Runs,
 }
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -175,6 +178,7 @@ pub fn router(config: WebConfig) -> Router {
         sign_in: config.sign_in,
         public_url: config.public_url,
         flows: authorize::Flows::default(),
+        runs: accounts::live::Runs::default(),
     });
     Router::new()
         .route("/", get(dashboard::dashboard))
@@ -219,6 +223,7 @@ pub fn router(config: WebConfig) -> Router {
             get(accounts::wizard::edit).post(accounts::wizard::edit_step),
         )
         .route("/accounts/{id}/test/{kind}", post(accounts::test))
+        .route("/accounts/{id}/test/{kind}/{run}", get(accounts::test_run))
         .route("/assets/accounts.js", get(accounts::script))
         .route("/accounts/{id}/authorize", get(authorize::authorize_page))
         .route(

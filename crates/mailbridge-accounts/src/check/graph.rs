@@ -109,9 +109,9 @@ pub(super) async fn reach(
         ))
     }
     .await;
-    let ok = report.push("connect+TLS", start, result);
-    report.presented(certificate);
-    ok.then_some(trust)
+    report
+        .push_presented("connect+TLS", start, result, certificate)
+        .then_some(trust)
 }
 
 /// The Graph client and the mailbox path for a grant; a failed step when the account

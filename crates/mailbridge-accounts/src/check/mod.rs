@@ -73,31 +73,36 @@ type Failure = (String, Option<String>);
 
 impl Report {
     fn push(&mut self, step: &str, start: Instant, result: Result<String, Failure>) -> bool {
+        self.push_presented(step, start, result, None)
+    }
+
+    /// Records a step with the certificate the server presented (on a TLS failure),
+    /// and tells the progress hook, if any (see [`observed`]).
+    fn push_presented(
+        &mut self,
+        step: &str,
+        start: Instant,
+        result: Result<String, Failure>,
+        certificate: Option<PresentedCertificate>,
+    ) -> bool {
         let (ok, detail, fix) = match result {
             Ok(d) => (true, d, None),
             Err((d, f)) => (false, d, f),
         };
-        self.steps.push(StepResult {
+        self.record(StepResult {
             step: step.to_owned(),
             ok,
             elapsed_ms: start.elapsed().as_millis(),
             detail,
             fix,
-            certificate: None,
+            certificate,
         });
         ok
     }
 
-    /// Puts the certificate the server presented beside the last step.
-    fn presented(&mut self, certificate: Option<PresentedCertificate>) {
-        if let Some(step) = self.steps.last_mut() {
-            step.certificate = certificate;
-        }
-    }
-
     /// The last step, passed, with advice beside it.
     fn advise(&mut self, step: &str, detail: String, advice: String) {
-        self.steps.push(StepResult {
+        self.record(StepResult {
             step: step.to_owned(),
             ok: true,
             elapsed_ms: 0,
@@ -105,6 +110,12 @@ impl Report {
             fix: Some(advice),
             certificate: None,
         });
+    }
+
+    fn record(&mut self, step: StepResult) {
+        // Outside `observed` there is no hook: the check runs as before.
+        let _ = PROGRESS.try_with(|hook| hook(&step));
+        self.steps.push(step);
     }
 
     /// The first failed step, if any.
@@ -135,6 +146,21 @@ impl Report {
         }
         out
     }
+}
+
+/// What [`observed`] calls with each step as it finishes.
+pub type ProgressHook = std::sync::Arc<dyn Fn(&StepResult) + Send + Sync>;
+
+tokio::task_local! {
+    static PROGRESS: ProgressHook;
+}
+
+/// Runs `check` (any of the checks of this module, e.g. [`receive_imap`], or a
+/// function that runs one) and calls `on_step` with each step as soon as it
+/// finishes, before the next one starts; the outcome is the same as without the hook. For live progress (the web
+/// page's "Test receive", `mailbridge test` printing as it goes).
+pub async fn observed<T, F: Future<Output = T>>(on_step: ProgressHook, check: F) -> T {
+    PROGRESS.scope(on_step, check).await
 }
 
 /// How the check signs in.
@@ -337,5 +363,89 @@ mod tests {
         );
         assert_eq!(TokenFailure::from("no AADSTS here").fix, None);
         assert_eq!(aadsts_code("xAADSTS"), None);
+    }
+
+    /// A scripted IMAP server that greets, answers CAPABILITY, and holds LOGIN until
+    /// `release` fires, then refuses it.
+    async fn stalling_imap(release: tokio::sync::oneshot::Receiver<()>) -> std::net::SocketAddr {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            write.write_all(b"* OK IMAP4rev1 ready\r\n").await.unwrap();
+            let mut lines = BufReader::new(read).lines();
+            let mut release = Some(release);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut words = line.split(' ');
+                let tag = words.next().unwrap_or("*").to_owned();
+                let command = words.next().unwrap_or_default().to_ascii_uppercase();
+                let answer = match command.as_str() {
+                    "CAPABILITY" => format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n"),
+                    "LOGOUT" => format!("* BYE\r\n{tag} OK bye\r\n"),
+                    _ => {
+                        if let Some(r) = release.take() {
+                            let _ = r.await;
+                        }
+                        format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+                    }
+                };
+                if write.write_all(answer.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_hook_hears_each_step_as_it_finishes() {
+        let (release, held) = tokio::sync::oneshot::channel();
+        let addr = stalling_imap(held).await;
+        let endpoint = EndpointConfig {
+            transport: mailbridge_types::config::Transport::Imap,
+            host: "127.0.0.1".to_owned(),
+            port: Some(addr.port()),
+            tls: Some(mailbridge_types::config::TlsMode::None),
+            tls_name: None,
+            extra_ca_file: None,
+            tls_pin: None,
+        };
+        let who = Identity {
+            account: "helpdesk".to_owned(),
+            address: "alice@contoso.example".to_owned(),
+            login: "alice".to_owned(),
+            graph_user: "alice@contoso.example".to_owned(),
+        };
+        let sign_in =
+            SignIn::<fn() -> std::future::Ready<Result<SecretString, String>>>::Password {
+                user: "alice".to_owned(),
+                password: SecretString::from("pw".to_owned()),
+            };
+        let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+        let hook: ProgressHook = std::sync::Arc::new(move |s: &StepResult| {
+            let _ = heard.send((s.step.clone(), s.ok));
+        });
+        let check =
+            tokio::spawn(
+                async move { observed(hook, receive_imap(&endpoint, &who, sign_in)).await },
+            );
+        // The first steps arrive while the server still holds LOGIN.
+        assert_eq!(hearing.recv().await, Some(("resolve".to_owned(), true)));
+        assert_eq!(hearing.recv().await, Some(("connect+TLS".to_owned(), true)));
+        assert!(!check.is_finished(), "the check waits for the held LOGIN");
+        release.send(()).unwrap();
+        let report = check.await.unwrap();
+        assert_eq!(
+            hearing.recv().await,
+            Some(("authenticate".to_owned(), false))
+        );
+        assert_eq!(hearing.recv().await, None, "no step is told twice");
+        let names: Vec<_> = report.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(names, ["resolve", "connect+TLS", "authenticate"]);
+        assert!(!report.ok);
+        // Without the hook the check runs as before.
+        assert!(PROGRESS.try_with(|_| ()).is_err());
     }
 }

@@ -148,8 +148,12 @@ async fn connect_step<C, E: std::error::Error + 'static>(
                 ),
                 None => mailbridge_types::error_chain(&e),
             };
-            report.push("connect+TLS", start, Err((detail, Some(explained.fix))));
-            report.presented(explained.certificate);
+            report.push_presented(
+                "connect+TLS",
+                start,
+                Err((detail, Some(explained.fix))),
+                explained.certificate,
+            );
             None
         }
     }

@@ -20,6 +20,7 @@ mod web_accounts;
 mod web_admin;
 mod web_authorize;
 mod web_dashboard;
+mod web_livetest;
 mod web_world;
 
 use std::path::{Path, PathBuf};

@@ -234,6 +234,7 @@ async fn an_administrator_adds_an_imap_account_through_the_wizard_tests_and_save
     assert_eq!(path(driver).await, detail, "a renamed account keeps its id");
     // Its page tests the saved account (the password sealed in the store).
     click_through(driver, "#test-receive").await;
+    element(driver, "#live-test[data-done]").await;
     assert_eq!(text(driver, "#test-summary").await, "Every step passed.");
     assert_accessible(driver, "a test's result").await;
 
@@ -418,7 +419,7 @@ async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_
 }
 
 /// `mailbridge user add NAME --role ROLE` with [`PASSWORD`], beside the running serve.
-async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
+pub(crate) async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
     let mut add = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
         .args(["user", "add", name, "--role", role, "--password-file", "-"])
         .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
@@ -442,7 +443,7 @@ async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
     assert!(out.status.success(), "{out:?}");
 }
 
-async fn sign_in(driver: &fantoccini::Client, base: &str, name: &str) {
+pub(crate) async fn sign_in(driver: &fantoccini::Client, base: &str, name: &str) {
     driver.goto(&format!("{base}/signin")).await.unwrap();
     fill(driver, "name", name).await;
     fill(driver, "password", PASSWORD).await;

@@ -1,7 +1,7 @@
 //! The account pages: the list (`/accounts`), an account's detail (`/accounts/{id}`:
 //! its watcher's state and recent history, sign-in, routes and sinks, recent messages
-//! and parked deliveries, Test receive / Test send), the test results, and the add /
-//! edit wizard ([`wizard`]).
+//! and parked deliveries, Test receive / Test send), the test results shown live as
+//! their steps finish ([`live`]), and the add / edit wizard ([`wizard`]).
 //!
 //! Who reaches which account is `mailbridge-server`'s `account_access`, asked with a
 //! caller made from the signed-in person (their role, acting for their name), so the
@@ -14,6 +14,7 @@
 )]
 
 pub(crate) mod form;
+pub(crate) mod live;
 pub(crate) mod wizard;
 
 use std::collections::{HashMap, VecDeque};
@@ -618,6 +619,8 @@ struct TestPage {
     name: String,
     outcome: Outcome,
     receive: bool,
+    /// While the run goes on: its address (the Refresh link; the script polls it).
+    poll: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -660,27 +663,83 @@ pub(crate) async fn test(
         Ok(a) => a,
         Err(p) => return refused(t, &p),
     };
-    let to = (!receive).then(|| account.address.clone());
-    let outcome =
-        match mailbridge_server::api_config::run_check(daemon, &account, app.as_ref(), to, None)
-            .await
-        {
-            Ok(report) => outcome(t, receive, &report),
-            Err(p) if p.status == StatusCode::CONFLICT => not_run(t, receive, &p),
-            Err(p) => return refused(t, &p),
-        };
+    let check = live::Check {
+        account: account.clone(),
+        app,
+        receive,
+        password: None,
+    };
+    let run = match web.runs.start(&s, daemon, &id.to_string(), check) {
+        Ok(run) => run,
+        Err(why) => return live::not_started(t, &why),
+    };
+    let Some((_, seen)) = web.runs.seen(&s, &id.to_string(), &run, t) else {
+        return live::gone(t, false);
+    };
+    run_page(&s, &id.to_string(), account.name, receive, &run, seen)
+}
+
+/// The page of a run: its steps so far and, while it runs, the link that shows more.
+fn run_page(
+    s: &Signed,
+    id: &str,
+    name: String,
+    receive: bool,
+    run: &str,
+    seen: live::Seen,
+) -> Response {
+    let kind = if receive { "receive" } else { "send" };
     page(
         StatusCode::OK,
         &TestPage {
-            t,
+            t: s.t,
             who: s.who(),
             csrf: s.session.csrf_token.clone(),
-            id: id.to_string(),
-            name: account.name,
-            outcome,
+            id: id.to_owned(),
+            name,
+            outcome: seen.outcome,
             receive,
+            poll: (!seen.done).then(|| format!("/accounts/{id}/test/{kind}/{run}")),
         },
     )
+}
+
+/// `GET /accounts/{id}/test/{kind}/{run}`: a run started by this session, as a page
+/// or (`Accept: application/json`, the script's polling) as JSON; 404 for any other
+/// session's run, the person's access to the account checked again.
+pub(crate) async fn test_run(
+    State(web): State<Arc<Web>>,
+    visit: Visit,
+    headers: axum::http::HeaderMap,
+    Path((id, kind, run)): Path<(String, String, String)>,
+) -> Response {
+    let as_json = live::wants_json(&headers);
+    let s = match signed(&web, &visit).await {
+        Ok(s) => s,
+        Err(_) if as_json => return StatusCode::UNAUTHORIZED.into_response(),
+        Err(r) => return r,
+    };
+    let t = s.t;
+    let daemon = match daemon(&web, t) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let (id, account, _) = match account_for(&s.caller, daemon, &id, true).await {
+        Ok(a) => a,
+        Err(p) if as_json => return p.status.into_response(),
+        Err(p) => return refused(t, &p),
+    };
+    let id = id.to_string();
+    let Some((receive, seen)) = web.runs.seen(&s, &id, &run, t) else {
+        return live::gone(t, as_json);
+    };
+    if kind != if receive { "receive" } else { "send" } {
+        return live::gone(t, as_json);
+    }
+    if as_json {
+        return live::json(t, seen);
+    }
+    run_page(&s, &id, account.name, receive, &run, seen)
 }
 
 const SCRIPT: &str = include_str!("../../assets/accounts.js");
