@@ -143,7 +143,10 @@ async fn read_first_header(client: &mut ImapClient) -> Result<String, super::Fai
         .ok_or_else(|| {
             (
                 format!("UID {uid} has no header fields"),
-                Some("the message is malformed; the mailbox itself works".to_owned()),
+                Some(super::Fix::new(
+                    "message-malformed",
+                    "the message is malformed; the mailbox itself works",
+                )),
             )
         })
 }

@@ -10,7 +10,9 @@ use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use secrecy::SecretString;
 
 use super::steps::{self, MailProtocol, Opened};
-use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login, test_message};
+use super::{
+    Fix, Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login, test_message,
+};
 
 /// SMTP submission, as the shared steps see it.
 struct Smtp;
@@ -90,7 +92,7 @@ where
                         "the server offers no AUTH before STARTTLS (it offers: {})",
                         client.capabilities.join(", ")
                     ),
-                    Some(e.to_string()),
+                    Some(Fix::from(e.to_string())),
                 )),
             );
             let _ = client.quit().await;
@@ -103,7 +105,7 @@ where
             Some(mailbridge_smtp::Meaning::AuthenticationFailed) | None => {
                 diagnose::mail_refusal(token_ref, Transport::Smtp, from, &server_fix)
             }
-            _ => server_fix,
+            _ => Fix::from(server_fix),
         };
         let detail = match &e {
             mailbridge_smtp::SmtpError::Refused { reply, .. } => {
@@ -128,7 +130,7 @@ where
             reply.text()
         )),
         Err(e) => {
-            let fix = e.meaning().map(|m| m.fix().to_owned());
+            let fix = e.meaning().map(|m| Fix::from(m.fix()));
             Err((e.to_string(), fix))
         }
     };
