@@ -40,6 +40,7 @@
 mod accounts;
 mod admin;
 mod authorize;
+pub mod diagnosis;
 pub mod i18n;
 pub mod limit;
 mod pages;
