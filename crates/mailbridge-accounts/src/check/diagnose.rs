@@ -122,6 +122,72 @@ fn numbered(items: &[String]) -> String {
         .join("; ")
 }
 
+/// A server reply's meaning as a fix: the library's words with the meaning's id.
+fn meaning(id: Option<&'static str>, text: &str) -> Fix {
+    match id {
+        Some(id) if !text.is_empty() => Fix::new(id, text),
+        _ => Fix::from(text),
+    }
+}
+
+/// An IMAP reply's fix (`mailbridge_imap::Meaning::fix`) with its id.
+pub(super) fn imap_meaning(m: mailbridge_imap::Meaning) -> Fix {
+    use mailbridge_imap::Meaning as M;
+    let id = match m {
+        M::AuthenticationFailed => Some("imap-authentication-failed"),
+        M::Throttled { .. } => Some("imap-throttled"),
+        M::Transient => Some("imap-transient"),
+        M::Rejected => Some("imap-rejected"),
+        _ => None,
+    };
+    meaning(id, m.fix())
+}
+
+/// A POP3 reply's fix (`mailbridge_pop3::Meaning::fix`) with its id.
+pub(super) fn pop3_meaning(m: mailbridge_pop3::Meaning) -> Fix {
+    use mailbridge_pop3::Meaning as M;
+    let id = match m {
+        M::AuthenticationFailed => Some("pop3-authentication-failed"),
+        M::PopDisabled => Some("pop3-disabled"),
+        M::Transient => Some("pop3-transient"),
+        M::Rejected => Some("pop3-rejected"),
+        _ => None,
+    };
+    meaning(id, m.fix())
+}
+
+/// An SMTP reply's fix (`mailbridge_smtp::Meaning::fix`) with its id.
+pub(super) fn smtp_meaning(m: mailbridge_smtp::Meaning) -> Fix {
+    use mailbridge_smtp::Meaning as M;
+    let id = match m {
+        M::SmtpAuthDisabledForTenant => Some("smtp-auth-disabled-for-tenant"),
+        M::SmtpAuthDisabledForMailbox => Some("smtp-auth-disabled-for-mailbox"),
+        M::BasicAuthDisabled => Some("smtp-basic-auth-disabled"),
+        M::AuthenticationFailed => Some("smtp-authentication-failed"),
+        M::SendAsDenied => Some("smtp-send-as-denied"),
+        M::Throttled => Some("smtp-throttled"),
+        M::TooLarge => Some("smtp-too-large"),
+        M::Transient => Some("smtp-transient"),
+        M::Rejected => Some("smtp-rejected"),
+        _ => None,
+    };
+    meaning(id, m.fix())
+}
+
+/// A Graph answer's fix (`mailbridge_graph::Meaning::fix`) with its id.
+fn graph_meaning(m: mailbridge_graph::Meaning) -> Fix {
+    use mailbridge_graph::Meaning as M;
+    let id = match m {
+        M::Throttled => Some("graph-throttled"),
+        M::NotFound => Some("graph-not-found"),
+        M::ResyncRequired => Some("graph-resync-required"),
+        M::Transient => Some("graph-transient"),
+        M::Rejected => Some("graph-rejected"),
+        _ => None,
+    };
+    meaning(id, m.fix())
+}
+
 /// The name of `transport` in a fix id (`imap`, `pop3`, `smtp`).
 fn transport_id(transport: Transport) -> &'static str {
     match transport {
@@ -141,7 +207,7 @@ pub(super) fn mail_refusal(
     token: Option<(&SecretString, Grant)>,
     transport: Transport,
     mailbox: &str,
-    server_fix: &str,
+    server_fix: Fix,
 ) -> Fix {
     let protocol = transport_id(transport);
     let Some((token, grant)) = token else {
@@ -155,7 +221,7 @@ pub(super) fn mail_refusal(
     };
     let view = TokenView::of(token);
     if view.claims.is_none() {
-        return Fix::from(server_fix);
+        return server_fix;
     }
     if let Some(problems) = view.problems(transport, grant) {
         return problems;
@@ -325,7 +391,7 @@ pub(super) fn graph_refusal(
         _ if g.message.contains("/me request is only valid with delegated") => {
             Fix::new("graph-me-app-only", "an app-only token cannot use /me: the account must name the mailbox (address or object id)")
         }
-        other => Fix::from(other.fix()),
+        other => graph_meaning(other),
     }
 }
 

@@ -197,6 +197,28 @@ pub const FIX_IDS: &[&str] = &[
     "ews-no-mailbox",
     "ews-send-as-denied",
     "ews-unreachable",
+    "imap-authentication-failed",
+    "imap-throttled",
+    "imap-transient",
+    "imap-rejected",
+    "pop3-authentication-failed",
+    "pop3-disabled",
+    "pop3-transient",
+    "pop3-rejected",
+    "smtp-auth-disabled-for-tenant",
+    "smtp-auth-disabled-for-mailbox",
+    "smtp-basic-auth-disabled",
+    "smtp-authentication-failed",
+    "smtp-send-as-denied",
+    "smtp-throttled",
+    "smtp-too-large",
+    "smtp-transient",
+    "smtp-rejected",
+    "graph-throttled",
+    "graph-not-found",
+    "graph-resync-required",
+    "graph-transient",
+    "graph-rejected",
 ];
 
 /// A failed step: what happened and, when known, the fix.
@@ -521,9 +543,9 @@ mod tests {
                 written.insert(lit.to_owned());
             }
         }
-        // Ids picked before `Fix::new` (the token problems', Graph's role and policy
-        // variants).
-        for prefix in ["token-", "graph-"] {
+        // Ids picked before `Fix::new` (the token problems', the server replies'
+        // meanings, Graph's role and policy variants).
+        for prefix in ["token-", "graph-", "imap-", "pop3-", "smtp-"] {
             for rest in sources.split(&format!("\"{prefix}")).skip(1) {
                 let id = rest.split('"').next().unwrap_or_default();
                 written.insert(format!("{prefix}{id}"));

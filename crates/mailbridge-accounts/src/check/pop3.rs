@@ -85,10 +85,10 @@ where
                         token.as_ref().map(|(t, g)| (t, *g)),
                         Transport::Pop3,
                         mailbox,
-                        meaning.fix(),
+                        diagnose::pop3_meaning(meaning),
                     )
                 } else {
-                    Fix::from(meaning.fix())
+                    diagnose::pop3_meaning(meaning)
                 };
                 (
                     refused_login(
@@ -128,7 +128,7 @@ where
             (count, uidl)
         }
         Err(e) => {
-            let fix = e.meaning().map(|m| Fix::from(m.fix()));
+            let fix = e.meaning().map(diagnose::pop3_meaning);
             report.push("open inbox", start, Err((e.to_string(), fix)));
             return report;
         }

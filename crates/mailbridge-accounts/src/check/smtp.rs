@@ -99,13 +99,13 @@ where
             return report;
         }
         let meaning = e.meaning();
-        let server_fix = meaning.map(|m| m.fix().to_owned()).unwrap_or_default();
+        let server_fix = meaning.map_or_else(Fix::default, diagnose::smtp_meaning);
         // 5.7.139 says exactly what is wrong; only a bare refusal needs the token read.
         let fix = match meaning {
             Some(mailbridge_smtp::Meaning::AuthenticationFailed) | None => {
-                diagnose::mail_refusal(token_ref, Transport::Smtp, from, &server_fix)
+                diagnose::mail_refusal(token_ref, Transport::Smtp, from, server_fix)
             }
-            _ => Fix::from(server_fix),
+            _ => server_fix,
         };
         let detail = match &e {
             mailbridge_smtp::SmtpError::Refused { reply, .. } => {
@@ -130,7 +130,7 @@ where
             reply.text()
         )),
         Err(e) => {
-            let fix = e.meaning().map(|m| Fix::from(m.fix()));
+            let fix = e.meaning().map(diagnose::smtp_meaning);
             Err((e.to_string(), fix))
         }
     };

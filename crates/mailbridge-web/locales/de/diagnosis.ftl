@@ -209,3 +209,28 @@ fix-ews-impersonation-denied = die App darf { $mailbox } nicht imitieren: eine A
 fix-ews-no-mailbox = { $mailbox } hat hier kein Exchange-Postfach: das Postfach hat keine Exchange Online-Lizenz oder ist lokal: Microsoft 365 Admin Center -> Benutzer -> Aktive Benutzer -> der Benutzer -> Lizenzen und Apps, weisen Sie eine Lizenz mit Exchange Online zu; prüfen Sie die Adresse des Kontos
 fix-ews-send-as-denied = { $mailbox } darf nicht als diese Adresse senden: `Add-RecipientPermission -Identity <address> -Trustee { $mailbox } -AccessRights SendAs`
 fix-ews-unreachable = prüfen Sie, ob dieser Rechner die EWS-URL erreicht (DNS, Proxy, Firewall) und ob sie auf /EWS/Exchange.asmx endet
+
+## Bedeutungen der Serverantworten (IMAP, POP3, SMTP, Graph).
+
+fix-imap-authentication-failed = der Server hat die Anmeldung abgelehnt: prüfen Sie für Microsoft 365 app-only der Reihe nach, ob das Token für https://outlook.office365.com mit der Rolle IMAP.AccessAsApp ist (Administratorzustimmung), ob `New-ServicePrincipal` mit der Objekt-ID aus Unternehmensanwendungen ausgeführt wurde (nicht der der App-Registrierung), ob `Add-MailboxPermission -AccessRights FullAccess` auf dieses Postfach erteilt wurde, ob user= die primäre Adresse des Postfachs ist und ob IMAP dafür aktiviert ist (`Set-CASMailbox -ImapEnabled $true`); Änderungen dauern bis zu 30 Minuten. Für delegated prüfen Sie den Bereich https://outlook.office.com/IMAP.AccessAsUser.All
+fix-imap-throttled = der Server drosselt dieses Postfach: warten Sie die vorgeschlagene Zeit ab
+fix-imap-transient = ein vorübergehender Fehler: später erneut versuchen
+fix-imap-rejected = der Server hat den Befehl abgelehnt: siehe seine Antwort
+fix-pop3-authentication-failed = der Server hat die Anmeldung abgelehnt: prüfen Sie für Microsoft 365 app-only, ob das Token die Rolle POP.AccessAsApp hat (Administratorzustimmung), ob `New-ServicePrincipal` mit der Objekt-ID aus Unternehmensanwendungen ausgeführt wurde, ob der Dienstprinzipal FullAccess auf das Postfach hat (`Add-MailboxPermission -AccessRights FullAccess`; Änderungen dauern bis zu 30 Minuten) und ob POP für das Postfach aktiviert ist; für delegated prüfen Sie den Bereich POP.AccessAsUser.All; für Kennwörter das Kennwort
+fix-pop3-disabled = POP ist für dieses Postfach deaktiviert: führen Sie `Set-CASMailbox -Identity <mailbox> -PopEnabled $true` aus (Outlook.com: Einstellungen -> E-Mail -> Weiterleitung und IMAP -> Geräten und Apps die Verwendung von POP erlauben)
+fix-pop3-transient = ein vorübergehender Fehler (oder eine andere Sitzung hält das Postfach): später erneut versuchen
+fix-pop3-rejected = der Server hat den Befehl abgelehnt: siehe seine Antwort
+fix-smtp-auth-disabled-for-tenant = SMTP AUTH ist für den ganzen Mandanten deaktiviert: führen Sie `Set-TransportConfig -SmtpClientAuthenticationDisabled $false` aus, oder aktivieren Sie es nur für dieses Postfach mit `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (oder senden Sie stattdessen über Microsoft Graph)
+fix-smtp-auth-disabled-for-mailbox = SMTP AUTH ist für dieses Postfach deaktiviert: führen Sie `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` aus (Microsoft 365 Admin Center -> Benutzer -> der Benutzer -> E-Mail -> E-Mail-Apps verwalten -> Authentifiziertes SMTP)
+fix-smtp-basic-auth-disabled = die Kennwortanmeldung (Standardauthentifizierung) ist für SMTP deaktiviert: stellen Sie das Konto auf OAuth2 um (delegated oder app-only)
+fix-smtp-authentication-failed = der Server hat die Anmeldung abgelehnt: prüfen Sie für Microsoft 365 app-only, ob das Token die Rolle SMTP.SendAsApp hat (Administratorzustimmung), ob `New-ServicePrincipal` mit der Objekt-ID aus Unternehmensanwendungen ausgeführt wurde und ob der Dienstprinzipal FullAccess oder SendAs auf das Postfach hat (Änderungen können 30 Minuten dauern); für delegated prüfen Sie den Bereich SMTP.Send; für Kennwörter das Kennwort
+fix-smtp-send-as-denied = das angemeldete Postfach darf nicht als diese Absenderadresse senden: führen Sie `Add-RecipientPermission -Identity <from address> -Trustee <mailbox or service principal> -AccessRights SendAs` aus, oder senden Sie von der eigenen Adresse des Postfachs
+fix-smtp-throttled = zu viele gleichzeitige Verbindungen zu diesem Postfach (Exchange erlaubt 3): später mit weniger parallelen Absendern erneut versuchen
+fix-smtp-too-large = die Nachricht ist größer, als der Server annimmt: senden Sie eine kleinere Nachricht
+fix-smtp-transient = ein vorübergehender Fehler: später erneut versuchen
+fix-smtp-rejected = der Server hat den Befehl abgelehnt: siehe seine Antwort
+fix-graph-throttled = Graph drosselt dieses Postfach: nach der angegebenen Zeit erneut versuchen
+fix-graph-not-found = die Nachricht existiert nicht mehr
+fix-graph-resync-required = der Delta-Stand ist verloren: beginnen Sie die Synchronisierung neu ab der ersten Seite des Ordners
+fix-graph-transient = ein vorübergehender Fehler bei Microsoft: später erneut versuchen
+fix-graph-rejected = Graph hat die Anfrage abgelehnt: siehe seine Meldung

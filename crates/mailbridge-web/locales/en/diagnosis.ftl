@@ -213,3 +213,28 @@ fix-ews-impersonation-denied = the app may not impersonate { $mailbox }: an appl
 fix-ews-no-mailbox = { $mailbox } has no Exchange mailbox here: the mailbox has no Exchange Online licence or is on-premises: Microsoft 365 admin center -> Users -> Active users -> the user -> Licenses and apps, assign a licence that includes Exchange Online; check the account's address
 fix-ews-send-as-denied = { $mailbox } may not send as this address: `Add-RecipientPermission -Identity <address> -Trustee { $mailbox } -AccessRights SendAs`
 fix-ews-unreachable = check that this machine reaches the EWS URL (DNS, proxy, firewall) and that it ends in /EWS/Exchange.asmx
+
+## Server replies' meanings (IMAP, POP3, SMTP, Graph), as the protocol libraries say them.
+
+fix-imap-authentication-failed = the server refused the sign-in: for Microsoft 365 app-only check, in order, that the token is for https://outlook.office365.com with the IMAP.AccessAsApp role (admin consent), that `New-ServicePrincipal` was run with the Enterprise application's Object ID (not the app registration's), that `Add-MailboxPermission -AccessRights FullAccess` was given on this mailbox, that user= is the mailbox's primary address, and that IMAP is enabled for it (`Set-CASMailbox -ImapEnabled $true`); changes take up to 30 minutes. For delegated check the https://outlook.office.com/IMAP.AccessAsUser.All scope
+fix-imap-throttled = the server is throttling this mailbox: wait the suggested time
+fix-imap-transient = a temporary failure: retry later
+fix-imap-rejected = the server refused the command: see its reply
+fix-pop3-authentication-failed = the server refused the sign-in: for Microsoft 365 app-only check that the token has the POP.AccessAsApp role (admin consent), that `New-ServicePrincipal` was run with the Enterprise application's Object ID, that the service principal has FullAccess on the mailbox (`Add-MailboxPermission -AccessRights FullAccess`; changes take up to 30 minutes), and that POP is enabled for the mailbox; for delegated check the POP.AccessAsUser.All scope; for passwords check the password
+fix-pop3-disabled = POP is disabled for this mailbox: run `Set-CASMailbox -Identity <mailbox> -PopEnabled $true` (Outlook.com: Settings -> Mail -> Forwarding and IMAP -> Let devices and apps use POP)
+fix-pop3-transient = a temporary failure (or another session holds the mailbox): retry later
+fix-pop3-rejected = the server rejected the command: see its reply
+fix-smtp-auth-disabled-for-tenant = SMTP AUTH is disabled for the whole tenant: run `Set-TransportConfig -SmtpClientAuthenticationDisabled $false`, or enable it for this mailbox only with `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (or send through Microsoft Graph instead)
+fix-smtp-auth-disabled-for-mailbox = SMTP AUTH is disabled for this mailbox: run `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (Microsoft 365 admin center -> Users -> the user -> Mail -> Manage email apps -> Authenticated SMTP)
+fix-smtp-basic-auth-disabled = password (Basic) sign-in is disabled for SMTP: switch the account to OAuth2 (delegated or app-only)
+fix-smtp-authentication-failed = the server refused the sign-in: for Microsoft 365 app-only check that the token has the SMTP.SendAsApp role (admin consent), that `New-ServicePrincipal` was run with the Enterprise application's Object ID, and that the service principal has FullAccess or SendAs on the mailbox (changes can take 30 minutes); for delegated check the SMTP.Send scope; for passwords check the password
+fix-smtp-send-as-denied = the signed-in mailbox may not send as this From address: run `Add-RecipientPermission -Identity <from address> -Trustee <mailbox or service principal> -AccessRights SendAs`, or send from the mailbox's own address
+fix-smtp-throttled = too many connections to this mailbox at once (Exchange allows 3): retry later with fewer parallel senders
+fix-smtp-too-large = the message is larger than the server accepts: send a smaller message
+fix-smtp-transient = a temporary failure: retry later
+fix-smtp-rejected = the server rejected the command: see its reply
+fix-graph-throttled = Graph is throttling this mailbox: retry after the time it gave
+fix-graph-not-found = the message no longer exists
+fix-graph-resync-required = the delta state is gone: start the sync over from the folder's first page
+fix-graph-transient = a temporary failure at Microsoft: retry later
+fix-graph-rejected = Graph refused the request: see its message

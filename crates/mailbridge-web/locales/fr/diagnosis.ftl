@@ -209,3 +209,28 @@ fix-ews-impersonation-denied = l’application ne peut pas emprunter l’identit
 fix-ews-no-mailbox = { $mailbox } n’a pas de boîte Exchange ici : la boîte n’a pas de licence Exchange Online ou est locale : Centre d’administration Microsoft 365 -> Utilisateurs -> Utilisateurs actifs -> l’utilisateur -> Licences et applications, attribuez une licence qui inclut Exchange Online ; vérifiez l’adresse du compte
 fix-ews-send-as-denied = { $mailbox } ne peut pas envoyer en tant que cette adresse : `Add-RecipientPermission -Identity <address> -Trustee { $mailbox } -AccessRights SendAs`
 fix-ews-unreachable = vérifiez que cette machine atteint l’URL EWS (DNS, proxy, pare-feu) et qu’elle se termine par /EWS/Exchange.asmx
+
+## Sens des réponses des serveurs (IMAP, POP3, SMTP, Graph).
+
+fix-imap-authentication-failed = le serveur a refusé la connexion : pour Microsoft 365 app-only, vérifiez dans l’ordre que le jeton est pour https://outlook.office365.com avec le rôle IMAP.AccessAsApp (consentement d’administrateur), que `New-ServicePrincipal` a été lancé avec l’ID d’objet des Applications d’entreprise (pas celui de l’inscription d’application), que `Add-MailboxPermission -AccessRights FullAccess` a été donné sur cette boîte, que user= est l’adresse principale de la boîte et qu’IMAP y est activé (`Set-CASMailbox -ImapEnabled $true`) ; les changements prennent jusqu’à 30 minutes. En delegated, vérifiez l’étendue https://outlook.office.com/IMAP.AccessAsUser.All
+fix-imap-throttled = le serveur limite cette boîte : attendez le délai suggéré
+fix-imap-transient = un échec temporaire : réessayez plus tard
+fix-imap-rejected = le serveur a refusé la commande : voyez sa réponse
+fix-pop3-authentication-failed = le serveur a refusé la connexion : pour Microsoft 365 app-only, vérifiez que le jeton a le rôle POP.AccessAsApp (consentement d’administrateur), que `New-ServicePrincipal` a été lancé avec l’ID d’objet des Applications d’entreprise, que le principal de service a FullAccess sur la boîte (`Add-MailboxPermission -AccessRights FullAccess` ; les changements prennent jusqu’à 30 minutes) et que POP est activé pour la boîte ; en delegated, vérifiez l’étendue POP.AccessAsUser.All ; pour les mots de passe, vérifiez le mot de passe
+fix-pop3-disabled = POP est désactivé pour cette boîte : lancez `Set-CASMailbox -Identity <mailbox> -PopEnabled $true` (Outlook.com : Paramètres -> Courrier -> Transfert et IMAP -> Autoriser les appareils et les applications à utiliser POP)
+fix-pop3-transient = un échec temporaire (ou une autre session tient la boîte) : réessayez plus tard
+fix-pop3-rejected = le serveur a rejeté la commande : voyez sa réponse
+fix-smtp-auth-disabled-for-tenant = SMTP AUTH est désactivé pour tout le locataire : lancez `Set-TransportConfig -SmtpClientAuthenticationDisabled $false`, ou activez-le pour cette seule boîte avec `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (ou envoyez plutôt par Microsoft Graph)
+fix-smtp-auth-disabled-for-mailbox = SMTP AUTH est désactivé pour cette boîte : lancez `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (Centre d’administration Microsoft 365 -> Utilisateurs -> l’utilisateur -> Courrier -> Gérer les applications de messagerie -> SMTP authentifié)
+fix-smtp-basic-auth-disabled = la connexion par mot de passe (authentification de base) est désactivée pour SMTP : passez le compte en OAuth2 (delegated ou app-only)
+fix-smtp-authentication-failed = le serveur a refusé la connexion : pour Microsoft 365 app-only, vérifiez que le jeton a le rôle SMTP.SendAsApp (consentement d’administrateur), que `New-ServicePrincipal` a été lancé avec l’ID d’objet des Applications d’entreprise, et que le principal de service a FullAccess ou SendAs sur la boîte (les changements peuvent prendre 30 minutes) ; en delegated, vérifiez l’étendue SMTP.Send ; pour les mots de passe, vérifiez le mot de passe
+fix-smtp-send-as-denied = la boîte connectée ne peut pas envoyer avec cette adresse From : lancez `Add-RecipientPermission -Identity <from address> -Trustee <mailbox or service principal> -AccessRights SendAs`, ou envoyez depuis l’adresse propre de la boîte
+fix-smtp-throttled = trop de connexions simultanées à cette boîte (Exchange en permet 3) : réessayez plus tard avec moins d’expéditeurs en parallèle
+fix-smtp-too-large = le message dépasse ce que le serveur accepte : envoyez un message plus petit
+fix-smtp-transient = un échec temporaire : réessayez plus tard
+fix-smtp-rejected = le serveur a rejeté la commande : voyez sa réponse
+fix-graph-throttled = Graph limite cette boîte : réessayez après le délai indiqué
+fix-graph-not-found = le message n’existe plus
+fix-graph-resync-required = l’état delta est perdu : recommencez la synchronisation depuis la première page du dossier
+fix-graph-transient = un échec temporaire chez Microsoft : réessayez plus tard
+fix-graph-rejected = Graph a refusé la demande : voyez son message

@@ -209,3 +209,28 @@ fix-ews-impersonation-denied = aplikacja nie może personifikować { $mailbox }:
 fix-ews-no-mailbox = { $mailbox } nie ma tu skrzynki Exchange: skrzynka nie ma licencji Exchange Online albo jest lokalna: Centrum administracyjne platformy Microsoft 365 -> Użytkownicy -> Aktywni użytkownicy -> użytkownik -> Licencje i aplikacje, przypisz licencję obejmującą Exchange Online; sprawdź adres konta
 fix-ews-send-as-denied = { $mailbox } nie może wysyłać jako ten adres: `Add-RecipientPermission -Identity <address> -Trustee { $mailbox } -AccessRights SendAs`
 fix-ews-unreachable = sprawdź, czy ten komputer dociera do adresu URL EWS (DNS, serwer proxy, zapora) i czy kończy się on na /EWS/Exchange.asmx
+
+## Znaczenia odpowiedzi serwerów (IMAP, POP3, SMTP, Graph).
+
+fix-imap-authentication-failed = serwer odrzucił logowanie: dla Microsoft 365 app-only sprawdź po kolei, czy token jest dla https://outlook.office365.com z rolą IMAP.AccessAsApp (zgoda administratora), czy `New-ServicePrincipal` uruchomiono z Identyfikatorem obiektu z Aplikacje dla przedsiębiorstw (nie z rejestracji aplikacji), czy nadano `Add-MailboxPermission -AccessRights FullAccess` do tej skrzynki, czy user= to podstawowy adres skrzynki i czy IMAP jest dla niej włączony (`Set-CASMailbox -ImapEnabled $true`); zmiany działają po maks. 30 minutach. Dla delegated sprawdź zakres https://outlook.office.com/IMAP.AccessAsUser.All
+fix-imap-throttled = serwer ogranicza tę skrzynkę: odczekaj sugerowany czas
+fix-imap-transient = chwilowy błąd: spróbuj później
+fix-imap-rejected = serwer odrzucił polecenie: zobacz jego odpowiedź
+fix-pop3-authentication-failed = serwer odrzucił logowanie: dla Microsoft 365 app-only sprawdź, czy token ma rolę POP.AccessAsApp (zgoda administratora), czy `New-ServicePrincipal` uruchomiono z Identyfikatorem obiektu z Aplikacje dla przedsiębiorstw, czy jednostka usługi ma FullAccess do skrzynki (`Add-MailboxPermission -AccessRights FullAccess`; zmiany działają po maks. 30 minutach) i czy POP jest włączony dla skrzynki; dla delegated sprawdź zakres POP.AccessAsUser.All; dla haseł sprawdź hasło
+fix-pop3-disabled = POP jest wyłączony dla tej skrzynki: uruchom `Set-CASMailbox -Identity <mailbox> -PopEnabled $true` (Outlook.com: Ustawienia -> Poczta -> Przekazywanie dalej i IMAP -> Zezwalaj urządzeniom i aplikacjom na korzystanie z protokołu POP)
+fix-pop3-transient = chwilowy błąd (lub inna sesja trzyma skrzynkę): spróbuj później
+fix-pop3-rejected = serwer odrzucił polecenie: zobacz jego odpowiedź
+fix-smtp-auth-disabled-for-tenant = SMTP AUTH jest wyłączony dla całej dzierżawy: uruchom `Set-TransportConfig -SmtpClientAuthenticationDisabled $false` albo włącz go tylko dla tej skrzynki poleceniem `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (albo wysyłaj przez Microsoft Graph)
+fix-smtp-auth-disabled-for-mailbox = SMTP AUTH jest wyłączony dla tej skrzynki: uruchom `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (Centrum administracyjne platformy Microsoft 365 -> Użytkownicy -> użytkownik -> Poczta -> Zarządzaj aplikacjami poczty e-mail -> Uwierzytelniony protokół SMTP)
+fix-smtp-basic-auth-disabled = logowanie hasłem (uwierzytelnianie podstawowe) jest wyłączone dla SMTP: przełącz konto na OAuth2 (delegated lub app-only)
+fix-smtp-authentication-failed = serwer odrzucił logowanie: dla Microsoft 365 app-only sprawdź, czy token ma rolę SMTP.SendAsApp (zgoda administratora), czy `New-ServicePrincipal` uruchomiono z Identyfikatorem obiektu z Aplikacje dla przedsiębiorstw i czy jednostka usługi ma FullAccess lub SendAs do skrzynki (zmiany mogą potrwać 30 minut); dla delegated sprawdź zakres SMTP.Send; dla haseł sprawdź hasło
+fix-smtp-send-as-denied = zalogowana skrzynka nie może wysyłać jako ten adres From: uruchom `Add-RecipientPermission -Identity <from address> -Trustee <mailbox or service principal> -AccessRights SendAs` albo wysyłaj z własnego adresu skrzynki
+fix-smtp-throttled = za dużo równoczesnych połączeń z tą skrzynką (Exchange pozwala na 3): spróbuj później z mniejszą liczbą równoległych nadawców
+fix-smtp-too-large = wiadomość jest większa, niż serwer przyjmuje: wyślij mniejszą
+fix-smtp-transient = chwilowy błąd: spróbuj później
+fix-smtp-rejected = serwer odrzucił polecenie: zobacz jego odpowiedź
+fix-graph-throttled = Graph ogranicza tę skrzynkę: spróbuj ponownie po podanym czasie
+fix-graph-not-found = wiadomość już nie istnieje
+fix-graph-resync-required = stan delta przepadł: zacznij synchronizację od pierwszej strony folderu
+fix-graph-transient = chwilowy błąd po stronie Microsoft: spróbuj później
+fix-graph-rejected = Graph odrzucił żądanie: zobacz jego komunikat

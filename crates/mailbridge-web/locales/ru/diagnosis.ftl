@@ -209,3 +209,28 @@ fix-ews-impersonation-denied = приложению нельзя олицетв�
 fix-ews-no-mailbox = у { $mailbox } здесь нет почтового ящика Exchange: у почтового ящика нет лицензии Exchange Online или он локальный: Центр администрирования Microsoft 365 -> Пользователи -> Активные пользователи -> пользователь -> Лицензии и приложения, назначьте лицензию, включающую Exchange Online; проверьте адрес учетной записи
 fix-ews-send-as-denied = { $mailbox } не может отправлять от имени этого адреса: `Add-RecipientPermission -Identity <address> -Trustee { $mailbox } -AccessRights SendAs`
 fix-ews-unreachable = проверьте, доступен ли с этого компьютера URL-адрес EWS (DNS, прокси, брандмауэр) и заканчивается ли он на /EWS/Exchange.asmx
+
+## Значения ответов серверов (IMAP, POP3, SMTP, Graph).
+
+fix-imap-authentication-failed = сервер отклонил вход: для Microsoft 365 app-only проверьте по порядку, что токен выдан для https://outlook.office365.com с ролью IMAP.AccessAsApp (согласие администратора), что `New-ServicePrincipal` выполнен с Идентификатором объекта из Корпоративные приложения (а не из регистрации приложения), что выдано `Add-MailboxPermission -AccessRights FullAccess` на этот почтовый ящик, что user= — основной адрес ящика и что IMAP для него включен (`Set-CASMailbox -ImapEnabled $true`); изменения вступают в силу до 30 минут. Для delegated проверьте область https://outlook.office.com/IMAP.AccessAsUser.All
+fix-imap-throttled = сервер ограничивает этот почтовый ящик: подождите предложенное время
+fix-imap-transient = временный сбой: повторите позже
+fix-imap-rejected = сервер отклонил команду: см. его ответ
+fix-pop3-authentication-failed = сервер отклонил вход: для Microsoft 365 app-only проверьте, что у токена есть роль POP.AccessAsApp (согласие администратора), что `New-ServicePrincipal` выполнен с Идентификатором объекта из Корпоративные приложения, что у субъекта-службы есть FullAccess к ящику (`Add-MailboxPermission -AccessRights FullAccess`; изменения вступают в силу до 30 минут) и что POP для ящика включен; для delegated проверьте область POP.AccessAsUser.All; для паролей проверьте пароль
+fix-pop3-disabled = POP отключен для этого почтового ящика: выполните `Set-CASMailbox -Identity <mailbox> -PopEnabled $true` (Outlook.com: Параметры -> Почта -> Пересылка и IMAP -> Разрешить устройствам и приложениям использовать POP)
+fix-pop3-transient = временный сбой (или ящик занят другим сеансом): повторите позже
+fix-pop3-rejected = сервер отклонил команду: см. его ответ
+fix-smtp-auth-disabled-for-tenant = SMTP AUTH отключен для всего клиента: выполните `Set-TransportConfig -SmtpClientAuthenticationDisabled $false` или включите его только для этого ящика командой `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (или отправляйте через Microsoft Graph)
+fix-smtp-auth-disabled-for-mailbox = SMTP AUTH отключен для этого почтового ящика: выполните `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (Центр администрирования Microsoft 365 -> Пользователи -> пользователь -> Почта -> Управление приложениями электронной почты -> Проверка подлинности SMTP)
+fix-smtp-basic-auth-disabled = вход по паролю (обычная проверка подлинности) для SMTP отключен: переведите учетную запись на OAuth2 (delegated или app-only)
+fix-smtp-authentication-failed = сервер отклонил вход: для Microsoft 365 app-only проверьте, что у токена есть роль SMTP.SendAsApp (согласие администратора), что `New-ServicePrincipal` выполнен с Идентификатором объекта из Корпоративные приложения и что у субъекта-службы есть FullAccess или SendAs к ящику (изменения могут занять 30 минут); для delegated проверьте область SMTP.Send; для паролей проверьте пароль
+fix-smtp-send-as-denied = вошедший почтовый ящик не может отправлять от этого адреса From: выполните `Add-RecipientPermission -Identity <from address> -Trustee <mailbox or service principal> -AccessRights SendAs` или отправляйте с собственного адреса ящика
+fix-smtp-throttled = слишком много одновременных подключений к этому ящику (Exchange допускает 3): повторите позже с меньшим числом параллельных отправителей
+fix-smtp-too-large = сообщение больше, чем принимает сервер: отправьте сообщение меньшего размера
+fix-smtp-transient = временный сбой: повторите позже
+fix-smtp-rejected = сервер отклонил команду: см. его ответ
+fix-graph-throttled = Graph ограничивает этот почтовый ящик: повторите после указанного времени
+fix-graph-not-found = сообщение больше не существует
+fix-graph-resync-required = состояние delta утеряно: начните синхронизацию заново с первой страницы папки
+fix-graph-transient = временный сбой на стороне Майкрософт: повторите позже
+fix-graph-rejected = Graph отклонил запрос: см. его сообщение
