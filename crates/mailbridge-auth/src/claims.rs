@@ -31,6 +31,13 @@ pub struct TokenClaims {
 pub struct TokenProblem {
     pub what: String,
     pub fix: String,
+    /// A stable id of the problem (`token-not-graph`, `token-not-exchange`,
+    /// `token-no-roles-graph`, `token-missing-role-exchange`, ...): pages say it in the
+    /// viewer's language from the id and [`args`](Self::args).
+    pub id: &'static str,
+    /// The values the texts name (`audience`, `transport`, `roles`, `scopes`,
+    /// `needed`).
+    pub args: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Display for TokenProblem {
@@ -150,6 +157,8 @@ impl TokenClaims {
             out.push(TokenProblem {
                 what: format!("the token is for {} but Microsoft Graph needs a Graph token", self.audience),
                 fix: "request https://graph.microsoft.com/.default (app-only) or Graph permissions such as Mail.ReadWrite (delegated)".into(),
+                id: "token-not-graph",
+                args: vec![("audience", self.audience.clone())],
             });
             return out;
         }
@@ -161,6 +170,11 @@ impl TokenClaims {
                     transport_name(transport)
                 ),
                 fix: "request https://outlook.office365.com/.default (app-only), or the fully qualified https://outlook.office.com/... scopes (delegated): a bare IMAP.AccessAsUser.All is read as a Graph scope".into(),
+                id: "token-not-exchange",
+                args: vec![
+                    ("audience", self.audience.clone()),
+                    ("transport", transport_name(transport).to_owned()),
+                ],
             });
             return out;
         }
@@ -183,6 +197,16 @@ impl TokenClaims {
                             "in App registrations -> API permissions -> Add a permission -> {api} -> Application permissions add {}, then press \"Grant admin consent for <tenant>\" (a permission listed but not consented gives a token without the role)",
                             needed.join(" or ")
                         ),
+                        id: match (self.roles.is_empty(), api == EXO) {
+                            (true, true) => "token-no-roles-exchange",
+                            (true, false) => "token-no-roles-graph",
+                            (false, true) => "token-missing-role-exchange",
+                            (false, false) => "token-missing-role-graph",
+                        },
+                        args: vec![
+                            ("roles", self.roles.join(", ")),
+                            ("needed", needed.join(" / ")),
+                        ],
                     });
                 }
             }
@@ -198,6 +222,15 @@ impl TokenClaims {
                             "add the delegated permission {} ({api}) in App registrations -> API permissions and sign in again so the user (or an admin) consents",
                             needed.join(" or ")
                         ),
+                        id: if api == EXO {
+                            "token-missing-scope-exchange"
+                        } else {
+                            "token-missing-scope-graph"
+                        },
+                        args: vec![
+                            ("scopes", self.scopes.join(" ")),
+                            ("needed", needed.join(" / ")),
+                        ],
                     });
                 }
             }
@@ -216,8 +249,10 @@ fn transport_name(t: Transport) -> &'static str {
     }
 }
 
+/// The portal's path to the Exchange Online API (other permissions are Microsoft Graph's).
+const EXO: &str = "APIs my organization uses -> Office 365 Exchange Online";
+
 fn needed_permission(t: Transport, g: Grant) -> (Vec<&'static str>, &'static str) {
-    const EXO: &str = "APIs my organization uses -> Office 365 Exchange Online";
     match (t, g) {
         (Transport::Graph, _) => (vec!["Mail.ReadWrite", "Mail.Read"], "Microsoft Graph"),
         (Transport::Imap, Grant::AppOnly) => (vec!["IMAP.AccessAsApp"], EXO),

@@ -249,8 +249,8 @@ pub(crate) struct Shown {
     fix: Option<String>,
 }
 
-/// AADSTS codes whose cause and fix the pages say in the viewer's language (the
-/// others in the catalogue's English).
+/// AADSTS codes whose fix names this server's redirect URI and platform (the others
+/// are said from the AADSTS catalogue's messages, `crate::diagnosis`).
 #[expect(
     clippy::unreadable_literal,
     reason = "AADSTS codes are written as Microsoft prints them"
@@ -276,7 +276,7 @@ fn show(t: Tr, failure: &Failure, redirect_uri: &str, platform: &str) -> Shown {
                         ("platform", platform),
                     ),
                 ),
-                None => (d.cause.clone(), d.fix.clone()),
+                None => crate::diagnosis::token_error(t, e),
             };
             Shown {
                 title: match d.code {
@@ -1180,12 +1180,21 @@ mod tests {
     }
 
     #[test]
-    fn other_codes_keep_the_catalogues_cause_and_fix() {
+    fn other_codes_are_said_from_the_catalogues_messages() {
         let failure = aadsts(7_000_215, "AADSTS7000215: Invalid client secret provided.");
         let shown = show(Tr::new("de"), &failure, "", "Web");
+        assert_eq!(shown.cause, "der geheime Schlüssel ist falsch");
+        let fix = shown.fix.unwrap();
+        assert!(fix.contains("Zertifikate & Geheimnisse"), "{fix}");
+        let en = show(Tr::new("en"), &failure, "", "Web");
         let entry = mailbridge_auth::diagnosis::lookup(7_000_215).unwrap();
-        assert_eq!(shown.cause, entry.cause);
-        assert_eq!(shown.fix.as_deref(), Some(entry.fix));
+        assert_eq!(en.cause, entry.cause);
+        assert_eq!(en.fix.as_deref(), Some(entry.fix));
+        let unknown = show(Tr::new("ru"), &aadsts(1, "AADSTS1: ?"), "", "Web");
+        assert_eq!(
+            unknown.cause,
+            "платформа удостоверений ответила invalid_request"
+        );
         let plain = show(Tr::new("fr"), &Failure::PasteNoCode, "", "Web");
         assert!(
             plain

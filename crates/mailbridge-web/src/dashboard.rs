@@ -48,6 +48,8 @@ struct Row {
     state: String,
     /// The last error and its fix (the watcher state's reason).
     detail: Option<String>,
+    /// Its fix in the viewer's language (an AADSTS code it names).
+    fix: Option<String>,
     last_sync: Option<When>,
     /// Outbox messages due (queued or retrying) and being sent.
     due: u64,
@@ -237,6 +239,10 @@ pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Resp
         let sending = count(&[OutboxState::Sending]);
         let event = states.get(&account.name);
         let (badge, state, detail) = badge(t, event.map(|e| &e.state));
+        // The last error's fix in the viewer's language, when it names an AADSTS code.
+        let fix = detail
+            .as_deref()
+            .and_then(|d| crate::diagnosis::in_text(t, d));
         let seen = activity
             .as_ref()
             .map(|a| a.of(&account.name, CHART_HOURS, now));
@@ -289,6 +295,7 @@ pub(crate) async fn dashboard(State(web): State<Arc<Web>>, visit: Visit) -> Resp
             badge,
             state,
             detail,
+            fix,
             last_sync: seen.as_ref().and_then(|s| s.last_sync).map(When::of),
             due,
             sending,

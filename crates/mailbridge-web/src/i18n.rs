@@ -142,6 +142,22 @@ impl Tr {
         self.format(id, Some(&args))
     }
 
+    /// The message `id` with the arguments `args` (name, value), or `None` when this
+    /// language has no message `id` (a message id made from data, such as a diagnosis
+    /// id, may be unknown).
+    pub fn try_with_args<'a>(
+        &self,
+        id: &str,
+        args: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<String> {
+        BUNDLES.get(self.lang)?.get_message(id)?.value()?;
+        let mut fluent = FluentArgs::new();
+        for (name, value) in args {
+            fluent.set(name.to_owned(), FluentValue::from(value.to_owned()));
+        }
+        Some(self.format(id, Some(&fluent)))
+    }
+
     fn format(&self, id: &str, args: Option<&FluentArgs<'_>>) -> String {
         let Some(bundle) = BUNDLES.get(self.lang) else {
             return id.to_owned();
@@ -214,7 +230,13 @@ mod tests {
                 }
                 let out = tr.format(&id, Some(&args));
                 assert_ne!(out, id, "{tag} {id} is missing");
-                assert!(!out.contains('{'), "{tag} {id}: {out}");
+                // Braces only where the message writes them as literals (`{ "{" }`,
+                // as in a PowerShell hashtable).
+                let literal = text
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{id} = ")) && l.contains("{ \"{\" }"));
+                assert!(literal || !out.contains('{'), "{tag} {id}: {out}");
+                assert!(!out.contains("{$"), "{tag} {id}: {out}");
             }
         }
         assert_eq!(Tr::new("pl").get("sign-out"), "Wyloguj");

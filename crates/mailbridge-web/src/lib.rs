@@ -44,6 +44,7 @@ mod accounts;
 mod admin;
 mod authorize;
 mod dashboard;
+pub mod diagnosis;
 pub mod i18n;
 pub mod limit;
 mod pages;

@@ -11,7 +11,7 @@ use mailbridge_types::config::EndpointConfig;
 use secrecy::SecretString;
 
 use super::{
-    Failure, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, diagnose, obtain,
+    Failure, Fix, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, diagnose, obtain,
     test_message,
 };
 
@@ -50,7 +50,12 @@ where
         report.advise(
             "EWS retirement",
             "this account uses EWS in Exchange Online".to_owned(),
-            advice,
+            Fix::new("ews-retirement", advice)
+                .arg(
+                    "blocked",
+                    mailbridge_ews::client::EXCHANGE_ONLINE_EWS_BLOCKED,
+                )
+                .arg("off", mailbridge_ews::client::EXCHANGE_ONLINE_EWS_OFF),
         );
     }
     let obtained = obtain(report, sign_in).await?;

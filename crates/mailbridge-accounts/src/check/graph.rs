@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use mailbridge_tls::TlsSettings;
 
 use super::{
-    Failure, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, diagnose, obtain,
+    Failure, Fix, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, diagnose, obtain,
     test_message,
 };
 use mailbridge_auth::scopes::Grant;
@@ -37,7 +37,7 @@ pub(super) async fn reach(
                 start,
                 Err((
                     format!("{} is not a URL: {e}", mailbridge_http::redact(url)),
-                    Some("set the endpoint's host to the full URL, such as https://graph.microsoft.com or https://mail.contoso.com/EWS/Exchange.asmx".into()),
+                    Some(Fix::new("endpoint-not-url", "set the endpoint's host to the full URL, such as https://graph.microsoft.com or https://mail.contoso.com/EWS/Exchange.asmx")),
                 )),
             );
             return None;
@@ -57,7 +57,10 @@ pub(super) async fn reach(
                 start,
                 Err((
                     e.detail(),
-                    Some("fix the extra CA file path or the pin".into()),
+                    Some(Fix::new(
+                        "trust-settings",
+                        "fix the extra CA file path or the pin",
+                    )),
                 )),
             );
             return None;
@@ -91,10 +94,10 @@ pub(super) async fn reach(
                 }
                 None => (
                     mailbridge_types::error_chain(&e.without_url()),
-                    Some(
-                        "check the URL, and that this machine reaches it (DNS, proxy, firewall)"
-                            .to_owned(),
-                    ),
+                    Some(Fix::new(
+                        "url-unreachable",
+                        "check the URL, and that this machine reaches it (DNS, proxy, firewall)",
+                    )),
                 ),
             }
         })?;
@@ -132,7 +135,7 @@ fn client_for(
                 start,
                 Err((
                     "Microsoft Graph accepts only OAuth tokens, not passwords".into(),
-                    Some("set the account's sign_in to app-only (App registrations -> Certificates & secrets, Microsoft Graph Mail.ReadWrite and Mail.Send application permissions, Grant admin consent) or delegated".into()),
+                    Some(Fix::new("graph-no-passwords", "set the account's sign_in to app-only (App registrations -> Certificates & secrets, Microsoft Graph Mail.ReadWrite and Mail.Send application permissions, Grant admin consent) or delegated")),
                 )),
             );
             return None;

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use super::headers::{self, HeaderSink};
 use super::steps::{self, MailProtocol, Opened};
-use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login};
+use super::{Fix, Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login};
 
 /// IMAP, as the shared steps see it.
 struct Imap;
@@ -78,8 +78,10 @@ where
     } = opened;
     let token_ref = token.as_ref().map(|(t, g)| (t, *g));
     let refusal = |e: &ImapError| {
-        let server_fix = e.meaning().map(|m| m.fix().to_owned()).unwrap_or_default();
-        diagnose::mail_refusal(token_ref, Transport::Imap, mailbox, &server_fix)
+        let server_fix = e
+            .meaning()
+            .map_or_else(Fix::default, diagnose::imap_meaning);
+        diagnose::mail_refusal(token_ref, Transport::Imap, mailbox, server_fix)
     };
     let start = Instant::now();
     if let Err(e) = client.authenticate(&credentials).await {
@@ -143,7 +145,10 @@ async fn read_first_header(client: &mut ImapClient) -> Result<String, super::Fai
         .ok_or_else(|| {
             (
                 format!("UID {uid} has no header fields"),
-                Some("the message is malformed; the mailbox itself works".to_owned()),
+                Some(Fix::new(
+                    "message-malformed",
+                    "the message is malformed; the mailbox itself works",
+                )),
             )
         })
 }

@@ -25,6 +25,7 @@ mod smtp;
 mod steps;
 mod tls;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
@@ -56,6 +57,16 @@ pub struct StepResult {
     /// the EWS retirement notice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The fix's stable id, when it has one: `aadsts-<code>` for an entry of the AADSTS
+    /// catalogue, otherwise a check's own id (see [`Fix`]). Pages say the fix in the
+    /// viewer's language from it; absent when the fix is a server's or library's own
+    /// words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix_id: Option<String>,
+    /// The values the fix names (account, mailbox, ids, fingerprints, ports), by the
+    /// argument names of the fix's messages.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fix_args: BTreeMap<String, String>,
     /// On a TLS failure: the certificate the server presented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<PresentedCertificate>,
@@ -68,8 +79,150 @@ pub struct Report {
     pub steps: Vec<StepResult>,
 }
 
+/// A fix: its English text (what the CLI prints) and, when it has one, its stable id
+/// with the values it names, from which the web pages say it in other languages.
+///
+/// Ids: `aadsts-<code>` (the AADSTS catalogue entry: its cause and fix, optionally with
+/// the argument `claims` = `challenge` when the answer carried a claims challenge), or a
+/// check's own id such as `resolve-failed`, `tls-self-signed` or
+/// `mail-refused-app-only-imap`. Arguments are values only (names, addresses, ids,
+/// commands), never words of a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fix {
+    pub text: String,
+    pub id: Option<String>,
+    pub args: BTreeMap<String, String>,
+}
+
+impl Fix {
+    /// A fix with the stable id `id`.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            id: Some(id.into()),
+            args: BTreeMap::new(),
+        }
+    }
+
+    /// The fix with the value `value` for its argument `name`.
+    #[must_use]
+    pub fn arg(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.args.insert(name.to_owned(), value.into());
+        self
+    }
+}
+
+impl From<String> for Fix {
+    /// A fix known only by its English text (a server's or library's own words).
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            id: None,
+            args: BTreeMap::new(),
+        }
+    }
+}
+
+impl From<&str> for Fix {
+    fn from(text: &str) -> Self {
+        Self::from(text.to_owned())
+    }
+}
+
+/// Every id a check's [`Fix`] can carry besides `aadsts-<code>` (an entry of
+/// `mailbridge_auth::diagnosis::CATALOGUE`) and `aadsts-unknown`: the web pages have a
+/// message `fix-<id>` for each, in every language.
+pub const FIX_IDS: &[&str] = &[
+    "resolve-no-address",
+    "resolve-failed",
+    "trust-settings",
+    "endpoint-not-url",
+    "url-unreachable",
+    "graph-no-passwords",
+    "token-certificate",
+    "token-unreachable",
+    "token-not-identity-platform",
+    "token-credential",
+    "token-authority",
+    "token-sign-in-again",
+    "tls-ca-as-server",
+    "tls-self-signed",
+    "tls-untrusted-issuer",
+    "tls-wrong-name",
+    "tls-no-name",
+    "tls-pin-mismatch",
+    "tls-port-expects-plain",
+    "tls-port-expects-tls",
+    "tls-no-answer",
+    "connect-failed",
+    "pop3-no-top",
+    "message-malformed",
+    "ews-retirement",
+    "mail-refused-password-imap",
+    "mail-refused-password-pop3",
+    "mail-refused-password-smtp",
+    "mail-refused-app-only-imap",
+    "mail-refused-app-only-pop3",
+    "mail-refused-app-only-smtp",
+    "mail-refused-delegated-imap",
+    "mail-refused-delegated-pop3",
+    "mail-refused-delegated-smtp",
+    "mail-refused-other-user-imap",
+    "mail-refused-other-user-pop3",
+    "mail-refused-other-user-smtp",
+    "token-not-graph",
+    "token-not-exchange",
+    "token-no-roles-graph",
+    "token-no-roles-exchange",
+    "token-missing-role-graph",
+    "token-missing-role-exchange",
+    "token-missing-scope-graph",
+    "token-missing-scope-exchange",
+    "graph-unreachable",
+    "graph-no-roles",
+    "graph-missing-role",
+    "graph-no-mail-send-scope",
+    "graph-token-refused",
+    "graph-denied-delegated",
+    "graph-denied-app-only",
+    "graph-outside-policy",
+    "graph-outside-policy-with-role",
+    "graph-mailbox-not-enabled",
+    "graph-unknown-user",
+    "graph-me-app-only",
+    "ews-password-refused",
+    "ews-token-expired",
+    "ews-access-denied",
+    "ews-impersonation-denied",
+    "ews-no-mailbox",
+    "ews-send-as-denied",
+    "ews-unreachable",
+    "imap-authentication-failed",
+    "imap-throttled",
+    "imap-transient",
+    "imap-rejected",
+    "pop3-authentication-failed",
+    "pop3-disabled",
+    "pop3-transient",
+    "pop3-rejected",
+    "smtp-auth-disabled-for-tenant",
+    "smtp-auth-disabled-for-mailbox",
+    "smtp-basic-auth-disabled",
+    "smtp-authentication-failed",
+    "smtp-send-as-denied",
+    "smtp-throttled",
+    "smtp-too-large",
+    "smtp-transient",
+    "smtp-rejected",
+    "graph-throttled",
+    "graph-not-found",
+    "graph-resync-required",
+    "graph-transient",
+    "graph-rejected",
+];
+
 /// A failed step: what happened and, when known, the fix.
-type Failure = (String, Option<String>);
+type Failure = (String, Option<Fix>);
 
 impl Report {
     fn push(&mut self, step: &str, start: Instant, result: Result<String, Failure>) -> bool {
@@ -89,25 +242,33 @@ impl Report {
             Ok(d) => (true, d, None),
             Err((d, f)) => (false, d, f),
         };
+        let (fix, fix_id, fix_args) = match fix {
+            Some(f) => (Some(f.text), f.id, f.args),
+            None => (None, None, BTreeMap::new()),
+        };
         self.record(StepResult {
             step: step.to_owned(),
             ok,
             elapsed_ms: start.elapsed().as_millis(),
             detail,
             fix,
+            fix_id,
+            fix_args,
             certificate,
         });
         ok
     }
 
     /// The last step, passed, with advice beside it.
-    fn advise(&mut self, step: &str, detail: String, advice: String) {
+    fn advise(&mut self, step: &str, detail: String, advice: Fix) {
         self.record(StepResult {
             step: step.to_owned(),
             ok: true,
             elapsed_ms: 0,
             detail,
-            fix: Some(advice),
+            fix: Some(advice.text),
+            fix_id: advice.id,
+            fix_args: advice.args,
             certificate: None,
         });
     }
@@ -180,7 +341,7 @@ pub enum SignIn<F> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFailure {
     pub detail: String,
-    pub fix: Option<String>,
+    pub fix: Option<Fix>,
 }
 
 /// The first `AADSTSnnnn` in a text.
@@ -194,8 +355,10 @@ fn aadsts_code(text: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn catalogue_fix(code: u32) -> Option<String> {
-    mailbridge_auth::diagnosis::lookup(code).map(|e| format!("{}: {}", e.cause, e.fix))
+/// The catalogue's cause and fix for `code`, with the code as the id.
+fn catalogue_fix(code: u32) -> Option<Fix> {
+    mailbridge_auth::diagnosis::lookup(code)
+        .map(|e| Fix::new(format!("aadsts-{code}"), format!("{}: {}", e.cause, e.fix)))
 }
 
 impl From<String> for TokenFailure {
@@ -222,11 +385,22 @@ impl From<&AuthError> for TokenFailure {
     fn from(e: &AuthError) -> Self {
         if let AuthError::Identity(f) = e {
             let d = &f.diagnosis;
-            let mut fix = format!("{}: {}", d.cause, d.fix);
+            let mut text = format!("{}: {}", d.cause, d.fix);
             if f.error.claims.is_some() {
-                fix.push_str(
+                text.push_str(
                     " (the answer carries a claims challenge: the next interactive sign-in must pass it, which `mailbridge auth login` does)",
                 );
+            }
+            // A code the catalogue lacks: the identity platform's OAuth error names it.
+            let mut fix = match d
+                .code
+                .filter(|c| mailbridge_auth::diagnosis::lookup(*c).is_some())
+            {
+                Some(code) => Fix::new(format!("aadsts-{code}"), text),
+                None => Fix::new("aadsts-unknown", text).arg("error", f.error.error.clone()),
+            };
+            if f.error.claims.is_some() {
+                fix = fix.arg("claims", "challenge");
             }
             return Self {
                 detail: format!(
@@ -238,24 +412,32 @@ impl From<&AuthError> for TokenFailure {
         }
         let detail = mailbridge_types::error_chain(e);
         let fix = match e {
-            AuthError::Certificate { .. } => Some(
-                "add the sign-in service's CA as the app's extra_ca_file (certificate checks stay on)".to_owned(),
-            ),
-            AuthError::Http { .. } => Some(
-                "check that this machine reaches the sign-in host (DNS, proxy, firewall) and that the app's authority_host is right".to_owned(),
-            ),
-            AuthError::Status { .. } | AuthError::Protocol(_) | AuthError::TooLarge { .. } => Some(
-                "the sign-in host did not answer as Microsoft's identity platform does: check the app's authority_host and cloud".to_owned(),
-            ),
-            AuthError::Credential(_) => Some(
-                "fix the app's credential: `mailbridge secrets set-app-secret <app>` with the secret's Value (App registrations -> Certificates & secrets), or the certificate and key files".to_owned(),
-            ),
-            AuthError::Authority(_) => Some(
-                "set the app's tenant to the Directory (tenant) ID from App registrations -> Overview, or a verified domain".to_owned(),
-            ),
-            AuthError::Interaction(_) => Some(
-                "sign in again: `mailbridge auth login <account>`".to_owned(),
-            ),
+            AuthError::Certificate { .. } => Some(Fix::new(
+                "token-certificate",
+                "add the sign-in service's CA as the app's extra_ca_file (certificate checks stay on)",
+            )),
+            AuthError::Http { .. } => Some(Fix::new(
+                "token-unreachable",
+                "check that this machine reaches the sign-in host (DNS, proxy, firewall) and that the app's authority_host is right",
+            )),
+            AuthError::Status { .. } | AuthError::Protocol(_) | AuthError::TooLarge { .. } => {
+                Some(Fix::new(
+                    "token-not-identity-platform",
+                    "the sign-in host did not answer as Microsoft's identity platform does: check the app's authority_host and cloud",
+                ))
+            }
+            AuthError::Credential(_) => Some(Fix::new(
+                "token-credential",
+                "fix the app's credential: `mailbridge secrets set-app-secret <app>` with the secret's Value (App registrations -> Certificates & secrets), or the certificate and key files",
+            )),
+            AuthError::Authority(_) => Some(Fix::new(
+                "token-authority",
+                "set the app's tenant to the Directory (tenant) ID from App registrations -> Overview, or a verified domain",
+            )),
+            AuthError::Interaction(_) => Some(Fix::new(
+                "token-sign-in-again",
+                "sign in again: `mailbridge auth login <account>`",
+            )),
             _ => aadsts_code(&detail).and_then(catalogue_fix),
         };
         Self { detail, fix }
@@ -269,12 +451,15 @@ async fn resolve(report: &mut Report, host: &str, port: u16) -> bool {
             Some(a) => Ok(format!("{host} -> {}", a.ip())),
             None => Err((
                 format!("{host} has no address"),
-                Some("check the host name".into()),
+                Some(Fix::new("resolve-no-address", "check the host name")),
             )),
         },
         Err(e) => Err((
             format!("{host} could not be resolved: {e}"),
-            Some("check the host name and the DNS of this machine".into()),
+            Some(Fix::new(
+                "resolve-failed",
+                "check the host name and the DNS of this machine",
+            )),
         )),
     };
     report.push("resolve", start, result)
@@ -350,17 +535,68 @@ fn test_message(from: &str, to: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Every id written in the checks' sources (and the token problems') is listed in
+    /// [`FIX_IDS`], and every listed id is written somewhere: the pages' messages follow
+    /// the list.
+    #[test]
+    fn every_fix_id_in_the_sources_is_listed() {
+        // This file without the list itself and without these tests.
+        let this = include_str!("mod.rs");
+        let list_start = this.find("pub const FIX_IDS").unwrap();
+        let list_end = list_start + this[list_start..].find("];").unwrap();
+        let this = format!(
+            "{}{}",
+            &this[..list_start],
+            &this[list_end..this.find("#[cfg(test)]").unwrap()]
+        );
+        let sources = [
+            this.as_str(),
+            include_str!("diagnose.rs"),
+            include_str!("tls.rs"),
+            include_str!("steps.rs"),
+            include_str!("imap.rs"),
+            include_str!("pop3.rs"),
+            include_str!("smtp.rs"),
+            include_str!("graph.rs"),
+            include_str!("ews.rs"),
+            include_str!("../../../mailbridge-auth/src/claims.rs"),
+        ]
+        .join("\n");
+        let mut written = std::collections::BTreeSet::new();
+        for (i, _) in sources.match_indices("Fix::new(") {
+            let rest = sources[i + "Fix::new(".len()..].trim_start();
+            if let Some(lit) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                written.insert(lit.to_owned());
+            }
+        }
+        // Ids picked before `Fix::new` (the token problems', the server replies'
+        // meanings, Graph's role and policy variants).
+        for prefix in ["token-", "graph-", "imap-", "pop3-", "smtp-"] {
+            for rest in sources.split(&format!("\"{prefix}")).skip(1) {
+                let id = rest.split('"').next().unwrap_or_default();
+                written.insert(format!("{prefix}{id}"));
+            }
+        }
+        for kind in ["password", "app-only", "delegated", "other-user"] {
+            assert!(sources.contains(&format!("\"mail-refused-{kind}-{{protocol}}\"")));
+            for protocol in ["imap", "pop3", "smtp"] {
+                written.insert(format!("mail-refused-{kind}-{protocol}"));
+            }
+        }
+        written.remove("aadsts-unknown");
+        let listed: std::collections::BTreeSet<String> =
+            FIX_IDS.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(written, listed);
+    }
+
     #[test]
     fn token_failures_known_by_text_get_the_catalogue_fix() {
         let f = TokenFailure::from(
             "the sign-in service answered HTTP 401: AADSTS7000215: Invalid client secret provided.",
         );
-        assert!(
-            f.fix
-                .as_deref()
-                .is_some_and(|x| x.contains("not its Secret ID")),
-            "{f:?}"
-        );
+        let fix = f.fix.clone().unwrap();
+        assert!(fix.text.contains("not its Secret ID"), "{f:?}");
+        assert_eq!(fix.id.as_deref(), Some("aadsts-7000215"));
         assert_eq!(TokenFailure::from("no AADSTS here").fix, None);
         assert_eq!(aadsts_code("xAADSTS"), None);
     }

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use super::headers;
 use super::steps::{self, MailProtocol, Opened};
-use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login};
+use super::{Fix, Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login};
 
 /// POP3, as the shared steps see it.
 struct Pop3;
@@ -85,10 +85,10 @@ where
                         token.as_ref().map(|(t, g)| (t, *g)),
                         Transport::Pop3,
                         mailbox,
-                        meaning.fix(),
+                        diagnose::pop3_meaning(meaning),
                     )
                 } else {
-                    meaning.fix().to_owned()
+                    diagnose::pop3_meaning(meaning)
                 };
                 (
                     refused_login(
@@ -100,7 +100,11 @@ where
             }
             other => (
                 other.to_string(),
-                "check the host, port and TLS mode (POP3: 995 implicit TLS, 110 STLS)".to_owned(),
+                Fix::new(
+                    "connect-failed",
+                    format!("check the host, port and TLS mode ({})", Pop3::PORTS),
+                )
+                .arg("ports", Pop3::PORTS),
             ),
         };
         report.push("authenticate", start, Err((detail, Some(fix))));
@@ -124,7 +128,7 @@ where
             (count, uidl)
         }
         Err(e) => {
-            let fix = e.meaning().map(|m| m.fix().to_owned());
+            let fix = e.meaning().map(diagnose::pop3_meaning);
             report.push("open inbox", start, Err((e.to_string(), fix)));
             return report;
         }
@@ -141,10 +145,10 @@ where
                 .ok_or_else(|| (format!("message {n} has no header fields"), None)),
             Err(e) => Err((
                 e.to_string(),
-                Some(
-                    "the server refused TOP: reading the mailbox works, headers need RETR"
-                        .to_owned(),
-                ),
+                Some(Fix::new(
+                    "pop3-no-top",
+                    "the server refused TOP: reading the mailbox works, headers need RETR",
+                )),
             )),
         };
         report.ok = report.push("read header", start, result);

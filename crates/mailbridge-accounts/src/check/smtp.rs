@@ -10,7 +10,9 @@ use mailbridge_types::config::{EndpointConfig, TlsMode, Transport};
 use secrecy::SecretString;
 
 use super::steps::{self, MailProtocol, Opened};
-use super::{Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login, test_message};
+use super::{
+    Fix, Identity, Report, Side, SignIn, TokenFailure, diagnose, refused_login, test_message,
+};
 
 /// SMTP submission, as the shared steps see it.
 struct Smtp;
@@ -90,18 +92,18 @@ where
                         "the server offers no AUTH before STARTTLS (it offers: {})",
                         client.capabilities.join(", ")
                     ),
-                    Some(e.to_string()),
+                    Some(Fix::from(e.to_string())),
                 )),
             );
             let _ = client.quit().await;
             return report;
         }
         let meaning = e.meaning();
-        let server_fix = meaning.map(|m| m.fix().to_owned()).unwrap_or_default();
+        let server_fix = meaning.map_or_else(Fix::default, diagnose::smtp_meaning);
         // 5.7.139 says exactly what is wrong; only a bare refusal needs the token read.
         let fix = match meaning {
             Some(mailbridge_smtp::Meaning::AuthenticationFailed) | None => {
-                diagnose::mail_refusal(token_ref, Transport::Smtp, from, &server_fix)
+                diagnose::mail_refusal(token_ref, Transport::Smtp, from, server_fix)
             }
             _ => server_fix,
         };
@@ -128,7 +130,7 @@ where
             reply.text()
         )),
         Err(e) => {
-            let fix = e.meaning().map(|m| m.fix().to_owned());
+            let fix = e.meaning().map(diagnose::smtp_meaning);
             Err((e.to_string(), fix))
         }
     };

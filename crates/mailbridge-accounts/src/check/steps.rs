@@ -12,7 +12,9 @@ use mailbridge_tls::TlsSettings;
 use mailbridge_types::config::{EndpointConfig, TlsMode};
 use secrecy::SecretString;
 
-use super::{Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, obtain, resolve, tls};
+use super::{
+    Fix, Identity, Obtained, Report, Side, SignIn, Target, TokenFailure, obtain, resolve, tls,
+};
 
 /// What a mail protocol's check needs to know about the protocol.
 pub(super) trait MailProtocol {
@@ -174,7 +176,10 @@ async fn prepare(report: &mut Report, endpoint: &EndpointConfig) -> Option<TlsSe
                 start,
                 Err((
                     e.detail(),
-                    Some("fix the extra CA file path or the pin".into()),
+                    Some(Fix::new(
+                        "trust-settings",
+                        "fix the extra CA file path or the pin",
+                    )),
                 )),
             );
             None

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use mailbridge_mailbox::connect::Identity;
 
+use super::Fix;
+
 /// The certificate a server presented, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PresentedCertificate {
@@ -79,7 +81,7 @@ impl Side {
 pub(super) struct Explained {
     /// The cause, in words (the step's detail ends with it).
     pub cause: Option<String>,
-    pub fix: String,
+    pub fix: Fix,
     pub certificate: Option<PresentedCertificate>,
 }
 
@@ -103,35 +105,55 @@ pub(super) fn certificate(refused: &CertificateRefused, who: &Identity, side: Si
     let pin = pin_command(who, side, &fingerprint);
     let account = &who.account;
     let fix = match refused.problem() {
-        Problem::CaAsServerCertificate => format!(
+        Problem::CaAsServerCertificate => Fix::new("tls-ca-as-server", format!(
             "the server uses a CA certificate as its own (the default of `openssl req -x509`), which is refused even as the extra CA file; once its administrator confirms that {fingerprint} is the server's certificate, pin it: {pin}. Only that certificate is accepted besides the normally trusted ones; or give the server a certificate issued by a CA"
-        ),
-        Problem::UntrustedIssuer if shown.as_ref().is_some_and(|c| c.self_signed) => format!(
+        ))
+        .arg("fingerprint", fingerprint.clone())
+        .arg("pin", pin.clone()),
+        Problem::UntrustedIssuer if shown.as_ref().is_some_and(|c| c.self_signed) => Fix::new("tls-self-signed", format!(
             "the certificate is self-signed: once its administrator confirms that {fingerprint} is the server's certificate, pin it: {pin}; or add the certificate as the extra CA file (`mailbridge account edit {account} --extra-ca-file server.pem`)"
-        ),
-        Problem::UntrustedIssuer => format!(
-            "add the CA that issued it ({}) as the extra CA file: `mailbridge account edit {account} --extra-ca-file <that CA's PEM file>` (certificate checks stay on); or pin this one certificate: {pin} (a pin must be renewed with the certificate)",
-            shown
+        ))
+        .arg("fingerprint", fingerprint.clone())
+        .arg("pin", pin.clone())
+        .arg("account", account.clone()),
+        Problem::UntrustedIssuer => {
+            let issuer = shown
                 .as_ref()
-                .map(|c| c.issuer.as_str())
-                .unwrap_or_default()
-        ),
+                .map(|c| c.issuer.clone())
+                .unwrap_or_default();
+            Fix::new("tls-untrusted-issuer", format!(
+                "add the CA that issued it ({issuer}) as the extra CA file: `mailbridge account edit {account} --extra-ca-file <that CA's PEM file>` (certificate checks stay on); or pin this one certificate: {pin} (a pin must be renewed with the certificate)"
+            ))
+            .arg("issuer", issuer)
+            .arg("pin", pin.clone())
+            .arg("account", account.clone())
+        }
         Problem::WrongName {
             expected,
             presented,
         } => match presented.first() {
-            Some(first) => format!(
+            Some(first) => Fix::new("tls-wrong-name", format!(
                 "the certificate is for {}, not {expected}: set the host to one of those names, or keep the host and name the certificate's: `mailbridge account edit {account} --tls-name {first}`",
                 presented.join(", ")
-            ),
-            None => format!(
+            ))
+            .arg("names", presented.join(", "))
+            .arg("expected", expected.clone())
+            .arg("account", account.clone())
+            .arg("name", first.clone()),
+            None => Fix::new("tls-no-name", format!(
                 "the certificate names no host: set tls_name to the name the server's administrator gives (`mailbridge account edit {account} --tls-name <name>`), or pin the certificate: {pin}"
-            ),
+            ))
+            .arg("account", account.clone())
+            .arg("pin", pin.clone()),
         },
-        Problem::PinMismatch { pinned } => format!(
+        Problem::PinMismatch { pinned } => Fix::new("tls-pin-mismatch", format!(
             "the pinned certificate is {pinned}, the server presented {fingerprint}: if the server's certificate was renewed (ask its administrator), pin the new one: {pin}; otherwise something between here and the server presents its own certificate, so do not pin it"
-        ),
-        _ => refused.fix(),
+        ))
+        .arg("pinned", pinned.to_string())
+        .arg("fingerprint", fingerprint.clone())
+        .arg("pin", pin.clone()),
+        // The TLS library's own words (expired, not yet valid, revoked, ...).
+        _ => Fix::from(refused.fix()),
     };
     Explained {
         cause: Some(refused.to_string()),
@@ -148,22 +170,34 @@ pub(super) fn explain(
     side: Side,
     ports: &str,
 ) -> Explained {
-    let plain = |fix: String| Explained {
+    let plain = |fix: Fix| Explained {
         cause: None,
-        fix,
+        fix: fix.arg("ports", ports),
         certificate: None,
     };
     match source.map(mailbridge_tls::failure) {
         Some(Failure::Certificate(refused)) => certificate(refused, who, side),
-        Some(Failure::NotTls) => plain(format!(
-            "the port expects plain text first: set TLS to STARTTLS, or use the implicit-TLS port ({ports})"
+        Some(Failure::NotTls) => plain(Fix::new(
+            "tls-port-expects-plain",
+            format!(
+                "the port expects plain text first: set TLS to STARTTLS, or use the implicit-TLS port ({ports})"
+            ),
         )),
-        Some(Failure::ExpectsImplicitTls) => plain(format!(
-            "the port expects TLS from the first byte: set TLS to implicit, or use the STARTTLS port ({ports})"
+        Some(Failure::ExpectsImplicitTls) => plain(Fix::new(
+            "tls-port-expects-tls",
+            format!(
+                "the port expects TLS from the first byte: set TLS to implicit, or use the STARTTLS port ({ports})"
+            ),
         )),
-        Some(Failure::TimedOut) => plain(format!(
-            "check the host, port and TLS mode ({ports}): something on the path accepts connections without answering"
+        Some(Failure::TimedOut) => plain(Fix::new(
+            "tls-no-answer",
+            format!(
+                "check the host, port and TLS mode ({ports}): something on the path accepts connections without answering"
+            ),
         )),
-        _ => plain(format!("check the host, port and TLS mode ({ports})")),
+        _ => plain(Fix::new(
+            "connect-failed",
+            format!("check the host, port and TLS mode ({ports})"),
+        )),
     }
 }

@@ -323,6 +323,8 @@ async fn admin_consent_row_over_ews_and_the_secret_row_at_get_token() {
             .contains("copy the secret's Value, not its Secret ID"),
         "{last}"
     );
+    // The fix's stable id (the web pages say it in the viewer's language from it).
+    assert_eq!(last["fix_id"], "aadsts-7000215", "{last}");
     mail.stop().await;
 }
 

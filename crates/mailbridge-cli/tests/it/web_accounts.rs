@@ -408,8 +408,16 @@ async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_
     assert_eq!(text(driver, ".step.bad .step-name").await, "authenticate");
     let fix = text(driver, ".step.bad .fix").await;
     assert!(fix.starts_with("Naprawa:"), "{fix}");
+    // In Polish, with the portal's Polish names; the cmdlet stays as written.
     assert!(
-        fix.contains("Enterprise applications, not from App registrations"),
+        fix.contains(
+            "to Identyfikator obiektu z Aplikacje dla przedsiębiorstw, nie z Rejestracje aplikacji"
+        ),
+        "{fix}"
+    );
+    assert!(fix.contains("`New-ServicePrincipal -AppId "), "{fix}");
+    assert!(
+        !fix.contains("Enterprise applications, not from App registrations"),
         "{fix}"
     );
     assert_accessible(driver, "a failed test in Polish at 390 px").await;

@@ -356,6 +356,8 @@ struct DetailPage {
     state_at: Option<When>,
     /// The last error with its fix (the watcher's reason), if the state has one.
     last_error: Option<String>,
+    /// The cause and fix of an AADSTS code in the last error, in the viewer's language.
+    last_error_fix: Option<String>,
     delegated: bool,
     /// "Signed in" or why not, for delegated accounts.
     signed_in: Option<String>,
@@ -521,6 +523,9 @@ pub(crate) async fn detail(
             badge: badge_class,
             state,
             state_at: current.as_ref().map(|e| When::of(e.at)),
+            last_error_fix: last_error
+                .as_deref()
+                .and_then(|e| crate::diagnosis::in_text(t, e)),
             last_error,
             delegated,
             signed_in,
@@ -583,10 +588,9 @@ pub(crate) fn outcome(t: Tr, receive: bool, report: &Report) -> Outcome {
                 name: s.step.clone(),
                 ms: s.elapsed_ms,
                 detail: mailbridge_types::printable(&s.detail).into_owned(),
-                fix: s
-                    .fix
-                    .as_deref()
-                    .map(|f| mailbridge_types::printable(f).into_owned()),
+                // In the viewer's language from the fix's id (server words as they are).
+                fix: crate::diagnosis::step_fix(t, s)
+                    .map(|f| mailbridge_types::printable(&f).into_owned()),
             })
             .collect(),
     }
