@@ -394,6 +394,22 @@ struct Ctx {
     callback: Option<String>,
 }
 
+/// [`context`] for a form: its CSRF token must be the session's, else the 403 page.
+async fn form_context(
+    web: &Web,
+    visit: &Visit,
+    origin: Origin,
+    id: &str,
+    csrf: Option<&str>,
+) -> Result<Ctx, Response> {
+    let ctx = context(web, visit, origin, id).await?;
+    if csrf_ok(&ctx.session, csrf) {
+        Ok(ctx)
+    } else {
+        Err(csrf_refused(ctx.t))
+    }
+}
+
 /// The web session, the right to change account `id`, and the account with its app
 /// (a delegated account: else a page that says why not).
 async fn context(web: &Web, visit: &Visit, origin: Origin, id: &str) -> Result<Ctx, Response> {
@@ -649,13 +665,10 @@ pub(crate) async fn start_browser(
     origin: Origin,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, origin, &id).await {
+    let ctx = match form_context(&web, &visit, origin, &id, form.csrf.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !csrf_ok(&ctx.session, form.csrf.as_deref()) {
-        return csrf_refused(ctx.t);
-    }
     let Some(callback) = ctx.callback.clone() else {
         let extra = Extra {
             error: Some(Failure::NoPublicUrl),
@@ -909,13 +922,10 @@ pub(crate) async fn start_device(
     origin: Origin,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, origin, &id).await {
+    let ctx = match form_context(&web, &visit, origin, &id, form.csrf.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !csrf_ok(&ctx.session, form.csrf.as_deref()) {
-        return csrf_refused(ctx.t);
-    }
     let (spec, client) = match spec(&web, &ctx).await {
         Ok(v) => v,
         Err(f) => return failed(&web, &ctx, f).await,
@@ -1014,13 +1024,10 @@ pub(crate) async fn start_paste(
     origin: Origin,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, origin, &id).await {
+    let ctx = match form_context(&web, &visit, origin, &id, form.csrf.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !csrf_ok(&ctx.session, form.csrf.as_deref()) {
-        return csrf_refused(ctx.t);
-    }
     let (spec, _) = match spec(&web, &ctx).await {
         Ok(v) => v,
         Err(f) => return failed(&web, &ctx, f).await,
@@ -1065,13 +1072,10 @@ pub(crate) async fn paste(
     origin: Origin,
     Form(form): Form<PasteForm>,
 ) -> Response {
-    let ctx = match context(&web, &visit, origin, &id).await {
+    let ctx = match form_context(&web, &visit, origin, &id, form.csrf.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !csrf_ok(&ctx.session, form.csrf.as_deref()) {
-        return csrf_refused(ctx.t);
-    }
     // At most what a browser's address bar holds.
     let pasted: String = form.address.trim().chars().take(16 * 1024).collect();
     let key = (ctx.session_hash.clone(), ctx.id);

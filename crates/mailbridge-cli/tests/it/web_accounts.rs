@@ -21,8 +21,8 @@ use mailbridge_testkit::{Emulator, EmulatorServer};
 use serde_json::json;
 
 use super::web_world::{
-    Browser, PASSWORD, Serve, assert_accessible, choose, click, click_through, element, fill, path,
-    serve, serve_with, text,
+    Browser, PASSWORD, Serve, add_person, assert_accessible, choose, click, click_through, element,
+    fill, path, serve, serve_with, sign_in, text,
 };
 
 const SECRET: &str = "wizard-app-secret-value-0123456789";
@@ -424,39 +424,6 @@ async fn an_app_only_account_with_the_wrong_exchange_registration_shows_the_fix_
     browser.quit().await;
     serve.stop().await;
     w.mail.stop().await;
-}
-
-/// `mailbridge user add NAME --role ROLE` with [`PASSWORD`], beside the running serve.
-pub(crate) async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
-    let mut add = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
-        .args(["user", "add", name, "--role", role, "--password-file", "-"])
-        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
-        .env("MAILBRIDGE_CONFIG", dir.join("mailbridge.toml"))
-        .env_remove("MAILBRIDGE_MASTER_KEY")
-        .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
-        .env_remove("MAILBRIDGE_DATABASE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::io::AsyncWriteExt::write_all(
-        add.stdin.as_mut().unwrap(),
-        format!("{PASSWORD}\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    drop(add.stdin.take());
-    let out = add.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
-
-pub(crate) async fn sign_in(driver: &fantoccini::Client, base: &str, name: &str) {
-    driver.goto(&format!("{base}/signin")).await.unwrap();
-    fill(driver, "name", name).await;
-    fill(driver, "password", PASSWORD).await;
-    click_through(driver, "#signin-submit").await;
-    element(driver, ".signout").await;
 }
 
 #[tokio::test]

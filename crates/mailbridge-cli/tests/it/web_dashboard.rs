@@ -10,34 +10,9 @@ use serde_json::json;
 
 use super::daemon_world::{BOB, world};
 use super::web_world::{
-    Browser, PASSWORD, assert_accessible, click_through, element, fill, serve_with,
+    Browser, PASSWORD, add_person, assert_accessible, click_through, element, fill, serve_with,
     set_up_administrator, text, until_page,
 };
-
-/// `mailbridge user add NAME --role ROLE` in `dir` with [`PASSWORD`].
-async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
-    let mut add = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
-        .args(["user", "add", name, "--role", role, "--password-file", "-"])
-        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
-        .env("MAILBRIDGE_CONFIG", dir.join("mailbridge.toml"))
-        .env_remove("MAILBRIDGE_MASTER_KEY")
-        .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
-        .env_remove("MAILBRIDGE_DATABASE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::io::AsyncWriteExt::write_all(
-        add.stdin.as_mut().unwrap(),
-        format!("{PASSWORD}\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    drop(add.stdin.take());
-    let out = add.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
 
 fn account_id(accounts: &serde_json::Value, name: &str) -> String {
     accounts

@@ -12,10 +12,9 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::{mpsc, watch};
 
-use super::web_accounts::{add_person, sign_in};
 use super::web_world::{
-    Browser, DEADLINE, assert_accessible, click, click_through, element, serve,
-    set_up_administrator, text,
+    Browser, DEADLINE, add_person, assert_accessible, click, click_through, element, serve,
+    set_up_administrator, sign_in, text,
 };
 
 /// An IMAP server that greets, answers CAPABILITY, tells `held` when LOGIN arrives and

@@ -339,3 +339,37 @@ pub(crate) async fn serve_with_args(dir: &Path, config: &Path, extra: &[&str]) -
         log,
     }
 }
+
+/// `mailbridge user add NAME --role ROLE` with [`PASSWORD`], beside the running serve.
+pub(crate) async fn add_person(dir: &std::path::Path, name: &str, role: &str) {
+    let mut add = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbridge"))
+        .args(["user", "add", name, "--role", role, "--password-file", "-"])
+        .env("MAILBRIDGE_DATA_DIR", dir.join("data"))
+        .env("MAILBRIDGE_CONFIG", dir.join("mailbridge.toml"))
+        .env_remove("MAILBRIDGE_MASTER_KEY")
+        .env_remove("MAILBRIDGE_MASTER_PASSPHRASE")
+        .env_remove("MAILBRIDGE_DATABASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        add.stdin.as_mut().unwrap(),
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    drop(add.stdin.take());
+    let out = add.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Signs `name` in (with [`PASSWORD`]) at `base`.
+pub(crate) async fn sign_in(driver: &Client, base: &str, name: &str) {
+    driver.goto(&format!("{base}/signin")).await.unwrap();
+    fill(driver, "name", name).await;
+    fill(driver, "password", PASSWORD).await;
+    click_through(driver, "#signin-submit").await;
+    element(driver, ".signout").await;
+}
